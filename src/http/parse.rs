@@ -1,0 +1,1 @@
+//! Sans-IO request reader (implementation owned by the HTTP-layer work).

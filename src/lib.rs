@@ -1,0 +1,2 @@
+//! MCPHub: one MCP endpoint in front of many MCP servers. See ARCHITECTURE.md.
+pub mod http;
