@@ -1,3 +1,5 @@
 //! MCPHub: one MCP endpoint in front of many MCP servers. See ARCHITECTURE.md.
+pub mod config;
 pub mod http;
 pub mod protocol;
+pub mod upstream;

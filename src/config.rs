@@ -1,0 +1,421 @@
+//! The hub's configuration: one typed struct, read from JSON, validated once
+//! at load with messages that name the offending key (STYLE.md).
+//!
+//! The `mcpServers` map reads the same JSON that Claude Desktop, Cursor and
+//! other hubs use (`type`, `url`, `headers`, `command`, `args`, `env`) plus the
+//! hub's own keys (DESIGN.md §8). Entries of types the hub cannot serve yet
+//! (stdio `command`, legacy `sse`) load with a warning instead of failing the file.
+//!
+//! ```json
+//! {
+//!   "port": 3000,
+//!   "toolNaming": "auto",
+//!   "mcpServers": {
+//!     "github": {"type": "streamable-http", "url": "https://api.githubcopilot.com/mcp/",
+//!                "headers": {"Authorization": "Bearer ${env.GITHUB_TOKEN}"}},
+//!     "mock":   {"type": "http", "url": "http://127.0.0.1:3101/mcp", "protocol": "legacy"}
+//!   }
+//! }
+//! ```
+
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// A configuration error; the message names the key (e.g. `mcpServers.github.url`).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The path.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid JSON or has a wrong type somewhere.
+    #[error("config is not valid: {0}")]
+    Syntax(String),
+    /// A value is invalid; `key` is its dotted path.
+    #[error("config key `{key}`: {message}")]
+    Invalid {
+        /// Dotted path of the key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), message: message.into() }
+}
+
+/// How exposed tool and prompt names are formed (DESIGN.md §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ToolNaming {
+    /// Names unchanged; only colliding names become `{server}__{name}`.
+    #[default]
+    Auto,
+    /// Every name becomes `{server}__{name}`.
+    Prefix,
+}
+
+/// Which protocol era to speak to a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ProtocolPin {
+    /// Probe once (modern first, then legacy `initialize`) and cache the result.
+    #[default]
+    Auto,
+    /// Always `initialize` + sessions.
+    Legacy,
+    /// Always 2026-07-28 per-request metadata.
+    Modern,
+}
+
+/// How upstream sessions are shared (DESIGN.md §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionSharing {
+    /// One upstream session per (server, context key).
+    #[default]
+    Context,
+    /// One upstream session per downstream client session.
+    Client,
+}
+
+/// One upstream server the hub can serve (a Streamable HTTP endpoint).
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The key in `mcpServers`; the prefix of its tools on a name collision.
+    pub name: String,
+    /// The MCP endpoint URL (`http://` or `https://`).
+    pub url: String,
+    /// Extra request headers sent to this server only.
+    pub headers: Vec<(String, String)>,
+    /// Era pin.
+    pub protocol: ProtocolPin,
+    /// Budget of one upstream call.
+    pub timeout: Duration,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Upstream session sharing.
+    pub session_sharing: SessionSharing,
+}
+
+/// An entry of `mcpServers` the hub skips, with why.
+#[derive(Debug, Clone)]
+pub struct SkippedServer {
+    /// The key in `mcpServers`.
+    pub name: String,
+    /// Why it is not served.
+    pub reason: String,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen port (env `PORT`, `--port`).
+    pub port: u16,
+    /// Listen address; 127.0.0.1 unless told otherwise (DESIGN.md §6).
+    pub bind: IpAddr,
+    /// Naming mode of tools and prompts.
+    pub tool_naming: ToolNaming,
+    /// Extra `Origin` values accepted besides localhost origins.
+    pub allowed_origins: Vec<String>,
+    /// Request workers.
+    pub workers: usize,
+    /// Bounded queue in front of the workers.
+    pub queue: usize,
+    /// Concurrent SSE streams.
+    pub max_streams: usize,
+    /// Maximum request body in bytes (413 beyond).
+    pub max_body_bytes: usize,
+    /// A legacy client session idle this long expires (404 afterwards).
+    pub client_session_idle: Duration,
+    /// The whole request inside the hub (`timeouts.hubMs`).
+    pub hub_timeout: Duration,
+    /// How long a merged list stays cached without a `list_changed` (`listCacheTtlSecs`).
+    pub list_cache_ttl: Duration,
+    /// Servers served, in name order.
+    pub servers: Vec<ServerConfig>,
+    /// Entries skipped with a warning.
+    pub skipped: Vec<SkippedServer>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawConfig {
+    #[serde(rename = "$schema")]
+    _schema: Option<Value>,
+    port: Option<u16>,
+    bind: Option<String>,
+    #[serde(default)]
+    tool_naming: ToolNaming,
+    #[serde(default)]
+    allowed_origins: Vec<String>,
+    workers: Option<usize>,
+    queue: Option<usize>,
+    max_streams: Option<usize>,
+    max_body_bytes: Option<usize>,
+    client_session_idle_secs: Option<u64>,
+    list_cache_ttl_secs: Option<u64>,
+    timeouts: Option<RawTimeouts>,
+    #[serde(default)]
+    mcp_servers: BTreeMap<String, Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawTimeouts {
+    hub_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawServer {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    url: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    command: Option<String>,
+    #[serde(default)]
+    protocol: ProtocolPin,
+    timeout_ms: Option<u64>,
+    connect_timeout_ms: Option<u64>,
+    #[serde(default)]
+    session_sharing: SessionSharing,
+    #[serde(default = "yes")]
+    enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Replaces `${env.NAME}` references with the environment variable's value.
+/// Errors (naming the variable, never its value): an unset variable, an
+/// unterminated reference, or another kind of reference.
+pub fn substitute_env(text: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or_else(|| "unterminated \"${\" reference".to_string())?;
+        let reference = &after[..end];
+        let name = reference
+            .strip_prefix("env.")
+            .ok_or_else(|| format!("unsupported reference ${{{reference}}} (only ${{env.NAME}} is supported)"))?;
+        let value = std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Default hub deadline (DESIGN.md §7: client 30 s > hub 25 s > server 20 s).
+pub const DEFAULT_HUB_TIMEOUT_MS: u64 = 25_000;
+/// Default budget of one upstream call.
+pub const DEFAULT_SERVER_TIMEOUT_MS: u64 = 20_000;
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        Config::parse(&text)
+    }
+
+    /// Parses and validates config JSON.
+    ///
+    /// Errors name the key: unknown top-level keys, a server without `url`, a
+    /// URL that is not http(s), a server name outside `[A-Za-z0-9_.-]` (it
+    /// becomes a tool-name prefix), header values that are not single-line, a
+    /// server timeout not shorter than the hub timeout.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = serde_json::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        let bind: IpAddr = match raw.bind.as_deref() {
+            None => IpAddr::from([127, 0, 0, 1]),
+            Some(b) => b.parse().map_err(|_| invalid("bind", format!("'{b}' is not an IP address")))?,
+        };
+        let hub_ms = raw.timeouts.unwrap_or_default().hub_ms.unwrap_or(DEFAULT_HUB_TIMEOUT_MS);
+        if hub_ms == 0 {
+            return Err(invalid("timeouts.hubMs", "must be greater than 0"));
+        }
+        let positive = |key: &str, v: Option<usize>, default: usize| -> Result<usize, ConfigError> {
+            match v {
+                Some(0) => Err(invalid(key, "must be greater than 0")),
+                Some(n) => Ok(n),
+                None => Ok(default),
+            }
+        };
+        let mut servers = Vec::new();
+        let mut skipped = Vec::new();
+        for (name, value) in raw.mcp_servers {
+            let key = format!("mcpServers.{name}");
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) || name.contains("__") {
+                return Err(invalid(&key, "server names must be non-empty [A-Za-z0-9_.-] without \"__\" (they prefix tool names)"));
+            }
+            if name.len() > 32 {
+                return Err(invalid(&key, "server names must be at most 32 characters (they prefix tool names)"));
+            }
+            let server: RawServer =
+                serde_json::from_value(value).map_err(|e| invalid(&key, e.to_string()))?;
+            if !server.enabled {
+                skipped.push(SkippedServer { name, reason: "disabled (\"enabled\": false)".into() });
+                continue;
+            }
+            let kind = server.kind.as_deref().unwrap_or(if server.command.is_some() { "stdio" } else { "streamable-http" });
+            match kind {
+                "streamable-http" | "streamableHttp" | "http" => {}
+                other => {
+                    skipped.push(SkippedServer { name, reason: format!("type \"{other}\" is not supported yet") });
+                    continue;
+                }
+            }
+            let url = server.url.ok_or_else(|| invalid(format!("{key}.url"), "is required for a streamable-http server"))?;
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(invalid(format!("{key}.url"), format!("'{url}' must start with http:// or https://")));
+            }
+            let mut headers = Vec::new();
+            for (h, v) in server.headers {
+                if h.is_empty() || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
+                    return Err(invalid(format!("{key}.headers"), format!("'{h}' is not a valid header name")));
+                }
+                let v = substitute_env(&v).map_err(|m| invalid(format!("{key}.headers.{h}"), m))?;
+                if v.contains(['\r', '\n']) {
+                    return Err(invalid(format!("{key}.headers.{h}"), "header values must be a single line"));
+                }
+                headers.push((h, v));
+            }
+            let timeout_ms = server.timeout_ms.unwrap_or(DEFAULT_SERVER_TIMEOUT_MS.min(hub_ms.saturating_sub(1).max(1)));
+            if timeout_ms == 0 || timeout_ms >= hub_ms {
+                return Err(invalid(
+                    format!("{key}.timeoutMs"),
+                    format!("{timeout_ms} ms must be greater than 0 and shorter than timeouts.hubMs ({hub_ms} ms)"),
+                ));
+            }
+            servers.push(ServerConfig {
+                name,
+                url,
+                headers,
+                protocol: server.protocol,
+                timeout: Duration::from_millis(timeout_ms),
+                connect_timeout: Duration::from_millis(server.connect_timeout_ms.unwrap_or(3_000).clamp(1, timeout_ms)),
+                session_sharing: server.session_sharing,
+            });
+        }
+        Ok(Config {
+            port: raw.port.unwrap_or(3000),
+            bind,
+            tool_naming: raw.tool_naming,
+            allowed_origins: raw.allowed_origins,
+            workers: positive("workers", raw.workers, 32)?,
+            queue: positive("queue", raw.queue, 256)?,
+            max_streams: positive("maxStreams", raw.max_streams, 256)?,
+            max_body_bytes: positive("maxBodyBytes", raw.max_body_bytes, 4 * 1024 * 1024)?,
+            client_session_idle: Duration::from_secs(raw.client_session_idle_secs.unwrap_or(3600).max(1)),
+            hub_timeout: Duration::from_millis(hub_ms),
+            list_cache_ttl: Duration::from_secs(raw.list_cache_ttl_secs.unwrap_or(300)),
+            servers,
+            skipped,
+        })
+    }
+
+    /// A human-readable summary of what the hub would serve (for `check-config`).
+    pub fn describe(&self) -> String {
+        let mut out = format!(
+            "listen: {}:{}\ntool naming: {:?}\nworkers: {} (queue {}), streams: {}, hub timeout: {} ms\nservers ({}):\n",
+            self.bind,
+            self.port,
+            self.tool_naming,
+            self.workers,
+            self.queue,
+            self.max_streams,
+            self.hub_timeout.as_millis(),
+            self.servers.len()
+        );
+        for s in &self.servers {
+            let hdrs: Vec<&str> = s.headers.iter().map(|(k, _)| k.as_str()).collect();
+            out.push_str(&format!(
+                "  {:<20} {} (protocol {:?}, timeout {} ms, sessions {:?}{})\n",
+                s.name,
+                s.url,
+                s.protocol,
+                s.timeout.as_millis(),
+                s.session_sharing,
+                if hdrs.is_empty() { String::new() } else { format!(", headers: {}", hdrs.join(", ")) }
+            ));
+        }
+        for s in &self.skipped {
+            out.push_str(&format!("  {:<20} skipped: {}\n", s.name, s.reason));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claude_desktop_style_file_loads_and_skips_stdio_entries() {
+        let c = Config::parse(
+            r#"{"mcpServers": {
+                "mock": {"type": "http", "url": "http://127.0.0.1:1/mcp", "headers": {"X-A": "b"}},
+                "fs": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-filesystem"]},
+                "old": {"type": "sse", "url": "http://127.0.0.1:2/sse"}
+            }}"#,
+        )
+        .unwrap();
+        assert_eq!(c.servers.len(), 1);
+        assert_eq!(c.servers[0].headers, vec![("X-A".to_string(), "b".to_string())]);
+        assert_eq!(c.skipped.len(), 2);
+        assert!(c.skipped.iter().any(|s| s.name == "fs" && s.reason.contains("stdio")));
+        assert_eq!(c.bind.to_string(), "127.0.0.1");
+        assert_eq!(c.servers[0].timeout, Duration::from_millis(20_000));
+    }
+
+    fn err(text: &str) -> String {
+        Config::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_the_offending_key() {
+        assert!(err(r#"{"mcpServers": {"a": {"type": "http"}}}"#).contains("mcpServers.a.url"));
+        assert!(err(r#"{"mcpServers": {"a": {"url": "ftp://x"}}}"#).contains("mcpServers.a.url"));
+        assert!(err(r#"{"mcpServers": {"a b": {"url": "http://x"}}}"#).contains("mcpServers.a b"));
+        assert!(err(r#"{"mcpServers": {"a__b": {"url": "http://x"}}}"#).contains("mcpServers.a__b"));
+        assert!(err(r#"{"bind": "localhost"}"#).contains("`bind`"));
+        assert!(err(r#"{"workers": 0}"#).contains("`workers`"));
+        assert!(err(r#"{"wrokers": 3}"#).contains("wrokers"));
+        assert!(err(r#"{"mcpServers": {"a": {"url": "http://x", "timeoutMs": 30000}}}"#).contains("mcpServers.a.timeoutMs"));
+        assert!(err(r#"{"mcpServers": {"a": {"url": "http://x", "headers": {"X": "a\nb"}}}}"#).contains("mcpServers.a.headers.X"));
+        assert!(err(r#"{"mcpServers": {"a": {"url": "http://x", "protocol": "v9"}}}"#).contains("mcpServers.a"));
+    }
+
+    #[test]
+    fn env_references_are_substituted() {
+        std::env::set_var("MCPHUB_TEST_TOKEN_CFG", "t0k");
+        assert_eq!(substitute_env("Bearer ${env.MCPHUB_TEST_TOKEN_CFG}!").unwrap(), "Bearer t0k!");
+        assert!(substitute_env("${env.MCPHUB_SURELY_UNSET_VAR}").unwrap_err().contains("MCPHUB_SURELY_UNSET_VAR"));
+        assert!(substitute_env("${user.X}").is_err());
+        assert!(substitute_env("${env.X").is_err());
+    }
+
+    #[test]
+    fn describe_lists_servers_without_header_values() {
+        let c = Config::parse(r#"{"mcpServers": {"gh": {"url": "https://x/mcp", "headers": {"Authorization": "Bearer secret"}}}}"#)
+            .unwrap();
+        let d = c.describe();
+        assert!(d.contains("gh") && d.contains("Authorization"));
+        assert!(!d.contains("secret"));
+    }
+}

@@ -1,0 +1,383 @@
+//! The hub's client side: one [`Upstream`] per configured MCP server.
+//!
+//! - One ureq agent per server, keep-alive pool sized to the workers, per-phase
+//!   timeouts (`timeout_connect`, `timeout_recv_response`, `timeout_per_read`);
+//!   never an agent-wide global timeout (it spawns a thread per request:
+//!   shared/notes/http-layer.md).
+//! - Era detection once per server ([`era`]): a modern `server/discover` probe
+//!   first; a 4xx without a recognised modern error means legacy → `initialize`.
+//!   Cached; pinned by `"protocol"` in the server config.
+//! - Legacy sessions ([`session`]): created once per (server, context key),
+//!   single-flight, reused by every client; 404 (or 400 naming the session) →
+//!   re-initialize and retry once (DESIGN.md §3).
+//! - Responses may be JSON or SSE ([`transport`]); notifications that arrive
+//!   before the final response are handed to the caller.
+
+pub mod era;
+pub mod session;
+pub mod transport;
+
+use crate::config::{ProtocolPin, ServerConfig};
+use crate::protocol::{self, codes, headers, jsonrpc, Era, MODERN_VERSION};
+use parking_lot::RwLock;
+use serde_json::{json, Map, Value};
+use session::{LegacySession, SessionPool};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use transport::{HttpReply, Transport};
+
+/// Why an upstream call failed. Messages name the server, never a credential.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// Connecting or talking to the server failed.
+    #[error("upstream '{server}' unreachable: {detail}")]
+    Transport {
+        /// Server name.
+        server: String,
+        /// What failed (no secrets).
+        detail: String,
+        /// Whether the request may have reached the server.
+        sent: bool,
+    },
+    /// The call ran past its deadline.
+    #[error("upstream '{server}' timed out after {timeout_ms} ms")]
+    Timeout {
+        /// Server name.
+        server: String,
+        /// The budget that ran out.
+        timeout_ms: u64,
+    },
+    /// The server answered with an HTTP status and no JSON-RPC message.
+    #[error("upstream '{server}' answered HTTP {status}: {detail}")]
+    Status {
+        /// Server name.
+        server: String,
+        /// HTTP status.
+        status: u16,
+        /// A short excerpt of the body.
+        detail: String,
+    },
+    /// The server's answer was not a valid JSON-RPC response.
+    #[error("upstream '{server}' sent an invalid response: {detail}")]
+    Protocol {
+        /// Server name.
+        server: String,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+impl UpstreamError {
+    /// The JSON-RPC error the client gets for this failure (`-32000`, or
+    /// `-32001` "Request timed out" with `data.layer = "upstream"`).
+    pub fn to_error_object(&self) -> jsonrpc::ErrorObject {
+        match self {
+            UpstreamError::Timeout { server, timeout_ms } => jsonrpc::ErrorObject::with_data(
+                -32001,
+                "Request timed out",
+                json!({"layer": "upstream", "server": server, "timeoutMs": timeout_ms}),
+            ),
+            other => jsonrpc::ErrorObject::with_data(codes::SERVER_ERROR, other.to_string(), json!({"server": other.server()})),
+        }
+    }
+
+    /// The server the error is about.
+    pub fn server(&self) -> &str {
+        match self {
+            UpstreamError::Transport { server, .. }
+            | UpstreamError::Timeout { server, .. }
+            | UpstreamError::Status { server, .. }
+            | UpstreamError::Protocol { server, .. } => server,
+        }
+    }
+}
+
+/// Who is calling, for session selection and modern `_meta`.
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    /// The context key of the upstream session (`shared`, `tok:…`, or a client
+    /// session for `sessionSharing: client`); DESIGN.md §3.
+    pub context_key: String,
+    /// The downstream client's `Implementation`, forwarded in modern `_meta`.
+    pub client_info: Option<Value>,
+    /// The downstream client's capabilities, forwarded in modern `_meta`.
+    pub client_capabilities: Option<Value>,
+    /// When the whole request must be answered (the hub deadline).
+    pub deadline: Instant,
+}
+
+impl CallContext {
+    /// A context for hub-internal calls (list fetches) on the shared session.
+    pub fn shared(deadline: Instant) -> CallContext {
+        CallContext { context_key: "shared".into(), client_info: None, client_capabilities: None, deadline }
+    }
+}
+
+/// Last observed state of a server, for `/readyz`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ServerState {
+    /// The era detected or pinned, if known.
+    pub era: Option<Era>,
+    /// Whether the last call reached the server.
+    pub ok: bool,
+    /// The last error, if the last call failed.
+    pub last_error: Option<String>,
+}
+
+/// One upstream MCP server.
+pub struct Upstream {
+    /// The server's configuration.
+    pub config: ServerConfig,
+    transport: Transport,
+    era: RwLock<Option<Era>>,
+    sessions: SessionPool,
+    next_id: AtomicU64,
+    state: RwLock<ServerState>,
+}
+
+const HUB_CLIENT_INFO: fn() -> Value = || json!({"name": "mcphub", "version": env!("CARGO_PKG_VERSION")});
+
+impl Upstream {
+    /// Creates the client for one server; `pool_size` keep-alive connections.
+    pub fn new(config: ServerConfig, pool_size: usize) -> Upstream {
+        let pinned = match config.protocol {
+            ProtocolPin::Auto => None,
+            ProtocolPin::Legacy => Some(Era::Legacy),
+            ProtocolPin::Modern => Some(Era::Modern),
+        };
+        Upstream {
+            transport: Transport::new(&config, pool_size),
+            era: RwLock::new(pinned),
+            sessions: SessionPool::default(),
+            next_id: AtomicU64::new(1),
+            state: RwLock::new(ServerState { era: pinned, ok: true, last_error: None }),
+            config,
+        }
+    }
+
+    /// The server's name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Last observed state.
+    pub fn state(&self) -> ServerState {
+        self.state.read().clone()
+    }
+
+    /// Live legacy sessions: `(context key, session id)`.
+    pub fn sessions(&self) -> Vec<(String, Option<String>)> {
+        self.sessions.list()
+    }
+
+    fn next_id(&self) -> Value {
+        json!(self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The remaining budget for one call: `min(hub deadline, server timeout)`.
+    fn budget(&self, ctx: &CallContext) -> Result<Duration, UpstreamError> {
+        let remaining = ctx.deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(UpstreamError::Timeout { server: self.config.name.clone(), timeout_ms: 0 });
+        }
+        Ok(remaining.min(self.config.timeout))
+    }
+
+    /// The server's era: pinned, cached, or probed now (modern first).
+    pub fn era(&self, ctx: &CallContext) -> Result<Era, UpstreamError> {
+        if let Some(e) = *self.era.read() {
+            return Ok(e);
+        }
+        let budget = self.budget(ctx)?;
+        let probe = era::probe_request(self.next_id(), ctx);
+        let reply = self.transport.post(&probe.body, &probe.headers, budget, &mut |_| {});
+        let detected = match reply {
+            Ok(r) => era::classify_probe(&r),
+            Err(e) => {
+                self.record(Err(&e));
+                return Err(e);
+            }
+        };
+        log::info!("upstream '{}' speaks the {} era", self.config.name, detected.as_str());
+        *self.era.write() = Some(detected);
+        self.state.write().era = Some(detected);
+        Ok(detected)
+    }
+
+    fn record(&self, outcome: Result<(), &UpstreamError>) {
+        let mut s = self.state.write();
+        match outcome {
+            Ok(()) => {
+                s.ok = true;
+                s.last_error = None;
+            }
+            Err(e) => {
+                s.ok = false;
+                s.last_error = Some(e.to_string());
+            }
+        }
+    }
+
+    /// Sends one JSON-RPC request and returns the upstream's final response
+    /// message (with `result` or `error`; its `id` is the hub's upstream id and
+    /// should be replaced by the caller). `params` are sent as given apart from
+    /// era adaptation: modern upstreams get `_meta` protocol version, client
+    /// info and capabilities and the standard headers; legacy upstreams get
+    /// the `io.modelcontextprotocol/*` keys removed from `_meta` and the session.
+    ///
+    /// `on_message` receives every other message that arrives on an SSE
+    /// response before the final one (notifications; server→client requests
+    /// are answered with `-32601` by the hub for now).
+    pub fn request(
+        &self,
+        method: &str,
+        params: Map<String, Value>,
+        ctx: &CallContext,
+        extra_headers: &[(String, String)],
+        on_message: &mut dyn FnMut(&Value),
+    ) -> Result<Value, UpstreamError> {
+        let result = match self.era(ctx)? {
+            Era::Modern => self.request_modern(method, params, ctx, extra_headers, on_message),
+            Era::Legacy => self.request_legacy(method, params, ctx, on_message),
+        };
+        self.record(result.as_ref().map(|_| ()));
+        result
+    }
+
+    fn request_modern(
+        &self,
+        method: &str,
+        mut params: Map<String, Value>,
+        ctx: &CallContext,
+        extra_headers: &[(String, String)],
+        on_message: &mut dyn FnMut(&Value),
+    ) -> Result<Value, UpstreamError> {
+        let meta = params.entry("_meta").or_insert_with(|| json!({}));
+        if !meta.is_object() {
+            *meta = json!({});
+        }
+        if let Some(m) = meta.as_object_mut() {
+            m.insert(protocol::META_PROTOCOL_VERSION.into(), json!(MODERN_VERSION));
+            m.insert(protocol::META_CLIENT_INFO.into(), ctx.client_info.clone().unwrap_or_else(HUB_CLIENT_INFO));
+            m.insert(protocol::META_CLIENT_CAPABILITIES.into(), ctx.client_capabilities.clone().unwrap_or_else(|| json!({})));
+        }
+        let mut hdrs = vec![
+            (headers::PROTOCOL_VERSION.to_string(), MODERN_VERSION.to_string()),
+            (headers::METHOD.to_string(), method.to_string()),
+        ];
+        if let Some(field) = headers::name_field(method) {
+            if let Some(v) = params.get(field).and_then(Value::as_str) {
+                hdrs.push((headers::NAME.to_string(), headers::encode_value(v)));
+            }
+        }
+        hdrs.extend(extra_headers.iter().cloned());
+        let body = jsonrpc::request(&self.next_id(), method, Value::Object(params));
+        let reply = self.transport.post(&body, &hdrs, self.budget(ctx)?, on_message)?;
+        self.final_message(reply)
+    }
+
+    fn request_legacy(
+        &self,
+        method: &str,
+        mut params: Map<String, Value>,
+        ctx: &CallContext,
+        on_message: &mut dyn FnMut(&Value),
+    ) -> Result<Value, UpstreamError> {
+        strip_modern_meta(&mut params);
+        let body_params = Value::Object(params);
+        let mut retried = false;
+        loop {
+            let session = self.legacy_session(ctx)?;
+            let body = jsonrpc::request(&self.next_id(), method, body_params.clone());
+            let reply = self.transport.post(&body, &session.headers(), self.budget(ctx)?, on_message)?;
+            if !retried && reply.is_session_expired() {
+                log::debug!(
+                    "♻️ upstream session invalidated → re-establishing (server={}, context={})",
+                    self.config.name,
+                    ctx.context_key
+                );
+                self.sessions.invalidate(&ctx.context_key, &session);
+                retried = true;
+                continue;
+            }
+            return self.final_message(reply);
+        }
+    }
+
+    /// The legacy session for this context, created once (single-flight).
+    fn legacy_session(&self, ctx: &CallContext) -> Result<Arc<LegacySession>, UpstreamError> {
+        self.sessions.get_or_create(&ctx.context_key, || {
+            let budget = self.budget(ctx)?;
+            session::initialize(&self.transport, &self.config.name, &ctx.context_key, self.next_id(), budget)
+        })
+    }
+
+    /// Sends a notification (no response expected beyond 202).
+    pub fn notify(&self, method: &str, params: Map<String, Value>, ctx: &CallContext) -> Result<(), UpstreamError> {
+        let body = jsonrpc::notification(method, Value::Object(params));
+        let budget = self.budget(ctx)?;
+        let hdrs = match self.era(ctx)? {
+            Era::Modern => vec![
+                (headers::PROTOCOL_VERSION.to_string(), MODERN_VERSION.to_string()),
+                (headers::METHOD.to_string(), method.to_string()),
+            ],
+            Era::Legacy => self.legacy_session(ctx)?.headers(),
+        };
+        self.transport.post(&body, &hdrs, budget, &mut |_| {}).map(|_| ())
+    }
+
+    fn final_message(&self, reply: HttpReply) -> Result<Value, UpstreamError> {
+        match reply.message {
+            Some(m) => Ok(m),
+            None => Err(UpstreamError::Status {
+                server: self.config.name.clone(),
+                status: reply.status,
+                detail: reply.excerpt,
+            }),
+        }
+    }
+
+    /// Ends the hub's legacy sessions on this server (HTTP DELETE), e.g. at shutdown.
+    pub fn close_sessions(&self) {
+        for session in self.sessions.drain() {
+            self.transport.delete(&session.headers());
+        }
+    }
+}
+
+/// Removes the 2026-07-28 `_meta` keys a legacy server does not know
+/// (`io.modelcontextprotocol/*`); drops `_meta` when nothing else is left.
+pub fn strip_modern_meta(params: &mut Map<String, Value>) {
+    if let Some(Value::Object(meta)) = params.get_mut("_meta") {
+        meta.retain(|k, _| !k.starts_with("io.modelcontextprotocol/"));
+        if meta.is_empty() {
+            params.remove("_meta");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modern_meta_keys_are_stripped_for_legacy_servers() {
+        let mut p = json!({"name": "x", "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "progressToken": 3}})
+            .as_object()
+            .cloned()
+            .unwrap();
+        strip_modern_meta(&mut p);
+        assert_eq!(Value::Object(p.clone()), json!({"name": "x", "_meta": {"progressToken": 3}}));
+        let mut q = json!({"_meta": {"io.modelcontextprotocol/clientInfo": {}}}).as_object().cloned().unwrap();
+        strip_modern_meta(&mut q);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn timeouts_become_32001_naming_the_upstream_layer() {
+        let e = UpstreamError::Timeout { server: "jira".into(), timeout_ms: 20000 }.to_error_object();
+        assert_eq!(e.code, -32001);
+        assert_eq!(e.data.unwrap(), json!({"layer": "upstream", "server": "jira", "timeoutMs": 20000}));
+    }
+}

@@ -1,0 +1,232 @@
+//! Streamable HTTP POSTs to one server with ureq 3, JSON or SSE answers.
+
+use super::UpstreamError;
+use crate::config::ServerConfig;
+use crate::protocol::{codes, jsonrpc, sse};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read};
+use std::time::{Duration, Instant};
+
+/// Largest JSON body or SSE event the hub accepts from an upstream.
+pub const MAX_UPSTREAM_MESSAGE: u64 = 32 * 1024 * 1024;
+
+/// What one POST came back with.
+#[derive(Debug)]
+pub struct HttpReply {
+    /// HTTP status.
+    pub status: u16,
+    /// `Mcp-Session-Id` response header.
+    pub session_id: Option<String>,
+    /// The final JSON-RPC message (a response, or an error body of a 4xx/5xx);
+    /// `None` for 202 or a body that is not JSON-RPC.
+    pub message: Option<Value>,
+    /// A short excerpt of a non-JSON-RPC body, for error messages.
+    pub excerpt: String,
+}
+
+impl HttpReply {
+    /// The upstream says the session is gone: 404, or 400 whose message names
+    /// the session (DESIGN.md §3: the request was not executed).
+    pub fn is_session_expired(&self) -> bool {
+        let text = self
+            .message
+            .as_ref()
+            .and_then(|m| m.pointer("/error/message"))
+            .and_then(Value::as_str)
+            .unwrap_or(&self.excerpt)
+            .to_ascii_lowercase();
+        self.status == 404 || (self.status == 400 && text.contains("session"))
+    }
+
+    /// The JSON-RPC error code of the message, if it is an error.
+    pub fn error_code(&self) -> Option<i64> {
+        self.message.as_ref()?.pointer("/error/code")?.as_i64()
+    }
+}
+
+/// The HTTP side of an [`super::Upstream`].
+pub struct Transport {
+    agent: ureq::Agent,
+    url: String,
+    server: String,
+    static_headers: Vec<(String, String)>,
+}
+
+impl Transport {
+    /// One agent per server: keep-alive pool of `pool_size`, TCP_NODELAY,
+    /// connect timeout from the config, statuses as values (not errors).
+    pub fn new(config: &ServerConfig, pool_size: usize) -> Transport {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .no_delay(true)
+            .max_redirects(0)
+            .timeout_connect(Some(config.connect_timeout))
+            .max_idle_connections_per_host(pool_size.max(1))
+            .max_idle_connections(pool_size.max(1) * 2)
+            .input_buffer_size(32 * 1024)
+            .output_buffer_size(32 * 1024)
+            .user_agent(concat!("mcphub/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        Transport {
+            agent,
+            url: config.url.clone(),
+            server: config.name.clone(),
+            static_headers: config.headers.clone(),
+        }
+    }
+
+    fn map_err(&self, e: ureq::Error, budget: Duration) -> UpstreamError {
+        match e {
+            ureq::Error::Timeout(_) => {
+                UpstreamError::Timeout { server: self.server.clone(), timeout_ms: budget.as_millis() as u64 }
+            }
+            ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => UpstreamError::Transport {
+                server: self.server.clone(),
+                detail: e.to_string(),
+                sent: false,
+            },
+            ureq::Error::Io(ref io) if io.kind() == std::io::ErrorKind::ConnectionRefused => UpstreamError::Transport {
+                server: self.server.clone(),
+                detail: "connection refused".into(),
+                sent: false,
+            },
+            other => UpstreamError::Transport { server: self.server.clone(), detail: other.to_string(), sent: true },
+        }
+    }
+
+    /// POSTs one JSON-RPC message and reads the answer within `budget`.
+    ///
+    /// SSE answers are read event by event: the response whose id equals the
+    /// request's id ends the read; other messages go to `on_message`, except
+    /// server→client requests, which are answered `-32601` on the same session
+    /// so the upstream does not wait for an answer nobody will give.
+    pub fn post(
+        &self,
+        body: &Value,
+        headers: &[(String, String)],
+        budget: Duration,
+        on_message: &mut dyn FnMut(&Value),
+    ) -> Result<HttpReply, UpstreamError> {
+        let started = Instant::now();
+        let bytes = serde_json::to_vec(body).unwrap_or_default();
+        let mut req = self
+            .agent
+            .post(&self.url)
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/json, text/event-stream");
+        for (k, v) in self.static_headers.iter().chain(headers) {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        let resp = req
+            .config()
+            .timeout_recv_response(Some(budget))
+            .timeout_per_read(Some(budget))
+            .build()
+            .send(&bytes[..])
+            .map_err(|e| self.map_err(e, budget))?;
+        let status = resp.status().as_u16();
+        let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let session_id = header("mcp-session-id");
+        let content_type = header("content-type").unwrap_or_default().to_ascii_lowercase();
+        let mut reply = HttpReply { status, session_id, message: None, excerpt: String::new() };
+        if status == 202 {
+            return Ok(reply);
+        }
+        let mut body_reader = resp.into_body().into_with_config().limit(MAX_UPSTREAM_MESSAGE).reader();
+        if content_type.starts_with("text/event-stream") {
+            let want_id = body.get("id").cloned();
+            reply.message = self.read_sse(&mut body_reader, want_id.as_ref(), headers, started, budget, on_message)?;
+            if reply.message.is_none() {
+                reply.excerpt = "the event stream ended without a response".into();
+            }
+            return Ok(reply);
+        }
+        let mut raw = Vec::new();
+        body_reader.read_to_end(&mut raw).map_err(|e| self.io_err(e, budget))?;
+        match serde_json::from_slice::<Value>(&raw) {
+            Ok(v) if v.get("result").is_some() || v.get("error").is_some() => reply.message = Some(v),
+            _ => reply.excerpt = excerpt(&raw),
+        }
+        Ok(reply)
+    }
+
+    fn io_err(&self, e: std::io::Error, budget: Duration) -> UpstreamError {
+        if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) {
+            UpstreamError::Timeout { server: self.server.clone(), timeout_ms: budget.as_millis() as u64 }
+        } else {
+            UpstreamError::Transport { server: self.server.clone(), detail: e.to_string(), sent: true }
+        }
+    }
+
+    fn read_sse(
+        &self,
+        reader: &mut dyn Read,
+        want_id: Option<&Value>,
+        headers: &[(String, String)],
+        started: Instant,
+        budget: Duration,
+        on_message: &mut dyn FnMut(&Value),
+    ) -> Result<Option<Value>, UpstreamError> {
+        let mut lines = BufReader::new(reader);
+        let mut parser = sse::Parser::new();
+        let mut line = Vec::new();
+        loop {
+            if started.elapsed() > budget {
+                return Err(UpstreamError::Timeout { server: self.server.clone(), timeout_ms: budget.as_millis() as u64 });
+            }
+            line.clear();
+            let n = (&mut lines)
+                .take(MAX_UPSTREAM_MESSAGE)
+                .read_until(b'\n', &mut line)
+                .map_err(|e| self.io_err(e, budget))?;
+            let text = String::from_utf8_lossy(&line);
+            let text = text.trim_end_matches('\n');
+            let event = if n == 0 { parser.line("") } else { parser.line(text) };
+            if let Some(ev) = event {
+                let Ok(msg) = serde_json::from_str::<Value>(&ev.data) else {
+                    log::warn!("upstream '{}' sent an SSE event that is not JSON; ignored", self.server);
+                    continue;
+                };
+                let is_response = msg.get("method").is_none() && (msg.get("result").is_some() || msg.get("error").is_some());
+                if is_response && (want_id.is_none() || msg.get("id") == want_id) {
+                    return Ok(Some(msg));
+                }
+                if let (Some(id), Some(method)) = (msg.get("id"), msg.get("method").and_then(Value::as_str)) {
+                    log::warn!(
+                        "upstream '{}' sent a server→client request '{method}' that the hub does not relay yet; answered -32601",
+                        self.server
+                    );
+                    let answer = jsonrpc::ErrorObject::new(
+                        codes::METHOD_NOT_FOUND,
+                        format!("MCPHub does not relay '{method}' to clients yet"),
+                    )
+                    .to_response(Some(id));
+                    let _ = self.post(&answer, headers, Duration::from_secs(5), &mut |_| {});
+                    continue;
+                }
+                on_message(&msg);
+            }
+            if n == 0 {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Sends `DELETE` to end a legacy session; errors are logged, not returned.
+    pub fn delete(&self, headers: &[(String, String)]) {
+        let mut req = self.agent.delete(&self.url);
+        for (k, v) in self.static_headers.iter().chain(headers) {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        if let Err(e) = req.config().timeout_recv_response(Some(Duration::from_secs(2))).build().call() {
+            log::debug!("DELETE of an upstream session on '{}' failed: {}", self.server, e);
+        }
+    }
+}
+
+/// The first 200 bytes of a body as text, for error messages.
+pub fn excerpt(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&raw[..raw.len().min(200)]).into_owned();
+    text.replace(['\r', '\n'], " ")
+}
