@@ -2,4 +2,5 @@
 pub mod config;
 pub mod http;
 pub mod protocol;
+pub mod mock;
 pub mod upstream;

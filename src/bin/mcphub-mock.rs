@@ -1,1 +1,80 @@
-fn main() {}
+//! `mcphub-mock`: a mock upstream MCP server (Streamable HTTP) for tests,
+//! demos and soak runs. See [`mcphub::mock`].
+//!
+//! ```text
+//! mcphub-mock --port 9001 [--bind 127.0.0.1] [--era legacy|modern|dual]
+//!             [--name mock] [--expire-sessions-every N] [--max-concurrency K]
+//!             [--latency-ms X] [--workers W]
+//! ```
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use mcphub::http::{Server, ServerConfig};
+use mcphub::mock::{Era, MockConfig, MockServer};
+
+/// A mock upstream MCP server (Streamable HTTP): POST/DELETE /mcp, GET /stats, POST /stats/reset.
+#[derive(Debug, Parser)]
+#[command(name = "mcphub-mock", version, about)]
+struct Args {
+    /// TCP port to listen on (0 = any free port; the bound address is printed).
+    #[arg(long)]
+    port: u16,
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: IpAddr,
+    /// MCP era(s) served.
+    #[arg(long, value_enum, default_value_t = Era::Dual)]
+    era: Era,
+    /// serverInfo name and tool text prefix.
+    #[arg(long, default_value = "mock")]
+    name: String,
+    /// Every Nth request carrying a live session drops that session and answers 404 (0 = never).
+    #[arg(long, default_value_t = 0)]
+    expire_sessions_every: u64,
+    /// More than K /mcp requests in flight → 429 with Retry-After: 1.
+    #[arg(long)]
+    max_concurrency: Option<usize>,
+    /// Latency added to every /mcp request, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// Request worker threads of the HTTP server.
+    #[arg(long, default_value_t = 64)]
+    workers: usize,
+}
+
+fn main() {
+    let args = Args::parse();
+    let _ = simplelog::SimpleLogger::init(
+        if std::env::var("DEBUG_MCPHUB").is_ok_and(|v| v == "true") {
+            log::LevelFilter::Debug
+        } else {
+            log::LevelFilter::Info
+        },
+        simplelog::Config::default(),
+    );
+    let cfg = MockConfig {
+        era: args.era,
+        name: args.name,
+        expire_sessions_every: args.expire_sessions_every,
+        max_concurrency: args.max_concurrency,
+        latency: Duration::from_millis(args.latency_ms),
+    };
+    let era = cfg.era;
+    let mock = MockServer::new(cfg);
+    let server_cfg = ServerConfig { workers: args.workers.max(1), ..ServerConfig::default() };
+    let addr = SocketAddr::new(args.bind, args.port);
+    match Server::bind(addr, server_cfg, Arc::new(mock)) {
+        Ok(handle) => {
+            // One machine-readable line so scripts can pick up the port when --port 0.
+            println!("mcphub-mock listening on http://{}/mcp (era {})", handle.local_addr(), era.as_str());
+            handle.wait();
+        }
+        Err(e) => {
+            eprintln!("mcphub-mock: cannot listen on {addr}: {e}");
+            std::process::exit(1);
+        }
+    }
+}

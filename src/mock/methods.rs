@@ -1,0 +1,257 @@
+//! The mock's MCP methods and tools, shared by both eras.
+
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+use super::{codes, short_sha, Ctx, MockServer, Reply, META_SERVER_INFO};
+use crate::http::ClientGone;
+
+/// The tools the mock offers, in `tools/list` order.
+pub const TOOL_NAMES: [&str; 6] = ["echo", "get_session_id", "sleep", "progress", "whoami", "counter"];
+
+/// `ttlMs` on modern list results.
+const LIST_TTL_MS: u64 = 60_000;
+/// Upper bound of `sleep.ms` and `progress.steps * progress.ms`.
+const MAX_SLEEP_MS: u64 = 600_000;
+/// Names `completion/complete` offers for the `greeting` prompt's `name`.
+const NAMES: [&str; 5] = ["alice", "albert", "bob", "carol", "dave"];
+
+/// Writes the `progress` tool's stream through `emit` (one call per SSE
+/// event's data): `steps` `notifications/progress` events
+/// `{progressToken, progress: i, total: steps}`, each after `ms`, then
+/// `final_msg`. Stops early once `emit` reports the client gone.
+pub fn run_progress(
+    token: &Value,
+    steps: u64,
+    ms: u64,
+    final_msg: &Value,
+    emit: &mut dyn FnMut(&str) -> Result<(), ClientGone>,
+) {
+    for i in 1..=steps {
+        if ms > 0 {
+            std::thread::sleep(Duration::from_millis(ms));
+        }
+        let n = json!({
+            "jsonrpc": "2.0",
+            "method": "notifications/progress",
+            "params": {"progressToken": token, "progress": i, "total": steps},
+        });
+        if emit(&n.to_string()).is_err() {
+            return;
+        }
+    }
+    let _ = emit(&final_msg.to_string());
+}
+
+fn tools() -> Value {
+    let obj = |props: Value, required: &[&str]| json!({"type": "object", "properties": props, "required": required});
+    let ro = json!({"readOnlyHint": true, "idempotentHint": true});
+    json!([
+        {"name": "echo", "description": "Echoes `text` back.",
+         "inputSchema": obj(json!({"text": {"type": "string"}}), &["text"]), "annotations": ro},
+        {"name": "get_session_id", "description": "The Mcp-Session-Id this request carried, or \"none\".",
+         "inputSchema": obj(json!({}), &[]), "annotations": ro},
+        {"name": "sleep", "description": "Sleeps `ms` milliseconds.",
+         "inputSchema": obj(json!({"ms": {"type": "integer", "minimum": 0}}), &["ms"]), "annotations": ro},
+        {"name": "progress", "description": "Reports `steps` progress notifications, one every `ms` (needs a progressToken to stream).",
+         "inputSchema": obj(json!({"steps": {"type": "integer", "minimum": 0, "default": 3},
+                                   "ms": {"type": "integer", "minimum": 0, "default": 50}}), &[]),
+         "annotations": ro},
+        {"name": "whoami", "description": "First 12 hex digits of SHA-256 of the Authorization header, or \"anonymous\".",
+         "inputSchema": obj(json!({}), &[]), "annotations": ro},
+        {"name": "counter", "description": "Increments this session's counter and returns it.",
+         "inputSchema": obj(json!({}), &[]), "annotations": {"readOnlyHint": false, "idempotentHint": false}},
+    ])
+}
+
+fn text_result(text: String) -> Value {
+    json!({"content": [{"type": "text", "text": text}], "isError": false})
+}
+
+fn tool_error(text: String) -> Value {
+    json!({"content": [{"type": "text", "text": text}], "isError": true})
+}
+
+fn invalid(msg: impl Into<String>) -> Reply {
+    Reply::Error(codes::INVALID_PARAMS, format!("Invalid params: {}", msg.into()), None)
+}
+
+/// An optional non-negative integer argument; `Err` names the problem.
+fn uint_arg(args: &Map<String, Value>, key: &str, default: Option<u64>) -> Result<u64, String> {
+    match args.get(key) {
+        None | Some(Value::Null) => default.ok_or_else(|| format!("`{key}` is required")),
+        Some(v) => v.as_u64().ok_or_else(|| format!("`{key}` must be a non-negative integer")),
+    }
+}
+
+impl MockServer {
+    /// Adds `ttlMs` / `cacheScope` to a list result under modern rules.
+    fn cacheable(&self, ctx: &Ctx<'_>, mut result: Value) -> Value {
+        if ctx.modern {
+            result["ttlMs"] = json!(LIST_TTL_MS);
+            result["cacheScope"] = json!("public");
+        }
+        result
+    }
+
+    /// Runs one JSON-RPC request. Unknown method → -32601, bad params → -32602.
+    pub(crate) fn dispatch(&self, ctx: &Ctx<'_>, method: &str, params: Option<&Value>) -> Reply {
+        let empty = Map::new();
+        let params = match params {
+            None | Some(Value::Null) => &empty,
+            Some(Value::Object(m)) => m,
+            Some(_) => return invalid("params must be an object"),
+        };
+        match method {
+            "ping" => Reply::Result(json!({})),
+            "logging/setLevel" if params.get("level").is_some_and(Value::is_string) => Reply::Result(json!({})),
+            "logging/setLevel" => invalid("`level` must be a string"),
+            "server/discover" if ctx.modern => {
+                let name = &self.config().name;
+                let mut meta = Map::new();
+                meta.insert(META_SERVER_INFO.into(), json!({"name": name, "version": env!("CARGO_PKG_VERSION")}));
+                Reply::Result(self.cacheable(
+                    ctx,
+                    json!({
+                        "supportedVersions": self.supported_versions(),
+                        "capabilities": {
+                            "tools": {"listChanged": false},
+                            "prompts": {},
+                            "resources": {"subscribe": false},
+                            "completions": {},
+                            "logging": {},
+                        },
+                        "instructions": format!("{name} is a mock MCP server for tests."),
+                        "_meta": meta,
+                    }),
+                ))
+            }
+            "tools/list" => Reply::Result(self.cacheable(ctx, json!({"tools": tools()}))),
+            "tools/call" => self.call_tool(ctx, params),
+            "prompts/list" => Reply::Result(self.cacheable(
+                ctx,
+                json!({"prompts": [{
+                    "name": "greeting",
+                    "description": "Greets someone by name.",
+                    "arguments": [{"name": "name", "description": "Who to greet", "required": true}],
+                }]}),
+            )),
+            "prompts/get" => {
+                if params.get("name").and_then(Value::as_str) != Some("greeting") {
+                    return invalid("unknown prompt");
+                }
+                let Some(who) = params.get("arguments").and_then(|a| a.get("name")).and_then(Value::as_str) else {
+                    return invalid("argument `name` is required");
+                };
+                Reply::Result(json!({
+                    "description": "A greeting",
+                    "messages": [{"role": "user", "content": {"type": "text", "text": format!("Hello, {who}!")}}],
+                }))
+            }
+            "resources/list" => Reply::Result(self.cacheable(
+                ctx,
+                json!({"resources": [{
+                    "uri": "mock://info", "name": "info", "description": "About this mock server.", "mimeType": "text/plain",
+                }]}),
+            )),
+            "resources/templates/list" => Reply::Result(self.cacheable(
+                ctx,
+                json!({"resourceTemplates": [{
+                    "uriTemplate": "mock://item/{id}", "name": "item", "description": "One item by id.", "mimeType": "text/plain",
+                }]}),
+            )),
+            "resources/read" => {
+                let Some(uri) = params.get("uri").and_then(Value::as_str) else {
+                    return invalid("`uri` is required");
+                };
+                let text = if uri == "mock://info" {
+                    format!("{} mock MCP server ({})", self.config().name, self.config().era.as_str())
+                } else if let Some(id) = uri.strip_prefix("mock://item/").filter(|id| !id.is_empty()) {
+                    format!("item {id}")
+                } else {
+                    return Reply::Error(codes::RESOURCE_NOT_FOUND, "Resource not found".into(), Some(json!({"uri": uri})));
+                };
+                Reply::Result(json!({"contents": [{"uri": uri, "mimeType": "text/plain", "text": text}]}))
+            }
+            "completion/complete" => {
+                let r = params.get("ref");
+                let is_greeting = r.and_then(|r| r.get("type")).and_then(Value::as_str) == Some("ref/prompt")
+                    && r.and_then(|r| r.get("name")).and_then(Value::as_str) == Some("greeting");
+                let arg = params.get("argument");
+                let (Some(arg_name), Some(value)) = (
+                    arg.and_then(|a| a.get("name")).and_then(Value::as_str),
+                    arg.and_then(|a| a.get("value")).and_then(Value::as_str),
+                ) else {
+                    return invalid("`argument.name` and `argument.value` are required");
+                };
+                if !is_greeting {
+                    return invalid("unknown ref");
+                }
+                let values: Vec<&str> = if arg_name == "name" {
+                    NAMES.iter().copied().filter(|n| n.starts_with(value)).collect()
+                } else {
+                    Vec::new()
+                };
+                Reply::Result(json!({"completion": {"values": values, "total": values.len(), "hasMore": false}}))
+            }
+            _ => Reply::Error(codes::METHOD_NOT_FOUND, format!("Method not found: {method}"), None),
+        }
+    }
+
+    fn call_tool(&self, ctx: &Ctx<'_>, params: &Map<String, Value>) -> Reply {
+        let Some(name) = params.get("name").and_then(Value::as_str) else {
+            return invalid("`name` is required");
+        };
+        let empty = Map::new();
+        let args = match params.get("arguments") {
+            None | Some(Value::Null) => &empty,
+            Some(Value::Object(m)) => m,
+            Some(_) => return invalid("`arguments` must be an object"),
+        };
+        if !TOOL_NAMES.contains(&name) {
+            return invalid(format!("unknown tool: {name}"));
+        }
+        self.count_tool(name);
+        let prefix = &self.config().name;
+        // Input validation failures are tool execution errors (isError), per
+        // the 2025-11-25 tools spec; unknown tools stay -32602.
+        let text = match name {
+            "echo" => match args.get("text").and_then(Value::as_str) {
+                Some(t) => t.to_string(),
+                None => return Reply::Result(tool_error("invalid arguments: `text` must be a string".into())),
+            },
+            "get_session_id" => ctx.session.unwrap_or("none").to_string(),
+            "sleep" => match uint_arg(args, "ms", None) {
+                Ok(ms) => {
+                    let ms = ms.min(MAX_SLEEP_MS);
+                    std::thread::sleep(Duration::from_millis(ms));
+                    format!("slept {ms} ms")
+                }
+                Err(e) => return Reply::Result(tool_error(format!("invalid arguments: {e}"))),
+            },
+            "progress" => {
+                let (steps, ms) = match (uint_arg(args, "steps", Some(3)), uint_arg(args, "ms", Some(50))) {
+                    (Ok(s), Ok(m)) => (s, m),
+                    (Err(e), _) | (_, Err(e)) => return Reply::Result(tool_error(format!("invalid arguments: {e}"))),
+                };
+                let steps = steps.min(10_000);
+                let ms = MAX_SLEEP_MS.checked_div(steps).map_or(0, |cap| ms.min(cap));
+                let result = text_result(format!("{prefix}: progress done, {steps} steps"));
+                match params.get("_meta").and_then(|m| m.get("progressToken")) {
+                    Some(token) if token.is_string() || token.is_number() => {
+                        return Reply::Progress { token: token.clone(), steps, ms, result };
+                    }
+                    _ => {
+                        std::thread::sleep(Duration::from_millis(steps * ms));
+                        return Reply::Result(result);
+                    }
+                }
+            }
+            "whoami" => ctx.authorization.map(short_sha).unwrap_or_else(|| "anonymous".into()),
+            "counter" => self.bump_counter(ctx.session).to_string(),
+            _ => unreachable!("checked against TOOL_NAMES"),
+        };
+        Reply::Result(text_result(format!("{prefix}: {text}")))
+    }
+}

@@ -1,0 +1,28 @@
+//! Modern-era (2026-07-28) checks and result decorations. Header validation
+//! is the hub's own [`crate::protocol::headers::validate_standard`]
+//! (`2026-07-28/basic/transports/streamable-http.mdx`, "Server Validation").
+
+use serde_json::{Map, Value};
+
+use crate::http::Request;
+use crate::protocol::headers::validate_standard;
+
+/// Validates `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name` against the
+/// body. `Err` carries the reason, already prefixed "Header mismatch: "
+/// (→ 400 + -32020).
+pub(crate) fn validate_headers(req: &Request, msg: &Value) -> Result<(), String> {
+    let method = msg.get("method").and_then(Value::as_str).unwrap_or_default();
+    let empty = Map::new();
+    let params = msg.get("params").and_then(Value::as_object).unwrap_or(&empty);
+    validate_standard(|name| req.header(name).map(str::trim), method, params)
+        .map(|_| ())
+        .map_err(|e| e.message)
+}
+
+/// Adds `resultType: "complete"` to a modern result (unless present).
+pub(crate) fn complete(mut result: Value) -> Value {
+    if let Some(obj) = result.as_object_mut() {
+        obj.entry("resultType").or_insert_with(|| Value::from("complete"));
+    }
+    result
+}

@@ -1,0 +1,496 @@
+//! Unit tests: requests built by hand, answered by `MockServer::handle`.
+
+use super::*;
+use crate::http::Body;
+
+fn request(method: &str, target: &str, headers: &[(&str, &str)], body: &str) -> Request {
+    Request {
+        method: method.into(),
+        target: target.into(),
+        headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        body: body.as_bytes().to_vec(),
+        peer: "127.0.0.1:1".parse().unwrap(),
+    }
+}
+
+fn header<'a>(r: &'a Response, name: &str) -> Option<&'a str> {
+    r.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+}
+
+fn json_of(r: &Response) -> Value {
+    match &r.body {
+        Body::Full(b) if b.is_empty() => Value::Null,
+        Body::Full(b) => serde_json::from_slice(b).expect("JSON body"),
+        Body::Sse(_) => panic!("SSE body"),
+    }
+}
+
+fn mock(cfg: MockConfig) -> MockServer {
+    MockServer::new(cfg)
+}
+
+fn dual() -> MockServer {
+    mock(MockConfig::default())
+}
+
+/// POSTs a legacy message with an optional session.
+fn legacy_post(m: &MockServer, sid: Option<&str>, body: Value) -> Response {
+    let mut h = vec![("Content-Type", "application/json"), ("Accept", "application/json, text/event-stream")];
+    if let Some(s) = sid {
+        h.push(("Mcp-Session-Id", s));
+    }
+    m.handle(request("POST", "/mcp", &h, &body.to_string()))
+}
+
+fn initialize(m: &MockServer, version: &str) -> (Response, String) {
+    let r = legacy_post(
+        m,
+        None,
+        json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+            "protocolVersion": version, "capabilities": {}, "clientInfo": {"name":"t","version":"1"}}}),
+    );
+    let sid = header(&r, "Mcp-Session-Id").unwrap_or_default().to_string();
+    (r, sid)
+}
+
+fn call(m: &MockServer, sid: &str, id: u64, tool: &str, args: Value) -> Response {
+    legacy_post(m, Some(sid), json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":tool,"arguments":args}}))
+}
+
+fn tool_text(r: &Response) -> String {
+    json_of(r)["result"]["content"][0]["text"].as_str().expect("text content").to_string()
+}
+
+/// A modern request with correct headers and `_meta`.
+fn modern_request(method: &str, params: Value, version: &str) -> (Vec<(String, String)>, Value) {
+    let mut params = if params.is_null() { json!({}) } else { params };
+    let mut meta = params.get("_meta").cloned().unwrap_or_else(|| json!({}));
+    meta[META_PROTOCOL_VERSION] = json!(version);
+    meta["io.modelcontextprotocol/clientInfo"] = json!({"name": "t", "version": "1"});
+    meta["io.modelcontextprotocol/clientCapabilities"] = json!({});
+    params["_meta"] = meta;
+    let mut h = vec![
+        ("Content-Type".to_string(), "application/json".to_string()),
+        ("MCP-Protocol-Version".to_string(), version.to_string()),
+        ("Mcp-Method".to_string(), method.to_string()),
+    ];
+    if let Some(field) = crate::protocol::headers::name_field(method) {
+        h.push(("Mcp-Name".into(), params[field].as_str().unwrap().to_string()));
+    }
+    (h, json!({"jsonrpc":"2.0","id":7,"method":method,"params":params}))
+}
+
+fn send(m: &MockServer, headers: &[(String, String)], body: &Value) -> Response {
+    let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    m.handle(request("POST", "/mcp", &h, &body.to_string()))
+}
+
+fn modern_call(m: &MockServer, method: &str, params: Value) -> Response {
+    let (h, b) = modern_request(method, params, "2026-07-28");
+    send(m, &h, &b)
+}
+
+// ---- legacy ----
+
+#[test]
+fn legacy_handshake_mints_a_session_and_negotiates_the_version() {
+    let m = dual();
+    let (r, sid) = initialize(&m, "2025-06-18");
+    assert_eq!(r.status, 200);
+    assert!(sid.starts_with("sess-") && sid.len() == 5 + 32, "{sid}");
+    assert!(sid[5..].chars().all(|c| c.is_ascii_hexdigit()));
+    let v = json_of(&r);
+    assert_eq!(v["id"], 1);
+    assert_eq!(v["result"]["protocolVersion"], "2025-06-18");
+    assert_eq!(v["result"]["serverInfo"]["name"], "mock");
+    assert_eq!(v["result"]["capabilities"]["tools"]["listChanged"], true);
+    assert_eq!(v["result"]["capabilities"]["resources"]["subscribe"], false);
+    for cap in ["prompts", "completions", "logging"] {
+        assert!(v["result"]["capabilities"][cap].is_object(), "{cap}");
+    }
+    // notifications/initialized → 202, empty
+    let r = legacy_post(&m, Some(&sid), json!({"jsonrpc":"2.0","method":"notifications/initialized"}));
+    assert_eq!(r.status, 202);
+    assert_eq!(json_of(&r), Value::Null);
+    // A client's JSON-RPC response → 202
+    let r = legacy_post(&m, Some(&sid), json!({"jsonrpc":"2.0","id":"s1","result":{}}));
+    assert_eq!(r.status, 202);
+    // An unknown version gets the newest legacy one; two sessions differ.
+    let (r2, sid2) = initialize(&m, "1999-01-01");
+    assert_eq!(json_of(&r2)["result"]["protocolVersion"], "2025-11-25");
+    assert_ne!(sid, sid2);
+    let s = m.stats();
+    assert_eq!(s["initialize"], 2);
+    assert_eq!(s["sessions_created"], 2);
+    assert_eq!(s["sessions_active"], 2);
+}
+
+#[test]
+fn legacy_requests_need_a_known_session() {
+    let m = dual();
+    let r = legacy_post(&m, None, json!({"jsonrpc":"2.0","id":2,"method":"tools/list"}));
+    assert_eq!(r.status, 400);
+    assert_eq!(json_of(&r)["error"]["code"], codes::SERVER_ERROR);
+    let r = legacy_post(&m, Some("sess-nope"), json!({"jsonrpc":"2.0","id":2,"method":"tools/list"}));
+    assert_eq!(r.status, 404);
+    assert_eq!(m.stats()["expired_404"], 1);
+    // A legacy protocol-version header that is not a legacy version → 400.
+    let (_, sid) = initialize(&m, "2025-11-25");
+    let r = m.handle(request(
+        "POST",
+        "/mcp",
+        &[("Mcp-Session-Id", &sid), ("MCP-Protocol-Version", "2024-01-01")],
+        r#"{"jsonrpc":"2.0","id":3,"method":"ping"}"#,
+    ));
+    assert_eq!(r.status, 400);
+}
+
+#[test]
+fn delete_ends_a_session_and_get_is_405() {
+    let m = dual();
+    let (_, sid) = initialize(&m, "2025-11-25");
+    let r = m.handle(request("DELETE", "/mcp", &[("Mcp-Session-Id", &sid)], ""));
+    assert_eq!(r.status, 200);
+    assert!(!m.has_session(&sid));
+    assert_eq!(m.stats()["sessions_active"], 0);
+    let r = call(&m, &sid, 2, "echo", json!({"text":"x"}));
+    assert_eq!(r.status, 404);
+    assert_eq!(m.handle(request("DELETE", "/mcp", &[], "")).status, 400);
+    assert_eq!(m.handle(request("GET", "/mcp", &[("Accept", "text/event-stream")], "")).status, 405);
+    // Modern-only: DELETE → 405 too.
+    let m = mock(MockConfig { era: Era::Modern, ..MockConfig::default() });
+    assert_eq!(m.handle(request("DELETE", "/mcp", &[("Mcp-Session-Id", "sess-x")], "")).status, 405);
+}
+
+#[test]
+fn every_nth_session_request_expires_its_session() {
+    let m = mock(MockConfig { expire_sessions_every: 3, ..MockConfig::default() });
+    let (_, sid) = initialize(&m, "2025-11-25");
+    assert_eq!(call(&m, &sid, 1, "echo", json!({"text":"a"})).status, 200);
+    assert_eq!(call(&m, &sid, 2, "echo", json!({"text":"b"})).status, 200);
+    let r = call(&m, &sid, 3, "echo", json!({"text":"c"}));
+    assert_eq!(r.status, 404);
+    assert_eq!(json_of(&r)["error"]["code"], codes::SESSION_NOT_FOUND);
+    assert!(!m.has_session(&sid));
+    // Re-establish: the cadence continues (4, 5 pass; 6 expires).
+    let (_, sid2) = initialize(&m, "2025-11-25");
+    assert_eq!(call(&m, &sid2, 4, "echo", json!({"text":"d"})).status, 200);
+    assert_eq!(call(&m, &sid2, 5, "echo", json!({"text":"e"})).status, 200);
+    assert_eq!(call(&m, &sid2, 6, "echo", json!({"text":"f"})).status, 404);
+    let s = m.stats();
+    assert_eq!(s["expired_404"], 2);
+    assert_eq!(s["tools"]["echo"], 4);
+    assert_eq!(s["sessions_active"], 0);
+}
+
+#[test]
+fn tools_answer_with_text_content() {
+    let m = mock(MockConfig { name: "up1".into(), ..MockConfig::default() });
+    let (_, sid) = initialize(&m, "2025-11-25");
+    let r = legacy_post(&m, Some(&sid), json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}));
+    let tools = json_of(&r)["result"]["tools"].as_array().unwrap().clone();
+    let names: Vec<&str> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, TOOL_NAMES);
+    assert!(tools.iter().all(|t| t["inputSchema"]["type"] == "object"));
+    assert!(json_of(&r)["result"].get("ttlMs").is_none(), "legacy results stay plain");
+
+    let r = call(&m, &sid, 2, "echo", json!({"text":"hi there"}));
+    assert_eq!(tool_text(&r), "up1: hi there");
+    assert_eq!(json_of(&r)["result"]["isError"], false);
+    assert_eq!(tool_text(&call(&m, &sid, 3, "get_session_id", json!({}))), format!("up1: {sid}"));
+    assert_eq!(tool_text(&call(&m, &sid, 4, "sleep", json!({"ms": 5}))), "up1: slept 5 ms");
+    assert_eq!(tool_text(&call(&m, &sid, 5, "whoami", json!({}))), "up1: anonymous");
+    let r = m.handle(request(
+        "POST",
+        "/mcp",
+        &[("Mcp-Session-Id", &sid), ("Authorization", "Bearer abc")],
+        &json!({"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"whoami"}}).to_string(),
+    ));
+    let sha = hex::encode(Sha256::digest(b"Bearer abc"));
+    assert_eq!(tool_text(&r), format!("up1: {}", &sha[..12]));
+    assert_eq!(m.stats()["last_authorization_sha"], sha);
+    // counter: per session
+    assert_eq!(tool_text(&call(&m, &sid, 7, "counter", json!({}))), "up1: 1");
+    assert_eq!(tool_text(&call(&m, &sid, 8, "counter", json!({}))), "up1: 2");
+    let (_, other) = initialize(&m, "2025-11-25");
+    assert_eq!(tool_text(&call(&m, &other, 9, "counter", json!({}))), "up1: 1");
+    // progress without a token: plain JSON
+    let r = call(&m, &sid, 10, "progress", json!({"steps": 2, "ms": 1}));
+    assert_eq!(tool_text(&r), "up1: progress done, 2 steps");
+    // bad tool arguments → isError; unknown tool → -32602
+    let r = call(&m, &sid, 11, "echo", json!({"text": 5}));
+    assert_eq!(json_of(&r)["result"]["isError"], true);
+    let r = call(&m, &sid, 12, "nope", json!({}));
+    assert_eq!(json_of(&r)["error"]["code"], codes::INVALID_PARAMS);
+    let s = m.stats();
+    assert_eq!(s["tools"]["echo"], 2);
+    assert_eq!(s["tools"]["whoami"], 2);
+    assert_eq!(s["tools"]["counter"], 3);
+    assert_eq!(s["tools"]["progress"], 1);
+}
+
+#[test]
+fn prompts_resources_completion_logging_and_errors() {
+    let m = dual();
+    let (_, sid) = initialize(&m, "2025-11-25");
+    let rpc = |id: u64, method: &str, params: Value| {
+        json_of(&legacy_post(&m, Some(&sid), json!({"jsonrpc":"2.0","id":id,"method":method,"params":params})))
+    };
+    assert_eq!(rpc(1, "ping", json!({}))["result"], json!({}));
+    assert_eq!(rpc(2, "prompts/list", json!({}))["result"]["prompts"][0]["name"], "greeting");
+    let v = rpc(3, "prompts/get", json!({"name":"greeting","arguments":{"name":"Ann"}}));
+    assert_eq!(v["result"]["messages"][0]["content"]["text"], "Hello, Ann!");
+    assert_eq!(rpc(4, "prompts/get", json!({"name":"greeting"}))["error"]["code"], codes::INVALID_PARAMS);
+    assert_eq!(rpc(5, "resources/list", json!({}))["result"]["resources"][0]["uri"], "mock://info");
+    assert_eq!(rpc(6, "resources/templates/list", json!({}))["result"]["resourceTemplates"][0]["uriTemplate"], "mock://item/{id}");
+    assert_eq!(rpc(7, "resources/read", json!({"uri":"mock://item/42"}))["result"]["contents"][0]["text"], "item 42");
+    assert!(rpc(8, "resources/read", json!({"uri":"mock://info"}))["result"]["contents"][0]["text"].is_string());
+    assert_eq!(rpc(9, "resources/read", json!({"uri":"mock://zzz"}))["error"]["code"], codes::RESOURCE_NOT_FOUND);
+    let v = rpc(10, "completion/complete", json!({"ref":{"type":"ref/prompt","name":"greeting"},"argument":{"name":"name","value":"al"}}));
+    assert_eq!(v["result"]["completion"]["values"], json!(["alice", "albert"]));
+    assert_eq!(rpc(11, "logging/setLevel", json!({"level":"debug"}))["result"], json!({}));
+    assert_eq!(rpc(12, "logging/setLevel", json!({}))["error"]["code"], codes::INVALID_PARAMS);
+    assert_eq!(rpc(13, "nope/nope", json!({}))["error"]["code"], codes::METHOD_NOT_FOUND);
+    // A dual server treats server/discover as modern: without _meta → -32020.
+    assert_eq!(rpc(14, "server/discover", json!({}))["error"]["code"], codes::HEADER_MISMATCH);
+    // malformed JSON → 400 -32700; a batch → 400 -32600
+    let r = m.handle(request("POST", "/mcp", &[("Mcp-Session-Id", &sid)], "{nope"));
+    assert_eq!(r.status, 400);
+    assert_eq!(json_of(&r)["error"]["code"], codes::PARSE_ERROR);
+    let r = m.handle(request("POST", "/mcp", &[("Mcp-Session-Id", &sid)], "[]"));
+    assert_eq!(json_of(&r)["error"]["code"], codes::INVALID_REQUEST);
+}
+
+// ---- modern ----
+
+#[test]
+fn modern_discover_and_results() {
+    let m = dual();
+    let r = modern_call(&m, "server/discover", Value::Null);
+    assert_eq!(r.status, 200);
+    assert!(header(&r, "Mcp-Session-Id").is_none());
+    let v = json_of(&r)["result"].clone();
+    assert_eq!(v["resultType"], "complete");
+    assert_eq!(v["supportedVersions"][0], "2026-07-28");
+    assert!(v["supportedVersions"].as_array().unwrap().contains(&json!("2025-11-25")));
+    assert!(v["capabilities"]["tools"].is_object());
+    assert_eq!(v["_meta"][META_SERVER_INFO]["name"], "mock");
+    assert_eq!(v["cacheScope"], "public");
+    assert!(v["ttlMs"].as_u64().unwrap() > 0);
+
+    let v = json_of(&modern_call(&m, "tools/list", Value::Null))["result"].clone();
+    assert_eq!(v["resultType"], "complete");
+    assert_eq!(v["tools"].as_array().unwrap().len(), TOOL_NAMES.len());
+    assert!(v["ttlMs"].is_u64() && v["cacheScope"] == "public");
+    for list in ["prompts/list", "resources/list", "resources/templates/list"] {
+        let v = json_of(&modern_call(&m, list, Value::Null))["result"].clone();
+        assert!(v["ttlMs"].is_u64() && v["cacheScope"] == "public", "{list}");
+    }
+    let r = modern_call(&m, "tools/call", json!({"name":"echo","arguments":{"text":"yo"}}));
+    let v = json_of(&r);
+    assert_eq!(v["result"]["content"][0]["text"], "mock: yo");
+    assert_eq!(v["result"]["resultType"], "complete");
+    assert!(v["result"].get("ttlMs").is_none());
+    let v = json_of(&modern_call(&m, "resources/read", json!({"uri":"mock://info"})));
+    assert_eq!(v["result"]["resultType"], "complete");
+    // The session id header is ignored; counter uses the single "none" bucket.
+    let (mut h, b) = modern_request("tools/call", json!({"name":"get_session_id"}), "2026-07-28");
+    h.push(("Mcp-Session-Id".into(), "sess-whatever".into()));
+    assert_eq!(json_of(&send(&m, &h, &b))["result"]["content"][0]["text"], "mock: none");
+    let counter = |m: &MockServer| json_of(&modern_call(m, "tools/call", json!({"name":"counter"})))["result"]["content"][0]["text"].clone();
+    assert_eq!(counter(&m), "mock: 1");
+    assert_eq!(counter(&m), "mock: 2");
+    // Unknown method → HTTP 404 + -32601.
+    let r = modern_call(&m, "nope/nope", Value::Null);
+    assert_eq!(r.status, 404);
+    assert_eq!(json_of(&r)["error"]["code"], codes::METHOD_NOT_FOUND);
+    assert_eq!(m.stats()["sessions_created"], 0);
+}
+
+#[test]
+fn modern_header_mismatch_is_32020() {
+    let m = dual();
+    let cases: Vec<(&str, Option<&str>)> = vec![
+        ("Mcp-Method", Some("tools/list")),       // wrong method
+        ("Mcp-Method", None),                     // missing
+        ("Mcp-Name", Some("whoami")),             // wrong name
+        ("Mcp-Name", None),                       // missing
+        ("MCP-Protocol-Version", Some("2025-11-25")), // differs from _meta
+        ("MCP-Protocol-Version", None),           // missing
+    ];
+    for (name, value) in cases {
+        let (mut h, b) = modern_request("tools/call", json!({"name":"echo","arguments":{"text":"x"}}), "2026-07-28");
+        h.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+        if let Some(v) = value {
+            h.push((name.into(), v.into()));
+        }
+        let r = send(&m, &h, &b);
+        assert_eq!(r.status, 400, "{name}={value:?}");
+        assert_eq!(json_of(&r)["error"]["code"], codes::HEADER_MISMATCH, "{name}={value:?}");
+        assert_eq!(json_of(&r)["id"], 7);
+    }
+    // Base64-encoded Mcp-Name matches after decoding.
+    let (mut h, b) = modern_request("resources/read", json!({"uri":"mock://item/ü"}), "2026-07-28");
+    h.retain(|(k, _)| k != "Mcp-Name");
+    h.push(("Mcp-Name".into(), crate::protocol::headers::encode_value("mock://item/ü")));
+    assert_eq!(send(&m, &h, &b).status, 200);
+    assert_eq!(m.stats()["tools"]["echo"], 0, "rejected calls never ran");
+}
+
+#[test]
+fn modern_unsupported_version_is_32022_with_supported_list() {
+    let m = dual();
+    let (h, b) = modern_request("tools/list", Value::Null, "1900-01-01");
+    let r = send(&m, &h, &b);
+    assert_eq!(r.status, 400);
+    let e = json_of(&r)["error"].clone();
+    assert_eq!(e["code"], codes::UNSUPPORTED_PROTOCOL_VERSION);
+    assert_eq!(e["data"]["requested"], "1900-01-01");
+    assert_eq!(e["data"]["supported"][0], "2026-07-28");
+    // Modern-only servers list only modern versions.
+    let m = mock(MockConfig { era: Era::Modern, ..MockConfig::default() });
+    let r = send(&m, &h, &b);
+    assert_eq!(json_of(&r)["error"]["data"]["supported"], json!(["2026-07-28"]));
+}
+
+// ---- cross-era probes ----
+
+#[test]
+fn legacy_only_server_answers_a_modern_probe_like_an_old_server() {
+    let m = mock(MockConfig { era: Era::Legacy, ..MockConfig::default() });
+    let r = modern_call(&m, "server/discover", Value::Null);
+    assert_eq!(r.status, 400);
+    let code = json_of(&r)["error"]["code"].as_i64().unwrap();
+    assert!(!crate::protocol::codes::is_recognised_modern(code), "{code}");
+    // A legacy-era mock ignores modern _meta and still serves initialize;
+    // inside a session server/discover is just an unknown method.
+    let (r, sid) = initialize(&m, "2025-11-25");
+    assert_eq!(r.status, 200);
+    assert!(!sid.is_empty());
+    let r = legacy_post(&m, Some(&sid), json!({"jsonrpc":"2.0","id":2,"method":"server/discover","params":{}}));
+    assert_eq!(r.status, 200);
+    assert_eq!(json_of(&r)["error"]["code"], codes::METHOD_NOT_FOUND);
+}
+
+#[test]
+fn modern_only_server_rejects_legacy_initialize_naming_its_versions() {
+    let m = mock(MockConfig { era: Era::Modern, ..MockConfig::default() });
+    let (r, sid) = initialize(&m, "2025-11-25");
+    assert_eq!(r.status, 400);
+    assert!(sid.is_empty(), "no session minted");
+    let e = json_of(&r)["error"].clone();
+    assert_eq!(e["code"], codes::HEADER_MISMATCH);
+    assert!(e["message"].as_str().unwrap().contains("2026-07-28"));
+    assert_eq!(e["data"]["supported"], json!(["2026-07-28"]));
+    // A legacy follow-up (no _meta, no headers) is rejected the same way.
+    let r = legacy_post(&m, Some("sess-x"), json!({"jsonrpc":"2.0","id":2,"method":"tools/list"}));
+    assert_eq!(r.status, 400);
+    assert_eq!(json_of(&r)["error"]["code"], codes::HEADER_MISMATCH);
+    assert_eq!(m.stats()["initialize"], 0);
+}
+
+#[test]
+fn dual_server_picks_the_era_per_request() {
+    let m = dual();
+    let (r, sid) = initialize(&m, "2025-11-25");
+    assert_eq!(r.status, 200);
+    assert_eq!(tool_text(&call(&m, &sid, 2, "get_session_id", json!({}))), format!("mock: {sid}"));
+    let v = json_of(&modern_call(&m, "tools/call", json!({"name":"get_session_id"})));
+    assert_eq!(v["result"]["content"][0]["text"], "mock: none");
+    // A modern-looking header without _meta is treated as modern (→ -32020, not 400 "no session").
+    let r = m.handle(request(
+        "POST",
+        "/mcp",
+        &[("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", "tools/list")],
+        r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#,
+    ));
+    assert_eq!(json_of(&r)["error"]["code"], codes::HEADER_MISMATCH);
+}
+
+// ---- progress, limits, stats ----
+
+#[test]
+fn progress_with_a_token_streams_sse() {
+    let m = dual();
+    let (_, sid) = initialize(&m, "2025-11-25");
+    let r = legacy_post(
+        &m,
+        Some(&sid),
+        json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{
+            "name":"progress","arguments":{"steps":3,"ms":1},"_meta":{"progressToken":"tok-1"}}}),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(header(&r, "Content-Type"), Some("text/event-stream"));
+    assert!(matches!(r.body, Body::Sse(_)));
+    // The producer itself, driven with a collecting emitter.
+    let mut events = Vec::new();
+    let final_msg = json!({"jsonrpc":"2.0","id":5,"result":{"content":[]}});
+    run_progress(&json!("tok-1"), 3, 1, &final_msg, &mut |d| {
+        events.push(serde_json::from_str::<Value>(d).unwrap());
+        Ok(())
+    });
+    assert_eq!(events.len(), 4);
+    for (i, e) in events[..3].iter().enumerate() {
+        assert_eq!(e["method"], "notifications/progress");
+        assert_eq!(e["params"], json!({"progressToken":"tok-1","progress":i + 1,"total":3}));
+    }
+    assert_eq!(events[3], final_msg);
+    // A gone client stops the stream at once.
+    let mut n = 0;
+    run_progress(&json!(1), 5, 0, &final_msg, &mut |_| {
+        n += 1;
+        Err(crate::http::ClientGone)
+    });
+    assert_eq!(n, 1);
+    // Modern too.
+    let r = modern_call(&m, "tools/call", json!({"name":"progress","arguments":{"steps":1,"ms":0},"_meta":{"progressToken":9}}));
+    assert!(matches!(r.body, Body::Sse(_)));
+}
+
+#[test]
+fn requests_beyond_max_concurrency_get_429() {
+    let m = mock(MockConfig { max_concurrency: Some(1), ..MockConfig::default() });
+    // Simulate one request in flight (the SSE producer holds its slot until it runs).
+    let busy = modern_call(&m, "tools/call", json!({"name":"progress","arguments":{"steps":1,"ms":0},"_meta":{"progressToken":1}}));
+    assert!(matches!(busy.body, Body::Sse(_)));
+    let r = modern_call(&m, "tools/list", Value::Null);
+    assert_eq!(r.status, 429);
+    assert_eq!(header(&r, "Retry-After"), Some("1"));
+    assert_eq!(m.stats()["rejected_429"], 1);
+    drop(busy); // stream dropped → slot released
+    assert_eq!(modern_call(&m, "tools/list", Value::Null).status, 200);
+}
+
+#[test]
+fn latency_is_added() {
+    let m = mock(MockConfig { latency: Duration::from_millis(30), ..MockConfig::default() });
+    let t = std::time::Instant::now();
+    modern_call(&m, "tools/list", Value::Null);
+    assert!(t.elapsed() >= Duration::from_millis(30));
+}
+
+#[test]
+fn stats_shape_and_reset() {
+    let m = dual();
+    let (_, sid) = initialize(&m, "2025-11-25");
+    call(&m, &sid, 2, "echo", json!({"text":"a"}));
+    let r = m.handle(request("GET", "/stats", &[], ""));
+    assert_eq!(r.status, 200);
+    let s = json_of(&r);
+    let keys: Vec<&str> = s.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        ["initialize", "requests", "sessions_active", "sessions_created", "expired_404", "rejected_429", "tools", "last_authorization_sha"]
+    );
+    assert_eq!(s["requests"], 2);
+    assert_eq!(s["tools"]["echo"], 1);
+    assert_eq!(s["tools"]["sleep"], 0);
+    assert_eq!(s["last_authorization_sha"], Value::Null);
+    let r = m.handle(request("POST", "/stats/reset", &[], ""));
+    assert_eq!(r.status, 200);
+    let s = m.stats();
+    assert_eq!(s["requests"], 0);
+    assert_eq!(s["tools"]["echo"], 0);
+    assert_eq!(s["sessions_active"], 1, "sessions survive a reset");
+    assert_eq!(m.handle(request("GET", "/nope", &[], "")).status, 404);
+}
