@@ -15,8 +15,10 @@
 //!   `_meta["io.modelcontextprotocol/protocolVersion"]` and the
 //!   `MCP-Protocol-Version` / `Mcp-Method` / `Mcp-Name` headers, validated
 //!   against the body (-32020 HeaderMismatch, -32022 unsupported version).
-//! - **dual**: per request — modern `_meta` (or `server/discover`, or a
-//!   non-legacy `MCP-Protocol-Version` header) selects modern, else legacy.
+//! - **dual**: per request, by the hub's own rule
+//!   ([`crate::protocol::era::classify`]): modern `_meta`, `server/discover`
+//!   or a non-legacy `MCP-Protocol-Version` header select modern;
+//!   `initialize` and everything else legacy.
 //!
 //! Fault injection ([`MockConfig`]): session expiry every Nth session-bearing
 //! request, a concurrency limit answered with 429, and added latency.
@@ -41,14 +43,11 @@ use crate::http::{Handler, Request, Response, SseEvent};
 
 pub use methods::{run_progress, TOOL_NAMES};
 
-/// Legacy (initialize-based) protocol versions the mock accepts, oldest first.
-pub const LEGACY_VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+pub use crate::protocol::{LEGACY_VERSIONS, META_PROTOCOL_VERSION, META_SERVER_INFO};
+use crate::protocol::era::{classify, negotiate_legacy};
+
 /// Modern (per-request metadata) protocol versions the mock accepts.
-pub const MODERN_VERSIONS: [&str; 1] = ["2026-07-28"];
-/// The `_meta` key carrying the protocol version of a modern request.
-pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
-/// The `_meta` key carrying the server's identity in a modern result.
-pub const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+pub const MODERN_VERSIONS: [&str; 1] = [crate::protocol::MODERN_VERSION];
 
 /// JSON-RPC / MCP error codes used by the mock.
 pub mod codes {
@@ -422,11 +421,13 @@ impl MockServer {
             Era::Legacy => false,
             Era::Modern => true,
             Era::Dual => {
-                let meta_pv = msg.pointer("/params/_meta").and_then(|m| m.get(META_PROTOCOL_VERSION)).is_some();
-                let discover = msg.get("method").and_then(Value::as_str) == Some("server/discover");
-                let modern_header = req.header("Mcp-Session-Id").is_none()
-                    && req.header("MCP-Protocol-Version").is_some_and(|v| !LEGACY_VERSIONS.contains(&v.trim()));
-                meta_pv || discover || modern_header
+                // The hub's own rule (protocol::era::classify); a client's
+                // JSON-RPC response (no method) goes by its headers alone.
+                let empty = serde_json::Map::new();
+                let params = msg.get("params").and_then(Value::as_object).unwrap_or(&empty);
+                let method = msg.get("method").and_then(Value::as_str).unwrap_or_default();
+                let header = req.header("MCP-Protocol-Version").map(str::trim);
+                classify(method, params, header) == crate::protocol::Era::Modern
             }
         }
     }
@@ -473,7 +474,7 @@ impl MockServer {
             let body = rpc_error(&id, codes::INVALID_PARAMS, "Invalid params: protocolVersion is required", None);
             return Response::json(200, &body);
         };
-        let version = if LEGACY_VERSIONS.contains(&requested) { requested } else { LEGACY_VERSIONS[LEGACY_VERSIONS.len() - 1] };
+        let version = negotiate_legacy(Some(requested));
         let sid = new_session_id();
         {
             let mut st = self.inner.state.lock();
