@@ -8,7 +8,7 @@ use super::{codes, short_sha, Ctx, MockServer, Reply, META_SERVER_INFO};
 use crate::http::ClientGone;
 
 /// The tools the mock offers, in `tools/list` order.
-pub const TOOL_NAMES: [&str; 6] = ["echo", "get_session_id", "sleep", "progress", "whoami", "counter"];
+pub const TOOL_NAMES: [&str; 7] = ["echo", "get_session_id", "sleep", "progress", "whoami", "counter", "region"];
 
 /// `ttlMs` on modern list results.
 const LIST_TTL_MS: u64 = 60_000;
@@ -62,7 +62,14 @@ fn tools() -> Value {
          "inputSchema": obj(json!({}), &[]), "annotations": ro},
         {"name": "counter", "description": "Increments this session's counter and returns it.",
          "inputSchema": obj(json!({}), &[]), "annotations": {"readOnlyHint": false, "idempotentHint": false}},
+        {"name": "region", "description": "Returns `region`; modern callers must mirror it as `Mcp-Param-Region` (x-mcp-header).",
+         "inputSchema": obj(json!({"region": {"type": "string", "x-mcp-header": "Region"}}), &["region"]), "annotations": ro},
     ])
+}
+
+/// The `inputSchema` of one of the mock's tools.
+pub(crate) fn tool_schema(name: &str) -> Option<Value> {
+    tools().as_array()?.iter().find(|t| t["name"] == name).map(|t| t["inputSchema"].clone())
 }
 
 fn text_result(text: String) -> Value {
@@ -250,6 +257,10 @@ impl MockServer {
             }
             "whoami" => ctx.authorization.map(short_sha).unwrap_or_else(|| "anonymous".into()),
             "counter" => self.bump_counter(ctx.session).to_string(),
+            "region" => match args.get("region").and_then(Value::as_str) {
+                Some(r) => format!("region {r}"),
+                None => return Reply::Result(tool_error("invalid arguments: `region` must be a string".into())),
+            },
             _ => unreachable!("checked against TOOL_NAMES"),
         };
         Reply::Result(text_result(format!("{prefix}: {text}")))

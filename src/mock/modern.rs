@@ -5,18 +5,26 @@
 use serde_json::{Map, Value};
 
 use crate::http::Request;
-use crate::protocol::headers::validate_standard;
+use crate::protocol::headers::{validate_params, validate_standard};
 
-/// Validates `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name` against the
-/// body. `Err` carries the reason, already prefixed "Header mismatch: "
+/// Validates `MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name` and (for
+/// `tools/call` of a tool with `x-mcp-header` properties) `Mcp-Param-*`
+/// against the body. `Err` carries the reason, already prefixed "Header mismatch: "
 /// (→ 400 + -32020).
 pub(crate) fn validate_headers(req: &Request, msg: &Value) -> Result<(), String> {
     let method = msg.get("method").and_then(Value::as_str).unwrap_or_default();
     let empty = Map::new();
     let params = msg.get("params").and_then(Value::as_object).unwrap_or(&empty);
-    validate_standard(|name| req.header(name).map(str::trim), method, params)
-        .map(|_| ())
-        .map_err(|e| e.message)
+    validate_standard(|name| req.header(name).map(str::trim), method, params).map_err(|e| e.message)?;
+    // Mcp-Param-* mirrored from `x-mcp-header` schema properties (tools/call only).
+    if method == "tools/call" {
+        let schema = params.get("name").and_then(Value::as_str).and_then(super::methods::tool_schema);
+        if let Some(schema) = schema {
+            let args = params.get("arguments").cloned().unwrap_or(Value::Null);
+            validate_params(|name| req.header(name).map(str::trim), &schema, &args).map_err(|e| e.message)?;
+        }
+    }
+    Ok(())
 }
 
 /// Adds `resultType: "complete"` to a modern result (unless present).

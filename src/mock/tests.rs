@@ -329,6 +329,18 @@ fn modern_header_mismatch_is_32020() {
         assert_eq!(json_of(&r)["error"]["code"], codes::HEADER_MISMATCH, "{name}={value:?}");
         assert_eq!(json_of(&r)["id"], 7);
     }
+    // x-mcp-header: the region tool needs Mcp-Param-Region = arguments.region.
+    let (mut h, b) = modern_request("tools/call", json!({"name":"region","arguments":{"region":"eu-west1"}}), "2026-07-28");
+    let r = send(&m, &h, &b);
+    assert_eq!(r.status, 400);
+    assert_eq!(json_of(&r)["error"]["code"], codes::HEADER_MISMATCH);
+    h.push(("Mcp-Param-Region".into(), "us-east1".into()));
+    assert_eq!(send(&m, &h, &b).status, 400);
+    h.pop();
+    h.push(("mcp-param-region".into(), "eu-west1".into()));
+    let r = send(&m, &h, &b);
+    assert_eq!(r.status, 200);
+    assert_eq!(json_of(&r)["result"]["content"][0]["text"], "mock: region eu-west1");
     // Base64-encoded Mcp-Name matches after decoding.
     let (mut h, b) = modern_request("resources/read", json!({"uri":"mock://item/ü"}), "2026-07-28");
     h.retain(|(k, _)| k != "Mcp-Name");
