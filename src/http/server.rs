@@ -1,20 +1,227 @@
-//! Sockets and threads (implementation owned by the HTTP-layer work).
-use super::{Handler, ServerConfig};
-use std::net::SocketAddr;
-use std::sync::Arc;
+//! Sockets and threads: reactor → bounded queue → workers, rejecter, pinger, stream threads.
+//!
+//! - **Reactor** (one thread, mio, edge-triggered): accepts, reads the heads
+//!   and bodies of all connections without blocking and enforces the
+//!   deadlines (head `head_timeout` → 408, body `body_timeout` → 408, idle
+//!   keep-alive `idle_timeout` → silent close). Parse errors (400/413/431/505)
+//!   are answered from here with one non-blocking write, then the connection
+//!   is half-closed and drained for up to [`LINGER`] ("lingering close", so the
+//!   client reads the error instead of a reset). Accept errors (EMFILE, …) are
+//!   logged and accepting pauses [`ACCEPT_BACKOFF`]; the reactor never exits on
+//!   them. It never makes a blocking write.
+//! - **Workers** (`workers` threads) take complete requests from a bounded
+//!   crossbeam queue (`queue`), run the handler under `catch_unwind` (panic →
+//!   500), write the response within `write_budget` and hand the connection
+//!   back to the reactor (channel + `mio::Waker`) for keep-alive, pipelined
+//!   bytes included.
+//! - **Rejecter**: when the queue is full the connection goes here and gets
+//!   `503` + `Retry-After` + a JSON-RPC error body, then is closed.
+//! - **Stream threads** (at most `max_streams`, one per SSE response) and the
+//!   **pinger**, see [`super::sse`].
+
+use super::parse::{Limits, Outcome, Parsed, RequestReader};
+use super::sse::{SseSink, StreamShared};
+use super::{Body, Handler, Response, ServerConfig};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use mio::{Events, Interest, Poll, Token, Waker};
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long a connection being closed after an error is drained before it is closed.
+pub const LINGER: Duration = Duration::from_secs(2);
+/// How long accepting pauses after an accept error (EMFILE, ENFILE, …).
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How long `shutdown` waits for in-flight requests and streams before detaching them.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Longest single blocking write slice (`SO_SNDTIMEO`); the budget is checked between slices.
+const WRITE_SLICE: Duration = Duration::from_secs(1);
+/// Deadline scan period of the reactor.
+const TICK: Duration = Duration::from_millis(25);
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+
+/// Decrements the open-connection count when the connection is dropped.
+struct ConnGuard(Arc<AtomicUsize>);
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// One client connection, moved between the reactor, workers and stream threads.
+struct Conn {
+    sock: TcpStream,
+    reader: RequestReader,
+    _guard: ConnGuard,
+}
+
+/// A connection coming back to the reactor.
+enum Back {
+    /// Response written; read the next request (leftover bytes first).
+    KeepAlive(Conn),
+    /// Write side already shut down; drain and close.
+    Linger(Conn),
+}
+
+struct Job {
+    conn: Conn,
+    parsed: Box<Parsed>,
+}
+
+struct Shared {
+    cfg: ServerConfig,
+    handler: Arc<dyn Handler>,
+    stopping: AtomicBool,
+    active_streams: AtomicUsize,
+    streams: Mutex<Vec<Weak<StreamShared>>>,
+    stream_threads: Mutex<Vec<JoinHandle<()>>>,
+    back_tx: Sender<Back>,
+    waker: Waker,
+}
+
+impl Shared {
+    /// Returns a connection to the reactor; closes it if the reactor is gone.
+    fn give_back(&self, conn: Conn, keep_alive: bool) {
+        let back = if keep_alive && !self.stopping.load(Ordering::Acquire) {
+            Back::KeepAlive(conn)
+        } else {
+            let _ = conn.sock.shutdown(Shutdown::Write);
+            Back::Linger(conn)
+        };
+        if self.back_tx.send(back).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+}
 
 /// The server entry point.
 pub struct Server;
 
-/// A running server.
+struct Threads {
+    reactor: JoinHandle<()>,
+    workers: Vec<JoinHandle<()>>,
+    rejecter: JoinHandle<()>,
+    pinger: JoinHandle<()>,
+    pinger_stop: Sender<()>,
+}
+
+/// A running server. `Send + Sync`: `shutdown` may be called from any thread
+/// while another one `wait`s.
 pub struct ServerHandle {
     addr: SocketAddr,
+    shared: Arc<Shared>,
+    threads: Mutex<Option<Threads>>,
+    done: Mutex<bool>,
+    done_cv: Condvar,
 }
 
 impl Server {
-    /// Binds `addr` (with `SO_REUSEADDR`) and starts acceptor, workers, rejecter and pinger threads.
-    pub fn bind(addr: SocketAddr, _cfg: ServerConfig, _handler: Arc<dyn Handler>) -> std::io::Result<ServerHandle> {
-        Err(std::io::Error::new(std::io::ErrorKind::Unsupported, format!("server not built yet ({addr})")))
+    /// Binds `addr` (with `SO_REUSEADDR`; port 0 picks a free port) and starts
+    /// the reactor, `cfg.workers` workers, the rejecter and the pinger.
+    ///
+    /// Errors: binding/listening fails, or a thread or the poller cannot be created.
+    pub fn bind(
+        addr: SocketAddr,
+        cfg: ServerConfig,
+        handler: Arc<dyn Handler>,
+    ) -> std::io::Result<ServerHandle> {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            None,
+        )?;
+        socket.set_reuse_address(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        socket.set_nonblocking(true)?;
+        let std_listener: std::net::TcpListener = socket.into();
+        let local = std_listener.local_addr()?;
+        let listener = mio::net::TcpListener::from_std(std_listener);
+
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        let (back_tx, back_rx) = crossbeam_channel::unbounded();
+        let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(cfg.queue);
+        let (reject_tx, reject_rx) = crossbeam_channel::bounded::<Job>(1024);
+        let (pinger_stop, pinger_rx) = crossbeam_channel::bounded::<()>(0);
+        let shared = Arc::new(Shared {
+            cfg: cfg.clone(),
+            handler,
+            stopping: AtomicBool::new(false),
+            active_streams: AtomicUsize::new(0),
+            streams: Mutex::new(Vec::new()),
+            stream_threads: Mutex::new(Vec::new()),
+            back_tx,
+            waker,
+        });
+
+        let mut reactor = Reactor {
+            poll,
+            listener: Some(listener),
+            conns: HashMap::new(),
+            next_token: 2,
+            job_tx,
+            reject_tx,
+            back_rx,
+            open: Arc::new(AtomicUsize::new(0)),
+            accept_paused_until: None,
+            shared: shared.clone(),
+            limits: Limits {
+                max_head_bytes: cfg.max_head_bytes,
+                max_body_bytes: cfg.max_body_bytes,
+            },
+        };
+        reactor.poll.registry().register(
+            reactor
+                .listener
+                .as_mut()
+                .ok_or_else(|| std::io::Error::other("no listener"))?,
+            LISTENER,
+            Interest::READABLE,
+        )?;
+        let mut workers = Vec::with_capacity(cfg.workers);
+        for i in 0..cfg.workers.max(1) {
+            let (shared, rx) = (shared.clone(), job_rx.clone());
+            workers.push(
+                std::thread::Builder::new()
+                    .name(format!("http-worker-{i}"))
+                    .spawn(move || worker_loop(&shared, &rx))?,
+            );
+        }
+        drop(job_rx);
+        let s = shared.clone();
+        let rejecter = std::thread::Builder::new()
+            .name("http-rejecter".into())
+            .spawn(move || rejecter_loop(&s, &reject_rx))?;
+        let s = shared.clone();
+        let pinger = std::thread::Builder::new()
+            .name("http-pinger".into())
+            .spawn(move || pinger_loop(&s, &pinger_rx))?;
+        let reactor = std::thread::Builder::new()
+            .name("http-reactor".into())
+            .spawn(move || reactor.run())?;
+        Ok(ServerHandle {
+            addr: local,
+            shared,
+            threads: Mutex::new(Some(Threads {
+                reactor,
+                workers,
+                rejecter,
+                pinger,
+                pinger_stop,
+            })),
+            done: Mutex::new(false),
+            done_cv: Condvar::new(),
+        })
     }
 }
 
@@ -23,8 +230,765 @@ impl ServerHandle {
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
-    /// Stops accepting, lets in-flight requests finish, joins the threads.
-    pub fn shutdown(self) {}
-    /// Blocks until the server stops (after `shutdown` from another thread or a signal).
-    pub fn wait(&self) {}
+
+    /// Stops accepting and closes idle connections, lets queued and in-flight
+    /// requests finish (up to [`SHUTDOWN_GRACE`]), ends the SSE streams (their
+    /// sinks report `ClientGone`) and joins the threads. Callable from any
+    /// thread, more than once; later calls wait for the first to complete.
+    pub fn shutdown(&self) {
+        let threads = self
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let Some(t) = threads else {
+            self.wait();
+            return;
+        };
+        self.shared.stopping.store(true, Ordering::Release);
+        let _ = self.shared.waker.wake();
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        join_until(vec![t.reactor], deadline);
+        join_until(t.workers, deadline);
+        join_until(vec![t.rejecter], deadline);
+        end_streams(&self.shared);
+        drop(t.pinger_stop);
+        join_until(vec![t.pinger], deadline);
+        let streams = std::mem::take(
+            &mut *self
+                .shared
+                .stream_threads
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        join_until(streams, deadline);
+        *self.done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.done_cv.notify_all();
+    }
+
+    /// Blocks until [`shutdown`](Self::shutdown) (from another thread) has completed.
+    pub fn wait(&self) {
+        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        while !*done {
+            done = self.done_cv.wait(done).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// Joins the threads that finish before `deadline`; the others are left detached.
+fn join_until(handles: Vec<JoinHandle<()>>, deadline: Instant) {
+    for h in handles {
+        while !h.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if h.is_finished() {
+            let _ = h.join();
+        } else {
+            log::warn!(
+                "http: thread {:?} still busy at shutdown; detached",
+                h.thread().name()
+            );
+        }
+    }
+}
+
+fn end_streams(shared: &Shared) {
+    let list = std::mem::take(&mut *shared.streams.lock().unwrap_or_else(|e| e.into_inner()));
+    for s in list.iter().filter_map(Weak::upgrade) {
+        s.mark_gone();
+    }
+}
+
+/// Writes all of `buf` to a blocking socket within `budget` (wall clock).
+/// `SO_SNDTIMEO` is set to at most one second per slice and the budget is
+/// checked between slices, since a send timeout alone restarts with every
+/// byte a zero-window probe lets through.
+pub(crate) fn write_all_budget(
+    sock: &mut TcpStream,
+    buf: &[u8],
+    budget: Duration,
+) -> std::io::Result<()> {
+    let deadline = Instant::now() + budget;
+    let mut slice_set: Option<Duration> = None;
+    let mut off = 0;
+    while off < buf.len() {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(std::io::Error::new(
+                ErrorKind::TimedOut,
+                "write budget exceeded",
+            ));
+        }
+        let slice = (deadline - now)
+            .min(WRITE_SLICE)
+            .max(Duration::from_millis(1));
+        if slice_set.is_none_or(|s| slice < s) {
+            sock.set_write_timeout(Some(slice))?;
+            slice_set = Some(slice);
+        }
+        match sock.write(&buf[off..]) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(n) => off += n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reason phrase for the status codes the hub uses.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        422 => "Unprocessable Content",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+/// How the body of a response is delimited.
+enum Framing {
+    Length(usize),
+    Chunked,
+    /// HTTP/1.0 stream: delimited by closing the connection.
+    Close,
+    /// 1xx/204/304: no body and no length.
+    NoBody,
+}
+
+fn response_head(
+    status: u16,
+    headers: &[(String, String)],
+    framing: Framing,
+    keep_alive: bool,
+    minor: u8,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    let _ = write!(out, "HTTP/1.1 {} {}\r\n", status, reason(status));
+    for (name, value) in headers {
+        let managed = ["content-length", "transfer-encoding", "connection"]
+            .iter()
+            .any(|m| name.eq_ignore_ascii_case(m));
+        let unsafe_bytes = |s: &str| s.bytes().any(|b| b == b'\r' || b == b'\n');
+        if managed || name.is_empty() || unsafe_bytes(name) || unsafe_bytes(value) {
+            continue;
+        }
+        let _ = write!(out, "{name}: {value}\r\n");
+    }
+    match framing {
+        Framing::Length(n) => {
+            let _ = write!(out, "Content-Length: {n}\r\n");
+        }
+        Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        Framing::Close | Framing::NoBody => {}
+    }
+    if !keep_alive {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if minor == 0 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// A complete error response with a small JSON body and `Connection: close`.
+pub(crate) fn error_response(status: u16) -> Vec<u8> {
+    let body = format!(
+        "{{\"error\":{{\"status\":{},\"message\":\"{}\"}}}}",
+        status,
+        reason(status)
+    );
+    let mut out = response_head(
+        status,
+        &[("Content-Type".into(), "application/json".into())],
+        Framing::Length(body.len()),
+        false,
+        1,
+    );
+    out.extend_from_slice(body.as_bytes());
+    out
+}
+
+/// The 503 answered when the queue (or the stream limit) is full.
+fn busy_response(retry_after_secs: u32) -> Vec<u8> {
+    let body = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{{\"code\":-32000,\"message\":\"Server busy, retry later\",\"data\":{{\"retry_after_seconds\":{retry_after_secs}}}}}}}"
+    );
+    let mut out = response_head(
+        503,
+        &[
+            ("Content-Type".into(), "application/json".into()),
+            ("Retry-After".into(), retry_after_secs.to_string()),
+        ],
+        Framing::Length(body.len()),
+        false,
+        1,
+    );
+    out.extend_from_slice(body.as_bytes());
+    out
+}
+
+// ---------------------------------------------------------------- reactor
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    Idle,
+    Head,
+    Body,
+    Linger,
+}
+
+/// A connection while the reactor owns it (registered with the poller).
+struct RConn {
+    sock: mio::net::TcpStream,
+    reader: RequestReader,
+    guard: ConnGuard,
+    phase: Phase,
+    deadline: Instant,
+}
+
+struct Reactor {
+    poll: Poll,
+    listener: Option<mio::net::TcpListener>,
+    conns: HashMap<usize, RConn>,
+    next_token: usize,
+    job_tx: Sender<Job>,
+    reject_tx: Sender<Job>,
+    back_rx: Receiver<Back>,
+    open: Arc<AtomicUsize>,
+    accept_paused_until: Option<Instant>,
+    shared: Arc<Shared>,
+    limits: Limits,
+}
+
+impl Reactor {
+    fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut last_scan = Instant::now();
+        while !self.shared.stopping.load(Ordering::Acquire) {
+            let timeout = if !self.conns.is_empty() {
+                Some(TICK)
+            } else {
+                self.accept_paused_until
+                    .map(|t| t.saturating_duration_since(Instant::now()))
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != ErrorKind::Interrupted {
+                    log::error!("http: poll failed: {e}");
+                    std::thread::sleep(ACCEPT_BACKOFF);
+                }
+                continue;
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => {
+                        if self.accept_paused_until.is_none() {
+                            self.accept_all();
+                        }
+                    }
+                    WAKER => {}
+                    Token(t) => self.drive(t),
+                }
+            }
+            while let Ok(back) = self.back_rx.try_recv() {
+                self.take_back(back);
+            }
+            let now = Instant::now();
+            if self.accept_paused_until.is_some_and(|t| now >= t) {
+                self.accept_paused_until = None;
+                self.accept_all();
+            }
+            if now.duration_since(last_scan) >= TICK {
+                last_scan = now;
+                self.expire(now);
+            }
+        }
+        // Stopping: no more accepts; idle and half-read connections are closed.
+        // Queued jobs still reach the workers (the channel drains before it disconnects).
+        self.listener = None;
+        self.conns.clear();
+    }
+
+    fn accept_all(&mut self) {
+        loop {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    // SAFETY: the fd comes from `into_raw_fd`, so it is owned exactly once.
+                    let sock = unsafe { TcpStream::from_raw_fd(stream.into_raw_fd()) };
+                    if self.open.load(Ordering::Acquire) >= self.shared.cfg.max_connections {
+                        log::debug!("http: max_connections reached, closing {peer}");
+                        continue;
+                    }
+                    if let Err(e) = sock.set_nodelay(true) {
+                        log::debug!("http: TCP_NODELAY on {peer}: {e}");
+                    }
+                    self.open.fetch_add(1, Ordering::AcqRel);
+                    let conn = Conn {
+                        sock,
+                        reader: RequestReader::new(self.limits, peer),
+                        _guard: ConnGuard(self.open.clone()),
+                    };
+                    let deadline = Instant::now() + self.shared.cfg.head_timeout;
+                    if let Some(t) = self.register(conn, Phase::Head, deadline) {
+                        self.drive(t);
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::Interrupted | ErrorKind::ConnectionAborted
+                    ) => {}
+                Err(e) => {
+                    log::warn!("http: accept failed: {e}; pausing accepts for {ACCEPT_BACKOFF:?}");
+                    self.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn register(&mut self, conn: Conn, phase: Phase, deadline: Instant) -> Option<usize> {
+        let token = self.next_token;
+        self.next_token += 1;
+        let Conn {
+            sock,
+            reader,
+            _guard: guard,
+        } = conn;
+        if let Err(e) = sock.set_nonblocking(true) {
+            log::debug!("http: set_nonblocking: {e}");
+            return None;
+        }
+        let mut sock = mio::net::TcpStream::from_std(sock);
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut sock, Token(token), Interest::READABLE)
+        {
+            log::warn!("http: register failed: {e}");
+            return None;
+        }
+        self.conns.insert(
+            token,
+            RConn {
+                sock,
+                reader,
+                guard,
+                phase,
+                deadline,
+            },
+        );
+        Some(token)
+    }
+
+    /// Removes a connection from the reactor (deregistered, still open).
+    fn remove(&mut self, token: usize) -> Option<Conn> {
+        let mut rc = self.conns.remove(&token)?;
+        let _ = self.poll.registry().deregister(&mut rc.sock);
+        // SAFETY: the fd comes from `into_raw_fd`, so it is owned exactly once.
+        let sock = unsafe { TcpStream::from_raw_fd(rc.sock.into_raw_fd()) };
+        Some(Conn {
+            sock,
+            reader: rc.reader,
+            _guard: rc.guard,
+        })
+    }
+
+    fn take_back(&mut self, back: Back) {
+        let (conn, phase, deadline) = match back {
+            Back::KeepAlive(conn) => (
+                conn,
+                Phase::Idle,
+                Instant::now() + self.shared.cfg.idle_timeout,
+            ),
+            Back::Linger(conn) => (conn, Phase::Linger, Instant::now() + LINGER),
+        };
+        if let Some(t) = self.register(conn, phase, deadline) {
+            self.drive(t);
+        }
+    }
+
+    /// Error answer from the reactor: one non-blocking write, half-close, linger.
+    fn fail(&mut self, token: usize, status: u16) {
+        let Some(rc) = self.conns.get_mut(&token) else {
+            return;
+        };
+        let _ = rc.sock.write(&error_response(status));
+        let _ = rc.sock.shutdown(Shutdown::Write);
+        rc.phase = Phase::Linger;
+        rc.deadline = Instant::now() + LINGER;
+    }
+
+    /// Reads and parses what the connection has, until it would block.
+    fn drive(&mut self, token: usize) {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            let Some(rc) = self.conns.get_mut(&token) else {
+                return;
+            };
+            if rc.phase == Phase::Linger {
+                match rc.sock.read(&mut buf) {
+                    Ok(0) => {
+                        self.remove(token);
+                        return;
+                    }
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(_) => {
+                        self.remove(token);
+                        return;
+                    }
+                }
+            }
+            match rc.reader.advance() {
+                Outcome::NeedMore => {
+                    let phase = match rc.reader.progress() {
+                        super::parse::Progress::Idle => Phase::Idle,
+                        super::parse::Progress::Head => Phase::Head,
+                        super::parse::Progress::Body => Phase::Body,
+                    };
+                    if phase > rc.phase {
+                        rc.phase = phase;
+                        let cfg = &self.shared.cfg;
+                        rc.deadline = Instant::now()
+                            + if phase == Phase::Body {
+                                cfg.body_timeout
+                            } else {
+                                cfg.head_timeout
+                            };
+                    }
+                    match rc.sock.read(&mut buf) {
+                        Ok(0) => {
+                            self.remove(token);
+                            return;
+                        }
+                        Ok(n) => rc.reader.feed(&buf[..n]),
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                        Err(_) => {
+                            self.remove(token);
+                            return;
+                        }
+                    }
+                }
+                Outcome::Continue100 => {
+                    const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+                    if !matches!(rc.sock.write(CONTINUE), Ok(n) if n == CONTINUE.len()) {
+                        self.remove(token);
+                        return;
+                    }
+                }
+                Outcome::Error(status) => {
+                    log::debug!("http: {} from {:?}", status, rc.sock.peer_addr().ok());
+                    self.fail(token, status);
+                }
+                Outcome::Complete(parsed) => {
+                    let Some(conn) = self.remove(token) else {
+                        return;
+                    };
+                    self.dispatch(Job { conn, parsed });
+                    return;
+                }
+            }
+        }
+    }
+
+    fn dispatch(&mut self, job: Job) {
+        match self.job_tx.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(job)) => {
+                if self.reject_tx.try_send(job).is_err() {
+                    log::warn!("http: queue and rejecter both full; connection dropped");
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let expired: Vec<(usize, Phase)> = self
+            .conns
+            .iter()
+            .filter(|(_, rc)| rc.deadline <= now)
+            .map(|(t, rc)| (*t, rc.phase))
+            .collect();
+        for (token, phase) in expired {
+            match phase {
+                Phase::Idle | Phase::Linger => {
+                    self.remove(token);
+                }
+                Phase::Head | Phase::Body => {
+                    self.fail(token, 408);
+                    self.drive(token);
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- workers
+
+fn worker_loop(shared: &Arc<Shared>, rx: &Receiver<Job>) {
+    while let Ok(job) = rx.recv() {
+        serve(shared, job);
+    }
+}
+
+fn serve(shared: &Arc<Shared>, job: Job) {
+    let Job { mut conn, parsed } = job;
+    let Parsed {
+        request,
+        keep_alive,
+        minor_version,
+        head_only,
+        ..
+    } = *parsed;
+    if conn.sock.set_nonblocking(false).is_err() {
+        return;
+    }
+    let keep_alive = keep_alive && !shared.stopping.load(Ordering::Acquire);
+    let handler = shared.handler.clone();
+    let response = match catch_unwind(AssertUnwindSafe(move || handler.handle(request))) {
+        Ok(r) => r,
+        Err(_) => {
+            log::error!("http: handler panicked; answered 500");
+            Response::json(
+                500,
+                &serde_json::json!({"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"Internal error"}}),
+            )
+        }
+    };
+    let Response {
+        status,
+        headers,
+        body,
+    } = response;
+    let budget = shared.cfg.write_budget;
+    match body {
+        Body::Full(bytes) => {
+            let no_body = status < 200 || status == 204 || status == 304;
+            let framing = if no_body {
+                Framing::NoBody
+            } else {
+                Framing::Length(bytes.len())
+            };
+            let mut out = response_head(status, &headers, framing, keep_alive, minor_version);
+            if !head_only && !no_body {
+                out.extend_from_slice(&bytes);
+            }
+            match write_all_budget(&mut conn.sock, &out, budget) {
+                Ok(()) => shared.give_back(conn, keep_alive),
+                Err(e) => log::debug!("http: response write failed: {e}"),
+            }
+        }
+        Body::Sse(producer) => start_stream(
+            shared,
+            conn,
+            status,
+            headers,
+            producer,
+            keep_alive,
+            minor_version,
+            head_only,
+        ),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn start_stream(
+    shared: &Arc<Shared>,
+    mut conn: Conn,
+    status: u16,
+    headers: Vec<(String, String)>,
+    producer: Box<dyn FnOnce(&mut SseSink) + Send + 'static>,
+    keep_alive: bool,
+    minor: u8,
+    head_only: bool,
+) {
+    let budget = shared.cfg.write_budget;
+    let n = shared.active_streams.fetch_add(1, Ordering::AcqRel);
+    if n >= shared.cfg.max_streams || shared.stopping.load(Ordering::Acquire) {
+        shared.active_streams.fetch_sub(1, Ordering::AcqRel);
+        log::warn!(
+            "http: max_streams ({}) reached; answered 503",
+            shared.cfg.max_streams
+        );
+        if write_all_budget(
+            &mut conn.sock,
+            &busy_response(shared.cfg.retry_after_secs),
+            budget,
+        )
+        .is_ok()
+        {
+            shared.give_back(conn, false);
+        }
+        return;
+    }
+    let chunked = minor >= 1;
+    let keep_alive = keep_alive && chunked;
+    let head = response_head(
+        status,
+        &headers,
+        if chunked {
+            Framing::Chunked
+        } else {
+            Framing::Close
+        },
+        keep_alive,
+        minor,
+    );
+    let me = shared.clone();
+    let spawned = std::thread::Builder::new()
+        .name("http-sse".into())
+        .spawn(move || {
+            run_stream(
+                &me, conn, head, producer, keep_alive, chunked, head_only, budget,
+            );
+            me.active_streams.fetch_sub(1, Ordering::AcqRel);
+        });
+    match spawned {
+        Ok(h) => shared
+            .stream_threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(h),
+        Err(e) => {
+            shared.active_streams.fetch_sub(1, Ordering::AcqRel);
+            log::error!("http: cannot spawn stream thread: {e}");
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_stream(
+    shared: &Shared,
+    mut conn: Conn,
+    head: Vec<u8>,
+    producer: Box<dyn FnOnce(&mut SseSink) + Send + 'static>,
+    keep_alive: bool,
+    chunked: bool,
+    head_only: bool,
+    budget: Duration,
+) {
+    if write_all_budget(&mut conn.sock, &head, budget).is_err() {
+        return;
+    }
+    if head_only {
+        shared.give_back(conn, keep_alive);
+        return;
+    }
+    let Conn {
+        sock,
+        reader,
+        _guard,
+    } = conn;
+    let stream = match StreamShared::new(sock, budget, chunked) {
+        Ok(s) => s,
+        Err(e) => {
+            log::warn!("http: stream setup failed: {e}");
+            return;
+        }
+    };
+    {
+        let mut list = shared.streams.lock().unwrap_or_else(|e| e.into_inner());
+        list.retain(|w| w.strong_count() > 0);
+        list.push(Arc::downgrade(&stream));
+    }
+    if shared.stopping.load(Ordering::Acquire) {
+        stream.mark_gone();
+    }
+    let mut sink = SseSink::new(stream.clone());
+    if catch_unwind(AssertUnwindSafe(move || producer(&mut sink))).is_err() {
+        log::error!("http: SSE producer panicked; stream cut");
+        stream.mark_gone();
+    }
+    if let Some(sock) = stream.finish() {
+        shared.give_back(
+            Conn {
+                sock,
+                reader,
+                _guard,
+            },
+            keep_alive,
+        );
+    }
+}
+
+// ---------------------------------------------------------------- rejecter, pinger
+
+fn rejecter_loop(shared: &Shared, rx: &Receiver<Job>) {
+    let budget = shared.cfg.write_budget.min(Duration::from_millis(500));
+    let response = busy_response(shared.cfg.retry_after_secs);
+    while let Ok(Job { mut conn, .. }) = rx.recv() {
+        if conn.sock.set_nonblocking(false).is_err() {
+            continue;
+        }
+        if write_all_budget(&mut conn.sock, &response, budget).is_ok() {
+            shared.give_back(conn, false);
+        }
+    }
+}
+
+fn pinger_loop(shared: &Shared, stop: &Receiver<()>) {
+    let interval = shared.cfg.ping_interval;
+    let tick = (interval / 4).clamp(Duration::from_millis(5), Duration::from_millis(250));
+    loop {
+        match stop.recv_timeout(tick) {
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        let live: Vec<Arc<StreamShared>> = {
+            let mut list = shared.streams.lock().unwrap_or_else(|e| e.into_inner());
+            list.retain(|w| w.strong_count() > 0);
+            list.iter().filter_map(Weak::upgrade).collect()
+        };
+        for s in live {
+            s.ping_tick(interval);
+        }
+        let mut threads = shared
+            .stream_threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let (done, running): (Vec<_>, Vec<_>) = std::mem::take(&mut *threads)
+            .into_iter()
+            .partition(|h| h.is_finished());
+        *threads = running;
+        drop(threads);
+        for h in done {
+            let _ = h.join();
+        }
+    }
 }

@@ -1,5 +1,23 @@
 //! SSE writing: one write per event, chunked framing, a wall-clock write budget.
-//! (Implementation owned by the HTTP-layer work; this file fixes the interface.)
+//!
+//! A stream's socket is shared (`Arc<Mutex>`) between the producer's
+//! [`SseSink`] and the server's pinger thread. The pinger writes `: ping`
+//! after `ping_interval` of silence (it only `try_lock`s, so it never waits
+//! behind a busy producer) and watches for the client closing its side; when
+//! either shows the client gone it marks the stream gone and shuts the socket
+//! down, so a producer blocked elsewhere learns it at its next call.
+//!
+//! Framing: HTTP/1.1 clients get each event as one chunk
+//! (`{len:x}\r\n{event}\r\n`) written by one `write` loop within the write
+//! budget; HTTP/1.0 clients get the raw event bytes and the connection closes
+//! at the end of the stream.
+
+use std::io::Write;
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// The client of a stream is gone (write failed, budget exceeded, or ping failed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -19,24 +37,305 @@ pub struct SseEvent<'a> {
     pub data: &'a str,
 }
 
+/// State of one stream, shared by its sink, the pinger and shutdown.
+pub(crate) struct StreamShared {
+    /// The socket; `None` once the stream has ended and the connection was taken back.
+    pub(crate) sock: Mutex<Option<TcpStream>>,
+    /// A `dup` of the socket for `shutdown`/peek without taking the lock.
+    ctl: TcpStream,
+    gone: AtomicBool,
+    /// Time of the last successful write, ms since `epoch`.
+    last_write_ms: AtomicU64,
+    /// When pings started to find the send buffer full, ms since `epoch` + 1 (0 = not blocked).
+    blocked_since_ms: AtomicU64,
+    epoch: Instant,
+    write_budget: Duration,
+    chunked: bool,
+}
+
+impl StreamShared {
+    /// Wraps a blocking socket whose response head was already written.
+    pub(crate) fn new(
+        sock: TcpStream,
+        write_budget: Duration,
+        chunked: bool,
+    ) -> std::io::Result<Arc<StreamShared>> {
+        let ctl = sock.try_clone()?;
+        let epoch = Instant::now();
+        Ok(Arc::new(StreamShared {
+            sock: Mutex::new(Some(sock)),
+            ctl,
+            gone: AtomicBool::new(false),
+            last_write_ms: AtomicU64::new(0),
+            blocked_since_ms: AtomicU64::new(0),
+            epoch,
+            write_budget,
+            chunked,
+        }))
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Whether the client was found gone.
+    pub(crate) fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::Acquire)
+    }
+
+    /// Marks the client gone and shuts the socket down, which fails any write
+    /// blocked on it at once.
+    pub(crate) fn mark_gone(&self) {
+        if !self.gone.swap(true, Ordering::AcqRel) {
+            let _ = self.ctl.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Writes `payload` as one chunk (or raw for HTTP/1.0) within the write budget.
+    fn write_event(&self, payload: &[u8]) -> Result<(), ClientGone> {
+        if self.is_gone() {
+            return Err(ClientGone);
+        }
+        let framed = self.frame(payload);
+        let mut guard = self.sock.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(sock) = guard.as_mut() else {
+            return Err(ClientGone);
+        };
+        if self.is_gone() {
+            return Err(ClientGone);
+        }
+        match super::server::write_all_budget(sock, &framed, self.write_budget) {
+            Ok(()) => {
+                self.last_write_ms.store(self.now_ms(), Ordering::Release);
+                self.blocked_since_ms.store(0, Ordering::Release);
+                Ok(())
+            }
+            Err(e) => {
+                log::debug!("sse: client gone on write: {e}");
+                drop(guard);
+                self.mark_gone();
+                Err(ClientGone)
+            }
+        }
+    }
+
+    fn frame(&self, payload: &[u8]) -> Vec<u8> {
+        if !self.chunked {
+            return payload.to_vec();
+        }
+        let mut out = Vec::with_capacity(payload.len() + 16);
+        let _ = write!(out, "{:x}\r\n", payload.len());
+        out.extend_from_slice(payload);
+        out.extend_from_slice(b"\r\n");
+        out
+    }
+
+    /// One pinger visit: detect a closed client, write `: ping` after
+    /// `interval` of silence. Never blocks on a busy stream.
+    pub(crate) fn ping_tick(&self, interval: Duration) {
+        if self.is_gone() {
+            return;
+        }
+        // The client closed its side (FIN) or reset: gone.
+        let mut byte = [0u8; 1];
+        // SAFETY: recv into a valid 1-byte buffer on an fd owned by `self.ctl`.
+        let n = unsafe {
+            libc::recv(
+                self.ctl.as_raw_fd(),
+                byte.as_mut_ptr().cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        if n == 0 {
+            self.mark_gone();
+            return;
+        }
+        if n < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::WouldBlock
+                && err.kind() != std::io::ErrorKind::Interrupted
+            {
+                self.mark_gone();
+                return;
+            }
+        }
+        let now = self.now_ms();
+        let last = self.last_write_ms.load(Ordering::Acquire);
+        if now.saturating_sub(last) < interval.as_millis() as u64 {
+            return;
+        }
+        let Ok(mut guard) = self.sock.try_lock() else {
+            return; // the producer is writing: not silent
+        };
+        let Some(sock) = guard.as_mut() else {
+            return;
+        };
+        let framed = self.frame(b": ping\n\n");
+        // SAFETY: send from a valid buffer on an fd owned by `sock`.
+        let n = unsafe {
+            libc::send(
+                sock.as_raw_fd(),
+                framed.as_ptr().cast(),
+                framed.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.kind() == std::io::ErrorKind::WouldBlock {
+                // The client is not reading. Give it one write budget.
+                let since = self.blocked_since_ms.load(Ordering::Acquire);
+                if since == 0 {
+                    self.blocked_since_ms.store(now + 1, Ordering::Release);
+                } else if now + 1 - since > self.write_budget.as_millis() as u64 {
+                    drop(guard);
+                    self.mark_gone();
+                }
+            } else if err.kind() != std::io::ErrorKind::Interrupted {
+                drop(guard);
+                self.mark_gone();
+            }
+            return;
+        }
+        let n = n as usize;
+        let rest_ok = n >= framed.len()
+            || super::server::write_all_budget(sock, &framed[n..], self.write_budget).is_ok();
+        if rest_ok {
+            self.last_write_ms.store(self.now_ms(), Ordering::Release);
+            self.blocked_since_ms.store(0, Ordering::Release);
+        } else {
+            drop(guard);
+            self.mark_gone();
+        }
+    }
+
+    /// Ends the stream: writes the terminal chunk if the client is still
+    /// there and gives the socket back (`None` if gone or the write failed).
+    pub(crate) fn finish(&self) -> Option<TcpStream> {
+        let mut guard = self.sock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sock = guard.take()?;
+        if self.is_gone() {
+            return None;
+        }
+        if self.chunked {
+            super::server::write_all_budget(&mut sock, b"0\r\n\r\n", self.write_budget).ok()?;
+        }
+        Some(sock)
+    }
+}
+
 /// Writes events to one client. Shared with the pinger, which writes `: ping`
 /// after `ping_interval` of silence so a gone client is noticed while the
 /// producer is blocked elsewhere.
 pub struct SseSink {
-    _private: (),
+    shared: Arc<StreamShared>,
 }
 
 impl SseSink {
-    /// Writes one event in a single chunk; `Err(ClientGone)` once the client is gone.
-    pub fn send(&mut self, _event: &SseEvent<'_>) -> Result<(), ClientGone> {
-        Err(ClientGone)
+    pub(crate) fn new(shared: Arc<StreamShared>) -> SseSink {
+        SseSink { shared }
     }
-    /// Writes a comment line (`: text`).
-    pub fn comment(&mut self, _text: &str) -> Result<(), ClientGone> {
-        Err(ClientGone)
+
+    /// Writes one event in a single chunk (one write loop, flushed, within the
+    /// server's `write_budget`); `Err(ClientGone)` once the client is gone, and
+    /// every later call fails at once. `id`/`event` have CR/LF replaced by spaces.
+    pub fn send(&mut self, event: &SseEvent<'_>) -> Result<(), ClientGone> {
+        self.shared.write_event(&format_event(event))
     }
+
+    /// Writes a comment line (`: text`; each line of `text` becomes a comment line).
+    pub fn comment(&mut self, text: &str) -> Result<(), ClientGone> {
+        let mut out = String::with_capacity(text.len() + 4);
+        for line in split_lines(text) {
+            out.push_str(": ");
+            out.push_str(line);
+            out.push('\n');
+        }
+        out.push('\n');
+        self.shared.write_event(out.as_bytes())
+    }
+
     /// Whether a previous write (or the pinger) found the client gone.
     pub fn is_gone(&self) -> bool {
-        true
+        self.shared.is_gone()
+    }
+}
+
+/// Splits on `\r\n`, `\n` or `\r` (the SSE line terminators); an empty text is one empty line.
+fn split_lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let s = rest?;
+        match s.find(['\r', '\n']) {
+            Some(i) => {
+                let skip = if s[i..].starts_with("\r\n") { 2 } else { 1 };
+                rest = Some(&s[i + skip..]);
+                Some(&s[..i])
+            }
+            None => {
+                rest = None;
+                Some(s)
+            }
+        }
+    })
+}
+
+fn single_line(s: &str) -> String {
+    s.replace(['\r', '\n'], " ")
+}
+
+/// The wire form of one event, ending in the blank line.
+pub(crate) fn format_event(ev: &SseEvent<'_>) -> Vec<u8> {
+    let mut out = String::with_capacity(ev.data.len() + 32);
+    if let Some(id) = ev.id {
+        out.push_str("id: ");
+        out.push_str(&single_line(id));
+        out.push('\n');
+    }
+    if let Some(name) = ev.event {
+        out.push_str("event: ");
+        out.push_str(&single_line(name));
+        out.push('\n');
+    }
+    if let Some(ms) = ev.retry_ms {
+        out.push_str(&format!("retry: {ms}\n"));
+    }
+    for line in split_lines(ev.data) {
+        out.push_str("data: ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push('\n');
+    out.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_format() {
+        let ev = SseEvent {
+            id: Some("7"),
+            event: Some("message"),
+            retry_ms: Some(500),
+            data: "a\nb\r\nc",
+        };
+        assert_eq!(
+            String::from_utf8(format_event(&ev)).expect("utf8"),
+            "id: 7\nevent: message\nretry: 500\ndata: a\ndata: b\ndata: c\n\n"
+        );
+        let ev = SseEvent {
+            data: "",
+            ..Default::default()
+        };
+        assert_eq!(format_event(&ev), b"data: \n\n");
+        let ev = SseEvent {
+            id: Some("x\ny"),
+            data: "{}",
+            ..Default::default()
+        };
+        assert_eq!(format_event(&ev), b"id: x y\ndata: {}\n\n");
     }
 }
