@@ -4,3 +4,6 @@ pub mod http;
 pub mod protocol;
 pub mod mock;
 pub mod upstream;
+pub mod singleflight;
+pub mod catalog;
+pub mod hub;

@@ -1,1 +1,133 @@
-fn main() {}
+//! `mcphub`: serve the hub, or check a configuration.
+
+use clap::{Parser, Subcommand};
+use mcphub::catalog::Kind;
+use mcphub::config::Config;
+use mcphub::http::{Server, ServerConfig};
+use mcphub::hub::Hub;
+use mcphub::upstream::CallContext;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(name = "mcphub", version, about = "One MCP endpoint in front of many MCP servers")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the hub on /mcp.
+    Serve {
+        /// Configuration file (JSON).
+        #[arg(long, env = "MCPHUB_CONFIG")]
+        config: PathBuf,
+        /// Listen port (overrides the config's `port`).
+        #[arg(long, env = "PORT")]
+        port: Option<u16>,
+        /// Listen address (overrides the config's `bind`; default 127.0.0.1).
+        #[arg(long)]
+        bind: Option<IpAddr>,
+    },
+    /// Validate a configuration and print what the hub would serve.
+    CheckConfig {
+        /// Configuration file (JSON).
+        #[arg(long, env = "MCPHUB_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+fn init_logging() {
+    let debug = std::env::var("DEBUG_MCPHUB").is_ok_and(|v| v == "true" || v == "1");
+    let level = if debug { log::LevelFilter::Debug } else { log::LevelFilter::Info };
+    let config = simplelog::ConfigBuilder::new()
+        .set_target_level(log::LevelFilter::Off)
+        .set_thread_level(log::LevelFilter::Off)
+        .add_filter_ignore_str("rustls")
+        .add_filter_ignore_str("ureq")
+        .set_time_format_rfc3339()
+        .build();
+    let _ = simplelog::WriteLogger::init(level, config, std::io::stderr());
+}
+
+fn load(path: &PathBuf) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("mcphub: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn serve(config: Config) -> ExitCode {
+    for s in &config.skipped {
+        log::warn!("server '{}' is not served: {}", s.name, s.reason);
+    }
+    let addr = SocketAddr::new(config.bind, config.port);
+    let http = ServerConfig {
+        workers: config.workers,
+        queue: config.queue,
+        max_streams: config.max_streams,
+        max_body_bytes: config.max_body_bytes,
+        ..ServerConfig::default()
+    };
+    let hub = Hub::new(config);
+    let server = match Server::bind(addr, http, Arc::new(hub.clone())) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            log::error!("cannot listen on {addr}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    log::info!("MCPHub listening on http://{}/mcp ({} servers)", server.local_addr(), hub.catalog().upstreams().len());
+    {
+        let server = server.clone();
+        if let Err(e) = ctrlc::set_handler(move || {
+            log::info!("signal received: draining in-flight requests");
+            server.shutdown();
+        }) {
+            log::warn!("cannot install the signal handler: {e}");
+        }
+    }
+    // Warm the catalog in the background: era probes, sessions, first lists.
+    let warm = hub.clone();
+    std::thread::spawn(move || {
+        let ctx = CallContext::shared(Instant::now() + Duration::from_secs(20));
+        let tools = warm.catalog().merged(Kind::Tools, &ctx);
+        log::info!("catalog ready: {} tools", tools.items.len());
+    });
+    server.wait();
+    hub.close_upstream_sessions();
+    log::info!("MCPHub stopped");
+    ExitCode::SUCCESS
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match cli.command {
+        Command::Serve { config, port, bind } => {
+            let mut config = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            if let Some(p) = port {
+                config.port = p;
+            }
+            if let Some(b) = bind {
+                config.bind = b;
+            }
+            serve(config)
+        }
+        Command::CheckConfig { config } => match load(&config) {
+            Ok(c) => {
+                print!("{}", c.describe());
+                println!("config OK");
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+    }
+}

@@ -9,9 +9,8 @@
 use super::transport::Transport;
 use super::UpstreamError;
 use crate::protocol::{headers, jsonrpc, LATEST_LEGACY};
-use parking_lot::Mutex;
+use crate::singleflight::SlotMap;
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,19 +40,13 @@ impl LegacySession {
     }
 }
 
-type Slot = Arc<Mutex<Option<Arc<LegacySession>>>>;
-
-/// Sessions of one server by context key.
+/// Sessions of one server by context key (single-flight creation).
 #[derive(Default)]
 pub struct SessionPool {
-    slots: Mutex<HashMap<String, Slot>>,
+    slots: SlotMap<String, Arc<LegacySession>>,
 }
 
 impl SessionPool {
-    fn slot(&self, key: &str) -> Slot {
-        self.slots.lock().entry(key.to_string()).or_default().clone()
-    }
-
     /// The session of `key`, or the one `create` makes; concurrent callers
     /// for the same key wait for a single `create`.
     pub fn get_or_create(
@@ -61,41 +54,25 @@ impl SessionPool {
         key: &str,
         create: impl FnOnce() -> Result<LegacySession, UpstreamError>,
     ) -> Result<Arc<LegacySession>, UpstreamError> {
-        let slot = self.slot(key);
-        let mut guard = slot.lock();
-        if let Some(s) = guard.as_ref() {
-            return Ok(s.clone());
-        }
-        let created = Arc::new(create()?);
-        *guard = Some(created.clone());
-        Ok(created)
+        self.slots.get_or_try_fill(&key.to_string(), |_| true, || create().map(Arc::new))
     }
 
     /// Drops `stale` from `key` unless another caller already replaced it
     /// (compare-and-delete, so a fresh session is never thrown away).
     pub fn invalidate(&self, key: &str, stale: &Arc<LegacySession>) {
-        let slot = self.slot(key);
-        let mut guard = slot.lock();
-        if guard.as_ref().is_some_and(|cur| Arc::ptr_eq(cur, stale)) {
-            *guard = None;
-        }
+        self.slots.clear_if(&key.to_string(), |cur| Arc::ptr_eq(cur, stale));
     }
 
     /// `(context key, session id)` of every live session.
     pub fn list(&self) -> Vec<(String, Option<String>)> {
-        let slots: Vec<(String, Slot)> = self.slots.lock().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let mut out: Vec<_> = slots
-            .into_iter()
-            .filter_map(|(k, slot)| slot.try_lock().and_then(|g| g.as_ref().map(|s| (k, s.id.clone()))))
-            .collect();
+        let mut out: Vec<_> = self.slots.snapshot().into_iter().map(|(k, s)| (k, s.id.clone())).collect();
         out.sort();
         out
     }
 
     /// Removes and returns every live session.
     pub fn drain(&self) -> Vec<Arc<LegacySession>> {
-        let slots: Vec<Slot> = self.slots.lock().drain().map(|(_, v)| v).collect();
-        slots.into_iter().filter_map(|s| s.lock().take()).collect()
+        self.slots.drain()
     }
 }
 

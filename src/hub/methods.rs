@@ -1,0 +1,362 @@
+//! One function per MCP method, each the same shape: read params, decide the
+//! route, call upstream(s), shape the result for the client's era.
+
+use super::{Downstream, Hub, SESSION_HEADER};
+use crate::catalog::Kind;
+use crate::http::{Response, SseEvent, SseSink};
+use crate::protocol::{codes, era, headers, jsonrpc, Era, ErrorObject};
+use crate::upstream::{CallContext, Upstream};
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+type Outcome = Result<Value, ErrorObject>;
+
+fn invalid_params(msg: impl Into<String>) -> ErrorObject {
+    ErrorObject::new(codes::INVALID_PARAMS, msg)
+}
+
+/// The capabilities the hub offers downstream.
+fn capabilities() -> Value {
+    json!({
+        "tools": {"listChanged": true},
+        "prompts": {"listChanged": true},
+        "resources": {"listChanged": true, "subscribe": false},
+        "completions": {},
+        "logging": {},
+    })
+}
+
+fn server_info() -> Value {
+    json!({"name": "mcphub", "title": "MCPHub", "version": env!("CARGO_PKG_VERSION")})
+}
+
+/// Answers one request. Unknown methods answer `-32601` at once (HTTP 404 for
+/// modern clients per 2026-07-28 streamable-http, 200 for legacy ones).
+pub fn dispatch(hub: &Hub, down: &Downstream, id: Value, method: &str, params: Map<String, Value>) -> Response {
+    let outcome = match method {
+        "initialize" => return initialize(hub, &id, &params),
+        "server/discover" => Ok(json!({
+            "supportedVersions": era::supported_versions(),
+            "capabilities": capabilities(),
+            "serverInfo": server_info(),
+            "instructions": "MCPHub: the tools, prompts and resources of several MCP servers behind one endpoint.",
+        })),
+        "ping" => Ok(json!({})),
+        "tools/list" => Ok(list(hub, down, Kind::Tools)),
+        "prompts/list" => Ok(list(hub, down, Kind::Prompts)),
+        "resources/list" => Ok(list(hub, down, Kind::Resources)),
+        "resources/templates/list" => Ok(list(hub, down, Kind::Templates)),
+        "offerings/list" => Ok(offerings(hub, down)),
+        "logging/setLevel" => set_level(down, &params),
+        "tools/call" => return call_routed(hub, down, id, method, params, Kind::Tools),
+        "prompts/get" => return call_routed(hub, down, id, method, params, Kind::Prompts),
+        "resources/read" => return read_resource(hub, down, id, params),
+        "completion/complete" => return complete(hub, down, id, params),
+        _ => {
+            let err = ErrorObject::new(codes::METHOD_NOT_FOUND, format!("Method not found: {method}"));
+            let status = if down.era == Era::Modern { 404 } else { 200 };
+            return Response::json(status, &err.to_response(Some(&id)));
+        }
+    };
+    respond(down.era, &id, outcome)
+}
+
+/// A JSON response for a result or an error, shaped for the era.
+fn respond(era: Era, id: &Value, outcome: Outcome) -> Response {
+    match outcome {
+        Ok(result) => Response::json(200, &jsonrpc::result_response(id, shape_result(era, result))),
+        Err(e) => Response::json(200, &e.to_response(Some(id))),
+    }
+}
+
+/// Adapts a result object to the client's era: modern results carry
+/// `resultType` ("complete" when absent; 2026-07-28 schema `Result`), legacy
+/// ones do not.
+pub fn shape_result(era: Era, mut result: Value) -> Value {
+    if let Some(obj) = result.as_object_mut() {
+        match era {
+            Era::Modern => {
+                obj.entry("resultType").or_insert_with(|| json!("complete"));
+            }
+            Era::Legacy => {
+                if obj.get("resultType").and_then(Value::as_str) == Some("complete") {
+                    obj.remove("resultType");
+                }
+            }
+        }
+    }
+    result
+}
+
+fn initialize(hub: &Hub, id: &Value, params: &Map<String, Value>) -> Response {
+    let requested = params.get("protocolVersion").and_then(Value::as_str);
+    if requested.is_none() {
+        let err = invalid_params("initialize needs params.protocolVersion");
+        return Response::json(200, &err.to_response(Some(id)));
+    }
+    let version = era::negotiate_legacy(requested);
+    let session = hub.sessions().create(
+        version,
+        params.get("clientInfo").cloned().unwrap_or(json!({})),
+        params.get("capabilities").cloned().unwrap_or(json!({})),
+    );
+    let result = json!({
+        "protocolVersion": version,
+        "capabilities": capabilities(),
+        "serverInfo": server_info(),
+        "instructions": "MCPHub: the tools, prompts and resources of several MCP servers behind one endpoint.",
+    });
+    log::info!("client session created (version {version}, client {})", session.client_info.get("name").and_then(Value::as_str).unwrap_or("?"));
+    Response::json(200, &jsonrpc::result_response(id, result)).with_header(SESSION_HEADER, &session.id)
+}
+
+fn ctx(down: &Downstream) -> CallContext {
+    CallContext {
+        context_key: "shared".into(),
+        client_info: down.client_info.clone(),
+        client_capabilities: down.capabilities.clone(),
+        deadline: down.deadline,
+    }
+}
+
+fn list(hub: &Hub, down: &Downstream, kind: Kind) -> Value {
+    let merged = hub.catalog().merged(kind, &ctx(down));
+    let mut result = Map::new();
+    result.insert(kind.field().into(), Value::Array(merged.items.clone()));
+    if down.era == Era::Modern {
+        // 2026-07-28 (SEP-2549): list results carry cache hints.
+        result.insert("ttlMs".into(), json!(merged.ttl_ms()));
+        result.insert("cacheScope".into(), json!("private"));
+    }
+    Value::Object(result)
+}
+
+fn offerings(hub: &Hub, down: &Downstream) -> Value {
+    let c = ctx(down);
+    json!({
+        "tools": hub.catalog().merged(Kind::Tools, &c).items,
+        "prompts": hub.catalog().merged(Kind::Prompts, &c).items,
+        "resources": hub.catalog().merged(Kind::Resources, &c).items,
+    })
+}
+
+/// Levels of `notifications/message`, least severe first (RFC 5424 as MCP uses them).
+pub const LOG_LEVELS: &[&str] = &["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"];
+
+fn set_level(down: &Downstream, params: &Map<String, Value>) -> Outcome {
+    let level = params.get("level").and_then(Value::as_str).filter(|l| LOG_LEVELS.contains(l));
+    let Some(level) = level else {
+        return Err(invalid_params(format!("params.level must be one of {}", LOG_LEVELS.join(", "))));
+    };
+    // Recorded per client; a shared upstream session is never changed (DESIGN.md §5).
+    if let Some(s) = &down.session {
+        *s.log_level.lock() = Some(level.to_string());
+    }
+    Ok(json!({}))
+}
+
+/// Whether a `notifications/message` at `level` reaches a client whose
+/// threshold is `threshold` (legacy: none set → everything; modern: none set
+/// → nothing, 2026-07-28 `RequestMetaObject.logLevel`).
+pub fn log_passes(era: Era, threshold: Option<&str>, level: Option<&str>) -> bool {
+    let rank = |l: &str| LOG_LEVELS.iter().position(|x| *x == l);
+    match (threshold, era) {
+        (None, Era::Legacy) => true,
+        (None, Era::Modern) => false,
+        (Some(t), _) => match (rank(t), level.and_then(rank)) {
+            (Some(t), Some(l)) => l >= t,
+            _ => true,
+        },
+    }
+}
+
+fn call_routed(hub: &Hub, down: &Downstream, id: Value, method: &str, mut params: Map<String, Value>, kind: Kind) -> Response {
+    let Some(name) = params.get("name").and_then(Value::as_str).map(str::to_string) else {
+        return respond(down.era, &id, Err(invalid_params(format!("{method} needs params.name"))));
+    };
+    let c = ctx(down);
+    let Some(route) = hub.catalog().route_name(kind, &name, &c) else {
+        let what = if kind == Kind::Tools { "tool" } else { "prompt" };
+        return respond(down.era, &id, Err(invalid_params(format!("Unknown {what}: {name}"))));
+    };
+    let Some(upstream) = hub.catalog().upstream(&route.server).cloned() else {
+        return respond(down.era, &id, Err(invalid_params(format!("Unknown server for {name}"))));
+    };
+    let mut extra_headers = Vec::new();
+    if kind == Kind::Tools {
+        let schema = hub.catalog().tool(&name, &c).and_then(|t| t.get("inputSchema").cloned()).unwrap_or(Value::Null);
+        let arguments = params.get("arguments").cloned().unwrap_or(json!({}));
+        if down.era == Era::Modern {
+            if let Err(e) = headers::validate_params(|n| down.header(n), &schema, &arguments) {
+                return Response::json(400, &e.to_response(Some(&id)));
+            }
+        }
+        extra_headers = headers::param_headers(&schema, &arguments);
+    }
+    params.insert("name".into(), Value::String(route.original.clone()));
+    forward(hub, down, id, method, params, upstream, extra_headers)
+}
+
+fn read_resource(hub: &Hub, down: &Downstream, id: Value, params: Map<String, Value>) -> Response {
+    let Some(uri) = params.get("uri").and_then(Value::as_str).map(str::to_string) else {
+        return respond(down.era, &id, Err(invalid_params("resources/read needs params.uri")));
+    };
+    let Some(server) = hub.catalog().route_uri(&uri, &ctx(down)) else {
+        return respond(down.era, &id, Err(invalid_params(format!("Unknown resource: {uri}"))));
+    };
+    match hub.catalog().upstream(&server).cloned() {
+        Some(u) => forward(hub, down, id, "resources/read", params, u, Vec::new()),
+        None => respond(down.era, &id, Err(invalid_params(format!("Unknown resource: {uri}")))),
+    }
+}
+
+fn complete(hub: &Hub, down: &Downstream, id: Value, mut params: Map<String, Value>) -> Response {
+    let c = ctx(down);
+    let reference = params.get("ref").cloned().unwrap_or(Value::Null);
+    let server = match reference.get("type").and_then(Value::as_str) {
+        Some("ref/prompt") => {
+            let name = reference.get("name").and_then(Value::as_str).unwrap_or("");
+            hub.catalog().route_name(Kind::Prompts, name, &c).map(|r| {
+                params.insert("ref".into(), json!({"type": "ref/prompt", "name": r.original}));
+                r.server
+            })
+        }
+        Some("ref/resource") => {
+            let uri = reference.get("uri").and_then(Value::as_str).unwrap_or("");
+            let merged = hub.catalog().merged(Kind::Templates, &c);
+            merged.routes.get(uri).map(|r| r.server.clone()).or_else(|| hub.catalog().route_uri(uri, &c))
+        }
+        _ => return respond(down.era, &id, Err(invalid_params("params.ref must be a ref/prompt or ref/resource"))),
+    };
+    match server.and_then(|s| hub.catalog().upstream(&s).cloned()) {
+        Some(u) => forward(hub, down, id, "completion/complete", params, u, Vec::new()),
+        None => respond(down.era, &id, Err(invalid_params("Unknown completion reference"))),
+    }
+}
+
+/// Relays one request to `upstream` and the answer back, re-identified with
+/// the client's id and shaped for its era.
+///
+/// When the client asked for progress (`_meta.progressToken`) and accepts SSE,
+/// the answer is an SSE stream run on a stream thread: the token is swapped
+/// for a hub token unique in the shared upstream session, and progress and
+/// log notifications come back with the client's own token (DESIGN.md §5).
+fn forward(
+    hub: &Hub,
+    down: &Downstream,
+    id: Value,
+    method: &str,
+    mut params: Map<String, Value>,
+    upstream: Arc<Upstream>,
+    extra_headers: Vec<(String, String)>,
+) -> Response {
+    let client_token = params.get("_meta").and_then(|m| m.get("progressToken")).cloned();
+    let hub_token = client_token.as_ref().map(|_| hub.next_progress_token());
+    if let (Some(t), Some(Value::Object(meta))) = (&hub_token, params.get_mut("_meta")) {
+        meta.insert("progressToken".into(), json!(t));
+    }
+    let c = ctx(down);
+    let era = down.era;
+    let threshold = match (&down.session, &down.log_level) {
+        (_, Some(l)) => Some(l.clone()),
+        (Some(s), None) => s.log_level.lock().clone(),
+        _ => None,
+    };
+    let streaming = hub_token.is_some() && down.accepts_sse;
+    let method = method.to_string();
+    let hub = hub.clone();
+    let relay = move |sink: Option<&mut SseSink>| -> Value {
+        let mut sink = sink;
+        let server = upstream.name().to_string();
+        let mut on_message = |m: &Value| {
+            let Some(n) = m.get("method").and_then(Value::as_str) else { return };
+            hub.catalog().on_notification(&server, n);
+            let Some(sink) = sink.as_deref_mut() else { return };
+            let mut m = m.clone();
+            let pass = match n {
+                "notifications/progress" => {
+                    let ours = m.pointer("/params/progressToken").and_then(Value::as_str) == hub_token.as_deref();
+                    if ours {
+                        m["params"]["progressToken"] = client_token.clone().unwrap_or(Value::Null);
+                    }
+                    ours
+                }
+                "notifications/message" => {
+                    log_passes(era, threshold.as_deref(), m.pointer("/params/level").and_then(Value::as_str))
+                }
+                _ => false,
+            };
+            if pass {
+                let _ = sink.send(&SseEvent { data: &m.to_string(), ..Default::default() });
+            }
+        };
+        let reply = upstream.request(&method, params, &c, &extra_headers, &mut on_message);
+        finish(era, &id, reply)
+    };
+    if streaming {
+        Response::sse(move |sink: &mut SseSink| {
+            let final_message = relay(Some(&mut *sink));
+            let _ = sink.send(&SseEvent { data: &final_message.to_string(), ..Default::default() });
+        })
+    } else {
+        Response::json(200, &relay(None))
+    }
+}
+
+/// The client-facing response message for an upstream outcome.
+fn finish(era: Era, id: &Value, reply: Result<Value, crate::upstream::UpstreamError>) -> Value {
+    match reply {
+        Ok(mut msg) => {
+            if let Some(obj) = msg.as_object_mut() {
+                obj.insert("id".into(), id.clone());
+                obj.insert("jsonrpc".into(), json!("2.0"));
+            }
+            let input_required = msg.pointer("/result/resultType").and_then(Value::as_str) == Some("input_required");
+            if input_required && era == Era::Legacy {
+                let err = ErrorObject::new(
+                    codes::INTERNAL_ERROR,
+                    "The upstream server asked for client input (2026-07-28 input_required); MCPHub does not translate that for legacy clients yet",
+                );
+                return err.to_response(Some(id));
+            }
+            if let Some(result) = msg.get_mut("result") {
+                *result = shape_result(era, result.take());
+            }
+            msg
+        }
+        Err(e) => {
+            log::warn!("{e}");
+            e.to_error_object().to_response(Some(id))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_carry_result_type_only_for_modern_clients() {
+        assert_eq!(shape_result(Era::Modern, json!({"tools": []})), json!({"tools": [], "resultType": "complete"}));
+        assert_eq!(shape_result(Era::Legacy, json!({"content": [], "resultType": "complete"})), json!({"content": []}));
+        assert_eq!(shape_result(Era::Modern, json!({"resultType": "input_required"}))["resultType"], "input_required");
+    }
+
+    #[test]
+    fn log_levels_filter_per_client() {
+        assert!(log_passes(Era::Legacy, None, Some("debug")));
+        assert!(!log_passes(Era::Modern, None, Some("error")));
+        assert!(log_passes(Era::Modern, Some("warning"), Some("error")));
+        assert!(!log_passes(Era::Legacy, Some("warning"), Some("info")));
+    }
+
+    #[test]
+    fn upstream_answers_are_reidentified_with_the_client_id() {
+        let up = json!({"jsonrpc": "2.0", "id": 991, "result": {"content": [{"type": "text", "text": "hi"}]}});
+        let m = finish(Era::Modern, &json!("c-1"), Ok(up));
+        assert_eq!(m["id"], "c-1");
+        assert_eq!(m["result"]["resultType"], "complete");
+        let mrtr = json!({"jsonrpc": "2.0", "id": 1, "result": {"resultType": "input_required", "inputRequests": {}}});
+        assert_eq!(finish(Era::Legacy, &json!(5), Ok(mrtr))["error"]["code"], codes::INTERNAL_ERROR);
+    }
+}

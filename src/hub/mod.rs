@@ -1,0 +1,307 @@
+//! The downstream MCP endpoint `/mcp` (dual era, DESIGN.md §1) and the
+//! operational endpoints (`/healthz`, `/readyz`).
+//!
+//! This file is the HTTP edge: Origin check, body parsing, era selection,
+//! header validation (modern) or session lookup (legacy), then hands the
+//! request to [`methods`], which reads like one small function per MCP method.
+
+pub mod methods;
+pub mod sessions;
+
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::http::{Handler, Request, Response};
+use crate::protocol::{self, codes, era, headers, jsonrpc, Era, ErrorObject, Incoming, MODERN_VERSION};
+use crate::upstream::Upstream;
+use serde_json::{json, Map, Value};
+use sessions::{ClientSession, ClientSessions};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The session header (2025-11-25 transports).
+pub const SESSION_HEADER: &str = "Mcp-Session-Id";
+
+/// The hub: catalog, upstreams and client sessions. Cheap to clone.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    catalog: Catalog,
+    sessions: ClientSessions,
+    next_progress: AtomicU64,
+}
+
+/// Who sent one downstream request and how to answer them.
+pub struct Downstream {
+    /// The request's era.
+    pub era: Era,
+    /// The legacy session (legacy requests other than `initialize`).
+    pub session: Option<Arc<ClientSession>>,
+    /// The client's `clientInfo` (modern `_meta` or legacy `initialize`).
+    pub client_info: Option<Value>,
+    /// The client's capabilities (modern `_meta` or legacy `initialize`).
+    pub capabilities: Option<Value>,
+    /// Modern per-request log level (`io.modelcontextprotocol/logLevel`).
+    pub log_level: Option<String>,
+    /// Whether the client accepts `text/event-stream`.
+    pub accepts_sse: bool,
+    /// The hub deadline of this request.
+    pub deadline: Instant,
+    /// `Mcp-Param-*` and other headers, for validation (name, value).
+    pub headers: Vec<(String, String)>,
+}
+
+impl Downstream {
+    /// A header of the downstream request (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A JSON-RPC error answered with an HTTP status.
+fn rpc_error(status: u16, err: &ErrorObject, id: Option<&Value>) -> Response {
+    Response::json(status, &err.to_response(id))
+}
+
+impl Hub {
+    /// Builds the hub from a validated configuration.
+    pub fn new(config: Config) -> Hub {
+        let upstreams: Vec<Arc<Upstream>> =
+            config.servers.iter().map(|s| Arc::new(Upstream::new(s.clone(), config.workers))).collect();
+        let catalog = Catalog::new(upstreams, config.tool_naming, config.list_cache_ttl);
+        let sessions = ClientSessions::new(config.client_session_idle);
+        Hub { inner: Arc::new(Inner { config, catalog, sessions, next_progress: AtomicU64::new(1) }) }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &Catalog {
+        &self.inner.catalog
+    }
+
+    /// The client sessions.
+    pub fn sessions(&self) -> &ClientSessions {
+        &self.inner.sessions
+    }
+
+    /// A progress token unique in this hub process (DESIGN.md §5).
+    pub fn next_progress_token(&self) -> String {
+        format!("mcphub-{}", self.inner.next_progress.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Ends the hub's upstream sessions (DELETE), for shutdown without a shared store.
+    pub fn close_upstream_sessions(&self) {
+        for u in self.catalog().upstreams() {
+            u.close_sessions();
+        }
+    }
+
+    /// Whether `Origin` is acceptable: absent, a localhost origin (any scheme
+    /// and port), or listed in `allowedOrigins` (2026-07-28 streamable-http,
+    /// Security: invalid Origin → 403).
+    pub fn origin_allowed(&self, origin: Option<&str>) -> bool {
+        let Some(origin) = origin else { return true };
+        if self.config().allowed_origins.iter().any(|o| o == origin) {
+            return true;
+        }
+        let Some(rest) = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) else {
+            return false;
+        };
+        let host = if let Some(v6) = rest.strip_prefix('[') {
+            v6.split(']').next().unwrap_or("")
+        } else {
+            rest.split(':').next().unwrap_or("")
+        };
+        matches!(host, "localhost" | "127.0.0.1" | "::1")
+    }
+
+    fn readyz(&self) -> Response {
+        let servers: Map<String, Value> = self
+            .catalog()
+            .upstreams()
+            .iter()
+            .map(|u| {
+                let s = u.state();
+                (
+                    u.name().to_string(),
+                    json!({"era": s.era, "ok": s.ok, "lastError": s.last_error, "sessions": u.sessions().len()}),
+                )
+            })
+            .collect();
+        Response::json(
+            200,
+            &json!({"status": "ready", "store": "memory", "clientSessions": self.sessions().len(), "servers": servers}),
+        )
+    }
+
+    fn handle_mcp(&self, req: Request) -> Response {
+        if !self.origin_allowed(req.header("Origin")) {
+            let err = ErrorObject::new(codes::INVALID_REQUEST, "Forbidden: Origin not allowed");
+            return Response::json(403, &json!({"jsonrpc": "2.0", "error": {"code": err.code, "message": err.message}}));
+        }
+        match req.method.as_str() {
+            "POST" => self.post(req),
+            "GET" => {
+                // Legacy server→client GET streams arrive with the relay work
+                // (issue 3); until then 405, which the 2025-11-25 transport allows.
+                Response::text(405, "GET streams are not offered by this hub yet; use POST").with_header("Allow", "POST, DELETE")
+            }
+            "DELETE" => self.delete(&req),
+            _ => Response::text(405, "use POST").with_header("Allow", "POST, GET, DELETE"),
+        }
+    }
+
+    fn delete(&self, req: &Request) -> Response {
+        let modern = req.header(headers::PROTOCOL_VERSION).is_some_and(|v| !era::is_legacy_version(v));
+        if modern {
+            return Response::text(405, "2026-07-28 has no sessions to delete").with_header("Allow", "POST");
+        }
+        match req.header(SESSION_HEADER) {
+            None => rpc_error(400, &ErrorObject::new(codes::INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required"), None),
+            Some(id) if self.sessions().remove(id) => Response::empty(200),
+            Some(_) => rpc_error(404, &ErrorObject::new(codes::INVALID_REQUEST, "Session not found"), None),
+        }
+    }
+
+    fn post(&self, req: Request) -> Response {
+        let started = Instant::now();
+        let msg = match jsonrpc::parse(&req.body) {
+            Ok(m) => m,
+            Err((err, id)) => return rpc_error(400, &err, id.as_ref()),
+        };
+        let (id, method, params) = match msg {
+            Incoming::Request { id, method, params } => (Some(id), method, params),
+            Incoming::Notification { method, params } => (None, method, params),
+            Incoming::Response { .. } => {
+                // Answers to server→client requests are relayed by later work;
+                // accepted so a client never sees an error for answering.
+                return self.legacy_session_check(&req).unwrap_or_else(|| Response::empty(202));
+            }
+        };
+        let era = era::classify(&method, &params, req.header(headers::PROTOCOL_VERSION));
+        let accepts_sse = req.header("Accept").is_some_and(|a| a.contains("text/event-stream"));
+        let mut down = Downstream {
+            era,
+            session: None,
+            client_info: None,
+            capabilities: None,
+            log_level: None,
+            accepts_sse,
+            deadline: started + self.config().hub_timeout,
+            headers: req.headers.clone(),
+        };
+        match era {
+            Era::Modern => {
+                if let Err(resp) = self.admit_modern(&req, id.as_ref(), &method, &params, &mut down) {
+                    return resp;
+                }
+            }
+            Era::Legacy if method != "initialize" => {
+                if let Some(resp) = self.admit_legacy(&req, id.as_ref(), &mut down) {
+                    return resp;
+                }
+            }
+            Era::Legacy => {}
+        }
+        let Some(id) = id else {
+            return Response::empty(202);
+        };
+        log::debug!("NEW REQUEST STARTED method={method} era={}", era.as_str());
+        let resp = methods::dispatch(self, &down, id, &method, params);
+        log::debug!("REQUEST COMPLETED method={method} in {} ms", started.elapsed().as_millis());
+        resp
+    }
+
+    /// Checks the legacy session of a request that needs one; `Some(response)` rejects it.
+    fn legacy_session_check(&self, req: &Request) -> Option<Response> {
+        match req.header(SESSION_HEADER) {
+            None => Some(rpc_error(
+                400,
+                &ErrorObject::new(codes::INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required (send initialize first)"),
+                None,
+            )),
+            Some(sid) if self.sessions().get(sid).is_none() => {
+                Some(rpc_error(404, &ErrorObject::new(codes::INVALID_REQUEST, "Session not found or expired; initialize again"), None))
+            }
+            Some(_) => None,
+        }
+    }
+
+    fn admit_legacy(&self, req: &Request, id: Option<&Value>, down: &mut Downstream) -> Option<Response> {
+        if let Some(v) = req.header(headers::PROTOCOL_VERSION) {
+            if !era::is_legacy_version(v) {
+                let err = ErrorObject::with_data(
+                    codes::INVALID_REQUEST,
+                    format!("Bad Request: unsupported MCP-Protocol-Version '{v}'"),
+                    json!({"supported": era::supported_versions()}),
+                );
+                return Some(rpc_error(400, &err, id));
+            }
+        }
+        let Some(sid) = req.header(SESSION_HEADER) else {
+            let err = ErrorObject::new(codes::INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required (send initialize first)");
+            return Some(rpc_error(400, &err, id));
+        };
+        let Some(session) = self.sessions().get(sid) else {
+            let err = ErrorObject::new(codes::INVALID_REQUEST, "Session not found or expired; initialize again");
+            return Some(rpc_error(404, &err, id));
+        };
+        down.client_info = Some(session.client_info.clone());
+        down.capabilities = Some(session.capabilities.clone());
+        down.session = Some(session);
+        None
+    }
+
+    fn admit_modern(
+        &self,
+        req: &Request,
+        id: Option<&Value>,
+        method: &str,
+        params: &Map<String, Value>,
+        down: &mut Downstream,
+    ) -> Result<(), Response> {
+        let meta = params.get("_meta");
+        let requested = era::meta_version(params).or(req.header(headers::PROTOCOL_VERSION));
+        if let Some(v) = requested {
+            if v != MODERN_VERSION {
+                let err = ErrorObject::with_data(
+                    codes::UNSUPPORTED_PROTOCOL_VERSION,
+                    "Unsupported protocol version",
+                    json!({"supported": era::supported_versions(), "requested": v}),
+                );
+                return Err(rpc_error(400, &err, id));
+            }
+        }
+        // server/discover is the era probe: headers, when sent, must still match.
+        let lenient = method == "server/discover" && era::meta_version(params).is_none();
+        if !lenient {
+            if let Err(err) = headers::validate_standard(|n| req.header(n), method, params) {
+                return Err(rpc_error(400, &err, id));
+            }
+        }
+        down.client_info = meta.and_then(|m| m.get(protocol::META_CLIENT_INFO)).cloned();
+        down.capabilities = meta.and_then(|m| m.get(protocol::META_CLIENT_CAPABILITIES)).cloned();
+        down.log_level = meta.and_then(|m| m.get(protocol::META_LOG_LEVEL)).and_then(Value::as_str).map(str::to_string);
+        Ok(())
+    }
+}
+
+impl Handler for Hub {
+    fn handle(&self, req: Request) -> Response {
+        match (req.method.as_str(), req.path()) {
+            (_, "/mcp") | (_, "/mcp/") => self.handle_mcp(req),
+            ("GET", "/healthz") => Response::json(200, &json!({"status": "ok"})),
+            ("GET", "/readyz") => self.readyz(),
+            ("GET", "/") => Response::text(200, "MCPHub: the MCP endpoint is /mcp\n"),
+            _ => Response::text(404, "not found; the MCP endpoint is /mcp\n"),
+        }
+    }
+}

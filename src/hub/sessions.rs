@@ -1,0 +1,135 @@
+//! Legacy client sessions minted by the hub (`Mcp-Session-Id`, 2025-11-25
+//! transports §Session Management). In memory in this version; ids are 128
+//! random bits from the OS. Idle sessions expire (most clients never DELETE).
+
+use parking_lot::Mutex;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One legacy client session.
+#[derive(Debug)]
+pub struct ClientSession {
+    /// The id the hub minted.
+    pub id: String,
+    /// The version negotiated at `initialize`.
+    pub protocol_version: String,
+    /// The client's `clientInfo` from `initialize`.
+    pub client_info: Value,
+    /// The client's capabilities from `initialize`.
+    pub capabilities: Value,
+    /// The level set with `logging/setLevel` (None: everything is relayed).
+    pub log_level: Mutex<Option<String>>,
+    last_seen: Mutex<Instant>,
+}
+
+/// All live client sessions.
+pub struct ClientSessions {
+    map: Mutex<HashMap<String, Arc<ClientSession>>>,
+    idle: Duration,
+    last_sweep: Mutex<Instant>,
+}
+
+/// A fresh random session id: 32 lowercase hex characters (128 bits).
+pub fn new_session_id() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // getrandom failing means the OS has no entropy source; refuse to
+        // mint predictable ids rather than fall back to a weak generator.
+        panic!("the operating system's random number generator is unavailable");
+    }
+    hex::encode(bytes)
+}
+
+impl ClientSessions {
+    /// Sessions idle longer than `idle` expire.
+    pub fn new(idle: Duration) -> ClientSessions {
+        ClientSessions { map: Mutex::new(HashMap::new()), idle, last_sweep: Mutex::new(Instant::now()) }
+    }
+
+    /// Creates a session after `initialize`.
+    pub fn create(&self, protocol_version: &str, client_info: Value, capabilities: Value) -> Arc<ClientSession> {
+        self.sweep();
+        let s = Arc::new(ClientSession {
+            id: new_session_id(),
+            protocol_version: protocol_version.to_string(),
+            client_info,
+            capabilities,
+            log_level: Mutex::new(None),
+            last_seen: Mutex::new(Instant::now()),
+        });
+        self.map.lock().insert(s.id.clone(), s.clone());
+        s
+    }
+
+    /// The live session with this id, marking it used; `None` when unknown or expired.
+    pub fn get(&self, id: &str) -> Option<Arc<ClientSession>> {
+        let s = self.map.lock().get(id).cloned()?;
+        let mut seen = s.last_seen.lock();
+        if seen.elapsed() > self.idle {
+            drop(seen);
+            self.map.lock().remove(id);
+            return None;
+        }
+        *seen = Instant::now();
+        drop(seen);
+        Some(s)
+    }
+
+    /// Ends a session; false when it was unknown.
+    pub fn remove(&self, id: &str) -> bool {
+        self.map.lock().remove(id).is_some()
+    }
+
+    /// Number of live sessions.
+    pub fn len(&self) -> usize {
+        self.map.lock().len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops expired sessions, at most once a minute.
+    fn sweep(&self) {
+        {
+            let mut last = self.last_sweep.lock();
+            if last.elapsed() < Duration::from_secs(60) {
+                return;
+            }
+            *last = Instant::now();
+        }
+        let idle = self.idle;
+        self.map.lock().retain(|_, s| s.last_seen.lock().elapsed() <= idle);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn ids_are_random_hex_and_sessions_expire_when_idle() {
+        let a = new_session_id();
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, new_session_id());
+        let sessions = ClientSessions::new(Duration::from_millis(30));
+        let s = sessions.create("2025-06-18", json!({}), json!({}));
+        assert!(sessions.get(&s.id).is_some());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(sessions.get(&s.id).is_none());
+        assert!(sessions.is_empty());
+    }
+
+    #[test]
+    fn removed_sessions_are_gone() {
+        let sessions = ClientSessions::new(Duration::from_secs(60));
+        let s = sessions.create("2025-06-18", json!({}), json!({}));
+        assert!(sessions.remove(&s.id));
+        assert!(!sessions.remove(&s.id));
+        assert!(sessions.get(&s.id).is_none());
+    }
+}
