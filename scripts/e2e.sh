@@ -391,10 +391,20 @@ c_direct_mockm() {
   modern_call "$MOCKM_URL" 1 echo '{"text":"direct-modern"}'
   check_call_resp direct-modern modern
 }
+c_direct_py_mockm() { need UP_MOCKM && pyc "$MOCKM_URL" --mode auto --expect-era modern --expect-tool echo --call echo=direct-py-m; }
+c_direct_py_mockl() { need UP_MOCKL && pyc "$MOCKL_URL" --mode auto --expect-era legacy --expect-tool echo --call echo=direct-py-l; }
+c_direct_insp_mockm() {
+  need UP_MOCKM || return 1
+  insp "$MOCKM_URL" --transport http --protocol-era modern --method tools/call --tool-name echo --tool-arg text=direct-insp-m || return 1
+  insp_text | grep -qF direct-insp-m || { echo "not echoed: $INSPECTOR_OUT" | head -c 300; return 1; }
+}
 run_check "direct: python-sdk (legacy) -> server-everything echo" c_direct_py
 run_check "direct: inspector cli -> server-everything echo" c_direct_insp
 run_check "direct: curl legacy session -> mcphub-mock --era legacy echo" c_direct_mockl
 run_check "direct: curl 2026-07-28 -> mcphub-mock --era modern echo" c_direct_mockm
+run_check "direct: python-sdk mode=auto -> mcphub-mock --era modern negotiates 2026-07-28" c_direct_py_mockm
+run_check "direct: python-sdk mode=auto -> mcphub-mock --era legacy falls back to initialize" c_direct_py_mockl
+run_check "direct: inspector cli --protocol-era modern -> mcphub-mock --era modern echo" c_direct_insp_mockm
 
 # ---------------------------------------------------------------------------------------------
 # Check 1: hub A aggregates server-everything and the legacy mock; `echo` collides, so both
