@@ -360,22 +360,20 @@ impl RequestReader {
     }
 }
 
-/// 505 when the request line ends in a well-formed `HTTP/x.y` that is not 1.x; else 400.
+/// 505 when the request line's version is `HTTP/` + a digit (2.0, 3, 1.2 …);
+/// else 400. Decided on the version's prefix so the answer does not depend
+/// on how the bytes were split.
 fn version_error(window: &[u8]) -> u16 {
     let line_end = window
         .iter()
-        .position(|&b| b == b'\n')
+        .position(|&b| b == b'\n' || b == b'\r')
         .unwrap_or(window.len());
-    let line = window[..line_end]
-        .strip_suffix(b"\r")
-        .unwrap_or(&window[..line_end]);
-    let version = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
+    let line = &window[..line_end];
+    // method SP target SP version: the version is what follows the second space.
+    let version = line.splitn(3, |&b| b == b' ').nth(2).unwrap_or(b"");
     match version {
-        [b'H', b'T', b'T', b'P', b'/', major, rest @ ..]
-            if major.is_ascii_digit()
-                && (rest.is_empty()
-                    || (rest.len() == 2 && rest[0] == b'.' && rest[1].is_ascii_digit())) =>
-        {
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', minor, ..] if minor.is_ascii_digit() => 505,
+        [b'H', b'T', b'T', b'P', b'/', major, ..] if major.is_ascii_digit() && *major != b'1' => {
             505
         }
         _ => 400,
