@@ -1,0 +1,308 @@
+//! The hub's `/mcp` endpoint against real mock upstreams on loopback sockets.
+
+mod hub_util;
+
+use hub_util::*;
+use mcphub::mock::{Era, MockConfig};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+#[test]
+fn a_legacy_client_lists_and_calls_tools_of_a_legacy_and_a_modern_server() {
+    let (legacy_up, modern_up) = (mock(Era::Legacy, "old"), mock(Era::Modern, "new"));
+    let h = hub(&[("old", &legacy_up.url), ("new", &modern_up.url)], json!({}));
+    let sid = legacy_session(&h.url);
+
+    let list = legacy(&h.url, &sid, "tools/list", json!({})).json();
+    let names = names(&list, "tools");
+    // Both mocks offer `echo`: the collision exposes both with their server prefix.
+    assert!(names.contains(&"old__echo".to_string()) && names.contains(&"new__echo".to_string()), "{names:?}");
+    assert!(!names.contains(&"echo".to_string()));
+    assert!(list["result"].get("ttlMs").is_none(), "legacy results carry no modern cache hints");
+
+    let a = legacy(&h.url, &sid, "tools/call", json!({"name": "old__echo", "arguments": {"text": "a"}})).json();
+    assert_eq!(text_of(&a), "old: a");
+    let b = legacy(&h.url, &sid, "tools/call", json!({"name": "new__echo", "arguments": {"text": "b"}})).json();
+    assert_eq!(text_of(&b), "new: b");
+    assert_eq!(b["id"], 1);
+    assert!(b["result"].get("resultType").is_none(), "a legacy client gets no resultType: {b}");
+    assert_eq!(modern_up.stats()["tools"]["echo"], 1);
+    assert_eq!(legacy_up.stats()["tools"]["echo"], 1);
+}
+
+#[test]
+fn a_modern_client_reaches_a_legacy_only_server_and_gets_modern_results() {
+    let up = mock(Era::Legacy, "old");
+    let h = hub(&[("old", &up.url)], json!({}));
+    let list = modern(&h.url, "tools/list", json!({})).json();
+    assert_eq!(list["result"]["resultType"], "complete");
+    assert_eq!(list["result"]["cacheScope"], "private");
+    assert!(list["result"]["ttlMs"].as_u64().is_some_and(|t| t > 0), "{list}");
+    assert!(names(&list, "tools").contains(&"echo".to_string()), "a single server keeps its names");
+
+    let r = modern(&h.url, "tools/call", json!({"name": "echo", "arguments": {"text": "hi"}}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let m = r.json();
+    assert_eq!(text_of(&m), "old: hi");
+    assert_eq!(m["result"]["resultType"], "complete");
+    assert_eq!(m["id"], "m1");
+    // The legacy upstream was spoken to in its own era: one initialize, one session.
+    assert_eq!(up.stats()["initialize"], 1);
+}
+
+#[test]
+fn legacy_sessions_are_required_checked_and_deleted() {
+    let up = mock(Era::Dual, "m");
+    let h = hub(&[("m", &up.url)], json!({}));
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let none = send("POST", &h.url, &[ACCEPT, JSON], body);
+    assert_eq!(none.status, 400);
+    assert_eq!(none.json()["error"]["code"], -32600);
+    let unknown = send("POST", &h.url, &[ACCEPT, JSON, ("Mcp-Session-Id", "nope")], body);
+    assert_eq!(unknown.status, 404);
+
+    let sid = legacy_session(&h.url);
+    assert_eq!(legacy(&h.url, &sid, "ping", json!({})).json()["result"], json!({}));
+    let bad_version = send("POST", &h.url, &[ACCEPT, JSON, ("Mcp-Session-Id", &sid), ("MCP-Protocol-Version", "2024-01-01")], body);
+    assert_eq!(bad_version.status, 400);
+    // A missing MCP-Protocol-Version is accepted (assumed 2025-03-26).
+    let no_version = send("POST", &h.url, &[ACCEPT, JSON, ("Mcp-Session-Id", &sid)], body);
+    assert_eq!(no_version.status, 200);
+
+    assert_eq!(send("DELETE", &h.url, &[("Mcp-Session-Id", &sid)], "").status, 200);
+    assert_eq!(legacy(&h.url, &sid, "ping", json!({})).status, 404);
+    assert_eq!(send("DELETE", &h.url, &[("Mcp-Session-Id", &sid)], "").status, 404);
+}
+
+#[test]
+fn initialize_echoes_a_supported_version_and_otherwise_offers_the_newest() {
+    let h = hub(&[], json!({}));
+    for (asked, answered) in [("2025-03-26", "2025-03-26"), ("2024-11-05", "2024-11-05"), ("2030-01-01", "2025-11-25")] {
+        let body = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion": asked,"capabilities":{},"clientInfo":{"name":"t","version":"1"}}});
+        let r = send("POST", &h.url, &[ACCEPT, JSON], &body.to_string());
+        assert_eq!(r.json()["result"]["protocolVersion"], answered);
+        assert!(r.header("mcp-session-id").is_some_and(|s| s.len() == 32));
+    }
+}
+
+#[test]
+fn modern_headers_are_validated_against_the_body() {
+    let h = hub(&[], json!({}));
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}});
+    let body = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{},"_meta": meta}}).to_string();
+    let cases: [&[(&str, &str)]; 4] = [
+        &[("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", "tools/call")],
+        &[("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", "tools/list"), ("Mcp-Name", "echo")],
+        &[("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", "tools/call"), ("Mcp-Name", "other")],
+        &[("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", "tools/call"), ("Mcp-Name", "=?base64?ZWNobzI=?=")],
+    ];
+    for headers in cases {
+        let mut all = vec![ACCEPT, JSON];
+        all.extend_from_slice(headers);
+        let r = send("POST", &h.url, &all, &body);
+        assert_eq!(r.status, 400, "{headers:?}: {}", r.text);
+        assert_eq!(r.json()["error"]["code"], -32020, "{headers:?}");
+    }
+    let unsupported = json!({"jsonrpc":"2.0","id":2,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2099-01-01"}}});
+    let r = send("POST", &h.url, &[ACCEPT, JSON, ("MCP-Protocol-Version", "2099-01-01"), ("Mcp-Method", "tools/list")], &unsupported.to_string());
+    assert_eq!(r.status, 400);
+    let e = r.json();
+    assert_eq!(e["error"]["code"], -32022);
+    assert_eq!(e["error"]["data"]["supported"][0], "2026-07-28");
+    assert_eq!(e["error"]["data"]["requested"], "2099-01-01");
+}
+
+#[test]
+fn modern_clients_discover_and_get_405_for_get_and_delete() {
+    let h = hub(&[], json!({}));
+    let d = modern(&h.url, "server/discover", json!({})).json();
+    assert_eq!(d["result"]["supportedVersions"][0], "2026-07-28");
+    assert_eq!(d["result"]["resultType"], "complete");
+    assert!(d["result"]["capabilities"]["tools"].is_object());
+    let modern_headers = [("MCP-Protocol-Version", "2026-07-28")];
+    assert_eq!(send("DELETE", &h.url, &modern_headers, "").status, 405);
+    assert_eq!(send("GET", &h.url, &[ACCEPT, ("MCP-Protocol-Version", "2026-07-28")], "").status, 405);
+    // A session header on a modern request is ignored.
+    let mut params = json!({});
+    params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}});
+    let body = json!({"jsonrpc":"2.0","id":1,"method":"ping","params":params}).to_string();
+    let r = send("POST", &h.url, &[ACCEPT, JSON, ("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", "ping"), ("Mcp-Session-Id", "whatever")], &body);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.header("mcp-session-id").is_none());
+}
+
+#[test]
+fn unknown_methods_answer_32601_at_once() {
+    let h = hub(&[], json!({}));
+    let started = Instant::now();
+    let m = modern(&h.url, "no/such", json!({}));
+    assert_eq!(m.status, 404, "modern: 404 + -32601 (2026-07-28 streamable-http)");
+    assert_eq!(m.json()["error"]["code"], -32601);
+    let sid = legacy_session(&h.url);
+    let l = legacy(&h.url, &sid, "no/such", json!({}));
+    assert_eq!(l.status, 200);
+    assert_eq!(l.json()["error"]["code"], -32601);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn bad_input_gets_the_json_rpc_error_it_deserves() {
+    let h = hub(&[], json!({}));
+    let parse = send("POST", &h.url, &[ACCEPT, JSON], "{not json");
+    assert_eq!((parse.status, parse.json()["error"]["code"].as_i64()), (400, Some(-32700)));
+    let batch = send("POST", &h.url, &[ACCEPT, JSON], r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#);
+    assert_eq!((batch.status, batch.json()["error"]["code"].as_i64()), (400, Some(-32600)));
+    let no_method = send("POST", &h.url, &[ACCEPT, JSON], r#"{"jsonrpc":"2.0","id":9}"#);
+    assert_eq!(no_method.json()["error"]["code"], -32600);
+    assert_eq!(no_method.json()["id"], 9);
+    let sid = legacy_session(&h.url);
+    let bad_params = legacy(&h.url, &sid, "tools/call", json!({"arguments": {}}));
+    assert_eq!(bad_params.json()["error"]["code"], -32602);
+    let unknown_tool = legacy(&h.url, &sid, "tools/call", json!({"name": "nope"}));
+    assert_eq!(unknown_tool.json()["error"]["code"], -32602);
+    let bad_level = legacy(&h.url, &sid, "logging/setLevel", json!({"level": "loud"}));
+    assert_eq!(bad_level.json()["error"]["code"], -32602);
+    assert_eq!(legacy(&h.url, &sid, "logging/setLevel", json!({"level": "warning"})).json()["result"], json!({}));
+    let big = "x".repeat(5 * 1024 * 1024);
+    assert_eq!(send("POST", &h.url, &[ACCEPT, JSON], &big).status, 413);
+}
+
+#[test]
+fn foreign_origins_are_refused_and_localhost_ones_accepted() {
+    let h = hub(&[], json!({"allowedOrigins": ["https://ide.example.com"]}));
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    assert_eq!(send("POST", &h.url, &[ACCEPT, JSON, ("Origin", "https://evil.example")], body).status, 403);
+    assert_eq!(send("POST", &h.url, &[ACCEPT, JSON, ("Origin", "null")], body).status, 403);
+    assert_eq!(send("POST", &h.url, &[ACCEPT, JSON, ("Origin", "http://localhost:6274")], body).status, 200);
+    assert_eq!(send("POST", &h.url, &[ACCEPT, JSON, ("Origin", "http://[::1]:80")], body).status, 200);
+    assert_eq!(send("POST", &h.url, &[ACCEPT, JSON, ("Origin", "https://ide.example.com")], body).status, 200);
+}
+
+#[test]
+fn clients_share_one_upstream_session() {
+    let up = mock(Era::Legacy, "old");
+    let h = hub(&[("old", &up.url)], json!({}));
+    let seen: Vec<String> = (0..3)
+        .map(|_| {
+            let sid = legacy_session(&h.url);
+            text_of(&legacy(&h.url, &sid, "tools/call", json!({"name": "get_session_id", "arguments": {}})).json())
+        })
+        .collect();
+    assert!(seen[0].starts_with("old: sess-"), "{seen:?}");
+    assert!(seen.iter().all(|s| s == &seen[0]), "{seen:?}");
+    assert_eq!(up.stats()["initialize"], 1);
+}
+
+#[test]
+fn concurrent_first_calls_make_one_upstream_initialize() {
+    let up = mock_with(MockConfig { era: Era::Legacy, name: "old".into(), latency: Duration::from_millis(50), ..MockConfig::default() });
+    let h = hub(&[("old", &up.url)], json!({}));
+    let url = h.url.clone();
+    let threads: Vec<_> = (0..12)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let r = modern(&url, "tools/call", json!({"name": "counter", "arguments": {}}));
+                r.json()
+            })
+        })
+        .collect();
+    for t in threads {
+        let m = t.join().unwrap();
+        assert!(m.get("result").is_some(), "{m}");
+    }
+    assert_eq!(up.stats()["initialize"], 1);
+}
+
+#[test]
+fn an_expired_upstream_session_is_reestablished_and_the_call_retried() {
+    let up = mock_with(MockConfig { era: Era::Legacy, name: "old".into(), expire_sessions_every: 3, ..MockConfig::default() });
+    let h = hub(&[("old", &up.url)], json!({}));
+    let sid = legacy_session(&h.url);
+    for i in 0..10 {
+        let m = legacy(&h.url, &sid, "tools/call", json!({"name": "echo", "arguments": {"text": format!("n{i}")}})).json();
+        assert_eq!(text_of(&m), format!("old: n{i}"), "call {i}: {m}");
+    }
+    let stats = up.stats();
+    assert!(stats["expired_404"].as_u64().unwrap() >= 2, "{stats}");
+    assert_eq!(stats["initialize"].as_u64(), Some(stats["expired_404"].as_u64().unwrap() + 1), "one re-initialize per expiry: {stats}");
+}
+
+#[test]
+fn a_dead_server_is_left_out_of_lists_and_shown_down_in_readyz() {
+    let up = mock(Era::Dual, "live");
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}/mcp", dead.local_addr().unwrap());
+    drop(dead);
+    let h = hub(&[("live", &up.url), ("dead", &dead_url)], json!({}));
+    let started = Instant::now();
+    let list = modern(&h.url, "tools/list", json!({})).json();
+    assert!(names(&list, "tools").contains(&"echo".to_string()), "{list}");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    let ready = send("GET", &h.url.replace("/mcp", "/readyz"), &[], "").json();
+    assert_eq!(ready["servers"]["dead"]["ok"], false, "{ready}");
+    assert_eq!(ready["servers"]["live"]["ok"], true, "{ready}");
+}
+
+#[test]
+fn progress_comes_back_on_the_calls_stream_with_the_clients_token() {
+    let up = mock(Era::Legacy, "old");
+    let h = hub(&[("old", &up.url)], json!({}));
+    let sid = legacy_session(&h.url);
+    let r = legacy(&h.url, &sid, "tools/call", json!({"name": "progress", "arguments": {"steps": 3, "ms": 10}, "_meta": {"progressToken": "tok-A"}}));
+    assert!(r.header("content-type").unwrap().starts_with("text/event-stream"));
+    let events = r.events();
+    let progress: Vec<&Value> = events.iter().filter(|e| e["method"] == "notifications/progress").collect();
+    assert_eq!(progress.len(), 3, "{events:?}");
+    assert!(progress.iter().all(|p| p["params"]["progressToken"] == "tok-A"), "{progress:?}");
+    assert_eq!(events.last().unwrap()["id"], 1);
+    assert!(text_of(events.last().unwrap()).contains("3 steps"));
+}
+
+#[test]
+fn prompts_resources_templates_and_completions_are_routed() {
+    let (a, b) = (mock(Era::Legacy, "a"), mock(Era::Modern, "b"));
+    let h = hub(&[("a", &a.url), ("b", &b.url)], json!({"toolNaming": "prefix"}));
+    let sid = legacy_session(&h.url);
+    let prompts = legacy(&h.url, &sid, "prompts/list", json!({})).json();
+    assert_eq!(names(&prompts, "prompts"), vec!["a__greeting", "b__greeting"]);
+    let got = legacy(&h.url, &sid, "prompts/get", json!({"name": "b__greeting", "arguments": {"name": "Ada"}})).json();
+    assert!(got["result"]["messages"].to_string().contains("Ada"), "{got}");
+    assert_eq!(b.stats()["requests"].as_u64().map(|n| n > 0), Some(true));
+
+    let res = legacy(&h.url, &sid, "resources/list", json!({})).json();
+    assert_eq!(res["result"]["resources"].as_array().unwrap().len(), 1, "the same URI twice is listed once: {res}");
+    let read = legacy(&h.url, &sid, "resources/read", json!({"uri": "mock://item/42"})).json();
+    assert!(read["result"]["contents"].to_string().contains("42"), "{read}");
+    let templates = legacy(&h.url, &sid, "resources/templates/list", json!({})).json();
+    assert!(templates["result"]["resourceTemplates"].is_array());
+
+    let c = legacy(&h.url, &sid, "completion/complete", json!({"ref": {"type": "ref/prompt", "name": "a__greeting"}, "argument": {"name": "name", "value": "A"}})).json();
+    assert!(c["result"]["completion"]["values"].is_array(), "{c}");
+
+    let offerings = legacy(&h.url, &sid, "offerings/list", json!({})).json();
+    assert_eq!(offerings["result"]["tools"].as_array().unwrap().len(), names(&legacy(&h.url, &sid, "tools/list", json!({})).json(), "tools").len());
+    assert!(offerings["result"]["prompts"].is_array() && offerings["result"]["resources"].is_array());
+}
+
+#[test]
+fn x_mcp_header_params_are_checked_for_modern_clients_and_sent_to_modern_servers() {
+    let up = mock(Era::Modern, "b");
+    let h = hub(&[("b", &up.url)], json!({}));
+    let list = modern(&h.url, "tools/list", json!({})).json();
+    let region = list["result"]["tools"].as_array().unwrap().iter().find(|t| t["name"] == "region").cloned();
+    let Some(region) = region else { panic!("the mock offers a `region` tool with x-mcp-header: {list}") };
+    let prop = region["inputSchema"]["properties"].as_object().unwrap().iter().find(|(_, p)| p.get("x-mcp-header").is_some());
+    let (arg, p) = prop.expect("a property with x-mcp-header");
+    let header = format!("Mcp-Param-{}", p["x-mcp-header"].as_str().unwrap());
+
+    // Without the mirrored header a modern client is refused by the hub (-32020).
+    let missing = modern(&h.url, "tools/call", json!({"name": "region", "arguments": {arg: "us-west1"}}));
+    assert_eq!(missing.status, 400, "{}", missing.text);
+    assert_eq!(missing.json()["error"]["code"], -32020);
+
+    // A legacy client sends no such header; the hub adds it for the modern server.
+    let sid = legacy_session(&h.url);
+    let ok = legacy(&h.url, &sid, "tools/call", json!({"name": "region", "arguments": {arg: "us-west1"}})).json();
+    assert!(ok.get("result").is_some(), "{ok} — header sent: {header}");
+}

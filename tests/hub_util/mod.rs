@@ -1,0 +1,191 @@
+//! Shared harness for hub tests: in-process mock upstreams and hubs on real
+//! loopback sockets (port 0), and a small JSON-RPC client over ureq.
+#![allow(dead_code)]
+
+use mcphub::config::Config;
+use mcphub::http::{Server, ServerConfig, ServerHandle};
+use mcphub::hub::Hub;
+use mcphub::mock::{Era, MockConfig, MockServer};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A running mock upstream; stopped on drop.
+pub struct Mock {
+    pub server: Arc<MockServer>,
+    pub handle: ServerHandle,
+    pub url: String,
+}
+
+impl Drop for Mock {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+    }
+}
+
+impl Mock {
+    pub fn stats(&self) -> Value {
+        self.server.stats()
+    }
+}
+
+pub fn mock(era: Era, name: &str) -> Mock {
+    mock_with(MockConfig { era, name: name.into(), ..MockConfig::default() })
+}
+
+pub fn mock_with(cfg: MockConfig) -> Mock {
+    let server = Arc::new(MockServer::new(cfg));
+    let handle = Server::bind("127.0.0.1:0".parse().unwrap(), ServerConfig::default(), server.clone()).expect("bind mock");
+    let url = format!("http://{}/mcp", handle.local_addr());
+    Mock { server, handle, url }
+}
+
+/// A running hub; stopped on drop.
+pub struct HubUnderTest {
+    pub hub: Hub,
+    pub handle: ServerHandle,
+    pub url: String,
+}
+
+impl Drop for HubUnderTest {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+    }
+}
+
+/// Starts a hub whose `mcpServers` are `(name, url)` pairs plus `extra` top-level keys.
+pub fn hub(servers: &[(&str, &str)], extra: Value) -> HubUnderTest {
+    let mut map = serde_json::Map::new();
+    for (name, url) in servers {
+        map.insert(name.to_string(), json!({"type": "streamable-http", "url": url, "connectTimeoutMs": 500, "timeoutMs": 5000}));
+    }
+    let mut cfg = json!({"mcpServers": map, "timeouts": {"hubMs": 8000}});
+    if let (Some(o), Some(e)) = (cfg.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            o.insert(k.clone(), v.clone());
+        }
+    }
+    let config = Config::parse(&cfg.to_string()).expect("valid test config");
+    let http = ServerConfig { workers: 8, ..ServerConfig::default() };
+    let hub = Hub::new(config);
+    let handle = Server::bind("127.0.0.1:0".parse().unwrap(), http, Arc::new(hub.clone())).expect("bind hub");
+    let url = format!("http://{}/mcp", handle.local_addr());
+    HubUnderTest { hub, handle, url }
+}
+
+/// One HTTP answer.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    /// The body as JSON; for an SSE body, the last event's data.
+    pub fn json(&self) -> Value {
+        if self.header("content-type").is_some_and(|c| c.starts_with("text/event-stream")) {
+            let events = self.events();
+            return events.last().cloned().unwrap_or(Value::Null);
+        }
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text))
+    }
+    /// Every SSE event's data as JSON.
+    pub fn events(&self) -> Vec<Value> {
+        mcphub::protocol::sse::parse_all(&self.text).iter().filter_map(|e| serde_json::from_str(&e.data).ok()).collect()
+    }
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into()
+}
+
+pub fn send(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+    let agent = agent();
+    let mut req = ureq::http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(body.to_string()).unwrap();
+    let mut resp = agent.run(req).expect("request reached the hub");
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    Reply { status, headers, text }
+}
+
+pub const ACCEPT: (&str, &str) = ("Accept", "application/json, text/event-stream");
+pub const JSON: (&str, &str) = ("Content-Type", "application/json");
+
+/// A legacy client: `initialize` + `notifications/initialized`; returns the session id.
+pub fn legacy_session(url: &str) -> String {
+    let r = send(
+        "POST",
+        url,
+        &[ACCEPT, JSON],
+        r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"test","version":"1"}}}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let sid = r.header("mcp-session-id").expect("the hub mints a session id").to_string();
+    let n = send("POST", url, &[ACCEPT, JSON, ("Mcp-Session-Id", &sid), ("MCP-Protocol-Version", "2025-06-18")], r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    assert_eq!(n.status, 202);
+    sid
+}
+
+/// A legacy request on a session.
+pub fn legacy(url: &str, sid: &str, method: &str, params: Value) -> Reply {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+    send("POST", url, &[ACCEPT, JSON, ("Mcp-Session-Id", sid), ("MCP-Protocol-Version", "2025-06-18")], &body)
+}
+
+/// A modern (2026-07-28) request with correct headers and `_meta`.
+pub fn modern(url: &str, method: &str, mut params: Value) -> Reply {
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "test", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {}
+    });
+    match params.get_mut("_meta").and_then(Value::as_object_mut) {
+        Some(m) => m.extend(meta.as_object().unwrap().clone()),
+        None => params["_meta"] = meta,
+    }
+    let name = params.get("name").or(params.get("uri")).and_then(Value::as_str).map(mcphub::protocol::headers::encode_value);
+    let body = json!({"jsonrpc": "2.0", "id": "m1", "method": method, "params": params}).to_string();
+    let mut h = vec![ACCEPT, JSON, ("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", method)];
+    let name_owned;
+    if mcphub::protocol::headers::name_field(method).is_some() {
+        name_owned = name.unwrap_or_default();
+        h.push(("Mcp-Name", &name_owned));
+    }
+    send("POST", url, &h, &body)
+}
+
+/// The text of the first content item of a tool result.
+pub fn text_of(result_message: &Value) -> String {
+    result_message
+        .pointer("/result/content/0/text")
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("no text content in {result_message}"))
+        .to_string()
+}
+
+/// Names in a list result.
+pub fn names(msg: &Value, field: &str) -> Vec<String> {
+    msg["result"][field]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {field} in {msg}"))
+        .iter()
+        .filter_map(|t| t["name"].as_str().map(str::to_string))
+        .collect()
+}
