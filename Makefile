@@ -1,0 +1,35 @@
+# MCPHub — the two set-up commands are `make run` and `make test` (README.md).
+CARGO ?= cargo
+
+.PHONY: build run test unit e2e fuzz-smoke bench clippy clean
+
+build:
+	$(CARGO) build --release --locked
+
+## The hub on the embedded default (no Redis), in front of two demo upstreams.
+run: build
+	scripts/run.sh
+
+## The whole suite: unit + integration (real sockets) + fuzz smoke, then e2e
+## with real MCP clients and servers from npm and PyPI.
+test: build unit e2e
+
+unit:
+	$(CARGO) test --release --locked --all-targets
+
+e2e: build
+	scripts/e2e.sh
+
+## Coverage-guided fuzzing of the HTTP request reader (optional; see fuzz/).
+fuzz:
+	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run request_reader -- -max_total_time=60
+
+## Benchmarks: figures printed, nothing asserted.
+bench: build
+	scripts/bench.sh
+
+clippy:
+	$(CARGO) clippy --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean
