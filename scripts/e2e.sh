@@ -192,7 +192,7 @@ wait_http() {
 }
 
 # free loopback ports, all distinct (the sockets are held until every port is chosen)
-read -r P_EVERY P_MOCKL P_MOCKM P_HUBA P_HUBB < <(python3 -c '
+read -r P_EVERY P_MOCKL P_MOCKM P_HUBA P_HUBB < <("$VENV/bin/python" -I -c '
 import socket
 ss = [socket.socket() for _ in range(5)]
 for s in ss: s.bind(("127.0.0.1", 0))
@@ -260,7 +260,7 @@ post() {
   LAST_CODE=$(curl -sS -m 20 -o "$LAST.body" -D "$LAST.hdr" -w '%{http_code}' \
     -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
     "$@" --data-binary @"$LAST.req" "$url" 2>"$LAST.err") || true
-  RESP=$(python3 "$E2E_DIR/rpc.py" "$LAST.body" 2>/dev/null) || RESP=""
+  RESP=$("$VENV/bin/python" -I "$E2E_DIR/rpc.py" "$LAST.body" 2>/dev/null) || RESP=""
   {
     echo "> POST $url"
     local h
