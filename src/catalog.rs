@@ -237,6 +237,9 @@ pub fn template_matches(template: &str, uri: &str) -> bool {
     go(template, uri)
 }
 
+/// A merged view and the per-server lists it was built from.
+type View = (Vec<Arc<Vec<Value>>>, Arc<Merged>);
+
 /// The merged catalog over a fixed set of upstreams.
 pub struct Catalog {
     upstreams: Vec<Arc<Upstream>>,
@@ -245,7 +248,7 @@ pub struct Catalog {
     cache: SlotMap<(String, Kind), Cached>,
     /// The last merged view per kind and the parts it was built from: reused
     /// while every part is the same `Arc` (no rebuild, no repeated warnings).
-    views: parking_lot::Mutex<HashMap<Kind, (Vec<Arc<Vec<Value>>>, Arc<Merged>)>>,
+    views: parking_lot::Mutex<HashMap<Kind, View>>,
 }
 
 impl Catalog {

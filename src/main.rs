@@ -7,7 +7,7 @@ use mcphub::http::{Server, ServerConfig};
 use mcphub::hub::Hub;
 use mcphub::upstream::CallContext;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,7 +54,7 @@ fn init_logging() {
     let _ = simplelog::WriteLogger::init(level, config, std::io::stderr());
 }
 
-fn load(path: &PathBuf) -> Result<Config, ExitCode> {
+fn load(path: &Path) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|e| {
         eprintln!("mcphub: {e}");
         ExitCode::from(2)

@@ -175,7 +175,7 @@ impl Hub {
         let started = Instant::now();
         let msg = match jsonrpc::parse(&req.body) {
             Ok(m) => m,
-            Err((err, id)) => return rpc_error(400, &err, id.as_ref()),
+            Err(r) => return rpc_error(400, &r.error, r.id.as_ref()),
         };
         let (id, method, params) = match msg {
             Incoming::Request { id, method, params } => (Some(id), method, params),

@@ -34,12 +34,10 @@ pub fn name_field(method: &str) -> Option<&'static str> {
 /// leading/trailing whitespace and not sentinel-shaped, else `=?base64?…?=`
 /// (Value Encoding).
 pub fn encode_value(value: &str) -> String {
-    let plain = !value.is_empty()
-        && value.bytes().all(|b| (0x20..=0x7e).contains(&b))
-        && !value.starts_with(' ')
-        && !value.ends_with(' ')
-        && !(value.starts_with(SENTINEL_START) && value.ends_with(SENTINEL_END));
-    if plain || value.is_empty() {
+    let visible_ascii = value.bytes().all(|b| (0x20..=0x7e).contains(&b));
+    let padded = value.starts_with(' ') || value.ends_with(' ');
+    let sentinel_shaped = value.starts_with(SENTINEL_START) && value.ends_with(SENTINEL_END);
+    if visible_ascii && !padded && !sentinel_shaped {
         value.to_string()
     } else {
         format!("{SENTINEL_START}{}{SENTINEL_END}", base64::engine::general_purpose::STANDARD.encode(value))

@@ -69,6 +69,16 @@ impl ErrorObject {
     }
 }
 
+/// Why a body is not an acceptable message: the error to answer and the id to
+/// answer it with (when one could be read).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    /// `-32700` or `-32600`.
+    pub error: ErrorObject,
+    /// The request's id, when readable.
+    pub id: Option<RequestId>,
+}
+
 /// A result response for `id`.
 pub fn result_response(id: &RequestId, result: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "result": result})
@@ -89,16 +99,16 @@ pub fn request(id: &RequestId, method: &str, params: Value) -> Value {
 /// Errors: invalid JSON → `-32700`; an array (batch), a non-object, a missing or
 /// wrong `jsonrpc`, a bad id, a non-string method or non-object params → `-32600`.
 /// The returned id (when one could be read) is the one to answer the error with.
-pub fn parse(body: &[u8]) -> Result<Incoming, (ErrorObject, Option<RequestId>)> {
+pub fn parse(body: &[u8]) -> Result<Incoming, Box<Rejection>> {
     let value: Value = serde_json::from_slice(body)
-        .map_err(|e| (ErrorObject::new(codes::PARSE_ERROR, format!("Parse error: {e}")), None))?;
+        .map_err(|e| Box::new(Rejection { error: ErrorObject::new(codes::PARSE_ERROR, format!("Parse error: {e}")), id: None }))?;
     parse_value(value)
 }
 
 /// Like [`parse`], from an already decoded value.
-pub fn parse_value(value: Value) -> Result<Incoming, (ErrorObject, Option<RequestId>)> {
+pub fn parse_value(value: Value) -> Result<Incoming, Box<Rejection>> {
     let invalid = |msg: &str, id: Option<RequestId>| {
-        Err((ErrorObject::new(codes::INVALID_REQUEST, format!("Invalid request: {msg}")), id))
+        Err(Box::new(Rejection { error: ErrorObject::new(codes::INVALID_REQUEST, format!("Invalid request: {msg}")), id }))
     };
     let mut obj = match value {
         Value::Object(obj) => obj,
@@ -153,23 +163,24 @@ mod tests {
 
     #[test]
     fn malformed_json_is_a_parse_error() {
-        let (e, id) = parse(b"{not json").unwrap_err();
-        assert_eq!(e.code, codes::PARSE_ERROR);
-        assert_eq!(id, None);
+        let r = parse(b"{not json").unwrap_err();
+        assert_eq!(r.error.code, codes::PARSE_ERROR);
+        assert_eq!(r.id, None);
     }
 
     #[test]
     fn invalid_requests_keep_their_id_when_it_is_readable() {
-        let (e, id) = parse(br#"{"jsonrpc":"1.0","id":3,"method":"x"}"#).unwrap_err();
-        assert_eq!((e.code, id), (codes::INVALID_REQUEST, Some(json!(3))));
-        let (e, _) = parse(br#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#).unwrap_err();
-        assert_eq!(e.code, codes::INVALID_REQUEST);
-        let (e, id) = parse(br#"{"jsonrpc":"2.0","id":{"x":1},"method":"ping"}"#).unwrap_err();
-        assert_eq!((e.code, id), (codes::INVALID_REQUEST, None));
-        let (e, _) = parse(br#"{"jsonrpc":"2.0","id":1,"method":"ping","params":[1]}"#).unwrap_err();
-        assert_eq!(e.code, codes::INVALID_REQUEST);
-        let (e, _) = parse(br#"{"jsonrpc":"2.0","id":1}"#).unwrap_err();
-        assert_eq!(e.code, codes::INVALID_REQUEST);
+        let cases: [(&[u8], Option<Value>); 5] = [
+            (br#"{"jsonrpc":"1.0","id":3,"method":"x"}"#, Some(json!(3))),
+            (br#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#, None),
+            (br#"{"jsonrpc":"2.0","id":{"x":1},"method":"ping"}"#, None),
+            (br#"{"jsonrpc":"2.0","id":1,"method":"ping","params":[1]}"#, Some(json!(1))),
+            (br#"{"jsonrpc":"2.0","id":1}"#, Some(json!(1))),
+        ];
+        for (body, id) in cases {
+            let r = parse(body).unwrap_err();
+            assert_eq!((r.error.code, r.id), (codes::INVALID_REQUEST, id), "{}", String::from_utf8_lossy(body));
+        }
     }
 
     #[test]
