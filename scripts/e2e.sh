@@ -527,10 +527,39 @@ c_legacy_to_modern_py() {
   local name=${HUBB_ECHO:-echo}
   pyc "$HUBB_URL" --mode legacy --expect-era legacy --expect-tool "$name" --call "$name=py-legacy-to-modern"
 }
+c_modern_to_modern() {
+  need UP_HUBB || return 1
+  local name=${HUBB_ECHO:-echo}
+  modern_call "$HUBB_URL" 1 "$name" '{"text":"modern-to-modern"}'
+  check_call_resp modern-to-modern modern
+}
+c_py_auto_hubb() {
+  need UP_HUBB || return 1
+  local name=${HUBB_ECHO:-echo}
+  pyc "$HUBB_URL" --mode auto --expect-era modern --expect-tool "$name" --call "$name=py-auto-hubb"
+}
+c_insp_hubb() {
+  need UP_HUBB || return 1
+  local name=${HUBB_ECHO:-echo}
+  insp "$HUBB_URL" --transport http --method tools/call --tool-name "$name" --tool-arg text=insp-hubb || return 1
+  insp_text | grep -qF insp-hubb || { echo "not echoed: $(head -c 300 <<<"$INSPECTOR_OUT")"; return 1; }
+}
+# spec (2026-07-28 Streamable HTTP, Protocol Version Header): header != _meta version -> 400 HeaderMismatch
+c_header_mismatch() {
+  need UP_HUBA || return 1
+  post "$HUBA_URL" "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"mock__echo\",\"arguments\":{\"text\":\"x\"},$MODERN_META}}" \
+    -H "MCP-Protocol-Version: 2025-11-25" -H "Mcp-Method: tools/call" -H "Mcp-Name: mock__echo"
+  [ "$LAST_CODE" = 400 ] || { echo "want HTTP 400 for MCP-Protocol-Version 2025-11-25 vs _meta 2026-07-28, got $LAST_CODE"; return 1; }
+  [ -n "$(jr '.error.code // empty')" ] || { echo "400 without a JSON-RPC error body"; return 1; }
+}
 run_check "bridge: curl 2026-07-28 tools/call mock__echo -> hub A -> legacy mock (resultType complete)" c_modern_to_legacy
 run_check "bridge: curl 2026-07-28 tools/list -> hub A lists mock__echo" c_modern_list
 run_check "bridge: curl legacy session tools/call -> hub B -> modern-only mock" c_legacy_to_modern_curl
 run_check "bridge: python-sdk mode=legacy -> hub B -> modern-only mock" c_legacy_to_modern_py
+run_check "bridge: inspector cli (legacy) -> hub B -> modern-only mock" c_insp_hubb
+run_check "hub B: curl 2026-07-28 tools/call -> modern-only mock (resultType complete)" c_modern_to_modern
+run_check "hub B: python-sdk mode=auto negotiates 2026-07-28 and calls echo" c_py_auto_hubb
+run_check "hub A: 2026-07-28 request whose MCP-Protocol-Version header mismatches _meta is a 400" c_header_mismatch
 
 # processes that died during the checks are failures too (a crash would otherwise hide)
 for v in everything mockl mockm huba hubb; do
