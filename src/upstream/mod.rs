@@ -289,6 +289,12 @@ impl Upstream {
         let mut retried = false;
         loop {
             let session = self.legacy_session(ctx)?;
+            log::debug!(
+                "📨 upstream session applied (server={}, context={}, session={}, method={method})",
+                self.config.name,
+                ctx.context_key,
+                session.id.as_deref().unwrap_or("none")
+            );
             let body = jsonrpc::request(&self.next_id(), method, body_params.clone());
             let reply = self.transport.post(&body, &session.headers(), self.budget(ctx)?, on_message)?;
             if !retried && reply.is_session_expired() {
