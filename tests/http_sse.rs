@@ -177,11 +177,8 @@ fn pings_are_written_on_a_silent_stream() {
     let ping = read_chunk(&mut r).expect("ping").expect("not terminal");
     assert_eq!(ping, b": ping\n\n");
     gate_tx.send(()).expect("gate");
-    loop {
-        match read_chunk(&mut r).expect("chunk") {
-            Some(c) => assert_eq!(c, b": ping\n\n"),
-            None => break,
-        }
+    while let Some(c) = read_chunk(&mut r).expect("chunk") {
+        assert_eq!(c, b": ping\n\n");
     }
     srv.shutdown();
 }
