@@ -62,6 +62,7 @@ notok() {
   if [ -n "${3:-}" ] && [ -r "$3" ]; then sed -e 's/^/#   /' "$3" | head -n 30; fi
 }
 finish() {
+  if [ -n "${RUN:-}" ] && { [ "$FAIL" -ne 0 ] || [ -n "${E2E_KEEP:-}" ]; }; then echo "# logs kept in $RUN"; fi
   echo "# e2e took $(($(date +%s) - T0))s"
   echo "$PASS passed, $FAIL failed"
   [ "$FAIL" -eq 0 ]
@@ -158,7 +159,8 @@ cleanup() {
   done
   for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
   wait 2>/dev/null
-  if [ "$FAIL" -eq 0 ] && [ -z "${E2E_KEEP:-}" ]; then rm -rf "$RUN"; else echo "# logs kept in $RUN"; fi
+  # the summary line stays the last line of output: nothing is printed from here
+  if [ "$FAIL" -eq 0 ] && [ -z "${E2E_KEEP:-}" ]; then rm -rf "$RUN"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
