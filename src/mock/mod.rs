@@ -49,27 +49,14 @@ use crate::protocol::era::{classify, negotiate_legacy};
 /// Modern (per-request metadata) protocol versions the mock accepts.
 pub const MODERN_VERSIONS: [&str; 1] = [crate::protocol::MODERN_VERSION];
 
-/// JSON-RPC / MCP error codes used by the mock.
+/// JSON-RPC / MCP error codes used by the mock: the protocol's own, plus two
+/// conventions of the reference SDKs.
 pub mod codes {
-    /// Malformed JSON.
-    pub const PARSE_ERROR: i64 = -32700;
-    /// Not a JSON-RPC message (or a batch).
-    pub const INVALID_REQUEST: i64 = -32600;
-    /// Unknown method.
-    pub const METHOD_NOT_FOUND: i64 = -32601;
-    /// Bad params.
-    pub const INVALID_PARAMS: i64 = -32602;
-    /// Transport-level rejection (missing session, busy); the code the
-    /// reference SDKs use.
-    pub const SERVER_ERROR: i64 = -32000;
+    pub use crate::protocol::codes::*;
     /// Unknown or expired session (reference SDK convention).
     pub const SESSION_NOT_FOUND: i64 = -32001;
     /// Unknown resource URI (2025-11-25 resources spec).
     pub const RESOURCE_NOT_FOUND: i64 = -32002;
-    /// Modern: headers missing or not matching the body.
-    pub const HEADER_MISMATCH: i64 = -32020;
-    /// Modern: protocol version not supported (`data.supported`).
-    pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 }
 
 /// Which MCP era(s) the mock serves.
