@@ -245,6 +245,7 @@ pub struct Catalog {
     upstreams: Vec<Arc<Upstream>>,
     naming: ToolNaming,
     ttl: Duration,
+    fetch_budget: Duration,
     cache: SlotMap<(String, Kind), Cached>,
     /// The last merged view per kind and the parts it was built from: reused
     /// while every part is the same `Arc` (no rebuild, no repeated warnings).
@@ -252,9 +253,10 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// A catalog over `upstreams` (in the order given).
-    pub fn new(upstreams: Vec<Arc<Upstream>>, naming: ToolNaming, ttl: Duration) -> Catalog {
-        Catalog { upstreams, naming, ttl, cache: SlotMap::default(), views: Default::default() }
+    /// A catalog over `upstreams` (in the order given); lists stay cached for
+    /// `ttl` and one server's fetch may take `fetch_budget`.
+    pub fn new(upstreams: Vec<Arc<Upstream>>, naming: ToolNaming, ttl: Duration, fetch_budget: Duration) -> Catalog {
+        Catalog { upstreams, naming, ttl, fetch_budget, cache: SlotMap::default(), views: Default::default() }
     }
 
     /// The upstream with this name.
@@ -328,6 +330,7 @@ impl Catalog {
     fn server_list(&self, upstream: &Upstream, kind: Kind, ctx: &CallContext) -> Cached {
         let key = (upstream.name().to_string(), kind);
         let fresh = |c: &Cached| c.fetched.elapsed() < c.ttl;
+        let ctx = &CallContext { deadline: ctx.deadline.min(Instant::now() + self.fetch_budget), ..ctx.clone() };
         let fetched = self.cache.get_or_try_fill(&key, fresh, || -> Result<Cached, UpstreamError> {
             let cached = match fetch_all(upstream, kind, ctx) {
                 Ok((items, ttl)) => Cached { items: Arc::new(items), fetched: Instant::now(), ttl: ttl.unwrap_or(self.ttl), failed: false },

@@ -141,6 +141,9 @@ pub struct Config {
     pub hub_timeout: Duration,
     /// How long a merged list stays cached without a `list_changed` (`listCacheTtlSecs`).
     pub list_cache_ttl: Duration,
+    /// Budget of one server's list fetch (`listTimeoutMs`); a slower server is
+    /// left out of that list rather than holding the answer up.
+    pub list_timeout: Duration,
     /// Servers served, in name order.
     pub servers: Vec<ServerConfig>,
     /// Entries skipped with a warning.
@@ -164,6 +167,7 @@ struct RawConfig {
     max_body_bytes: Option<usize>,
     client_session_idle_secs: Option<u64>,
     list_cache_ttl_secs: Option<u64>,
+    list_timeout_ms: Option<u64>,
     timeouts: Option<RawTimeouts>,
     #[serde(default)]
     mcp_servers: BTreeMap<String, Value>,
@@ -324,6 +328,7 @@ impl Config {
             client_session_idle: Duration::from_secs(raw.client_session_idle_secs.unwrap_or(3600).max(1)),
             hub_timeout: Duration::from_millis(hub_ms),
             list_cache_ttl: Duration::from_secs(raw.list_cache_ttl_secs.unwrap_or(300)),
+            list_timeout: Duration::from_millis(raw.list_timeout_ms.unwrap_or(5_000).max(1)),
             servers,
             skipped,
         })

@@ -306,3 +306,15 @@ fn x_mcp_header_params_are_checked_for_modern_clients_and_sent_to_modern_servers
     let ok = legacy(&h.url, &sid, "tools/call", json!({"name": "region", "arguments": {arg: "us-west1"}})).json();
     assert!(ok.get("result").is_some(), "{ok} — header sent: {header}");
 }
+
+#[test]
+fn a_slow_server_is_left_out_of_lists_after_the_list_budget() {
+    let fast = mock(Era::Dual, "fast");
+    let slow = mock_with(MockConfig { era: Era::Dual, name: "slow".into(), latency: Duration::from_millis(1500), ..MockConfig::default() });
+    let h = hub(&[("fast", &fast.url), ("slow", &slow.url)], json!({"listTimeoutMs": 300}));
+    let started = Instant::now();
+    let list = modern(&h.url, "prompts/list", json!({})).json();
+    let took = started.elapsed();
+    assert_eq!(names(&list, "prompts"), vec!["greeting"], "only the fast server's prompt: {list}");
+    assert!(took < Duration::from_millis(1400), "the slow server held the list up for {took:?}");
+}
