@@ -29,13 +29,15 @@ impl Parser {
     }
 
     /// Feeds one line (a trailing `\r` is stripped). Returns an event when the
-    /// line is blank and data was collected.
+    /// line is blank and the data is not empty (an empty data buffer is not
+    /// dispatched: the priming event of 2025-11-25 servers is `id: …` with an
+    /// empty `data:`).
     pub fn line(&mut self, line: &str) -> Option<Event> {
         let line = line.strip_suffix('\r').unwrap_or(line);
         if line.is_empty() {
             let ev = std::mem::take(&mut self.current);
             let had = std::mem::replace(&mut self.has_data, false);
-            return had.then_some(ev);
+            return (had && !ev.data.is_empty()).then_some(ev);
         }
         if line.starts_with(':') {
             return None;
@@ -88,5 +90,9 @@ mod tests {
     #[test]
     fn an_event_without_data_is_not_dispatched() {
         assert!(parse_all("event: x\nid: 3\n\n").is_empty());
+        // the 2025-11-25 priming event, then the real message
+        let evs = parse_all("id: 7f\ndata: \n\nevent: message\nid: 80\ndata: {}\n\n");
+        assert_eq!(evs.len(), 1);
+        assert_eq!((evs[0].data.as_str(), evs[0].id.as_deref()), ("{}", Some("80")));
     }
 }
