@@ -135,6 +135,14 @@ pub struct Config {
     pub max_streams: usize,
     /// Maximum request body in bytes (413 beyond).
     pub max_body_bytes: usize,
+    /// The request head must arrive within this (`headTimeoutMs`, 408).
+    pub head_timeout: Duration,
+    /// The body must arrive within this after the head (`bodyTimeoutMs`, 408).
+    pub body_timeout: Duration,
+    /// Idle keep-alive connections are closed after this (`idleTimeoutSecs`).
+    pub idle_timeout: Duration,
+    /// Wall-clock budget to write one response or SSE event (`writeBudgetMs`).
+    pub write_budget: Duration,
     /// A legacy client session idle this long expires (404 afterwards).
     pub client_session_idle: Duration,
     /// The whole request inside the hub (`timeouts.hubMs`).
@@ -165,6 +173,10 @@ struct RawConfig {
     queue: Option<usize>,
     max_streams: Option<usize>,
     max_body_bytes: Option<usize>,
+    head_timeout_ms: Option<u64>,
+    body_timeout_ms: Option<u64>,
+    idle_timeout_secs: Option<u64>,
+    write_budget_ms: Option<u64>,
     client_session_idle_secs: Option<u64>,
     list_cache_ttl_secs: Option<u64>,
     list_timeout_ms: Option<u64>,
@@ -325,6 +337,10 @@ impl Config {
             queue: positive("queue", raw.queue, 256)?,
             max_streams: positive("maxStreams", raw.max_streams, 256)?,
             max_body_bytes: positive("maxBodyBytes", raw.max_body_bytes, 4 * 1024 * 1024)?,
+            head_timeout: Duration::from_millis(positive("headTimeoutMs", raw.head_timeout_ms.map(|v| v as usize), 10_000)? as u64),
+            body_timeout: Duration::from_millis(positive("bodyTimeoutMs", raw.body_timeout_ms.map(|v| v as usize), 30_000)? as u64),
+            idle_timeout: Duration::from_secs(positive("idleTimeoutSecs", raw.idle_timeout_secs.map(|v| v as usize), 120)? as u64),
+            write_budget: Duration::from_millis(positive("writeBudgetMs", raw.write_budget_ms.map(|v| v as usize), 10_000)? as u64),
             client_session_idle: Duration::from_secs(raw.client_session_idle_secs.unwrap_or(3600).max(1)),
             hub_timeout: Duration::from_millis(hub_ms),
             list_cache_ttl: Duration::from_secs(raw.list_cache_ttl_secs.unwrap_or(300)),

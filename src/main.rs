@@ -71,6 +71,10 @@ fn serve(config: Config) -> ExitCode {
         queue: config.queue,
         max_streams: config.max_streams,
         max_body_bytes: config.max_body_bytes,
+        head_timeout: config.head_timeout,
+        body_timeout: config.body_timeout,
+        idle_timeout: config.idle_timeout,
+        write_budget: config.write_budget,
         ..ServerConfig::default()
     };
     let hub = Hub::new(config);
