@@ -367,11 +367,6 @@ impl Catalog {
         }
         None
     }
-
-    /// The tool's item as listed (exposed name), for its `inputSchema`.
-    pub fn tool(&self, exposed: &str, ctx: &CallContext) -> Option<Value> {
-        self.merged(Kind::Tools, ctx).item(exposed).cloned()
-    }
 }
 
 /// Reads every page of one server's list. Returns the items and the server's

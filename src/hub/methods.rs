@@ -184,14 +184,16 @@ fn call_routed(hub: &Hub, down: &Downstream, id: Value, method: &str, mut params
     };
     let mut extra_headers = Vec::new();
     if kind == Kind::Tools {
-        let schema = hub.catalog().tool(&name, &c).and_then(|t| t.get("inputSchema").cloned()).unwrap_or(Value::Null);
-        let arguments = params.get("arguments").cloned().unwrap_or(json!({}));
+        let view = hub.catalog().merged(Kind::Tools, &c);
+        let schema = view.item(&name).and_then(|t| t.get("inputSchema")).unwrap_or(&Value::Null);
+        let no_arguments = json!({});
+        let arguments = params.get("arguments").unwrap_or(&no_arguments);
         if down.era == Era::Modern {
-            if let Err(e) = headers::validate_params(|n| down.header(n), &schema, &arguments) {
+            if let Err(e) = headers::validate_params(|n| down.header(n), schema, arguments) {
                 return Response::json(400, &e.to_response(Some(&id)));
             }
         }
-        extra_headers = headers::param_headers(&schema, &arguments);
+        extra_headers = headers::param_headers(schema, arguments);
     }
     params.insert("name".into(), Value::String(route.original.clone()));
     forward(hub, down, id, method, params, upstream, extra_headers)

@@ -171,7 +171,7 @@ impl Hub {
         }
     }
 
-    fn post(&self, req: Request) -> Response {
+    fn post(&self, mut req: Request) -> Response {
         let started = Instant::now();
         let msg = match jsonrpc::parse(&req.body) {
             Ok(m) => m,
@@ -196,16 +196,16 @@ impl Hub {
             log_level: None,
             accepts_sse,
             deadline: started + self.config().hub_timeout,
-            headers: req.headers.clone(),
+            headers: std::mem::take(&mut req.headers),
         };
         match era {
             Era::Modern => {
-                if let Err(resp) = self.admit_modern(&req, id.as_ref(), &method, &params, &mut down) {
+                if let Err(resp) = self.admit_modern(id.as_ref(), &method, &params, &mut down) {
                     return resp;
                 }
             }
             Era::Legacy if method != "initialize" => {
-                if let Some(resp) = self.admit_legacy(&req, id.as_ref(), &mut down) {
+                if let Some(resp) = self.admit_legacy(id.as_ref(), &mut down) {
                     return resp;
                 }
             }
@@ -235,8 +235,8 @@ impl Hub {
         }
     }
 
-    fn admit_legacy(&self, req: &Request, id: Option<&Value>, down: &mut Downstream) -> Option<Response> {
-        if let Some(v) = req.header(headers::PROTOCOL_VERSION) {
+    fn admit_legacy(&self, id: Option<&Value>, down: &mut Downstream) -> Option<Response> {
+        if let Some(v) = down.header(headers::PROTOCOL_VERSION) {
             if !era::is_legacy_version(v) {
                 let err = ErrorObject::with_data(
                     codes::INVALID_REQUEST,
@@ -246,7 +246,7 @@ impl Hub {
                 return Some(rpc_error(400, &err, id));
             }
         }
-        let Some(sid) = req.header(SESSION_HEADER) else {
+        let Some(sid) = down.header(SESSION_HEADER) else {
             let err = ErrorObject::new(codes::INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required (send initialize first)");
             return Some(rpc_error(400, &err, id));
         };
@@ -262,14 +262,13 @@ impl Hub {
 
     fn admit_modern(
         &self,
-        req: &Request,
         id: Option<&Value>,
         method: &str,
         params: &Map<String, Value>,
         down: &mut Downstream,
     ) -> Result<(), Response> {
         let meta = params.get("_meta");
-        let requested = era::meta_version(params).or(req.header(headers::PROTOCOL_VERSION));
+        let requested = era::meta_version(params).or(down.header(headers::PROTOCOL_VERSION));
         if let Some(v) = requested {
             if v != MODERN_VERSION {
                 let err = ErrorObject::with_data(
@@ -283,7 +282,7 @@ impl Hub {
         // server/discover is the era probe: headers, when sent, must still match.
         let lenient = method == "server/discover" && era::meta_version(params).is_none();
         if !lenient {
-            if let Err(err) = headers::validate_standard(|n| req.header(n), method, params) {
+            if let Err(err) = headers::validate_standard(|n| down.header(n), method, params) {
                 return Err(rpc_error(400, &err, id));
             }
         }

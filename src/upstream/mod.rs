@@ -206,6 +206,9 @@ impl Upstream {
     }
 
     fn record(&self, outcome: Result<(), &UpstreamError>) {
+        if outcome.is_ok() && self.state.read().ok {
+            return; // the common case takes no write lock
+        }
         let mut s = self.state.write();
         match outcome {
             Ok(()) => {
