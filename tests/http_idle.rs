@@ -49,7 +49,7 @@ fn thousand_idle_keep_alive_connections() {
         "threads grew to {threads_with_idle}"
     );
     assert!(server_threads <= 4 + 3);
-    assert!(new_client < Duration::from_millis(500));
+    assert!(new_client < Duration::from_secs(2), "new client waited {new_client:?}");
     drop(idle);
     srv.shutdown();
     drop(srv);

@@ -156,7 +156,7 @@ fn pinger_detects_a_client_that_left_while_the_producer_is_blocked() {
         .expect("producer finished");
     let seen = seen.expect("client departure noticed");
     eprintln!("pinger noticed the departed client after {seen:?}");
-    assert!(seen < Duration::from_secs(1));
+    assert!(seen < Duration::from_secs(5), "noticed after {seen:?} (ping interval 100 ms)");
     srv.shutdown();
 }
 
@@ -206,7 +206,7 @@ fn streams_beyond_max_streams_get_503_and_shutdown_ends_streams() {
     let t0 = Instant::now();
     srv.shutdown();
     assert!(
-        t0.elapsed() < Duration::from_secs(2),
+        t0.elapsed() < Duration::from_secs(4),
         "shutdown took {:?}",
         t0.elapsed()
     );
