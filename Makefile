@@ -28,6 +28,10 @@ fuzz:
 bench: build
 	scripts/bench.sh
 
+## HTTP attack battery against the real binary (measurement, run by hand; not in `make test`).
+attack: build
+	scripts/attack.py
+
 clippy:
 	$(CARGO) clippy --all-targets -- -D warnings
 
