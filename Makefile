@@ -1,7 +1,7 @@
 # MCPHub — the two set-up commands are `make run` and `make test` (README.md).
 CARGO ?= cargo
 
-.PHONY: build run test unit e2e fuzz-smoke bench clippy clean
+.PHONY: build run test unit e2e fuzz bench attack clippy clean
 
 build:
 	$(CARGO) build --release --locked

@@ -38,6 +38,8 @@ use std::time::{Duration, Instant};
 pub const LINGER: Duration = Duration::from_secs(2);
 /// How long accepting pauses after an accept error (EMFILE, ENFILE, …).
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// While accepting keeps failing, at most one log line per this interval.
+pub const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
 /// How long `shutdown` waits for in-flight requests and streams before detaching them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Longest single blocking write slice (`SO_SNDTIMEO`); the budget is checked between slices.
@@ -174,6 +176,7 @@ impl Server {
             back_rx,
             open: Arc::new(AtomicUsize::new(0)),
             accept_paused_until: None,
+            accept_log: None,
             shared: shared.clone(),
             limits: Limits {
                 max_head_bytes: cfg.max_head_bytes,
@@ -485,6 +488,8 @@ struct Reactor {
     back_rx: Receiver<Back>,
     open: Arc<AtomicUsize>,
     accept_paused_until: Option<Instant>,
+    /// When the last accept-failure line was logged, and failures since.
+    accept_log: Option<(Instant, u64)>,
     shared: Arc<Shared>,
     limits: Limits,
 }
@@ -571,8 +576,19 @@ impl Reactor {
                         ErrorKind::Interrupted | ErrorKind::ConnectionAborted
                     ) => {}
                 Err(e) => {
-                    log::warn!("http: accept failed: {e}; pausing accepts for {ACCEPT_BACKOFF:?}");
-                    self.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
+                    // One line per ACCEPT_LOG_EVERY while the condition lasts
+                    // (EMFILE can persist; a line per back-off floods the log).
+                    let now = Instant::now();
+                    if self.accept_log.is_none_or(|(at, _)| now.duration_since(at) >= ACCEPT_LOG_EVERY) {
+                        let suppressed = self.accept_log.map_or(0, |(_, n)| n);
+                        log::warn!(
+                            "http: accept failed: {e}; pausing accepts for {ACCEPT_BACKOFF:?} ({suppressed} similar failures since the last line)"
+                        );
+                        self.accept_log = Some((now, 0));
+                    } else if let Some((_, n)) = self.accept_log.as_mut() {
+                        *n += 1;
+                    }
+                    self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
                     return;
                 }
             }
