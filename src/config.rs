@@ -145,6 +145,8 @@ pub struct Config {
     pub write_budget: Duration,
     /// A legacy client session idle this long expires (404 afterwards).
     pub client_session_idle: Duration,
+    /// Most live legacy client sessions (`maxClientSessions`); beyond, `initialize` → 503.
+    pub max_client_sessions: usize,
     /// The whole request inside the hub (`timeouts.hubMs`).
     pub hub_timeout: Duration,
     /// How long a merged list stays cached without a `list_changed` (`listCacheTtlSecs`).
@@ -178,6 +180,7 @@ struct RawConfig {
     idle_timeout_secs: Option<u64>,
     write_budget_ms: Option<u64>,
     client_session_idle_secs: Option<u64>,
+    max_client_sessions: Option<usize>,
     list_cache_ttl_secs: Option<u64>,
     list_timeout_ms: Option<u64>,
     timeouts: Option<RawTimeouts>,
@@ -342,6 +345,7 @@ impl Config {
             idle_timeout: Duration::from_secs(positive("idleTimeoutSecs", raw.idle_timeout_secs.map(|v| v as usize), 120)? as u64),
             write_budget: Duration::from_millis(positive("writeBudgetMs", raw.write_budget_ms.map(|v| v as usize), 10_000)? as u64),
             client_session_idle: Duration::from_secs(raw.client_session_idle_secs.unwrap_or(3600).max(1)),
+            max_client_sessions: positive("maxClientSessions", raw.max_client_sessions, 100_000)?,
             hub_timeout: Duration::from_millis(hub_ms),
             list_cache_ttl: Duration::from_secs(raw.list_cache_ttl_secs.unwrap_or(300)),
             list_timeout: Duration::from_millis(raw.list_timeout_ms.unwrap_or(5_000).max(1)),

@@ -312,3 +312,16 @@ fn a_slow_server_is_left_out_of_lists_after_the_list_budget() {
     // Both mocks offer `greeting`: had the slow one answered, both would be prefixed.
     assert_eq!(names(&list, "prompts"), vec!["greeting"], "only the fast server's prompt: {list}");
 }
+
+#[test]
+fn initialize_beyond_max_client_sessions_is_503_with_retry_after() {
+    let h = hub(&[], json!({"maxClientSessions": 2}));
+    legacy_session(&h.url);
+    legacy_session(&h.url);
+    let body = r#"{"jsonrpc":"2.0","id":7,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let r = send("POST", &h.url, &[ACCEPT, JSON], body);
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert_eq!(r.header("retry-after"), Some("5"));
+    assert_eq!(r.json()["error"]["code"], -32000);
+    assert!(r.header("mcp-session-id").is_none());
+}

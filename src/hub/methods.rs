@@ -95,11 +95,19 @@ fn initialize(hub: &Hub, id: &Value, params: &Map<String, Value>) -> Response {
         return Response::json(200, &err.to_response(Some(id)));
     }
     let version = era::negotiate_legacy(requested);
-    let session = hub.sessions().create(
+    let created = hub.sessions().create(
         version,
         params.get("clientInfo").cloned().unwrap_or(json!({})),
         params.get("capabilities").cloned().unwrap_or(json!({})),
     );
+    let session = match created {
+        Ok(s) => s,
+        Err(full) => {
+            log::warn!("initialize refused: {full}");
+            let err = ErrorObject::with_data(codes::SERVER_ERROR, full.to_string(), json!({"retry_after_seconds": 5}));
+            return Response::json(503, &err.to_response(Some(id))).with_header("Retry-After", "5");
+        }
+    };
     let result = json!({
         "protocolVersion": version,
         "capabilities": capabilities(),

@@ -73,7 +73,7 @@ impl Hub {
         let upstreams: Vec<Arc<Upstream>> =
             config.servers.iter().map(|s| Arc::new(Upstream::new(s.clone(), config.workers))).collect();
         let catalog = Catalog::new(upstreams, config.tool_naming, config.list_cache_ttl, config.list_timeout);
-        let sessions = ClientSessions::new(config.client_session_idle);
+        let sessions = ClientSessions::new(config.client_session_idle, config.max_client_sessions);
         Hub { inner: Arc::new(Inner { config, catalog, sessions, next_progress: AtomicU64::new(1) }) }
     }
 

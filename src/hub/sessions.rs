@@ -28,8 +28,14 @@ pub struct ClientSession {
 pub struct ClientSessions {
     map: Mutex<HashMap<String, Arc<ClientSession>>>,
     idle: Duration,
+    max: usize,
     last_sweep: Mutex<Instant>,
 }
+
+/// No room for another session: `max` live sessions, none idle long enough to expire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("too many client sessions ({0}); retry later")]
+pub struct SessionsFull(pub usize);
 
 /// A fresh random session id: 32 lowercase hex characters (128 bits).
 pub fn new_session_id() -> String {
@@ -43,14 +49,21 @@ pub fn new_session_id() -> String {
 }
 
 impl ClientSessions {
-    /// Sessions idle longer than `idle` expire.
-    pub fn new(idle: Duration) -> ClientSessions {
-        ClientSessions { map: Mutex::new(HashMap::new()), idle, last_sweep: Mutex::new(Instant::now()) }
+    /// Sessions idle longer than `idle` expire; at most `max` live at once.
+    pub fn new(idle: Duration, max: usize) -> ClientSessions {
+        ClientSessions { map: Mutex::new(HashMap::new()), idle, max, last_sweep: Mutex::new(Instant::now()) }
     }
 
-    /// Creates a session after `initialize`.
-    pub fn create(&self, protocol_version: &str, client_info: Value, capabilities: Value) -> Arc<ClientSession> {
-        self.sweep();
+    /// Creates a session after `initialize`. When `max` sessions are live,
+    /// expired ones are dropped first; if none is, `SessionsFull`.
+    pub fn create(&self, protocol_version: &str, client_info: Value, capabilities: Value) -> Result<Arc<ClientSession>, SessionsFull> {
+        self.sweep(false);
+        if self.len() >= self.max {
+            self.sweep(true);
+            if self.len() >= self.max {
+                return Err(SessionsFull(self.max));
+            }
+        }
         let s = Arc::new(ClientSession {
             id: new_session_id(),
             protocol_version: protocol_version.to_string(),
@@ -60,7 +73,7 @@ impl ClientSessions {
             last_seen: Mutex::new(Instant::now()),
         });
         self.map.lock().insert(s.id.clone(), s.clone());
-        s
+        Ok(s)
     }
 
     /// The live session with this id, marking it used; `None` when unknown or expired.
@@ -92,11 +105,11 @@ impl ClientSessions {
         self.len() == 0
     }
 
-    /// Drops expired sessions, at most once a minute.
-    fn sweep(&self) {
+    /// Drops expired sessions: at most once a minute, or now when `force`.
+    fn sweep(&self, force: bool) {
         {
             let mut last = self.last_sweep.lock();
-            if last.elapsed() < Duration::from_secs(60) {
+            if !force && last.elapsed() < Duration::from_secs(60) {
                 return;
             }
             *last = Instant::now();
@@ -116,8 +129,8 @@ mod tests {
         let a = new_session_id();
         assert_eq!(a.len(), 32);
         assert_ne!(a, new_session_id());
-        let sessions = ClientSessions::new(Duration::from_millis(30));
-        let s = sessions.create("2025-06-18", json!({}), json!({}));
+        let sessions = ClientSessions::new(Duration::from_millis(30), 10);
+        let s = sessions.create("2025-06-18", json!({}), json!({})).unwrap();
         assert!(sessions.get(&s.id).is_some());
         std::thread::sleep(Duration::from_millis(60));
         assert!(sessions.get(&s.id).is_none());
@@ -126,10 +139,21 @@ mod tests {
 
     #[test]
     fn removed_sessions_are_gone() {
-        let sessions = ClientSessions::new(Duration::from_secs(60));
-        let s = sessions.create("2025-06-18", json!({}), json!({}));
+        let sessions = ClientSessions::new(Duration::from_secs(60), 10);
+        let s = sessions.create("2025-06-18", json!({}), json!({})).unwrap();
         assert!(sessions.remove(&s.id));
         assert!(!sessions.remove(&s.id));
         assert!(sessions.get(&s.id).is_none());
+    }
+
+    #[test]
+    fn a_full_table_expires_idle_sessions_first_then_refuses() {
+        let sessions = ClientSessions::new(Duration::from_millis(40), 2);
+        sessions.create("2025-06-18", json!({}), json!({})).unwrap();
+        sessions.create("2025-06-18", json!({}), json!({})).unwrap();
+        assert_eq!(sessions.create("2025-06-18", json!({}), json!({})).unwrap_err(), SessionsFull(2));
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(sessions.create("2025-06-18", json!({}), json!({})).is_ok(), "expired sessions make room");
+        assert_eq!(sessions.len(), 1);
     }
 }
