@@ -12,8 +12,15 @@
 //!   or when their TTL (`listCacheTtlSecs`, or a modern server's `ttlMs`) ends.
 //!   A server that fails is left out of the merged list with a warning, and is
 //!   not asked again for [`FAILURE_BACKOFF`].
+//! - An unknown tool or prompt name forces a refetch of that kind at most once
+//!   per [`FORCED_REFRESH_INTERVAL`], and never of a failed (backing-off) part.
+//! - Tools whose `inputSchema` breaks the `x-mcp-header` rules are left out
+//!   ([`crate::protocol::headers::x_mcp_header_problem`]); URI templates with
+//!   more than [`MAX_TEMPLATE_EXPRESSIONS`] expressions are left out; URIs
+//!   longer than [`MAX_URI_LEN`] are not routed.
 
 use crate::config::ToolNaming;
+use crate::protocol::headers::x_mcp_header_problem;
 use crate::singleflight::SlotMap;
 use crate::upstream::{CallContext, Upstream, UpstreamError};
 use serde_json::{Map, Value};
@@ -29,6 +36,14 @@ pub const FAILURE_BACKOFF: Duration = Duration::from_secs(5);
 pub const MAX_PAGES: usize = 100;
 /// Longest exposed name.
 pub const MAX_NAME_LEN: usize = 64;
+/// Longest resource URI [`Catalog::route_uri`] routes (the hub answers -32602
+/// for longer ones).
+pub const MAX_URI_LEN: usize = 8192;
+/// URI templates with more `{…}` expressions than this are left out of the
+/// view (with a warning) and match nothing.
+pub const MAX_TEMPLATE_EXPRESSIONS: usize = 32;
+/// An unknown tool or prompt name refetches that kind's lists at most this often.
+pub const FORCED_REFRESH_INTERVAL: Duration = Duration::from_secs(2);
 
 /// The four kinds of list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -163,12 +178,14 @@ pub fn expose_names(per_server: &[(String, Arc<Vec<Value>>)], naming: ToolNaming
 }
 
 /// Builds the merged view of one kind from per-server lists (pure).
+///
+/// Tools whose `inputSchema` breaks the `x-mcp-header` rules and templates
+/// with more than [`MAX_TEMPLATE_EXPRESSIONS`] expressions are left out, each
+/// with a warning (a view is built only when one of its parts changed).
 fn build_view(kind: Kind, per_server: &[(String, Arc<Vec<Value>>)], naming: ToolNaming, expires: Instant) -> Merged {
     let (items, routes) = match kind {
-        Kind::Tools | Kind::Prompts => {
-            let what = if kind == Kind::Tools { "tool" } else { "prompt" };
-            expose_names(per_server, naming, what)
-        }
+        Kind::Tools => expose_names(&without_invalid_tools(per_server), naming, "tool"),
+        Kind::Prompts => expose_names(per_server, naming, "prompt"),
         Kind::Resources | Kind::Templates => {
             let key = if kind == Kind::Resources { "uri" } else { "uriTemplate" };
             let mut items = Vec::new();
@@ -176,6 +193,15 @@ fn build_view(kind: Kind, per_server: &[(String, Arc<Vec<Value>>)], naming: Tool
             for (server, list) in per_server {
                 for item in list.iter() {
                     let Some(uri) = item.get(key).and_then(Value::as_str) else { continue };
+                    if kind == Kind::Templates {
+                        let expressions = uri.matches('{').count();
+                        if expressions > MAX_TEMPLATE_EXPRESSIONS {
+                            log::warn!(
+                                "server '{server}' lists a resource template with {expressions} expressions (more than {MAX_TEMPLATE_EXPRESSIONS}); left out"
+                            );
+                            continue;
+                        }
+                    }
                     if routes.contains_key(uri) {
                         log::warn!("{key} '{uri}' is offered by several servers; '{server}' left out");
                         continue;
@@ -200,6 +226,35 @@ fn build_view(kind: Kind, per_server: &[(String, Arc<Vec<Value>>)], naming: Tool
     Merged { items, routes, index, expires }
 }
 
+/// The per-server tool lists without the tools [`x_mcp_header_problem`]
+/// rejects (Custom Headers from Tool Parameters: a client must exclude them
+/// from `tools/list`); one warning per tool. Lists with nothing to drop are
+/// shared, not copied.
+fn without_invalid_tools(per_server: &[(String, Arc<Vec<Value>>)]) -> Vec<(String, Arc<Vec<Value>>)> {
+    per_server
+        .iter()
+        .map(|(server, tools)| {
+            let problem = |tool: &Value| tool.get("inputSchema").and_then(x_mcp_header_problem);
+            if !tools.iter().any(|t| problem(t).is_some()) {
+                return (server.clone(), tools.clone());
+            }
+            let kept = tools
+                .iter()
+                .filter(|tool| match problem(tool) {
+                    None => true,
+                    Some(reason) => {
+                        let name = tool.get("name").and_then(Value::as_str).unwrap_or("(unnamed)");
+                        log::warn!("server '{server}': tool '{name}' left out of tools/list: {reason}");
+                        false
+                    }
+                })
+                .cloned()
+                .collect();
+            (server.clone(), Arc::new(kept))
+        })
+        .collect()
+}
+
 /// `name` made valid: characters outside `[A-Za-z0-9_./-]` become `_`; a name
 /// longer than 64 keeps 55 characters plus `_` and 8 hex of its SHA-256.
 pub fn valid_name(name: &str) -> String {
@@ -214,27 +269,116 @@ pub fn valid_name(name: &str) -> String {
     format!("{}_{}", &cleaned[..cleaned.len().min(55)], &digest[..8])
 }
 
-/// Whether a URI matches an RFC 6570 template (level 1–2 expressions match
-/// any run of characters; `{+var}`/`{/var}` may include `/`).
+/// One piece of a tokenized URI template.
+#[derive(Debug, Clone, PartialEq)]
+enum Piece<'a> {
+    /// Text that must appear as is.
+    Literal(&'a str),
+    /// An expression: any run of characters, with `/` only when `allow_slash`.
+    Var { allow_slash: bool },
+}
+
+/// Splits a template into literals and expressions; `None` when a `{` is not
+/// closed or there are more than [`MAX_TEMPLATE_EXPRESSIONS`] expressions.
+fn tokenize(template: &str) -> Option<Vec<Piece<'_>>> {
+    let mut pieces = Vec::new();
+    let mut rest = template;
+    let mut expressions = 0;
+    while let Some(open) = rest.find('{') {
+        if open > 0 {
+            pieces.push(Piece::Literal(&rest[..open]));
+        }
+        let close = open + rest[open..].find('}')?;
+        expressions += 1;
+        if expressions > MAX_TEMPLATE_EXPRESSIONS {
+            return None;
+        }
+        let expr = &rest[open + 1..close];
+        let allow_slash = expr.starts_with('+') || expr.starts_with('/') || expr.starts_with('#');
+        pieces.push(Piece::Var { allow_slash });
+        rest = &rest[close + 1..];
+    }
+    if !rest.is_empty() {
+        pieces.push(Piece::Literal(rest));
+    }
+    Some(pieces)
+}
+
+/// Whether a URI matches an RFC 6570 template: an expression matches any run
+/// of characters (possibly empty) without `/`, or with `/` for the
+/// reserved/fragment/path operators `{+var}`, `{#var}`, `{/var}`. A template
+/// with an unclosed `{` or more than [`MAX_TEMPLATE_EXPRESSIONS`] expressions
+/// matches nothing.
+///
+/// Linear: the set of URI positions reachable after each piece is tracked
+/// (no backtracking, no recursion), so the cost is O(pieces × (URI + literal
+/// lengths)).
 pub fn template_matches(template: &str, uri: &str) -> bool {
-    fn go(t: &str, u: &str) -> bool {
-        match t.find('{') {
-            None => t == u,
-            Some(open) => {
-                let (lit, rest) = t.split_at(open);
-                let Some(u) = u.strip_prefix(lit) else { return false };
-                let Some(close) = rest.find('}') else { return false };
-                let expr = &rest[1..close];
-                let tail = &rest[close + 1..];
-                let allow_slash = expr.starts_with('+') || expr.starts_with('/') || expr.starts_with('#');
-                (0..=u.len()).filter(|i| u.is_char_boundary(*i)).any(|i| {
-                    let var = &u[..i];
-                    (allow_slash || !var.contains('/')) && go(tail, &u[i..])
-                })
+    let Some(pieces) = tokenize(template) else { return false };
+    let u = uri.as_bytes();
+    let n = u.len();
+    // reach[p]: the pieces so far can match exactly uri[..p]. A byte position
+    // inside a multi-byte character may be marked after a Var, but no literal
+    // (valid UTF-8, non-empty) can start there and the end (n) is a boundary,
+    // so the answer equals the character-wise one.
+    let mut reach = vec![false; n + 1];
+    reach[0] = true;
+    for piece in &pieces {
+        match piece {
+            Piece::Literal(lit) => reach = advance_literal(&reach, u, lit.as_bytes()),
+            Piece::Var { allow_slash: true } => {
+                let Some(first) = reach.iter().position(|r| *r) else { return false };
+                reach[first..].fill(true);
+            }
+            Piece::Var { allow_slash: false } => {
+                for q in 1..=n {
+                    reach[q] = reach[q] || (reach[q - 1] && u[q - 1] != b'/');
+                }
             }
         }
+        if !reach.contains(&true) {
+            return false;
+        }
     }
-    go(template, uri)
+    reach[n]
+}
+
+/// The positions reachable after `lit` from the positions in `reach`: every
+/// `p + lit.len()` where `reach[p]` and `u[p..]` starts with `lit`. Finds the
+/// occurrences with Knuth–Morris–Pratt, so it is O(|u| + |lit|).
+fn advance_literal(reach: &[bool], u: &[u8], lit: &[u8]) -> Vec<bool> {
+    let mut next = vec![false; reach.len()];
+    let m = lit.len();
+    if m == 0 {
+        return reach.to_vec();
+    }
+    // failure[i]: length of the longest proper border of lit[..=i].
+    let mut failure = vec![0usize; m];
+    let mut k = 0;
+    for i in 1..m {
+        while k > 0 && lit[i] != lit[k] {
+            k = failure[k - 1];
+        }
+        if lit[i] == lit[k] {
+            k += 1;
+        }
+        failure[i] = k;
+    }
+    let mut k = 0;
+    for (i, b) in u.iter().enumerate() {
+        while k > 0 && *b != lit[k] {
+            k = failure[k - 1];
+        }
+        if *b == lit[k] {
+            k += 1;
+        }
+        if k == m {
+            let end = i + 1;
+            next[end] = reach[end - m];
+            k = failure[m - 1];
+        }
+    }
+    next
 }
 
 /// A merged view and the per-server lists it was built from.
@@ -250,13 +394,15 @@ pub struct Catalog {
     /// The last merged view per kind and the parts it was built from: reused
     /// while every part is the same `Arc` (no rebuild, no repeated warnings).
     views: parking_lot::Mutex<HashMap<Kind, View>>,
+    /// When an unknown name last forced a refetch, per kind.
+    forced: parking_lot::Mutex<HashMap<Kind, Instant>>,
 }
 
 impl Catalog {
     /// A catalog over `upstreams` (in the order given); lists stay cached for
     /// `ttl` and one server's fetch may take `fetch_budget`.
     pub fn new(upstreams: Vec<Arc<Upstream>>, naming: ToolNaming, ttl: Duration, fetch_budget: Duration) -> Catalog {
-        Catalog { upstreams, naming, ttl, fetch_budget, cache: SlotMap::default(), views: Default::default() }
+        Catalog { upstreams, naming, ttl, fetch_budget, cache: SlotMap::default(), views: Default::default(), forced: Default::default() }
     }
 
     /// The upstream with this name.
@@ -273,13 +419,28 @@ impl Catalog {
     pub fn on_notification(&self, server: &str, method: &str) {
         if let Some(kinds) = Kind::from_list_changed(method) {
             log::debug!("{method} from '{server}': cached list dropped");
-            self.cache.clear_matching(|(s, k)| s == server && kinds.contains(k));
+            self.cache.clear_where(|(s, k), _| s == server && kinds.contains(k));
         }
     }
 
-    /// Drops every cached list of one kind (forces a refetch).
+    /// Drops every cached list of one kind that did not fail (forces a
+    /// refetch); failed parts keep their [`FAILURE_BACKOFF`].
     pub fn invalidate(&self, kind: Kind) {
-        self.cache.clear_matching(|(_, k)| *k == kind);
+        self.cache.clear_where(|(_, k), c| *k == kind && !c.failed);
+    }
+
+    /// Whether an unknown name may force a refetch of `kind` now: true at most
+    /// once per [`FORCED_REFRESH_INTERVAL`] per kind (and records it).
+    fn claim_forced_refresh(&self, kind: Kind) -> bool {
+        let mut forced = self.forced.lock();
+        let now = Instant::now();
+        match forced.get(&kind) {
+            Some(last) if now.saturating_duration_since(*last) < FORCED_REFRESH_INTERVAL => false,
+            _ => {
+                forced.insert(kind, now);
+                true
+            }
+        }
     }
 
     /// The merged list of `kind` over every server. Cached parts are used as
@@ -344,28 +505,40 @@ impl Catalog {
         fetched.unwrap_or_else(|_: UpstreamError| Cached { items: Arc::default(), fetched: Instant::now(), ttl: Duration::ZERO, failed: true })
     }
 
-    /// Resolves an exposed tool or prompt name, refreshing the lists once when
-    /// the name is unknown (a tool may have appeared since the last fetch).
+    /// Resolves an exposed tool or prompt name. When the name is unknown (a
+    /// tool may have appeared since the last fetch) the lists of `kind` are
+    /// refetched, but at most once per [`FORCED_REFRESH_INTERVAL`] per kind
+    /// however many unknown names arrive, and failed parts keep their
+    /// [`FAILURE_BACKOFF`] ([`Catalog::invalidate`]). Within the interval the
+    /// view is only looked at again (which waits for a refetch in flight).
     pub fn route_name(&self, kind: Kind, exposed: &str, ctx: &CallContext) -> Option<Route> {
         if let Some(r) = self.merged(kind, ctx).routes.get(exposed) {
             return Some(r.clone());
         }
-        self.invalidate(kind);
+        if self.claim_forced_refresh(kind) {
+            log::debug!("unknown {} name '{exposed}': refetching {}", kind.field(), kind.method());
+            self.invalidate(kind);
+        }
         self.merged(kind, ctx).routes.get(exposed).cloned()
     }
 
-    /// The server owning a resource URI: an exact resource first, then a
-    /// matching template, then the only server offering resources at all.
+    /// The server owning a resource URI: an exact resource first, then the
+    /// first matching template (server order, then list order). `None` for a
+    /// URI longer than [`MAX_URI_LEN`] or one nothing matches.
     pub fn route_uri(&self, uri: &str, ctx: &CallContext) -> Option<String> {
+        if uri.len() > MAX_URI_LEN {
+            return None;
+        }
         if let Some(r) = self.merged(Kind::Resources, ctx).routes.get(uri) {
             return Some(r.server.clone());
         }
         let templates = self.merged(Kind::Templates, ctx);
-        let mut by_template = templates.routes.iter().filter(|(t, _)| template_matches(t, uri));
-        if let Some((_, r)) = by_template.next() {
-            return Some(r.server.clone());
-        }
-        None
+        templates
+            .items
+            .iter()
+            .filter_map(|it| it.get("uriTemplate").and_then(Value::as_str))
+            .filter(|t| template_matches(t, uri))
+            .find_map(|t| templates.routes.get(t).map(|r| r.server.clone()))
     }
 }
 
@@ -466,5 +639,142 @@ mod tests {
         assert!(template_matches("file:///{+path}", "file:///a/b/c"));
         assert!(!template_matches("mock://item/{id}", "other://item/1"));
         assert!(template_matches("x://{a}/{b}", "x://1/2"));
+    }
+
+    #[test]
+    fn uri_template_matching_is_exact() {
+        // adjacent expressions
+        assert!(template_matches("x://{a}{b}", "x://12"));
+        assert!(template_matches("x://{a}{b}", "x://"));
+        assert!(!template_matches("x://{a}{b}", "x://1/2"));
+        assert!(template_matches("x://{a}{+b}", "x://1/2"));
+        // literals after expressions, including ones that also occur inside
+        assert!(template_matches("x://{a}.json", "x://a.b.json"));
+        assert!(!template_matches("x://{a}.json", "x://a.json.x"));
+        assert!(template_matches("x://{a}-{b}-end", "x://1-2-3-end"));
+        assert!(!template_matches("x://{a}-{b}-end", "x://1-2/3-end"));
+        assert!(template_matches("x://{a}abab", "x://ababab"));
+        assert!(!template_matches("x://{a}abab", "x://aba"));
+        // {+path}, {#frag}, {/seg} span slashes
+        assert!(template_matches("file:///{+path}/meta", "file:///a/b/c/meta"));
+        assert!(!template_matches("file:///{+path}/meta", "file:///a/b/c/data"));
+        assert!(template_matches("x://h{#f}", "x://h#a/b"));
+        assert!(template_matches("x://h{/seg}", "x://h/a/b"));
+        assert!(template_matches("x://{+a}{b}", "x://1/2/3"));
+        // empty expressions
+        assert!(template_matches("mock://item/{id}", "mock://item/"));
+        assert!(template_matches("{a}", ""));
+        assert!(!template_matches("{a}", "/"));
+        // literal-only and malformed templates
+        assert!(template_matches("x://fixed", "x://fixed"));
+        assert!(!template_matches("x://fixed", "x://fixed2"));
+        assert!(!template_matches("x://{a", "x://{a"));
+        assert!(template_matches("x://{a}/", "x://é日本/"));
+        assert!(!template_matches("x://{a}é", "x://aa"));
+        // too many expressions match nothing
+        let many = "{a}".repeat(MAX_TEMPLATE_EXPRESSIONS + 1);
+        assert!(!template_matches(&many, "x"));
+        assert!(template_matches(&"{a}".repeat(MAX_TEMPLATE_EXPRESSIONS), "x"));
+    }
+
+    #[test]
+    fn huge_uris_and_many_expressions_stay_linear() {
+        // each of these took exponential time (or overflowed the stack) before
+        let tpl = format!("mock://item/{}", "{a}".repeat(20));
+        let mut uri = format!("mock://item/{}", "a".repeat(1 << 20));
+        assert!(template_matches(&tpl, &uri));
+        uri.push('/');
+        assert!(!template_matches(&tpl, &uri));
+        assert!(!template_matches("mock://item/{id}", &uri));
+        let with_tail = format!("{tpl}/x");
+        assert!(!template_matches(&with_tail, &uri));
+        uri.push('x');
+        assert!(template_matches(&with_tail, &uri));
+        let huge_template = "{a}".repeat(100_000);
+        assert!(!template_matches(&huge_template, "abc"));
+        // a long literal repeated in the URI
+        let lit = "ab".repeat(500);
+        assert!(!template_matches(&format!("{{a}}{lit}c"), &"ab".repeat(1 << 19)));
+        assert!(template_matches(&format!("{{a}}{lit}"), &"ab".repeat(1 << 19)));
+    }
+
+    fn tool(name: &str, schema: Value) -> Value {
+        json!({"name": name, "inputSchema": schema})
+    }
+
+    #[test]
+    fn tools_with_invalid_x_mcp_headers_are_left_out_of_the_view() {
+        let good = json!({"type": "object", "properties": {"region": {"type": "string", "x-mcp-header": "Region"}}});
+        let bad = json!({"type": "object", "properties": {"n": {"type": "number", "x-mcp-header": "N"}}});
+        let input = lists(vec![
+            ("a", Value::Array(vec![tool("ok", good.clone()), tool("bad", bad.clone()), json!({"name": "plain"})])),
+            ("b", Value::Array(vec![tool("other", good)])),
+        ]);
+        let view = build_view(Kind::Tools, &input, ToolNaming::Auto, Instant::now());
+        let names: Vec<&str> = view.items.iter().map(|i| i["name"].as_str().unwrap()).collect();
+        assert_eq!(names, vec!["ok", "plain", "other"]);
+        assert!(!view.routes.contains_key("bad"));
+        // an untouched list is shared, not copied
+        assert!(Arc::ptr_eq(&without_invalid_tools(&input)[1].1, &input[1].1));
+        // prompts are not checked
+        let prompts = lists(vec![("a", Value::Array(vec![tool("p", bad)]))]);
+        assert_eq!(build_view(Kind::Prompts, &prompts, ToolNaming::Auto, Instant::now()).items.len(), 1);
+    }
+
+    #[test]
+    fn templates_with_too_many_expressions_are_left_out_of_the_view() {
+        let many = format!("x://{}", "{a}".repeat(MAX_TEMPLATE_EXPRESSIONS + 1));
+        let input = lists(vec![("a", json!([{"uriTemplate": many}, {"uriTemplate": "x://{id}"}]))]);
+        let view = build_view(Kind::Templates, &input, ToolNaming::Auto, Instant::now());
+        assert_eq!(view.items.len(), 1);
+        assert_eq!(view.items[0]["uriTemplate"], "x://{id}");
+    }
+
+    fn part(failed: bool) -> Cached {
+        Cached { items: Arc::default(), fetched: Instant::now(), ttl: Duration::from_secs(60), failed }
+    }
+
+    #[test]
+    fn unknown_names_force_a_refetch_at_most_every_interval_and_spare_failed_parts() {
+        let catalog = Catalog::new(Vec::new(), ToolNaming::Auto, Duration::from_secs(60), Duration::from_secs(1));
+        for (server, kind, failed) in
+            [("up", Kind::Tools, false), ("down", Kind::Tools, true), ("up", Kind::Prompts, false), ("down", Kind::Prompts, true)]
+        {
+            let _ = catalog.cache.get_or_try_fill(&(server.to_string(), kind), |_| true, || Ok::<_, ()>(part(failed)));
+        }
+        let keys = |c: &Catalog| {
+            let mut k: Vec<(String, Kind)> = c.cache.snapshot().into_iter().map(|(k, _)| k).collect();
+            k.sort_by_key(|(s, k)| (s.clone(), k.method()));
+            k
+        };
+        // invalidation drops the healthy part of that kind only
+        catalog.invalidate(Kind::Tools);
+        assert_eq!(
+            keys(&catalog),
+            vec![("down".to_string(), Kind::Prompts), ("down".to_string(), Kind::Tools), ("up".to_string(), Kind::Prompts)]
+        );
+        // one forced refresh per kind per interval
+        assert!(catalog.claim_forced_refresh(Kind::Tools));
+        for _ in 0..20 {
+            assert!(!catalog.claim_forced_refresh(Kind::Tools));
+        }
+        assert!(catalog.claim_forced_refresh(Kind::Prompts));
+        assert!(!catalog.claim_forced_refresh(Kind::Prompts));
+        catalog.forced.lock().insert(Kind::Tools, Instant::now() - FORCED_REFRESH_INTERVAL);
+        assert!(catalog.claim_forced_refresh(Kind::Tools));
+        // with no upstreams an unknown name is simply unknown
+        let ctx = CallContext::shared(Instant::now() + Duration::from_secs(1));
+        assert_eq!(catalog.route_name(Kind::Tools, "nope", &ctx), None);
+        // a list_changed drops that server's parts, failed or not
+        catalog.on_notification("down", "notifications/prompts/list_changed");
+        assert_eq!(keys(&catalog), vec![("down".to_string(), Kind::Tools), ("up".to_string(), Kind::Prompts)]);
+    }
+
+    #[test]
+    fn over_long_uris_are_not_routed() {
+        let catalog = Catalog::new(Vec::new(), ToolNaming::Auto, Duration::from_secs(60), Duration::from_secs(1));
+        let ctx = CallContext::shared(Instant::now() + Duration::from_secs(1));
+        let long = format!("x://{}", "a".repeat(MAX_URI_LEN));
+        assert_eq!(catalog.route_uri(&long, &ctx), None);
     }
 }

@@ -63,11 +63,16 @@ impl<K: Eq + Hash + Clone, V: Clone> SlotMap<K, V> {
         }
     }
 
-    /// Empties every slot whose key matches.
-    pub fn clear_matching(&self, matches: impl Fn(&K) -> bool) {
-        let slots: Vec<Slot<V>> = self.slots.lock().iter().filter(|(k, _)| matches(k)).map(|(_, v)| v.clone()).collect();
-        for s in slots {
-            *s.lock() = None;
+    /// Empties every filled slot for which `matches(key, value)` holds. The
+    /// predicate sees each value under its slot's lock, so a slot being filled
+    /// right now is judged by the value its fill stores (this waits for it).
+    pub fn clear_where(&self, matches: impl Fn(&K, &V) -> bool) {
+        let slots: Vec<(K, Slot<V>)> = self.slots.lock().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        for (k, s) in slots {
+            let mut guard = s.lock();
+            if guard.as_ref().is_some_and(|v| matches(&k, v)) {
+                *guard = None;
+            }
         }
     }
 
@@ -126,5 +131,26 @@ mod tests {
         assert!(map.snapshot().is_empty());
         assert_eq!(map.get_or_try_fill(&1, |_| true, || Err::<u32, _>("down")), Err("down"));
         assert!(map.snapshot().is_empty());
+    }
+
+    #[test]
+    fn clear_where_judges_key_and_value() {
+        let map: SlotMap<(char, u8), u32> = SlotMap::default();
+        for (key, v) in [(('a', 1), 10), (('a', 2), 20), (('b', 1), 30), (('b', 2), 40)] {
+            assert_eq!(map.get_or_try_fill(&key, |_| true, || Ok::<_, ()>(v)), Ok(v));
+        }
+        // key only
+        map.clear_where(|(c, _), _| *c == 'a');
+        let mut left = map.snapshot();
+        left.sort();
+        assert_eq!(left, vec![(('b', 1), 30), (('b', 2), 40)]);
+        // key and value
+        map.clear_where(|(c, _), v| *c == 'b' && *v > 30);
+        assert_eq!(map.snapshot(), vec![(('b', 1), 30)]);
+        // nothing matches: nothing changes; cleared slots can be filled again
+        map.clear_where(|_, v| *v == 99);
+        assert_eq!(map.snapshot(), vec![(('b', 1), 30)]);
+        assert_eq!(map.get_or_try_fill(&('a', 1), |_| true, || Ok::<_, ()>(11)), Ok(11));
+        assert_eq!(map.get_if(&('a', 2), |_| true), None);
     }
 }

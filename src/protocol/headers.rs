@@ -149,6 +149,128 @@ fn collect_params(schema: &Value, value: Option<&Value>, out: &mut Vec<(String, 
     }
 }
 
+/// Why a tool's `inputSchema` breaks the `x-mcp-header` rules (Custom Headers
+/// from Tool Parameters, "Schema Extension"), or `None` when it is fine (pure).
+/// A client must leave such a tool out of `tools/list`. Rules:
+///
+/// - each value is a string, non-empty, an HTTP token (`1*tchar`, RFC 9110
+///   §5.6.2; so no CR, LF or other control character), and case-insensitively
+///   unique within the schema;
+/// - the annotated property has `"type"` `"integer"`, `"string"` or
+///   `"boolean"` (alone, or with `"null"` in a type array); `"number"`, other
+///   types and a missing `"type"` are invalid;
+/// - the annotation sits on a property reached from the root through
+///   `properties` keys only: one on the root itself or under any other keyword
+///   (`items`, `oneOf`/`anyOf`/`allOf`/`not`, `if`/`then`/`else`, `$ref`
+///   targets in `$defs`, `additionalProperties`, `patternProperties`, …) is
+///   invalid. Instance data (`default`, `examples`, `const`, `enum`) is not
+///   searched, and a property *named* `x-mcp-header` is not an annotation.
+///
+/// The reason names the schema location as a JSON pointer.
+pub fn x_mcp_header_problem(input_schema: &Value) -> Option<String> {
+    let mut seen: Vec<(String, String)> = Vec::new();
+    check_schema(input_schema, &mut String::new(), Reach::Root, &mut seen).err()
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Reach {
+    /// The schema root.
+    Root,
+    /// A property reached through `properties` keys only.
+    Static,
+    /// Anything else.
+    Other,
+}
+
+/// Keywords whose value is instance data, not a schema.
+const DATA_KEYWORDS: [&str; 4] = ["default", "examples", "const", "enum"];
+/// Keywords whose value maps names to schemas.
+const SCHEMA_MAP_KEYWORDS: [&str; 6] = ["properties", "patternProperties", "$defs", "definitions", "dependentSchemas", "dependencies"];
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn pointer_push(path: &mut String, token: &str) -> usize {
+    let len = path.len();
+    path.push('/');
+    path.push_str(&token.replace('~', "~0").replace('/', "~1"));
+    len
+}
+
+fn check_schema(schema: &Value, path: &mut String, reach: Reach, seen: &mut Vec<(String, String)>) -> Result<(), String> {
+    // serde_json's parser bounds nesting (128), so this recursion is bounded.
+    let Some(obj) = schema.as_object() else { return Ok(()) };
+    let at = |path: &str| if path.is_empty() { "/".to_string() } else { path.to_string() };
+    if let Some(h) = obj.get("x-mcp-header") {
+        match reach {
+            Reach::Root => return Err("x-mcp-header on the schema root (it must be on a property)".into()),
+            Reach::Other => {
+                return Err(format!("x-mcp-header at {} is not reachable through `properties` keys alone", at(path)))
+            }
+            Reach::Static => {}
+        }
+        let Some(name) = h.as_str() else { return Err(format!("x-mcp-header at {} is not a string", at(path))) };
+        if name.is_empty() {
+            return Err(format!("x-mcp-header at {} is empty", at(path)));
+        }
+        if name.bytes().any(|b| b.is_ascii_control()) {
+            return Err(format!("x-mcp-header {name:?} at {} contains a control character", at(path)));
+        }
+        if !name.bytes().all(is_tchar) {
+            return Err(format!("x-mcp-header {name:?} at {} is not an HTTP token (1*tchar)", at(path)));
+        }
+        if let Some((other, other_path)) = seen.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            return Err(format!("x-mcp-header {name:?} at {} repeats {other:?} at {other_path} (case-insensitively)", at(path)));
+        }
+        let primitive = |t: &str| matches!(t, "integer" | "string" | "boolean");
+        let type_ok = match obj.get("type") {
+            Some(Value::String(t)) => primitive(t),
+            Some(Value::Array(ts)) => {
+                let non_null: Vec<&str> = ts.iter().filter_map(Value::as_str).filter(|t| *t != "null").collect();
+                ts.iter().all(Value::is_string) && non_null.len() == 1 && primitive(non_null[0])
+            }
+            _ => false,
+        };
+        if !type_ok {
+            let t = obj.get("type").map_or("no type".to_string(), |t| format!("type {t}"));
+            return Err(format!("x-mcp-header {name:?} at {} is on a property with {t} (integer, string or boolean required)", at(path)));
+        }
+        seen.push((name.to_string(), at(path)));
+    }
+    for (key, value) in obj {
+        if key == "x-mcp-header" || DATA_KEYWORDS.contains(&key.as_str()) {
+            continue;
+        }
+        let mark = pointer_push(path, key);
+        let result = if SCHEMA_MAP_KEYWORDS.contains(&key.as_str()) {
+            let child = if key == "properties" && reach != Reach::Other { Reach::Static } else { Reach::Other };
+            match value.as_object() {
+                Some(map) => map.iter().try_for_each(|(name, sub)| {
+                    let mark = pointer_push(path, name);
+                    let r = check_schema(sub, path, child, seen);
+                    path.truncate(mark);
+                    r
+                }),
+                None => check_schema(value, path, Reach::Other, seen),
+            }
+        } else {
+            match value {
+                Value::Array(items) => items.iter().enumerate().try_for_each(|(i, sub)| {
+                    let mark = pointer_push(path, &i.to_string());
+                    let r = check_schema(sub, path, Reach::Other, seen);
+                    path.truncate(mark);
+                    r
+                }),
+                other => check_schema(other, path, Reach::Other, seen),
+            }
+        };
+        path.truncate(mark);
+        result?;
+    }
+    Ok(())
+}
+
 /// Validates `Mcp-Param-*` headers of a `tools/call` against the tool's schema
 /// and the arguments: every expected header present and equal after decoding
 /// (integers compared numerically). Unrecognised `Mcp-Param-*` headers are ignored.
@@ -261,5 +383,82 @@ mod tests {
         assert!(validate_params(headers(&h), &schema, &args).is_err());
         // absent value → header not expected
         assert!(validate_params(headers(&[]), &schema, &json!({"query": "x"})).is_ok());
+    }
+
+    #[test]
+    fn valid_x_mcp_header_schemas_pass() {
+        assert_eq!(x_mcp_header_problem(&json!({"type": "object"})), None);
+        assert_eq!(x_mcp_header_problem(&json!(true)), None);
+        let ok = json!({"type": "object", "properties": {
+            "region": {"type": "string", "x-mcp-header": "Region"},
+            "n": {"type": "integer", "x-mcp-header": "N"},
+            "maybe": {"type": ["boolean", "null"], "x-mcp-header": "Maybe"},
+            "opts": {"type": "object", "properties": {"flag": {"type": "boolean", "x-mcp-header": "x!#$%&'*+-.^_`|~9"}}},
+            "x-mcp-header": {"type": "string"},
+            "items": {"type": "array", "items": {"type": "string"}},
+            "d": {"type": "object", "default": {"x-mcp-header": "NotAnAnnotation"}, "enum": [{"x-mcp-header": 1}]}
+        }});
+        assert_eq!(x_mcp_header_problem(&ok), None);
+    }
+
+    #[test]
+    fn each_x_mcp_header_rule_is_enforced() {
+        let prop = |p: Value| json!({"type": "object", "properties": {"p": p}});
+        let cases: Vec<(Value, &str)> = vec![
+            (prop(json!({"type": "string", "x-mcp-header": ""})), "empty"),
+            (prop(json!({"type": "string", "x-mcp-header": "Bad Name"})), "token"),
+            (prop(json!({"type": "string", "x-mcp-header": "a:b"})), "token"),
+            (prop(json!({"type": "string", "x-mcp-header": "Région"})), "token"),
+            (prop(json!({"type": "string", "x-mcp-header": "A\r\nX-Injected: 1"})), "control"),
+            (prop(json!({"type": "string", "x-mcp-header": "A\n"})), "control"),
+            (prop(json!({"type": "string", "x-mcp-header": 7})), "not a string"),
+            (prop(json!({"type": "number", "x-mcp-header": "N"})), "integer, string or boolean"),
+            (prop(json!({"type": "object", "x-mcp-header": "O"})), "integer, string or boolean"),
+            (prop(json!({"type": "array", "x-mcp-header": "A"})), "integer, string or boolean"),
+            (prop(json!({"x-mcp-header": "NoType"})), "no type"),
+            (prop(json!({"type": ["string", "integer"], "x-mcp-header": "Two"})), "integer, string or boolean"),
+            (
+                json!({"type": "object", "properties": {
+                    "a": {"type": "string", "x-mcp-header": "Region"},
+                    "b": {"type": "object", "properties": {"c": {"type": "string", "x-mcp-header": "REGION"}}}
+                }}),
+                "repeats",
+            ),
+            (json!({"type": "string", "x-mcp-header": "Root"}), "schema root"),
+        ];
+        for (schema, want) in cases {
+            let problem = x_mcp_header_problem(&schema).unwrap_or_else(|| panic!("accepted {schema}"));
+            assert!(problem.contains(want), "{schema}: {problem}");
+        }
+    }
+
+    #[test]
+    fn x_mcp_header_outside_a_properties_chain_is_invalid() {
+        let h = json!({"type": "string", "x-mcp-header": "H"});
+        let cases = vec![
+            json!({"type": "object", "properties": {"list": {"type": "array", "items": h.clone()}}}),
+            json!({"type": "object", "properties": {"list": {"type": "array", "prefixItems": [h.clone()]}}}),
+            json!({"type": "object", "properties": {"list": {"type": "array", "items": {"type": "object", "properties": {"x": h.clone()}}}}}),
+            json!({"type": "object", "oneOf": [{"properties": {"p": h.clone()}}]}),
+            json!({"type": "object", "anyOf": [{"properties": {"p": h.clone()}}]}),
+            json!({"type": "object", "allOf": [{"properties": {"p": h.clone()}}]}),
+            json!({"type": "object", "properties": {"p": {"not": h.clone()}}}),
+            json!({"type": "object", "if": {"properties": {"p": h.clone()}}}),
+            json!({"type": "object", "then": {"properties": {"p": h.clone()}}}),
+            json!({"type": "object", "else": {"properties": {"p": h.clone()}}}),
+            json!({"type": "object", "properties": {"p": {"$ref": "#/$defs/h"}}, "$defs": {"h": h.clone()}}),
+            json!({"type": "object", "definitions": {"h": h.clone()}}),
+            json!({"type": "object", "additionalProperties": h.clone()}),
+            json!({"type": "object", "patternProperties": {"^p": h.clone()}}),
+            json!({"type": "object", "dependentSchemas": {"p": {"properties": {"q": h.clone()}}}}),
+            json!({"type": "object", "properties": {"o": {"type": "object", "additionalProperties": {"properties": {"q": h.clone()}}}}}),
+            json!({"type": "object", "x-vendor": {"properties": {"q": h.clone()}}}),
+        ];
+        for schema in cases {
+            let problem = x_mcp_header_problem(&schema).unwrap_or_else(|| panic!("accepted {schema}"));
+            assert!(problem.contains("not reachable"), "{schema}: {problem}");
+        }
+        let p = x_mcp_header_problem(&json!({"type": "object", "properties": {"l": {"items": h}}})).unwrap();
+        assert!(p.contains("/properties/l/items"), "{p}");
     }
 }
