@@ -211,6 +211,10 @@ fn read_resource(hub: &Hub, down: &Downstream, id: Value, params: Map<String, Va
     let Some(uri) = params.get("uri").and_then(Value::as_str).map(str::to_string) else {
         return respond(down.era, &id, Err(invalid_params("resources/read needs params.uri")));
     };
+    if uri.len() > crate::catalog::MAX_URI_LEN {
+        let msg = format!("params.uri is longer than {} bytes", crate::catalog::MAX_URI_LEN);
+        return respond(down.era, &id, Err(invalid_params(msg)));
+    }
     let Some(server) = hub.catalog().route_uri(&uri, &ctx(down)) else {
         return respond(down.era, &id, Err(invalid_params(format!("Unknown resource: {uri}"))));
     };

@@ -30,6 +30,17 @@ pub fn name_field(method: &str) -> Option<&'static str> {
     }
 }
 
+/// The standard headers of a modern request (Request Metadata):
+/// `MCP-Protocol-Version`, `Mcp-Method`, and `Mcp-Name` (encoded) from
+/// `params.name`/`params.uri` where the method has one.
+pub fn standard(version: &str, method: &str, params: &Map<String, Value>) -> Vec<(String, String)> {
+    let mut h = vec![(PROTOCOL_VERSION.to_string(), version.to_string()), (METHOD.to_string(), method.to_string())];
+    if let Some(v) = name_field(method).and_then(|f| params.get(f)).and_then(Value::as_str) {
+        h.push((NAME.to_string(), encode_value(v)));
+    }
+    h
+}
+
 /// Encodes a value for a header: as is when it is plain visible ASCII without
 /// leading/trailing whitespace and not sentinel-shaped, else `=?base64?…?=`
 /// (Value Encoding).

@@ -131,12 +131,31 @@ pub struct Upstream {
     pub config: ServerConfig,
     transport: Transport,
     era: RwLock<Option<Era>>,
+    /// Held while probing, so concurrent first calls send one probe.
+    probe: parking_lot::Mutex<()>,
     sessions: SessionPool,
     next_id: AtomicU64,
     state: RwLock<ServerState>,
 }
 
-const HUB_CLIENT_INFO: fn() -> Value = || json!({"name": "mcphub", "version": env!("CARGO_PKG_VERSION")});
+/// The hub's own `Implementation` as a client of upstream servers.
+pub fn hub_client_info() -> Value {
+    json!({"name": "mcphub", "version": env!("CARGO_PKG_VERSION")})
+}
+
+/// Client capabilities the hub can honour towards an upstream on a client's
+/// behalf: the client's own, minus what needs server→client relaying that the
+/// hub does not do yet (`sampling`, `elicitation`, `roots`), so a modern server
+/// falls back instead of asking for input nobody will give.
+pub fn relayable_capabilities(client: Option<&Value>) -> Value {
+    let mut caps = client.cloned().filter(Value::is_object).unwrap_or_else(|| json!({}));
+    if let Some(map) = caps.as_object_mut() {
+        for unrelayed in ["sampling", "elicitation", "roots"] {
+            map.remove(unrelayed);
+        }
+    }
+    caps
+}
 
 impl Upstream {
     /// Creates the client for one server; `pool_size` keep-alive connections.
@@ -149,6 +168,7 @@ impl Upstream {
         Upstream {
             transport: Transport::new(&config, pool_size),
             era: RwLock::new(pinned),
+            probe: parking_lot::Mutex::new(()),
             sessions: SessionPool::default(),
             next_id: AtomicU64::new(1),
             state: RwLock::new(ServerState { era: pinned, ok: true, last_error: None }),
@@ -184,16 +204,30 @@ impl Upstream {
         Ok(remaining.min(self.config.timeout))
     }
 
-    /// The server's era: pinned, cached, or probed now (modern first).
+    /// The server's era: pinned, cached, or probed now (modern first; one
+    /// probe at a time per server, the others wait for its result).
+    ///
+    /// Errors: the probe's transport error, or `Status` when the reply decides
+    /// nothing (5xx, 429, 401/403, a non-MCP body); nothing is cached then.
     pub fn era(&self, ctx: &CallContext) -> Result<Era, UpstreamError> {
+        if let Some(e) = *self.era.read() {
+            return Ok(e);
+        }
+        let _probing = self.probe.lock();
         if let Some(e) = *self.era.read() {
             return Ok(e);
         }
         let budget = self.budget(ctx)?;
         let probe = era::probe_request(self.next_id(), ctx);
-        let reply = self.transport.post(&probe.body, &probe.headers, budget, &mut |_| {});
-        let detected = match reply {
-            Ok(r) => era::classify_probe(&r),
+        let outcome = self.transport.post(&probe.body, &probe.headers, budget, &mut |_| {}).and_then(|r| {
+            era::classify_probe(&r).ok_or_else(|| UpstreamError::Status {
+                server: self.config.name.clone(),
+                status: r.status,
+                detail: format!("the era probe (server/discover) was answered without an MCP answer: {}", r.excerpt),
+            })
+        });
+        let detected = match outcome {
+            Ok(era) => era,
             Err(e) => {
                 self.record(Err(&e));
                 return Err(e);
@@ -262,18 +296,10 @@ impl Upstream {
         }
         if let Some(m) = meta.as_object_mut() {
             m.insert(protocol::META_PROTOCOL_VERSION.into(), json!(MODERN_VERSION));
-            m.insert(protocol::META_CLIENT_INFO.into(), ctx.client_info.clone().unwrap_or_else(HUB_CLIENT_INFO));
-            m.insert(protocol::META_CLIENT_CAPABILITIES.into(), ctx.client_capabilities.clone().unwrap_or_else(|| json!({})));
+            m.insert(protocol::META_CLIENT_INFO.into(), ctx.client_info.clone().unwrap_or_else(hub_client_info));
+            m.insert(protocol::META_CLIENT_CAPABILITIES.into(), relayable_capabilities(ctx.client_capabilities.as_ref()));
         }
-        let mut hdrs = vec![
-            (headers::PROTOCOL_VERSION.to_string(), MODERN_VERSION.to_string()),
-            (headers::METHOD.to_string(), method.to_string()),
-        ];
-        if let Some(field) = headers::name_field(method) {
-            if let Some(v) = params.get(field).and_then(Value::as_str) {
-                hdrs.push((headers::NAME.to_string(), headers::encode_value(v)));
-            }
-        }
+        let mut hdrs = headers::standard(MODERN_VERSION, method, &params);
         hdrs.extend(extra_headers.iter().cloned());
         let body = jsonrpc::request(&self.next_id(), method, Value::Object(params));
         let reply = self.transport.post(&body, &hdrs, self.budget(ctx)?, on_message)?;
@@ -322,20 +348,6 @@ impl Upstream {
         })
     }
 
-    /// Sends a notification (no response expected beyond 202).
-    pub fn notify(&self, method: &str, params: Map<String, Value>, ctx: &CallContext) -> Result<(), UpstreamError> {
-        let body = jsonrpc::notification(method, Value::Object(params));
-        let budget = self.budget(ctx)?;
-        let hdrs = match self.era(ctx)? {
-            Era::Modern => vec![
-                (headers::PROTOCOL_VERSION.to_string(), MODERN_VERSION.to_string()),
-                (headers::METHOD.to_string(), method.to_string()),
-            ],
-            Era::Legacy => self.legacy_session(ctx)?.headers(),
-        };
-        self.transport.post(&body, &hdrs, budget, &mut |_| {}).map(|_| ())
-    }
-
     fn final_message(&self, reply: HttpReply) -> Result<Value, UpstreamError> {
         match reply.message {
             Some(m) => Ok(m),
@@ -381,6 +393,14 @@ mod tests {
         let mut q = json!({"_meta": {"io.modelcontextprotocol/clientInfo": {}}}).as_object().cloned().unwrap();
         strip_modern_meta(&mut q);
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn capabilities_needing_a_relay_are_not_declared_upstream() {
+        let client = json!({"sampling": {}, "elicitation": {"form": {}}, "roots": {"listChanged": true}, "experimental": {"x": 1}});
+        assert_eq!(relayable_capabilities(Some(&client)), json!({"experimental": {"x": 1}}));
+        assert_eq!(relayable_capabilities(None), json!({}));
+        assert_eq!(relayable_capabilities(Some(&json!("junk"))), json!({}));
     }
 
     #[test]

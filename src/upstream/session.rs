@@ -92,7 +92,7 @@ pub fn initialize(
     let params = json!({
         "protocolVersion": LATEST_LEGACY,
         "capabilities": {},
-        "clientInfo": {"name": "mcphub", "version": env!("CARGO_PKG_VERSION")},
+        "clientInfo": super::hub_client_info(),
     });
     let started = Instant::now();
     let reply = transport.post(&jsonrpc::request(&id, "initialize", params), &[], budget, &mut |_| {})?;

@@ -6,6 +6,8 @@ use crate::protocol::{codes, jsonrpc, sse};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
 use std::time::{Duration, Instant};
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 /// Largest JSON body or SSE event the hub accepts from an upstream.
 pub const MAX_UPSTREAM_MESSAGE: u64 = 32 * 1024 * 1024;
@@ -44,6 +46,39 @@ impl HttpReply {
     }
 }
 
+/// Longest wait for the hub's answer to a server→client request to be taken.
+pub const ANSWER_BUDGET: Duration = Duration::from_secs(5);
+
+/// Resolves host names synchronously (getaddrinfo, bounded by the system
+/// resolver's own timeouts) so that a per-request `timeout_global` costs no
+/// thread: ureq's default resolver spawns one per lookup whenever a timeout
+/// covers the resolve phase (shared/notes/http-layer.md: 20k → 7.6k req/s).
+/// IP-literal URLs are never looked up at all; answers are kept for
+/// [`RESOLVE_TTL`] so a keep-alive request does not pay a lookup each time.
+#[derive(Debug, Default)]
+struct BlockingResolver {
+    inner: DefaultResolver,
+    cache: parking_lot::Mutex<Option<(String, Instant, ResolvedSocketAddrs)>>,
+}
+
+/// How long a resolved address list is reused.
+pub const RESOLVE_TTL: Duration = Duration::from_secs(30);
+
+impl Resolver for BlockingResolver {
+    fn resolve(&self, uri: &ureq::http::Uri, config: &ureq::config::Config, timeout: NextTimeout) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let key = uri.authority().map(|a| a.as_str()).unwrap_or_default();
+        if let Some((k, at, addrs)) = self.cache.lock().as_ref() {
+            if k == key && at.elapsed() < RESOLVE_TTL {
+                return Ok(addrs.clone());
+            }
+        }
+        let untimed = NextTimeout { per_read: timeout.per_read, per_write: timeout.per_write, ..NextTimeout::default() };
+        let addrs = self.inner.resolve(uri, config, untimed)?;
+        *self.cache.lock() = Some((key.to_string(), Instant::now(), addrs.clone()));
+        Ok(addrs)
+    }
+}
+
 /// The HTTP side of an [`super::Upstream`].
 pub struct Transport {
     agent: ureq::Agent,
@@ -54,9 +89,10 @@ pub struct Transport {
 
 impl Transport {
     /// One agent per server: keep-alive pool of `pool_size`, TCP_NODELAY,
-    /// connect timeout from the config, statuses as values (not errors).
+    /// connect timeout from the config, statuses as values (not errors), and
+    /// the [`BlockingResolver`] so every call can carry a total deadline.
     pub fn new(config: &ServerConfig, pool_size: usize) -> Transport {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        let agent_config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .no_delay(true)
             .max_redirects(0)
@@ -66,8 +102,8 @@ impl Transport {
             .input_buffer_size(32 * 1024)
             .output_buffer_size(32 * 1024)
             .user_agent(concat!("mcphub/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+            .build();
+        let agent = ureq::Agent::with_parts(agent_config, DefaultConnector::new(), BlockingResolver::default());
         Transport {
             agent,
             url: config.url.clone(),
@@ -95,7 +131,10 @@ impl Transport {
         }
     }
 
-    /// POSTs one JSON-RPC message and reads the answer within `budget`.
+    /// POSTs one JSON-RPC message and reads the answer within `budget`: the
+    /// whole exchange — connect, send, response head, every byte of the body
+    /// or event stream — ends by then (`timeout_global`), so a server that
+    /// drips bytes or stops reading cannot hold a worker longer.
     ///
     /// SSE answers are read event by event: the response whose id equals the
     /// request's id ends the read; other messages go to `on_message`, except
@@ -120,8 +159,7 @@ impl Transport {
         }
         let resp = req
             .config()
-            .timeout_recv_response(Some(budget))
-            .timeout_per_read(Some(budget))
+            .timeout_global(Some(budget))
             .build()
             .send(&bytes[..])
             .map_err(|e| self.map_err(e, budget))?;
@@ -202,7 +240,8 @@ impl Transport {
                         format!("MCPHub does not relay '{method}' to clients yet"),
                     )
                     .to_response(Some(id));
-                    let _ = self.post(&answer, headers, Duration::from_secs(5), &mut |_| {});
+                    let left = budget.saturating_sub(started.elapsed());
+                    self.answer(&answer, headers, left.min(ANSWER_BUDGET));
                     continue;
                 }
                 on_message(&msg);
@@ -213,13 +252,37 @@ impl Transport {
         }
     }
 
+    /// POSTs the hub's answer to a server→client request and discards
+    /// whatever comes back (read up to 64 KiB, never parsed): an answer can
+    /// never start another exchange, however the server replies.
+    fn answer(&self, message: &Value, headers: &[(String, String)], budget: Duration) {
+        if budget.is_zero() {
+            return;
+        }
+        let bytes = serde_json::to_vec(message).unwrap_or_default();
+        let mut req = self
+            .agent
+            .post(&self.url)
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/json, text/event-stream");
+        for (k, v) in self.static_headers.iter().chain(headers) {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        match req.config().timeout_global(Some(budget)).build().send(&bytes[..]) {
+            Ok(resp) => {
+                let _ = resp.into_body().into_with_config().limit(64 * 1024).read_to_vec();
+            }
+            Err(e) => log::debug!("answer to a server→client request on '{}' failed: {e}", self.server),
+        }
+    }
+
     /// Sends `DELETE` to end a legacy session; errors are logged, not returned.
     pub fn delete(&self, headers: &[(String, String)]) {
         let mut req = self.agent.delete(&self.url);
         for (k, v) in self.static_headers.iter().chain(headers) {
             req = req.header(k.as_str(), v.as_str());
         }
-        if let Err(e) = req.config().timeout_recv_response(Some(Duration::from_secs(2))).build().call() {
+        if let Err(e) = req.config().timeout_global(Some(Duration::from_secs(2))).build().call() {
             log::debug!("DELETE of an upstream session on '{}' failed: {}", self.server, e);
         }
     }
