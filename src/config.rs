@@ -217,6 +217,39 @@ fn yes() -> bool {
     true
 }
 
+/// Checks an upstream URL: http(s), a host, parseable as a URI. Messages
+/// show the URL without its query or user info (they may carry tokens).
+fn check_url(url: &str) -> Result<(), String> {
+    let shown = redact_url(url);
+    let uri: ureq::http::Uri = url.parse().map_err(|_| format!("'{shown}' is not a valid URL"))?;
+    if !matches!(uri.scheme_str(), Some("http") | Some("https")) {
+        return Err(format!("'{shown}' must start with http:// or https://"));
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("'{shown}' has no host"));
+    }
+    Ok(())
+}
+
+/// A URL safe to print: user info replaced by `***@`, query by `?***`.
+pub fn redact_url(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, _)) => (b, "?***"),
+        None => (url, ""),
+    };
+    let redacted = match base.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            match authority.rsplit_once('@') {
+                Some((_, host)) => format!("{scheme}://***@{host}{path}"),
+                None => base.to_string(),
+            }
+        }
+        None => base.to_string(),
+    };
+    format!("{redacted}{query}")
+}
+
 /// Replaces `${env.NAME}` references with the environment variable's value.
 /// Errors (naming the variable, never its value): an unset variable, an
 /// unterminated reference, or another kind of reference.
@@ -237,6 +270,19 @@ pub fn substitute_env(text: &str) -> Result<String, String> {
     }
     out.push_str(rest);
     Ok(out)
+}
+
+const DAY_MS: u64 = 86_400_000;
+const DAY_SECS: u64 = 86_400;
+
+/// `value` or `default`, checked to lie in `min..=max` (so no duration can
+/// overflow an `Instant`); the error names the key.
+fn bounded(key: &str, value: Option<u64>, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+    let v = value.unwrap_or(default);
+    if v < min || v > max {
+        return Err(invalid(key, format!("{v} is outside {min}..={max}")));
+    }
+    Ok(v)
 }
 
 /// Default hub deadline (DESIGN.md §7: client 30 s > hub 25 s > server 20 s).
@@ -264,10 +310,7 @@ impl Config {
             None => IpAddr::from([127, 0, 0, 1]),
             Some(b) => b.parse().map_err(|_| invalid("bind", format!("'{b}' is not an IP address")))?,
         };
-        let hub_ms = raw.timeouts.unwrap_or_default().hub_ms.unwrap_or(DEFAULT_HUB_TIMEOUT_MS);
-        if hub_ms == 0 {
-            return Err(invalid("timeouts.hubMs", "must be greater than 0"));
-        }
+        let hub_ms = bounded("timeouts.hubMs", raw.timeouts.unwrap_or_default().hub_ms, DEFAULT_HUB_TIMEOUT_MS, 1, DAY_MS)?;
         let positive = |key: &str, v: Option<usize>, default: usize| -> Result<usize, ConfigError> {
             match v {
                 Some(0) => Err(invalid(key, "must be greater than 0")),
@@ -300,8 +343,12 @@ impl Config {
                 }
             }
             let url = server.url.ok_or_else(|| invalid(format!("{key}.url"), "is required for a streamable-http server"))?;
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(invalid(format!("{key}.url"), format!("'{url}' must start with http:// or https://")));
+            check_url(&url).map_err(|m| invalid(format!("{key}.url"), m))?;
+            if server.session_sharing == SessionSharing::Client {
+                return Err(invalid(
+                    format!("{key}.sessionSharing"),
+                    "\"client\" (one upstream session per client) is not supported yet; use \"context\"",
+                ));
             }
             let mut headers = Vec::new();
             for (h, v) in server.headers {
@@ -327,7 +374,7 @@ impl Config {
                 headers,
                 protocol: server.protocol,
                 timeout: Duration::from_millis(timeout_ms),
-                connect_timeout: Duration::from_millis(server.connect_timeout_ms.unwrap_or(3_000).clamp(1, timeout_ms)),
+                connect_timeout: Duration::from_millis(bounded(&format!("{key}.connectTimeoutMs"), server.connect_timeout_ms, 3_000.min(timeout_ms), 1, timeout_ms)?),
                 session_sharing: server.session_sharing,
             });
         }
@@ -340,15 +387,15 @@ impl Config {
             queue: positive("queue", raw.queue, 256)?,
             max_streams: positive("maxStreams", raw.max_streams, 256)?,
             max_body_bytes: positive("maxBodyBytes", raw.max_body_bytes, 4 * 1024 * 1024)?,
-            head_timeout: Duration::from_millis(positive("headTimeoutMs", raw.head_timeout_ms.map(|v| v as usize), 10_000)? as u64),
-            body_timeout: Duration::from_millis(positive("bodyTimeoutMs", raw.body_timeout_ms.map(|v| v as usize), 30_000)? as u64),
-            idle_timeout: Duration::from_secs(positive("idleTimeoutSecs", raw.idle_timeout_secs.map(|v| v as usize), 120)? as u64),
-            write_budget: Duration::from_millis(positive("writeBudgetMs", raw.write_budget_ms.map(|v| v as usize), 10_000)? as u64),
-            client_session_idle: Duration::from_secs(raw.client_session_idle_secs.unwrap_or(3600).max(1)),
+            head_timeout: Duration::from_millis(bounded("headTimeoutMs", raw.head_timeout_ms, 10_000, 1, DAY_MS)?),
+            body_timeout: Duration::from_millis(bounded("bodyTimeoutMs", raw.body_timeout_ms, 30_000, 1, DAY_MS)?),
+            idle_timeout: Duration::from_secs(bounded("idleTimeoutSecs", raw.idle_timeout_secs, 120, 1, DAY_SECS)?),
+            write_budget: Duration::from_millis(bounded("writeBudgetMs", raw.write_budget_ms, 10_000, 1, DAY_MS)?),
+            client_session_idle: Duration::from_secs(bounded("clientSessionIdleSecs", raw.client_session_idle_secs, 3600, 1, 30 * DAY_SECS)?),
             max_client_sessions: positive("maxClientSessions", raw.max_client_sessions, 100_000)?,
             hub_timeout: Duration::from_millis(hub_ms),
-            list_cache_ttl: Duration::from_secs(raw.list_cache_ttl_secs.unwrap_or(300)),
-            list_timeout: Duration::from_millis(raw.list_timeout_ms.unwrap_or(5_000).max(1)),
+            list_cache_ttl: Duration::from_secs(bounded("listCacheTtlSecs", raw.list_cache_ttl_secs, 300, 0, 30 * DAY_SECS)?),
+            list_timeout: Duration::from_millis(bounded("listTimeoutMs", raw.list_timeout_ms, 5_000, 1, DAY_MS)?),
             servers,
             skipped,
         })
@@ -372,7 +419,7 @@ impl Config {
             out.push_str(&format!(
                 "  {:<20} {} (protocol {:?}, timeout {} ms, sessions {:?}{})\n",
                 s.name,
-                s.url,
+                redact_url(&s.url),
                 s.protocol,
                 s.timeout.as_millis(),
                 s.session_sharing,
@@ -424,6 +471,26 @@ mod tests {
         assert!(err(r#"{"mcpServers": {"a": {"url": "http://x", "timeoutMs": 30000}}}"#).contains("mcpServers.a.timeoutMs"));
         assert!(err(r#"{"mcpServers": {"a": {"url": "http://x", "headers": {"X": "a\nb"}}}}"#).contains("mcpServers.a.headers.X"));
         assert!(err(r#"{"mcpServers": {"a": {"url": "http://x", "protocol": "v9"}}}"#).contains("mcpServers.a"));
+    }
+
+    #[test]
+    fn urls_are_parsed_and_printed_without_secrets() {
+        assert!(err(r#"{"mcpServers": {"a": {"url": "http:///mcp"}}}"#).contains("mcpServers.a.url"));
+        assert!(err(r#"{"mcpServers": {"a": {"url": "http://[::1/mcp"}}}"#).contains("mcpServers.a.url"));
+        let e = err(r#"{"mcpServers": {"a": {"url": "ftp://u:pw@x/mcp?api_key=SECRET"}}}"#);
+        assert!(!e.contains("SECRET") && !e.contains("pw"), "{e}");
+        assert_eq!(redact_url("https://u:pw@host:1/mcp?api_key=S"), "https://***@host:1/mcp?***");
+        assert_eq!(redact_url("http://host/mcp"), "http://host/mcp");
+        let c = Config::parse(r#"{"mcpServers": {"a": {"url": "https://host/mcp?api_key=SECRET"}}}"#).unwrap();
+        assert!(!c.describe().contains("SECRET"));
+    }
+
+    #[test]
+    fn durations_are_bounded_and_unsupported_sharing_is_refused() {
+        assert!(err(r#"{"listCacheTtlSecs": 18446744073709551615}"#).contains("listCacheTtlSecs"));
+        assert!(err(r#"{"timeouts": {"hubMs": 0}}"#).contains("timeouts.hubMs"));
+        assert!(err(r#"{"mcpServers": {"a": {"url": "http://x", "connectTimeoutMs": 999999}}}"#).contains("connectTimeoutMs"));
+        assert!(err(r#"{"mcpServers": {"a": {"url": "http://x", "sessionSharing": "client"}}}"#).contains("mcpServers.a.sessionSharing"));
     }
 
     #[test]

@@ -183,7 +183,10 @@ impl Hub {
             Incoming::Response { .. } => {
                 // Answers to server→client requests are relayed by later work;
                 // accepted so a client never sees an error for answering.
-                return self.legacy_session_check(&req).unwrap_or_else(|| Response::empty(202));
+                return match self.legacy_session(req.header(SESSION_HEADER), None) {
+                    Ok(_) => Response::empty(202),
+                    Err(rejection) => rejection,
+                };
             }
         };
         let era = era::classify(&method, &params, req.header(headers::PROTOCOL_VERSION));
@@ -220,39 +223,25 @@ impl Hub {
         resp
     }
 
-    /// Checks the legacy session of a request that needs one; `Some(response)` rejects it.
-    fn legacy_session_check(&self, req: &Request) -> Option<Response> {
-        match req.header(SESSION_HEADER) {
-            None => Some(rpc_error(
-                400,
-                &ErrorObject::new(codes::INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required (send initialize first)"),
-                None,
-            )),
-            Some(sid) if self.sessions().get(sid).is_none() => {
-                Some(rpc_error(404, &ErrorObject::new(codes::INVALID_REQUEST, "Session not found or expired; initialize again"), None))
-            }
-            Some(_) => None,
-        }
+    /// The live legacy session named by the `Mcp-Session-Id` value, or the
+    /// rejection: 400 when absent, 404 when unknown or expired (2025-11-25
+    /// transports, Session Management). An unsupported `MCP-Protocol-Version`
+    /// never gets here: `era::classify` makes such a request modern (→ -32022).
+    fn legacy_session(&self, sid: Option<&str>, id: Option<&Value>) -> Result<Arc<ClientSession>, Response> {
+        let Some(sid) = sid else {
+            let err = ErrorObject::new(codes::INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required (send initialize first)");
+            return Err(rpc_error(400, &err, id));
+        };
+        self.sessions().get(sid).ok_or_else(|| {
+            let err = ErrorObject::new(codes::INVALID_REQUEST, "Session not found or expired; initialize again");
+            rpc_error(404, &err, id)
+        })
     }
 
     fn admit_legacy(&self, id: Option<&Value>, down: &mut Downstream) -> Option<Response> {
-        if let Some(v) = down.header(headers::PROTOCOL_VERSION) {
-            if !era::is_legacy_version(v) {
-                let err = ErrorObject::with_data(
-                    codes::INVALID_REQUEST,
-                    format!("Bad Request: unsupported MCP-Protocol-Version '{v}'"),
-                    json!({"supported": era::supported_versions()}),
-                );
-                return Some(rpc_error(400, &err, id));
-            }
-        }
-        let Some(sid) = down.header(SESSION_HEADER) else {
-            let err = ErrorObject::new(codes::INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required (send initialize first)");
-            return Some(rpc_error(400, &err, id));
-        };
-        let Some(session) = self.sessions().get(sid) else {
-            let err = ErrorObject::new(codes::INVALID_REQUEST, "Session not found or expired; initialize again");
-            return Some(rpc_error(404, &err, id));
+        let session = match self.legacy_session(down.header(SESSION_HEADER), id) {
+            Ok(s) => s,
+            Err(rejection) => return Some(rejection),
         };
         down.client_info = Some(session.client_info.clone());
         down.capabilities = Some(session.capabilities.clone());

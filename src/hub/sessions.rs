@@ -55,14 +55,23 @@ impl ClientSessions {
     }
 
     /// Creates a session after `initialize`. When `max` sessions are live,
-    /// expired ones are dropped first; if none is, `SessionsFull`.
+    /// expired ones are dropped first (at most once a second, so a flood of
+    /// `initialize` does not sweep the whole table each time); if none is,
+    /// `SessionsFull`. The check and the insert happen under one lock.
     pub fn create(&self, protocol_version: &str, client_info: Value, capabilities: Value) -> Result<Arc<ClientSession>, SessionsFull> {
-        self.sweep(false);
-        if self.len() >= self.max {
-            self.sweep(true);
-            if self.len() >= self.max {
-                return Err(SessionsFull(self.max));
+        let mut map = self.map.lock();
+        {
+            let mut last = self.last_sweep.lock();
+            let since = last.elapsed();
+            let due = since >= Duration::from_secs(60) || (map.len() >= self.max && since >= Duration::from_secs(1));
+            if due {
+                let idle = self.idle;
+                map.retain(|_, s| s.last_seen.lock().elapsed() <= idle);
+                *last = Instant::now();
             }
+        }
+        if map.len() >= self.max {
+            return Err(SessionsFull(self.max));
         }
         let s = Arc::new(ClientSession {
             id: new_session_id(),
@@ -72,7 +81,7 @@ impl ClientSessions {
             log_level: Mutex::new(None),
             last_seen: Mutex::new(Instant::now()),
         });
-        self.map.lock().insert(s.id.clone(), s.clone());
+        map.insert(s.id.clone(), s.clone());
         Ok(s)
     }
 
@@ -103,19 +112,6 @@ impl ClientSessions {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    /// Drops expired sessions: at most once a minute, or now when `force`.
-    fn sweep(&self, force: bool) {
-        {
-            let mut last = self.last_sweep.lock();
-            if !force && last.elapsed() < Duration::from_secs(60) {
-                return;
-            }
-            *last = Instant::now();
-        }
-        let idle = self.idle;
-        self.map.lock().retain(|_, s| s.last_seen.lock().elapsed() <= idle);
     }
 }
 
@@ -152,7 +148,8 @@ mod tests {
         sessions.create("2025-06-18", json!({}), json!({})).unwrap();
         sessions.create("2025-06-18", json!({}), json!({})).unwrap();
         assert_eq!(sessions.create("2025-06-18", json!({}), json!({})).unwrap_err(), SessionsFull(2));
-        std::thread::sleep(Duration::from_millis(80));
+        // Forced sweeps run at most once a second.
+        std::thread::sleep(Duration::from_millis(1100));
         assert!(sessions.create("2025-06-18", json!({}), json!({})).is_ok(), "expired sessions make room");
         assert_eq!(sessions.len(), 1);
     }
