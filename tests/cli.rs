@@ -68,15 +68,24 @@ fn serve_takes_its_config_and_port_from_the_environment_and_stops_on_sigterm() {
         .unwrap();
     let mut child = Killed(child);
     let stderr = child.0.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
+    // Read the log on a thread so a hub that hangs silently fails the test
+    // at the deadline instead of hanging it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let line = lines.next().expect("the hub logs before it exits").unwrap();
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx.recv_timeout(left).expect("a 'listening on' line within 10 s");
         if line.contains("listening on") {
             assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
             break;
         }
-        assert!(Instant::now() < deadline, "no 'listening on' line");
     }
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

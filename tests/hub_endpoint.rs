@@ -63,8 +63,11 @@ fn legacy_sessions_are_required_checked_and_deleted() {
 
     let sid = legacy_session(&h.url);
     assert_eq!(legacy(&h.url, &sid, "ping", json!({})).json()["result"], json!({}));
+    // An unknown version in the header is not a legacy one: the request is
+    // read as modern and refused with -32022 naming the supported versions.
     let bad_version = send("POST", &h.url, &[ACCEPT, JSON, ("Mcp-Session-Id", &sid), ("MCP-Protocol-Version", "2024-01-01")], body);
     assert_eq!(bad_version.status, 400);
+    assert_eq!(bad_version.json()["error"]["code"], -32022);
     // A missing MCP-Protocol-Version is accepted (assumed 2025-03-26).
     let no_version = send("POST", &h.url, &[ACCEPT, JSON, ("Mcp-Session-Id", &sid)], body);
     assert_eq!(no_version.status, 200);
@@ -262,19 +265,23 @@ fn prompts_resources_templates_and_completions_are_routed() {
     let sid = legacy_session(&h.url);
     let prompts = legacy(&h.url, &sid, "prompts/list", json!({})).json();
     assert_eq!(names(&prompts, "prompts"), vec!["a__greeting", "b__greeting"]);
+    let (a0, b0) = (a.stats()["requests"].as_u64().unwrap(), b.stats()["requests"].as_u64().unwrap());
     let got = legacy(&h.url, &sid, "prompts/get", json!({"name": "b__greeting", "arguments": {"name": "Ada"}})).json();
     assert!(got["result"]["messages"].to_string().contains("Ada"), "{got}");
-    assert_eq!(b.stats()["requests"].as_u64().map(|n| n > 0), Some(true));
+    assert_eq!(b.stats()["requests"].as_u64().unwrap(), b0 + 1, "b__greeting went to b");
+    assert_eq!(a.stats()["requests"].as_u64().unwrap(), a0, "and not to a");
 
     let res = legacy(&h.url, &sid, "resources/list", json!({})).json();
     assert_eq!(res["result"]["resources"].as_array().unwrap().len(), 1, "the same URI twice is listed once: {res}");
     let read = legacy(&h.url, &sid, "resources/read", json!({"uri": "mock://item/42"})).json();
     assert!(read["result"]["contents"].to_string().contains("42"), "{read}");
     let templates = legacy(&h.url, &sid, "resources/templates/list", json!({})).json();
-    assert!(templates["result"]["resourceTemplates"].is_array());
+    assert_eq!(templates["result"]["resourceTemplates"][0]["uriTemplate"], "mock://item/{id}", "{templates}");
 
-    let c = legacy(&h.url, &sid, "completion/complete", json!({"ref": {"type": "ref/prompt", "name": "a__greeting"}, "argument": {"name": "name", "value": "A"}})).json();
-    assert!(c["result"]["completion"]["values"].is_array(), "{c}");
+    let a1 = a.stats()["requests"].as_u64().unwrap();
+    let c = legacy(&h.url, &sid, "completion/complete", json!({"ref": {"type": "ref/prompt", "name": "a__greeting"}, "argument": {"name": "name", "value": "al"}})).json();
+    assert_eq!(c["result"]["completion"]["values"], json!(["alice", "albert"]), "{c}");
+    assert_eq!(a.stats()["requests"].as_u64().unwrap(), a1 + 1, "the prompt ref went to a");
 
     let offerings = legacy(&h.url, &sid, "offerings/list", json!({})).json();
     assert_eq!(offerings["result"]["tools"].as_array().unwrap().len(), names(&legacy(&h.url, &sid, "tools/list", json!({})).json(), "tools").len());

@@ -190,7 +190,13 @@ impl Transport {
     }
 
     fn io_err(&self, e: std::io::Error, budget: Duration) -> UpstreamError {
-        if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) {
+        // ureq reports its own deadlines while a body is read as an io::Error
+        // wrapping `ureq::Error::Timeout`.
+        let ureq_timeout = e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+            .is_some_and(|u| matches!(u, ureq::Error::Timeout(_)));
+        if ureq_timeout || matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) {
             UpstreamError::Timeout { server: self.server.clone(), timeout_ms: budget.as_millis() as u64 }
         } else {
             UpstreamError::Transport { server: self.server.clone(), detail: e.to_string(), sent: true }

@@ -189,3 +189,86 @@ pub fn names(msg: &Value, field: &str) -> Vec<String> {
         .filter_map(|t| t["name"].as_str().map(str::to_string))
         .collect()
 }
+
+/// A scripted upstream on a raw socket, for behaviour no well-behaved server
+/// shows (dripping bodies, request loops). Each connection is served on its
+/// own thread: the request is read (head + Content-Length body) and `respond`
+/// writes whatever it likes. Stopped on drop; connection threads end when
+/// `respond` returns or its writes fail.
+pub struct FakeUpstream {
+    pub url: String,
+    pub stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    accept: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for FakeUpstream {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+pub fn fake_upstream<F>(respond: F) -> FakeUpstream
+where
+    F: Fn(&str, &mut std::net::TcpStream, &std::sync::atomic::AtomicBool) + Send + Sync + 'static,
+{
+    use std::io::{BufRead, BufReader, Read};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let respond = std::sync::Arc::new(respond);
+    let stop2 = stop.clone();
+    let accept = std::thread::spawn(move || {
+        while !stop2.load(Ordering::SeqCst) {
+            let Ok((stream, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            };
+            let (respond, stop) = (respond.clone(), stop2.clone());
+            std::thread::spawn(move || {
+                stream.set_nonblocking(false).ok();
+                stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                loop {
+                    let mut len = 0usize;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let mut out = stream.try_clone().unwrap();
+                    respond(&String::from_utf8_lossy(&body), &mut out, &stop);
+                }
+            });
+        }
+    });
+    FakeUpstream { url, stop, accept: Some(accept) }
+}
+
+/// Writes a complete JSON response (keep-alive).
+pub fn write_json(out: &mut std::net::TcpStream, body: &serde_json::Value) {
+    use std::io::Write;
+    let b = body.to_string();
+    let _ = write!(out, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}", b.len());
+}
+
+/// The JSON-RPC id of a request body.
+pub fn id_of(body: &str) -> serde_json::Value {
+    serde_json::from_str::<serde_json::Value>(body).ok().and_then(|v| v.get("id").cloned()).unwrap_or(serde_json::Value::Null)
+}
