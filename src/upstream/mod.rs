@@ -1,8 +1,9 @@
 //! The hub's client side: one [`Upstream`] per configured MCP server.
 //!
-//! - One ureq agent per server, keep-alive pool sized to the workers, per-phase
-//!   timeouts (`timeout_connect`, `timeout_recv_response`, `timeout_per_read`);
-//!   never an agent-wide global timeout (it spawns a thread per request:
+//! - One ureq agent per server, keep-alive pool sized to the workers; every
+//!   call has one total deadline (`timeout_global` = `min(hub deadline, server
+//!   timeoutMs)`), made thread-free by [`transport`]'s blocking resolver (ureq's
+//!   default one spawns a thread per lookup under a global timeout:
 //!   shared/notes/http-layer.md).
 //! - Era detection once per server ([`era`]): a modern `server/discover` probe
 //!   first; a 4xx without a recognised modern error means legacy → `initialize`.
