@@ -90,7 +90,8 @@ pub struct Transport {
 impl Transport {
     /// One agent per server: keep-alive pool of `pool_size`, TCP_NODELAY,
     /// connect timeout from the config, statuses as values (not errors), and
-    /// the [`BlockingResolver`] so every call can carry a total deadline.
+    /// a blocking resolver (see `BlockingResolver`) so every call can carry a
+    /// total deadline without a resolver thread.
     pub fn new(config: &ServerConfig, pool_size: usize) -> Transport {
         let agent_config = ureq::Agent::config_builder()
             .http_status_as_error(false)
