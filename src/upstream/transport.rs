@@ -149,21 +149,7 @@ impl Transport {
         on_message: &mut dyn FnMut(&Value),
     ) -> Result<HttpReply, UpstreamError> {
         let started = Instant::now();
-        let bytes = serde_json::to_vec(body).unwrap_or_default();
-        let mut req = self
-            .agent
-            .post(&self.url)
-            .header("Content-Type", "application/json")
-            .header("Accept", "application/json, text/event-stream");
-        for (k, v) in self.static_headers.iter().chain(headers) {
-            req = req.header(k.as_str(), v.as_str());
-        }
-        let resp = req
-            .config()
-            .timeout_global(Some(budget))
-            .build()
-            .send(&bytes[..])
-            .map_err(|e| self.map_err(e, budget))?;
+        let resp = self.send_post(body, headers, budget).map_err(|e| self.map_err(e, budget))?;
         let status = resp.status().as_u16();
         let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         let session_id = header("mcp-session-id");
@@ -259,13 +245,14 @@ impl Transport {
         }
     }
 
-    /// POSTs the hub's answer to a server→client request and discards
-    /// whatever comes back (read up to 64 KiB, never parsed): an answer can
-    /// never start another exchange, however the server replies.
-    fn answer(&self, message: &Value, headers: &[(String, String)], budget: Duration) {
-        if budget.is_zero() {
-            return;
-        }
+    /// POSTs one JSON-RPC message with the server's configured headers plus
+    /// `headers`, the whole exchange bounded by `budget` (`timeout_global`).
+    fn send_post(
+        &self,
+        message: &Value,
+        headers: &[(String, String)],
+        budget: Duration,
+    ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
         let bytes = serde_json::to_vec(message).unwrap_or_default();
         let mut req = self
             .agent
@@ -275,7 +262,17 @@ impl Transport {
         for (k, v) in self.static_headers.iter().chain(headers) {
             req = req.header(k.as_str(), v.as_str());
         }
-        match req.config().timeout_global(Some(budget)).build().send(&bytes[..]) {
+        req.config().timeout_global(Some(budget)).build().send(&bytes[..])
+    }
+
+    /// POSTs the hub's answer to a server→client request and discards
+    /// whatever comes back (read up to 64 KiB, never parsed): an answer can
+    /// never start another exchange, however the server replies.
+    fn answer(&self, message: &Value, headers: &[(String, String)], budget: Duration) {
+        if budget.is_zero() {
+            return;
+        }
+        match self.send_post(message, headers, budget) {
             Ok(resp) => {
                 let _ = resp.into_body().into_with_config().limit(64 * 1024).read_to_vec();
             }
