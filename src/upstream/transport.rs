@@ -137,10 +137,10 @@ impl Transport {
     /// or event stream — ends by then (`timeout_global`), so a server that
     /// drips bytes or stops reading cannot hold a worker longer.
     ///
-    /// SSE answers are read event by event: the response whose id equals the
-    /// request's id ends the read; other messages go to `on_message`, except
-    /// server→client requests, which are answered `-32601` on the same session
-    /// so the upstream does not wait for an answer nobody will give.
+    /// SSE answers are read event by event ([`Transport::drain`]): the
+    /// response whose id equals the request's id ends the read; other messages
+    /// go to `on_message`, except server→client requests, which are refused
+    /// (`-32601`) so the upstream does not wait for an answer nobody will give.
     pub fn post(
         &self,
         body: &Value,
@@ -148,6 +148,17 @@ impl Transport {
         budget: Duration,
         on_message: &mut dyn FnMut(&Value),
     ) -> Result<HttpReply, UpstreamError> {
+        match self.post_open(body, headers, budget)? {
+            Answer::Reply(reply) => Ok(reply),
+            Answer::Stream(stream) => self.drain(stream, headers, on_message),
+        }
+    }
+
+    /// POSTs one JSON-RPC message and returns as soon as the answer's head is
+    /// in: a complete [`HttpReply`] for JSON bodies, 202 and errors, or the
+    /// open [`EventStream`] of an SSE answer for the caller to read (possibly
+    /// on another thread), within the same budget.
+    pub fn post_open(&self, body: &Value, headers: &[(String, String)], budget: Duration) -> Result<Answer, UpstreamError> {
         let started = Instant::now();
         let resp = self.send_post(body, headers, budget).map_err(|e| self.map_err(e, budget))?;
         let status = resp.status().as_u16();
@@ -156,93 +167,66 @@ impl Transport {
         let content_type = header("content-type").unwrap_or_default().to_ascii_lowercase();
         let mut reply = HttpReply { status, session_id, message: None, excerpt: String::new() };
         if status == 202 {
-            return Ok(reply);
+            return Ok(Answer::Reply(reply));
         }
         let mut body_reader = resp.into_body().into_with_config().limit(MAX_UPSTREAM_MESSAGE).reader();
         if content_type.starts_with("text/event-stream") {
-            let want_id = body.get("id").cloned();
-            reply.message = self.read_sse(&mut body_reader, want_id.as_ref(), headers, started, budget, on_message)?;
-            if reply.message.is_none() {
-                reply.excerpt = "the event stream ended without a response".into();
-            }
-            return Ok(reply);
+            return Ok(Answer::Stream(Box::new(EventStream {
+                lines: BufReader::new(body_reader),
+                parser: sse::Parser::new(),
+                want_id: body.get("id").cloned(),
+                started,
+                budget,
+                server: self.server.clone(),
+                status,
+                session_id: reply.session_id,
+                line: Vec::new(),
+            })));
         }
         let mut raw = Vec::new();
-        body_reader.read_to_end(&mut raw).map_err(|e| self.io_err(e, budget))?;
+        body_reader.read_to_end(&mut raw).map_err(|e| io_error(&self.server, e, budget))?;
         match serde_json::from_slice::<Value>(&raw) {
             Ok(v) if v.get("result").is_some() || v.get("error").is_some() => reply.message = Some(v),
             _ => reply.excerpt = excerpt(&raw),
         }
-        Ok(reply)
+        Ok(Answer::Reply(reply))
     }
 
-    fn io_err(&self, e: std::io::Error, budget: Duration) -> UpstreamError {
-        // ureq reports its own deadlines while a body is read as an io::Error
-        // wrapping `ureq::Error::Timeout`.
-        let ureq_timeout = e
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<ureq::Error>())
-            .is_some_and(|u| matches!(u, ureq::Error::Timeout(_)));
-        if ureq_timeout || matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) {
-            UpstreamError::Timeout { server: self.server.clone(), timeout_ms: budget.as_millis() as u64 }
-        } else {
-            UpstreamError::Transport { server: self.server.clone(), detail: e.to_string(), sent: true }
-        }
-    }
-
-    fn read_sse(
+    /// Reads an event stream to its final response: notifications go to
+    /// `on_message`, server→client requests are refused (`-32601`) on the
+    /// session `headers` name.
+    pub fn drain(
         &self,
-        reader: &mut dyn Read,
-        want_id: Option<&Value>,
+        mut stream: Box<EventStream>,
         headers: &[(String, String)],
-        started: Instant,
-        budget: Duration,
         on_message: &mut dyn FnMut(&Value),
-    ) -> Result<Option<Value>, UpstreamError> {
-        let mut lines = BufReader::new(reader);
-        let mut parser = sse::Parser::new();
-        let mut line = Vec::new();
+    ) -> Result<HttpReply, UpstreamError> {
+        let mut reply = HttpReply { status: stream.status, session_id: stream.session_id.take(), message: None, excerpt: String::new() };
         loop {
-            if started.elapsed() > budget {
-                return Err(UpstreamError::Timeout { server: self.server.clone(), timeout_ms: budget.as_millis() as u64 });
-            }
-            line.clear();
-            let n = (&mut lines)
-                .take(MAX_UPSTREAM_MESSAGE)
-                .read_until(b'\n', &mut line)
-                .map_err(|e| self.io_err(e, budget))?;
-            let text = String::from_utf8_lossy(&line);
-            let text = text.trim_end_matches('\n');
-            let event = if n == 0 { parser.line("") } else { parser.line(text) };
-            if let Some(ev) = event {
-                let Ok(msg) = serde_json::from_str::<Value>(&ev.data) else {
-                    log::warn!("upstream '{}' sent an SSE event that is not JSON; ignored", self.server);
-                    continue;
-                };
-                let is_response = msg.get("method").is_none() && (msg.get("result").is_some() || msg.get("error").is_some());
-                if is_response && (want_id.is_none() || msg.get("id") == want_id) {
-                    return Ok(Some(msg));
+            match stream.next_item()? {
+                Some(StreamItem::Final(m)) => {
+                    reply.message = Some(m);
+                    return Ok(reply);
                 }
-                if let (Some(id), Some(method)) = (msg.get("id"), msg.get("method").and_then(Value::as_str)) {
-                    log::warn!(
-                        "upstream '{}' sent a server→client request '{method}' that the hub does not relay yet; answered -32601",
-                        self.server
-                    );
-                    let answer = jsonrpc::ErrorObject::new(
-                        codes::METHOD_NOT_FOUND,
-                        format!("MCPHub does not relay '{method}' to clients yet"),
-                    )
-                    .to_response(Some(id));
-                    let left = budget.saturating_sub(started.elapsed());
-                    self.answer(&answer, headers, left.min(ANSWER_BUDGET));
-                    continue;
+                Some(StreamItem::Notification(n)) => on_message(&n),
+                Some(StreamItem::Request(r)) => self.refuse(&r, headers, stream.remaining(), "this request's client cannot receive it"),
+                None => {
+                    reply.excerpt = "the event stream ended without a response".into();
+                    return Ok(reply);
                 }
-                on_message(&msg);
-            }
-            if n == 0 {
-                return Ok(None);
             }
         }
+    }
+
+    /// Answers a server→client request with `-32601` naming why, on the
+    /// session `headers` name (never waiting more than [`ANSWER_BUDGET`]).
+    pub fn refuse(&self, request: &Value, headers: &[(String, String)], budget: Duration, why: &str) {
+        let method = request.get("method").and_then(Value::as_str).unwrap_or("?");
+        log::debug!("upstream '{}' sent a server→client request '{method}'; refused: {why}", self.server);
+        let Some(id) = request.get("id") else { return };
+        let answer = jsonrpc::ErrorObject::new(codes::METHOD_NOT_FOUND, format!("MCPHub cannot relay '{method}': {why}"))
+            .to_response(Some(id));
+        self.answer(&answer, headers, budget.min(ANSWER_BUDGET));
     }
 
     /// POSTs one JSON-RPC message with the server's configured headers plus
@@ -268,7 +252,7 @@ impl Transport {
     /// POSTs the hub's answer to a server→client request and discards
     /// whatever comes back (read up to 64 KiB, never parsed): an answer can
     /// never start another exchange, however the server replies.
-    fn answer(&self, message: &Value, headers: &[(String, String)], budget: Duration) {
+    pub fn answer(&self, message: &Value, headers: &[(String, String)], budget: Duration) {
         if budget.is_zero() {
             return;
         }
@@ -288,6 +272,107 @@ impl Transport {
         }
         if let Err(e) = req.config().timeout_global(Some(Duration::from_secs(2))).build().call() {
             log::debug!("DELETE of an upstream session on '{}' failed: {}", self.server, e);
+        }
+    }
+}
+
+/// An io error while reading an upstream body as an [`UpstreamError`]. ureq
+/// reports its own deadlines as an io::Error wrapping `ureq::Error::Timeout`.
+fn io_error(server: &str, e: std::io::Error, budget: Duration) -> UpstreamError {
+    let ureq_timeout = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+        .is_some_and(|u| matches!(u, ureq::Error::Timeout(_)));
+    if ureq_timeout || matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) {
+        UpstreamError::Timeout { server: server.to_string(), timeout_ms: budget.as_millis() as u64 }
+    } else {
+        UpstreamError::Transport { server: server.to_string(), detail: e.to_string(), sent: true }
+    }
+}
+
+/// What a POST came back with.
+pub enum Answer {
+    /// A complete reply: JSON, 202, or an error status.
+    Reply(HttpReply),
+    /// An SSE answer whose final response is still to be read.
+    Stream(Box<EventStream>),
+}
+
+/// One message read from an upstream event stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamItem {
+    /// A notification (progress, log message, list_changed, …).
+    Notification(Value),
+    /// A server→client request (a method and an id): sampling, elicitation, roots.
+    Request(Value),
+    /// The response to the hub's request; the stream is done.
+    Final(Value),
+}
+
+/// An upstream SSE answer still being read, within the budget of the call
+/// that opened it. It can move to another thread (a stream thread); dropping
+/// it closes the upstream connection (the 2026-07-28 cancellation signal).
+pub struct EventStream {
+    lines: BufReader<ureq::BodyReader<'static>>,
+    parser: sse::Parser,
+    want_id: Option<Value>,
+    started: Instant,
+    budget: Duration,
+    server: String,
+    status: u16,
+    session_id: Option<String>,
+    line: Vec<u8>,
+}
+
+impl EventStream {
+    /// What remains of the call's budget.
+    pub fn remaining(&self) -> Duration {
+        self.budget.saturating_sub(self.started.elapsed())
+    }
+
+    /// The server this stream comes from.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// The next message; `Ok(None)` when the stream ended without the final
+    /// response. Events that are not JSON are skipped with a warning.
+    ///
+    /// Errors: `Timeout` once the budget is spent, `Transport` on a broken read.
+    pub fn next_item(&mut self) -> Result<Option<StreamItem>, UpstreamError> {
+        loop {
+            if self.started.elapsed() > self.budget {
+                return Err(UpstreamError::Timeout { server: self.server.clone(), timeout_ms: self.budget.as_millis() as u64 });
+            }
+            self.line.clear();
+            let n = (&mut self.lines)
+                .take(MAX_UPSTREAM_MESSAGE)
+                .read_until(b'\n', &mut self.line)
+                .map_err(|e| io_error(&self.server, e, self.budget))?;
+            let text = String::from_utf8_lossy(&self.line);
+            let event = if n == 0 { self.parser.line("") } else { self.parser.line(text.trim_end_matches('\n')) };
+            if let Some(ev) = event {
+                let Ok(msg) = serde_json::from_str::<Value>(&ev.data) else {
+                    log::warn!("upstream '{}' sent an SSE event that is not JSON; ignored", self.server);
+                    continue;
+                };
+                return Ok(Some(self.classify(msg)));
+            }
+            if n == 0 {
+                return Ok(None);
+            }
+        }
+    }
+
+    fn classify(&self, msg: Value) -> StreamItem {
+        let has_method = msg.get("method").is_some();
+        let is_response = !has_method && (msg.get("result").is_some() || msg.get("error").is_some());
+        if is_response && (self.want_id.is_none() || msg.get("id") == self.want_id.as_ref()) {
+            StreamItem::Final(msg)
+        } else if has_method && msg.get("id").is_some() {
+            StreamItem::Request(msg)
+        } else {
+            StreamItem::Notification(msg)
         }
     }
 }
