@@ -55,6 +55,16 @@ fn an_upstream_answering_with_server_requests_forever_cannot_crash_the_hub() {
     let answers = Arc::new(AtomicUsize::new(0));
     let seen = answers.clone();
     let up = fake_upstream(move |body, out, _| {
+        // A legacy server: a session from initialize, 202 for notifications.
+        if body.contains("\"initialize\"") {
+            let result = json!({"jsonrpc": "2.0", "id": id_of(body), "result": {"protocolVersion": "2025-06-18", "capabilities": {"tools": {}}, "serverInfo": {"name": "loop", "version": "1"}}}).to_string();
+            let _ = write!(out, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nMcp-Session-Id: s1\r\nContent-Length: {}\r\n\r\n{result}", result.len());
+            return;
+        }
+        if body.contains("notifications/initialized") {
+            let _ = out.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n");
+            return;
+        }
         if body.contains("\"tools/list\"") {
             return write_json(out, &json!({"jsonrpc": "2.0", "id": id_of(body), "result": list_with("loop")}));
         }
@@ -68,7 +78,7 @@ fn an_upstream_answering_with_server_requests_forever_cannot_crash_the_hub() {
         let _ = out.shutdown(std::net::Shutdown::Both);
     });
     let mut servers = serde_json::Map::new();
-    servers.insert("l".into(), json!({"url": up.url, "protocol": "modern", "timeoutMs": 3000}));
+    servers.insert("l".into(), json!({"url": up.url, "protocol": "legacy", "timeoutMs": 3000}));
     let h = hub(&[], json!({"mcpServers": servers, "timeouts": {"hubMs": 5000}}));
     let m = modern(&h.url, "tools/call", json!({"name": "loop", "arguments": {}})).json();
     assert_eq!(m["error"]["code"], -32000, "the stream ended without a response: {m}");

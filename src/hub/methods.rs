@@ -1,15 +1,15 @@
 //! One function per MCP method, each the same shape: read params, decide the
 //! route, call upstream(s), shape the result for the client's era.
 
-use super::{Downstream, Hub, SESSION_HEADER};
+use super::{relay, Downstream, Hub, SESSION_HEADER};
 use crate::catalog::Kind;
-use crate::http::{Response, SseEvent, SseSink};
+use crate::http::{Response, SseSink};
 use crate::protocol::{codes, era, headers, jsonrpc, Era, ErrorObject};
-use crate::upstream::{CallContext, Upstream};
+use crate::upstream::{self as upstream_api, CallContext, Upstream};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
-type Outcome = Result<Value, ErrorObject>;
+type MethodResult = Result<Value, ErrorObject>;
 
 fn invalid_params(msg: impl Into<String>) -> ErrorObject {
     ErrorObject::new(codes::INVALID_PARAMS, msg)
@@ -62,7 +62,7 @@ pub fn dispatch(hub: &Hub, down: &Downstream, id: Value, method: &str, params: M
 }
 
 /// A JSON response for a result or an error, shaped for the era.
-fn respond(era: Era, id: &Value, outcome: Outcome) -> Response {
+fn respond(era: Era, id: &Value, outcome: MethodResult) -> Response {
     match outcome {
         Ok(result) => Response::json(200, &jsonrpc::result_response(id, shape_result(era, result))),
         Err(e) => Response::json(200, &e.to_response(Some(id))),
@@ -151,7 +151,7 @@ fn offerings(hub: &Hub, down: &Downstream) -> Value {
 /// Levels of `notifications/message`, least severe first (RFC 5424 as MCP uses them).
 pub const LOG_LEVELS: &[&str] = &["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"];
 
-fn set_level(down: &Downstream, params: &Map<String, Value>) -> Outcome {
+fn set_level(down: &Downstream, params: &Map<String, Value>) -> MethodResult {
     let level = params.get("level").and_then(Value::as_str).filter(|l| LOG_LEVELS.contains(l));
     let Some(level) = level else {
         return Err(invalid_params(format!("params.level must be one of {}", LOG_LEVELS.join(", "))));
@@ -251,10 +251,13 @@ fn complete(hub: &Hub, down: &Downstream, id: Value, mut params: Map<String, Val
 /// Relays one request to `upstream` and the answer back, re-identified with
 /// the client's id and shaped for its era.
 ///
-/// When the client asked for progress (`_meta.progressToken`) and accepts SSE,
-/// the answer is an SSE stream run on a stream thread: the token is swapped
-/// for a hub token unique in the shared upstream session, and progress and
-/// log notifications come back with the client's own token (DESIGN.md §5).
+/// The call runs on the request worker until the upstream's answer head is
+/// in. A JSON answer is returned from the worker. An SSE answer moves to a
+/// stream thread when the client accepts SSE, and [`relay::relay`] forwards
+/// what belongs to this client (its progress with its own token, log
+/// messages at its level, server→client requests) before the final response
+/// (DESIGN.md §5). A client that does not accept SSE gets the final response
+/// as JSON, the stream drained on the worker.
 fn forward(
     hub: &Hub,
     down: &Downstream,
@@ -265,60 +268,43 @@ fn forward(
     extra_headers: Vec<(String, String)>,
 ) -> Response {
     let client_token = params.get("_meta").and_then(|m| m.get("progressToken")).cloned();
-    let hub_token = client_token.as_ref().map(|_| hub.next_progress_token());
-    if let (Some(t), Some(Value::Object(meta))) = (&hub_token, params.get_mut("_meta")) {
-        meta.insert("progressToken".into(), json!(t));
+    let progress = client_token.map(|t| (t, hub.next_progress_token()));
+    if let (Some((_, hub_token)), Some(Value::Object(meta))) = (&progress, params.get_mut("_meta")) {
+        meta.insert("progressToken".into(), json!(hub_token));
     }
-    let c = ctx(down);
-    let era = down.era;
-    let threshold = match (&down.session, &down.log_level) {
-        (_, Some(l)) => Some(l.clone()),
-        (Some(s), None) => s.log_level.lock().clone(),
-        _ => None,
+    let call = match upstream.request_open(method, params, &ctx(down), &extra_headers) {
+        Ok(upstream_api::Outcome::Done(message)) => return Response::json(200, &finish(down.era, &id, Ok(message))),
+        Ok(upstream_api::Outcome::Streaming(call)) => call,
+        Err(e) => return Response::json(200, &finish(down.era, &id, Err(e))),
     };
-    let streaming = hub_token.is_some() && down.accepts_sse;
-    let method = method.to_string();
-    let hub = hub.clone();
-    let relay = move |sink: Option<&mut SseSink>| -> Value {
-        let mut sink = sink;
+    if !down.accepts_sse {
         let server = upstream.name().to_string();
-        let mut on_message = |m: &Value| {
-            let Some(n) = m.get("method").and_then(Value::as_str) else { return };
-            hub.catalog().on_notification(&server, n);
-            let Some(sink) = sink.as_deref_mut() else { return };
-            let mut m = m.clone();
-            let pass = match n {
-                "notifications/progress" => {
-                    let ours = m.pointer("/params/progressToken").and_then(Value::as_str) == hub_token.as_deref();
-                    if ours {
-                        m["params"]["progressToken"] = client_token.clone().unwrap_or(Value::Null);
-                    }
-                    ours
-                }
-                "notifications/message" => {
-                    log_passes(era, threshold.as_deref(), m.pointer("/params/level").and_then(Value::as_str))
-                }
-                _ => false,
-            };
-            if pass {
-                let _ = sink.send(&SseEvent { data: &m.to_string(), ..Default::default() });
+        let on_message = &mut |m: &Value| {
+            if let Some(n) = m.get("method").and_then(Value::as_str) {
+                hub.catalog().on_notification(&server, n);
             }
         };
-        let reply = upstream.request(&method, params, &c, &extra_headers, &mut on_message);
-        finish(era, &id, reply)
-    };
-    if streaming {
-        Response::sse(move |sink: &mut SseSink| {
-            let final_message = relay(Some(&mut *sink));
-            let _ = sink.send(&SseEvent { data: &final_message.to_string(), ..Default::default() });
-        })
-    } else {
-        Response::json(200, &relay(None))
+        let reply = upstream.finish_stream(call, on_message);
+        return Response::json(200, &finish(down.era, &id, reply));
     }
+    let client = relay::ClientSide {
+        era: down.era,
+        id,
+        session: down.session.as_ref().map(|s| s.id.clone()),
+        capabilities: down.capabilities.clone(),
+        progress,
+        log_threshold: match (&down.session, &down.log_level) {
+            (_, Some(l)) => Some(l.clone()),
+            (Some(s), None) => s.log_level.lock().clone(),
+            _ => None,
+        },
+    };
+    let hub = hub.clone();
+    Response::sse(move |sink: &mut SseSink| relay::relay(&hub, &upstream, call, &client, sink))
 }
 
 /// The client-facing response message for an upstream outcome.
-fn finish(era: Era, id: &Value, reply: Result<Value, crate::upstream::UpstreamError>) -> Value {
+pub fn finish(era: Era, id: &Value, reply: Result<Value, crate::upstream::UpstreamError>) -> Value {
     match reply {
         Ok(mut msg) => {
             if let Some(obj) = msg.as_object_mut() {

@@ -6,6 +6,7 @@
 //! request to [`methods`], which reads like one small function per MCP method.
 
 pub mod methods;
+pub mod relay;
 pub mod sessions;
 
 use crate::catalog::Catalog;
@@ -32,6 +33,7 @@ struct Inner {
     config: Config,
     catalog: Catalog,
     sessions: ClientSessions,
+    pending: relay::PendingRequests,
     next_progress: AtomicU64,
 }
 
@@ -74,7 +76,15 @@ impl Hub {
             config.servers.iter().map(|s| Arc::new(Upstream::new(s.clone(), config.workers))).collect();
         let catalog = Catalog::new(upstreams, config.tool_naming, config.list_cache_ttl, config.list_timeout);
         let sessions = ClientSessions::new(config.client_session_idle, config.max_client_sessions);
-        Hub { inner: Arc::new(Inner { config, catalog, sessions, next_progress: AtomicU64::new(1) }) }
+        Hub {
+            inner: Arc::new(Inner {
+                config,
+                catalog,
+                sessions,
+                pending: relay::PendingRequests::default(),
+                next_progress: AtomicU64::new(1),
+            }),
+        }
     }
 
     /// The configuration.
@@ -90,6 +100,11 @@ impl Hub {
     /// The client sessions.
     pub fn sessions(&self) -> &ClientSessions {
         &self.inner.sessions
+    }
+
+    /// Server→client requests waiting for client answers.
+    pub fn pending(&self) -> &relay::PendingRequests {
+        &self.inner.pending
     }
 
     /// A progress token unique in this hub process (DESIGN.md §5).
@@ -180,11 +195,16 @@ impl Hub {
         let (id, method, params) = match msg {
             Incoming::Request { id, method, params } => (Some(id), method, params),
             Incoming::Notification { method, params } => (None, method, params),
-            Incoming::Response { .. } => {
-                // Answers to server→client requests are relayed by later work;
-                // accepted so a client never sees an error for answering.
+            Incoming::Response { message, .. } => {
+                // A client's answer to a server→client request relayed on one
+                // of its calls' streams: back to that upstream session (202).
                 return match self.legacy_session(req.header(SESSION_HEADER), None) {
-                    Ok(_) => Response::empty(202),
+                    Ok(session) => {
+                        if !self.pending().answer(&session.id, &message) {
+                            log::debug!("a client answered a request the hub is not waiting for; ignored");
+                        }
+                        Response::empty(202)
+                    }
                     Err(rejection) => rejection,
                 };
             }

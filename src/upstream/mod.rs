@@ -26,7 +26,7 @@ use session::{LegacySession, SessionPool};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use transport::{HttpReply, Transport};
+use transport::{Answer, EventStream, HttpReply, Transport};
 
 /// Why an upstream call failed. Messages name the server, never a credential.
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +113,25 @@ impl CallContext {
     pub fn shared(deadline: Instant) -> CallContext {
         CallContext { context_key: "shared".into(), client_info: None, client_capabilities: None, deadline }
     }
+}
+
+/// What a call came back with.
+pub enum Outcome {
+    /// The final response message (its id is the hub's upstream id).
+    Done(Value),
+    /// An SSE answer still being read.
+    Streaming(CallStream),
+}
+
+/// An upstream call whose answer is an open event stream.
+pub struct CallStream {
+    /// The stream; read with [`EventStream::next_item`].
+    pub events: Box<EventStream>,
+    /// Headers naming the upstream session, to answer server→client requests on.
+    pub session_headers: Vec<(String, String)>,
+    /// Whether the server's era allows answering server→client requests
+    /// (legacy: yes; 2026-07-28: no, it uses input_required results instead).
+    pub answerable: bool,
 }
 
 /// Last observed state of a server, for `/readyz`.
@@ -264,9 +283,9 @@ impl Upstream {
     /// info and capabilities and the standard headers; legacy upstreams get
     /// the `io.modelcontextprotocol/*` keys removed from `_meta` and the session.
     ///
-    /// `on_message` receives every other message that arrives on an SSE
-    /// response before the final one (notifications; server→client requests
-    /// are answered with `-32601` by the hub for now).
+    /// `on_message` receives the notifications that arrive on an SSE answer
+    /// before the final message; server→client requests there are refused
+    /// (`-32601`). To relay them instead, use [`Upstream::request_open`].
     pub fn request(
         &self,
         method: &str,
@@ -275,22 +294,65 @@ impl Upstream {
         extra_headers: &[(String, String)],
         on_message: &mut dyn FnMut(&Value),
     ) -> Result<Value, UpstreamError> {
+        match self.request_open(method, params, ctx, extra_headers)? {
+            Outcome::Done(message) => Ok(message),
+            Outcome::Streaming(call) => self.finish_stream(call, on_message),
+        }
+    }
+
+    /// Like [`Upstream::request`], but returns as soon as the answer's head is
+    /// in: the final message of a JSON answer, or the open stream of an SSE
+    /// answer for the caller to read (on a stream thread) and relay.
+    pub fn request_open(
+        &self,
+        method: &str,
+        params: Map<String, Value>,
+        ctx: &CallContext,
+        extra_headers: &[(String, String)],
+    ) -> Result<Outcome, UpstreamError> {
         let result = match self.era(ctx)? {
-            Era::Modern => self.request_modern(method, params, ctx, extra_headers, on_message),
-            Era::Legacy => self.request_legacy(method, params, ctx, on_message),
+            Era::Modern => self.open_modern(method, params, ctx, extra_headers),
+            Era::Legacy => self.open_legacy(method, params, ctx),
         };
         self.record(result.as_ref().map(|_| ()));
         result
     }
 
-    fn request_modern(
+    /// Reads a call's stream to its final message; notifications go to
+    /// `on_message`, server→client requests are refused.
+    pub fn finish_stream(&self, call: CallStream, on_message: &mut dyn FnMut(&Value)) -> Result<Value, UpstreamError> {
+        let reply = self.transport.drain(call.events, &call.session_headers, on_message)?;
+        self.final_message(reply)
+    }
+
+    /// Answers a server→client request of a call's stream with the client's
+    /// (id-restored) response, on that call's session.
+    pub fn answer(&self, session_headers: &[(String, String)], response: &Value, budget: Duration) {
+        self.transport.answer(response, session_headers, budget.min(transport::ANSWER_BUDGET));
+    }
+
+    /// Refuses a server→client request (`-32601` naming `why`), if the
+    /// server's era allows answering at all (legacy).
+    pub fn refuse(&self, call: &CallStream, request: &Value, why: &str) {
+        if call.answerable {
+            self.transport.refuse(request, &call.session_headers, call.events.remaining(), why);
+        }
+    }
+
+    fn outcome(&self, answer: Answer, session_headers: Vec<(String, String)>, answerable: bool) -> Result<Outcome, UpstreamError> {
+        match answer {
+            Answer::Reply(reply) => self.final_message(reply).map(Outcome::Done),
+            Answer::Stream(events) => Ok(Outcome::Streaming(CallStream { events, session_headers, answerable })),
+        }
+    }
+
+    fn open_modern(
         &self,
         method: &str,
         mut params: Map<String, Value>,
         ctx: &CallContext,
         extra_headers: &[(String, String)],
-        on_message: &mut dyn FnMut(&Value),
-    ) -> Result<Value, UpstreamError> {
+    ) -> Result<Outcome, UpstreamError> {
         let meta = params.entry("_meta").or_insert_with(|| json!({}));
         if !meta.is_object() {
             *meta = json!({});
@@ -303,17 +365,12 @@ impl Upstream {
         let mut hdrs = headers::standard(MODERN_VERSION, method, &params);
         hdrs.extend(extra_headers.iter().cloned());
         let body = jsonrpc::request(&self.next_id(), method, Value::Object(params));
-        let reply = self.transport.post(&body, &hdrs, self.budget(ctx)?, on_message)?;
-        self.final_message(reply)
+        let answer = self.transport.post_open(&body, &hdrs, self.budget(ctx)?)?;
+        // 2026-07-28 clients never POST responses: a modern stream is not answerable.
+        self.outcome(answer, Vec::new(), false)
     }
 
-    fn request_legacy(
-        &self,
-        method: &str,
-        mut params: Map<String, Value>,
-        ctx: &CallContext,
-        on_message: &mut dyn FnMut(&Value),
-    ) -> Result<Value, UpstreamError> {
+    fn open_legacy(&self, method: &str, mut params: Map<String, Value>, ctx: &CallContext) -> Result<Outcome, UpstreamError> {
         strip_modern_meta(&mut params);
         let body_params = Value::Object(params);
         let mut retried = false;
@@ -326,18 +383,20 @@ impl Upstream {
                 session.id.as_deref().unwrap_or("none")
             );
             let body = jsonrpc::request(&self.next_id(), method, body_params.clone());
-            let reply = self.transport.post(&body, &session.headers(), self.budget(ctx)?, on_message)?;
-            if !retried && reply.is_session_expired() {
-                log::debug!(
-                    "♻️ upstream session invalidated → re-establishing (server={}, context={})",
-                    self.config.name,
-                    ctx.context_key
-                );
-                self.sessions.invalidate(&ctx.context_key, &session);
-                retried = true;
-                continue;
+            let answer = self.transport.post_open(&body, &session.headers(), self.budget(ctx)?)?;
+            if let Answer::Reply(reply) = &answer {
+                if !retried && reply.is_session_expired() {
+                    log::debug!(
+                        "♻️ upstream session invalidated → re-establishing (server={}, context={})",
+                        self.config.name,
+                        ctx.context_key
+                    );
+                    self.sessions.invalidate(&ctx.context_key, &session);
+                    retried = true;
+                    continue;
+                }
             }
-            return self.final_message(reply);
+            return self.outcome(answer, session.headers(), true);
         }
     }
 

@@ -76,8 +76,8 @@ impl SessionPool {
     }
 }
 
-/// Runs the legacy handshake: `initialize` (newest legacy version, no client
-/// capabilities: the hub answers server→client requests itself for now), then
+/// Runs the legacy handshake: `initialize` (newest legacy version, declaring
+/// the sampling/elicitation/roots capabilities the hub relays), then
 /// `notifications/initialized` on the minted session.
 ///
 /// Errors: transport errors and timeouts; an `initialize` answered with a
@@ -91,7 +91,9 @@ pub fn initialize(
 ) -> Result<LegacySession, UpstreamError> {
     let params = json!({
         "protocolVersion": LATEST_LEGACY,
-        "capabilities": {},
+        // The hub relays these to the client whose call the request belongs to
+        // (issue 3); a client without the capability gets them refused.
+        "capabilities": {"sampling": {}, "elicitation": {}, "roots": {}},
         "clientInfo": super::hub_client_info(),
     });
     let started = Instant::now();

@@ -1,0 +1,205 @@
+//! Relaying one call's upstream event stream to the client that made the
+//! call (DESIGN.md §5), on a stream thread:
+//!
+//! - `notifications/progress` carry a hub token upstream (unique across the
+//!   clients sharing an upstream session) and go back with the client's own;
+//! - `notifications/message` pass the client's log level (per client session
+//!   for legacy clients, `_meta` for modern ones);
+//! - `list_changed` drops the catalog's cached lists;
+//! - server→client requests of legacy upstreams (`sampling/createMessage`,
+//!   `elicitation/create`, `roots/list`) go to a legacy client that declared
+//!   the capability, with the id replaced by a hub id so ids never collide
+//!   across upstreams and clients ([`PendingRequests`]); the client's POSTed
+//!   response is routed back to that upstream session with the original id.
+//!   Every other client gets them refused (`-32601`), so the upstream never
+//!   waits for an answer nobody will give.
+
+use super::Hub;
+use crate::http::{SseEvent, SseSink};
+use crate::protocol::Era;
+use crate::upstream::{CallStream, Upstream};
+use crate::upstream::transport::StreamItem;
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Most server→client requests waiting for client answers at once.
+pub const MAX_PENDING: usize = 10_000;
+
+/// A server→client request forwarded to a client, waiting for its answer.
+struct Pending {
+    upstream: Arc<Upstream>,
+    session_headers: Vec<(String, String)>,
+    upstream_id: Value,
+    client_session: String,
+}
+
+/// Server→client requests in flight, by hub id (`mcphub-r{n}`).
+#[derive(Default)]
+pub struct PendingRequests {
+    map: Mutex<HashMap<String, Pending>>,
+    next: AtomicU64,
+}
+
+impl PendingRequests {
+    fn insert(&self, pending: Pending) -> Option<String> {
+        let mut map = self.map.lock();
+        if map.len() >= MAX_PENDING {
+            return None;
+        }
+        let id = format!("mcphub-r{}", self.next.fetch_add(1, Ordering::Relaxed));
+        map.insert(id.clone(), pending);
+        Some(id)
+    }
+
+    fn remove(&self, id: &str) {
+        self.map.lock().remove(id);
+    }
+
+    /// Routes a client's JSON-RPC response to the upstream request it
+    /// answers: only the client session the request was sent to may answer
+    /// it, once. Returns whether it was routed.
+    pub fn answer(&self, client_session: &str, response: &Value) -> bool {
+        let Some(hub_id) = response.get("id").and_then(Value::as_str) else { return false };
+        let pending = {
+            let mut map = self.map.lock();
+            match map.get(hub_id) {
+                Some(p) if p.client_session == client_session => map.remove(hub_id),
+                _ => None,
+            }
+        };
+        let Some(p) = pending else { return false };
+        let mut restored = response.clone();
+        restored["id"] = p.upstream_id.clone();
+        p.upstream.answer(&p.session_headers, &restored, Duration::from_secs(5));
+        true
+    }
+
+    /// Number of requests waiting for an answer.
+    pub fn len(&self) -> usize {
+        self.map.lock().len()
+    }
+
+    /// Whether none is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What the relay needs to know about the client.
+pub struct ClientSide {
+    /// The client's era.
+    pub era: Era,
+    /// The client's request id.
+    pub id: Value,
+    /// The legacy client session (None for modern clients).
+    pub session: Option<String>,
+    /// The client's declared capabilities.
+    pub capabilities: Option<Value>,
+    /// The client's progress token and the hub token that replaced it.
+    pub progress: Option<(Value, String)>,
+    /// The client's log threshold (see [`super::methods::log_passes`]).
+    pub log_threshold: Option<String>,
+}
+
+/// The capability a server→client request needs from the client.
+pub fn capability_for(method: &str) -> Option<&'static str> {
+    match method {
+        "sampling/createMessage" => Some("sampling"),
+        "elicitation/create" => Some("elicitation"),
+        "roots/list" => Some("roots"),
+        _ => None,
+    }
+}
+
+/// Reads `call` to its end, writing what the client should see to `sink`;
+/// ends with the final response (re-identified and shaped by `finish`).
+/// A client that goes away ends the relay; dropping the stream then closes
+/// the upstream connection.
+pub fn relay(hub: &Hub, upstream: &Arc<Upstream>, mut call: CallStream, client: &ClientSide, sink: &mut SseSink) {
+    let mut forwarded: Vec<String> = Vec::new();
+    let final_message = loop {
+        match call.events.next_item() {
+            Ok(Some(StreamItem::Final(m))) => break super::methods::finish(client.era, &client.id, Ok(m)),
+            Ok(Some(StreamItem::Notification(n))) => {
+                if let Some(m) = notification_for_client(hub, upstream.name(), n, client) {
+                    if sink.send(&SseEvent { data: &m.to_string(), ..Default::default() }).is_err() {
+                        break Value::Null;
+                    }
+                }
+            }
+            Ok(Some(StreamItem::Request(r))) => match forward_request(hub, upstream, &call, r, client) {
+                Ok((hub_id, m)) => {
+                    forwarded.push(hub_id);
+                    if sink.send(&SseEvent { data: &m.to_string(), ..Default::default() }).is_err() {
+                        break Value::Null;
+                    }
+                }
+                Err((r, why)) => upstream.refuse(&call, &r, why),
+            },
+            Ok(None) => {
+                let e = crate::upstream::UpstreamError::Protocol {
+                    server: upstream.name().to_string(),
+                    detail: "the event stream ended without a response".into(),
+                };
+                break super::methods::finish(client.era, &client.id, Err(e));
+            }
+            Err(e) => break super::methods::finish(client.era, &client.id, Err(e)),
+        }
+    };
+    for id in &forwarded {
+        hub.pending().remove(id);
+    }
+    if !final_message.is_null() {
+        let _ = sink.send(&SseEvent { data: &final_message.to_string(), ..Default::default() });
+    }
+}
+
+/// The notification as the client should get it, or None when it is not for
+/// this client (another client's progress token, a log level below its threshold).
+fn notification_for_client(hub: &Hub, server: &str, mut n: Value, client: &ClientSide) -> Option<Value> {
+    let method = n.get("method").and_then(Value::as_str)?.to_string();
+    hub.catalog().on_notification(server, &method);
+    match method.as_str() {
+        "notifications/progress" => {
+            let (client_token, hub_token) = client.progress.as_ref()?;
+            if n.pointer("/params/progressToken").and_then(Value::as_str) != Some(hub_token.as_str()) {
+                return None;
+            }
+            n["params"]["progressToken"] = client_token.clone();
+            Some(n)
+        }
+        "notifications/message" => {
+            let level = n.pointer("/params/level").and_then(Value::as_str);
+            super::methods::log_passes(client.era, client.log_threshold.as_deref(), level).then_some(n)
+        }
+        _ => None,
+    }
+}
+
+type Refusal = (Value, &'static str);
+
+/// Registers a server→client request for this client and returns it with
+/// the hub id, or the reason it cannot be relayed.
+fn forward_request(hub: &Hub, upstream: &Arc<Upstream>, call: &CallStream, mut r: Value, client: &ClientSide) -> Result<(String, Value), Refusal> {
+    let method = r.get("method").and_then(Value::as_str).unwrap_or("").to_string();
+    let Some(capability) = capability_for(&method) else {
+        return Err((r, "unknown server→client request"));
+    };
+    let Some(session) = client.session.clone().filter(|_| client.era == Era::Legacy) else {
+        return Err((r, "2026-07-28 clients take input_required results, not requests on a stream"));
+    };
+    if client.capabilities.as_ref().and_then(|c| c.get(capability)).is_none() {
+        return Err((r, "the client did not declare that capability"));
+    }
+    let Some(upstream_id) = r.get("id").cloned() else { return Err((r, "no id")) };
+    let pending = Pending { upstream: upstream.clone(), session_headers: call.session_headers.clone(), upstream_id, client_session: session };
+    let Some(hub_id) = hub.pending().insert(pending) else {
+        return Err((r, "too many server→client requests are waiting"));
+    };
+    r["id"] = json!(hub_id);
+    Ok((hub_id, r))
+}
