@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
-use super::{codes, short_sha, Ctx, MockServer, Reply, META_SERVER_INFO};
+use super::{codes, conformance, short_sha, stream, Ctx, MockServer, Reply, META_SERVER_INFO};
 use crate::http::ClientGone;
 
 /// The tools the mock offers, in `tools/list` order.
@@ -112,8 +112,21 @@ impl MockServer {
         };
         match method {
             "ping" => Reply::Result(json!({})),
-            "logging/setLevel" if params.get("level").is_some_and(Value::is_string) => Reply::Result(json!({})),
-            "logging/setLevel" => invalid("`level` must be a string"),
+            "logging/setLevel" => match params.get("level").and_then(Value::as_str) {
+                Some(level) if stream::level_rank(level).is_some() => {
+                    self.set_log_level(ctx.session, level);
+                    Reply::Result(json!({}))
+                }
+                Some(level) => invalid(format!("unknown log level `{level}` (one of {})", stream::LOG_LEVELS.join(", "))),
+                None => invalid("`level` must be a string"),
+            },
+            "resources/subscribe" | "resources/unsubscribe" if self.has_conformance_fixtures() => {
+                let Some(uri) = params.get("uri").and_then(Value::as_str) else {
+                    return invalid("`uri` is required");
+                };
+                self.subscribe(ctx.session, uri, method == "resources/subscribe");
+                Reply::Result(json!({}))
+            }
             "server/discover" if ctx.modern => {
                 let name = &self.config().name;
                 let mut meta = Map::new();
@@ -125,7 +138,7 @@ impl MockServer {
                         "capabilities": {
                             "tools": {"listChanged": false},
                             "prompts": {},
-                            "resources": {"subscribe": false},
+                            "resources": {"subscribe": self.has_conformance_fixtures()},
                             "completions": {},
                             "logging": {},
                         },
@@ -134,18 +147,35 @@ impl MockServer {
                     }),
                 ))
             }
-            "tools/list" => Reply::Result(self.cacheable(ctx, json!({"tools": tools()}))),
+            "tools/list" => {
+                let mut list = tools();
+                if self.has_conformance_fixtures() {
+                    if let Some(a) = list.as_array_mut() {
+                        a.extend(conformance::tools());
+                    }
+                }
+                Reply::Result(self.cacheable(ctx, json!({"tools": list})))
+            }
             "tools/call" => self.call_tool(ctx, params),
-            "prompts/list" => Reply::Result(self.cacheable(
-                ctx,
-                json!({"prompts": [{
+            "prompts/list" => {
+                let mut list = vec![json!({
                     "name": "greeting",
                     "description": "Greets someone by name.",
                     "arguments": [{"name": "name", "description": "Who to greet", "required": true}],
-                }]}),
-            )),
+                })];
+                if self.has_conformance_fixtures() {
+                    list.extend(conformance::prompts());
+                }
+                Reply::Result(self.cacheable(ctx, json!({"prompts": list})))
+            }
             "prompts/get" => {
-                if params.get("name").and_then(Value::as_str) != Some("greeting") {
+                let name = params.get("name").and_then(Value::as_str).unwrap_or_default();
+                if self.has_conformance_fixtures() {
+                    if let Some(reply) = conformance::get_prompt(name, params.get("arguments")) {
+                        return reply;
+                    }
+                }
+                if name != "greeting" {
                     return invalid("unknown prompt");
                 }
                 let Some(who) = params.get("arguments").and_then(|a| a.get("name")).and_then(Value::as_str) else {
@@ -156,22 +186,31 @@ impl MockServer {
                     "messages": [{"role": "user", "content": {"type": "text", "text": format!("Hello, {who}!")}}],
                 }))
             }
-            "resources/list" => Reply::Result(self.cacheable(
-                ctx,
-                json!({"resources": [{
+            "resources/list" => {
+                let mut list = vec![json!({
                     "uri": "mock://info", "name": "info", "description": "About this mock server.", "mimeType": "text/plain",
-                }]}),
-            )),
-            "resources/templates/list" => Reply::Result(self.cacheable(
-                ctx,
-                json!({"resourceTemplates": [{
+                })];
+                if self.has_conformance_fixtures() {
+                    list.extend(conformance::resources());
+                }
+                Reply::Result(self.cacheable(ctx, json!({"resources": list})))
+            }
+            "resources/templates/list" => {
+                let mut list = vec![json!({
                     "uriTemplate": "mock://item/{id}", "name": "item", "description": "One item by id.", "mimeType": "text/plain",
-                }]}),
-            )),
+                })];
+                if self.has_conformance_fixtures() {
+                    list.extend(conformance::templates());
+                }
+                Reply::Result(self.cacheable(ctx, json!({"resourceTemplates": list})))
+            }
             "resources/read" => {
                 let Some(uri) = params.get("uri").and_then(Value::as_str) else {
                     return invalid("`uri` is required");
                 };
+                if let Some(read) = conformance::read(uri).filter(|_| self.has_conformance_fixtures()) {
+                    return Reply::Result(read);
+                }
                 let text = if uri == "mock://info" {
                     format!("{} mock MCP server ({})", self.config().name, self.config().era.as_str())
                 } else if let Some(id) = uri.strip_prefix("mock://item/").filter(|id| !id.is_empty()) {
@@ -193,6 +232,11 @@ impl MockServer {
                     return invalid("`argument.name` and `argument.value` are required");
                 };
                 if !is_greeting {
+                    let prompt = r.filter(|r| r.get("type").and_then(Value::as_str) == Some("ref/prompt"));
+                    let name = prompt.and_then(|r| r.get("name")).and_then(Value::as_str).unwrap_or_default();
+                    if let Some(values) = conformance::complete(name, arg_name, value).filter(|_| self.has_conformance_fixtures()) {
+                        return Reply::Result(json!({"completion": {"values": values, "total": values.len(), "hasMore": false}}));
+                    }
                     return invalid("unknown ref");
                 }
                 let values: Vec<&str> = if arg_name == "name" {
@@ -216,6 +260,10 @@ impl MockServer {
             Some(Value::Object(m)) => m,
             Some(_) => return invalid("`arguments` must be an object"),
         };
+        if self.has_conformance_fixtures() && conformance::TOOL_NAMES.contains(&name) {
+            self.count_tool(name);
+            return conformance::call(name, args, params.get("_meta"));
+        }
         if !TOOL_NAMES.contains(&name) {
             return invalid(format!("unknown tool: {name}"));
         }

@@ -20,18 +20,32 @@
 //!   or a non-legacy `MCP-Protocol-Version` header select modern;
 //!   `initialize` and everything else legacy.
 //!
+//! Conformance fixtures (off by default; [`MockServer::with_conformance_fixtures`]
+//! or `MCPHUB_MOCK_FIXTURES=conformance` in the environment of
+//! [`MockServer::new`]): the tools, prompts, resources and completions that
+//! `@modelcontextprotocol/conformance` 0.1.16's server scenarios call by name,
+//! `resources/subscribe`, server→client requests on a call's SSE stream with
+//! the client's answer POSTed back (202) and routed to the waiting call by id,
+//! and `test_reconnection`'s resumable stream (GET with `Last-Event-ID`).
+//!
+//! DNS-rebinding protection: a request from a loopback peer whose `Host` or
+//! `Origin` names a non-loopback host is refused with 403.
+//!
 //! Fault injection ([`MockConfig`]): session expiry every Nth session-bearing
 //! request, a concurrency limit answered with 429, and added latency.
 //! `GET /stats` reports counters (see [`MockServer::stats`]), `POST /stats/reset`
 //! zeroes them.
 
+mod conformance;
 mod methods;
 mod modern;
+mod stream;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,7 +55,17 @@ use sha2::{Digest, Sha256};
 
 use crate::http::{Handler, Request, Response, SseEvent};
 
+pub use conformance::{PROMPT_NAMES as CONFORMANCE_PROMPT_NAMES, TOOL_NAMES as CONFORMANCE_TOOL_NAMES};
 pub use methods::{run_progress, TOOL_NAMES};
+pub use stream::LOG_LEVELS;
+
+/// Environment variable read by [`MockServer::new`]: `conformance` turns the
+/// conformance fixtures on.
+pub const FIXTURES_ENV: &str = "MCPHUB_MOCK_FIXTURES";
+/// `retry:` (ms) of `test_reconnection`'s priming event.
+const RECONNECT_RETRY_MS: u64 = 500;
+/// At most this many cut streams are kept for replay (oldest dropped first).
+const MAX_REPLAY_STREAMS: usize = 256;
 
 pub use crate::protocol::{LEGACY_VERSIONS, META_PROTOCOL_VERSION, META_SERVER_INFO};
 use crate::protocol::era::{classify, negotiate_legacy};
@@ -120,6 +144,12 @@ struct Session {
     version: String,
     /// The `counter` tool's value.
     counter: u64,
+    /// The client's `capabilities` from `initialize`.
+    capabilities: Value,
+    /// The level last set by `logging/setLevel` (`None`: everything is sent).
+    log_level: Option<String>,
+    /// URIs subscribed to with `resources/subscribe`.
+    subscriptions: HashSet<String>,
 }
 
 /// The counters behind `/stats`.
@@ -155,10 +185,25 @@ struct State {
     modern_counter: u64,
 }
 
+/// A cut stream kept for replay: its session and the events not yet delivered.
+struct Replay {
+    session: String,
+    /// `(event id, data)` in order.
+    events: Vec<(String, String)>,
+}
+
 struct Inner {
     cfg: MockConfig,
     state: Mutex<State>,
     in_flight: AtomicUsize,
+    /// Conformance fixtures on.
+    fixtures: bool,
+    /// Server→client requests awaiting the client's answer, by JSON id text.
+    pending: Mutex<HashMap<String, mpsc::Sender<Value>>>,
+    /// Mints server→client request ids and stream ids.
+    next_id: AtomicU64,
+    /// Cut streams by stream id, oldest first in `replay_order`.
+    replay: Mutex<(HashMap<String, Replay>, VecDeque<String>)>,
 }
 
 /// The mock MCP server. Cheap to clone (shared state); implements [`Handler`].
@@ -180,7 +225,6 @@ impl Drop for InFlight {
 }
 
 /// What a method produced, before it becomes an HTTP response.
-#[derive(Debug)]
 pub(crate) enum Reply {
     /// A JSON-RPC result.
     Result(Value),
@@ -197,6 +241,29 @@ pub(crate) enum Reply {
         /// The final tool result.
         result: Value,
     },
+    /// A tool that streams notifications / server→client requests before its result.
+    Stream(stream::StreamFn),
+    /// `test_reconnection`: a priming event, the stream cut, and this result
+    /// replayed on GET with `Last-Event-ID` (legacy sessions only).
+    Reconnect(Value),
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reply::Result(v) => f.debug_tuple("Result").field(v).finish(),
+            Reply::Error(c, m, d) => f.debug_tuple("Error").field(c).field(m).field(d).finish(),
+            Reply::Progress { token, steps, ms, result } => f
+                .debug_struct("Progress")
+                .field("token", token)
+                .field("steps", steps)
+                .field("ms", ms)
+                .field("result", result)
+                .finish(),
+            Reply::Stream(_) => f.write_str("Stream(..)"),
+            Reply::Reconnect(v) => f.debug_tuple("Reconnect").field(v).finish(),
+        }
+    }
 }
 
 /// What a method needs to know about the request it answers.
@@ -207,6 +274,36 @@ pub(crate) struct Ctx<'a> {
     pub session: Option<&'a str>,
     /// The `Authorization` header value.
     pub authorization: Option<&'a str>,
+}
+
+/// Whether `host` (a `Host` header value or URL authority, port optional)
+/// names the loopback interface.
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim().to_ascii_lowercase();
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default().to_string()
+    } else {
+        host.rsplit_once(':').map_or(host.as_str(), |(h, port)| if port.chars().all(|c| c.is_ascii_digit()) { h } else { host.as_str() }).to_string()
+    };
+    name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// DNS-rebinding check: a loopback peer naming a non-loopback `Host` /
+/// `Origin` is refused (the mock is meant to be bound to loopback; a remote
+/// peer means it was bound elsewhere on purpose, and any name is accepted).
+fn rebinding_refusal(req: &Request) -> Option<String> {
+    if !req.peer.ip().is_loopback() {
+        return None;
+    }
+    if let Some(host) = req.header("Host").filter(|h| !is_loopback_host(h)) {
+        return Some(format!("Forbidden: Host {host} is not a loopback name"));
+    }
+    let origin = req.header("Origin")?;
+    let authority = origin.split_once("://").map_or(origin, |(_, a)| a).split('/').next().unwrap_or_default();
+    if origin != "null" && !is_loopback_host(authority) {
+        return Some(format!("Forbidden: Origin {origin} is not a loopback origin"));
+    }
+    None
 }
 
 fn rpc_error(id: &Value, code: i64, message: &str, data: Option<Value>) -> Value {
@@ -241,8 +338,24 @@ pub fn new_session_id() -> String {
 }
 
 impl MockServer {
-    /// A mock with this configuration and no sessions.
+    /// A mock with this configuration and no sessions; conformance fixtures
+    /// on iff `MCPHUB_MOCK_FIXTURES=conformance`.
     pub fn new(cfg: MockConfig) -> MockServer {
+        let fixtures = std::env::var(FIXTURES_ENV).is_ok_and(|v| v.trim() == "conformance");
+        MockServer::build(cfg, fixtures)
+    }
+
+    /// A mock with the conformance fixtures on.
+    pub fn with_conformance_fixtures(cfg: MockConfig) -> MockServer {
+        MockServer::build(cfg, true)
+    }
+
+    /// Whether the conformance fixtures are on.
+    pub fn has_conformance_fixtures(&self) -> bool {
+        self.inner.fixtures
+    }
+
+    fn build(cfg: MockConfig, fixtures: bool) -> MockServer {
         MockServer {
             inner: Arc::new(Inner {
                 cfg,
@@ -253,6 +366,10 @@ impl MockServer {
                     modern_counter: 0,
                 }),
                 in_flight: AtomicUsize::new(0),
+                fixtures,
+                pending: Mutex::new(HashMap::new()),
+                next_id: AtomicU64::new(1),
+                replay: Mutex::new((HashMap::new(), VecDeque::new())),
             }),
         }
     }
@@ -319,6 +436,9 @@ impl MockServer {
                 st.counters.last_authorization_sha = Some(full_sha(auth));
             }
         }
+        if let Some(why) = rebinding_refusal(&req) {
+            return Response::json(403, &rpc_error(&Value::Null, codes::SERVER_ERROR, &why, None));
+        }
         let now = self.inner.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         let guard = InFlight { inner: self.inner.clone() };
         if let Some(k) = self.inner.cfg.max_concurrency {
@@ -336,6 +456,7 @@ impl MockServer {
         match req.method.as_str() {
             "POST" => self.post(&req, guard),
             "DELETE" if !modern_only => self.delete(&req),
+            "GET" if !modern_only && req.header("Last-Event-ID").is_some() => self.resume(&req),
             _ => {
                 let allow = if modern_only { "POST" } else { "POST, DELETE" };
                 Response::empty(405).with_header("Allow", allow)
@@ -374,7 +495,15 @@ impl MockServer {
         let method = obj.get("method").and_then(Value::as_str);
         if method.is_none() && id.is_some() && (obj.contains_key("result") || obj.contains_key("error")) {
             // A client's JSON-RPC response (to a server→client request).
-            return self.after_session_check(req, &msg, |_| Response::empty(202), self.is_modern(req, &msg));
+            return self.after_session_check(
+                req,
+                &msg,
+                |_| {
+                    self.deliver_answer(&msg);
+                    Response::empty(202)
+                },
+                self.is_modern(req, &msg),
+            );
         }
         let Some(method) = method else {
             let id = id.unwrap_or(Value::Null);
@@ -396,7 +525,7 @@ impl MockServer {
                 };
                 let ctx = Ctx { modern: false, session: Some(sid), authorization: req.header("Authorization") };
                 let reply = self.dispatch(&ctx, method, obj.get("params"));
-                self.respond(id, reply, false, guard)
+                self.respond(id, reply, guard, Some(sid.to_string()), None)
             },
             false,
         )
@@ -463,9 +592,17 @@ impl MockServer {
         };
         let version = negotiate_legacy(Some(requested));
         let sid = new_session_id();
+        let capabilities = msg.pointer("/params/capabilities").cloned().unwrap_or_else(|| json!({}));
         {
             let mut st = self.inner.state.lock();
-            st.sessions.insert(sid.clone(), Session { version: version.to_string(), counter: 0 });
+            let session = Session {
+                version: version.to_string(),
+                counter: 0,
+                capabilities,
+                log_level: None,
+                subscriptions: HashSet::new(),
+            };
+            st.sessions.insert(sid.clone(), session);
             st.counters.sessions_created += 1;
             st.counters.initialize += 1;
         }
@@ -475,7 +612,7 @@ impl MockServer {
             "capabilities": {
                 "tools": {"listChanged": true},
                 "prompts": {},
-                "resources": {"subscribe": false},
+                "resources": {"subscribe": self.inner.fixtures},
                 "completions": {},
                 "logging": {},
             },
@@ -522,7 +659,8 @@ impl MockServer {
         } else {
             self.dispatch(&ctx, method, msg.get("params"))
         };
-        self.respond(id, reply, true, guard)
+        let meta = msg.pointer("/params/_meta").cloned().unwrap_or_else(|| json!({}));
+        self.respond(id, reply, guard, None, Some(meta))
     }
 
     /// Versions named in `data.supported`: modern first, then legacy newest first.
@@ -534,8 +672,11 @@ impl MockServer {
         v
     }
 
-    /// Turns a [`Reply`] into the HTTP response.
-    fn respond(&self, id: Value, reply: Reply, modern: bool, guard: InFlight) -> Response {
+    /// Turns a [`Reply`] into the HTTP response. `session`: the legacy
+    /// session; `modern_meta`: a modern request's `params._meta` (its
+    /// presence means modern rules).
+    fn respond(&self, id: Value, reply: Reply, guard: InFlight, session: Option<String>, modern_meta: Option<Value>) -> Response {
+        let modern = modern_meta.is_some();
         match reply {
             Reply::Result(result) => {
                 let result = if modern { modern::complete(result) } else { result };
@@ -557,12 +698,151 @@ impl MockServer {
                 })
                 .with_header("X-Accel-Buffering", "no")
             }
+            Reply::Stream(f) => {
+                let server = self.clone();
+                Response::sse(move |sink| {
+                    let _guard = guard;
+                    let mut out = stream::Outbound { sink, server: &server, session, modern_meta };
+                    stream::run(f, &mut out, &id, |r| if modern { modern::complete(r) } else { r });
+                })
+                .with_header("X-Accel-Buffering", "no")
+            }
+            Reply::Reconnect(result) => {
+                let Some(session) = session.filter(|_| !modern) else {
+                    let r = json!({"content": [{"type": "text", "text": "test_reconnection needs a legacy session (its stream is resumed by GET with Last-Event-ID)"}], "isError": true});
+                    return Response::json(200, &json!({"jsonrpc": "2.0", "id": id, "result": modern::complete(r)}));
+                };
+                let stream_id = format!("s{}", self.inner.next_id.fetch_add(1, Ordering::SeqCst));
+                let final_msg = json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string();
+                self.keep_for_replay(&stream_id, session, vec![(format!("{stream_id}-1"), final_msg)]);
+                Response::sse(move |sink| {
+                    let _guard = guard;
+                    let prime = format!("{stream_id}-0");
+                    let _ = sink.send(&SseEvent { id: Some(&prime), retry_ms: Some(RECONNECT_RETRY_MS), data: "", ..Default::default() });
+                    // Cut the stream before the result: the client resumes with GET + Last-Event-ID.
+                })
+                .with_header("X-Accel-Buffering", "no")
+            }
         }
     }
 
+    /// Keeps `events` of cut stream `stream_id` for replay to `session`.
+    fn keep_for_replay(&self, stream_id: &str, session: String, events: Vec<(String, String)>) {
+        let mut guard = self.inner.replay.lock();
+        let (map, order) = &mut *guard;
+        while order.len() >= MAX_REPLAY_STREAMS {
+            if let Some(old) = order.pop_front() {
+                map.remove(&old);
+            }
+        }
+        map.insert(stream_id.to_string(), Replay { session, events });
+        order.push_back(stream_id.to_string());
+    }
+
+    /// Legacy GET with `Last-Event-ID` (`{stream}-{n}`): replays the events of
+    /// that cut stream after `n`, then ends. Needs the stream's own session.
+    fn resume(&self, req: &Request) -> Response {
+        let Some(sid) = req.header("Mcp-Session-Id") else {
+            let body = rpc_error(&Value::Null, codes::SERVER_ERROR, "Bad Request: Mcp-Session-Id header is required", None);
+            return Response::json(400, &body);
+        };
+        if !self.has_session(sid) {
+            self.inner.state.lock().counters.expired_404 += 1;
+            return Response::json(404, &rpc_error(&Value::Null, codes::SESSION_NOT_FOUND, "Session not found", None));
+        }
+        let last = req.header("Last-Event-ID").unwrap_or_default().trim().to_string();
+        let parsed = last.rsplit_once('-').and_then(|(s, n)| Some((s.to_string(), n.parse::<u64>().ok()?)));
+        let events = parsed.and_then(|(stream_id, n)| {
+            let mut guard = self.inner.replay.lock();
+            let (map, order) = &mut *guard;
+            if map.get(&stream_id)?.session != sid {
+                return None;
+            }
+            let replay = map.remove(&stream_id)?;
+            order.retain(|s| *s != stream_id);
+            let after = |eid: &str| eid.rsplit_once('-').and_then(|(_, k)| k.parse::<u64>().ok()).is_some_and(|k| k > n);
+            Some(replay.events.into_iter().filter(|(eid, _)| after(eid)).collect::<Vec<_>>())
+        });
+        let Some(events) = events else {
+            let body = rpc_error(&Value::Null, codes::INVALID_REQUEST, &format!("No stream to resume for Last-Event-ID {last}"), None);
+            return Response::json(404, &body);
+        };
+        Response::sse(move |sink| {
+            for (eid, data) in &events {
+                if sink.send(&SseEvent { id: Some(eid), data, ..Default::default() }).is_err() {
+                    return;
+                }
+            }
+        })
+        .with_header("X-Accel-Buffering", "no")
+    }
+
+    /// Mints a server→client request id and enters it in the pending table.
+    fn register_pending(&self) -> (Value, mpsc::Receiver<Value>) {
+        let id = Value::from(format!("mock-req-{}", self.inner.next_id.fetch_add(1, Ordering::SeqCst)));
+        let (tx, rx) = mpsc::channel();
+        self.inner.pending.lock().insert(id.to_string(), tx);
+        (id, rx)
+    }
+
+    fn forget_pending(&self, id: &Value) {
+        self.inner.pending.lock().remove(&id.to_string());
+    }
+
+    /// Hands a client's JSON-RPC response to the call waiting for it (by
+    /// id); `false` if no call is waiting (unknown id, or already answered).
+    pub(crate) fn deliver_answer(&self, msg: &Value) -> bool {
+        let Some(id) = msg.get("id") else { return false };
+        match self.inner.pending.lock().remove(&id.to_string()) {
+            Some(tx) => tx.send(msg.clone()).is_ok(),
+            None => false,
+        }
+    }
+
+    /// The level set by `logging/setLevel` in this session.
+    pub(crate) fn session_log_level(&self, sid: &str) -> Option<String> {
+        self.inner.state.lock().sessions.get(sid).and_then(|s| s.log_level.clone())
+    }
+
+    /// The client capabilities this session's `initialize` declared.
+    pub(crate) fn session_capabilities(&self, sid: &str) -> Option<Value> {
+        self.inner.state.lock().sessions.get(sid).map(|s| s.capabilities.clone())
+    }
+
+    /// Records `logging/setLevel` for a legacy session (modern: no state).
+    pub(crate) fn set_log_level(&self, session: Option<&str>, level: &str) {
+        let mut st = self.inner.state.lock();
+        if let Some(s) = session.and_then(|sid| st.sessions.get_mut(sid)) {
+            s.log_level = Some(level.to_string());
+        }
+    }
+
+    /// Adds (`on`) or removes a resource subscription of a legacy session.
+    pub(crate) fn subscribe(&self, session: Option<&str>, uri: &str, on: bool) {
+        let mut st = self.inner.state.lock();
+        if let Some(s) = session.and_then(|sid| st.sessions.get_mut(sid)) {
+            if on {
+                s.subscriptions.insert(uri.to_string());
+            } else {
+                s.subscriptions.remove(uri);
+            }
+        }
+    }
+
+    /// The URIs a legacy session subscribed to, sorted.
+    pub fn subscriptions(&self, sid: &str) -> Vec<String> {
+        let st = self.inner.state.lock();
+        let mut v: Vec<String> = st.sessions.get(sid).map(|s| s.subscriptions.iter().cloned().collect()).unwrap_or_default();
+        v.sort();
+        v
+    }
+
     pub(crate) fn count_tool(&self, name: &str) {
-        if let Some(n) = self.inner.state.lock().counters.tools.get_mut(name) {
+        let mut st = self.inner.state.lock();
+        if let Some(n) = st.counters.tools.get_mut(name) {
             *n += 1;
+        } else if self.inner.fixtures && CONFORMANCE_TOOL_NAMES.contains(&name) {
+            st.counters.tools.insert(name.to_string(), 1);
         }
     }
 

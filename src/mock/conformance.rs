@@ -1,0 +1,299 @@
+//! The conformance fixtures: the tools, prompts, resources and completions
+//! that `@modelcontextprotocol/conformance` 0.1.16's server scenarios call by
+//! name (`scripts/conformance.sh`). Written from the scenarios' checks; they
+//! are only offered when the mock runs with fixtures on
+//! ([`super::MockServer::with_conformance_fixtures`] or
+//! `MCPHUB_MOCK_FIXTURES=conformance`), so the default mock's lists stay as
+//! the hub's tests expect.
+//!
+//! Tools that talk back to the client (`test_tool_with_logging`,
+//! `test_tool_with_progress`, `test_sampling`, `test_elicitation*`) answer
+//! with a [`Reply::Stream`]: an SSE response on which notifications and
+//! server→client requests precede the result (see [`super::stream`]).
+
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+use super::stream::Outbound;
+use super::{codes, Reply};
+
+/// A 1×1 red PNG.
+pub const PNG_1X1: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC";
+/// 16 samples of 8-bit mono silence at 8 kHz, as a WAV file.
+pub const WAV_SILENCE: &str = "UklGRjQAAABXQVZFZm10IBAAAAABAAEAQB8AAEAfAAABAAgAZGF0YRAAAACAgICAgICAgICAgICAgICA";
+
+/// The fixture tools, in `tools/list` order.
+pub const TOOL_NAMES: [&str; 14] = [
+    "test_simple_text",
+    "test_image_content",
+    "test_audio_content",
+    "test_embedded_resource",
+    "test_multiple_content_types",
+    "test_tool_with_logging",
+    "test_error_handling",
+    "test_tool_with_progress",
+    "test_sampling",
+    "test_elicitation",
+    "test_elicitation_sep1034_defaults",
+    "test_elicitation_sep1330_enums",
+    "json_schema_2020_12_tool",
+    "test_reconnection",
+];
+
+/// The fixture prompts, in `prompts/list` order.
+pub const PROMPT_NAMES: [&str; 4] =
+    ["test_simple_prompt", "test_prompt_with_arguments", "test_prompt_with_embedded_resource", "test_prompt_with_image"];
+
+/// Completion candidates for `test_prompt_with_arguments`'s arguments.
+const COMPLETIONS: [&str; 6] = ["paris", "park", "party", "test", "testing", "tested"];
+
+/// Server→client requests wait this long for the client's answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn no_args() -> Value {
+    json!({"type": "object", "properties": {}})
+}
+
+/// The fixture tool definitions.
+pub(crate) fn tools() -> Vec<Value> {
+    let simple = |name: &str, description: &str| json!({"name": name, "description": description, "inputSchema": no_args()});
+    let string_arg = |name: &str, description: &str, arg: &str, arg_desc: &str| {
+        json!({"name": name, "description": description, "inputSchema": {
+            "type": "object", "properties": {arg: {"type": "string", "description": arg_desc}}, "required": [arg]}})
+    };
+    vec![
+        simple("test_simple_text", "Returns one text content item."),
+        simple("test_image_content", "Returns one image content item (1x1 PNG)."),
+        simple("test_audio_content", "Returns one audio content item (WAV)."),
+        simple("test_embedded_resource", "Returns one embedded text resource."),
+        simple("test_multiple_content_types", "Returns text, image and embedded resource content."),
+        simple("test_tool_with_logging", "Sends three info log notifications ~50 ms apart, then returns."),
+        simple("test_error_handling", "Always fails with isError: true."),
+        simple("test_tool_with_progress", "Reports progress 0, 50, 100 of 100 (with a progressToken), ~50 ms apart."),
+        string_arg("test_sampling", "Asks the client for an LLM completion (sampling/createMessage).", "prompt", "The prompt to send"),
+        string_arg("test_elicitation", "Asks the user for a username and email (elicitation/create).", "message", "The message to show"),
+        simple("test_elicitation_sep1034_defaults", "Elicits a form whose fields all carry defaults (SEP-1034)."),
+        simple("test_elicitation_sep1330_enums", "Elicits a form with the five enum shapes of SEP-1330."),
+        json!({"name": "json_schema_2020_12_tool", "description": "Tool with JSON Schema 2020-12 features",
+               "inputSchema": {
+                   "$schema": "https://json-schema.org/draft/2020-12/schema",
+                   "type": "object",
+                   "$defs": {"address": {"type": "object",
+                                         "properties": {"street": {"type": "string"}, "city": {"type": "string"}}}},
+                   "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"}},
+                   "additionalProperties": false}}),
+        simple("test_reconnection", "Closes its SSE stream after a priming event; the result is replayed on GET with Last-Event-ID."),
+    ]
+}
+
+fn text(t: impl Into<String>) -> Value {
+    json!({"type": "text", "text": t.into()})
+}
+
+fn result(content: Vec<Value>) -> Value {
+    json!({"content": content, "isError": false})
+}
+
+fn tool_error(t: impl Into<String>) -> Reply {
+    Reply::Result(json!({"content": [text(t)], "isError": true}))
+}
+
+/// The content of a text message of a `sampling/createMessage` answer, or the whole answer.
+fn sampled_text(answer: &Value) -> String {
+    match answer.pointer("/content/text").and_then(Value::as_str) {
+        Some(t) => t.to_string(),
+        None => answer.get("content").map(Value::to_string).unwrap_or_else(|| answer.to_string()),
+    }
+}
+
+fn elicit(message: String, schema: Value, label: &'static str) -> Reply {
+    Reply::Stream(Box::new(move |out: &mut Outbound<'_>| {
+        if !out.client_can("elicitation") {
+            return Err("the client did not declare the elicitation capability".into());
+        }
+        let answer = out.request("elicitation/create", json!({"message": message, "requestedSchema": schema}), ANSWER_TIMEOUT)?;
+        let action = answer.get("action").and_then(Value::as_str).unwrap_or("?").to_string();
+        let content = answer.get("content").cloned().unwrap_or(Value::Null);
+        Ok(result(vec![text(format!("{label}: action={action}, content={content}"))]))
+    }))
+}
+
+/// Calls fixture tool `name` (one of [`TOOL_NAMES`]).
+pub(crate) fn call(name: &str, args: &Map<String, Value>, meta: Option<&Value>) -> Reply {
+    match name {
+        "test_simple_text" => Reply::Result(result(vec![text("This is a simple text response for testing.")])),
+        "test_image_content" => {
+            Reply::Result(result(vec![json!({"type": "image", "data": PNG_1X1, "mimeType": "image/png"})]))
+        }
+        "test_audio_content" => {
+            Reply::Result(result(vec![json!({"type": "audio", "data": WAV_SILENCE, "mimeType": "audio/wav"})]))
+        }
+        "test_embedded_resource" => Reply::Result(result(vec![json!({"type": "resource", "resource": {
+            "uri": "test://embedded-resource", "mimeType": "text/plain", "text": "This is an embedded resource content."}})])),
+        "test_multiple_content_types" => Reply::Result(result(vec![
+            text("Multiple content types test:"),
+            json!({"type": "image", "data": PNG_1X1, "mimeType": "image/png"}),
+            json!({"type": "resource", "resource": {"uri": "test://mixed-content-resource",
+                   "mimeType": "application/json", "text": "{\"test\":\"data\",\"value\":123}"}}),
+        ])),
+        "test_error_handling" => tool_error("This tool intentionally returns an error for testing"),
+        "test_tool_with_logging" => Reply::Stream(Box::new(|out: &mut Outbound<'_>| {
+            let steps = ["Tool execution started", "Tool processing data", "Tool execution completed"];
+            for (i, msg) in steps.iter().enumerate() {
+                if i > 0 {
+                    out.pause(Duration::from_millis(50))?;
+                }
+                out.log("info", json!(msg))?;
+            }
+            Ok(result(vec![text("Tool with logging executed successfully")]))
+        })),
+        "test_tool_with_progress" => {
+            let token = meta.and_then(|m| m.get("progressToken")).filter(|t| t.is_string() || t.is_number()).cloned();
+            Reply::Stream(Box::new(move |out: &mut Outbound<'_>| {
+                for (i, p) in [0u64, 50, 100].into_iter().enumerate() {
+                    if i > 0 {
+                        out.pause(Duration::from_millis(50))?;
+                    }
+                    if let Some(token) = &token {
+                        out.notify("notifications/progress", json!({"progressToken": token, "progress": p, "total": 100}))?;
+                    }
+                }
+                Ok(result(vec![text("Tool with progress executed successfully")]))
+            }))
+        }
+        "test_sampling" => {
+            let Some(prompt) = args.get("prompt").and_then(Value::as_str).map(str::to_string) else {
+                return tool_error("invalid arguments: `prompt` must be a string");
+            };
+            Reply::Stream(Box::new(move |out: &mut Outbound<'_>| {
+                if !out.client_can("sampling") {
+                    return Err("the client did not declare the sampling capability".into());
+                }
+                let params = json!({"messages": [{"role": "user", "content": {"type": "text", "text": prompt}}], "maxTokens": 100});
+                let answer = out.request("sampling/createMessage", params, ANSWER_TIMEOUT)?;
+                Ok(result(vec![text(format!("LLM response: {}", sampled_text(&answer)))]))
+            }))
+        }
+        "test_elicitation" => {
+            let Some(message) = args.get("message").and_then(Value::as_str).map(str::to_string) else {
+                return tool_error("invalid arguments: `message` must be a string");
+            };
+            let schema = json!({"type": "object", "properties": {
+                "username": {"type": "string", "description": "User's response"},
+                "email": {"type": "string", "description": "User's email address"}},
+                "required": ["username", "email"]});
+            elicit(message, schema, "User response")
+        }
+        "test_elicitation_sep1034_defaults" => {
+            let schema = json!({"type": "object", "properties": {
+                "name": {"type": "string", "description": "User name", "default": "John Doe"},
+                "age": {"type": "integer", "description": "User age", "default": 30},
+                "score": {"type": "number", "description": "User score", "default": 95.5},
+                "status": {"type": "string", "description": "User status", "enum": ["active", "inactive", "pending"], "default": "active"},
+                "verified": {"type": "boolean", "description": "Verification status", "default": true}},
+                "required": []});
+            elicit("Please review the defaults and accept or change them".into(), schema, "Elicitation completed")
+        }
+        "test_elicitation_sep1330_enums" => {
+            let titled = |pairs: &[(&str, &str)]| -> Value {
+                pairs.iter().map(|(c, t)| json!({"const": c, "title": t})).collect::<Vec<_>>().into()
+            };
+            let schema = json!({"type": "object", "properties": {
+                "untitledSingle": {"type": "string", "enum": ["option1", "option2", "option3"]},
+                "titledSingle": {"type": "string", "oneOf": titled(&[("value1", "First Option"), ("value2", "Second Option"), ("value3", "Third Option")])},
+                "legacyEnum": {"type": "string", "enum": ["opt1", "opt2", "opt3"], "enumNames": ["Option One", "Option Two", "Option Three"]},
+                "untitledMulti": {"type": "array", "items": {"type": "string", "enum": ["option1", "option2", "option3"]}},
+                "titledMulti": {"type": "array", "items": {"anyOf": titled(&[("value1", "First Choice"), ("value2", "Second Choice"), ("value3", "Third Choice")])}}},
+                "required": []});
+            elicit("Please pick from each kind of enum".into(), schema, "Elicitation completed")
+        }
+        "json_schema_2020_12_tool" => Reply::Result(result(vec![text(format!("received {}", Value::Object(args.clone())))])),
+        "test_reconnection" => Reply::Reconnect(result(vec![text("Reconnection test completed successfully")])),
+        _ => Reply::Error(codes::INVALID_PARAMS, format!("Invalid params: unknown tool: {name}"), None),
+    }
+}
+
+/// The fixture prompt definitions.
+pub(crate) fn prompts() -> Vec<Value> {
+    let arg = |name: &str, description: &str| json!({"name": name, "description": description, "required": true});
+    vec![
+        json!({"name": "test_simple_prompt", "description": "A prompt without arguments."}),
+        json!({"name": "test_prompt_with_arguments", "description": "A prompt with two required arguments.",
+               "arguments": [arg("arg1", "First test argument"), arg("arg2", "Second test argument")]}),
+        json!({"name": "test_prompt_with_embedded_resource", "description": "A prompt embedding a resource.",
+               "arguments": [arg("resourceUri", "URI of the resource to embed")]}),
+        json!({"name": "test_prompt_with_image", "description": "A prompt with an image."}),
+    ]
+}
+
+/// `prompts/get` of a fixture prompt; `None` if `name` is not one.
+pub(crate) fn get_prompt(name: &str, args: Option<&Value>) -> Option<Reply> {
+    let arg = |k: &str| args.and_then(|a| a.get(k)).and_then(Value::as_str).map(str::to_string);
+    let missing = |k: &str| Reply::Error(codes::INVALID_PARAMS, format!("Invalid params: argument `{k}` is required"), None);
+    let user = |content: Value| json!({"role": "user", "content": content});
+    let messages = match name {
+        "test_simple_prompt" => vec![user(text("This is a simple prompt for testing."))],
+        "test_prompt_with_arguments" => {
+            let Some(a1) = arg("arg1") else { return Some(missing("arg1")) };
+            let Some(a2) = arg("arg2") else { return Some(missing("arg2")) };
+            vec![user(text(format!("Prompt with arguments: arg1='{a1}', arg2='{a2}'")))]
+        }
+        "test_prompt_with_embedded_resource" => {
+            let Some(uri) = arg("resourceUri") else { return Some(missing("resourceUri")) };
+            vec![
+                user(json!({"type": "resource", "resource": {"uri": uri, "mimeType": "text/plain",
+                            "text": "Embedded resource content for testing."}})),
+                user(text("Please process the embedded resource above.")),
+            ]
+        }
+        "test_prompt_with_image" => vec![
+            user(json!({"type": "image", "data": PNG_1X1, "mimeType": "image/png"})),
+            user(text("Please analyze the image above.")),
+        ],
+        _ => return None,
+    };
+    Some(Reply::Result(json!({"description": format!("{name} (conformance fixture)"), "messages": messages})))
+}
+
+/// The fixture resources.
+pub(crate) fn resources() -> Vec<Value> {
+    vec![
+        json!({"uri": "test://static-text", "name": "static-text", "description": "A static text resource.", "mimeType": "text/plain"}),
+        json!({"uri": "test://static-binary", "name": "static-binary", "description": "A static binary resource (PNG).", "mimeType": "image/png"}),
+        json!({"uri": "test://watched-resource", "name": "watched-resource", "description": "A resource to subscribe to.", "mimeType": "text/plain"}),
+    ]
+}
+
+/// The fixture resource templates.
+pub(crate) fn templates() -> Vec<Value> {
+    vec![json!({"uriTemplate": "test://template/{id}/data", "name": "template-data",
+                "description": "Data for one id.", "mimeType": "application/json"})]
+}
+
+/// `resources/read` contents of a fixture resource; `None` if `uri` is not one.
+pub(crate) fn read(uri: &str) -> Option<Value> {
+    let content = match uri {
+        "test://static-text" => json!({"uri": uri, "mimeType": "text/plain", "text": "This is the content of the static text resource."}),
+        "test://static-binary" => json!({"uri": uri, "mimeType": "image/png", "blob": PNG_1X1}),
+        "test://watched-resource" => json!({"uri": uri, "mimeType": "text/plain", "text": "Watched resource content."}),
+        _ => {
+            let id = uri.strip_prefix("test://template/")?.strip_suffix("/data").filter(|id| !id.is_empty() && !id.contains('/'))?;
+            let body = json!({"id": id, "templateTest": true, "data": format!("Data for ID: {id}")});
+            json!({"uri": uri, "mimeType": "application/json", "text": body.to_string()})
+        }
+    };
+    Some(json!({"contents": [content]}))
+}
+
+/// `completion/complete` values for a fixture prompt's argument; `None` if
+/// the ref is not a fixture prompt.
+pub(crate) fn complete(prompt: &str, arg: &str, value: &str) -> Option<Vec<&'static str>> {
+    if prompt != "test_prompt_with_arguments" {
+        return None;
+    }
+    Some(match arg {
+        "arg1" | "arg2" => COMPLETIONS.iter().copied().filter(|c| c.starts_with(value)).collect(),
+        _ => Vec::new(),
+    })
+}
