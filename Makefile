@@ -1,7 +1,7 @@
 # MCPHub — the two set-up commands are `make run` and `make test` (README.md).
 CARGO ?= cargo
 
-.PHONY: build run test unit e2e fuzz bench attack clippy clean
+.PHONY: build run test unit e2e conformance fuzz bench attack clippy clean
 
 build:
 	$(CARGO) build --release --locked
@@ -19,6 +19,11 @@ unit:
 
 e2e: build
 	scripts/e2e.sh
+
+## The official MCP conformance suite (@modelcontextprotocol/conformance 0.1.16, server
+## scenarios) against mcphub-mock directly and through the hub (scripts/conformance.sh).
+conformance: build
+	scripts/conformance.sh
 
 ## Coverage-guided fuzzing of the HTTP request reader (optional; see fuzz/).
 fuzz:

@@ -247,3 +247,179 @@ fn binary_serves_on_the_printed_port() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Conformance fixtures (MockServer::with_conformance_fixtures)
+// ---------------------------------------------------------------------------------------------
+
+fn start_fixtures() -> Option<(ServerHandle, SocketAddr)> {
+    let server = MockServer::with_conformance_fixtures(MockConfig { era: mcphub::mock::Era::Legacy, ..MockConfig::default() });
+    let server_cfg = ServerConfig { workers: 16, ..ServerConfig::default() };
+    match Server::bind("127.0.0.1:0".parse().unwrap(), server_cfg, Arc::new(server)) {
+        Ok(h) => {
+            let addr = h.local_addr();
+            Some((h, addr))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => None,
+        Err(e) => panic!("bind: {e}"),
+    }
+}
+
+fn initialize_with(addr: SocketAddr, capabilities: Value) -> String {
+    let r = post(
+        addr,
+        &[],
+        &json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+            "protocolVersion":"2025-11-25","capabilities":capabilities,"clientInfo":{"name":"t","version":"1"}}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.header("Mcp-Session-Id").expect("session header").to_string()
+}
+
+/// The JSON `data:` payloads of an SSE body.
+fn sse_data(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| serde_json::from_str(d.trim()).unwrap_or_else(|e| panic!("{e}: {d}")))
+        .collect()
+}
+
+/// Opens a POST whose SSE answer is read line by line.
+fn open_stream(addr: SocketAddr, sid: &str, body: &Value) -> BufReader<TcpStream> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let body = body.to_string();
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nMcp-Session-Id: {sid}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body.as_bytes()).unwrap();
+    BufReader::new(s)
+}
+
+/// The next JSON-RPC message on a stream opened by [`open_stream`] (`None` at its end).
+fn next_message(r: &mut BufReader<TcpStream>) -> Option<Value> {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        if let Some(d) = line.trim_end().strip_prefix("data:") {
+            if !d.trim().is_empty() {
+                return Some(serde_json::from_str(d.trim()).unwrap());
+            }
+        }
+    }
+}
+
+#[test]
+fn sampling_request_goes_out_on_the_call_stream_and_the_answer_is_routed_back() {
+    let Some((h, addr)) = start_fixtures() else { return };
+    let sid = initialize_with(addr, json!({"sampling": {}, "elicitation": {}}));
+    let call = json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"test_sampling","arguments":{"prompt":"2+2?"}}});
+    let mut stream = open_stream(addr, &sid, &call);
+    let req = next_message(&mut stream).expect("a server→client request");
+    assert_eq!(req["method"], "sampling/createMessage", "{req}");
+    assert_eq!(req["params"]["messages"][0]["content"]["text"], "2+2?");
+    assert_eq!(req["params"]["maxTokens"], 100);
+    let answer = json!({"jsonrpc":"2.0","id":req["id"],"result":{"role":"assistant","content":{"type":"text","text":"four"},"model":"m"}});
+    let r = post(addr, &[("Mcp-Session-Id", &sid)], &answer);
+    assert_eq!(r.status, 202, "{}", r.text());
+    let done = next_message(&mut stream).expect("the result");
+    assert_eq!(done["id"], 5);
+    assert_eq!(done["result"]["content"][0]["text"], "LLM response: four", "{done}");
+    // A second answer to the same id (or an unknown one) is still 202 and changes nothing.
+    assert_eq!(post(addr, &[("Mcp-Session-Id", &sid)], &answer).status, 202);
+    h.shutdown();
+}
+
+#[test]
+fn elicitation_without_the_capability_is_a_tool_error_not_a_hang() {
+    let Some((h, addr)) = start_fixtures() else { return };
+    let sid = initialize_with(addr, json!({}));
+    let call = json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"test_elicitation","arguments":{"message":"hi"}}});
+    let r = post(addr, &[("Mcp-Session-Id", &sid)], &call);
+    let msgs = sse_data(&r.text());
+    assert_eq!(msgs.len(), 1, "{}", r.text());
+    assert_eq!(msgs[0]["result"]["isError"], true, "{}", r.text());
+    h.shutdown();
+}
+
+#[test]
+fn logging_notifications_follow_the_session_level() {
+    let Some((h, addr)) = start_fixtures() else { return };
+    let sid = initialize_with(addr, json!({}));
+    let call = json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"test_tool_with_logging","arguments":{}}});
+    let logs = |r: &Resp| sse_data(&r.text()).into_iter().filter(|m| m["method"] == "notifications/message").count();
+    assert_eq!(logs(&post(addr, &[("Mcp-Session-Id", &sid)], &call)), 3, "no level set: everything");
+    let set = |level: &str| post(addr, &[("Mcp-Session-Id", &sid)], &json!({"jsonrpc":"2.0","id":4,"method":"logging/setLevel","params":{"level":level}}));
+    assert_eq!(set("error").json()["result"], json!({}));
+    assert_eq!(logs(&post(addr, &[("Mcp-Session-Id", &sid)], &call)), 0, "info is below error");
+    set("debug");
+    let r = post(addr, &[("Mcp-Session-Id", &sid)], &call);
+    let msgs = sse_data(&r.text());
+    assert_eq!(msgs.iter().filter(|m| m["method"] == "notifications/message").count(), 3, "{}", r.text());
+    assert_eq!(msgs[0]["params"]["level"], "info");
+    assert_eq!(msgs.last().unwrap()["id"], 3);
+    assert_eq!(set("loud").json()["error"]["code"], -32602);
+    h.shutdown();
+}
+
+#[test]
+fn test_reconnection_cuts_the_stream_and_replays_the_result_on_get() {
+    let Some((h, addr)) = start_fixtures() else { return };
+    let sid = initialize_with(addr, json!({}));
+    let other = initialize_with(addr, json!({}));
+    let call = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"test_reconnection","arguments":{}}});
+    let r = post(addr, &[("Mcp-Session-Id", &sid)], &call);
+    let text = r.text();
+    let event_id = text.lines().find_map(|l| l.strip_prefix("id:")).expect("an event id").trim().to_string();
+    assert!(text.contains("retry: 500") || text.contains("retry:500"), "{text}");
+    assert!(sse_data(&text).is_empty(), "no result before the cut: {text}");
+    let get = |s: &str, last: &str| {
+        http(addr, "GET", "/mcp", &[("Accept", "text/event-stream"), ("Mcp-Session-Id", s), ("Last-Event-ID", last)], "")
+    };
+    assert_eq!(get(&other, &event_id).status, 404, "another session cannot resume it");
+    let r = get(&sid, &event_id);
+    assert_eq!(r.status, 200);
+    let msgs = sse_data(&r.text());
+    assert_eq!(msgs.len(), 1, "{}", r.text());
+    assert_eq!(msgs[0]["id"], 1);
+    assert_eq!(msgs[0]["result"]["content"][0]["text"], "Reconnection test completed successfully");
+    assert_eq!(get(&sid, &event_id).status, 404, "replayed once");
+    assert_eq!(http(addr, "GET", "/mcp", &[("Accept", "text/event-stream"), ("Mcp-Session-Id", &sid)], "").status, 405);
+    h.shutdown();
+}
+
+#[test]
+fn non_loopback_host_or_origin_is_refused() {
+    let Some((h, addr)) = start(MockConfig::default()) else { return };
+    let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+        "protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}});
+    let send = |extra: &[(&str, &str)]| {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let body = init.to_string();
+        let mut head = format!("POST /mcp HTTP/1.1\r\nConnection: close\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\n", body.len());
+        for (k, v) in extra {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(body.as_bytes()).unwrap();
+        let mut raw = String::new();
+        let _ = s.read_to_string(&mut raw);
+        raw.split(' ').nth(1).unwrap_or_default().to_string()
+    };
+    let port = addr.port().to_string();
+    assert_eq!(send(&[("Host", "evil.example.com")]), "403");
+    assert_eq!(send(&[("Host", &format!("localhost:{port}")), ("Origin", "http://evil.example.com")]), "403");
+    assert_eq!(send(&[("Host", &format!("localhost:{port}")), ("Origin", &format!("http://localhost:{port}"))]), "200");
+    assert_eq!(send(&[("Host", &format!("127.0.0.1:{port}"))]), "200");
+    assert_eq!(send(&[("Host", &format!("[::1]:{port}"))]), "200");
+    h.shutdown();
+}

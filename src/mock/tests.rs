@@ -506,3 +506,82 @@ fn stats_shape_and_reset() {
     assert_eq!(s["sessions_active"], 1, "sessions survive a reset");
     assert_eq!(m.handle(request("GET", "/nope", &[], "")).status, 404);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Conformance fixtures
+// ---------------------------------------------------------------------------------------------
+
+fn rpc(m: &MockServer, sid: &str, method: &str, params: Value) -> Value {
+    json_of(&legacy_post(m, Some(sid), json!({"jsonrpc":"2.0","id":9,"method":method,"params":params})))
+}
+
+fn list_names(v: &Value, kind: &str, field: &str) -> Vec<String> {
+    v["result"][kind].as_array().unwrap().iter().map(|t| t[field].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn conformance_fixtures_are_off_by_default() {
+    let m = dual();
+    assert!(!m.has_conformance_fixtures() || std::env::var(FIXTURES_ENV).is_ok());
+    if m.has_conformance_fixtures() {
+        return; // the environment turned them on
+    }
+    let (_, sid) = initialize(&m, "2025-11-25");
+    assert_eq!(list_names(&rpc(&m, &sid, "tools/list", json!({})), "tools", "name"), TOOL_NAMES);
+    assert_eq!(list_names(&rpc(&m, &sid, "prompts/list", json!({})), "prompts", "name"), ["greeting"]);
+    assert_eq!(list_names(&rpc(&m, &sid, "resources/list", json!({})), "resources", "uri"), ["mock://info"]);
+    assert_eq!(rpc(&m, &sid, "resources/subscribe", json!({"uri": "test://watched-resource"}))["error"]["code"], -32601);
+    assert_eq!(json_of(&call(&m, &sid, 2, "test_simple_text", json!({})))["error"]["code"], -32602);
+}
+
+#[test]
+fn conformance_fixtures_list_and_answer() {
+    let m = MockServer::with_conformance_fixtures(MockConfig::default());
+    let (r, sid) = initialize(&m, "2025-11-25");
+    assert_eq!(json_of(&r)["result"]["capabilities"]["resources"]["subscribe"], true);
+    let tools = rpc(&m, &sid, "tools/list", json!({}));
+    let names = list_names(&tools, "tools", "name");
+    assert_eq!(&names[..TOOL_NAMES.len()], TOOL_NAMES, "the base tools first, unchanged");
+    assert_eq!(&names[TOOL_NAMES.len()..], CONFORMANCE_TOOL_NAMES);
+    for t in tools["result"]["tools"].as_array().unwrap() {
+        assert!(t["description"].is_string() && t["inputSchema"].is_object(), "{t}");
+    }
+    let schema = &tools["result"]["tools"].as_array().unwrap().iter().find(|t| t["name"] == "json_schema_2020_12_tool").unwrap()["inputSchema"];
+    assert_eq!(schema["$schema"], "https://json-schema.org/draft/2020-12/schema");
+    assert!(schema["$defs"]["address"].is_object() && schema["additionalProperties"] == false);
+
+    assert_eq!(tool_text(&call(&m, &sid, 2, "test_simple_text", json!({}))), "This is a simple text response for testing.");
+    let v = json_of(&call(&m, &sid, 3, "test_audio_content", json!({})));
+    assert_eq!(v["result"]["content"][0]["mimeType"], "audio/wav");
+    let v = json_of(&call(&m, &sid, 4, "test_multiple_content_types", json!({})));
+    let types: Vec<&str> = v["result"]["content"].as_array().unwrap().iter().map(|c| c["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["text", "image", "resource"]);
+    let v = json_of(&call(&m, &sid, 5, "test_error_handling", json!({})));
+    assert_eq!(v["result"]["isError"], true);
+    assert_eq!(m.stats()["tools"]["test_error_handling"], 1);
+
+    let prompts = rpc(&m, &sid, "prompts/list", json!({}));
+    assert_eq!(&list_names(&prompts, "prompts", "name")[1..], CONFORMANCE_PROMPT_NAMES);
+    let got = rpc(&m, &sid, "prompts/get", json!({"name": "test_prompt_with_arguments", "arguments": {"arg1": "A1", "arg2": "B2"}}));
+    assert_eq!(got["result"]["messages"][0]["content"]["text"], "Prompt with arguments: arg1='A1', arg2='B2'");
+    assert_eq!(rpc(&m, &sid, "prompts/get", json!({"name": "test_prompt_with_arguments", "arguments": {"arg1": "x"}}))["error"]["code"], -32602);
+    let got = rpc(&m, &sid, "prompts/get", json!({"name": "test_prompt_with_embedded_resource", "arguments": {"resourceUri": "test://x"}}));
+    assert_eq!(got["result"]["messages"][0]["content"]["resource"]["uri"], "test://x");
+    assert_eq!(rpc(&m, &sid, "prompts/get", json!({"name": "greeting", "arguments": {"name": "Ada"}}))["result"]["messages"][0]["content"]["text"], "Hello, Ada!");
+
+    let read = rpc(&m, &sid, "resources/read", json!({"uri": "test://template/123/data"}));
+    let body: Value = serde_json::from_str(read["result"]["contents"][0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(body, json!({"id": "123", "templateTest": true, "data": "Data for ID: 123"}));
+    assert!(rpc(&m, &sid, "resources/read", json!({"uri": "test://static-binary"}))["result"]["contents"][0]["blob"].is_string());
+    assert_eq!(rpc(&m, &sid, "resources/read", json!({"uri": "test://nope"}))["error"]["code"], -32002);
+    let templates = rpc(&m, &sid, "resources/templates/list", json!({}));
+    assert_eq!(list_names(&templates, "resourceTemplates", "uriTemplate"), ["mock://item/{id}", "test://template/{id}/data"]);
+
+    let c = rpc(&m, &sid, "completion/complete", json!({"ref": {"type": "ref/prompt", "name": "test_prompt_with_arguments"}, "argument": {"name": "arg1", "value": "par"}}));
+    assert_eq!(c["result"]["completion"]["values"], json!(["paris", "park", "party"]));
+
+    assert_eq!(rpc(&m, &sid, "resources/subscribe", json!({"uri": "test://watched-resource"}))["result"], json!({}));
+    assert_eq!(m.subscriptions(&sid), ["test://watched-resource"]);
+    assert_eq!(rpc(&m, &sid, "resources/unsubscribe", json!({"uri": "test://watched-resource"}))["result"], json!({}));
+    assert!(m.subscriptions(&sid).is_empty());
+}
