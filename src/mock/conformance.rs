@@ -10,6 +10,11 @@
 //! `test_tool_with_progress`, `test_sampling`, `test_elicitation*`) answer
 //! with a [`Reply::Stream`]: an SSE response on which notifications and
 //! server→client requests precede the result (see [`super::stream`]).
+//! Under 2026-07-28 rules `test_sampling` and `test_elicitation*` use MRTR
+//! instead (`basic/patterns/mrtr.mdx`): the first call answers an
+//! `InputRequiredResult` (`resultType: "input_required"`, one entry in
+//! `inputRequests`, `requestState` naming the tool); the retry carries
+//! `params.inputResponses` (and the echoed `requestState`) and completes.
 
 use std::time::Duration;
 
@@ -107,20 +112,64 @@ fn sampled_text(answer: &Value) -> String {
     }
 }
 
-fn elicit(message: String, schema: Value, label: &'static str) -> Reply {
+/// `_meta` key of a 2026-07-28 request's client capabilities.
+const META_CLIENT_CAPS: &str = "io.modelcontextprotocol/clientCapabilities";
+
+/// A 2026-07-28 call that needs one input from the client (MRTR): asks for
+/// it with an `InputRequiredResult` under `key`, or, on the retry that
+/// carries `inputResponses[key]`, completes with `finish(answer)`.
+fn mrtr(
+    params: &Map<String, Value>,
+    tool: &str,
+    key: &str,
+    capability: &str,
+    request: Value,
+    finish: impl FnOnce(&Value) -> Value,
+) -> Reply {
+    let state = format!("mcphub-mock:{tool}:{key}");
+    if let Some(got) = params.get("requestState") {
+        if got.as_str() != Some(state.as_str()) {
+            return Reply::Error(codes::INVALID_PARAMS, format!("Invalid params: requestState {got} was not issued for {tool}"), None);
+        }
+    }
+    if let Some(answer) = params.get("inputResponses").and_then(|r| r.get(key)) {
+        return Reply::Result(finish(answer));
+    }
+    let caps = params.get("_meta").and_then(|m| m.get(META_CLIENT_CAPS));
+    if caps.and_then(|c| c.get(capability)).is_none() {
+        return tool_error(format!("the client did not declare the {capability} capability"));
+    }
+    Reply::Result(json!({"resultType": "input_required", "inputRequests": {key: request}, "requestState": state}))
+}
+
+fn elicit_result(label: &str, answer: &Value) -> Value {
+    let action = answer.get("action").and_then(Value::as_str).unwrap_or("?");
+    let content = answer.get("content").cloned().unwrap_or(Value::Null);
+    result(vec![text(format!("{label}: action={action}, content={content}"))])
+}
+
+/// `elicitation/create` with `message` and `schema`: MRTR when `modern`
+/// (the call's params), else on the call's stream.
+fn elicit(message: String, schema: Value, label: &'static str, tool: &str, modern: Option<&Map<String, Value>>) -> Reply {
+    if let Some(params) = modern {
+        let request = json!({"method": "elicitation/create",
+                             "params": {"mode": "form", "message": message, "requestedSchema": schema}});
+        return mrtr(params, tool, "elicitation", "elicitation", request, |a| elicit_result(label, a));
+    }
     Reply::Stream(Box::new(move |out: &mut Outbound<'_>| {
         if !out.client_can("elicitation") {
             return Err("the client did not declare the elicitation capability".into());
         }
         let answer = out.request("elicitation/create", json!({"message": message, "requestedSchema": schema}), ANSWER_TIMEOUT)?;
-        let action = answer.get("action").and_then(Value::as_str).unwrap_or("?").to_string();
-        let content = answer.get("content").cloned().unwrap_or(Value::Null);
-        Ok(result(vec![text(format!("{label}: action={action}, content={content}"))]))
+        Ok(elicit_result(label, &answer))
     }))
 }
 
-/// Calls fixture tool `name` (one of [`TOOL_NAMES`]).
-pub(crate) fn call(name: &str, args: &Map<String, Value>, meta: Option<&Value>) -> Reply {
+/// Calls fixture tool `name` (one of [`TOOL_NAMES`]) with the call's
+/// `params`; `modern`: served under 2026-07-28 rules.
+pub(crate) fn call(name: &str, args: &Map<String, Value>, params: &Map<String, Value>, modern: bool) -> Reply {
+    let meta = params.get("_meta");
+    let mrtr_params = if modern { Some(params) } else { None };
     match name {
         "test_simple_text" => Reply::Result(result(vec![text("This is a simple text response for testing.")])),
         "test_image_content" => {
@@ -166,12 +215,18 @@ pub(crate) fn call(name: &str, args: &Map<String, Value>, meta: Option<&Value>) 
             let Some(prompt) = args.get("prompt").and_then(Value::as_str).map(str::to_string) else {
                 return tool_error("invalid arguments: `prompt` must be a string");
             };
+            let request = json!({"messages": [{"role": "user", "content": {"type": "text", "text": prompt}}], "maxTokens": 100});
+            if let Some(params) = mrtr_params {
+                let request = json!({"method": "sampling/createMessage", "params": request});
+                return mrtr(params, name, "sampling", "sampling", request, |a| {
+                    result(vec![text(format!("LLM response: {}", sampled_text(a)))])
+                });
+            }
             Reply::Stream(Box::new(move |out: &mut Outbound<'_>| {
                 if !out.client_can("sampling") {
                     return Err("the client did not declare the sampling capability".into());
                 }
-                let params = json!({"messages": [{"role": "user", "content": {"type": "text", "text": prompt}}], "maxTokens": 100});
-                let answer = out.request("sampling/createMessage", params, ANSWER_TIMEOUT)?;
+                let answer = out.request("sampling/createMessage", request, ANSWER_TIMEOUT)?;
                 Ok(result(vec![text(format!("LLM response: {}", sampled_text(&answer)))]))
             }))
         }
@@ -183,7 +238,7 @@ pub(crate) fn call(name: &str, args: &Map<String, Value>, meta: Option<&Value>) 
                 "username": {"type": "string", "description": "User's response"},
                 "email": {"type": "string", "description": "User's email address"}},
                 "required": ["username", "email"]});
-            elicit(message, schema, "User response")
+            elicit(message, schema, "User response", name, mrtr_params)
         }
         "test_elicitation_sep1034_defaults" => {
             let schema = json!({"type": "object", "properties": {
@@ -193,7 +248,7 @@ pub(crate) fn call(name: &str, args: &Map<String, Value>, meta: Option<&Value>) 
                 "status": {"type": "string", "description": "User status", "enum": ["active", "inactive", "pending"], "default": "active"},
                 "verified": {"type": "boolean", "description": "Verification status", "default": true}},
                 "required": []});
-            elicit("Please review the defaults and accept or change them".into(), schema, "Elicitation completed")
+            elicit("Please review the defaults and accept or change them".into(), schema, "Elicitation completed", name, mrtr_params)
         }
         "test_elicitation_sep1330_enums" => {
             let titled = |pairs: &[(&str, &str)]| -> Value {
@@ -206,7 +261,7 @@ pub(crate) fn call(name: &str, args: &Map<String, Value>, meta: Option<&Value>) 
                 "untitledMulti": {"type": "array", "items": {"type": "string", "enum": ["option1", "option2", "option3"]}},
                 "titledMulti": {"type": "array", "items": {"anyOf": titled(&[("value1", "First Choice"), ("value2", "Second Choice"), ("value3", "Third Choice")])}}},
                 "required": []});
-            elicit("Please pick from each kind of enum".into(), schema, "Elicitation completed")
+            elicit("Please pick from each kind of enum".into(), schema, "Elicitation completed", name, mrtr_params)
         }
         "json_schema_2020_12_tool" => Reply::Result(result(vec![text(format!("received {}", Value::Object(args.clone())))])),
         "test_reconnection" => Reply::Reconnect(result(vec![text("Reconnection test completed successfully")])),

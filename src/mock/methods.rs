@@ -262,7 +262,7 @@ impl MockServer {
         };
         if self.has_conformance_fixtures() && conformance::TOOL_NAMES.contains(&name) {
             self.count_tool(name);
-            return conformance::call(name, args, params.get("_meta"));
+            return conformance::call(name, args, params, ctx.modern);
         }
         if !TOOL_NAMES.contains(&name) {
             return invalid(format!("unknown tool: {name}"));

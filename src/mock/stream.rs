@@ -7,9 +7,9 @@
 //! id (`mock-req-N`) and is entered in the server's pending table; the
 //! client's JSON-RPC response arrives as a separate POST (answered 202), and
 //! [`MockServer::deliver_answer`] hands it to the waiting call by id.
-//! 2026-07-28 requests have no such back channel (MRTR's
-//! `InputRequiredResult` is not implemented by the mock): a tool that needs
-//! one fails with `isError` instead of hanging.
+//! 2026-07-28 requests have no such back channel: the fixtures use MRTR
+//! there (see [`super::conformance`]), and [`Outbound::request`] on a modern
+//! stream fails at once (an `isError` result, never a hang).
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -105,7 +105,7 @@ impl Outbound<'_> {
     pub(crate) fn request(&mut self, method: &str, params: Value, timeout: Duration) -> Result<Value, String> {
         if self.modern_meta.is_some() {
             return Err(format!(
-                "{method} needs a server→client request, which this mock offers only to legacy (initialize) sessions"
+                "{method} as a server→client request on the stream is legacy-only (2026-07-28 uses InputRequiredResult)"
             ));
         }
         let (id, rx) = self.server.register_pending();

@@ -585,3 +585,40 @@ fn conformance_fixtures_list_and_answer() {
     assert_eq!(rpc(&m, &sid, "resources/unsubscribe", json!({"uri": "test://watched-resource"}))["result"], json!({}));
     assert!(m.subscriptions(&sid).is_empty());
 }
+
+#[test]
+fn conformance_sampling_and_elicitation_use_mrtr_for_modern_requests() {
+    let m = MockServer::with_conformance_fixtures(MockConfig::default());
+    let call = |params: Value, caps: Value| {
+        let (h, mut b) = modern_request("tools/call", params, "2026-07-28");
+        b["params"]["_meta"]["io.modelcontextprotocol/clientCapabilities"] = caps;
+        json_of(&send(&m, &h, &b))
+    };
+    let ask = json!({"name": "test_sampling", "arguments": {"prompt": "2+2?"}});
+    let first = call(ask.clone(), json!({"sampling": {}}));
+    let r = &first["result"];
+    assert_eq!(r["resultType"], "input_required", "{first}");
+    assert_eq!(r["inputRequests"]["sampling"]["method"], "sampling/createMessage");
+    assert_eq!(r["inputRequests"]["sampling"]["params"]["messages"][0]["content"]["text"], "2+2?");
+    let state = r["requestState"].clone();
+    let mut retry = ask.clone();
+    retry["requestState"] = state.clone();
+    retry["inputResponses"] = json!({"sampling": {"role": "assistant", "content": {"type": "text", "text": "four"}, "model": "m"}});
+    let done = call(retry.clone(), json!({"sampling": {}}));
+    assert_eq!(done["result"]["resultType"], "complete", "{done}");
+    assert_eq!(done["result"]["content"][0]["text"], "LLM response: four");
+    retry["requestState"] = json!("forged");
+    assert_eq!(call(retry, json!({"sampling": {}}))["error"]["code"], -32602);
+    // Without the capability: a tool error, no input request.
+    let no_cap = call(ask, json!({}));
+    assert_eq!(no_cap["result"]["isError"], true, "{no_cap}");
+
+    let e = call(json!({"name": "test_elicitation_sep1034_defaults", "arguments": {}}), json!({"elicitation": {}}));
+    let req = &e["result"]["inputRequests"]["elicitation"];
+    assert_eq!(req["method"], "elicitation/create", "{e}");
+    assert_eq!(req["params"]["requestedSchema"]["properties"]["score"]["default"], 95.5);
+    let retry = json!({"name": "test_elicitation_sep1034_defaults", "arguments": {}, "requestState": e["result"]["requestState"],
+                       "inputResponses": {"elicitation": {"action": "accept", "content": {"name": "Jane"}}}});
+    let done = call(retry, json!({"elicitation": {}}));
+    assert_eq!(done["result"]["content"][0]["text"], "Elicitation completed: action=accept, content={\"name\":\"Jane\"}", "{done}");
+}
