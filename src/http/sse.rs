@@ -44,6 +44,8 @@ pub(crate) struct StreamShared {
     /// A `dup` of the socket for `shutdown`/peek without taking the lock.
     ctl: TcpStream,
     gone: AtomicBool,
+    /// Run once when the client is found gone (see [`SseSink::on_gone`]).
+    on_gone: Mutex<Option<Box<dyn FnOnce() + Send>>>,
     /// Time of the last successful write, ms since `epoch`.
     last_write_ms: AtomicU64,
     /// When pings started to find the send buffer full, ms since `epoch` + 1 (0 = not blocked).
@@ -66,6 +68,7 @@ impl StreamShared {
             sock: Mutex::new(Some(sock)),
             ctl,
             gone: AtomicBool::new(false),
+            on_gone: Mutex::new(None),
             last_write_ms: AtomicU64::new(0),
             blocked_since_ms: AtomicU64::new(0),
             epoch,
@@ -88,6 +91,10 @@ impl StreamShared {
     pub(crate) fn mark_gone(&self) {
         if !self.gone.swap(true, Ordering::AcqRel) {
             let _ = self.ctl.shutdown(Shutdown::Both);
+            let hook = self.on_gone.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(hook) = hook {
+                hook();
+            }
         }
     }
 
@@ -259,6 +266,20 @@ impl SseSink {
     /// Whether a previous write (or the pinger) found the client gone.
     pub fn is_gone(&self) -> bool {
         self.shared.is_gone()
+    }
+
+    /// Runs `hook` once when the client is found gone (at once if it already
+    /// is), on whichever thread finds it: the pinger, a failed write, or
+    /// shutdown. It must not block (cut a socket, set a flag), since the
+    /// pinger serves every stream.
+    pub fn on_gone(&mut self, hook: impl FnOnce() + Send + 'static) {
+        *self.shared.on_gone.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(hook));
+        if self.shared.is_gone() {
+            let hook = self.shared.on_gone.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(hook) = hook {
+                hook();
+            }
+        }
     }
 }
 

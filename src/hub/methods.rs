@@ -5,6 +5,7 @@ use super::{relay, Downstream, Hub, SESSION_HEADER};
 use crate::catalog::Kind;
 use crate::http::{Response, SseSink};
 use crate::protocol::{codes, era, headers, jsonrpc, Era, ErrorObject};
+use crate::upstream::cancel::CallHandle;
 use crate::upstream::{self as upstream_api, CallContext, Upstream};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -124,6 +125,7 @@ fn ctx(down: &Downstream) -> CallContext {
         client_info: down.client_info.clone(),
         client_capabilities: down.capabilities.clone(),
         deadline: down.deadline,
+        call: None,
     }
 }
 
@@ -272,10 +274,33 @@ fn forward(
     if let (Some((_, hub_token)), Some(Value::Object(meta))) = (&progress, params.get_mut("_meta")) {
         meta.insert("progressToken".into(), json!(hub_token));
     }
-    let call = match upstream.request_open(method, params, &ctx(down), &extra_headers) {
-        Ok(upstream_api::Outcome::Done(message)) => return Response::json(200, &finish(down.era, &id, Ok(message))),
+    // Cancellable: a legacy client's notifications/cancelled finds the call
+    // by (session, id); a modern client's closed stream cuts it in `relay`.
+    let handle = Arc::new(CallHandle::default());
+    let key = down.session.as_ref().map(|s| hub.in_flight().register(&s.id, &id, handle.clone()));
+    let done = |key: &Option<(String, String)>, handle: &CallHandle| {
+        if let Some(k) = key {
+            hub.in_flight().unregister(k);
+        }
+        handle.finish();
+    };
+    let mut c = ctx(down);
+    c.call = Some(handle.clone());
+    let outcome = upstream.request_open(method, params, &c, &extra_headers);
+    let call = match outcome {
         Ok(upstream_api::Outcome::Streaming(call)) => call,
-        Err(e) => return Response::json(200, &finish(down.era, &id, Err(e))),
+        other => {
+            done(&key, &handle);
+            if handle.is_cut() {
+                relay::after_cut(&upstream, &handle);
+                return cancelled(&id);
+            }
+            let reply = other.map(|o| match o {
+                upstream_api::Outcome::Done(message) => message,
+                upstream_api::Outcome::Streaming(_) => Value::Null,
+            });
+            return Response::json(200, &finish(down.era, &id, reply));
+        }
     };
     if !down.accepts_sse {
         let server = upstream.name().to_string();
@@ -285,6 +310,11 @@ fn forward(
             }
         };
         let reply = upstream.finish_stream(call, on_message);
+        done(&key, &handle);
+        if handle.is_cut() {
+            relay::after_cut(&upstream, &handle);
+            return cancelled(&id);
+        }
         return Response::json(200, &finish(down.era, &id, reply));
     }
     let client = relay::ClientSide {
@@ -298,9 +328,22 @@ fn forward(
             (Some(s), None) => s.log_level.lock().clone(),
             _ => None,
         },
+        handle: handle.clone(),
     };
     let hub = hub.clone();
-    Response::sse(move |sink: &mut SseSink| relay::relay(&hub, &upstream, call, &client, sink))
+    Response::sse(move |sink: &mut SseSink| {
+        relay::relay(&hub, &upstream, call, &client, sink);
+        if let Some(k) = &key {
+            hub.in_flight().unregister(k);
+        }
+        handle.finish();
+    })
+}
+
+/// The answer to a call its client cancelled. The client ignores it
+/// (2025-11-25 cancellation), but an HTTP request needs an answer.
+fn cancelled(id: &Value) -> Response {
+    Response::json(200, &ErrorObject::new(codes::SERVER_ERROR, "Request cancelled by the client").to_response(Some(id)))
 }
 
 /// The client-facing response message for an upstream outcome.

@@ -34,6 +34,7 @@ struct Inner {
     catalog: Catalog,
     sessions: ClientSessions,
     pending: relay::PendingRequests,
+    in_flight: relay::InFlight,
     next_progress: AtomicU64,
 }
 
@@ -82,6 +83,7 @@ impl Hub {
                 catalog,
                 sessions,
                 pending: relay::PendingRequests::default(),
+                in_flight: relay::InFlight::default(),
                 next_progress: AtomicU64::new(1),
             }),
         }
@@ -105,6 +107,11 @@ impl Hub {
     /// Server→client requests waiting for client answers.
     pub fn pending(&self) -> &relay::PendingRequests {
         &self.inner.pending
+    }
+
+    /// Calls a legacy client may cancel.
+    pub fn in_flight(&self) -> &relay::InFlight {
+        &self.inner.in_flight
     }
 
     /// A progress token unique in this hub process (DESIGN.md §5).
@@ -235,6 +242,12 @@ impl Hub {
             Era::Legacy => {}
         }
         let Some(id) = id else {
+            if method == "notifications/cancelled" {
+                if let (Some(session), Some(request_id)) = (&down.session, params.get("requestId")) {
+                    let found = self.in_flight().cancel(&session.id, request_id);
+                    log::debug!("notifications/cancelled for {request_id}: {}", if found { "cut" } else { "not in flight" });
+                }
+            }
             return Response::empty(202);
         };
         log::debug!("NEW REQUEST STARTED method={method} era={}", era.as_str());

@@ -17,6 +17,7 @@
 use super::Hub;
 use crate::http::{SseEvent, SseSink};
 use crate::protocol::Era;
+use crate::upstream::cancel::CallHandle;
 use crate::upstream::{CallStream, Upstream};
 use crate::upstream::transport::StreamItem;
 use parking_lot::Mutex;
@@ -89,6 +90,58 @@ impl PendingRequests {
     }
 }
 
+/// Calls in flight that a legacy client may cancel, by (client session,
+/// JSON text of the client's request id).
+#[derive(Default)]
+pub struct InFlight {
+    map: Mutex<HashMap<(String, String), Arc<CallHandle>>>,
+}
+
+impl InFlight {
+    /// Registers a call; returns the key to unregister it with.
+    pub fn register(&self, session: &str, request_id: &Value, handle: Arc<CallHandle>) -> (String, String) {
+        let key = (session.to_string(), request_id.to_string());
+        self.map.lock().insert(key.clone(), handle);
+        key
+    }
+
+    /// Unregisters a call (when it ends).
+    pub fn unregister(&self, key: &(String, String)) {
+        self.map.lock().remove(key);
+    }
+
+    /// A legacy client's `notifications/cancelled {requestId}`: cuts that
+    /// call's upstream connection, so whoever waits on it stops at once.
+    /// Returns whether such a call was in flight.
+    pub fn cancel(&self, session: &str, request_id: &Value) -> bool {
+        let handle = self.map.lock().remove(&(session.to_string(), request_id.to_string()));
+        match handle {
+            Some(h) => {
+                h.cut();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Number of registered calls.
+    pub fn len(&self) -> usize {
+        self.map.lock().len()
+    }
+
+    /// Whether none is registered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The end of a call that was cut (cancelled by its client or its client
+/// left): tell a legacy upstream, and answer nothing (2025-11-25
+/// cancellation: no response for a cancelled request).
+pub fn after_cut(upstream: &Upstream, handle: &CallHandle) {
+    upstream.notify_cancelled(handle, "cancelled by the client");
+}
+
 /// What the relay needs to know about the client.
 pub struct ClientSide {
     /// The client's era.
@@ -103,6 +156,8 @@ pub struct ClientSide {
     pub progress: Option<(Value, String)>,
     /// The client's log threshold (see [`super::methods::log_passes`]).
     pub log_threshold: Option<String>,
+    /// The call's cancellation handle.
+    pub handle: Arc<CallHandle>,
 }
 
 /// The capability a server→client request needs from the client.
@@ -120,6 +175,10 @@ pub fn capability_for(method: &str) -> Option<&'static str> {
 /// A client that goes away ends the relay; dropping the stream then closes
 /// the upstream connection.
 pub fn relay(hub: &Hub, upstream: &Arc<Upstream>, mut call: CallStream, client: &ClientSide, sink: &mut SseSink) {
+    // A client that closes the stream cancels the call (2026-07-28) and must
+    // not leave this thread blocked on the upstream.
+    let handle = client.handle.clone();
+    sink.on_gone(move || handle.cut());
     let mut forwarded: Vec<String> = Vec::new();
     let final_message = loop {
         match call.events.next_item() {
@@ -152,6 +211,11 @@ pub fn relay(hub: &Hub, upstream: &Arc<Upstream>, mut call: CallStream, client: 
     };
     for id in &forwarded {
         hub.pending().remove(id);
+    }
+    drop(call);
+    if client.handle.is_cut() {
+        after_cut(upstream, &client.handle);
+        return;
     }
     if !final_message.is_null() {
         let _ = sink.send(&SseEvent { data: &final_message.to_string(), ..Default::default() });

@@ -14,6 +14,7 @@
 //! - Responses may be JSON or SSE ([`transport`]); notifications that arrive
 //!   before the final response are handed to the caller.
 
+pub mod cancel;
 pub mod era;
 pub mod session;
 pub mod transport;
@@ -106,12 +107,14 @@ pub struct CallContext {
     pub client_capabilities: Option<Value>,
     /// When the whole request must be answered (the hub deadline).
     pub deadline: Instant,
+    /// The downstream call's handle, when it can be cancelled.
+    pub call: Option<Arc<cancel::CallHandle>>,
 }
 
 impl CallContext {
     /// A context for hub-internal calls (list fetches) on the shared session.
     pub fn shared(deadline: Instant) -> CallContext {
-        CallContext { context_key: "shared".into(), client_info: None, client_capabilities: None, deadline }
+        CallContext { context_key: "shared".into(), client_info: None, client_capabilities: None, deadline, call: None }
     }
 }
 
@@ -331,6 +334,16 @@ impl Upstream {
         self.transport.answer(response, session_headers, budget.min(transport::ANSWER_BUDGET));
     }
 
+    /// Tells the server a call was cancelled, after its connection was cut:
+    /// legacy servers get `notifications/cancelled` with the upstream request
+    /// id on the session (2025-11-25 cancellation); for a 2026-07-28 server the
+    /// closed stream already said it.
+    pub fn notify_cancelled(&self, handle: &cancel::CallHandle, reason: &str) {
+        let Some(call) = handle.upstream_call().filter(|c| c.legacy) else { return };
+        let note = jsonrpc::notification("notifications/cancelled", json!({"requestId": call.id, "reason": reason}));
+        self.transport.answer(&note, &call.session_headers, transport::ANSWER_BUDGET);
+    }
+
     /// Refuses a server→client request (`-32601` naming `why`), if the
     /// server's era allows answering at all (legacy).
     pub fn refuse(&self, call: &CallStream, request: &Value, why: &str) {
@@ -364,8 +377,15 @@ impl Upstream {
         }
         let mut hdrs = headers::standard(MODERN_VERSION, method, &params);
         hdrs.extend(extra_headers.iter().cloned());
-        let body = jsonrpc::request(&self.next_id(), method, Value::Object(params));
-        let answer = self.transport.post_open(&body, &hdrs, self.budget(ctx)?)?;
+        let upstream_id = self.next_id();
+        if let Some(h) = &ctx.call {
+            h.record_call(cancel::UpstreamCall { id: upstream_id.clone(), session_headers: Vec::new(), legacy: false });
+        }
+        let body = jsonrpc::request(&upstream_id, method, Value::Object(params));
+        let answer = {
+            let _bound = ctx.call.as_ref().map(cancel::bind);
+            self.transport.post_open(&body, &hdrs, self.budget(ctx)?)?
+        };
         // 2026-07-28 clients never POST responses: a modern stream is not answerable.
         self.outcome(answer, Vec::new(), false)
     }
@@ -382,8 +402,15 @@ impl Upstream {
                 ctx.context_key,
                 session.id.as_deref().unwrap_or("none")
             );
-            let body = jsonrpc::request(&self.next_id(), method, body_params.clone());
-            let answer = self.transport.post_open(&body, &session.headers(), self.budget(ctx)?)?;
+            let upstream_id = self.next_id();
+            if let Some(h) = &ctx.call {
+                h.record_call(cancel::UpstreamCall { id: upstream_id.clone(), session_headers: session.headers(), legacy: true });
+            }
+            let body = jsonrpc::request(&upstream_id, method, body_params.clone());
+            let answer = {
+                let _bound = ctx.call.as_ref().map(cancel::bind);
+                self.transport.post_open(&body, &session.headers(), self.budget(ctx)?)?
+            };
             if let Answer::Reply(reply) = &answer {
                 if !retried && reply.is_session_expired() {
                     log::debug!(

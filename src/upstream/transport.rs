@@ -7,7 +7,7 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
 use std::time::{Duration, Instant};
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
-use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+use ureq::unversioned::transport::{Connector, NextTimeout, RustlsConnector};
 
 /// Largest JSON body or SSE event the hub accepts from an upstream.
 pub const MAX_UPSTREAM_MESSAGE: u64 = 32 * 1024 * 1024;
@@ -104,7 +104,10 @@ impl Transport {
             .output_buffer_size(32 * 1024)
             .user_agent(concat!("mcphub/", env!("CARGO_PKG_VERSION")))
             .build();
-        let agent = ureq::Agent::with_parts(agent_config, DefaultConnector::new(), BlockingResolver::default());
+        // Plain TCP through the tracked connector (so a call can be cut from
+        // another thread, see `cancel`), TLS on top for https.
+        let connector = ().chain(super::cancel::TrackedTcpConnector).chain(RustlsConnector::default());
+        let agent = ureq::Agent::with_parts(agent_config, connector, BlockingResolver::default());
         Transport {
             agent,
             url: config.url.clone(),
