@@ -10,9 +10,10 @@ build:
 run: build
 	scripts/run.sh
 
-## The whole suite: unit + integration (real sockets) + fuzz smoke, then e2e
-## with real MCP clients and servers from npm and PyPI.
-test: build unit e2e
+## The whole suite: unit + integration (real sockets) + fuzz smoke, e2e with
+## real MCP clients and servers from npm and PyPI, and the official MCP
+## conformance suite directly against mcphub-mock and through the hub.
+test: build unit e2e conformance
 
 unit:
 	$(CARGO) test --release --locked --all-targets
@@ -23,7 +24,7 @@ e2e: build
 ## The official MCP conformance suite (@modelcontextprotocol/conformance 0.1.16, server
 ## scenarios) against mcphub-mock directly and through the hub (scripts/conformance.sh).
 conformance: build
-	scripts/conformance.sh
+	CONFORMANCE_SUITE_TIMEOUT=$${CONFORMANCE_SUITE_TIMEOUT:-300} scripts/conformance.sh
 
 ## Coverage-guided fuzzing of the HTTP request reader (optional; see fuzz/).
 fuzz:

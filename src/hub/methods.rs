@@ -21,7 +21,7 @@ fn capabilities() -> Value {
     json!({
         "tools": {"listChanged": true},
         "prompts": {"listChanged": true},
-        "resources": {"listChanged": true, "subscribe": false},
+        "resources": {"listChanged": true, "subscribe": true},
         "completions": {},
         "logging": {},
     })
@@ -53,6 +53,9 @@ pub fn dispatch(hub: &Hub, down: &Downstream, id: Value, method: &str, params: M
         "prompts/get" => return call_routed(hub, down, id, method, params, Kind::Prompts),
         "resources/read" => return read_resource(hub, down, id, params),
         "completion/complete" => return complete(hub, down, id, params),
+        "resources/subscribe" | "resources/unsubscribe" if down.era == Era::Legacy => {
+            return subscription(hub, down, id, method, params)
+        }
         _ => {
             let err = ErrorObject::new(codes::METHOD_NOT_FOUND, format!("Method not found: {method}"));
             let status = if down.era == Era::Modern { 404 } else { 200 };
@@ -224,6 +227,47 @@ fn read_resource(hub: &Hub, down: &Downstream, id: Value, params: Map<String, Va
         Some(u) => forward(hub, down, id, "resources/read", params, u, Vec::new()),
         None => respond(down.era, &id, Err(invalid_params(format!("Unknown resource: {uri}")))),
     }
+}
+
+/// `resources/subscribe` / `resources/unsubscribe` (legacy; 2026-07-28 uses
+/// `subscriptions/listen`). Routed by URI to the owning server. The upstream
+/// session is shared, so subscriptions are counted per (server, URI): the
+/// first client's subscribe and the last client's unsubscribe go upstream,
+/// the others are answered by the hub — one client never unsubscribes
+/// another. (Delivering `notifications/resources/updated` to the subscribed
+/// clients needs their GET streams: issue 3's remaining work.)
+fn subscription(hub: &Hub, down: &Downstream, id: Value, method: &str, params: Map<String, Value>) -> Response {
+    let Some(uri) = params.get("uri").and_then(Value::as_str).map(str::to_string) else {
+        return respond(down.era, &id, Err(invalid_params(format!("{method} needs params.uri"))));
+    };
+    let Some(session) = down.session.as_ref().map(|s| s.id.clone()) else {
+        return respond(down.era, &id, Err(invalid_params("a session is required")));
+    };
+    let Some(server) = hub.catalog().route_uri(&uri, &ctx(down)) else {
+        return respond(down.era, &id, Err(invalid_params(format!("Unknown resource: {}", truncate(&uri)))));
+    };
+    let Some(upstream) = hub.catalog().upstream(&server).cloned() else {
+        return respond(down.era, &id, Err(invalid_params("Unknown resource")));
+    };
+    let subscribe = method == "resources/subscribe";
+    let goes_upstream = hub.subscriptions().update(&server, &uri, &session, subscribe);
+    if !goes_upstream {
+        return respond(down.era, &id, Ok(json!({})));
+    }
+    let reply = upstream.request(method, params, &ctx(down), &[], &mut |_| {});
+    if subscribe && !reply.as_ref().is_ok_and(|m| m.get("result").is_some()) {
+        hub.subscriptions().update(&server, &uri, &session, false); // not subscribed after all
+    }
+    Response::json(200, &finish(down.era, &id, reply))
+}
+
+/// A URI cut to 200 bytes for an error message.
+fn truncate(uri: &str) -> &str {
+    let mut end = uri.len().min(200);
+    while !uri.is_char_boundary(end) {
+        end -= 1;
+    }
+    &uri[..end]
 }
 
 fn complete(hub: &Hub, down: &Downstream, id: Value, mut params: Map<String, Value>) -> Response {

@@ -35,6 +35,7 @@ struct Inner {
     sessions: ClientSessions,
     pending: relay::PendingRequests,
     in_flight: relay::InFlight,
+    subscriptions: relay::Subscriptions,
     next_progress: AtomicU64,
 }
 
@@ -84,6 +85,7 @@ impl Hub {
                 sessions,
                 pending: relay::PendingRequests::default(),
                 in_flight: relay::InFlight::default(),
+                subscriptions: relay::Subscriptions::default(),
                 next_progress: AtomicU64::new(1),
             }),
         }
@@ -107,6 +109,11 @@ impl Hub {
     /// Server→client requests waiting for client answers.
     pub fn pending(&self) -> &relay::PendingRequests {
         &self.inner.pending
+    }
+
+    /// Resource subscriptions of legacy clients.
+    pub fn subscriptions(&self) -> &relay::Subscriptions {
+        &self.inner.subscriptions
     }
 
     /// Calls a legacy client may cancel.

@@ -135,6 +135,35 @@ impl InFlight {
     }
 }
 
+/// Resource subscriptions of legacy client sessions, counted per
+/// (server, URI), since the upstream session is shared.
+#[derive(Default)]
+pub struct Subscriptions {
+    map: Mutex<HashMap<(String, String), std::collections::HashSet<String>>>,
+}
+
+impl Subscriptions {
+    /// Adds or removes `session`'s subscription to `uri` on `server`; true
+    /// when the change must go upstream (first subscriber in, last one out).
+    pub fn update(&self, server: &str, uri: &str, session: &str, subscribe: bool) -> bool {
+        let mut map = self.map.lock();
+        let key = (server.to_string(), uri.to_string());
+        let set = map.entry(key.clone()).or_default();
+        let was_empty = set.is_empty();
+        let changed = if subscribe { set.insert(session.to_string()) } else { set.remove(session) };
+        let now_empty = set.is_empty();
+        if now_empty {
+            map.remove(&key);
+        }
+        changed && (if subscribe { was_empty } else { now_empty })
+    }
+
+    /// The client sessions subscribed to `uri` on `server`.
+    pub fn subscribers(&self, server: &str, uri: &str) -> Vec<String> {
+        self.map.lock().get(&(server.to_string(), uri.to_string())).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+    }
+}
+
 /// The end of a call that was cut (cancelled by its client or its client
 /// left): tell a legacy upstream, and answer nothing (2025-11-25
 /// cancellation: no response for a cancelled request).
@@ -266,4 +295,22 @@ fn forward_request(hub: &Hub, upstream: &Arc<Upstream>, call: &CallStream, mut r
     };
     r["id"] = json!(hub_id);
     Ok((hub_id, r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_first_subscribe_and_the_last_unsubscribe_go_upstream() {
+        let s = Subscriptions::default();
+        assert!(s.update("m", "test://x", "a", true));
+        assert!(!s.update("m", "test://x", "b", true));
+        assert!(!s.update("m", "test://x", "b", true), "a repeated subscribe changes nothing");
+        assert!(!s.update("m", "test://x", "a", false));
+        assert_eq!(s.subscribers("m", "test://x"), vec!["b".to_string()]);
+        assert!(s.update("m", "test://x", "b", false));
+        assert!(!s.update("m", "test://x", "b", false), "unsubscribing twice changes nothing");
+        assert!(s.subscribers("m", "test://x").is_empty());
+    }
 }
