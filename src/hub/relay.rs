@@ -204,10 +204,15 @@ pub fn capability_for(method: &str) -> Option<&'static str> {
 /// A client that goes away ends the relay; dropping the stream then closes
 /// the upstream connection.
 pub fn relay(hub: &Hub, upstream: &Arc<Upstream>, mut call: CallStream, client: &ClientSide, sink: &mut SseSink) {
-    // A client that closes the stream cancels the call (2026-07-28) and must
-    // not leave this thread blocked on the upstream.
-    let handle = client.handle.clone();
-    sink.on_gone(move || handle.cut());
+    // A 2026-07-28 client that closes the stream cancels the call, and must
+    // not leave this thread blocked on the upstream. A legacy client's
+    // disconnect is not a cancellation (2025-11-25 transports: it SHOULD NOT
+    // be read as one; it sends notifications/cancelled): the call runs on to
+    // its end within its budget, unwritten events are dropped.
+    if client.era == Era::Modern {
+        let handle = client.handle.clone();
+        sink.on_gone(move || handle.cut());
+    }
     let mut forwarded: Vec<String> = Vec::new();
     let final_message = loop {
         match call.events.next_item() {
