@@ -144,8 +144,8 @@ fn a_legacy_clients_cancel_ends_its_streamed_call_without_a_response() {
         .send(&body)
         .expect("call");
     let mut lines = BufReader::new(resp.into_body().into_reader()).lines();
-    // The log message arrives on the call's stream first.
-    let first = lines.by_ref().map_while(Result::ok).find(|l| l.starts_with("data:")).expect("an event");
+    // After the priming event (empty data), the log message arrives first.
+    let first = lines.by_ref().map_while(Result::ok).find(|l| l.starts_with("data:") && l.len() > "data: ".len()).expect("an event");
     assert!(first.contains("notifications/message"), "{first}");
     let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "c-7"}});
     let r = send("POST", &h.url, &[ACCEPT, JSON, ("Mcp-Session-Id", &sid), ("MCP-Protocol-Version", "2025-06-18")], &cancel.to_string());

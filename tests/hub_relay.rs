@@ -95,6 +95,9 @@ fn call_and_answer_with(url: &str, sid: &str, reply: &str, before_answer: impl F
     for line in BufReader::new(resp.into_body().into_reader()).lines() {
         let line = line.expect("stream read");
         let Some(data) = line.strip_prefix("data: ").or_else(|| line.strip_prefix("data:")) else { continue };
+        if data.is_empty() {
+            continue; // the priming event
+        }
         let m: Value = serde_json::from_str(data).expect("JSON event");
         if m["method"] == "sampling/createMessage" {
             let hub_id = m["id"].as_str().expect("a string id").to_string();

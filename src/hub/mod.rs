@@ -7,6 +7,7 @@
 
 pub mod methods;
 pub mod relay;
+pub mod resume;
 pub mod sessions;
 
 use crate::catalog::Catalog;
@@ -36,6 +37,7 @@ struct Inner {
     pending: relay::PendingRequests,
     in_flight: relay::InFlight,
     subscriptions: relay::Subscriptions,
+    streams: resume::Streams,
     next_progress: AtomicU64,
 }
 
@@ -86,6 +88,7 @@ impl Hub {
                 pending: relay::PendingRequests::default(),
                 in_flight: relay::InFlight::default(),
                 subscriptions: relay::Subscriptions::default(),
+                streams: resume::Streams::default(),
                 next_progress: AtomicU64::new(1),
             }),
         }
@@ -109,6 +112,11 @@ impl Hub {
     /// Server→client requests waiting for client answers.
     pub fn pending(&self) -> &relay::PendingRequests {
         &self.inner.pending
+    }
+
+    /// Resumable call streams of legacy clients.
+    pub fn streams(&self) -> &resume::Streams {
+        &self.inner.streams
     }
 
     /// Resource subscriptions of legacy clients.
@@ -178,14 +186,42 @@ impl Hub {
         }
         match req.method.as_str() {
             "POST" => self.post(req),
-            "GET" => {
-                // Legacy server→client GET streams arrive with the relay work
-                // (issue 3); until then 405, which the 2025-11-25 transport allows.
-                Response::text(405, "GET streams are not offered by this hub yet; use POST").with_header("Allow", "POST, DELETE")
-            }
+            "GET" => self.get(&req),
             "DELETE" => self.delete(&req),
             _ => Response::text(405, "use POST").with_header("Allow", "POST, GET, DELETE"),
         }
+    }
+
+    /// `GET /mcp`: with `Last-Event-ID`, resumes one of the session's call
+    /// streams (replays what followed that event, then continues live until
+    /// the call's end); without it, 405 — the hub does not offer the legacy
+    /// standalone server→client stream yet (the 2025-11-25 transport allows 405).
+    fn get(&self, req: &Request) -> Response {
+        let Some(last) = req.header("Last-Event-ID") else {
+            return Response::text(405, "the standalone GET stream is not offered by this hub yet; use POST")
+                .with_header("Allow", "POST, DELETE");
+        };
+        let session = match self.legacy_session(req.header(SESSION_HEADER), None) {
+            Ok(s) => s,
+            Err(rejection) => return rejection,
+        };
+        let found = resume::parse_event_id(last).and_then(|(stream, seq)| Some((self.streams().find(&session.id, stream)?, seq)));
+        let Some((log, mut seq)) = found else {
+            let err = ErrorObject::new(codes::INVALID_REQUEST, "Unknown or expired Last-Event-ID for this session");
+            return rpc_error(404, &err, None);
+        };
+        Response::sse(move |sink: &mut crate::http::SseSink| loop {
+            let (events, ended) = log.after(seq, std::time::Duration::from_secs(1));
+            for (id, data) in &events {
+                if sink.send(&crate::http::SseEvent { id: Some(id), data, ..Default::default() }).is_err() {
+                    return;
+                }
+                seq = resume::parse_event_id(id).map_or(seq, |(_, s)| s);
+            }
+            if (ended && events.is_empty()) || sink.is_gone() {
+                return;
+            }
+        })
     }
 
     fn delete(&self, req: &Request) -> Response {

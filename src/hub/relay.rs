@@ -208,18 +208,35 @@ pub fn relay(hub: &Hub, upstream: &Arc<Upstream>, mut call: CallStream, client: 
     // not leave this thread blocked on the upstream. A legacy client's
     // disconnect is not a cancellation (2025-11-25 transports: it SHOULD NOT
     // be read as one; it sends notifications/cancelled): the call runs on to
-    // its end within its budget, unwritten events are dropped.
+    // its end within its budget, and its events stay in the stream's log for
+    // a resume (`GET` with `Last-Event-ID`, see `resume`).
+    let log = match (&client.session, client.era) {
+        (Some(session), Era::Legacy) => Some(hub.streams().open(session)),
+        _ => None,
+    };
     if client.era == Era::Modern {
         let handle = client.handle.clone();
         sink.on_gone(move || handle.cut());
     }
+    if let Some(log) = &log {
+        // The priming event: an id to resume from, and how soon to retry.
+        let priming = log.priming_id();
+        let _ = sink.send(&SseEvent { id: Some(&priming), retry_ms: Some(super::resume::RETRY_MS), data: "", ..Default::default() });
+    }
+    // Writes one message; false when the relay should stop (a modern client left).
+    let emit = |m: &Value, sink: &mut SseSink| -> bool {
+        let data = m.to_string();
+        let id = log.as_ref().map(|l| l.push(data.clone()));
+        let sent = sink.send(&SseEvent { id: id.as_deref(), data: &data, ..Default::default() }).is_ok();
+        sent || log.is_some()
+    };
     let mut forwarded: Vec<String> = Vec::new();
     let final_message = loop {
         match call.events.next_item() {
             Ok(Some(StreamItem::Final(m))) => break super::methods::finish(client.era, &client.id, Ok(m)),
             Ok(Some(StreamItem::Notification(n))) => {
                 if let Some(m) = notification_for_client(hub, upstream.name(), n, client) {
-                    if sink.send(&SseEvent { data: &m.to_string(), ..Default::default() }).is_err() {
+                    if !emit(&m, sink) {
                         break Value::Null;
                     }
                 }
@@ -227,7 +244,7 @@ pub fn relay(hub: &Hub, upstream: &Arc<Upstream>, mut call: CallStream, client: 
             Ok(Some(StreamItem::Request(r))) => match forward_request(hub, upstream, &call, r, client) {
                 Ok((hub_id, m)) => {
                     forwarded.push(hub_id);
-                    if sink.send(&SseEvent { data: &m.to_string(), ..Default::default() }).is_err() {
+                    if !emit(&m, sink) {
                         break Value::Null;
                     }
                 }
@@ -249,10 +266,11 @@ pub fn relay(hub: &Hub, upstream: &Arc<Upstream>, mut call: CallStream, client: 
     drop(call);
     if client.handle.is_cut() {
         after_cut(upstream, &client.handle);
-        return;
+    } else if !final_message.is_null() {
+        emit(&final_message, sink);
     }
-    if !final_message.is_null() {
-        let _ = sink.send(&SseEvent { data: &final_message.to_string(), ..Default::default() });
+    if let Some(log) = &log {
+        log.end();
     }
 }
 
