@@ -61,6 +61,11 @@ fn an_upstream_answering_with_server_requests_forever_cannot_crash_the_hub() {
             let _ = write!(out, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nMcp-Session-Id: s1\r\nContent-Length: {}\r\n\r\n{result}", result.len());
             return;
         }
+        if body.is_empty() {
+            // No standalone GET stream: this test is about the call's stream.
+            let _ = out.write_all(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n");
+            return;
+        }
         if body.contains("notifications/initialized") {
             let _ = out.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n");
             return;

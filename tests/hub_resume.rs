@@ -81,7 +81,7 @@ fn a_cut_stream_is_resumed_with_last_event_id_and_loses_nothing() {
 }
 
 #[test]
-fn another_session_cannot_resume_a_stream_and_plain_get_is_405() {
+fn another_session_cannot_resume_a_stream() {
     let up = mock(Era::Legacy, "m");
     let h = hub(&[("m", &up.url)], json!({}));
     let (a, b) = (legacy_session(&h.url), legacy_session(&h.url));
@@ -91,5 +91,90 @@ fn another_session_cannot_resume_a_stream_and_plain_get_is_405() {
     assert_eq!(other.status, 404);
     let owner = send("GET", &h.url, &[("Accept", "text/event-stream"), ("Mcp-Session-Id", &a), ("Last-Event-ID", &first_id)], "");
     assert_eq!(owner.status, 200);
-    assert_eq!(send("GET", &h.url, &[("Accept", "text/event-stream"), ("Mcp-Session-Id", &a)], "").status, 405);
+    assert_eq!(send("GET", &h.url, &[("Accept", "text/event-stream")], "").status, 400, "no session");
+    assert_eq!(send("GET", &h.url, &[("Accept", "text/event-stream"), ("MCP-Protocol-Version", "2026-07-28")], "").status, 405);
+}
+
+/// A legacy upstream with a GET stream: pushes whatever `push` receives.
+fn notifying_upstream(
+    push: crossbeam_channel::Receiver<Value>,
+    get_open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    lists: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> FakeUpstream {
+    fake_upstream(move |body, out, stop| {
+        let msg: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+        let method = msg["method"].as_str().unwrap_or("");
+        match method {
+            "initialize" => {
+                let result = json!({"jsonrpc": "2.0", "id": msg["id"], "result": {"protocolVersion": "2025-06-18", "capabilities": {"tools": {"listChanged": true}, "resources": {"subscribe": true}}, "serverInfo": {"name": "n", "version": "1"}}}).to_string();
+                let _ = write!(out, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nMcp-Session-Id: s-n\r\nContent-Length: {}\r\n\r\n{result}", result.len());
+            }
+            m if m.starts_with("notifications/") => {
+                let _ = out.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n");
+            }
+            "tools/list" => {
+                lists.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                write_json(out, &json!({"jsonrpc": "2.0", "id": msg["id"], "result": {"tools": [{"name": "t", "inputSchema": {"type": "object"}}]}}));
+            }
+            "resources/list" => write_json(out, &json!({"jsonrpc": "2.0", "id": msg["id"], "result": {"resources": [{"uri": "res://a", "name": "a"}, {"uri": "res://b", "name": "b"}]}})),
+            "resources/subscribe" | "prompts/list" | "resources/templates/list" => {
+                write_json(out, &json!({"jsonrpc": "2.0", "id": msg["id"], "result": {}}))
+            }
+            "" => {
+                // GET: the standalone stream.
+                let _ = out.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n");
+                let _ = out.flush();
+                get_open.store(true, std::sync::atomic::Ordering::SeqCst);
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                while std::time::Instant::now() < deadline && !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    if let Ok(m) = push.recv_timeout(Duration::from_millis(50)) {
+                        if write!(out, "data: {m}\n\n").is_err() {
+                            return;
+                        }
+                        let _ = out.flush();
+                    }
+                }
+                let _ = out.shutdown(std::net::Shutdown::Both);
+            }
+            _ => {
+                let _ = out.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+            }
+        }
+    })
+}
+
+#[test]
+fn upstream_change_notifications_reach_the_right_clients_standalone_streams() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let (push, pushed) = crossbeam_channel::unbounded();
+    let get_open = Arc::new(AtomicBool::new(false));
+    let lists = Arc::new(AtomicUsize::new(0));
+    let up = notifying_upstream(pushed, get_open.clone(), lists.clone());
+    let mut servers = serde_json::Map::new();
+    servers.insert("n".into(), json!({"url": up.url, "protocol": "legacy"}));
+    let h = hub(&[], json!({"mcpServers": servers}));
+    let (a, b) = (legacy_session(&h.url), legacy_session(&h.url));
+    assert_eq!(legacy(&h.url, &a, "resources/subscribe", json!({"uri": "res://a"})).json()["result"], json!({}));
+    let addr = h.url.trim_start_matches("http://").trim_end_matches("/mcp").to_string();
+    let get = |sid: &str| open(&addr, &format!("GET /mcp HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\nMcp-Session-Id: {sid}\r\n"), "");
+    let (mut ra, mut rb) = (get(&a), get(&b));
+    // The hub listens on the upstream session's GET stream once that session exists.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !get_open.load(Ordering::SeqCst) {
+        assert!(std::time::Instant::now() < deadline, "the hub never opened the upstream GET stream");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let lists_before = lists.load(Ordering::SeqCst);
+    push.send(json!({"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {"uri": "res://a"}})).unwrap();
+    push.send(json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})).unwrap();
+    let (_, first_a) = next_event(&mut ra).expect("A's first notification");
+    assert!(first_a.contains("resources/updated") && first_a.contains("res://a"), "{first_a}");
+    let (_, second_a) = next_event(&mut ra).expect("A's second notification");
+    assert!(second_a.contains("tools/list_changed"), "{second_a}");
+    let (_, first_b) = next_event(&mut rb).expect("B's notification");
+    assert!(first_b.contains("tools/list_changed"), "B did not subscribe to res://a: {first_b}");
+    // list_changed dropped the cached tool list: the next tools/list refetches.
+    legacy(&h.url, &a, "tools/list", json!({}));
+    assert!(lists.load(Ordering::SeqCst) > lists_before, "the cached list was dropped");
 }

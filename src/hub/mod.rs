@@ -38,6 +38,7 @@ struct Inner {
     in_flight: relay::InFlight,
     subscriptions: relay::Subscriptions,
     streams: resume::Streams,
+    listeners: relay::Listeners,
     next_progress: AtomicU64,
 }
 
@@ -77,10 +78,10 @@ impl Hub {
     /// Builds the hub from a validated configuration.
     pub fn new(config: Config) -> Hub {
         let upstreams: Vec<Arc<Upstream>> =
-            config.servers.iter().map(|s| Arc::new(Upstream::new(s.clone(), config.workers))).collect();
+            config.servers.iter().map(|s| Arc::new_cyclic(|me| Upstream::new(s.clone(), config.workers, me.clone()))).collect();
         let catalog = Catalog::new(upstreams, config.tool_naming, config.list_cache_ttl, config.list_timeout);
         let sessions = ClientSessions::new(config.client_session_idle, config.max_client_sessions);
-        Hub {
+        let hub = Hub {
             inner: Arc::new(Inner {
                 config,
                 catalog,
@@ -89,9 +90,21 @@ impl Hub {
                 in_flight: relay::InFlight::default(),
                 subscriptions: relay::Subscriptions::default(),
                 streams: resume::Streams::default(),
+                listeners: relay::Listeners::default(),
                 next_progress: AtomicU64::new(1),
             }),
+        };
+        // Notifications upstreams send outside calls (their GET streams).
+        let weak = Arc::downgrade(&hub.inner);
+        for u in hub.catalog().upstreams() {
+            let weak = weak.clone();
+            u.set_notification_sink(Arc::new(move |server: &str, message: &Value| {
+                if let Some(inner) = weak.upgrade() {
+                    relay::upstream_notification(&Hub { inner }, server, message);
+                }
+            }));
         }
+        hub
     }
 
     /// The configuration.
@@ -112,6 +125,11 @@ impl Hub {
     /// Server→client requests waiting for client answers.
     pub fn pending(&self) -> &relay::PendingRequests {
         &self.inner.pending
+    }
+
+    /// Standalone GET streams of legacy clients.
+    pub fn listeners(&self) -> &relay::Listeners {
+        &self.inner.listeners
     }
 
     /// Resumable call streams of legacy clients.
@@ -192,18 +210,20 @@ impl Hub {
         }
     }
 
-    /// `GET /mcp`: with `Last-Event-ID`, resumes one of the session's call
-    /// streams (replays what followed that event, then continues live until
-    /// the call's end); without it, 405 — the hub does not offer the legacy
-    /// standalone server→client stream yet (the 2025-11-25 transport allows 405).
+    /// `GET /mcp` (legacy session): with `Last-Event-ID`, resumes one of the
+    /// session's call streams (replays what followed that event, then
+    /// continues live until the call's end); without it, the standalone
+    /// server→client stream of notifications unrelated to any call.
     fn get(&self, req: &Request) -> Response {
-        let Some(last) = req.header("Last-Event-ID") else {
-            return Response::text(405, "the standalone GET stream is not offered by this hub yet; use POST")
-                .with_header("Allow", "POST, DELETE");
-        };
+        if req.header(headers::PROTOCOL_VERSION).is_some_and(|v| !era::is_legacy_version(v)) {
+            return Response::text(405, "2026-07-28 has no GET stream; use subscriptions/listen").with_header("Allow", "POST");
+        }
         let session = match self.legacy_session(req.header(SESSION_HEADER), None) {
             Ok(s) => s,
             Err(rejection) => return rejection,
+        };
+        let Some(last) = req.header("Last-Event-ID") else {
+            return self.standalone_stream(&session.id);
         };
         let found = resume::parse_event_id(last).and_then(|(stream, seq)| Some((self.streams().find(&session.id, stream)?, seq)));
         let Some((log, mut seq)) = found else {
@@ -224,6 +244,28 @@ impl Hub {
         })
     }
 
+    /// The session's standalone stream: `list_changed` of any upstream and
+    /// `resources/updated` of the URIs it subscribed to, until it leaves.
+    fn standalone_stream(&self, session: &str) -> Response {
+        let (token, rx) = self.listeners().open(session);
+        let hub = self.clone();
+        let session = session.to_string();
+        Response::sse(move |sink: &mut crate::http::SseSink| {
+            loop {
+                match rx.recv_timeout(std::time::Duration::from_secs(1)) {
+                    Ok(m) => {
+                        if sink.send(&crate::http::SseEvent { data: &m.to_string(), ..Default::default() }).is_err() {
+                            break;
+                        }
+                    }
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) if !sink.is_gone() => {}
+                    Err(_) => break,
+                }
+            }
+            hub.listeners().close(&session, token);
+        })
+    }
+
     fn delete(&self, req: &Request) -> Response {
         let modern = req.header(headers::PROTOCOL_VERSION).is_some_and(|v| !era::is_legacy_version(v));
         if modern {
@@ -231,7 +273,10 @@ impl Hub {
         }
         match req.header(SESSION_HEADER) {
             None => rpc_error(400, &ErrorObject::new(codes::INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required"), None),
-            Some(id) if self.sessions().remove(id) => Response::empty(200),
+            Some(id) if self.sessions().remove(id) => {
+                self.listeners().remove(id);
+                Response::empty(200)
+            }
             Some(_) => rpc_error(404, &ErrorObject::new(codes::INVALID_REQUEST, "Session not found"), None),
         }
     }

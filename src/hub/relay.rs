@@ -164,6 +164,80 @@ impl Subscriptions {
     }
 }
 
+/// Standalone GET streams of legacy client sessions (2025-11-25
+/// transports): where notifications unrelated to any call go. One stream
+/// per session receives them (a message goes on one stream only); a newer
+/// GET replaces an older one. Each stream buffers at most [`LISTEN_QUEUE`]
+/// messages; beyond that a slow client misses notifications, never blocks
+/// the hub.
+#[derive(Default)]
+pub struct Listeners {
+    map: Mutex<HashMap<String, (u64, crossbeam_channel::Sender<Value>)>>,
+    next: AtomicU64,
+}
+
+/// Messages queued per client GET stream.
+pub const LISTEN_QUEUE: usize = 256;
+
+impl Listeners {
+    /// Opens `session`'s stream; returns its token and receiving end.
+    pub fn open(&self, session: &str) -> (u64, crossbeam_channel::Receiver<Value>) {
+        let (tx, rx) = crossbeam_channel::bounded(LISTEN_QUEUE);
+        let token = self.next.fetch_add(1, Ordering::Relaxed);
+        self.map.lock().insert(session.to_string(), (token, tx));
+        (token, rx)
+    }
+
+    /// Closes `session`'s stream if it is still the one `token` opened.
+    pub fn close(&self, session: &str, token: u64) {
+        let mut map = self.map.lock();
+        if map.get(session).is_some_and(|(t, _)| *t == token) {
+            map.remove(session);
+        }
+    }
+
+    /// Drops `session`'s stream (the session ended); its reader then ends.
+    pub fn remove(&self, session: &str) {
+        self.map.lock().remove(session);
+    }
+
+    /// Queues `message` for every listening session.
+    pub fn send_all(&self, message: &Value) {
+        for (_, tx) in self.map.lock().values() {
+            let _ = tx.try_send(message.clone());
+        }
+    }
+
+    /// Queues `message` for the listed sessions that listen.
+    pub fn send_to(&self, sessions: &[String], message: &Value) {
+        let map = self.map.lock();
+        for s in sessions {
+            if let Some((_, tx)) = map.get(s) {
+                let _ = tx.try_send(message.clone());
+            }
+        }
+    }
+}
+
+/// A notification an upstream sent outside any call: `list_changed` drops
+/// the cached lists and goes to every listening client, `resources/updated`
+/// to the clients subscribed to that URI on that server; others are dropped.
+pub fn upstream_notification(hub: &Hub, server: &str, message: &Value) {
+    let Some(method) = message.get("method").and_then(Value::as_str) else { return };
+    hub.catalog().on_notification(server, method);
+    match method {
+        "notifications/tools/list_changed" | "notifications/prompts/list_changed" | "notifications/resources/list_changed" => {
+            hub.listeners().send_all(&json!({"jsonrpc": "2.0", "method": method}));
+        }
+        "notifications/resources/updated" => {
+            let Some(uri) = message.pointer("/params/uri").and_then(Value::as_str) else { return };
+            let subscribers = hub.subscriptions().subscribers(server, uri);
+            hub.listeners().send_to(&subscribers, message);
+        }
+        _ => {}
+    }
+}
+
 /// The end of a call that was cut (cancelled by its client or its client
 /// left): tell a legacy upstream, and answer nothing (2025-11-25
 /// cancellation: no response for a cancelled request).

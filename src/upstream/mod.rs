@@ -159,7 +159,14 @@ pub struct Upstream {
     sessions: SessionPool,
     next_id: AtomicU64,
     state: RwLock<ServerState>,
+    /// This upstream, for the listener threads it starts.
+    me: std::sync::Weak<Upstream>,
+    /// Where notifications from a listening (GET) stream go: (server, message).
+    on_notification: std::sync::OnceLock<NotificationSink>,
 }
+
+/// Receives notifications an upstream sends outside any call: (server name, message).
+pub type NotificationSink = Arc<dyn Fn(&str, &Value) + Send + Sync>;
 
 /// The hub's own `Implementation` as a client of upstream servers.
 pub fn hub_client_info() -> Value {
@@ -182,7 +189,9 @@ pub fn relayable_capabilities(client: Option<&Value>) -> Value {
 
 impl Upstream {
     /// Creates the client for one server; `pool_size` keep-alive connections.
-    pub fn new(config: ServerConfig, pool_size: usize) -> Upstream {
+    /// Build it with `Arc::new_cyclic(|me| Upstream::new(config, pool, me.clone()))`
+    /// so it can start listener threads.
+    pub fn new(config: ServerConfig, pool_size: usize, me: std::sync::Weak<Upstream>) -> Upstream {
         let pinned = match config.protocol {
             ProtocolPin::Auto => None,
             ProtocolPin::Legacy => Some(Era::Legacy),
@@ -195,6 +204,8 @@ impl Upstream {
             sessions: SessionPool::default(),
             next_id: AtomicU64::new(1),
             state: RwLock::new(ServerState { era: pinned, ok: true, last_error: None }),
+            me,
+            on_notification: std::sync::OnceLock::new(),
             config,
         }
     }
@@ -429,10 +440,69 @@ impl Upstream {
 
     /// The legacy session for this context, created once (single-flight).
     fn legacy_session(&self, ctx: &CallContext) -> Result<Arc<LegacySession>, UpstreamError> {
-        self.sessions.get_or_create(&ctx.context_key, || {
+        let mut created = false;
+        let session = self.sessions.get_or_create(&ctx.context_key, || {
+            created = true;
             let budget = self.budget(ctx)?;
             session::initialize(&self.transport, &self.config.name, &ctx.context_key, self.next_id(), budget)
-        })
+        })?;
+        if created {
+            self.listen(&session);
+        }
+        Ok(session)
+    }
+
+    /// Sets where notifications from listening streams go (once).
+    pub fn set_notification_sink(&self, sink: NotificationSink) {
+        let _ = self.on_notification.set(sink);
+    }
+
+    /// Listens on a new legacy session's standalone GET stream for
+    /// notifications sent outside any call (`list_changed`,
+    /// `resources/updated`), on a thread of its own: reconnects after a
+    /// break (backing off, up to 5 failures in a row), stops when the server
+    /// offers no GET stream (405) or the session is replaced. Server→client
+    /// requests there are refused: no client call to relay them on.
+    fn listen(&self, session: &Arc<LegacySession>) {
+        let (Some(me), Some(sink)) = (self.me.upgrade(), self.on_notification.get().cloned()) else { return };
+        let alive = Arc::downgrade(session);
+        let headers = session.headers();
+        let name = format!("listen-{}", self.config.name);
+        let spawned = std::thread::Builder::new().name(name).spawn(move || {
+            let mut failures = 0u32;
+            while alive.upgrade().is_some() && failures < 5 {
+                match me.transport.listen(&headers) {
+                    Ok(None) => {
+                        log::debug!("upstream '{}' offers no GET stream; list changes arrive by TTL", me.name());
+                        return;
+                    }
+                    Ok(Some(mut stream)) => {
+                        failures = 0;
+                        while let Ok(Some(item)) = stream.next_item() {
+                            match item {
+                                transport::StreamItem::Notification(n) => sink(me.name(), &n),
+                                transport::StreamItem::Request(r) => {
+                                    me.transport.refuse(&r, &headers, transport::ANSWER_BUDGET, "no client call to relay it on")
+                                }
+                                transport::StreamItem::Final(_) => {}
+                            }
+                            if alive.upgrade().is_none() {
+                                return;
+                            }
+                        }
+                        failures += 1;
+                    }
+                    Err(e) => {
+                        log::debug!("GET stream of '{}' failed: {e}", me.name());
+                        failures += 1;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(250 * 2u64.pow(failures.min(6))));
+            }
+        });
+        if let Err(e) = spawned {
+            log::warn!("cannot start the GET listener of '{}': {e}", self.config.name);
+        }
     }
 
     fn final_message(&self, reply: HttpReply) -> Result<Value, UpstreamError> {

@@ -46,6 +46,9 @@ impl HttpReply {
     }
 }
 
+/// Longest silence on a listening (GET) stream before the hub reconnects it.
+pub const LISTEN_READ_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// Longest wait for the hub's answer to a server→client request to be taken.
 pub const ANSWER_BUDGET: Duration = Duration::from_secs(5);
 
@@ -265,6 +268,47 @@ impl Transport {
             }
             Err(e) => log::debug!("answer to a server→client request on '{}' failed: {e}", self.server),
         }
+    }
+
+    /// Opens the legacy standalone server→client stream (`GET`, 2025-11-25
+    /// transports) on the session `headers` name. `Ok(None)` when the server
+    /// offers none (405, or any answer that is not an event stream). The
+    /// stream has no total deadline (it is long-lived); each read waits at
+    /// most [`LISTEN_READ_TIMEOUT`], after which the caller reconnects.
+    pub fn listen(&self, headers: &[(String, String)]) -> Result<Option<Box<EventStream>>, UpstreamError> {
+        let mut req = self.agent.get(&self.url).header("Accept", "text/event-stream");
+        for (k, v) in self.static_headers.iter().chain(headers) {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        let connect = Duration::from_secs(10);
+        let resp = req
+            .config()
+            .timeout_recv_response(Some(connect))
+            .timeout_per_read(Some(LISTEN_READ_TIMEOUT))
+            .build()
+            .call()
+            .map_err(|e| self.map_err(e, connect))?;
+        let status = resp.status().as_u16();
+        let is_stream = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.to_ascii_lowercase().starts_with("text/event-stream"));
+        if status != 200 || !is_stream {
+            return Ok(None);
+        }
+        let reader = resp.into_body().into_with_config().limit(u64::MAX).reader();
+        Ok(Some(Box::new(EventStream {
+            lines: BufReader::new(reader),
+            parser: sse::Parser::new(),
+            want_id: None,
+            started: Instant::now(),
+            budget: Duration::MAX,
+            server: self.server.clone(),
+            status,
+            session_id: None,
+            line: Vec::new(),
+        })))
     }
 
     /// Sends `DELETE` to end a legacy session; errors are logged, not returned.
