@@ -106,6 +106,10 @@ fn modern_headers_are_validated_against_the_body() {
         assert_eq!(r.status, 400, "{headers:?}: {}", r.text);
         assert_eq!(r.json()["error"]["code"], -32020, "{headers:?}");
     }
+    // A body version the header contradicts is a mismatch first (-32020), even an unknown one.
+    let contradicted = json!({"jsonrpc":"2.0","id":3,"method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"v999.0.0"}}});
+    let r = send("POST", &h.url, &[ACCEPT, JSON, ("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", "server/discover")], &contradicted.to_string());
+    assert_eq!((r.status, r.json()["error"]["code"].as_i64()), (400, Some(-32020)));
     let unsupported = json!({"jsonrpc":"2.0","id":2,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2099-01-01"}}});
     let r = send("POST", &h.url, &[ACCEPT, JSON, ("MCP-Protocol-Version", "2099-01-01"), ("Mcp-Method", "tools/list")], &unsupported.to_string());
     assert_eq!(r.status, 400);
@@ -122,6 +126,11 @@ fn modern_clients_discover_and_get_405_for_get_and_delete() {
     assert_eq!(d["result"]["supportedVersions"][0], "2026-07-28");
     assert_eq!(d["result"]["resultType"], "complete");
     assert!(d["result"]["capabilities"]["tools"].is_object());
+    assert_eq!(d["result"]["cacheScope"], "public");
+    assert!(d["result"]["ttlMs"].as_u64().is_some());
+    assert_eq!(d["result"]["_meta"]["io.modelcontextprotocol/serverInfo"]["name"], "mcphub");
+    // list_changed reaches modern clients only through subscriptions/listen, not offered yet.
+    assert_eq!(d["result"]["capabilities"]["tools"]["listChanged"], false);
     let modern_headers = [("MCP-Protocol-Version", "2026-07-28")];
     assert_eq!(send("DELETE", &h.url, &modern_headers, "").status, 405);
     assert_eq!(send("GET", &h.url, &[ACCEPT, ("MCP-Protocol-Version", "2026-07-28")], "").status, 405);

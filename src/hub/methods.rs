@@ -16,12 +16,16 @@ fn invalid_params(msg: impl Into<String>) -> ErrorObject {
     ErrorObject::new(codes::INVALID_PARAMS, msg)
 }
 
-/// The capabilities the hub offers downstream.
-fn capabilities() -> Value {
+/// The capabilities the hub offers downstream. `listChanged` and
+/// `subscribe` only where it delivers them: legacy clients get change
+/// notifications on their GET stream; 2026-07-28 `subscriptions/listen` is
+/// not offered yet.
+fn capabilities(era: Era) -> Value {
+    let live = era == Era::Legacy;
     json!({
-        "tools": {"listChanged": true},
-        "prompts": {"listChanged": true},
-        "resources": {"listChanged": true, "subscribe": true},
+        "tools": {"listChanged": live},
+        "prompts": {"listChanged": live},
+        "resources": {"listChanged": live, "subscribe": live},
         "completions": {},
         "logging": {},
     })
@@ -38,9 +42,13 @@ pub fn dispatch(hub: &Hub, down: &Downstream, id: Value, method: &str, params: M
         "initialize" => return initialize(hub, &id, &params),
         "server/discover" => Ok(json!({
             "supportedVersions": era::supported_versions(),
-            "capabilities": capabilities(),
+            "capabilities": capabilities(Era::Modern),
             "serverInfo": server_info(),
             "instructions": "MCPHub: the tools, prompts and resources of several MCP servers behind one endpoint.",
+            // DiscoverResult is cacheable (2026-07-28 schema) and names the server in _meta.
+            "ttlMs": 60_000,
+            "cacheScope": "public",
+            "_meta": {crate::protocol::META_SERVER_INFO: server_info()},
         })),
         "ping" => Ok(json!({})),
         "tools/list" => Ok(list(hub, down, Kind::Tools)),
@@ -114,7 +122,7 @@ fn initialize(hub: &Hub, id: &Value, params: &Map<String, Value>) -> Response {
     };
     let result = json!({
         "protocolVersion": version,
-        "capabilities": capabilities(),
+        "capabilities": capabilities(Era::Legacy),
         "serverInfo": server_info(),
         "instructions": "MCPHub: the tools, prompts and resources of several MCP servers behind one endpoint.",
     });
@@ -129,6 +137,13 @@ fn ctx(down: &Downstream) -> CallContext {
         client_capabilities: down.capabilities.clone(),
         deadline: down.deadline,
         call: None,
+        // A legacy client gets every log level until it sets one; a modern
+        // server sends none without logLevel, so the hub asks for its level
+        // (or all) and filters per client on the way back.
+        log_level: match (&down.session, down.era) {
+            (Some(s), Era::Legacy) => Some(s.log_level.lock().clone().unwrap_or_else(|| "debug".into())),
+            _ => None,
+        },
     }
 }
 
@@ -220,12 +235,14 @@ fn read_resource(hub: &Hub, down: &Downstream, id: Value, params: Map<String, Va
         let msg = format!("params.uri is longer than {} bytes", crate::catalog::MAX_URI_LEN);
         return respond(down.era, &id, Err(invalid_params(msg)));
     }
+    // Resource not found: -32602 with data.uri (2026-07-28, SEP-2164).
+    let not_found = || ErrorObject::with_data(codes::INVALID_PARAMS, format!("Unknown resource: {uri}"), json!({"uri": uri}));
     let Some(server) = hub.catalog().route_uri(&uri, &ctx(down)) else {
-        return respond(down.era, &id, Err(invalid_params(format!("Unknown resource: {uri}"))));
+        return respond(down.era, &id, Err(not_found()));
     };
     match hub.catalog().upstream(&server).cloned() {
         Some(u) => forward(hub, down, id, "resources/read", params, u, Vec::new()),
-        None => respond(down.era, &id, Err(invalid_params(format!("Unknown resource: {uri}")))),
+        None => respond(down.era, &id, Err(not_found())),
     }
 }
 

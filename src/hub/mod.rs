@@ -378,23 +378,27 @@ impl Hub {
         down: &mut Downstream,
     ) -> Result<(), Response> {
         let meta = params.get("_meta");
-        let requested = era::meta_version(params).or(down.header(headers::PROTOCOL_VERSION));
-        if let Some(v) = requested {
-            if v != MODERN_VERSION {
-                let err = ErrorObject::with_data(
-                    codes::UNSUPPORTED_PROTOCOL_VERSION,
-                    "Unsupported protocol version",
-                    json!({"supported": era::supported_versions(), "requested": v}),
-                );
-                return Err(rpc_error(400, &err, id));
+        let unsupported = |v: &str| {
+            let err = ErrorObject::with_data(
+                codes::UNSUPPORTED_PROTOCOL_VERSION,
+                "Unsupported protocol version",
+                json!({"supported": era::supported_versions(), "requested": v}),
+            );
+            Err(rpc_error(400, &err, id))
+        };
+        // Only a header naming an unknown version: nothing to compare, -32022.
+        if era::meta_version(params).is_none() {
+            if let Some(v) = down.header(headers::PROTOCOL_VERSION).filter(|v| *v != MODERN_VERSION) {
+                return unsupported(v);
             }
         }
-        // server/discover is the era probe: headers, when sent, must still match.
-        let lenient = method == "server/discover" && era::meta_version(params).is_none();
-        if !lenient {
-            if let Err(err) = headers::validate_standard(|n| down.header(n), method, params) {
-                return Err(rpc_error(400, &err, id));
-            }
+        // Headers must agree with the body first (-32020), then the version
+        // must be one the hub speaks (-32022); server/discover included.
+        if let Err(err) = headers::validate_standard(|n| down.header(n), method, params) {
+            return Err(rpc_error(400, &err, id));
+        }
+        if let Some(v) = era::meta_version(params).filter(|v| *v != MODERN_VERSION) {
+            return unsupported(v);
         }
         down.client_info = meta.and_then(|m| m.get(protocol::META_CLIENT_INFO)).cloned();
         down.capabilities = meta.and_then(|m| m.get(protocol::META_CLIENT_CAPABILITIES)).cloned();

@@ -109,12 +109,16 @@ pub struct CallContext {
     pub deadline: Instant,
     /// The downstream call's handle, when it can be cancelled.
     pub call: Option<Arc<cancel::CallHandle>>,
+    /// The log level to ask a 2026-07-28 server for on a legacy client's
+    /// behalf (`io.modelcontextprotocol/logLevel`); a modern client's own
+    /// `_meta` already carries its level.
+    pub log_level: Option<String>,
 }
 
 impl CallContext {
     /// A context for hub-internal calls (list fetches) on the shared session.
     pub fn shared(deadline: Instant) -> CallContext {
-        CallContext { context_key: "shared".into(), client_info: None, client_capabilities: None, deadline, call: None }
+        CallContext { context_key: "shared".into(), client_info: None, client_capabilities: None, deadline, call: None, log_level: None }
     }
 }
 
@@ -385,6 +389,9 @@ impl Upstream {
             m.insert(protocol::META_PROTOCOL_VERSION.into(), json!(MODERN_VERSION));
             m.insert(protocol::META_CLIENT_INFO.into(), ctx.client_info.clone().unwrap_or_else(hub_client_info));
             m.insert(protocol::META_CLIENT_CAPABILITIES.into(), relayable_capabilities(ctx.client_capabilities.as_ref()));
+            if let Some(level) = &ctx.log_level {
+                m.entry(protocol::META_LOG_LEVEL).or_insert_with(|| json!(level));
+            }
         }
         let mut hdrs = headers::standard(MODERN_VERSION, method, &params);
         hdrs.extend(extra_headers.iter().cloned());
