@@ -113,17 +113,10 @@ got=$(jq -r .version "$NPM_PREFIX/node_modules/@modelcontextprotocol/conformance
 # ---------------------------------------------------------------------------------------------
 RUN=$(mktemp -d "${TMPDIR:-/tmp}/mcphub-conformance.XXXXXX")
 PIDS=()
+# shellcheck source=lib/procs.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/procs.sh"
 cleanup() {
-  local p n alive
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-  for n in $(seq 1 30); do
-    alive=0
-    for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-    [ "$alive" -eq 0 ] && break
-    sleep 0.1
-  done
-  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
-  wait 2>/dev/null
+  stop_pids "${PIDS[@]}"
   if [ "$FAIL" -eq 0 ] && [ -z "${CONFORMANCE_KEEP:-}" ]; then rm -rf "$RUN"; fi
 }
 trap cleanup EXIT

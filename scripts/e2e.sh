@@ -148,17 +148,10 @@ got=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("mc
 # ---------------------------------------------------------------------------------------------
 RUN=$(mktemp -d "${TMPDIR:-/tmp}/mcphub-e2e.XXXXXX")
 PIDS=()
+# shellcheck source=lib/procs.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/procs.sh"
 cleanup() {
-  local p n
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-  for n in $(seq 1 30); do
-    local alive=0
-    for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-    [ "$alive" -eq 0 ] && break
-    sleep 0.1
-  done
-  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
-  wait 2>/dev/null
+  stop_pids "${PIDS[@]}"
   # the summary line stays the last line of output: nothing is printed from here
   if [ "$FAIL" -eq 0 ] && [ -z "${E2E_KEEP:-}" ]; then rm -rf "$RUN"; fi
 }
