@@ -203,7 +203,13 @@ fn call_routed(hub: &Hub, down: &Downstream, id: Value, method: &str, mut params
         return respond(down.era, &id, Err(invalid_params(format!("{method} needs params.name"))));
     };
     let c = ctx(down);
-    let Some(route) = hub.catalog().route_name(kind, &name, &c) else {
+    // One view serves the route and the tool's schema; an unknown name goes
+    // through route_name, which may refresh the lists (throttled), once.
+    let mut view = hub.catalog().merged(kind, &c);
+    if !view.routes.contains_key(&name) && hub.catalog().route_name(kind, &name, &c).is_some() {
+        view = hub.catalog().merged(kind, &c);
+    }
+    let Some(route) = view.routes.get(&name).cloned() else {
         let what = if kind == Kind::Tools { "tool" } else { "prompt" };
         return respond(down.era, &id, Err(invalid_params(format!("Unknown {what}: {name}"))));
     };
@@ -212,7 +218,6 @@ fn call_routed(hub: &Hub, down: &Downstream, id: Value, method: &str, mut params
     };
     let mut extra_headers = Vec::new();
     if kind == Kind::Tools {
-        let view = hub.catalog().merged(Kind::Tools, &c);
         let schema = view.item(&name).and_then(|t| t.get("inputSchema")).unwrap_or(&Value::Null);
         let no_arguments = json!({});
         let arguments = params.get("arguments").unwrap_or(&no_arguments);
@@ -339,29 +344,25 @@ fn forward(
     // by (session, id); a modern client's closed stream cuts it in `relay`.
     let handle = Arc::new(CallHandle::default());
     let key = down.session.as_ref().map(|s| hub.in_flight().register(&s.id, &id, handle.clone()));
-    let done = |key: &Option<(String, String)>, handle: &CallHandle| {
-        if let Some(k) = key {
+    // A call answered on the worker ends here: unregister, and answer
+    // nothing useful if its client cancelled it (the upstream is told).
+    let answer_on_worker = |reply: Result<Value, crate::upstream::UpstreamError>| {
+        if let Some(k) = &key {
             hub.in_flight().unregister(k);
         }
         handle.finish();
+        if handle.is_cut() {
+            relay::after_cut(&upstream, &handle);
+            return cancelled(&id);
+        }
+        Response::json(200, &finish(down.era, &id, reply))
     };
     let mut c = ctx(down);
     c.call = Some(handle.clone());
-    let outcome = upstream.request_open(method, params, &c, &extra_headers);
-    let call = match outcome {
+    let call = match upstream.request_open(method, params, &c, &extra_headers) {
         Ok(upstream_api::Outcome::Streaming(call)) => call,
-        other => {
-            done(&key, &handle);
-            if handle.is_cut() {
-                relay::after_cut(&upstream, &handle);
-                return cancelled(&id);
-            }
-            let reply = other.map(|o| match o {
-                upstream_api::Outcome::Done(message) => message,
-                upstream_api::Outcome::Streaming(_) => Value::Null,
-            });
-            return Response::json(200, &finish(down.era, &id, reply));
-        }
+        Ok(upstream_api::Outcome::Done(message)) => return answer_on_worker(Ok(message)),
+        Err(e) => return answer_on_worker(Err(e)),
     };
     if !down.accepts_sse {
         let server = upstream.name().to_string();
@@ -370,13 +371,7 @@ fn forward(
                 hub.catalog().on_notification(&server, n);
             }
         };
-        let reply = upstream.finish_stream(call, on_message);
-        done(&key, &handle);
-        if handle.is_cut() {
-            relay::after_cut(&upstream, &handle);
-            return cancelled(&id);
-        }
-        return Response::json(200, &finish(down.era, &id, reply));
+        return answer_on_worker(upstream.finish_stream(call, on_message));
     }
     let client = relay::ClientSide {
         era: down.era,

@@ -232,11 +232,12 @@ impl Hub {
         };
         Response::sse(move |sink: &mut crate::http::SseSink| loop {
             let (events, ended) = log.after(seq, std::time::Duration::from_secs(1));
-            for (id, data) in &events {
-                if sink.send(&crate::http::SseEvent { id: Some(id), data, ..Default::default() }).is_err() {
+            for (event_seq, data) in &events {
+                let id = log.event_id(*event_seq);
+                if sink.send(&crate::http::SseEvent { id: Some(&id), data, ..Default::default() }).is_err() {
                     return;
                 }
-                seq = resume::parse_event_id(id).map_or(seq, |(_, s)| s);
+                seq = *event_seq;
             }
             if (ended && events.is_empty()) || sink.is_gone() {
                 return;

@@ -48,7 +48,12 @@ pub struct StreamLog {
 impl StreamLog {
     /// The id of the priming event (`{stream}:0`).
     pub fn priming_id(&self) -> String {
-        format!("{}:0", self.id)
+        self.event_id(0)
+    }
+
+    /// The id of event `seq`: `{stream}:{seq}`.
+    pub fn event_id(&self, seq: u64) -> String {
+        format!("{}:{seq}", self.id)
     }
 
     /// Appends an event; returns its id.
@@ -65,7 +70,7 @@ impl StreamLog {
         }
         drop(st);
         self.changed.notify_all();
-        format!("{}:{seq}", self.id)
+        self.event_id(seq)
     }
 
     /// Marks the stream finished (its final event was pushed, or it broke).
@@ -74,19 +79,14 @@ impl StreamLog {
         self.changed.notify_all();
     }
 
-    /// Events after `seq` (id, data), and whether the stream has ended;
+    /// Events after `seq` (seq, data), and whether the stream has ended;
     /// waits up to `wait` for something new when there is nothing yet.
-    pub fn after(&self, seq: u64, wait: Duration) -> (Vec<(String, String)>, bool) {
+    pub fn after(&self, seq: u64, wait: Duration) -> (Vec<(u64, String)>, bool) {
         let mut st = self.state.lock();
         if st.ended_at.is_none() && st.next_seq <= seq {
             self.changed.wait_for(&mut st, wait);
         }
-        let events = st
-            .events
-            .iter()
-            .filter(|(s, _)| *s > seq)
-            .map(|(s, d)| (format!("{}:{s}", self.id), d.clone()))
-            .collect();
+        let events = st.events.iter().filter(|(s, _)| *s > seq).cloned().collect();
         (events, st.ended_at.is_some())
     }
 }

@@ -177,17 +177,9 @@ impl Transport {
         }
         let mut body_reader = resp.into_body().into_with_config().limit(MAX_UPSTREAM_MESSAGE).reader();
         if content_type.starts_with("text/event-stream") {
-            return Ok(Answer::Stream(Box::new(EventStream {
-                lines: BufReader::new(body_reader),
-                parser: sse::Parser::new(),
-                want_id: body.get("id").cloned(),
-                started,
-                budget,
-                server: self.server.clone(),
-                status,
-                session_id: reply.session_id,
-                line: Vec::new(),
-            })));
+            let want_id = body.get("id").cloned();
+            let stream = EventStream::open(body_reader, want_id, started, budget, &self.server, status, reply.session_id);
+            return Ok(Answer::Stream(stream));
         }
         let mut raw = Vec::new();
         body_reader.read_to_end(&mut raw).map_err(|e| io_error(&self.server, e, budget))?;
@@ -244,15 +236,12 @@ impl Transport {
         budget: Duration,
     ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
         let bytes = serde_json::to_vec(message).unwrap_or_default();
-        let mut req = self
+        let req = self
             .agent
             .post(&self.url)
             .header("Content-Type", "application/json")
             .header("Accept", "application/json, text/event-stream");
-        for (k, v) in self.static_headers.iter().chain(headers) {
-            req = req.header(k.as_str(), v.as_str());
-        }
-        req.config().timeout_global(Some(budget)).build().send(&bytes[..])
+        self.headed(req, headers).config().timeout_global(Some(budget)).build().send(&bytes[..])
     }
 
     /// POSTs the hub's answer to a server→client request and discards
@@ -276,10 +265,7 @@ impl Transport {
     /// stream has no total deadline (it is long-lived); each read waits at
     /// most [`LISTEN_READ_TIMEOUT`], after which the caller reconnects.
     pub fn listen(&self, headers: &[(String, String)]) -> Result<Option<Box<EventStream>>, UpstreamError> {
-        let mut req = self.agent.get(&self.url).header("Accept", "text/event-stream");
-        for (k, v) in self.static_headers.iter().chain(headers) {
-            req = req.header(k.as_str(), v.as_str());
-        }
+        let req = self.headed(self.agent.get(&self.url).header("Accept", "text/event-stream"), headers);
         let connect = Duration::from_secs(10);
         let resp = req
             .config()
@@ -298,25 +284,20 @@ impl Transport {
             return Ok(None);
         }
         let reader = resp.into_body().into_with_config().limit(u64::MAX).reader();
-        Ok(Some(Box::new(EventStream {
-            lines: BufReader::new(reader),
-            parser: sse::Parser::new(),
-            want_id: None,
-            started: Instant::now(),
-            budget: Duration::MAX,
-            server: self.server.clone(),
-            status,
-            session_id: None,
-            line: Vec::new(),
-        })))
+        Ok(Some(EventStream::open(reader, None, Instant::now(), Duration::MAX, &self.server, status, None)))
+    }
+
+    /// Adds the server's configured headers, then `headers` (the session's).
+    fn headed<B>(&self, mut req: ureq::RequestBuilder<B>, headers: &[(String, String)]) -> ureq::RequestBuilder<B> {
+        for (k, v) in self.static_headers.iter().chain(headers) {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        req
     }
 
     /// Sends `DELETE` to end a legacy session; errors are logged, not returned.
     pub fn delete(&self, headers: &[(String, String)]) {
-        let mut req = self.agent.delete(&self.url);
-        for (k, v) in self.static_headers.iter().chain(headers) {
-            req = req.header(k.as_str(), v.as_str());
-        }
+        let req = self.headed(self.agent.delete(&self.url), headers);
         if let Err(e) = req.config().timeout_global(Some(Duration::from_secs(2))).build().call() {
             log::debug!("DELETE of an upstream session on '{}' failed: {}", self.server, e);
         }
@@ -372,6 +353,30 @@ pub struct EventStream {
 }
 
 impl EventStream {
+    /// A stream over an SSE body; `want_id` is the id of the response that
+    /// ends it (None: any response), read within `budget` from `started`.
+    fn open(
+        reader: ureq::BodyReader<'static>,
+        want_id: Option<Value>,
+        started: Instant,
+        budget: Duration,
+        server: &str,
+        status: u16,
+        session_id: Option<String>,
+    ) -> Box<EventStream> {
+        Box::new(EventStream {
+            lines: BufReader::new(reader),
+            parser: sse::Parser::new(),
+            want_id,
+            started,
+            budget,
+            server: server.to_string(),
+            status,
+            session_id,
+            line: Vec::new(),
+        })
+    }
+
     /// What remains of the call's budget.
     pub fn remaining(&self) -> Duration {
         self.budget.saturating_sub(self.started.elapsed())
