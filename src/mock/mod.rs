@@ -382,8 +382,8 @@ impl MockServer {
     /// The `/stats` document:
     /// `{"initialize","requests","sessions_active","sessions_created",
     /// "expired_404","rejected_429","tools":{"echo":n,…},"last_authorization_sha"}`.
-    /// `requests` counts every HTTP request to `/mcp` (including rejected
-    /// ones); `initialize` counts answered legacy `initialize` requests;
+    /// `requests` counts every POST to `/mcp` — the JSON-RPC messages sent,
+    /// including rejected ones (GET streams and DELETE are not counted); `initialize` counts answered legacy `initialize` requests;
     /// `expired_404` counts 404s for unknown or expired sessions;
     /// `last_authorization_sha` is the full hex SHA-256 of the last
     /// `Authorization` header seen on `/mcp` (`null` if none yet).
@@ -431,7 +431,11 @@ impl MockServer {
     fn handle_mcp(&self, req: Request) -> Response {
         {
             let mut st = self.inner.state.lock();
-            st.counters.requests += 1;
+            // JSON-RPC traffic only: a client's GET stream (opened whenever it
+            // likes, e.g. the hub's listener) is not a request it made.
+            if req.method == "POST" {
+                st.counters.requests += 1;
+            }
             if let Some(auth) = req.header("Authorization") {
                 st.counters.last_authorization_sha = Some(full_sha(auth));
             }
