@@ -291,6 +291,22 @@ pub const DEFAULT_HUB_TIMEOUT_MS: u64 = 25_000;
 pub const DEFAULT_SERVER_TIMEOUT_MS: u64 = 20_000;
 
 impl Config {
+    /// The HTTP layer's settings taken from this configuration (the rest stay
+    /// at `crate::http::ServerConfig::default()`).
+    pub fn http_server(&self) -> crate::http::ServerConfig {
+        crate::http::ServerConfig {
+            workers: self.workers,
+            queue: self.queue,
+            max_streams: self.max_streams,
+            max_body_bytes: self.max_body_bytes,
+            head_timeout: self.head_timeout,
+            body_timeout: self.body_timeout,
+            idle_timeout: self.idle_timeout,
+            write_budget: self.write_budget,
+            ..crate::http::ServerConfig::default()
+        }
+    }
+
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)

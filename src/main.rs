@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use mcphub::catalog::Kind;
 use mcphub::config::Config;
-use mcphub::http::{Server, ServerConfig};
+use mcphub::http::Server;
 use mcphub::hub::Hub;
 use mcphub::upstream::CallContext;
 use std::net::{IpAddr, SocketAddr};
@@ -66,17 +66,7 @@ fn serve(config: Config) -> ExitCode {
         log::warn!("server '{}' is not served: {}", s.name, s.reason);
     }
     let addr = SocketAddr::new(config.bind, config.port);
-    let http = ServerConfig {
-        workers: config.workers,
-        queue: config.queue,
-        max_streams: config.max_streams,
-        max_body_bytes: config.max_body_bytes,
-        head_timeout: config.head_timeout,
-        body_timeout: config.body_timeout,
-        idle_timeout: config.idle_timeout,
-        write_budget: config.write_budget,
-        ..ServerConfig::default()
-    };
+    let http = config.http_server();
     let hub = Hub::new(config);
     let server = match Server::bind(addr, http, Arc::new(hub.clone())) {
         Ok(s) => Arc::new(s),

@@ -180,3 +180,53 @@ fn a_modern_client_closing_its_stream_closes_the_upstream_stream() {
     seen.wait_for("its stream closed", |s| *s.stream_closed.lock());
     assert!(cancelled_notes(&seen).is_empty(), "a modern server gets no notifications/cancelled");
 }
+
+/// Twenty legacy clients share the upstream session, each with one call the
+/// upstream never answers; each cancels its own. Every call comes back at
+/// once, every worker is free again, and the upstream is told about each call
+/// with its own request id, once.
+#[test]
+fn twenty_clients_cancel_their_own_calls_on_one_upstream_session() {
+    let seen = Arc::new(Seen::default());
+    let up = hanging_upstream(true, false, seen.clone());
+    let mut servers = serde_json::Map::new();
+    servers.insert("h".into(), json!({"url": up.url, "protocol": "legacy", "timeoutMs": 15000}));
+    // One worker per call plus one: every call waits on a worker (JSON only).
+    let h = hub(&[], json!({"mcpServers": servers, "timeouts": {"hubMs": 20000}, "workers": 21}));
+    let sessions: Vec<String> = (0..20).map(|_| legacy_session(&h.url)).collect();
+    let calls: Vec<_> = sessions
+        .iter()
+        .enumerate()
+        .map(|(i, sid)| {
+            let (url, sid) = (h.url.clone(), sid.clone());
+            std::thread::spawn(move || {
+                let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "hang", "arguments": {"client": i}}}).to_string();
+                send("POST", &url, &[("Accept", "application/json"), JSON, ("Mcp-Session-Id", &sid), ("MCP-Protocol-Version", "2025-06-18")], &body).json()
+            })
+        })
+        .collect();
+    seen.wait_for("twenty calls", |s| s.call_ids.lock().len() == 20);
+    assert_eq!(h.hub.in_flight().len(), 20);
+    // Every client used the same request id (7): only its own session's call is cancelled.
+    for (i, sid) in sessions.iter().enumerate() {
+        let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 7}});
+        let r = send("POST", &h.url, &[ACCEPT, JSON, ("Mcp-Session-Id", sid), ("MCP-Protocol-Version", "2025-06-18")], &cancel.to_string());
+        assert_eq!(r.status, 202);
+        seen.wait_for("one more notifications/cancelled", |s| cancelled_notes(s).len() == i + 1);
+    }
+    for call in calls {
+        let answer = call.join().unwrap();
+        assert_eq!(answer["error"]["message"], "Request cancelled by the client", "{answer}");
+        assert_eq!(answer["id"], 7);
+    }
+    assert!(h.hub.in_flight().is_empty());
+    let mut told: Vec<String> = cancelled_notes(&seen).iter().map(|n| n["params"]["requestId"].to_string()).collect();
+    let mut made: Vec<String> = seen.call_ids.lock().iter().map(Value::to_string).collect();
+    told.sort();
+    made.sort();
+    assert_eq!(told, made, "each upstream request id cancelled exactly once");
+    // The workers are free: twenty more requests are answered.
+    for sid in &sessions {
+        assert_eq!(legacy(&h.url, sid, "ping", json!({})).status, 200);
+    }
+}

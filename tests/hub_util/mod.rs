@@ -66,7 +66,8 @@ pub fn hub(servers: &[(&str, &str)], extra: Value) -> HubUnderTest {
         }
     }
     let config = Config::parse(&cfg.to_string()).expect("valid test config");
-    let http = ServerConfig { workers: 8, ..ServerConfig::default() };
+    // The HTTP layer as `mcphub serve` sets it up (workers, queue, streams, limits).
+    let http = config.http_server();
     let hub = Hub::new(config);
     let handle = Server::bind("127.0.0.1:0".parse().unwrap(), http, Arc::new(hub.clone())).expect("bind hub");
     let url = format!("http://{}/mcp", handle.local_addr());
