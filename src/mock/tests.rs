@@ -409,14 +409,16 @@ fn dual_server_picks_the_era_per_request() {
     assert_eq!(tool_text(&call(&m, &sid, 2, "get_session_id", json!({}))), format!("mock: {sid}"));
     let v = json_of(&modern_call(&m, "tools/call", json!({"name":"get_session_id"})));
     assert_eq!(v["result"]["content"][0]["text"], "mock: none");
-    // A modern-looking header without _meta is treated as modern (→ -32020, not 400 "no session").
+    // A modern-looking header without _meta is treated as modern: 400 + -32602
+    // for the missing per-request _meta (SEP-2575), not 400 "no session".
     let r = m.handle(request(
         "POST",
         "/mcp",
         &[("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", "tools/list")],
         r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#,
     ));
-    assert_eq!(json_of(&r)["error"]["code"], codes::HEADER_MISMATCH);
+    assert_eq!(r.status, 400);
+    assert_eq!(json_of(&r)["error"]["code"], codes::INVALID_PARAMS);
 }
 
 // ---- progress, limits, stats ----
