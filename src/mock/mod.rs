@@ -637,7 +637,8 @@ impl MockServer {
         // told about the header first (-32020, naming the versions).
         let claims_modern = req.header("MCP-Protocol-Version").is_some_and(|v| !LEGACY_VERSIONS.contains(&v.trim()));
         if claims_modern && method != "initialize" {
-            if let Err(why) = modern::validate_meta(msg) {
+            let empty = serde_json::Map::new();
+            if let Err(why) = crate::protocol::era::check_request_meta(msg.get("params").and_then(Value::as_object).unwrap_or(&empty)) {
                 return Response::json(400, &rpc_error(&id, codes::INVALID_PARAMS, &why, None));
             }
         }

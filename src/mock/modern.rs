@@ -5,31 +5,11 @@
 use serde_json::{Map, Value};
 
 use crate::http::Request;
-use crate::protocol::{META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION};
 use crate::protocol::headers::{validate_params, validate_standard};
 
 /// Methods 2026-07-28 removed (changelog, SEP-2575): a modern request for one
 /// is answered 404 + -32601 (`initialize` is served only as legacy).
 pub(crate) const REMOVED_METHODS: [&str; 4] = ["ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"];
-
-/// Checks the per-request `_meta` every 2026-07-28 request carries
-/// (`basic/index.mdx`, SEP-2575): an object with a string
-/// `io.modelcontextprotocol/protocolVersion` and an object
-/// `io.modelcontextprotocol/clientCapabilities` (`clientInfo` is a SHOULD).
-/// `Err` carries the reason (→ 400 + -32602 Invalid params, checked before
-/// the headers are compared with the body).
-pub(crate) fn validate_meta(msg: &Value) -> Result<(), String> {
-    let Some(meta) = msg.pointer("/params/_meta").and_then(Value::as_object) else {
-        return Err("Invalid params: params._meta is required (2026-07-28 per-request metadata)".into());
-    };
-    if !meta.get(META_PROTOCOL_VERSION).is_some_and(Value::is_string) {
-        return Err(format!("Invalid params: params._meta[\"{META_PROTOCOL_VERSION}\"] must be a string"));
-    }
-    if !meta.get(META_CLIENT_CAPABILITIES).is_some_and(Value::is_object) {
-        return Err(format!("Invalid params: params._meta[\"{META_CLIENT_CAPABILITIES}\"] must be an object"));
-    }
-    Ok(())
-}
 
 /// Validates `MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name` and (for
 /// `tools/call` of a tool with `x-mcp-header` properties) `Mcp-Param-*`
