@@ -472,27 +472,27 @@ fn invalid_params(msg: String) -> Reply {
 
 /// A retry's `inputResponses` (empty on a first call). `Err`: -32602 when it
 /// is not an object of objects (SEP-2322: protocol errors are JSON-RPC errors).
-fn input_responses(params: &Map<String, Value>) -> Result<Map<String, Value>, Reply> {
+fn input_responses(params: &Map<String, Value>) -> Result<Map<String, Value>, Box<Reply>> {
     match params.get("inputResponses") {
         None => Ok(Map::new()),
         Some(Value::Object(m)) => {
             if let Some((k, _)) = m.iter().find(|(_, v)| !v.is_object()) {
-                return Err(invalid_params(format!("inputResponses.{k} must be an object")));
+                return Err(Box::new(invalid_params(format!("inputResponses.{k} must be an object"))));
             }
             Ok(m.clone())
         }
-        Some(_) => Err(invalid_params("inputResponses must be an object".into())),
+        Some(_) => Err(Box::new(invalid_params("inputResponses must be an object".into()))),
     }
 }
 
 /// A retry's verified `requestState` payload for `tool` (`None` on a first
 /// call). `Err`: -32602 when it fails verification or names another tool.
-fn request_state(params: &Map<String, Value>, tool: &str) -> Result<Option<Value>, Reply> {
+fn request_state(params: &Map<String, Value>, tool: &str) -> Result<Option<Value>, Box<Reply>> {
     let Some(raw) = params.get("requestState") else { return Ok(None) };
     let payload = raw.as_str().and_then(verify_state).filter(|p| p.get("tool").and_then(Value::as_str) == Some(tool));
     match payload {
         Some(p) => Ok(Some(p)),
-        None => Err(invalid_params(format!("requestState failed verification for {tool}"))),
+        None => Err(Box::new(invalid_params(format!("requestState failed verification for {tool}")))),
     }
 }
 
@@ -502,18 +502,18 @@ fn client_caps(params: &Map<String, Value>) -> Option<&Map<String, Value>> {
 
 /// -32021 MissingRequiredClientCapability naming `caps` (SEP-2575: a server
 /// MUST NOT rely on capabilities the client did not declare; HTTP 400).
-fn require(params: &Map<String, Value>, caps: &[&str]) -> Result<(), Reply> {
+fn require(params: &Map<String, Value>, caps: &[&str]) -> Result<(), Box<Reply>> {
     let declared = client_caps(params);
     let missing: Vec<&str> = caps.iter().copied().filter(|c| declared.is_none_or(|d| !d.contains_key(*c))).collect();
     if missing.is_empty() {
         return Ok(());
     }
     let required: Map<String, Value> = missing.iter().map(|c| (c.to_string(), json!({}))).collect();
-    Err(Reply::Error(
+    Err(Box::new(Reply::Error(
         codes::MISSING_CLIENT_CAPABILITY,
         format!("Missing required client capability: {}", missing.join(", ")),
         Some(json!({"requiredCapabilities": required})),
-    ))
+    )))
 }
 
 fn elicit_request(message: &str, field: &str, kind: &str) -> Value {
@@ -567,11 +567,11 @@ fn roots_text(answer: &Value) -> String {
 pub(crate) fn call_modern(name: &str, params: &Map<String, Value>) -> Reply {
     let responses = match input_responses(params) {
         Ok(r) => r,
-        Err(e) => return e,
+        Err(e) => return *e,
     };
     let state = match request_state(params, name) {
         Ok(s) => s,
-        Err(e) => return e,
+        Err(e) => return *e,
     };
     let state_for = |round: u64, extra: Value| {
         let mut s = json!({"tool": name, "round": round});
@@ -583,7 +583,7 @@ pub(crate) fn call_modern(name: &str, params: &Map<String, Value>) -> Reply {
     match name {
         "test_input_required_result_elicitation" => {
             if let Err(e) = require(params, &["elicitation"]) {
-                return e;
+                return *e;
             }
             match responses.get("user_name").and_then(|a| elicited(a, "name")) {
                 Some(who) => Reply::Result(result(vec![text(format!("Hello, {who}!"))])),
@@ -592,7 +592,7 @@ pub(crate) fn call_modern(name: &str, params: &Map<String, Value>) -> Reply {
         }
         "test_input_required_result_sampling" => {
             if let Err(e) = require(params, &["sampling"]) {
-                return e;
+                return *e;
             }
             match responses.get("capital_question") {
                 Some(a) => Reply::Result(result(vec![text(format!("LLM response: {}", sampled_text(a)))])),
@@ -601,7 +601,7 @@ pub(crate) fn call_modern(name: &str, params: &Map<String, Value>) -> Reply {
         }
         "test_input_required_result_list_roots" => {
             if let Err(e) = require(params, &["roots"]) {
-                return e;
+                return *e;
             }
             match responses.get("client_roots") {
                 Some(a) => Reply::Result(result(vec![text(roots_text(a))])),
@@ -610,7 +610,7 @@ pub(crate) fn call_modern(name: &str, params: &Map<String, Value>) -> Reply {
         }
         "test_input_required_result_request_state" | "test_input_required_result_tampered_state" | "test_streaming_elicitation" => {
             if let Err(e) = require(params, &["elicitation"]) {
-                return e;
+                return *e;
             }
             match (state, responses.get("confirm")) {
                 (Some(_), Some(a)) => {
@@ -622,7 +622,7 @@ pub(crate) fn call_modern(name: &str, params: &Map<String, Value>) -> Reply {
         }
         "test_input_required_result_multiple_inputs" => {
             if let Err(e) = require(params, &["elicitation", "sampling", "roots"]) {
-                return e;
+                return *e;
             }
             let keys = ["user_name", "greeting", "client_roots"];
             if state.is_some() && keys.iter().all(|k| responses.contains_key(*k)) {
@@ -638,7 +638,7 @@ pub(crate) fn call_modern(name: &str, params: &Map<String, Value>) -> Reply {
         }
         "test_input_required_result_multi_round" => {
             if let Err(e) = require(params, &["elicitation"]) {
-                return e;
+                return *e;
             }
             let round = state.as_ref().and_then(|s| s.get("round")).and_then(Value::as_u64).unwrap_or(0);
             match round {
@@ -680,7 +680,7 @@ pub(crate) fn call_modern(name: &str, params: &Map<String, Value>) -> Reply {
         }
         "test_missing_capability" => match require(params, &["sampling"]) {
             Ok(()) => Reply::Result(result(vec![text("the client declared sampling")])),
-            Err(e) => e,
+            Err(e) => *e,
         },
         _ => Reply::Error(codes::INVALID_PARAMS, format!("Invalid params: unknown tool: {name}"), None),
     }
@@ -691,13 +691,13 @@ pub(crate) fn call_modern(name: &str, params: &Map<String, Value>) -> Reply {
 fn mrtr_prompt(params: &Map<String, Value>) -> Reply {
     let responses = match input_responses(params) {
         Ok(r) => r,
-        Err(e) => return e,
+        Err(e) => return *e,
     };
     if let Err(e) = request_state(params, MRTR_PROMPT) {
-        return e;
+        return *e;
     }
     if let Err(e) = require(params, &["elicitation"]) {
-        return e;
+        return *e;
     }
     match responses.get("context").and_then(|a| elicited(a, "context")) {
         Some(context) => Reply::Result(json!({"description": format!("{MRTR_PROMPT} (conformance fixture)"), "messages": [
