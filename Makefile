@@ -21,10 +21,11 @@ unit:
 e2e: build
 	scripts/e2e.sh
 
-## The official MCP conformance suite (@modelcontextprotocol/conformance 0.1.16, server
-## scenarios) against mcphub-mock directly and through the hub (scripts/conformance.sh).
+## The official MCP conformance suites (@modelcontextprotocol/conformance 0.1.16, and
+## 0.2.0-alpha.12 at 2025-11-25 and 2026-07-28; server scenarios) against mcphub-mock
+## directly and through the hub (scripts/conformance.sh; ~40 s, each run bounded).
 conformance: build
-	CONFORMANCE_SUITE_TIMEOUT=$${CONFORMANCE_SUITE_TIMEOUT:-300} scripts/conformance.sh
+	CONFORMANCE_SUITE_TIMEOUT=$${CONFORMANCE_SUITE_TIMEOUT:-300} CONFORMANCE_ALPHA_TIMEOUT=$${CONFORMANCE_ALPHA_TIMEOUT:-300} scripts/conformance.sh
 
 ## Coverage-guided fuzzing of the HTTP request reader (optional; see fuzz/).
 fuzz:

@@ -107,7 +107,7 @@ fn modern_headers_are_validated_against_the_body() {
         assert_eq!(r.json()["error"]["code"], -32020, "{headers:?}");
     }
     // A body version the header contradicts is a mismatch first (-32020), even an unknown one.
-    let contradicted = json!({"jsonrpc":"2.0","id":3,"method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"v999.0.0"}}});
+    let contradicted = json!({"jsonrpc":"2.0","id":3,"method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"v999.0.0","io.modelcontextprotocol/clientCapabilities":{}}}});
     let r = send("POST", &h.url, &[ACCEPT, JSON, ("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", "server/discover")], &contradicted.to_string());
     assert_eq!((r.status, r.json()["error"]["code"].as_i64()), (400, Some(-32020)));
     let unsupported = json!({"jsonrpc":"2.0","id":2,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2099-01-01"}}});
@@ -137,8 +137,8 @@ fn modern_clients_discover_and_get_405_for_get_and_delete() {
     // A session header on a modern request is ignored.
     let mut params = json!({});
     params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}});
-    let body = json!({"jsonrpc":"2.0","id":1,"method":"ping","params":params}).to_string();
-    let r = send("POST", &h.url, &[ACCEPT, JSON, ("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", "ping"), ("Mcp-Session-Id", "whatever")], &body);
+    let body = json!({"jsonrpc":"2.0","id":1,"method":"server/discover","params":params}).to_string();
+    let r = send("POST", &h.url, &[ACCEPT, JSON, ("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", "server/discover"), ("Mcp-Session-Id", "whatever")], &body);
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(r.header("mcp-session-id").is_none());
 }
@@ -153,6 +153,27 @@ fn unknown_methods_answer_32601_at_once() {
     let l = legacy(&h.url, &sid, "no/such", json!({}));
     assert_eq!(l.status, 200);
     assert_eq!(l.json()["error"]["code"], -32601);
+    // Methods 2026-07-28 removed are unknown to modern clients, kept for legacy ones.
+    for method in ["ping", "logging/setLevel"] {
+        let m = modern(&h.url, method, json!({"level": "info"}));
+        assert_eq!((m.status, m.json()["error"]["code"].clone()), (404, json!(-32601)), "{method}");
+        assert_eq!(legacy(&h.url, &sid, method, json!({"level": "info"})).json()["result"], json!({}), "{method}");
+    }
+}
+
+#[test]
+fn a_modern_request_without_its_meta_is_400_invalid_params() {
+    let h = hub(&[], json!({}));
+    let headers = [ACCEPT, JSON, ("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", "server/discover")];
+    let version = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28"});
+    let caps = json!({"io.modelcontextprotocol/clientCapabilities": {}});
+    for (what, params) in [("no _meta", json!({})), ("no version", json!({"_meta": caps})), ("no capabilities", json!({"_meta": version}))] {
+        let body = json!({"jsonrpc":"2.0","id":7,"method":"server/discover","params":params}).to_string();
+        let r = send("POST", &h.url, &headers, &body);
+        assert_eq!(r.status, 400, "{what}: {}", r.text);
+        assert_eq!(r.json()["error"]["code"], -32602, "{what}");
+        assert_eq!(r.json()["id"], 7, "{what}");
+    }
 }
 
 #[test]

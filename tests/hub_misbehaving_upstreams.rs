@@ -47,7 +47,7 @@ fn an_upstream_dripping_its_body_is_cut_at_the_call_budget_and_the_hub_stays_up(
         assert_eq!(m["error"]["data"]["layer"], "upstream", "{m}");
         assert_eq!(m["error"]["data"]["server"], "d", "{m}");
     }
-    assert_eq!(modern(&h.url, "ping", json!({})).status, 200, "the workers are free again");
+    assert_eq!(modern(&h.url, "server/discover", json!({})).status, 200, "the workers are free again");
 }
 
 #[test]
@@ -88,7 +88,7 @@ fn an_upstream_answering_with_server_requests_forever_cannot_crash_the_hub() {
     let m = modern(&h.url, "tools/call", json!({"name": "loop", "arguments": {}})).json();
     assert_eq!(m["error"]["code"], -32000, "the stream ended without a response: {m}");
     assert_eq!(answers.load(Ordering::SeqCst), 1, "exactly one answer POST, no chain of them");
-    assert_eq!(modern(&h.url, "ping", json!({})).status, 200);
+    assert_eq!(modern(&h.url, "server/discover", json!({})).status, 200);
 }
 
 #[test]

@@ -180,7 +180,7 @@ fn progress_streams_sse_events_then_the_result() {
 #[test]
 fn more_than_k_in_flight_get_429() {
     let Some((h, addr)) = start(MockConfig { max_concurrency: Some(2), ..MockConfig::default() }) else { return };
-    let meta = json!({"io.modelcontextprotocol/protocolVersion":"2026-07-28"});
+    let meta = json!({"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}});
     let body = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"sleep","arguments":{"ms":400},"_meta":meta}});
     let threads: Vec<_> = (0..6)
         .map(|_| {

@@ -50,13 +50,14 @@ pub fn dispatch(hub: &Hub, down: &Downstream, id: Value, method: &str, params: M
             "cacheScope": "public",
             "_meta": {crate::protocol::META_SERVER_INFO: server_info()},
         })),
-        "ping" => Ok(json!({})),
+        // ping and logging/setLevel are legacy-only (removed in 2026-07-28: 404 + -32601 below).
+        "ping" if down.era == Era::Legacy => Ok(json!({})),
         "tools/list" => Ok(list(hub, down, Kind::Tools)),
         "prompts/list" => Ok(list(hub, down, Kind::Prompts)),
         "resources/list" => Ok(list(hub, down, Kind::Resources)),
         "resources/templates/list" => Ok(list(hub, down, Kind::Templates)),
         "offerings/list" => Ok(offerings(hub, down)),
-        "logging/setLevel" => set_level(down, &params),
+        "logging/setLevel" if down.era == Era::Legacy => set_level(down, &params),
         "tools/call" => return call_routed(hub, down, id, method, params, Kind::Tools),
         "prompts/get" => return call_routed(hub, down, id, method, params, Kind::Prompts),
         "resources/read" => return read_resource(hub, down, id, params),
@@ -134,7 +135,13 @@ fn ctx(down: &Downstream) -> CallContext {
     CallContext {
         context_key: "shared".into(),
         client_info: down.client_info.clone(),
-        client_capabilities: down.capabilities.clone(),
+        // A modern client gets an upstream's input_required result as it is, so
+        // the upstream may ask for what the client can do; for a legacy client
+        // sampling/elicitation/roots are not relayed (no MRTR translation).
+        client_capabilities: match down.era {
+            Era::Modern => down.capabilities.clone(),
+            Era::Legacy => down.capabilities.as_ref().map(|c| crate::upstream::relayable_capabilities(Some(c))),
+        },
         deadline: down.deadline,
         call: None,
         // A legacy client gets every log level until it sets one; a modern
@@ -355,7 +362,8 @@ fn forward(
             relay::after_cut(&upstream, &handle);
             return cancelled(&id);
         }
-        Response::json(200, &finish(down.era, &id, reply))
+        let msg = finish(down.era, &id, reply);
+        Response::json(error_status(down.era, &msg), &msg)
     };
     let mut c = ctx(down);
     c.call = Some(handle.clone());
@@ -400,6 +408,18 @@ fn forward(
 /// (2025-11-25 cancellation), but an HTTP request needs an answer.
 fn cancelled(id: &Value) -> Response {
     Response::json(200, &ErrorObject::new(codes::SERVER_ERROR, "Request cancelled by the client").to_response(Some(id)))
+}
+
+/// The HTTP status of a response message answered from the worker: 400 for a
+/// modern client's `-32021` MissingRequiredClientCapability (2026-07-28
+/// streamable-http, SEP-2575), 200 otherwise.
+fn error_status(era: Era, msg: &Value) -> u16 {
+    let code = msg.pointer("/error/code").and_then(Value::as_i64);
+    if era == Era::Modern && code == Some(codes::MISSING_CLIENT_CAPABILITY) {
+        400
+    } else {
+        200
+    }
 }
 
 /// The client-facing response message for an upstream outcome.

@@ -393,6 +393,13 @@ impl Hub {
                 return unsupported(v);
             }
         }
+        // A request whose header names 2026-07-28 must carry its per-request
+        // _meta (400 + -32602, SEP-2575) before headers and body are compared.
+        if down.header(headers::PROTOCOL_VERSION) == Some(MODERN_VERSION) {
+            if let Err(why) = era::check_request_meta(params) {
+                return Err(rpc_error(400, &ErrorObject::new(codes::INVALID_PARAMS, why), id));
+            }
+        }
         // Headers must agree with the body first (-32020), then the version
         // must be one the hub speaks (-32022); server/discover included.
         if let Err(err) = headers::validate_standard(|n| down.header(n), method, params) {

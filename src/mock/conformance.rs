@@ -28,8 +28,9 @@ pub const PNG_1X1: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQ
 /// 16 samples of 8-bit mono silence at 8 kHz, as a WAV file.
 pub const WAV_SILENCE: &str = "UklGRjQAAABXQVZFZm10IBAAAAABAAEAQB8AAEAfAAABAAgAZGF0YRAAAACAgICAgICAgICAgICAgICA";
 
-/// The fixture tools, in `tools/list` order.
-pub const TOOL_NAMES: [&str; 14] = [
+/// The fixture tools, in `tools/list` order: 0.1.16's, then 0.2.0-alpha.12's
+/// 2026-07-28 fixtures (see [`MODERN_TOOL_NAMES`]).
+pub const TOOL_NAMES: [&str; 25] = [
     "test_simple_text",
     "test_image_content",
     "test_audio_content",
@@ -44,11 +45,48 @@ pub const TOOL_NAMES: [&str; 14] = [
     "test_elicitation_sep1330_enums",
     "json_schema_2020_12_tool",
     "test_reconnection",
+    "test_input_required_result_elicitation",
+    "test_input_required_result_sampling",
+    "test_input_required_result_list_roots",
+    "test_input_required_result_request_state",
+    "test_input_required_result_multiple_inputs",
+    "test_input_required_result_multi_round",
+    "test_input_required_result_capabilities",
+    "test_input_required_result_tampered_state",
+    "test_missing_capability",
+    "test_streaming_elicitation",
+    "test_logging_tool",
 ];
 
+/// The tools of [`TOOL_NAMES`] that conformance 0.2.0-alpha.12's 2026-07-28
+/// server scenarios call: `input-required-result-*` (SEP-2322, MRTR) and the
+/// diagnostics of `server-stateless` (SEP-2575). Served by [`call_modern`].
+pub const MODERN_TOOL_NAMES: [&str; 11] = [
+    "test_input_required_result_elicitation",
+    "test_input_required_result_sampling",
+    "test_input_required_result_list_roots",
+    "test_input_required_result_request_state",
+    "test_input_required_result_multiple_inputs",
+    "test_input_required_result_multi_round",
+    "test_input_required_result_capabilities",
+    "test_input_required_result_tampered_state",
+    "test_missing_capability",
+    "test_streaming_elicitation",
+    "test_logging_tool",
+];
+
+/// The prompt of `input-required-result-non-tool-request`: `prompts/get`
+/// answers with an `InputRequiredResult` first.
+pub const MRTR_PROMPT: &str = "test_input_required_result_prompt";
+
 /// The fixture prompts, in `prompts/list` order.
-pub const PROMPT_NAMES: [&str; 4] =
-    ["test_simple_prompt", "test_prompt_with_arguments", "test_prompt_with_embedded_resource", "test_prompt_with_image"];
+pub const PROMPT_NAMES: [&str; 5] = [
+    "test_simple_prompt",
+    "test_prompt_with_arguments",
+    "test_prompt_with_embedded_resource",
+    "test_prompt_with_image",
+    MRTR_PROMPT,
+];
 
 /// Completion candidates for `test_prompt_with_arguments`'s arguments.
 const COMPLETIONS: [&str; 6] = ["paris", "park", "party", "test", "testing", "tested"];
@@ -84,11 +122,28 @@ pub(crate) fn tools() -> Vec<Value> {
                "inputSchema": {
                    "$schema": "https://json-schema.org/draft/2020-12/schema",
                    "type": "object",
-                   "$defs": {"address": {"type": "object",
+                   "$defs": {"address": {"$anchor": "addressDef", "type": "object",
                                          "properties": {"street": {"type": "string"}, "city": {"type": "string"}}}},
-                   "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"}},
+                   "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"},
+                                  "contactMethod": {"type": "string", "enum": ["phone", "email"]},
+                                  "phone": {"type": "string"}, "email": {"type": "string"}},
+                   "allOf": [{"anyOf": [{"required": ["phone"]}, {"required": ["email"]}]}],
+                   "if": {"properties": {"contactMethod": {"const": "phone"}}, "required": ["contactMethod"]},
+                   "then": {"required": ["phone"]},
+                   "else": {"required": ["email"]},
                    "additionalProperties": false}}),
         simple("test_reconnection", "Closes its SSE stream after a priming event; the result is replayed on GET with Last-Event-ID."),
+        simple("test_input_required_result_elicitation", "MRTR: asks for the user's name (elicitation), then greets."),
+        simple("test_input_required_result_sampling", "MRTR: asks the client's LLM a question (sampling), then returns the answer."),
+        simple("test_input_required_result_list_roots", "MRTR: asks for the client's roots (roots/list), then lists them."),
+        simple("test_input_required_result_request_state", "MRTR: asks for a confirmation with a signed requestState; the retry must echo it."),
+        simple("test_input_required_result_multiple_inputs", "MRTR: asks for elicitation, sampling and roots/list at once."),
+        simple("test_input_required_result_multi_round", "MRTR: two rounds (name, then colour), each with a new requestState."),
+        simple("test_input_required_result_capabilities", "MRTR: asks only for the inputs whose capability the client declared."),
+        simple("test_input_required_result_tampered_state", "MRTR: a retry whose requestState fails verification is rejected (-32602)."),
+        simple("test_missing_capability", "Needs the client's sampling capability: without it, -32021 (HTTP 400)."),
+        simple("test_streaming_elicitation", "Asks for a confirmation with an InputRequiredResult (never a request on the stream)."),
+        simple("test_logging_tool", "Logs three info messages (only at the request's logLevel), then returns."),
     ]
 }
 
@@ -265,6 +320,11 @@ pub(crate) fn call(name: &str, args: &Map<String, Value>, params: &Map<String, V
         }
         "json_schema_2020_12_tool" => Reply::Result(result(vec![text(format!("received {}", Value::Object(args.clone())))])),
         "test_reconnection" => Reply::Reconnect(result(vec![text("Reconnection test completed successfully")])),
+        "test_logging_tool" => call("test_tool_with_logging", args, params, modern),
+        _ if MODERN_TOOL_NAMES.contains(&name) && !modern => {
+            tool_error(format!("{name} is a 2026-07-28 fixture (InputRequiredResult); call it with per-request _meta"))
+        }
+        _ if MODERN_TOOL_NAMES.contains(&name) => call_modern(name, params),
         _ => Reply::Error(codes::INVALID_PARAMS, format!("Invalid params: unknown tool: {name}"), None),
     }
 }
@@ -279,11 +339,21 @@ pub(crate) fn prompts() -> Vec<Value> {
         json!({"name": "test_prompt_with_embedded_resource", "description": "A prompt embedding a resource.",
                "arguments": [arg("resourceUri", "URI of the resource to embed")]}),
         json!({"name": "test_prompt_with_image", "description": "A prompt with an image."}),
+        json!({"name": MRTR_PROMPT, "description": "2026-07-28 only: asks for context (InputRequiredResult), then answers."}),
     ]
 }
 
 /// `prompts/get` of a fixture prompt; `None` if `name` is not one.
-pub(crate) fn get_prompt(name: &str, args: Option<&Value>) -> Option<Reply> {
+/// `params`: the request's params; `modern`: served under 2026-07-28 rules
+/// ([`MRTR_PROMPT`] is modern-only).
+pub(crate) fn get_prompt(name: &str, params: &Map<String, Value>, modern: bool) -> Option<Reply> {
+    if name == MRTR_PROMPT {
+        if !modern {
+            return Some(Reply::Error(codes::INVALID_PARAMS, format!("Invalid params: {name} needs 2026-07-28 (InputRequiredResult)"), None));
+        }
+        return Some(mrtr_prompt(params));
+    }
+    let args = params.get("arguments");
     let arg = |k: &str| args.and_then(|a| a.get(k)).and_then(Value::as_str).map(str::to_string);
     let missing = |k: &str| Reply::Error(codes::INVALID_PARAMS, format!("Invalid params: argument `{k}` is required"), None);
     let user = |content: Value| json!({"role": "user", "content": content});
@@ -351,4 +421,287 @@ pub(crate) fn complete(prompt: &str, arg: &str, value: &str) -> Option<Vec<&'sta
         "arg1" | "arg2" => COMPLETIONS.iter().copied().filter(|c| c.starts_with(value)).collect(),
         _ => Vec::new(),
     })
+}
+
+// ---------------------------------------------------------------------------
+// 2026-07-28 fixtures of conformance 0.2.0-alpha.12 (SEP-2322 MRTR, SEP-2575)
+// ---------------------------------------------------------------------------
+
+/// The key that signs `requestState` values (random per process).
+fn state_key() -> &'static [u8; 16] {
+    static KEY: std::sync::OnceLock<[u8; 16]> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        let mut k = [0u8; 16];
+        if getrandom::fill(&mut k).is_err() {
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+            k.copy_from_slice(&nanos.to_le_bytes());
+        }
+        k
+    })
+}
+
+fn state_mac(body: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(state_key());
+    h.update(body.as_bytes());
+    hex::encode(h.finalize())[..32].to_string()
+}
+
+/// An opaque, integrity-protected `requestState`: `hex(json).mac`
+/// (`basic/patterns/mrtr.mdx`: servers MUST verify state they get back).
+pub(crate) fn sign_state(payload: &Value) -> String {
+    let body = hex::encode(payload.to_string());
+    let mac = state_mac(&body);
+    format!("{body}.{mac}")
+}
+
+/// The payload of a `requestState` made by [`sign_state`]; `None` if it was
+/// altered or is not one of ours.
+pub(crate) fn verify_state(state: &str) -> Option<Value> {
+    let (body, mac) = state.rsplit_once('.')?;
+    if state_mac(body) != mac {
+        return None;
+    }
+    serde_json::from_slice(&hex::decode(body).ok()?).ok()
+}
+
+fn invalid_params(msg: String) -> Reply {
+    Reply::Error(codes::INVALID_PARAMS, format!("Invalid params: {msg}"), None)
+}
+
+/// A retry's `inputResponses` (empty on a first call). `Err`: -32602 when it
+/// is not an object of objects (SEP-2322: protocol errors are JSON-RPC errors).
+fn input_responses(params: &Map<String, Value>) -> Result<Map<String, Value>, Box<Reply>> {
+    match params.get("inputResponses") {
+        None => Ok(Map::new()),
+        Some(Value::Object(m)) => {
+            if let Some((k, _)) = m.iter().find(|(_, v)| !v.is_object()) {
+                return Err(Box::new(invalid_params(format!("inputResponses.{k} must be an object"))));
+            }
+            Ok(m.clone())
+        }
+        Some(_) => Err(Box::new(invalid_params("inputResponses must be an object".into()))),
+    }
+}
+
+/// A retry's verified `requestState` payload for `tool` (`None` on a first
+/// call). `Err`: -32602 when it fails verification or names another tool.
+fn request_state(params: &Map<String, Value>, tool: &str) -> Result<Option<Value>, Box<Reply>> {
+    let Some(raw) = params.get("requestState") else { return Ok(None) };
+    let payload = raw.as_str().and_then(verify_state).filter(|p| p.get("tool").and_then(Value::as_str) == Some(tool));
+    match payload {
+        Some(p) => Ok(Some(p)),
+        None => Err(Box::new(invalid_params(format!("requestState failed verification for {tool}")))),
+    }
+}
+
+fn client_caps(params: &Map<String, Value>) -> Option<&Map<String, Value>> {
+    params.get("_meta")?.get(META_CLIENT_CAPS)?.as_object()
+}
+
+/// -32021 MissingRequiredClientCapability naming `caps` (SEP-2575: a server
+/// MUST NOT rely on capabilities the client did not declare; HTTP 400).
+fn require(params: &Map<String, Value>, caps: &[&str]) -> Result<(), Box<Reply>> {
+    let declared = client_caps(params);
+    let missing: Vec<&str> = caps.iter().copied().filter(|c| declared.is_none_or(|d| !d.contains_key(*c))).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let required: Map<String, Value> = missing.iter().map(|c| (c.to_string(), json!({}))).collect();
+    Err(Box::new(Reply::Error(
+        codes::MISSING_CLIENT_CAPABILITY,
+        format!("Missing required client capability: {}", missing.join(", ")),
+        Some(json!({"requiredCapabilities": required})),
+    )))
+}
+
+fn elicit_request(message: &str, field: &str, kind: &str) -> Value {
+    json!({"method": "elicitation/create", "params": {"mode": "form", "message": message, "requestedSchema": {
+        "type": "object", "properties": {field: {"type": kind}}, "required": [field]}}})
+}
+
+fn sampling_request(question: &str, max_tokens: u64) -> Value {
+    json!({"method": "sampling/createMessage", "params": {
+        "messages": [{"role": "user", "content": {"type": "text", "text": question}}], "maxTokens": max_tokens}})
+}
+
+fn roots_request() -> Value {
+    json!({"method": "roots/list", "params": {}})
+}
+
+/// `InputRequiredResult` asking for `requests`, with `state` when given.
+fn input_required(requests: Map<String, Value>, state: Option<Value>) -> Reply {
+    let mut r = json!({"resultType": "input_required", "inputRequests": requests});
+    if let Some(s) = state {
+        r["requestState"] = json!(sign_state(&s));
+    }
+    Reply::Result(r)
+}
+
+fn one(key: &str, request: Value) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert(key.into(), request);
+    m
+}
+
+/// An accepted elicitation's `content[field]` as text.
+fn elicited(answer: &Value, field: &str) -> Option<String> {
+    if answer.get("action").and_then(Value::as_str) != Some("accept") {
+        return None;
+    }
+    let v = answer.get("content")?.get(field)?;
+    Some(v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
+}
+
+fn roots_text(answer: &Value) -> String {
+    let uris: Vec<&str> = answer.get("roots").and_then(Value::as_array).into_iter().flatten()
+        .filter_map(|r| r.get("uri").and_then(Value::as_str)).collect();
+    format!("roots: {}", if uris.is_empty() { "(none)".to_string() } else { uris.join(", ") })
+}
+
+/// Calls one of [`MODERN_TOOL_NAMES`] under 2026-07-28 rules. Each MRTR tool
+/// answers an `InputRequiredResult` until the retry's `inputResponses`
+/// carry what it asked for (missing keys are asked for again; extra keys are
+/// ignored); a `requestState` that fails verification is -32602.
+pub(crate) fn call_modern(name: &str, params: &Map<String, Value>) -> Reply {
+    let responses = match input_responses(params) {
+        Ok(r) => r,
+        Err(e) => return *e,
+    };
+    let state = match request_state(params, name) {
+        Ok(s) => s,
+        Err(e) => return *e,
+    };
+    let state_for = |round: u64, extra: Value| {
+        let mut s = json!({"tool": name, "round": round});
+        if let (Some(o), Value::Object(more)) = (s.as_object_mut(), extra) {
+            o.extend(more);
+        }
+        Some(s)
+    };
+    match name {
+        "test_input_required_result_elicitation" => {
+            if let Err(e) = require(params, &["elicitation"]) {
+                return *e;
+            }
+            match responses.get("user_name").and_then(|a| elicited(a, "name")) {
+                Some(who) => Reply::Result(result(vec![text(format!("Hello, {who}!"))])),
+                None => input_required(one("user_name", elicit_request("What is your name?", "name", "string")), None),
+            }
+        }
+        "test_input_required_result_sampling" => {
+            if let Err(e) = require(params, &["sampling"]) {
+                return *e;
+            }
+            match responses.get("capital_question") {
+                Some(a) => Reply::Result(result(vec![text(format!("LLM response: {}", sampled_text(a)))])),
+                None => input_required(one("capital_question", sampling_request("What is the capital of France?", 100)), None),
+            }
+        }
+        "test_input_required_result_list_roots" => {
+            if let Err(e) = require(params, &["roots"]) {
+                return *e;
+            }
+            match responses.get("client_roots") {
+                Some(a) => Reply::Result(result(vec![text(roots_text(a))])),
+                None => input_required(one("client_roots", roots_request()), None),
+            }
+        }
+        "test_input_required_result_request_state" | "test_input_required_result_tampered_state" | "test_streaming_elicitation" => {
+            if let Err(e) = require(params, &["elicitation"]) {
+                return *e;
+            }
+            match (state, responses.get("confirm")) {
+                (Some(_), Some(a)) => {
+                    let ok = a.get("content").and_then(|c| c.get("ok")).cloned().unwrap_or(Value::Null);
+                    Reply::Result(result(vec![text(format!("state-ok: requestState verified, confirmed={ok}"))]))
+                }
+                _ => input_required(one("confirm", elicit_request("Please confirm", "ok", "boolean")), state_for(1, json!({}))),
+            }
+        }
+        "test_input_required_result_multiple_inputs" => {
+            if let Err(e) = require(params, &["elicitation", "sampling", "roots"]) {
+                return *e;
+            }
+            let keys = ["user_name", "greeting", "client_roots"];
+            if state.is_some() && keys.iter().all(|k| responses.contains_key(*k)) {
+                let who = elicited(&responses["user_name"], "name").unwrap_or_else(|| "?".into());
+                let line = format!("name: {who}; greeting: {}; {}", sampled_text(&responses["greeting"]), roots_text(&responses["client_roots"]));
+                return Reply::Result(result(vec![text(line)]));
+            }
+            let mut asks = Map::new();
+            asks.insert("user_name".into(), elicit_request("What is your name?", "name", "string"));
+            asks.insert("greeting".into(), sampling_request("Generate a greeting", 50));
+            asks.insert("client_roots".into(), roots_request());
+            input_required(asks, state_for(1, json!({})))
+        }
+        "test_input_required_result_multi_round" => {
+            if let Err(e) = require(params, &["elicitation"]) {
+                return *e;
+            }
+            let round = state.as_ref().and_then(|s| s.get("round")).and_then(Value::as_u64).unwrap_or(0);
+            match round {
+                1 => match responses.get("user_name").and_then(|a| elicited(a, "name")) {
+                    Some(who) => input_required(
+                        one("favorite_color", elicit_request("What is your favourite colour?", "color", "string")),
+                        state_for(2, json!({"name": who})),
+                    ),
+                    None => input_required(one("user_name", elicit_request("What is your name?", "name", "string")), state_for(1, json!({}))),
+                },
+                2 => {
+                    let who = state.as_ref().and_then(|s| s.get("name")).and_then(Value::as_str).unwrap_or("?").to_string();
+                    match responses.get("favorite_color").and_then(|a| elicited(a, "color")) {
+                        Some(colour) => Reply::Result(result(vec![text(format!("{who} likes {colour}"))])),
+                        None => input_required(
+                            one("favorite_color", elicit_request("What is your favourite colour?", "color", "string")),
+                            state_for(2, json!({"name": who})),
+                        ),
+                    }
+                }
+                _ => input_required(one("user_name", elicit_request("What is your name?", "name", "string")), state_for(1, json!({}))),
+            }
+        }
+        "test_input_required_result_capabilities" => {
+            let declared = client_caps(params);
+            let can = |c: &str| declared.is_some_and(|d| d.contains_key(c));
+            let mut asks = Map::new();
+            if can("elicitation") && !responses.contains_key("user_name") {
+                asks.insert("user_name".into(), elicit_request("What is your name?", "name", "string"));
+            }
+            if can("sampling") && !responses.contains_key("greeting") {
+                asks.insert("greeting".into(), sampling_request("Generate a greeting", 50));
+            }
+            if asks.is_empty() {
+                let got: Vec<&String> = responses.keys().collect();
+                return Reply::Result(result(vec![text(format!("inputs received: {got:?}"))]));
+            }
+            input_required(asks, None)
+        }
+        "test_missing_capability" => match require(params, &["sampling"]) {
+            Ok(()) => Reply::Result(result(vec![text("the client declared sampling")])),
+            Err(e) => *e,
+        },
+        _ => Reply::Error(codes::INVALID_PARAMS, format!("Invalid params: unknown tool: {name}"), None),
+    }
+}
+
+/// `prompts/get` of [`MRTR_PROMPT`]: asks for context, then answers with a
+/// `GetPromptResult` that quotes it.
+fn mrtr_prompt(params: &Map<String, Value>) -> Reply {
+    let responses = match input_responses(params) {
+        Ok(r) => r,
+        Err(e) => return *e,
+    };
+    if let Err(e) = request_state(params, MRTR_PROMPT) {
+        return *e;
+    }
+    if let Err(e) = require(params, &["elicitation"]) {
+        return *e;
+    }
+    match responses.get("context").and_then(|a| elicited(a, "context")) {
+        Some(context) => Reply::Result(json!({"description": format!("{MRTR_PROMPT} (conformance fixture)"), "messages": [
+            {"role": "user", "content": text(format!("Answer with this context: {context}"))}]})),
+        None => input_required(one("context", elicit_request("What context should the prompt use?", "context", "string")), None),
+    }
 }

@@ -93,7 +93,8 @@ fn uint_arg(args: &Map<String, Value>, key: &str, default: Option<u64>) -> Resul
 }
 
 impl MockServer {
-    /// Adds `ttlMs` / `cacheScope` to a list result under modern rules.
+    /// Adds `ttlMs` / `cacheScope` to a cacheable result (lists, `resources/read`,
+    /// `server/discover`) under modern rules (2026-07-28, SEP-2549).
     fn cacheable(&self, ctx: &Ctx<'_>, mut result: Value) -> Value {
         if ctx.modern {
             result["ttlMs"] = json!(LIST_TTL_MS);
@@ -171,7 +172,7 @@ impl MockServer {
             "prompts/get" => {
                 let name = params.get("name").and_then(Value::as_str).unwrap_or_default();
                 if self.has_conformance_fixtures() {
-                    if let Some(reply) = conformance::get_prompt(name, params.get("arguments")) {
+                    if let Some(reply) = conformance::get_prompt(name, params, ctx.modern) {
                         return reply;
                     }
                 }
@@ -209,16 +210,18 @@ impl MockServer {
                     return invalid("`uri` is required");
                 };
                 if let Some(read) = conformance::read(uri).filter(|_| self.has_conformance_fixtures()) {
-                    return Reply::Result(read);
+                    return Reply::Result(self.cacheable(ctx, read));
                 }
                 let text = if uri == "mock://info" {
                     format!("{} mock MCP server ({})", self.config().name, self.config().era.as_str())
                 } else if let Some(id) = uri.strip_prefix("mock://item/").filter(|id| !id.is_empty()) {
                     format!("item {id}")
                 } else {
-                    return Reply::Error(codes::RESOURCE_NOT_FOUND, "Resource not found".into(), Some(json!({"uri": uri})));
+                    // -32602 from 2026-07-28 on (SEP-2164); -32002 before.
+                    let code = if ctx.modern { codes::INVALID_PARAMS } else { codes::RESOURCE_NOT_FOUND };
+                    return Reply::Error(code, "Resource not found".into(), Some(json!({"uri": uri})));
                 };
-                Reply::Result(json!({"contents": [{"uri": uri, "mimeType": "text/plain", "text": text}]}))
+                Reply::Result(self.cacheable(ctx, json!({"contents": [{"uri": uri, "mimeType": "text/plain", "text": text}]})))
             }
             "completion/complete" => {
                 let r = params.get("ref");

@@ -632,6 +632,16 @@ impl MockServer {
             return Response::empty(202);
         };
         let supported: Vec<&str> = self.supported_versions();
+        // A request whose header claims a modern version must carry valid
+        // `_meta` (-32602); one without such a header (a legacy client) is
+        // told about the header first (-32020, naming the versions).
+        let claims_modern = req.header("MCP-Protocol-Version").is_some_and(|v| !LEGACY_VERSIONS.contains(&v.trim()));
+        if claims_modern && method != "initialize" {
+            let empty = serde_json::Map::new();
+            if let Err(why) = crate::protocol::era::check_request_meta(msg.get("params").and_then(Value::as_object).unwrap_or(&empty)) {
+                return Response::json(400, &rpc_error(&id, codes::INVALID_PARAMS, &why, None));
+            }
+        }
         if let Err(why) = modern::validate_headers(req, msg) {
             let mut message = why;
             let mut data = None;
@@ -654,7 +664,9 @@ impl MockServer {
             return Response::json(400, &rpc_error(&id, codes::UNSUPPORTED_PROTOCOL_VERSION, "Unsupported protocol version", Some(data)));
         }
         let ctx = Ctx { modern: true, session: None, authorization: req.header("Authorization") };
-        let reply = if method == "initialize" {
+        let reply = if modern::REMOVED_METHODS.contains(&method) {
+            Reply::Error(codes::METHOD_NOT_FOUND, format!("Method not found: {method} (removed in 2026-07-28)"), None)
+        } else if method == "initialize" {
             Reply::Error(
                 codes::METHOD_NOT_FOUND,
                 format!("Method not found: initialize (this server speaks {} without initialize)", supported.join(", ")),
@@ -688,7 +700,12 @@ impl MockServer {
             }
             Reply::Error(code, message, data) => {
                 // Modern: an unimplemented method is 404 + -32601 (streamable-http.mdx).
-                let status = if modern && code == codes::METHOD_NOT_FOUND { 404 } else { 200 };
+                // and a missing client capability is 400 + -32021 (SEP-2575).
+                let status = match code {
+                    codes::METHOD_NOT_FOUND if modern => 404,
+                    codes::MISSING_CLIENT_CAPABILITY if modern => 400,
+                    _ => 200,
+                };
                 Response::json(status, &rpc_error(&id, code, &message, data))
             }
             Reply::Progress { token, steps, ms, result } => {

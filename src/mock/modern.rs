@@ -7,6 +7,10 @@ use serde_json::{Map, Value};
 use crate::http::Request;
 use crate::protocol::headers::{validate_params, validate_standard};
 
+/// Methods 2026-07-28 removed (changelog, SEP-2575): a modern request for one
+/// is answered 404 + -32601 (`initialize` is served only as legacy).
+pub(crate) const REMOVED_METHODS: [&str; 4] = ["ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"];
+
 /// Validates `MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name` and (for
 /// `tools/call` of a tool with `x-mcp-header` properties) `Mcp-Param-*`
 /// against the body. `Err` carries the reason, already prefixed "Header mismatch: "

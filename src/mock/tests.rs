@@ -409,14 +409,16 @@ fn dual_server_picks_the_era_per_request() {
     assert_eq!(tool_text(&call(&m, &sid, 2, "get_session_id", json!({}))), format!("mock: {sid}"));
     let v = json_of(&modern_call(&m, "tools/call", json!({"name":"get_session_id"})));
     assert_eq!(v["result"]["content"][0]["text"], "mock: none");
-    // A modern-looking header without _meta is treated as modern (→ -32020, not 400 "no session").
+    // A modern-looking header without _meta is treated as modern: 400 + -32602
+    // for the missing per-request _meta (SEP-2575), not 400 "no session".
     let r = m.handle(request(
         "POST",
         "/mcp",
         &[("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", "tools/list")],
         r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#,
     ));
-    assert_eq!(json_of(&r)["error"]["code"], codes::HEADER_MISMATCH);
+    assert_eq!(r.status, 400);
+    assert_eq!(json_of(&r)["error"]["code"], codes::INVALID_PARAMS);
 }
 
 // ---- progress, limits, stats ----
@@ -621,4 +623,177 @@ fn conformance_sampling_and_elicitation_use_mrtr_for_modern_requests() {
                        "inputResponses": {"elicitation": {"action": "accept", "content": {"name": "Jane"}}}});
     let done = call(retry, json!({"elicitation": {}}));
     assert_eq!(done["result"]["content"][0]["text"], "Elicitation completed: action=accept, content={\"name\":\"Jane\"}", "{done}");
+}
+
+// ---- 2026-07-28 fixtures of conformance 0.2.0-alpha.12 ----
+
+/// A modern `method` call on a fixtures mock with these client capabilities.
+fn modern_with(m: &MockServer, method: &str, params: Value, caps: Value) -> Response {
+    let (h, mut b) = modern_request(method, params, "2026-07-28");
+    b["params"]["_meta"]["io.modelcontextprotocol/clientCapabilities"] = caps;
+    send(m, &h, &b)
+}
+
+fn all_caps() -> Value {
+    json!({"sampling": {}, "elicitation": {}, "roots": {"listChanged": true}})
+}
+
+fn accept(content: Value) -> Value {
+    json!({"action": "accept", "content": content})
+}
+
+#[test]
+fn mrtr_fixtures_ask_then_complete_on_the_retry() {
+    let m = MockServer::with_conformance_fixtures(MockConfig::default());
+    let tool = |params: Value| json_of(&modern_with(&m, "tools/call", params, all_caps()));
+
+    let first = tool(json!({"name": "test_input_required_result_elicitation", "arguments": {}}));
+    assert_eq!(first["result"]["resultType"], "input_required", "{first}");
+    assert_eq!(first["result"]["inputRequests"]["user_name"]["method"], "elicitation/create");
+    let done = tool(json!({"name": "test_input_required_result_elicitation", "arguments": {},
+                           "inputResponses": {"user_name": accept(json!({"name": "Alice"})), "unknown_extra_key": accept(json!({}))}}));
+    assert_eq!((done["result"]["resultType"].clone(), done["result"]["content"][0]["text"].clone()), (json!("complete"), json!("Hello, Alice!")));
+    // A response under the wrong key: asked again, not an error.
+    let again = tool(json!({"name": "test_input_required_result_elicitation", "arguments": {}, "inputResponses": {"wrong_key": accept(json!({}))}}));
+    assert_eq!(again["result"]["resultType"], "input_required", "{again}");
+    // inputResponses that are not an object of objects: -32602.
+    for bad in [json!({"user_name": 12345}), Value::Null, json!([1])] {
+        let e = tool(json!({"name": "test_input_required_result_elicitation", "arguments": {}, "inputResponses": bad}));
+        assert_eq!(e["error"]["code"], codes::INVALID_PARAMS, "{bad}: {e}");
+    }
+
+    let s = tool(json!({"name": "test_input_required_result_sampling", "arguments": {}}));
+    assert_eq!(s["result"]["inputRequests"]["capital_question"]["method"], "sampling/createMessage");
+    let s = tool(json!({"name": "test_input_required_result_sampling", "arguments": {}, "inputResponses": {"capital_question":
+        {"role": "assistant", "content": {"type": "text", "text": "Paris"}, "model": "m", "stopReason": "endTurn"}}}));
+    assert_eq!(s["result"]["content"][0]["text"], "LLM response: Paris");
+
+    let r = tool(json!({"name": "test_input_required_result_list_roots", "arguments": {}}));
+    assert_eq!(r["result"]["inputRequests"]["client_roots"], json!({"method": "roots/list", "params": {}}));
+    let r = tool(json!({"name": "test_input_required_result_list_roots", "arguments": {},
+                        "inputResponses": {"client_roots": {"roots": [{"uri": "file:///test/root", "name": "Test Root"}]}}}));
+    assert_eq!(r["result"]["content"][0]["text"], "roots: file:///test/root");
+
+    let multi = tool(json!({"name": "test_input_required_result_multiple_inputs", "arguments": {}}));
+    let methods: Vec<&str> = multi["result"]["inputRequests"].as_object().unwrap().values().map(|r| r["method"].as_str().unwrap()).collect();
+    assert_eq!(methods.len(), 3);
+    for want in ["elicitation/create", "sampling/createMessage", "roots/list"] {
+        assert!(methods.contains(&want), "{methods:?}");
+    }
+    let all = json!({"user_name": accept(json!({"name": "Bo"})), "greeting": {"role": "assistant", "content": {"type": "text", "text": "hi"}},
+                     "client_roots": {"roots": []}});
+    let done = tool(json!({"name": "test_input_required_result_multiple_inputs", "arguments": {}, "inputResponses": all,
+                           "requestState": multi["result"]["requestState"]}));
+    assert_eq!(done["result"]["content"][0]["text"], "name: Bo; greeting: hi; roots: (none)", "{done}");
+}
+
+#[test]
+fn mrtr_request_state_is_signed_round_tripped_and_checked() {
+    let m = MockServer::with_conformance_fixtures(MockConfig::default());
+    let tool = |params: Value| json_of(&modern_with(&m, "tools/call", params, all_caps()));
+    let name = "test_input_required_result_request_state";
+    let first = tool(json!({"name": name, "arguments": {}}));
+    let state = first["result"]["requestState"].as_str().expect("requestState").to_string();
+    let ok = json!({"confirm": accept(json!({"ok": true}))});
+    let done = tool(json!({"name": name, "arguments": {}, "inputResponses": ok, "requestState": state}));
+    assert!(done["result"]["content"][0]["text"].as_str().unwrap().contains("state-ok"), "{done}");
+    // Without the state the answer is asked for again; an altered one is refused.
+    assert_eq!(tool(json!({"name": name, "arguments": {}, "inputResponses": ok}))["result"]["resultType"], "input_required");
+    let tampered = tool(json!({"name": "test_input_required_result_tampered_state", "arguments": {}}));
+    let forged = format!("{}-TAMPERED", tampered["result"]["requestState"].as_str().unwrap());
+    let e = tool(json!({"name": "test_input_required_result_tampered_state", "arguments": {}, "inputResponses": ok, "requestState": forged}));
+    assert_eq!(e["error"]["code"], codes::INVALID_PARAMS, "{e}");
+    // A state issued for one tool is not accepted by another.
+    let e = tool(json!({"name": "test_input_required_result_tampered_state", "arguments": {}, "inputResponses": ok, "requestState": state}));
+    assert_eq!(e["error"]["code"], codes::INVALID_PARAMS, "{e}");
+    assert_eq!(conformance::verify_state(&conformance::sign_state(&json!({"a": 1}))), Some(json!({"a": 1})));
+    assert_eq!(conformance::verify_state("6e6f.0000"), None);
+
+    // Two rounds, each with a new state; the name from round 1 survives in the state.
+    let mr = "test_input_required_result_multi_round";
+    let r1 = tool(json!({"name": mr, "arguments": {}}));
+    let s1 = r1["result"]["requestState"].clone();
+    let r2 = tool(json!({"name": mr, "arguments": {}, "requestState": s1, "inputResponses": {"user_name": accept(json!({"name": "Alice"}))}}));
+    assert_eq!(r2["result"]["resultType"], "input_required", "{r2}");
+    assert_ne!(r2["result"]["requestState"], s1);
+    let key = r2["result"]["inputRequests"].as_object().unwrap().keys().next().unwrap().clone();
+    let r3 = tool(json!({"name": mr, "arguments": {}, "requestState": r2["result"]["requestState"],
+                         "inputResponses": {key: accept(json!({"color": "blue"}))}}));
+    assert_eq!(r3["result"]["content"][0]["text"], "Alice likes blue", "{r3}");
+}
+
+#[test]
+fn mrtr_fixtures_respect_the_declared_client_capabilities() {
+    let m = MockServer::with_conformance_fixtures(MockConfig::default());
+    let caps_tool = json!({"name": "test_input_required_result_capabilities", "arguments": {}});
+    let only_sampling = json_of(&modern_with(&m, "tools/call", caps_tool.clone(), json!({"sampling": {}})));
+    let asks = only_sampling["result"]["inputRequests"].as_object().expect("inputRequests").clone();
+    assert_eq!(asks.keys().collect::<Vec<_>>(), ["greeting"], "{only_sampling}");
+    let both = json_of(&modern_with(&m, "tools/call", caps_tool, all_caps()));
+    assert_eq!(both["result"]["inputRequests"].as_object().unwrap().len(), 2);
+
+    // A tool that needs a capability the client did not declare: 400 + -32021 naming it.
+    let r = modern_with(&m, "tools/call", json!({"name": "test_missing_capability", "arguments": {}}), json!({}));
+    assert_eq!(r.status, 400);
+    let e = json_of(&r)["error"].clone();
+    assert_eq!(e["code"], codes::MISSING_CLIENT_CAPABILITY);
+    assert_eq!(e["data"]["requiredCapabilities"], json!({"sampling": {}}));
+    let r = modern_with(&m, "tools/call", json!({"name": "test_missing_capability", "arguments": {}}), json!({"sampling": {}}));
+    assert_eq!((r.status, json_of(&r)["result"]["resultType"].clone()), (200, json!("complete")));
+    let r = modern_with(&m, "tools/call", json!({"name": "test_input_required_result_elicitation", "arguments": {}}), json!({"sampling": {}}));
+    assert_eq!((r.status, json_of(&r)["error"]["data"]["requiredCapabilities"].clone()), (400, json!({"elicitation": {}})));
+    // test_streaming_elicitation asks with an InputRequiredResult in a plain JSON answer.
+    let r = modern_with(&m, "tools/call", json!({"name": "test_streaming_elicitation", "arguments": {}}), json!({"elicitation": {}}));
+    assert_eq!(json_of(&r)["result"]["inputRequests"]["confirm"]["method"], "elicitation/create");
+}
+
+#[test]
+fn mrtr_prompt_and_modern_only_fixtures_for_legacy_clients() {
+    let m = MockServer::with_conformance_fixtures(MockConfig::default());
+    let get = |params: Value| json_of(&modern_with(&m, "prompts/get", params, all_caps()));
+    let first = get(json!({"name": "test_input_required_result_prompt"}));
+    assert_eq!(first["result"]["resultType"], "input_required", "{first}");
+    let key = first["result"]["inputRequests"].as_object().unwrap().keys().next().unwrap().clone();
+    let done = get(json!({"name": "test_input_required_result_prompt", "inputResponses": {key: accept(json!({"context": "test context"}))}}));
+    assert_eq!(done["result"]["resultType"], "complete");
+    assert_eq!(done["result"]["messages"][0]["content"]["text"], "Answer with this context: test context");
+    // Lists never answer input_required.
+    for method in ["tools/list", "prompts/list"] {
+        assert_eq!(json_of(&modern_with(&m, method, json!({}), all_caps()))["result"]["resultType"], "complete", "{method}");
+    }
+    // Legacy sessions get a tool error / invalid params instead of an InputRequiredResult.
+    let (_, sid) = initialize(&m, "2025-11-25");
+    let v = json_of(&call(&m, &sid, 2, "test_input_required_result_elicitation", json!({})));
+    assert_eq!(v["result"]["isError"], true, "{v}");
+    let v = json_of(&legacy_post(&m, Some(&sid), json!({"jsonrpc":"2.0","id":3,"method":"prompts/get","params":{"name":"test_input_required_result_prompt"}})));
+    assert_eq!(v["error"]["code"], codes::INVALID_PARAMS);
+}
+
+#[test]
+fn stateless_rules_of_2026_07_28() {
+    let m = MockServer::with_conformance_fixtures(MockConfig::default());
+    // Missing or incomplete _meta under a 2026-07-28 header: 400 + -32602, before header checks.
+    let headers = [("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", "server/discover")];
+    let version = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28"});
+    for params in [json!({}), json!({"_meta": version}), json!({"_meta": {"io.modelcontextprotocol/clientCapabilities": {}}})] {
+        let body = json!({"jsonrpc":"2.0","id":104,"method":"server/discover","params":params}).to_string();
+        let r = m.handle(request("POST", "/mcp", &headers, &body));
+        assert_eq!(r.status, 400, "{params}");
+        assert_eq!((json_of(&r)["error"]["code"].clone(), json_of(&r)["id"].clone()), (json!(codes::INVALID_PARAMS), json!(104)), "{params}");
+    }
+    // Methods 2026-07-28 removed: 404 + -32601.
+    for method in ["ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"] {
+        let r = modern_call(&m, method, json!({"level": "info", "uri": "test://static-text"}));
+        assert_eq!((r.status, json_of(&r)["error"]["code"].clone()), (404, json!(codes::METHOD_NOT_FOUND)), "{method}");
+    }
+    // resources/read is cacheable; an unknown resource is -32602 (SEP-2164).
+    let v = json_of(&modern_call(&m, "resources/read", json!({"uri": "test://static-text"})));
+    assert!(v["result"]["ttlMs"].as_u64().is_some() && v["result"]["cacheScope"] == "public", "{v}");
+    assert_eq!(json_of(&modern_call(&m, "resources/read", json!({"uri": "test://nope"})))["error"]["code"], codes::INVALID_PARAMS);
+    // The JSON Schema 2020-12 fixture keeps composition, conditional and anchor keywords.
+    let tools = json_of(&modern_call(&m, "tools/list", json!({})));
+    let t = tools["result"]["tools"].as_array().unwrap().iter().find(|t| t["name"] == "json_schema_2020_12_tool").unwrap().clone();
+    let s = &t["inputSchema"];
+    assert!(s["allOf"][0]["anyOf"].is_array() && s["if"].is_object() && s["then"].is_object() && s["else"].is_object(), "{s}");
+    assert_eq!(s["$defs"]["address"]["$anchor"], "addressDef");
 }

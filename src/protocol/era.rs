@@ -58,6 +58,25 @@ pub fn meta_version(params: &Map<String, Value>) -> Option<&str> {
     params.get("_meta")?.get(META_PROTOCOL_VERSION)?.as_str()
 }
 
+/// Checks the per-request `_meta` of a 2026-07-28 request (2026-07-28
+/// `basic/index.mdx`, SEP-2575): `params._meta` is an object with a string
+/// `io.modelcontextprotocol/protocolVersion` and an object
+/// `io.modelcontextprotocol/clientCapabilities` (`clientInfo` is only a
+/// SHOULD). `Err` is the reason, for a `-32602` Invalid params error sent
+/// with HTTP 400.
+pub fn check_request_meta(params: &Map<String, Value>) -> Result<(), String> {
+    let Some(meta) = params.get("_meta").and_then(Value::as_object) else {
+        return Err("Invalid params: params._meta is required (2026-07-28 per-request metadata)".into());
+    };
+    if !meta.get(crate::protocol::META_PROTOCOL_VERSION).is_some_and(Value::is_string) {
+        return Err(format!("Invalid params: params._meta[\"{}\"] must be a string", crate::protocol::META_PROTOCOL_VERSION));
+    }
+    if !meta.get(crate::protocol::META_CLIENT_CAPABILITIES).is_some_and(Value::is_object) {
+        return Err(format!("Invalid params: params._meta[\"{}\"] must be an object", crate::protocol::META_CLIENT_CAPABILITIES));
+    }
+    Ok(())
+}
+
 /// Decides the era of one downstream request (2026-07-28 versioning: "A
 /// dual-era server selects its behavior from how the client opens").
 ///
@@ -93,6 +112,19 @@ mod tests {
         assert_eq!(negotiate_legacy(Some("1999-01-01")), LATEST_LEGACY);
         assert_eq!(negotiate_legacy(Some(MODERN_VERSION)), LATEST_LEGACY);
         assert_eq!(negotiate_legacy(None), LATEST_LEGACY);
+    }
+
+    #[test]
+    fn modern_meta_needs_a_version_string_and_capabilities_object() {
+        let ok = params(json!({"_meta": {META_PROTOCOL_VERSION: "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}}));
+        assert_eq!(check_request_meta(&ok), Ok(()));
+        assert!(check_request_meta(&Map::new()).unwrap_err().contains("_meta is required"));
+        let no_version = params(json!({"_meta": {"io.modelcontextprotocol/clientCapabilities": {}}}));
+        assert!(check_request_meta(&no_version).unwrap_err().contains("protocolVersion"));
+        let no_caps = params(json!({"_meta": {META_PROTOCOL_VERSION: "2026-07-28"}}));
+        assert!(check_request_meta(&no_caps).unwrap_err().contains("clientCapabilities"));
+        let caps_not_object = params(json!({"_meta": {META_PROTOCOL_VERSION: "2026-07-28", "io.modelcontextprotocol/clientCapabilities": []}}));
+        assert!(check_request_meta(&caps_not_object).is_err());
     }
 
     #[test]
