@@ -153,6 +153,9 @@ struct Entry {
 pub struct ListenStreams {
     map: Mutex<HashMap<u64, Entry>>,
     next: AtomicU64,
+    /// Held while a modern upstream's URI set is read and handed over, so
+    /// the last handover always carries the latest set.
+    watch_order: Mutex<()>,
 }
 
 impl ListenStreams {
@@ -206,6 +209,7 @@ impl ListenStreams {
 pub fn watch_upstream(hub: &Hub, upstream: &Upstream, uri: &str, subscribe: bool, params: Map<String, Value>, ctx: &CallContext) -> Result<Value, UpstreamError> {
     match upstream.era(ctx)? {
         Era::Modern => {
+            let _in_order = hub.listen_streams().watch_order.lock();
             upstream.watch_resources(hub.subscriptions().uris(upstream.name()));
             Ok(json!({"jsonrpc": "2.0", "id": null, "result": {}}))
         }
