@@ -129,8 +129,8 @@ fn modern_clients_discover_and_get_405_for_get_and_delete() {
     assert_eq!(d["result"]["cacheScope"], "public");
     assert!(d["result"]["ttlMs"].as_u64().is_some());
     assert_eq!(d["result"]["_meta"]["io.modelcontextprotocol/serverInfo"]["name"], "mcphub");
-    // list_changed reaches modern clients only through subscriptions/listen, not offered yet.
-    assert_eq!(d["result"]["capabilities"]["tools"]["listChanged"], false);
+    // list_changed reaches modern clients through subscriptions/listen (tests/hub_listen.rs).
+    assert_eq!(d["result"]["capabilities"]["tools"]["listChanged"], true);
     let modern_headers = [("MCP-Protocol-Version", "2026-07-28")];
     assert_eq!(send("DELETE", &h.url, &modern_headers, "").status, 405);
     assert_eq!(send("GET", &h.url, &[ACCEPT, ("MCP-Protocol-Version", "2026-07-28")], "").status, 405);

@@ -16,16 +16,14 @@ fn invalid_params(msg: impl Into<String>) -> ErrorObject {
     ErrorObject::new(codes::INVALID_PARAMS, msg)
 }
 
-/// The capabilities the hub offers downstream. `listChanged` and
-/// `subscribe` only where it delivers them: legacy clients get change
-/// notifications on their GET stream; 2026-07-28 `subscriptions/listen` is
-/// not offered yet.
-fn capabilities(era: Era) -> Value {
-    let live = era == Era::Legacy;
+/// The capabilities the hub offers downstream: change notifications reach
+/// legacy clients on their GET stream and 2026-07-28 clients on
+/// `subscriptions/listen` ([`super::listen`]).
+fn capabilities() -> Value {
     json!({
-        "tools": {"listChanged": live},
-        "prompts": {"listChanged": live},
-        "resources": {"listChanged": live, "subscribe": live},
+        "tools": {"listChanged": true},
+        "prompts": {"listChanged": true},
+        "resources": {"listChanged": true, "subscribe": true},
         "completions": {},
         "logging": {},
     })
@@ -42,7 +40,7 @@ pub fn dispatch(hub: &Hub, down: &Downstream, id: Value, method: &str, params: M
         "initialize" => return initialize(hub, &id, &params),
         "server/discover" => Ok(json!({
             "supportedVersions": era::supported_versions(),
-            "capabilities": capabilities(Era::Modern),
+            "capabilities": capabilities(),
             "serverInfo": server_info(),
             "instructions": "MCPHub: the tools, prompts and resources of several MCP servers behind one endpoint.",
             // DiscoverResult is cacheable (2026-07-28 schema) and names the server in _meta.
@@ -65,6 +63,7 @@ pub fn dispatch(hub: &Hub, down: &Downstream, id: Value, method: &str, params: M
         "resources/subscribe" | "resources/unsubscribe" if down.era == Era::Legacy => {
             return subscription(hub, down, id, method, params)
         }
+        "subscriptions/listen" if down.era == Era::Modern => return super::listen::listen(hub, down, id, params),
         _ => {
             let err = ErrorObject::new(codes::METHOD_NOT_FOUND, format!("Method not found: {method}"));
             let status = if down.era == Era::Modern { 404 } else { 200 };
@@ -123,7 +122,7 @@ fn initialize(hub: &Hub, id: &Value, params: &Map<String, Value>) -> Response {
     };
     let result = json!({
         "protocolVersion": version,
-        "capabilities": capabilities(Era::Legacy),
+        "capabilities": capabilities(),
         "serverInfo": server_info(),
         "instructions": "MCPHub: the tools, prompts and resources of several MCP servers behind one endpoint.",
     });
@@ -131,7 +130,7 @@ fn initialize(hub: &Hub, id: &Value, params: &Map<String, Value>) -> Response {
     Response::json(200, &jsonrpc::result_response(id, result)).with_header(SESSION_HEADER, &session.id)
 }
 
-fn ctx(down: &Downstream) -> CallContext {
+pub(super) fn ctx(down: &Downstream) -> CallContext {
     CallContext {
         context_key: "shared".into(),
         client_info: down.client_info.clone(),
@@ -263,8 +262,10 @@ fn read_resource(hub: &Hub, down: &Downstream, id: Value, params: Map<String, Va
 /// session is shared, so subscriptions are counted per (server, URI): the
 /// first client's subscribe and the last client's unsubscribe go upstream,
 /// the others are answered by the hub — one client never unsubscribes
-/// another. (Delivering `notifications/resources/updated` to the subscribed
-/// clients needs their GET streams: issue 3's remaining work.)
+/// another; modern clients' `subscriptions/listen` URIs count too. A modern
+/// owner hears it as a new filter on the hub's listen stream
+/// ([`super::listen::watch_upstream`]). `notifications/resources/updated`
+/// reaches the subscribed sessions on their GET streams.
 fn subscription(hub: &Hub, down: &Downstream, id: Value, method: &str, params: Map<String, Value>) -> Response {
     let Some(uri) = params.get("uri").and_then(Value::as_str).map(str::to_string) else {
         return respond(down.era, &id, Err(invalid_params(format!("{method} needs params.uri"))));
@@ -283,7 +284,7 @@ fn subscription(hub: &Hub, down: &Downstream, id: Value, method: &str, params: M
     if !goes_upstream {
         return respond(down.era, &id, Ok(json!({})));
     }
-    let reply = upstream.request(method, params, &ctx(down), &[], &mut |_| {});
+    let reply = super::listen::watch_upstream(hub, &upstream, &uri, subscribe, params, &ctx(down));
     if subscribe && !reply.as_ref().is_ok_and(|m| m.get("result").is_some()) {
         hub.subscriptions().update(&server, &uri, &session, false); // not subscribed after all
     }

@@ -5,6 +5,7 @@
 //! header validation (modern) or session lookup (legacy), then hands the
 //! request to [`methods`], which reads like one small function per MCP method.
 
+pub mod listen;
 pub mod methods;
 pub mod relay;
 pub mod resume;
@@ -39,6 +40,7 @@ struct Inner {
     subscriptions: relay::Subscriptions,
     streams: resume::Streams,
     listeners: relay::Listeners,
+    listen_streams: listen::ListenStreams,
     next_progress: AtomicU64,
 }
 
@@ -91,6 +93,7 @@ impl Hub {
                 subscriptions: relay::Subscriptions::default(),
                 streams: resume::Streams::default(),
                 listeners: relay::Listeners::default(),
+                listen_streams: listen::ListenStreams::default(),
                 next_progress: AtomicU64::new(1),
             }),
         };
@@ -130,6 +133,11 @@ impl Hub {
     /// Standalone GET streams of legacy clients.
     pub fn listeners(&self) -> &relay::Listeners {
         &self.inner.listeners
+    }
+
+    /// `subscriptions/listen` streams of modern clients.
+    pub fn listen_streams(&self) -> &listen::ListenStreams {
+        &self.inner.listen_streams
     }
 
     /// Resumable call streams of legacy clients.

@@ -158,6 +158,11 @@ impl Subscriptions {
         changed && (if subscribe { was_empty } else { now_empty })
     }
 
+    /// The URIs on `server` someone is subscribed to.
+    pub fn uris(&self, server: &str) -> Vec<String> {
+        self.map.lock().keys().filter(|(s, _)| s == server).map(|(_, u)| u.clone()).collect()
+    }
+
     /// The client sessions subscribed to `uri` on `server`.
     pub fn subscribers(&self, server: &str, uri: &str) -> Vec<String> {
         self.map.lock().get(&(server.to_string(), uri.to_string())).map(|s| s.iter().cloned().collect()).unwrap_or_default()
@@ -228,11 +233,13 @@ pub fn upstream_notification(hub: &Hub, server: &str, message: &Value) {
     match method {
         "notifications/tools/list_changed" | "notifications/prompts/list_changed" | "notifications/resources/list_changed" => {
             hub.listeners().send_all(&json!({"jsonrpc": "2.0", "method": method}));
+            hub.listen_streams().send_list_changed(method);
         }
         "notifications/resources/updated" => {
             let Some(uri) = message.pointer("/params/uri").and_then(Value::as_str) else { return };
             let subscribers = hub.subscriptions().subscribers(server, uri);
             hub.listeners().send_to(&subscribers, message);
+            hub.listen_streams().send_to(&subscribers, message);
         }
         _ => {}
     }

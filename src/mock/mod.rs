@@ -37,6 +37,7 @@
 //! zeroes them.
 
 mod conformance;
+mod listen;
 mod methods;
 mod modern;
 mod stream;
@@ -204,6 +205,8 @@ struct Inner {
     next_id: AtomicU64,
     /// Cut streams by stream id, oldest first in `replay_order`.
     replay: Mutex<(HashMap<String, Replay>, VecDeque<String>)>,
+    /// Open `subscriptions/listen` streams ([`listen`]).
+    listen: listen::Streams,
 }
 
 /// The mock MCP server. Cheap to clone (shared state); implements [`Handler`].
@@ -370,6 +373,7 @@ impl MockServer {
                 pending: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
                 replay: Mutex::new((HashMap::new(), VecDeque::new())),
+                listen: listen::Streams::default(),
             }),
         }
     }
@@ -383,7 +387,7 @@ impl MockServer {
     /// `{"initialize","requests","sessions_active","sessions_created",
     /// "expired_404","rejected_429","tools":{"echo":n,…},"last_authorization_sha"}`.
     /// `requests` counts every POST to `/mcp` — the JSON-RPC messages sent,
-    /// including rejected ones (GET streams and DELETE are not counted); `initialize` counts answered legacy `initialize` requests;
+    /// including rejected ones (GET streams, `subscriptions/listen` streams and DELETE are not counted); `initialize` counts answered legacy `initialize` requests;
     /// `expired_404` counts 404s for unknown or expired sessions;
     /// `last_authorization_sha` is the full hex SHA-256 of the last
     /// `Authorization` header seen on `/mcp` (`null` if none yet).
@@ -433,7 +437,7 @@ impl MockServer {
             let mut st = self.inner.state.lock();
             // JSON-RPC traffic only: a client's GET stream (opened whenever it
             // likes, e.g. the hub's listener) is not a request it made.
-            if req.method == "POST" {
+            if req.method == "POST" && !listen::is_listen(&req) {
                 st.counters.requests += 1;
             }
             if let Some(auth) = req.header("Authorization") {
@@ -662,6 +666,12 @@ impl MockServer {
         if !MODERN_VERSIONS.contains(&requested) {
             let data = json!({"supported": supported, "requested": requested});
             return Response::json(400, &rpc_error(&id, codes::UNSUPPORTED_PROTOCOL_VERSION, "Unsupported protocol version", Some(data)));
+        }
+        if method == "subscriptions/listen" {
+            return listen::open(self, id, msg.get("params"));
+        }
+        if let Some(answer) = listen::trigger(self, &id, method, msg.get("params")) {
+            return answer;
         }
         let ctx = Ctx { modern: true, session: None, authorization: req.header("Authorization") };
         let reply = if modern::REMOVED_METHODS.contains(&method) {

@@ -16,6 +16,7 @@
 
 pub mod cancel;
 pub mod era;
+pub mod listen;
 pub mod session;
 pub mod transport;
 
@@ -167,6 +168,8 @@ pub struct Upstream {
     me: std::sync::Weak<Upstream>,
     /// Where notifications from a listening (GET) stream go: (server, message).
     on_notification: std::sync::OnceLock<NotificationSink>,
+    /// The `subscriptions/listen` stream of a modern server ([`listen`]).
+    listen_watch: listen::Watch,
 }
 
 /// Receives notifications an upstream sends outside any call: (server name, message).
@@ -212,6 +215,7 @@ impl Upstream {
             state: RwLock::new(ServerState { era: pinned, ok: true, last_error: None }),
             me,
             on_notification: std::sync::OnceLock::new(),
+            listen_watch: listen::Watch::default(),
             config,
         }
     }
@@ -276,6 +280,7 @@ impl Upstream {
         log::info!("upstream '{}' speaks the {} era", self.config.name, detected.as_str());
         *self.era.write() = Some(detected);
         self.state.write().era = Some(detected);
+        self.start_modern_listener();
         Ok(detected)
     }
 
@@ -463,9 +468,12 @@ impl Upstream {
         Ok(session)
     }
 
-    /// Sets where notifications from listening streams go (once).
+    /// Sets where notifications from listening streams go (once). A server
+    /// pinned modern starts its `subscriptions/listen` stream now, a probed
+    /// one as soon as its era is known ([`listen`]).
     pub fn set_notification_sink(&self, sink: NotificationSink) {
         let _ = self.on_notification.set(sink);
+        self.start_modern_listener();
     }
 
     /// Listens on a new legacy session's standalone GET stream for

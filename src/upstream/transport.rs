@@ -167,6 +167,29 @@ impl Transport {
     pub fn post_open(&self, body: &Value, headers: &[(String, String)], budget: Duration) -> Result<Answer, UpstreamError> {
         let started = Instant::now();
         let resp = self.send_post(body, headers, budget).map_err(|e| self.map_err(e, budget))?;
+        self.read_answer(resp, body, started, budget)
+    }
+
+    /// POSTs a long-lived request (2026-07-28 `subscriptions/listen`): the
+    /// answer's head must come within 10 s; an SSE answer then has no total
+    /// deadline, only [`LISTEN_READ_TIMEOUT`] per read (the server's keep-alive
+    /// comments reset it), after which the caller reconnects.
+    pub fn post_long(&self, body: &Value, headers: &[(String, String)]) -> Result<Answer, UpstreamError> {
+        let head = Duration::from_secs(10);
+        let bytes = serde_json::to_vec(body).unwrap_or_default();
+        let req = self.agent.post(&self.url).header("Content-Type", "application/json").header("Accept", "application/json, text/event-stream");
+        let resp = self
+            .headed(req, headers)
+            .config()
+            .timeout_recv_response(Some(head))
+            .timeout_per_read(Some(LISTEN_READ_TIMEOUT))
+            .build()
+            .send(&bytes[..])
+            .map_err(|e| self.map_err(e, head))?;
+        self.read_answer(resp, body, Instant::now(), Duration::MAX)
+    }
+
+    fn read_answer(&self, resp: ureq::http::Response<ureq::Body>, body: &Value, started: Instant, budget: Duration) -> Result<Answer, UpstreamError> {
         let status = resp.status().as_u16();
         let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         let session_id = header("mcp-session-id");

@@ -1,0 +1,349 @@
+//! 2026-07-28 `subscriptions/listen` through the hub, both sides: modern
+//! clients' listen streams (acknowledgement first, subscription ids, opt-in
+//! filters), the hub's own listen stream on modern upstreams (catalog
+//! invalidation, resource subscriptions of either era), and cleanup when a
+//! client goes away. Real sockets, in-process mocks and scripted upstreams.
+
+mod hub_util;
+
+use hub_util::*;
+use mcphub::mock::Era;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const SUB_ID: &str = "io.modelcontextprotocol/subscriptionId";
+
+fn addr_of(url: &str) -> String {
+    url.trim_start_matches("http://").trim_end_matches("/mcp").to_string()
+}
+
+/// An open event stream read on a raw socket (10 s per read at most).
+struct Stream {
+    reader: BufReader<TcpStream>,
+    status: u16,
+}
+
+impl Stream {
+    fn open(url: &str, head: &str, body: &str) -> Stream {
+        let mut s = TcpStream::connect(addr_of(url)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(s, "{head}Host: localhost\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+        let mut reader = BufReader::new(s);
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let status = line.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                return Stream { reader, status };
+            }
+        }
+    }
+
+    /// The next event's data as JSON (framing and comment lines skipped);
+    /// None when the stream ends or stays silent for 10 s.
+    fn next(&mut self) -> Option<Value> {
+        let (mut data, mut line) = (None::<String>, String::new());
+        loop {
+            line.clear();
+            if self.reader.read_line(&mut line).ok()? == 0 {
+                return None;
+            }
+            let l = line.trim_end();
+            if let Some(v) = l.strip_prefix("data:") {
+                data = Some(v.trim_start().to_string());
+            } else if l.is_empty() {
+                if let Some(d) = data.take() {
+                    if let Ok(v) = serde_json::from_str(&d) {
+                        return Some(v);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The method of the next event.
+    fn next_method(&mut self) -> String {
+        let e = self.next().expect("an event within 10 s");
+        e["method"].as_str().unwrap_or_default().to_string()
+    }
+
+    fn close(self) {
+        let _ = self.reader.get_ref().shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// A modern client's `subscriptions/listen` with request id `id`.
+fn listen(url: &str, id: &str, notifications: Value) -> Stream {
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": "subscriptions/listen", "params": {
+        "notifications": notifications,
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"}, "io.modelcontextprotocol/clientCapabilities": {}},
+    }})
+    .to_string();
+    let head = "POST /mcp HTTP/1.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: subscriptions/listen\r\n";
+    Stream::open(url, head, &body)
+}
+
+/// A listen stream whose acknowledgement was read and checked; returns the
+/// stream and the accepted filter.
+fn listen_acked(url: &str, id: &str, notifications: Value) -> (Stream, Value) {
+    let mut s = listen(url, id, notifications);
+    assert_eq!(s.status, 200);
+    let ack = s.next().expect("the acknowledgement");
+    assert_eq!(ack["method"], "notifications/subscriptions/acknowledged", "the first message: {ack}");
+    assert_eq!(ack["params"]["_meta"][SUB_ID], id, "{ack}");
+    let accepted = ack["params"]["notifications"].clone();
+    (s, accepted)
+}
+
+/// A legacy client's standalone GET stream.
+fn get_stream(url: &str, sid: &str) -> Stream {
+    Stream::open(url, &format!("GET /mcp HTTP/1.1\r\nAccept: text/event-stream\r\nMcp-Session-Id: {sid}\r\n"), "")
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within 10 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Starts a hub in front of `up` and waits until it listens on it.
+fn hub_listening_on(up: &Mock) -> HubUnderTest {
+    let h = hub(&[("m", &up.url)], json!({}));
+    assert_eq!(modern(&h.url, "tools/list", json!({})).status, 200);
+    wait_until("the hub opens its listen stream upstream", || up.server.listen_streams() == 1);
+    h
+}
+
+fn watched(up: &Mock) -> Vec<String> {
+    let f = up.server.last_listen_filter().unwrap_or(Value::Null);
+    f["resourceSubscriptions"].as_array().map(|a| a.iter().filter_map(|u| u.as_str().map(str::to_string)).collect()).unwrap_or_default()
+}
+
+#[test]
+fn a_modern_upstreams_list_change_reaches_listen_and_get_streams_and_drops_the_cached_list() {
+    let up = mock(Era::Modern, "m");
+    let h = hub_listening_on(&up);
+    let filter = up.server.last_listen_filter().unwrap();
+    assert_eq!(filter["toolsListChanged"], true, "the hub asks for every list change: {filter}");
+    assert_eq!(filter["promptsListChanged"], true);
+
+    let (mut tools_only, accepted) = listen_acked(&h.url, "L1", json!({"toolsListChanged": true}));
+    assert_eq!(accepted, json!({"toolsListChanged": true}));
+    let (mut prompts_only, _) = listen_acked(&h.url, "L2", json!({"promptsListChanged": true}));
+    let sid = legacy_session(&h.url);
+    let mut get = get_stream(&h.url, &sid);
+    assert_eq!(get.status, 200);
+
+    // The tool list is cached: asking again does not reach the upstream.
+    let before = up.stats()["requests"].as_u64().unwrap();
+    modern(&h.url, "tools/list", json!({}));
+    assert_eq!(up.stats()["requests"].as_u64().unwrap(), before, "served from the cache");
+
+    // tools, prompts, tools: each stream sees exactly the kinds it opted in to, in order.
+    up.server.announce_list_changed("tools");
+    up.server.announce_list_changed("prompts");
+    up.server.announce_list_changed("tools");
+    let change = tools_only.next().unwrap();
+    assert_eq!(change["method"], "notifications/tools/list_changed");
+    assert_eq!(change["params"]["_meta"][SUB_ID], "L1", "tagged with the client's own subscription: {change}");
+    assert_eq!(tools_only.next_method(), "notifications/tools/list_changed", "the prompts change is not for L1");
+    let change = prompts_only.next().unwrap();
+    assert_eq!(change["method"], "notifications/prompts/list_changed", "{change}");
+    assert_eq!(change["params"]["_meta"][SUB_ID], "L2");
+    let legacy_seen: Vec<Value> = (0..3).map(|_| get.next().expect("a notification on the GET stream")).collect();
+    let methods: Vec<&str> = legacy_seen.iter().map(|m| m["method"].as_str().unwrap_or_default()).collect();
+    assert_eq!(methods, ["notifications/tools/list_changed", "notifications/prompts/list_changed", "notifications/tools/list_changed"]);
+    assert!(legacy_seen.iter().all(|m| m.get("params").is_none()), "no modern _meta for a legacy client: {legacy_seen:?}");
+
+    // The change dropped the cached tool list: the next tools/list goes upstream.
+    modern(&h.url, "tools/list", json!({}));
+    assert!(up.stats()["requests"].as_u64().unwrap() > before, "tools/list refetched after list_changed");
+    for s in [tools_only, prompts_only, get] {
+        s.close();
+    }
+}
+
+#[test]
+fn resources_updated_reaches_only_the_clients_of_either_era_subscribed_to_that_uri() {
+    let up = mock(Era::Modern, "m");
+    let h = hub_listening_on(&up);
+    // A (modern) watches mock://info; B (modern) only tool changes; C (legacy)
+    // subscribes to mock://info; D (legacy) does not.
+    let (mut a, accepted) = listen_acked(&h.url, "A", json!({"resourceSubscriptions": ["mock://info", "nobody://owns-this"]}));
+    assert_eq!(accepted, json!({"resourceSubscriptions": ["mock://info"]}), "only URIs a server owns are accepted");
+    let (mut b, _) = listen_acked(&h.url, "B", json!({"toolsListChanged": true, "resourceSubscriptions": []}));
+    let (c_sid, d_sid) = (legacy_session(&h.url), legacy_session(&h.url));
+    assert_eq!(legacy(&h.url, &c_sid, "resources/subscribe", json!({"uri": "mock://info"})).json()["result"], json!({}));
+    let (mut c, mut d) = (get_stream(&h.url, &c_sid), get_stream(&h.url, &d_sid));
+    // The hub's own listen stream upstream now asks for that URI (once).
+    wait_until("the upstream filter names mock://info", || watched(&up) == ["mock://info"] && up.server.listen_streams() == 1);
+
+    up.server.announce_resource_updated("mock://info");
+    up.server.announce_list_changed("tools"); // a sentinel every stream but A sees
+    let got = a.next().unwrap();
+    assert_eq!(got["method"], "notifications/resources/updated", "{got}");
+    assert_eq!(got["params"]["uri"], "mock://info");
+    assert_eq!(got["params"]["_meta"][SUB_ID], "A", "the client's subscription id, not the hub's upstream one: {got}");
+    assert_eq!(b.next_method(), "notifications/tools/list_changed", "B did not subscribe to mock://info");
+    let got = c.next().unwrap();
+    assert_eq!(got["method"], "notifications/resources/updated");
+    assert_eq!(got["params"], json!({"uri": "mock://info"}), "no modern _meta for a legacy client");
+    assert_eq!(c.next_method(), "notifications/tools/list_changed");
+    assert_eq!(d.next_method(), "notifications/tools/list_changed", "D did not subscribe");
+
+    // The legacy client unsubscribes; A still watches, so the upstream filter stays.
+    legacy(&h.url, &c_sid, "resources/unsubscribe", json!({"uri": "mock://info"}));
+    assert_eq!(watched(&up), ["mock://info"]);
+    for s in [a, b, c, d] {
+        s.close();
+    }
+    // A was the last: the hub reopens its upstream stream without the URI.
+    wait_until("the upstream filter drops mock://info", || watched(&up).is_empty() && up.server.listen_streams() == 1);
+    wait_until("every listen stream is gone", || h.hub.listen_streams().is_empty());
+}
+
+#[test]
+fn a_closed_listen_stream_frees_its_registration_and_the_last_subscriber_unsubscribes_upstream() {
+    let up = mock(Era::Modern, "m");
+    let h = hub_listening_on(&up);
+    let (a, _) = listen_acked(&h.url, "A", json!({"resourceSubscriptions": ["mock://item/7"]}));
+    let (b, _) = listen_acked(&h.url, "B", json!({"resourceSubscriptions": ["mock://item/7"]}));
+    assert_eq!(h.hub.listen_streams().len(), 2);
+    wait_until("the upstream filter names the templated URI", || watched(&up) == ["mock://item/7"]);
+    a.close();
+    wait_until("A's registration is dropped", || h.hub.listen_streams().len() == 1);
+    assert_eq!(watched(&up), ["mock://item/7"], "B still watches it");
+    b.close();
+    wait_until("B's registration is dropped", || h.hub.listen_streams().is_empty());
+    wait_until("the upstream filter is empty again", || watched(&up).is_empty() && up.server.listen_streams() == 1);
+    // The stream threads are free again: a new listen is served at once.
+    let (again, _) = listen_acked(&h.url, "C", json!({"toolsListChanged": true}));
+    again.close();
+}
+
+#[test]
+fn bad_listen_requests_get_clear_errors() {
+    let up = mock(Era::Modern, "m");
+    let h = hub(&[("m", &up.url)], json!({}));
+    let bad = modern(&h.url, "subscriptions/listen", json!({"notifications": {"toolsListChanged": "yes"}})).json();
+    assert_eq!(bad["error"]["code"], -32602, "{bad}");
+    assert!(bad["error"]["message"].as_str().unwrap().contains("toolsListChanged"), "{bad}");
+    let missing = modern(&h.url, "subscriptions/listen", json!({})).json();
+    assert_eq!(missing["error"]["code"], -32602, "{missing}");
+    // Legacy clients have no subscriptions/listen (2025-11-25: GET stream + resources/subscribe).
+    let sid = legacy_session(&h.url);
+    assert_eq!(legacy(&h.url, &sid, "subscriptions/listen", json!({"notifications": {}})).json()["error"]["code"], -32601);
+    assert!(h.hub.listen_streams().is_empty(), "refused requests register nothing");
+}
+
+/// What a scripted legacy upstream was asked, and the channel feeding its GET stream.
+#[derive(Default)]
+struct LegacyLog {
+    calls: Mutex<Vec<String>>,
+    get_open: AtomicBool,
+}
+
+/// A legacy upstream with a standalone GET stream that writes whatever
+/// `push` receives; resources res://a and res://b; records subscribe calls.
+fn legacy_upstream(push: crossbeam_channel::Receiver<Value>, log: Arc<LegacyLog>) -> FakeUpstream {
+    fake_upstream(move |body, out, stop| {
+        let msg: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+        let method = msg["method"].as_str().unwrap_or("");
+        let ok = |out: &mut TcpStream, result: Value| write_json(out, &json!({"jsonrpc": "2.0", "id": msg["id"], "result": result}));
+        match method {
+            "initialize" => {
+                let r = json!({"jsonrpc": "2.0", "id": msg["id"], "result": {"protocolVersion": "2025-06-18", "capabilities": {"tools": {"listChanged": true}, "resources": {"subscribe": true, "listChanged": true}}, "serverInfo": {"name": "l", "version": "1"}}}).to_string();
+                let _ = write!(out, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nMcp-Session-Id: s-l\r\nContent-Length: {}\r\n\r\n{r}", r.len());
+            }
+            m if m.starts_with("notifications/") => {
+                let _ = out.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n");
+            }
+            "tools/list" => ok(out, json!({"tools": [{"name": "t", "inputSchema": {"type": "object"}}]})),
+            "resources/list" => ok(out, json!({"resources": [{"uri": "res://a", "name": "a"}, {"uri": "res://b", "name": "b"}]})),
+            "resources/subscribe" | "resources/unsubscribe" => {
+                log.calls.lock().unwrap().push(format!("{method} {}", msg["params"]["uri"].as_str().unwrap_or("?")));
+                ok(out, json!({}));
+            }
+            "prompts/list" => ok(out, json!({"prompts": []})),
+            "resources/templates/list" => ok(out, json!({"resourceTemplates": []})),
+            "" => {
+                let _ = out.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n");
+                let _ = out.flush();
+                log.get_open.store(true, Ordering::SeqCst);
+                let deadline = Instant::now() + Duration::from_secs(20);
+                while Instant::now() < deadline && !stop.load(Ordering::SeqCst) {
+                    if let Ok(m) = push.recv_timeout(Duration::from_millis(50)) {
+                        if write!(out, "data: {m}\n\n").and_then(|_| out.flush()).is_err() {
+                            return;
+                        }
+                    }
+                }
+                let _ = out.shutdown(std::net::Shutdown::Both);
+            }
+            _ => {
+                let _ = out.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+            }
+        }
+    })
+}
+
+#[test]
+fn a_legacy_upstreams_changes_reach_modern_listen_streams_and_listen_uris_subscribe_upstream() {
+    let (push, pushed) = crossbeam_channel::unbounded();
+    let log = Arc::new(LegacyLog::default());
+    let up = legacy_upstream(pushed, log.clone());
+    let mut servers = serde_json::Map::new();
+    servers.insert("l".into(), json!({"url": up.url, "protocol": "legacy"}));
+    let h = hub(&[], json!({"mcpServers": servers}));
+    assert_eq!(modern(&h.url, "tools/list", json!({})).status, 200);
+    wait_until("the hub opens the upstream GET stream", || log.get_open.load(Ordering::SeqCst));
+
+    // A modern client's listen URIs become a resources/subscribe on the shared session.
+    let (mut a, accepted) = listen_acked(&h.url, "A", json!({"toolsListChanged": true, "resourceSubscriptions": ["res://a"]}));
+    assert_eq!(accepted, json!({"toolsListChanged": true, "resourceSubscriptions": ["res://a"]}));
+    let (mut b, _) = listen_acked(&h.url, "B", json!({"resourcesListChanged": true, "resourceSubscriptions": ["res://b"]}));
+    assert_eq!(*log.calls.lock().unwrap(), ["resources/subscribe res://a", "resources/subscribe res://b"]);
+
+    push.send(json!({"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {"uri": "res://a"}})).unwrap();
+    push.send(json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})).unwrap();
+    push.send(json!({"jsonrpc": "2.0", "method": "notifications/resources/list_changed"})).unwrap();
+    let got = a.next().unwrap();
+    assert_eq!((got["method"].as_str(), got["params"]["uri"].as_str()), (Some("notifications/resources/updated"), Some("res://a")), "{got}");
+    assert_eq!(got["params"]["_meta"][SUB_ID], "A");
+    let got = a.next().unwrap();
+    assert_eq!(got["method"], "notifications/tools/list_changed", "{got}");
+    assert_eq!(got["params"]["_meta"][SUB_ID], "A");
+    assert_eq!(b.next_method(), "notifications/resources/list_changed", "B wanted neither res://a nor tool changes");
+
+    // The last subscriber leaving sends the unsubscribe, once per URI.
+    a.close();
+    b.close();
+    wait_until("both unsubscribed upstream", || log.calls.lock().unwrap().len() == 4);
+    let mut calls = log.calls.lock().unwrap().clone();
+    calls.sort();
+    assert_eq!(calls, ["resources/subscribe res://a", "resources/subscribe res://b", "resources/unsubscribe res://a", "resources/unsubscribe res://b"]);
+    assert!(h.hub.listen_streams().is_empty());
+}
+
+#[test]
+fn the_mock_acknowledges_and_tags_its_own_listen_stream() {
+    let up = mock(Era::Modern, "m");
+    let (mut s, accepted) = listen_acked(&up.url, "X", json!({"promptsListChanged": true}));
+    assert_eq!(accepted, json!({"promptsListChanged": true}));
+    assert_eq!(up.stats()["requests"], 0, "a listen stream is not counted as a request");
+    let r = modern(&up.url, "tools/call", json!({"name": "test_trigger_tool_change", "arguments": {}}));
+    assert_eq!(r.json()["result"]["resultType"], "complete");
+    modern(&up.url, "tools/call", json!({"name": "test_trigger_prompt_change", "arguments": {}}));
+    let got = s.next().unwrap();
+    assert_eq!(got["method"], "notifications/prompts/list_changed", "the tool change was not asked for: {got}");
+    assert_eq!(got["params"]["_meta"][SUB_ID], "X");
+    s.close();
+    wait_until("the mock drops the closed stream", || up.server.listen_streams() == 0);
+}
