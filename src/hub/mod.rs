@@ -9,6 +9,7 @@ pub mod methods;
 pub mod relay;
 pub mod resume;
 pub mod sessions;
+pub mod tasks;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
@@ -39,6 +40,7 @@ struct Inner {
     subscriptions: relay::Subscriptions,
     streams: resume::Streams,
     listeners: relay::Listeners,
+    tasks: tasks::Tasks,
     next_progress: AtomicU64,
 }
 
@@ -91,6 +93,7 @@ impl Hub {
                 subscriptions: relay::Subscriptions::default(),
                 streams: resume::Streams::default(),
                 listeners: relay::Listeners::default(),
+                tasks: tasks::Tasks::default(),
                 next_progress: AtomicU64::new(1),
             }),
         };
@@ -140,6 +143,11 @@ impl Hub {
     /// Resource subscriptions of legacy clients.
     pub fn subscriptions(&self) -> &relay::Subscriptions {
         &self.inner.subscriptions
+    }
+
+    /// Tasks created through the hub (hub task id → owning upstream and client).
+    pub fn tasks(&self) -> &tasks::Tasks {
+        &self.inner.tasks
     }
 
     /// Calls a legacy client may cancel.
