@@ -192,10 +192,8 @@ impl Tasks {
     /// What `upstream` offers for tasks: checked once (its `initialize` or
     /// `server/discover` result), a failed check again after 5 s.
     pub fn support(&self, upstream: &Upstream, budget: Duration) -> Support {
-        if let Some((s, retry)) = self.support.lock().get(upstream.name()) {
-            if retry.is_none_or(|at| Instant::now() < at) {
-                return s.clone();
-            }
+        if let Some(s) = self.known_support(upstream.name()) {
+            return s;
         }
         let ctx = CallContext::shared(Instant::now() + budget);
         let found = upstream.era(&ctx).and_then(|era| Ok((era, upstream.server_capabilities(&ctx)?)));
@@ -208,6 +206,15 @@ impl Tasks {
         };
         self.support.lock().insert(upstream.name().to_string(), (support.clone(), retry));
         support
+    }
+}
+
+impl Tasks {
+    /// What `server` offers, when checked and not due for a retry.
+    fn known_support(&self, server: &str) -> Option<Support> {
+        let support = self.support.lock();
+        let (s, retry) = support.get(server)?;
+        retry.is_none_or(|at| Instant::now() < at).then(|| s.clone())
     }
 }
 
@@ -254,10 +261,23 @@ pub fn advertised(era: Era, supports: &[Support]) -> Option<Value> {
 pub fn advertise(hub: &Hub, era: Era, caps: &mut Value) {
     let budget = hub.config().list_timeout;
     let upstreams = hub.catalog().upstreams();
-    let supports: Vec<Support> = std::thread::scope(|scope| {
-        let handles: Vec<_> = upstreams.iter().map(|u| scope.spawn(move || hub.tasks().support(u, budget))).collect();
-        handles.into_iter().map(|h| h.join().unwrap_or(Support::None)).collect()
-    });
+    // Known answers at once; the others asked in parallel (first clients only).
+    let mut supports: Vec<Option<Support>> = upstreams.iter().map(|u| hub.tasks().known_support(u.name())).collect();
+    if supports.iter().any(Option::is_none) {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = upstreams
+                .iter()
+                .zip(&supports)
+                .filter(|(_, s)| s.is_none())
+                .map(|(u, _)| scope.spawn(move || hub.tasks().support(u, budget)))
+                .collect();
+            let mut found = handles.into_iter().map(|h| h.join().unwrap_or(Support::None));
+            for s in supports.iter_mut().filter(|s| s.is_none()) {
+                *s = found.next();
+            }
+        });
+    }
+    let supports: Vec<Support> = supports.into_iter().map(|s| s.unwrap_or(Support::None)).collect();
     match (era, advertised(era, &supports)) {
         (Era::Legacy, Some(t)) => caps["tasks"] = t,
         (Era::Modern, Some(ext)) => caps["extensions"] = ext,

@@ -41,7 +41,7 @@ use crate::http::{Request, Response, SseEvent};
 pub const EXTENSION: &str = "io.modelcontextprotocol/tasks";
 /// `_meta` key associating a message with a task (2025-11-25).
 pub const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
-/// The task tools.
+/// The task tools (without the conformance fixtures).
 pub const TASK_TOOL_NAMES: [&str; 3] = ["slow_task", "required_task", "ask_task"];
 /// Tasks per `tasks/list` page.
 pub const PAGE_SIZE: usize = 5;
@@ -94,9 +94,48 @@ struct Task {
     updated: String,
     /// The final tool result (completed/failed).
     result: Option<Value>,
-    /// `ask_task`: the outstanding input request key.
-    asking: Option<String>,
+    /// The JSON-RPC error of a task that failed at the protocol level.
+    error: Option<Value>,
+    /// Outstanding input request keys (`input_required`).
+    asking: Vec<String>,
+    /// Input responses received so far.
+    answers: Vec<Value>,
 }
+
+/// How a task's work ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// A tool result.
+    Ok,
+    /// A tool result with `isError`.
+    ToolError,
+    /// A JSON-RPC error (`-32603`).
+    ProtocolError,
+}
+
+/// One task tool: name, `execution.taskSupport`, served to modern callers only,
+/// a conformance fixture (listed only with the fixtures on).
+struct ToolSpec {
+    name: &'static str,
+    support: Option<&'static str>,
+    modern_only: bool,
+    fixture: bool,
+    description: &'static str,
+}
+
+const TOOLS: [ToolSpec; 10] = [
+    ToolSpec { name: "slow_task", support: Some("optional"), modern_only: false, fixture: false, description: "Works `ms` ms (default 200) as a task or not; `fail` → tool error." },
+    ToolSpec { name: "required_task", support: Some("required"), modern_only: false, fixture: false, description: "Works `ms` ms; must be called as a task." },
+    ToolSpec { name: "ask_task", support: Some("required"), modern_only: true, fixture: false, description: "A task that asks for confirmation (tasks/update) before completing." },
+    // The tasks-* scenarios of the conformance suite (SEP-2663) call these by name.
+    ToolSpec { name: "greet", support: None, modern_only: true, fixture: true, description: "Returns `Hello, {name}!`." },
+    ToolSpec { name: "slow_compute", support: Some("optional"), modern_only: true, fixture: true, description: "Sleeps `seconds` s, as a task." },
+    ToolSpec { name: "failing_job", support: Some("required"), modern_only: true, fixture: true, description: "Returns a tool execution error after a moment." },
+    ToolSpec { name: "protocol_error_job", support: Some("optional"), modern_only: true, fixture: true, description: "Fails with a JSON-RPC error." },
+    ToolSpec { name: "confirm_delete", support: Some("optional"), modern_only: true, fixture: true, description: "Asks to confirm deleting `filename`." },
+    ToolSpec { name: "multi_input", support: Some("optional"), modern_only: true, fixture: true, description: "Asks two questions at once." },
+    ToolSpec { name: "test_tool_with_task", support: Some("required"), modern_only: true, fixture: true, description: "Asks for `user_name` (MRTR), then becomes a task greeting them." },
+];
 
 /// The mock's tasks and the status mailboxes of legacy sessions.
 #[derive(Default)]
@@ -216,36 +255,66 @@ impl MockServer {
         }
     }
 
+    /// The task tool `name` if this caller may use it.
+    fn task_tool(&self, name: &str, modern: bool) -> Option<&'static ToolSpec> {
+        let fixtures = self.has_conformance_fixtures();
+        TOOLS.iter().find(|t| t.name == name && (modern || !t.modern_only) && (fixtures || !t.fixture)).filter(|_| self.tasks_enabled())
+    }
+
     /// The task tools for `tools/list` (none when tasks are off).
     pub(crate) fn task_tools(&self, modern: bool) -> Vec<Value> {
-        if !self.tasks_enabled() {
-            return Vec::new();
-        }
-        let ms = json!({"type": "object", "properties": {"ms": {"type": "integer", "minimum": 0}, "fail": {"type": "boolean"}}});
-        let mut tools = vec![
-            json!({"name": "slow_task", "description": "Works `ms` ms (default 200) as a task or not; `fail` → tool error.",
-                   "inputSchema": ms, "execution": {"taskSupport": "optional"}}),
-            json!({"name": "required_task", "description": "Works `ms` ms; must be called as a task.",
-                   "inputSchema": ms, "execution": {"taskSupport": "required"}}),
-        ];
-        if modern {
-            tools.push(json!({"name": "ask_task", "description": "A task that asks for confirmation (tasks/update) before completing.",
-                              "inputSchema": {"type": "object", "properties": {}}, "execution": {"taskSupport": "required"}}));
-        }
-        tools
+        let schema = json!({"type": "object", "properties": {
+            "ms": {"type": "integer", "minimum": 0}, "fail": {"type": "boolean"}, "seconds": {"type": "number", "minimum": 0},
+            "label": {"type": "string"}, "name": {"type": "string"}, "filename": {"type": "string"}}});
+        TOOLS
+            .iter()
+            .filter(|t| self.task_tool(t.name, modern).is_some())
+            .map(|t| {
+                let mut tool = json!({"name": t.name, "description": t.description, "inputSchema": schema});
+                if let Some(s) = t.support {
+                    tool["execution"] = json!({"taskSupport": s});
+                }
+                tool
+            })
+            .collect()
     }
 
     /// A task tool's call, or `None` for other tools (or tasks off).
     pub(crate) fn call_task_tool(&self, ctx: &Ctx<'_>, name: &str, params: &Map<String, Value>) -> Option<Reply> {
-        if !self.tasks_enabled() || !TASK_TOOL_NAMES.contains(&name) || (name == "ask_task" && !ctx.modern) {
-            return None;
-        }
+        let spec = self.task_tool(name, ctx.modern)?;
         let args = params.get("arguments").and_then(Value::as_object);
-        let ms = args.and_then(|a| a.get("ms")).and_then(Value::as_u64).unwrap_or(200).min(MAX_TASK_MS);
-        let fail = args.and_then(|a| a.get("fail")).and_then(Value::as_bool).unwrap_or(false);
+        let arg = |k: &str| args.and_then(|a| a.get(k));
+        let seconds_ms = arg("seconds").and_then(Value::as_f64).map(|s| (s.max(0.0) * 1000.0) as u64);
+        let ms = arg("ms").and_then(Value::as_u64).or(seconds_ms).unwrap_or(200).min(MAX_TASK_MS);
+        let outcome = match name {
+            "failing_job" => Outcome::ToolError,
+            "protocol_error_job" => Outcome::ProtocolError,
+            _ if arg("fail").and_then(Value::as_bool) == Some(true) => Outcome::ToolError,
+            _ => Outcome::Ok,
+        };
+        let asking: Vec<String> = match name {
+            "ask_task" | "confirm_delete" => vec!["confirm".into()],
+            "multi_input" => vec!["first".into(), "second".into()],
+            _ => Vec::new(),
+        };
+        // MRTR before the task (SEP-2663, Composition with Multi Round-Trip Requests).
+        let mut greeting = None;
+        if name == "test_tool_with_task" {
+            let Some(answer) = params.get("inputResponses").and_then(|r| r.get("user_name")) else {
+                let ask = json!({"method": "elicitation/create", "params": {"mode": "form", "message": "Your name?",
+                    "requestedSchema": {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}}});
+                return Some(Reply::Result(json!({"resultType": "input_required", "inputRequests": {"user_name": ask}})));
+            };
+            let who = answer.pointer("/content/name").and_then(Value::as_str).unwrap_or("stranger");
+            greeting = Some(format!("Hello, {who}!"));
+        }
+        if name == "greet" {
+            let who = arg("name").and_then(Value::as_str).unwrap_or("world");
+            return Some(Reply::Result(text_result(format!("Hello, {who}!"), false)));
+        }
         let as_task = if ctx.modern { declares_extension(params) } else { params.get("task").is_some_and(Value::is_object) };
         if !as_task {
-            if name != "slow_task" {
+            if spec.support == Some("required") || !asking.is_empty() {
                 return Some(if ctx.modern {
                     missing_extension()
                 } else {
@@ -253,21 +322,28 @@ impl MockServer {
                 });
             }
             std::thread::sleep(Duration::from_millis(ms));
-            return Some(Reply::Result(text_result(format!("{}: worked {ms} ms", self.config().name), fail)));
+            let text = format!("{}: worked {ms} ms", self.config().name);
+            return Some(match outcome {
+                Outcome::ProtocolError => Reply::Error(codes::INTERNAL_ERROR, text, None),
+                o => Reply::Result(text_result(text, o == Outcome::ToolError)),
+            });
         }
         let id = format!("task-{}", self.store().next.fetch_add(1, Ordering::SeqCst) + 1);
         let stamp = now();
-        let asking = (name == "ask_task").then(|| format!("confirm-{id}"));
+        let asking: Vec<String> = asking.iter().map(|k| format!("{k}-{id}")).collect();
         let task = Task {
             id: id.clone(),
             owner: ctx.session.filter(|_| !ctx.modern).map(str::to_string),
-            status: if asking.is_some() { Status::InputRequired } else { Status::Working },
+            status: if asking.is_empty() { Status::Working } else { Status::InputRequired },
             message: None,
             created: stamp.clone(),
             updated: stamp,
             result: None,
+            error: None,
             asking,
+            answers: Vec::new(),
         };
+        let waits_for_input = !task.asking.is_empty();
         let created = task_object(&task, ctx.modern);
         {
             let mut tasks = self.store().tasks.lock();
@@ -277,8 +353,9 @@ impl MockServer {
             }
             tasks.push(task);
         }
-        if name != "ask_task" {
-            self.spawn_worker(id, ms, fail);
+        if !waits_for_input {
+            let text = greeting.unwrap_or_else(|| format!("{}: {id} worked {ms} ms", self.config().name));
+            self.spawn_worker(id, ms, outcome, text);
         }
         Some(Reply::Result(if ctx.modern {
             let mut r = created;
@@ -290,7 +367,7 @@ impl MockServer {
     }
 
     /// Completes a task after `ms` unless it was cancelled meanwhile.
-    fn spawn_worker(&self, id: String, ms: u64, fail: bool) {
+    fn spawn_worker(&self, id: String, ms: u64, outcome: Outcome, text: String) {
         let server = self.clone();
         let spawned = std::thread::Builder::new().name("mock-task".into()).spawn(move || {
             // Until the work is done, or sooner when the task was cancelled.
@@ -302,11 +379,13 @@ impl MockServer {
                 }
                 std::thread::sleep(done.saturating_duration_since(Instant::now()).min(Duration::from_millis(20)));
             }
-            let text = format!("{}: {id} worked {ms} ms", server.config().name);
             server.settle(&id, |t| {
                 if t.status == Status::Working {
-                    t.status = if fail { Status::Failed } else { Status::Completed };
-                    t.result = Some(text_result(text, fail));
+                    t.status = if outcome == Outcome::Ok { Status::Completed } else { Status::Failed };
+                    match outcome {
+                        Outcome::ProtocolError => t.error = Some(json!({"code": codes::INTERNAL_ERROR, "message": text})),
+                        o => t.result = Some(text_result(text, o == Outcome::ToolError)),
+                    }
                 }
             });
         });
@@ -369,23 +448,25 @@ impl MockServer {
             ("tasks/update", true) => {
                 let answers = params.get("inputResponses").and_then(Value::as_object).cloned().unwrap_or_default();
                 let name = self.config().name.clone();
-                let answered = self.with_task(ctx, id, |t| {
-                    let key = t.asking.clone().filter(|k| answers.contains_key(k) && t.status == Status::InputRequired);
-                    key.map(|k| (t.id.clone(), answers[&k].clone()))
-                });
-                match answered {
-                    None => not_found(id),
-                    Some(answer) => {
-                        if let Some((tid, value)) = answer {
-                            self.settle(&tid, |t| {
-                                t.asking = None;
-                                t.status = Status::Completed;
-                                t.result = Some(text_result(format!("{name}: {tid} answered {value}"), false));
-                            });
-                        }
-                        Reply::Result(json!({}))
+                // Answers to keys not outstanding are ignored (SEP-2663 Task Update Requests).
+                let known = self.with_task(ctx, id, |t| {
+                    if t.status == Status::InputRequired {
+                        let now: Vec<Value> = t.asking.iter().filter_map(|k| answers.get(k).cloned()).collect();
+                        t.asking.retain(|k| !answers.contains_key(k));
+                        t.answers.extend(now);
                     }
+                });
+                if known.is_none() {
+                    return not_found(id);
                 }
+                self.settle(id, |t| {
+                    if t.status == Status::InputRequired && t.asking.is_empty() {
+                        t.status = Status::Completed;
+                        let answers = Value::Array(t.answers.clone());
+                        t.result = Some(text_result(format!("{name}: {} answered {answers}", t.id), false));
+                    }
+                });
+                Reply::Result(json!({}))
             }
             _ => unknown(),
         }
@@ -413,10 +494,14 @@ impl MockServer {
     fn task_result(&self, ctx: &Ctx<'_>, id: &str) -> Reply {
         let until = Instant::now() + RESULT_WAIT;
         loop {
-            let Some((status, result)) = self.with_task(ctx, id, |t| (t.status, t.result.clone())) else {
+            let Some((status, result, error)) = self.with_task(ctx, id, |t| (t.status, t.result.clone(), t.error.clone())) else {
                 return not_found(id);
             };
             let related = json!({RELATED_TASK: {"taskId": id}});
+            if let Some(e) = error {
+                let message = e["message"].as_str().unwrap_or("failed").to_string();
+                return Reply::Error(e["code"].as_i64().unwrap_or(codes::INTERNAL_ERROR), message, Some(json!({"_meta": related})));
+            }
             match (status, result) {
                 (Status::Cancelled, _) => {
                     return Reply::Error(codes::SERVER_ERROR, "Task cancelled".into(), Some(json!({"_meta": related})))
@@ -475,14 +560,18 @@ impl MockServer {
 fn detailed(t: &Task, modern: bool) -> Value {
     let mut o = task_object(t, modern);
     if modern {
-        match (t.status, &t.result, &t.asking) {
-            (Status::Completed | Status::Failed, Some(r), _) => o["result"] = r.clone(),
-            (Status::InputRequired, _, Some(key)) => o["inputRequests"] = input_requests(key),
+        match (t.status, &t.result, &t.error) {
+            (_, _, Some(e)) => o["error"] = e.clone(),
+            // SEP-2663: a tool error is `completed` + isError; `failed` is for JSON-RPC errors.
+            (Status::Completed | Status::Failed, Some(r), _) => {
+                o["status"] = json!("completed");
+                o["result"] = r.clone();
+            }
+            (Status::InputRequired, _, _) => {
+                let requests: Map<String, Value> = t.asking.iter().map(|k| (k.clone(), input_requests(k)[k].clone())).collect();
+                o["inputRequests"] = Value::Object(requests);
+            }
             _ => {}
-        }
-        // SEP-2663: a tool error is `completed` + isError; `failed` is for JSON-RPC errors.
-        if t.status == Status::Failed {
-            o["status"] = json!("completed");
         }
     }
     o
@@ -647,6 +736,44 @@ mod tests {
         let ack = modern(&m, "tasks/update", json!({"taskId": id, "inputResponses": {key: {"action": "accept", "content": {"confirm": true}}}}), true);
         assert_eq!(ack["result"], json!({"resultType": "complete"}));
         assert_eq!(modern(&m, "tasks/get", json!({"taskId": id}), true)["result"]["status"], "completed");
+    }
+
+    #[test]
+    fn conformance_fixtures_fail_ask_twice_and_compose_with_mrtr() {
+        let m = MockServer::with_conformance_fixtures(MockConfig { era: Era::Modern, ..MockConfig::default() });
+        m.enable_tasks();
+        let poll = |id: &str| {
+            for _ in 0..500 {
+                let g = modern(&m, "tasks/get", json!({"taskId": id}), true);
+                if g["result"]["status"] != "working" {
+                    return g;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            panic!("{id} stays working");
+        };
+        let failing = modern(&m, "tools/call", json!({"name": "protocol_error_job", "arguments": {"seconds": 0}}), true);
+        let failed = poll(failing["result"]["taskId"].as_str().unwrap());
+        assert_eq!(failed["result"]["status"], "failed");
+        assert_eq!(failed["result"]["error"]["code"], codes::INTERNAL_ERROR);
+        assert!(failed["result"].get("result").is_none());
+        let multi = modern(&m, "tools/call", json!({"name": "multi_input", "arguments": {}}), true);
+        let id = multi["result"]["taskId"].as_str().unwrap().to_string();
+        let parked = modern(&m, "tasks/get", json!({"taskId": id}), true);
+        let keys: Vec<String> = parked["result"]["inputRequests"].as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys.len(), 2);
+        modern(&m, "tasks/update", json!({"taskId": id, "inputResponses": {keys[0].clone(): {"action": "accept"}}}), true);
+        let half = modern(&m, "tasks/get", json!({"taskId": id}), true);
+        assert_eq!(half["result"]["status"], "input_required");
+        assert_eq!(half["result"]["inputRequests"].as_object().unwrap().keys().cloned().collect::<Vec<_>>(), vec![keys[1].clone()]);
+        let round1 = modern(&m, "tools/call", json!({"name": "test_tool_with_task", "arguments": {}}), true);
+        assert_eq!(round1["result"]["resultType"], "input_required");
+        assert!(round1["result"].get("taskId").is_none());
+        let answer = json!({"user_name": {"action": "accept", "content": {"name": "Alice"}}});
+        let round2 = modern(&m, "tools/call", json!({"name": "test_tool_with_task", "arguments": {}, "inputResponses": answer}), true);
+        assert_eq!(round2["result"]["resultType"], "task");
+        let done = poll(round2["result"]["taskId"].as_str().unwrap());
+        assert_eq!(done["result"]["result"]["content"][0]["text"], "Hello, Alice!");
     }
 
     #[test]
