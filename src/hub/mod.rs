@@ -284,6 +284,7 @@ impl Hub {
             None => rpc_error(400, &ErrorObject::new(codes::INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required"), None),
             Some(id) if self.sessions().remove(id) => {
                 self.listeners().remove(id);
+                self.tasks().forget_session(id);
                 Response::empty(200)
             }
             Some(_) => rpc_error(404, &ErrorObject::new(codes::INVALID_REQUEST, "Session not found"), None),

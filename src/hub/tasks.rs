@@ -15,8 +15,10 @@
 //! -32602, as for an unknown id). Modern clients have no session (and the
 //! hub no users yet): their tasks are bearer handles, usable by whoever
 //! holds the unguessable id (SEP-2663 Security Implications). The table is
-//! in memory, bounded by [`MAX_TASKS`]; an entry lives for the task's `ttl`
-//! (`ttlMs`), capped at [`MAX_TTL`], [`DEFAULT_TTL`] when unlimited.
+//! in memory, bounded by [`MAX_TASKS`] ([`MAX_TASKS_PER_SESSION`] per legacy
+//! session); an entry lives for the task's `ttl` (`ttlMs`), capped at
+//! [`MAX_TTL`], [`DEFAULT_TTL`] when unlimited, or until its session is
+//! deleted.
 //!
 //! **Routing.** `tasks/get`, `tasks/result`, `tasks/cancel` (legacy) and
 //! `tasks/get`, `tasks/update`, `tasks/cancel` (modern) go to the owning
@@ -56,6 +58,9 @@ pub const EXTENSION: &str = "io.modelcontextprotocol/tasks";
 pub const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
 /// Most tasks the hub tracks; a task-augmented call beyond that is refused.
 pub const MAX_TASKS: usize = 10_000;
+/// Most live tasks one legacy client session may hold, so one client cannot
+/// fill the table for everyone.
+pub const MAX_TASKS_PER_SESSION: usize = 1_000;
 /// How long the hub keeps a task whose `ttl` is unlimited.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
 /// The longest the hub keeps any task.
@@ -142,15 +147,16 @@ fn new_hub_id() -> Option<String> {
 
 impl Tasks {
     /// Enters an upstream task for `owner`; returns its hub id, or `None`
-    /// when [`MAX_TASKS`] live tasks are tracked. `ttl_ms`: the task's ttl
-    /// (None = unlimited).
+    /// when [`MAX_TASKS`] live tasks are tracked, or the owner's session
+    /// holds [`MAX_TASKS_PER_SESSION`]. `ttl_ms`: the task's ttl (None = unlimited).
     pub fn register(&self, server: &str, upstream_id: &str, owner: Owner, ttl_ms: Option<u64>) -> Option<String> {
         let keep = ttl_ms.map_or(DEFAULT_TTL, Duration::from_millis).min(MAX_TTL);
         let now = Instant::now();
         let mut t = self.table.lock();
-        if t.by_hub.len() >= MAX_TASKS {
+        let owned = |t: &Table| matches!(owner, Owner::Session(_)) && t.by_hub.values().filter(|e| e.owner == owner).count() >= MAX_TASKS_PER_SESSION;
+        if t.by_hub.len() >= MAX_TASKS || owned(&t) {
             t.prune(now);
-            if t.by_hub.len() >= MAX_TASKS {
+            if t.by_hub.len() >= MAX_TASKS || owned(&t) {
                 return None;
             }
         }
@@ -177,6 +183,16 @@ impl Tasks {
         let hub_id = t.by_upstream.get(&(server.to_string(), upstream_id.to_string()))?;
         let e = t.by_hub.get(hub_id).filter(|e| e.expires > Instant::now())?;
         Some((hub_id.clone(), e.owner.clone()))
+    }
+
+    /// Forgets the tasks of a legacy client session that ended (DELETE).
+    pub fn forget_session(&self, session: &str) {
+        let mut t = self.table.lock();
+        let owned: Vec<String> =
+            t.by_hub.iter().filter(|(_, e)| matches!(&e.owner, Owner::Session(s) if s == session)).map(|(k, _)| k.clone()).collect();
+        for k in owned {
+            t.remove(&k);
+        }
     }
 
     /// Number of tracked tasks.
@@ -324,8 +340,9 @@ pub fn on_tools_call(hub: &Hub, server: &str, owner: Owner) -> methods::Rewrite 
         match hub.tasks().register(&server, &upstream_id, owner.clone(), ttl) {
             Some(hub_id) => rewrite_ids(msg, &upstream_id, &hub_id),
             None => {
-                log::warn!("task {upstream_id} of '{server}' not tracked: the hub tracks {MAX_TASKS} tasks already");
-                let err = ErrorObject::new(codes::INTERNAL_ERROR, format!("MCPHub tracks {MAX_TASKS} tasks already; try again later"));
+                log::warn!("task {upstream_id} of '{server}' not tracked: the task table (or this session's share) is full");
+                let text = format!("MCPHub tracks {MAX_TASKS} tasks, at most {MAX_TASKS_PER_SESSION} per session; try again when some have ended");
+                let err = ErrorObject::new(codes::INTERNAL_ERROR, text);
                 *msg = err.to_response(msg.get("id"));
             }
         }
@@ -496,6 +513,20 @@ mod tests {
         assert_eq!(t.find(&a, &Owner::Bearer), None);
         assert_eq!(t.hub_id("b", "task-1"), Some((b, Owner::Session("s2".into()))));
         assert_eq!(t.hub_id("c", "task-1"), None);
+    }
+
+    #[test]
+    fn one_session_cannot_fill_the_table_and_its_tasks_go_with_it() {
+        let t = Tasks::default();
+        for i in 0..MAX_TASKS_PER_SESSION {
+            assert!(t.register("a", &format!("task-{i}"), Owner::Session("greedy".into()), None).is_some());
+        }
+        assert_eq!(t.register("a", "one-more", Owner::Session("greedy".into()), None), None);
+        let other = t.register("a", "theirs", Owner::Session("other".into()), None).expect("another session still gets tasks");
+        t.forget_session("greedy");
+        assert_eq!(t.len(), 1);
+        assert!(t.find(&other, &Owner::Session("other".into())).is_some());
+        assert!(t.register("a", "again", Owner::Session("greedy".into()), None).is_some());
     }
 
     #[test]
