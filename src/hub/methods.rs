@@ -12,14 +12,25 @@ use std::sync::Arc;
 
 type MethodResult = Result<Value, ErrorObject>;
 
+/// Rewrites a message of a relayed call before the client sees it (hub task
+/// ids, see [`super::tasks`]).
+pub type Rewrite = Arc<dyn Fn(&mut Value) + Send + Sync>;
+
 fn invalid_params(msg: impl Into<String>) -> ErrorObject {
     ErrorObject::new(codes::INVALID_PARAMS, msg)
 }
 
 /// The capabilities the hub offers downstream: change notifications reach
 /// legacy clients on their GET stream and 2026-07-28 clients on
-/// `subscriptions/listen` ([`super::listen`]).
-fn capabilities() -> Value {
+/// `subscriptions/listen` ([`super::listen`]). Tasks only when an upstream of
+/// the client's era has them ([`super::tasks::advertise`]).
+fn capabilities(hub: &Hub, era: Era) -> Value {
+    let mut caps = base_capabilities();
+    super::tasks::advertise(hub, era, &mut caps);
+    caps
+}
+
+fn base_capabilities() -> Value {
     json!({
         "tools": {"listChanged": true},
         "prompts": {"listChanged": true},
@@ -40,7 +51,7 @@ pub fn dispatch(hub: &Hub, down: &Downstream, id: Value, method: &str, params: M
         "initialize" => return initialize(hub, &id, &params),
         "server/discover" => Ok(json!({
             "supportedVersions": era::supported_versions(),
-            "capabilities": capabilities(),
+            "capabilities": capabilities(hub, Era::Modern),
             "serverInfo": server_info(),
             "instructions": "MCPHub: the tools, prompts and resources of several MCP servers behind one endpoint.",
             // DiscoverResult is cacheable (2026-07-28 schema) and names the server in _meta.
@@ -60,6 +71,7 @@ pub fn dispatch(hub: &Hub, down: &Downstream, id: Value, method: &str, params: M
         "prompts/get" => return call_routed(hub, down, id, method, params, Kind::Prompts),
         "resources/read" => return read_resource(hub, down, id, params),
         "completion/complete" => return complete(hub, down, id, params),
+        m if m.starts_with("tasks/") => return super::tasks::handle(hub, down, id, m, params),
         "resources/subscribe" | "resources/unsubscribe" if down.era == Era::Legacy => {
             return subscription(hub, down, id, method, params)
         }
@@ -122,12 +134,17 @@ fn initialize(hub: &Hub, id: &Value, params: &Map<String, Value>) -> Response {
     };
     let result = json!({
         "protocolVersion": version,
-        "capabilities": capabilities(),
+        "capabilities": capabilities(hub, Era::Legacy),
         "serverInfo": server_info(),
         "instructions": "MCPHub: the tools, prompts and resources of several MCP servers behind one endpoint.",
     });
     log::info!("client session created (version {version}, client {})", session.client_info.get("name").and_then(Value::as_str).unwrap_or("?"));
     Response::json(200, &jsonrpc::result_response(id, result)).with_header(SESSION_HEADER, &session.id)
+}
+
+/// The upstream call context of a downstream request.
+pub fn call_context(down: &Downstream) -> CallContext {
+    ctx(down)
 }
 
 pub(super) fn ctx(down: &Downstream) -> CallContext {
@@ -235,7 +252,8 @@ fn call_routed(hub: &Hub, down: &Downstream, id: Value, method: &str, mut params
         extra_headers = headers::param_headers(schema, arguments);
     }
     params.insert("name".into(), Value::String(route.original.clone()));
-    forward(hub, down, id, method, params, upstream, extra_headers)
+    let rewrite = (kind == Kind::Tools).then(|| super::tasks::on_tools_call(hub, &route.server, super::tasks::Owner::of(down)));
+    forward_with(hub, down, id, method, params, upstream, extra_headers, rewrite)
 }
 
 fn read_resource(hub: &Hub, down: &Downstream, id: Value, params: Map<String, Value>) -> Response {
@@ -339,9 +357,24 @@ fn forward(
     down: &Downstream,
     id: Value,
     method: &str,
+    params: Map<String, Value>,
+    upstream: Arc<Upstream>,
+    extra_headers: Vec<(String, String)>,
+) -> Response {
+    forward_with(hub, down, id, method, params, upstream, extra_headers, None)
+}
+
+/// [`forward`], with `rewrite` applied to every message the client gets.
+#[allow(clippy::too_many_arguments)]
+pub fn forward_with(
+    hub: &Hub,
+    down: &Downstream,
+    id: Value,
+    method: &str,
     mut params: Map<String, Value>,
     upstream: Arc<Upstream>,
     extra_headers: Vec<(String, String)>,
+    rewrite: Option<Rewrite>,
 ) -> Response {
     let client_token = params.get("_meta").and_then(|m| m.get("progressToken")).cloned();
     let progress = client_token.map(|t| (t, hub.next_progress_token()));
@@ -363,7 +396,10 @@ fn forward(
             relay::after_cut(&upstream, &handle);
             return cancelled(&id);
         }
-        let msg = finish(down.era, &id, reply);
+        let mut msg = finish(down.era, &id, reply);
+        if let Some(rewrite) = &rewrite {
+            rewrite(&mut msg);
+        }
         Response::json(error_status(down.era, &msg), &msg)
     };
     let mut c = ctx(down);
@@ -394,6 +430,7 @@ fn forward(
             _ => None,
         },
         handle: handle.clone(),
+        rewrite: rewrite.clone(),
     };
     let hub = hub.clone();
     Response::sse(move |sink: &mut SseSink| {

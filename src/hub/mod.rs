@@ -10,6 +10,7 @@ pub mod methods;
 pub mod relay;
 pub mod resume;
 pub mod sessions;
+pub mod tasks;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
@@ -41,6 +42,7 @@ struct Inner {
     streams: resume::Streams,
     listeners: relay::Listeners,
     listen_streams: listen::ListenStreams,
+    tasks: tasks::Tasks,
     next_progress: AtomicU64,
 }
 
@@ -94,6 +96,7 @@ impl Hub {
                 streams: resume::Streams::default(),
                 listeners: relay::Listeners::default(),
                 listen_streams: listen::ListenStreams::default(),
+                tasks: tasks::Tasks::default(),
                 next_progress: AtomicU64::new(1),
             }),
         };
@@ -148,6 +151,11 @@ impl Hub {
     /// Resource subscriptions of legacy clients.
     pub fn subscriptions(&self) -> &relay::Subscriptions {
         &self.inner.subscriptions
+    }
+
+    /// Tasks created through the hub (hub task id → owning upstream and client).
+    pub fn tasks(&self) -> &tasks::Tasks {
+        &self.inner.tasks
     }
 
     /// Calls a legacy client may cancel.
@@ -284,6 +292,7 @@ impl Hub {
             None => rpc_error(400, &ErrorObject::new(codes::INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required"), None),
             Some(id) if self.sessions().remove(id) => {
                 self.listeners().remove(id);
+                self.tasks().forget_session(id);
                 Response::empty(200)
             }
             Some(_) => rpc_error(404, &ErrorObject::new(codes::INVALID_REQUEST, "Session not found"), None),

@@ -241,6 +241,7 @@ pub fn upstream_notification(hub: &Hub, server: &str, message: &Value) {
             hub.listeners().send_to(&subscribers, message);
             hub.listen_streams().send_to(&subscribers, message);
         }
+        "notifications/tasks/status" => super::tasks::route_status(hub, server, message),
         _ => {}
     }
 }
@@ -268,6 +269,8 @@ pub struct ClientSide {
     pub log_threshold: Option<String>,
     /// The call's cancellation handle.
     pub handle: Arc<CallHandle>,
+    /// Applied to every message before it is written (task id rewriting).
+    pub rewrite: Option<super::methods::Rewrite>,
 }
 
 /// The capability a server→client request needs from the client.
@@ -306,7 +309,14 @@ pub fn relay(hub: &Hub, upstream: &Arc<Upstream>, mut call: CallStream, client: 
     }
     // Writes one message; false when the relay should stop (a modern client left).
     let emit = |m: &Value, sink: &mut SseSink| -> bool {
-        let data = m.to_string();
+        let data = match &client.rewrite {
+            Some(rewrite) => {
+                let mut m = m.clone();
+                rewrite(&mut m);
+                m.to_string()
+            }
+            None => m.to_string(),
+        };
         let id = log.as_ref().map(|l| l.push(data.clone()));
         let sent = sink.send(&SseEvent { id: id.as_deref(), data: &data, ..Default::default() }).is_ok();
         sent || log.is_some()
@@ -372,6 +382,10 @@ fn notification_for_client(hub: &Hub, server: &str, mut n: Value, client: &Clien
         "notifications/message" => {
             let level = n.pointer("/params/level").and_then(Value::as_str);
             super::methods::log_passes(client.era, client.log_threshold.as_deref(), level).then_some(n)
+        }
+        "notifications/tasks/status" => {
+            let owner = super::tasks::Owner::Session(client.session.clone().filter(|_| client.era == Era::Legacy)?);
+            super::tasks::status_for(hub, server, n, &owner)
         }
         _ => None,
     }

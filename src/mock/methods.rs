@@ -132,7 +132,7 @@ impl MockServer {
                 let name = &self.config().name;
                 let mut meta = Map::new();
                 meta.insert(META_SERVER_INFO.into(), json!({"name": name, "version": env!("CARGO_PKG_VERSION")}));
-                Reply::Result(self.cacheable(
+                let mut result = self.cacheable(
                     ctx,
                     json!({
                         "supportedVersions": self.supported_versions(),
@@ -146,7 +146,9 @@ impl MockServer {
                         "instructions": format!("{name} is a mock MCP server for tests."),
                         "_meta": meta,
                     }),
-                ))
+                );
+                self.add_task_capability(&mut result, true);
+                Reply::Result(result)
             }
             "tools/list" => {
                 let mut list = tools();
@@ -155,9 +157,13 @@ impl MockServer {
                         a.extend(conformance::tools());
                     }
                 }
+                if let Some(a) = list.as_array_mut() {
+                    a.extend(self.task_tools(ctx.modern));
+                }
                 Reply::Result(self.cacheable(ctx, json!({"tools": list})))
             }
             "tools/call" => self.call_tool(ctx, params),
+            m if m.starts_with("tasks/") => self.tasks_method(ctx, m, params),
             "prompts/list" => {
                 let mut list = vec![json!({
                     "name": "greeting",
@@ -263,6 +269,9 @@ impl MockServer {
             Some(Value::Object(m)) => m,
             Some(_) => return invalid("`arguments` must be an object"),
         };
+        if let Some(reply) = self.call_task_tool(ctx, name, params) {
+            return reply;
+        }
         if self.has_conformance_fixtures() && conformance::TOOL_NAMES.contains(&name) {
             self.count_tool(name);
             return conformance::call(name, args, params, ctx.modern);

@@ -41,6 +41,7 @@ mod listen;
 mod methods;
 mod modern;
 mod stream;
+mod tasks;
 #[cfg(test)]
 mod tests;
 
@@ -59,6 +60,7 @@ use crate::http::{Handler, Request, Response, SseEvent};
 pub use conformance::{PROMPT_NAMES as CONFORMANCE_PROMPT_NAMES, TOOL_NAMES as CONFORMANCE_TOOL_NAMES};
 pub use methods::{run_progress, TOOL_NAMES};
 pub use stream::LOG_LEVELS;
+pub use tasks::{iso8601, TASK_TOOL_NAMES};
 
 /// Environment variable read by [`MockServer::new`]: `conformance` turns the
 /// conformance fixtures on.
@@ -207,6 +209,8 @@ struct Inner {
     replay: Mutex<(HashMap<String, Replay>, VecDeque<String>)>,
     /// Open `subscriptions/listen` streams ([`listen`]).
     listen: listen::Streams,
+    /// Tasks (see [`tasks`]).
+    tasks: tasks::TaskStore,
 }
 
 /// The mock MCP server. Cheap to clone (shared state); implements [`Handler`].
@@ -374,6 +378,7 @@ impl MockServer {
                 next_id: AtomicU64::new(1),
                 replay: Mutex::new((HashMap::new(), VecDeque::new())),
                 listen: listen::Streams::default(),
+                tasks: tasks::TaskStore::from_env(),
             }),
         }
     }
@@ -465,6 +470,7 @@ impl MockServer {
             "POST" => self.post(&req, guard),
             "DELETE" if !modern_only => self.delete(&req),
             "GET" if !modern_only && req.header("Last-Event-ID").is_some() => self.resume(&req),
+            "GET" if !modern_only && self.tasks_enabled() => self.task_stream(&req),
             _ => {
                 let allow = if modern_only { "POST" } else { "POST, DELETE" };
                 Response::empty(405).with_header("Allow", allow)
@@ -615,7 +621,7 @@ impl MockServer {
             st.counters.initialize += 1;
         }
         log::debug!("mock: initialize {requested} → {version}, session {sid}");
-        let result = json!({
+        let mut result = json!({
             "protocolVersion": version,
             "capabilities": {
                 "tools": {"listChanged": true},
@@ -627,6 +633,7 @@ impl MockServer {
             "serverInfo": {"name": self.inner.cfg.name, "version": env!("CARGO_PKG_VERSION")},
             "instructions": format!("{} is a mock MCP server for tests.", self.inner.cfg.name),
         });
+        self.add_task_capability(&mut result, false);
         Response::json(200, &json!({"jsonrpc": "2.0", "id": id, "result": result})).with_header("Mcp-Session-Id", &sid)
     }
 

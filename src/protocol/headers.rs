@@ -21,11 +21,14 @@ const SENTINEL_START: &str = "=?base64?";
 const SENTINEL_END: &str = "?=";
 
 /// The body field `Mcp-Name` mirrors for a method: `name` for `tools/call` and
-/// `prompts/get`, `uri` for `resources/read`, none otherwise.
+/// `prompts/get`, `uri` for `resources/read`, `taskId` for `tasks/get`,
+/// `tasks/update` and `tasks/cancel` (SEP-2663), none otherwise.
 pub fn name_field(method: &str) -> Option<&'static str> {
     match method {
         "tools/call" | "prompts/get" => Some("name"),
         "resources/read" => Some("uri"),
+        // SEP-2663 (tasks extension), Streamable HTTP: Routing Headers.
+        "tasks/get" | "tasks/update" | "tasks/cancel" => Some("taskId"),
         _ => None,
     }
 }

@@ -170,6 +170,8 @@ pub struct Upstream {
     on_notification: std::sync::OnceLock<NotificationSink>,
     /// The `subscriptions/listen` stream of a modern server ([`listen`]).
     listen_watch: listen::Watch,
+    /// A modern server's `server/discover` capabilities, once seen.
+    discovered: RwLock<Option<Value>>,
 }
 
 /// Receives notifications an upstream sends outside any call: (server name, message).
@@ -216,6 +218,7 @@ impl Upstream {
             me,
             on_notification: std::sync::OnceLock::new(),
             listen_watch: listen::Watch::default(),
+            discovered: RwLock::new(None),
             config,
         }
     }
@@ -263,12 +266,15 @@ impl Upstream {
         }
         let budget = self.budget(ctx)?;
         let probe = era::probe_request(self.next_id(), ctx);
+        let mut probe_reply = None;
         let outcome = self.transport.post(&probe.body, &probe.headers, budget, &mut |_| {}).and_then(|r| {
-            era::classify_probe(&r).ok_or_else(|| UpstreamError::Status {
+            let era = era::classify_probe(&r).ok_or_else(|| UpstreamError::Status {
                 server: self.config.name.clone(),
                 status: r.status,
                 detail: format!("the era probe (server/discover) was answered without an MCP answer: {}", r.excerpt),
-            })
+            });
+            probe_reply = r.message;
+            era
         });
         let detected = match outcome {
             Ok(era) => era,
@@ -277,11 +283,32 @@ impl Upstream {
                 return Err(e);
             }
         };
+        if let Some(caps) = outcome_capabilities(&probe_reply) {
+            *self.discovered.write() = Some(caps);
+        }
         log::info!("upstream '{}' speaks the {} era", self.config.name, detected.as_str());
         *self.era.write() = Some(detected);
         self.state.write().era = Some(detected);
         self.start_modern_listener();
         Ok(detected)
+    }
+
+    /// The server's capabilities: a legacy session's `initialize` result
+    /// (creating the session if needed), or a modern server's
+    /// `server/discover` result (the probe's, else asked now and kept).
+    pub fn server_capabilities(&self, ctx: &CallContext) -> Result<Value, UpstreamError> {
+        match self.era(ctx)? {
+            Era::Legacy => Ok(self.legacy_session(ctx)?.init_result.get("capabilities").cloned().unwrap_or_else(|| json!({}))),
+            Era::Modern => {
+                if let Some(c) = self.discovered.read().clone() {
+                    return Ok(c);
+                }
+                let reply = self.request("server/discover", Map::new(), ctx, &[], &mut |_| {})?;
+                let caps = outcome_capabilities(&Some(reply)).unwrap_or_else(|| json!({}));
+                *self.discovered.write() = Some(caps.clone());
+                Ok(caps)
+            }
+        }
     }
 
     fn record(&self, outcome: Result<(), &UpstreamError>) {
@@ -541,6 +568,11 @@ impl Upstream {
             self.transport.delete(&session.headers());
         }
     }
+}
+
+/// `result.capabilities` of a `server/discover` answer.
+fn outcome_capabilities(message: &Option<Value>) -> Option<Value> {
+    message.as_ref()?.pointer("/result/capabilities").cloned()
 }
 
 /// Removes the 2026-07-28 `_meta` keys a legacy server does not know

@@ -1,0 +1,581 @@
+//! Tasks through the hub: 2025-11-25 tasks for legacy clients of legacy
+//! upstreams, the 2026-07-28 extension `io.modelcontextprotocol/tasks`
+//! (SEP-2663) for modern clients of modern upstreams.
+//!
+//! **Hub task ids.** Upstreams mint task ids that collide across servers
+//! (`task-1` on two servers) and, behind one shared upstream session, are
+//! visible to every client of that session. The hub never shows an upstream
+//! id: a created task gets a hub id, `mcphub-t` + 128 random bits (hex), and
+//! an entry `hub id → (server, upstream id, owner)` in [`Tasks`]. Random ids
+//! with a table (rather than an encoding of server + upstream id) make the
+//! id opaque and unguessable without a signing key, and the table is what
+//! `tasks/list` and status notifications need anyway to find a task's owner.
+//! The owner is the legacy client session that created the task; only that
+//! session can get, wait for, cancel or list it (any other session gets
+//! -32602, as for an unknown id). Modern clients have no session (and the
+//! hub no users yet): their tasks are bearer handles, usable by whoever
+//! holds the unguessable id (SEP-2663 Security Implications). The table is
+//! in memory, bounded by [`MAX_TASKS`] ([`MAX_TASKS_PER_SESSION`] per legacy
+//! session); an entry lives for the task's `ttl` (`ttlMs`), capped at
+//! [`MAX_TTL`], [`DEFAULT_TTL`] when unlimited, or until its session is
+//! deleted.
+//!
+//! **Routing.** `tasks/get`, `tasks/result`, `tasks/cancel` (legacy) and
+//! `tasks/get`, `tasks/update`, `tasks/cancel` (modern) go to the owning
+//! upstream with its own id; ids in the answer (`taskId`, the
+//! `io.modelcontextprotocol/related-task` `_meta`) are rewritten back.
+//! `tasks/list` (legacy) walks the upstreams that list tasks, page by page,
+//! keeping the caller's own tasks; its cursor is the hub's own (base64url of
+//! `[server index, upstream cursor]`; a forged one can only move the walk, the
+//! ownership filter still applies). `notifications/tasks/status` from an
+//! upstream (its GET stream or a call's stream) go to the owning session only.
+//!
+//! **Eras.** Tasks are not translated across eras: the two wire forms differ
+//! in more than names (`tasks/result` blocks in 2025-11-25, results are
+//! inlined in `tasks/get` in SEP-2663, input requests travel differently).
+//! A legacy client's `params.task` reaching a modern upstream, or a modern
+//! client's extension reaching a legacy upstream, is not understood there,
+//! so the call runs without a task where the tool allows it; a tool that
+//! requires a task answers the upstream's error (`-32601` / `-32021`).
+//! Capabilities follow: legacy clients see `tasks` when a legacy upstream
+//! has them, modern clients the extension when a modern upstream has it.
+
+use super::methods::{self, shape_result};
+use super::{Downstream, Hub};
+use crate::http::Response;
+use crate::protocol::{codes, jsonrpc, Era, ErrorObject};
+use crate::upstream::{CallContext, Upstream};
+use base64::Engine;
+use parking_lot::Mutex;
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The extension identifier (SEP-2663).
+pub const EXTENSION: &str = "io.modelcontextprotocol/tasks";
+/// `_meta` key tying a message to a task (2025-11-25 tasks, Related Task Metadata).
+pub const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
+/// Most tasks the hub tracks; a task-augmented call beyond that is refused.
+pub const MAX_TASKS: usize = 10_000;
+/// Most live tasks one legacy client session may hold, so one client cannot
+/// fill the table for everyone.
+pub const MAX_TASKS_PER_SESSION: usize = 1_000;
+/// How long the hub keeps a task whose `ttl` is unlimited.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
+/// The longest the hub keeps any task.
+pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Upstream pages one `tasks/list` reads at most.
+pub const LIST_PAGES: usize = 20;
+/// A `tasks/list` page stops growing at this many tasks.
+pub const LIST_TARGET: usize = 50;
+/// A failed capability check is not repeated for this long.
+const SUPPORT_RETRY: Duration = Duration::from_secs(5);
+
+/// Who may use a task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// The legacy client session that created it.
+    Session(String),
+    /// A modern client: whoever holds the id.
+    Bearer,
+}
+
+impl Owner {
+    /// The owner a downstream request speaks for.
+    pub fn of(down: &Downstream) -> Owner {
+        match (&down.session, down.era) {
+            (Some(s), Era::Legacy) => Owner::Session(s.id.clone()),
+            _ => Owner::Bearer,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    server: String,
+    upstream_id: String,
+    owner: Owner,
+    expires: Instant,
+}
+
+/// What an upstream offers for tasks.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Support {
+    /// A legacy server's `capabilities.tasks`.
+    Legacy(Value),
+    /// A modern server advertising the extension.
+    Modern,
+    /// Nothing.
+    None,
+}
+
+#[derive(Default)]
+struct Table {
+    by_hub: HashMap<String, Entry>,
+    by_upstream: HashMap<(String, String), String>,
+}
+
+impl Table {
+    fn remove(&mut self, hub_id: &str) {
+        if let Some(e) = self.by_hub.remove(hub_id) {
+            self.by_upstream.remove(&(e.server, e.upstream_id));
+        }
+    }
+
+    fn prune(&mut self, now: Instant) {
+        let expired: Vec<String> = self.by_hub.iter().filter(|(_, e)| e.expires <= now).map(|(k, _)| k.clone()).collect();
+        for k in expired {
+            self.remove(&k);
+        }
+    }
+}
+
+/// The hub's task table and the upstreams' task support.
+#[derive(Default)]
+pub struct Tasks {
+    table: Mutex<Table>,
+    support: Mutex<HashMap<String, (Support, Option<Instant>)>>,
+}
+
+/// A fresh hub task id: `mcphub-t` + 32 hex digits (128 random bits).
+fn new_hub_id() -> Option<String> {
+    let mut buf = [0u8; 16];
+    getrandom::fill(&mut buf).ok()?;
+    Some(format!("mcphub-t{}", hex::encode(buf)))
+}
+
+impl Tasks {
+    /// Enters an upstream task for `owner`; returns its hub id, or `None`
+    /// when [`MAX_TASKS`] live tasks are tracked, or the owner's session
+    /// holds [`MAX_TASKS_PER_SESSION`]. `ttl_ms`: the task's ttl (None = unlimited).
+    pub fn register(&self, server: &str, upstream_id: &str, owner: Owner, ttl_ms: Option<u64>) -> Option<String> {
+        let keep = ttl_ms.map_or(DEFAULT_TTL, Duration::from_millis).min(MAX_TTL);
+        let now = Instant::now();
+        let mut t = self.table.lock();
+        let owned = |t: &Table| matches!(owner, Owner::Session(_)) && t.by_hub.values().filter(|e| e.owner == owner).count() >= MAX_TASKS_PER_SESSION;
+        if t.by_hub.len() >= MAX_TASKS || owned(&t) {
+            t.prune(now);
+            if t.by_hub.len() >= MAX_TASKS || owned(&t) {
+                return None;
+            }
+        }
+        let key = (server.to_string(), upstream_id.to_string());
+        if let Some(old) = t.by_upstream.get(&key).cloned() {
+            t.remove(&old); // the upstream reused an id: the old task is gone there
+        }
+        let hub_id = new_hub_id()?;
+        t.by_upstream.insert(key, hub_id.clone());
+        t.by_hub.insert(hub_id.clone(), Entry { server: server.into(), upstream_id: upstream_id.into(), owner, expires: now + keep });
+        Some(hub_id)
+    }
+
+    /// `(server, upstream id)` of hub task `hub_id` if `owner` may use it.
+    pub fn find(&self, hub_id: &str, owner: &Owner) -> Option<(String, String)> {
+        let t = self.table.lock();
+        let e = t.by_hub.get(hub_id).filter(|e| e.expires > Instant::now() && e.owner == *owner)?;
+        Some((e.server.clone(), e.upstream_id.clone()))
+    }
+
+    /// The hub id and owner of upstream task `upstream_id` on `server`.
+    pub fn hub_id(&self, server: &str, upstream_id: &str) -> Option<(String, Owner)> {
+        let t = self.table.lock();
+        let hub_id = t.by_upstream.get(&(server.to_string(), upstream_id.to_string()))?;
+        let e = t.by_hub.get(hub_id).filter(|e| e.expires > Instant::now())?;
+        Some((hub_id.clone(), e.owner.clone()))
+    }
+
+    /// Forgets the tasks of a legacy client session that ended (DELETE).
+    pub fn forget_session(&self, session: &str) {
+        let mut t = self.table.lock();
+        let owned: Vec<String> =
+            t.by_hub.iter().filter(|(_, e)| matches!(&e.owner, Owner::Session(s) if s == session)).map(|(k, _)| k.clone()).collect();
+        for k in owned {
+            t.remove(&k);
+        }
+    }
+
+    /// Number of tracked tasks.
+    pub fn len(&self) -> usize {
+        self.table.lock().by_hub.len()
+    }
+
+    /// Whether no task is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// What `upstream` offers for tasks: checked once (its `initialize` or
+    /// `server/discover` result), a failed check again after 5 s.
+    pub fn support(&self, upstream: &Upstream, budget: Duration) -> Support {
+        if let Some(s) = self.known_support(upstream.name()) {
+            return s;
+        }
+        let ctx = CallContext::shared(Instant::now() + budget);
+        let found = upstream.era(&ctx).and_then(|era| Ok((era, upstream.server_capabilities(&ctx)?)));
+        let (support, retry) = match found {
+            Ok((era, caps)) => (support_of(era, &caps), None),
+            Err(e) => {
+                log::debug!("task support of '{}' unknown for now: {e}", upstream.name());
+                (Support::None, Some(Instant::now() + SUPPORT_RETRY))
+            }
+        };
+        self.support.lock().insert(upstream.name().to_string(), (support.clone(), retry));
+        support
+    }
+}
+
+impl Tasks {
+    /// What `server` offers, when checked and not due for a retry.
+    fn known_support(&self, server: &str) -> Option<Support> {
+        let support = self.support.lock();
+        let (s, retry) = support.get(server)?;
+        retry.is_none_or(|at| Instant::now() < at).then(|| s.clone())
+    }
+}
+
+/// What a server's capabilities say about tasks, for its era (pure).
+pub fn support_of(era: Era, caps: &Value) -> Support {
+    match era {
+        Era::Legacy => caps.get("tasks").filter(|t| t.is_object()).map_or(Support::None, |t| Support::Legacy(t.clone())),
+        Era::Modern if caps.pointer("/extensions").and_then(|e| e.get(EXTENSION)).is_some() => Support::Modern,
+        Era::Modern => Support::None,
+    }
+}
+
+/// The tasks capability to advertise to a client of `era` given what the
+/// upstreams offer (pure): legacy, the union of the legacy upstreams'
+/// `tasks.list`, `tasks.cancel`, `tasks.requests.tools.call` (2025-11-25
+/// Capabilities); modern, `extensions["io.modelcontextprotocol/tasks"]`. None
+/// when no upstream of that era has tasks.
+pub fn advertised(era: Era, supports: &[Support]) -> Option<Value> {
+    match era {
+        Era::Modern => supports.contains(&Support::Modern).then(|| json!({EXTENSION: {}})),
+        Era::Legacy => {
+            let legacy: Vec<&Value> = supports.iter().filter_map(|s| if let Support::Legacy(t) = s { Some(t) } else { None }).collect();
+            if legacy.is_empty() {
+                return None;
+            }
+            let mut tasks = json!({});
+            if legacy.iter().any(|t| t.get("list").is_some()) {
+                tasks["list"] = json!({});
+            }
+            if legacy.iter().any(|t| t.get("cancel").is_some()) {
+                tasks["cancel"] = json!({});
+            }
+            if legacy.iter().any(|t| t.pointer("/requests/tools/call").is_some()) {
+                tasks["requests"] = json!({"tools": {"call": {}}});
+            }
+            Some(tasks)
+        }
+    }
+}
+
+/// Adds the tasks capability to the hub's own capabilities for a client of
+/// `era` (legacy `capabilities.tasks`, modern `capabilities.extensions`),
+/// checking the upstreams in parallel (each within `listTimeoutMs`).
+pub fn advertise(hub: &Hub, era: Era, caps: &mut Value) {
+    let budget = hub.config().list_timeout;
+    let upstreams = hub.catalog().upstreams();
+    // Known answers at once; the others asked in parallel (first clients only).
+    let mut supports: Vec<Option<Support>> = upstreams.iter().map(|u| hub.tasks().known_support(u.name())).collect();
+    if supports.iter().any(Option::is_none) {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = upstreams
+                .iter()
+                .zip(&supports)
+                .filter(|(_, s)| s.is_none())
+                .map(|(u, _)| scope.spawn(move || hub.tasks().support(u, budget)))
+                .collect();
+            let mut found = handles.into_iter().map(|h| h.join().unwrap_or(Support::None));
+            for s in supports.iter_mut().filter(|s| s.is_none()) {
+                *s = found.next();
+            }
+        });
+    }
+    let supports: Vec<Support> = supports.into_iter().map(|s| s.unwrap_or(Support::None)).collect();
+    match (era, advertised(era, &supports)) {
+        (Era::Legacy, Some(t)) => caps["tasks"] = t,
+        (Era::Modern, Some(ext)) => caps["extensions"] = ext,
+        _ => {}
+    }
+}
+
+/// The upstream task id and ttl (ms) a `CreateTaskResult` carries (pure):
+/// 2025-11-25 `{task: {taskId, ttl}}`, SEP-2663 `{resultType: "task", taskId, ttlMs}`.
+pub fn created_task(result: &Value) -> Option<(String, Option<u64>)> {
+    if result.get("resultType").and_then(Value::as_str) == Some("task") {
+        let id = result.get("taskId")?.as_str()?;
+        return Some((id.to_string(), result.get("ttlMs").and_then(Value::as_u64)));
+    }
+    let task = result.get("task")?;
+    let id = task.get("taskId")?.as_str()?;
+    Some((id.to_string(), task.get("ttl").and_then(Value::as_u64)))
+}
+
+/// Replaces `from` by `to` wherever a message names a task (pure): the
+/// `taskId` of `result` / `params` / `result.task`, and the related-task
+/// `_meta` of `result`, `params` and `error.data`.
+pub fn rewrite_ids(msg: &mut Value, from: &str, to: &str) {
+    for path in ["/result", "/params", "/result/task", "/error/data"] {
+        let Some(obj) = msg.pointer_mut(path).and_then(Value::as_object_mut) else { continue };
+        if obj.get("taskId").and_then(Value::as_str) == Some(from) {
+            obj.insert("taskId".into(), json!(to));
+        }
+        if let Some(related) = obj.get_mut("_meta").and_then(|m| m.get_mut(RELATED_TASK)).and_then(Value::as_object_mut) {
+            if related.get("taskId").and_then(Value::as_str) == Some(from) {
+                related.insert("taskId".into(), json!(to));
+            }
+        }
+    }
+}
+
+/// The rewrite of a routed `tools/call`'s messages: a `CreateTaskResult`
+/// gets its task entered for `owner` and its id replaced by the hub id (a
+/// full table turns it into a -32603 error naming the limit).
+pub fn on_tools_call(hub: &Hub, server: &str, owner: Owner) -> methods::Rewrite {
+    let (hub, server) = (hub.clone(), server.to_string());
+    Arc::new(move |msg: &mut Value| {
+        let Some((upstream_id, ttl)) = msg.get("result").and_then(created_task) else { return };
+        match hub.tasks().register(&server, &upstream_id, owner.clone(), ttl) {
+            Some(hub_id) => rewrite_ids(msg, &upstream_id, &hub_id),
+            None => {
+                log::warn!("task {upstream_id} of '{server}' not tracked: the task table (or this session's share) is full");
+                let text = format!("MCPHub tracks {MAX_TASKS} tasks, at most {MAX_TASKS_PER_SESSION} per session; try again when some have ended");
+                let err = ErrorObject::new(codes::INTERNAL_ERROR, text);
+                *msg = err.to_response(msg.get("id"));
+            }
+        }
+    })
+}
+
+fn reply(down: &Downstream, id: &Value, outcome: Result<Value, ErrorObject>) -> Response {
+    match outcome {
+        Ok(result) => Response::json(200, &jsonrpc::result_response(id, shape_result(down.era, result))),
+        Err(e) => Response::json(200, &e.to_response(Some(id))),
+    }
+}
+
+fn not_found() -> ErrorObject {
+    ErrorObject::new(codes::INVALID_PARAMS, "Failed to retrieve task: Task not found")
+}
+
+/// Answers a `tasks/*` request. Legacy clients: `tasks/get`, `tasks/result`,
+/// `tasks/cancel`, `tasks/list`; modern clients (with the extension in their
+/// request capabilities, else -32021): `tasks/get`, `tasks/update`,
+/// `tasks/cancel`. Anything else is -32601. An unknown id, or another
+/// session's task, is -32602.
+pub fn handle(hub: &Hub, down: &Downstream, id: Value, method: &str, mut params: Map<String, Value>) -> Response {
+    let known = match down.era {
+        Era::Legacy => matches!(method, "tasks/get" | "tasks/result" | "tasks/cancel" | "tasks/list"),
+        Era::Modern => matches!(method, "tasks/get" | "tasks/update" | "tasks/cancel"),
+    };
+    if !known {
+        let err = ErrorObject::new(codes::METHOD_NOT_FOUND, format!("Method not found: {method}"));
+        return Response::json(if down.era == Era::Modern { 404 } else { 200 }, &err.to_response(Some(&id)));
+    }
+    if down.era == Era::Modern && down.capabilities.as_ref().and_then(|c| c.pointer("/extensions")).and_then(|e| e.get(EXTENSION)).is_none() {
+        let err = ErrorObject::with_data(
+            codes::MISSING_CLIENT_CAPABILITY,
+            "Missing required client capability",
+            json!({"requiredCapabilities": {"extensions": {EXTENSION: {}}}}),
+        );
+        return reply(down, &id, Err(err));
+    }
+    if method == "tasks/list" {
+        let outcome = list(hub, down, &params);
+        return reply(down, &id, outcome);
+    }
+    let Some(hub_id) = params.get("taskId").and_then(Value::as_str).map(str::to_string) else {
+        return reply(down, &id, Err(ErrorObject::new(codes::INVALID_PARAMS, format!("{method} needs params.taskId"))));
+    };
+    let found = hub.tasks().find(&hub_id, &Owner::of(down));
+    let Some((server, upstream_id)) = found else { return reply(down, &id, Err(not_found())) };
+    let Some(upstream) = hub.catalog().upstream(&server).cloned() else { return reply(down, &id, Err(not_found())) };
+    params.insert("taskId".into(), json!(upstream_id));
+    let rewrite: methods::Rewrite = Arc::new(move |m: &mut Value| rewrite_ids(m, &upstream_id, &hub_id));
+    methods::forward_with(hub, down, id, method, params, upstream, Vec::new(), Some(rewrite))
+}
+
+/// Encodes a hub `tasks/list` cursor: base64url of `[server index, upstream cursor]`.
+pub fn encode_cursor(server: usize, upstream: Option<&Value>) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json!([server, upstream]).to_string())
+}
+
+/// Decodes a hub cursor (pure); `None` when it is not one.
+pub fn decode_cursor(cursor: &str) -> Option<(usize, Option<Value>)> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).ok()?;
+    let v: Value = serde_json::from_slice(&bytes).ok()?;
+    let index = usize::try_from(v.get(0)?.as_u64()?).ok()?;
+    let upstream = v.get(1).filter(|c| !c.is_null()).cloned();
+    if upstream.as_ref().is_some_and(|c| !c.is_string()) {
+        return None;
+    }
+    Some((index, upstream))
+}
+
+/// Legacy `tasks/list`: the caller's own tasks across the upstreams that
+/// list tasks, in server order, at most [`LIST_PAGES`] upstream pages per
+/// call; `nextCursor` when the walk stopped before the end.
+fn list(hub: &Hub, down: &Downstream, params: &Map<String, Value>) -> Result<Value, ErrorObject> {
+    let (mut index, mut cursor) = match params.get("cursor") {
+        None | Some(Value::Null) => (0, None),
+        Some(c) => c.as_str().and_then(decode_cursor).ok_or_else(|| ErrorObject::new(codes::INVALID_PARAMS, "Invalid cursor"))?,
+    };
+    let owner = Owner::of(down);
+    let upstreams = hub.catalog().upstreams();
+    let budget = hub.config().list_timeout;
+    let ctx = methods::call_context(down);
+    let mut tasks = Vec::new();
+    let mut pages = 0;
+    while index < upstreams.len() {
+        if pages == LIST_PAGES || tasks.len() >= LIST_TARGET {
+            return Ok(json!({"tasks": tasks, "nextCursor": encode_cursor(index, cursor.as_ref())}));
+        }
+        let upstream = &upstreams[index];
+        let lists = matches!(hub.tasks().support(upstream, budget), Support::Legacy(t) if t.get("list").is_some());
+        if !lists {
+            (index, cursor) = (index + 1, None);
+            continue;
+        }
+        pages += 1;
+        let mut p = Map::new();
+        if let Some(c) = &cursor {
+            p.insert("cursor".into(), c.clone());
+        }
+        let page = upstream.request("tasks/list", p, &ctx, &[], &mut |_| {});
+        let result = match page {
+            Ok(m) if m.get("result").is_some() => m["result"].clone(),
+            Ok(m) => {
+                log::warn!("tasks/list of '{}' failed: {}", upstream.name(), m.get("error").unwrap_or(&Value::Null));
+                (index, cursor) = (index + 1, None);
+                continue;
+            }
+            Err(e) => {
+                log::warn!("tasks/list of '{}' failed: {e}", upstream.name());
+                (index, cursor) = (index + 1, None);
+                continue;
+            }
+        };
+        for mut task in result.get("tasks").and_then(Value::as_array).cloned().unwrap_or_default() {
+            let Some(upstream_id) = task.get("taskId").and_then(Value::as_str).map(str::to_string) else { continue };
+            if let Some((hub_id, o)) = hub.tasks().hub_id(upstream.name(), &upstream_id) {
+                if o == owner {
+                    task["taskId"] = json!(hub_id);
+                    tasks.push(task);
+                }
+            }
+        }
+        match result.get("nextCursor").filter(|c| c.is_string()) {
+            Some(next) => cursor = Some(next.clone()),
+            None => (index, cursor) = (index + 1, None),
+        }
+    }
+    Ok(json!({"tasks": tasks}))
+}
+
+/// A `notifications/tasks/status` for a client: its task id replaced by the
+/// hub id, when the task is `owner`'s; `None` otherwise.
+pub fn status_for(hub: &Hub, server: &str, mut n: Value, owner: &Owner) -> Option<Value> {
+    let upstream_id = n.pointer("/params/taskId")?.as_str()?.to_string();
+    let (hub_id, o) = hub.tasks().hub_id(server, &upstream_id)?;
+    if o != *owner {
+        return None;
+    }
+    rewrite_ids(&mut n, &upstream_id, &hub_id);
+    Some(n)
+}
+
+/// A `notifications/tasks/status` an upstream sent outside any call (its GET
+/// stream): to the owning legacy session's GET stream only.
+pub fn route_status(hub: &Hub, server: &str, n: &Value) {
+    let Some(upstream_id) = n.pointer("/params/taskId").and_then(Value::as_str) else { return };
+    let Some((_, Owner::Session(session))) = hub.tasks().hub_id(server, upstream_id) else { return };
+    if let Some(m) = status_for(hub, server, n.clone(), &Owner::Session(session.clone())) {
+        hub.listeners().send_to(&[session], &m);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colliding_upstream_ids_get_distinct_owned_hub_ids() {
+        let t = Tasks::default();
+        let a = t.register("a", "task-1", Owner::Session("s1".into()), Some(60_000)).unwrap();
+        let b = t.register("b", "task-1", Owner::Session("s2".into()), None).unwrap();
+        assert_ne!(a, b);
+        assert!(a.starts_with("mcphub-t") && a.len() == "mcphub-t".len() + 32);
+        assert_eq!(t.find(&a, &Owner::Session("s1".into())), Some(("a".into(), "task-1".into())));
+        assert_eq!(t.find(&b, &Owner::Session("s2".into())), Some(("b".into(), "task-1".into())));
+        assert_eq!(t.find(&a, &Owner::Session("s2".into())), None, "another session's task is unknown to it");
+        assert_eq!(t.find(&a, &Owner::Bearer), None);
+        assert_eq!(t.hub_id("b", "task-1"), Some((b, Owner::Session("s2".into()))));
+        assert_eq!(t.hub_id("c", "task-1"), None);
+    }
+
+    #[test]
+    fn one_session_cannot_fill_the_table_and_its_tasks_go_with_it() {
+        let t = Tasks::default();
+        for i in 0..MAX_TASKS_PER_SESSION {
+            assert!(t.register("a", &format!("task-{i}"), Owner::Session("greedy".into()), None).is_some());
+        }
+        assert_eq!(t.register("a", "one-more", Owner::Session("greedy".into()), None), None);
+        let other = t.register("a", "theirs", Owner::Session("other".into()), None).expect("another session still gets tasks");
+        t.forget_session("greedy");
+        assert_eq!(t.len(), 1);
+        assert!(t.find(&other, &Owner::Session("other".into())).is_some());
+        assert!(t.register("a", "again", Owner::Session("greedy".into()), None).is_some());
+    }
+
+    #[test]
+    fn an_expired_task_is_forgotten() {
+        let t = Tasks::default();
+        let a = t.register("a", "task-1", Owner::Bearer, Some(0)).unwrap();
+        assert_eq!(t.find(&a, &Owner::Bearer), None);
+        assert_eq!(t.hub_id("a", "task-1"), None);
+    }
+
+    #[test]
+    fn create_results_of_both_eras_are_recognised() {
+        let legacy = json!({"task": {"taskId": "task-3", "status": "working", "ttl": 60000}});
+        assert_eq!(created_task(&legacy), Some(("task-3".into(), Some(60000))));
+        let modern = json!({"resultType": "task", "taskId": "task-4", "status": "working", "ttlMs": null});
+        assert_eq!(created_task(&modern), Some(("task-4".into(), None)));
+        assert_eq!(created_task(&json!({"content": [], "resultType": "complete"})), None);
+    }
+
+    #[test]
+    fn task_ids_and_related_task_meta_are_rewritten() {
+        let mut m = json!({"result": {"content": [], "_meta": {RELATED_TASK: {"taskId": "task-1"}}}});
+        rewrite_ids(&mut m, "task-1", "mcphub-tx");
+        assert_eq!(m["result"]["_meta"][RELATED_TASK]["taskId"], "mcphub-tx");
+        let mut c = json!({"result": {"task": {"taskId": "task-1"}}});
+        rewrite_ids(&mut c, "task-1", "mcphub-tx");
+        assert_eq!(c["result"]["task"]["taskId"], "mcphub-tx");
+        let mut n = json!({"method": "notifications/tasks/status", "params": {"taskId": "task-2"}});
+        rewrite_ids(&mut n, "task-1", "mcphub-tx");
+        assert_eq!(n["params"]["taskId"], "task-2", "another task's id is left alone");
+    }
+
+    #[test]
+    fn cursors_round_trip_and_junk_is_refused() {
+        assert_eq!(decode_cursor(&encode_cursor(0, None)), Some((0, None)));
+        assert_eq!(decode_cursor(&encode_cursor(2, Some(&json!("o5")))), Some((2, Some(json!("o5")))));
+        assert_eq!(decode_cursor("junk!"), None);
+        assert_eq!(decode_cursor(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("[1, {}]")), None);
+    }
+
+    #[test]
+    fn capabilities_are_advertised_per_era_only_when_an_upstream_has_them() {
+        let legacy = support_of(Era::Legacy, &json!({"tasks": {"list": {}, "requests": {"tools": {"call": {}}}}}));
+        let modern = support_of(Era::Modern, &json!({"extensions": {EXTENSION: {}}}));
+        assert_eq!(support_of(Era::Legacy, &json!({"tools": {}})), Support::None);
+        assert_eq!(modern, Support::Modern);
+        assert_eq!(advertised(Era::Legacy, &[Support::None, legacy.clone()]), Some(json!({"list": {}, "requests": {"tools": {"call": {}}}})));
+        assert_eq!(advertised(Era::Legacy, &[Support::None, modern.clone()]), None);
+        assert_eq!(advertised(Era::Modern, &[legacy, modern]), Some(json!({EXTENSION: {}})));
+        assert_eq!(advertised(Era::Modern, &[Support::None]), None);
+    }
+}
