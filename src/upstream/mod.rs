@@ -177,10 +177,10 @@ pub fn hub_client_info() -> Value {
     json!({"name": "mcphub", "version": env!("CARGO_PKG_VERSION")})
 }
 
-/// Client capabilities the hub can honour towards an upstream on a client's
-/// behalf: the client's own, minus what needs server→client relaying that the
-/// hub does not do yet (`sampling`, `elicitation`, `roots`), so a modern server
-/// falls back instead of asking for input nobody will give.
+/// A client's capabilities minus those that need the client to answer input
+/// requests (`sampling`, `elicitation`, `roots`), for a client the hub cannot
+/// ask (see `hub::mrtr::upstream_capabilities`), so a modern server falls
+/// back instead of asking for input nobody will give.
 pub fn relayable_capabilities(client: Option<&Value>) -> Value {
     let mut caps = client.cloned().filter(Value::is_object).unwrap_or_else(|| json!({}));
     if let Some(map) = caps.as_object_mut() {
@@ -388,7 +388,8 @@ impl Upstream {
         if let Some(m) = meta.as_object_mut() {
             m.insert(protocol::META_PROTOCOL_VERSION.into(), json!(MODERN_VERSION));
             m.insert(protocol::META_CLIENT_INFO.into(), ctx.client_info.clone().unwrap_or_else(hub_client_info));
-            m.insert(protocol::META_CLIENT_CAPABILITIES.into(), relayable_capabilities(ctx.client_capabilities.as_ref()));
+            let caps = ctx.client_capabilities.clone().filter(Value::is_object).unwrap_or_else(|| json!({}));
+            m.insert(protocol::META_CLIENT_CAPABILITIES.into(), caps);
             if let Some(level) = &ctx.log_level {
                 m.entry(protocol::META_LOG_LEVEL).or_insert_with(|| json!(level));
             }
