@@ -312,7 +312,7 @@ struct Parked {
 
 #[derive(Default)]
 struct ParkedState {
-    calls: HashMap<String, ParkedCall>,
+    calls: HashMap<String, Box<ParkedCall>>,
     reaper: bool,
 }
 
@@ -362,7 +362,7 @@ pub fn park(hub: &Hub, upstream: &Arc<Upstream>, call: CallStream, request: Valu
     let Some(origin) = client.mrtr.clone() else { return Err((call, request)) };
     let upstream_id = request.get("id").cloned().unwrap_or(Value::Null);
     let key = format!("input-{}", origin.rounds + 1);
-    let parked = ParkedCall {
+    let parked = Box::new(ParkedCall {
         upstream: upstream.clone(),
         expires: Instant::now() + call.events.remaining().min(PARK_TTL),
         call,
@@ -372,7 +372,7 @@ pub fn park(hub: &Hub, upstream: &Arc<Upstream>, call: CallStream, request: Valu
         target: origin.target().cloned(),
         hub_progress: client.progress.as_ref().map(|(_, hub)| hub.clone()),
         origin,
-    };
+    });
     match store(hub, parked) {
         Ok((_, result)) => {
             log::debug!("upstream '{}' asked a modern client for input; call parked", upstream.name());
@@ -388,7 +388,7 @@ pub fn park(hub: &Hub, upstream: &Arc<Upstream>, call: CallStream, request: Valu
 /// Stores a parked call under a new token (starting the reaper if needed);
 /// returns the token and the `InputRequiredResult` naming its outstanding
 /// requests, or the call back when [`MAX_PARKED`] are parked.
-fn store(hub: &Hub, mut parked: ParkedCall) -> Result<(String, Value), ParkedCall> {
+fn store(hub: &Hub, mut parked: Box<ParkedCall>) -> Result<(String, Value), Box<ParkedCall>> {
     parked.origin.rounds += 1;
     let token = format!("{TOKEN_PREFIX}{}", super::sessions::new_session_id());
     let mut requests = Map::new();
@@ -425,7 +425,7 @@ fn spawn_reaper(parked: Weak<Parked>) {
         let (expired, done) = {
             let mut state = p.state.lock();
             let keys: Vec<String> = state.calls.iter().filter(|(_, c)| c.expires <= now).map(|(k, _)| k.clone()).collect();
-            let expired: Vec<ParkedCall> = keys.iter().filter_map(|k| state.calls.remove(k)).collect();
+            let expired: Vec<Box<ParkedCall>> = keys.iter().filter_map(|k| state.calls.remove(k)).collect();
             let done = state.calls.is_empty();
             if done {
                 state.reaper = false;
@@ -499,8 +499,8 @@ pub fn resume(hub: &Hub, down: &Downstream, id: &Value, method: &str, params: &M
 }
 
 /// Relays the rest of a parked call to the client that retried it.
-fn continue_call(hub: &Hub, down: &Downstream, id: &Value, params: &Map<String, Value>, parked: ParkedCall) -> Response {
-    let ParkedCall { upstream, call, handle, hub_progress, origin, .. } = parked;
+fn continue_call(hub: &Hub, down: &Downstream, id: &Value, params: &Map<String, Value>, parked: Box<ParkedCall>) -> Response {
+    let ParkedCall { upstream, call, handle, hub_progress, origin, .. } = *parked;
     let client_token = params.get("_meta").and_then(|m| m.get("progressToken")).cloned();
     let mut client = ClientSide {
         era: Era::Modern,
