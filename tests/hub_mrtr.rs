@@ -486,3 +486,20 @@ fn eight_modern_clients_parked_at_once_each_resume_only_their_own_call() {
     assert_eq!(h.hub.mrtr().parked_len(), 0);
     assert_eq!(state.answers.lock().len(), 16);
 }
+
+#[test]
+fn a_modern_servers_input_required_passes_through_to_a_modern_client_with_its_own_state() {
+    let (_mock, mock_handle, mock_url) = conformance_mock();
+    let h = hub(&[("conf", &mock_url)], json!({}));
+    let args = json!({"prompt": "2+2?"});
+    let mut first = modern_call(&h.url, "m1", "test_sampling", json!({"sampling": {}}), json!({"arguments": args})).json();
+    let (key, req, state) = input_of(&first);
+    assert_eq!((key.as_str(), req["method"].as_str()), ("sampling", Some("sampling/createMessage")), "the server's own keys: {first}");
+    assert!(state.starts_with("mcphub-mock:"), "the server's own requestState, not a hub token: {state}");
+    first = modern_call(&h.url, "m2", "test_sampling", json!({"sampling": {}}), json!({"arguments": args, "requestState": state, "inputResponses": {key: sampled("four")}})).json();
+    assert_eq!(first["result"]["resultType"], "complete", "{first}");
+    assert_eq!(text_of(&first), "LLM response: four");
+    assert_eq!(h.hub.mrtr().parked_len(), 0);
+    drop(h);
+    mock_handle.shutdown();
+}
