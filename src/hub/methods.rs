@@ -151,13 +151,7 @@ pub(super) fn ctx(down: &Downstream) -> CallContext {
     CallContext {
         context_key: "shared".into(),
         client_info: down.client_info.clone(),
-        // A modern client gets an upstream's input_required result as it is, so
-        // the upstream may ask for what the client can do; for a legacy client
-        // sampling/elicitation/roots are not relayed (no MRTR translation).
-        client_capabilities: match down.era {
-            Era::Modern => down.capabilities.clone(),
-            Era::Legacy => down.capabilities.as_ref().map(|c| crate::upstream::relayable_capabilities(Some(c))),
-        },
+        client_capabilities: super::mrtr::upstream_capabilities(down),
         deadline: down.deadline,
         call: None,
         // A legacy client gets every log level until it sets one; a modern
@@ -351,7 +345,9 @@ fn complete(hub: &Hub, down: &Downstream, id: Value, mut params: Map<String, Val
 /// what belongs to this client (its progress with its own token, log
 /// messages at its level, server→client requests) before the final response
 /// (DESIGN.md §5). A client that does not accept SSE gets the final response
-/// as JSON, the stream drained on the worker.
+/// as JSON, the stream drained on the worker. Input rounds between the eras
+/// (`input_required` for a legacy client, a legacy upstream's requests for a
+/// modern one, and the modern client's retry) go through [`super::mrtr`].
 fn forward(
     hub: &Hub,
     down: &Downstream,
@@ -376,6 +372,9 @@ pub fn forward_with(
     extra_headers: Vec<(String, String)>,
     rewrite: Option<Rewrite>,
 ) -> Response {
+    if let Some(resumed) = super::mrtr::resume(hub, down, &id, method, &params, &upstream) {
+        return resumed; // a modern client's retry of a parked call
+    }
     let client_token = params.get("_meta").and_then(|m| m.get("progressToken")).cloned();
     let progress = client_token.map(|t| (t, hub.next_progress_token()));
     if let (Some((_, hub_token)), Some(Value::Object(meta))) = (&progress, params.get_mut("_meta")) {
@@ -404,12 +403,17 @@ pub fn forward_with(
     };
     let mut c = ctx(down);
     c.call = Some(handle.clone());
-    let call = match upstream.request_open(method, params, &c, &extra_headers) {
-        Ok(upstream_api::Outcome::Streaming(call)) => call,
-        Ok(upstream_api::Outcome::Done(message)) => return answer_on_worker(Ok(message)),
+    let origin = super::mrtr::Origin { method: method.into(), params: params.clone(), ctx: c.clone(), extra_headers: extra_headers.clone(), rounds: 0 };
+    let first = match upstream.request_open(method, params, &c, &extra_headers) {
+        // A legacy client asked for input answers on an event stream (mrtr).
+        Ok(upstream_api::Outcome::Done(m)) if !(super::mrtr::is_input_required(&m) && down.era == Era::Legacy && down.accepts_sse) => {
+            return answer_on_worker(Ok(m))
+        }
+        Ok(outcome) => outcome,
         Err(e) => return answer_on_worker(Err(e)),
     };
     if !down.accepts_sse {
+        let upstream_api::Outcome::Streaming(call) = first else { unreachable!("a JSON answer for a client without SSE returned above") };
         let server = upstream.name().to_string();
         let on_message = &mut |m: &Value| {
             if let Some(n) = m.get("method").and_then(Value::as_str) {
@@ -431,14 +435,18 @@ pub fn forward_with(
         },
         handle: handle.clone(),
         rewrite: rewrite.clone(),
+        mrtr: Some(origin),
     };
     let hub = hub.clone();
     Response::sse(move |sink: &mut SseSink| {
-        relay::relay(&hub, &upstream, call, &client, sink);
+        let mut client = client;
+        let parked = relay::relay(&hub, &upstream, first, &mut client, sink);
         if let Some(k) = &key {
             hub.in_flight().unregister(k);
         }
-        handle.finish();
+        if !parked {
+            handle.finish();
+        }
     })
 }
 
@@ -470,11 +478,7 @@ pub fn finish(era: Era, id: &Value, reply: Result<Value, crate::upstream::Upstre
             }
             let input_required = msg.pointer("/result/resultType").and_then(Value::as_str) == Some("input_required");
             if input_required && era == Era::Legacy {
-                let err = ErrorObject::new(
-                    codes::INTERNAL_ERROR,
-                    "The upstream server asked for client input (2026-07-28 input_required); MCPHub does not translate that for legacy clients yet",
-                );
-                return err.to_response(Some(id));
+                return super::mrtr::untranslated(&msg).to_response(Some(id));
             }
             if let Some(result) = msg.get_mut("result") {
                 *result = shape_result(era, result.take());
@@ -514,6 +518,6 @@ mod tests {
         assert_eq!(m["id"], "c-1");
         assert_eq!(m["result"]["resultType"], "complete");
         let mrtr = json!({"jsonrpc": "2.0", "id": 1, "result": {"resultType": "input_required", "inputRequests": {}}});
-        assert_eq!(finish(Era::Legacy, &json!(5), Ok(mrtr))["error"]["code"], codes::INTERNAL_ERROR);
+        assert_eq!(finish(Era::Legacy, &json!(5), Ok(mrtr))["error"]["code"], codes::INVALID_REQUEST);
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod listen;
 pub mod methods;
+pub mod mrtr;
 pub mod relay;
 pub mod resume;
 pub mod sessions;
@@ -37,6 +38,7 @@ struct Inner {
     catalog: Catalog,
     sessions: ClientSessions,
     pending: relay::PendingRequests,
+    mrtr: mrtr::Mrtr,
     in_flight: relay::InFlight,
     subscriptions: relay::Subscriptions,
     streams: resume::Streams,
@@ -91,6 +93,7 @@ impl Hub {
                 catalog,
                 sessions,
                 pending: relay::PendingRequests::default(),
+                mrtr: mrtr::Mrtr::default(),
                 in_flight: relay::InFlight::default(),
                 subscriptions: relay::Subscriptions::default(),
                 streams: resume::Streams::default(),
@@ -131,6 +134,11 @@ impl Hub {
     /// Server→client requests waiting for client answers.
     pub fn pending(&self) -> &relay::PendingRequests {
         &self.inner.pending
+    }
+
+    /// Input rounds translated between the eras (answers awaited, parked calls).
+    pub fn mrtr(&self) -> &mrtr::Mrtr {
+        &self.inner.mrtr
     }
 
     /// Standalone GET streams of legacy clients.
@@ -313,7 +321,7 @@ impl Hub {
                 // of its calls' streams: back to that upstream session (202).
                 return match self.legacy_session(req.header(SESSION_HEADER), None) {
                     Ok(session) => {
-                        if !self.pending().answer(&session.id, &message) {
+                        if !self.pending().answer(&session.id, &message) && !self.mrtr().answer(&session.id, &message) {
                             log::debug!("a client answered a request the hub is not waiting for; ignored");
                         }
                         Response::empty(202)

@@ -11,6 +11,8 @@
 //!   the capability, with the id replaced by a hub id so ids never collide
 //!   across upstreams and clients ([`PendingRequests`]); the client's POSTed
 //!   response is routed back to that upstream session with the original id.
+//!   A modern client that declared the capability gets them as an
+//!   `InputRequiredResult` instead (the call is parked, [`super::mrtr`]).
 //!   Every other client gets them refused (`-32601`), so the upstream never
 //!   waits for an answer nobody will give.
 
@@ -18,7 +20,7 @@ use super::Hub;
 use crate::http::{SseEvent, SseSink};
 use crate::protocol::Era;
 use crate::upstream::cancel::CallHandle;
-use crate::upstream::{CallStream, Upstream};
+use crate::upstream::{CallStream, Outcome, Upstream};
 use crate::upstream::transport::StreamItem;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
@@ -271,6 +273,8 @@ pub struct ClientSide {
     pub handle: Arc<CallHandle>,
     /// Applied to every message before it is written (task id rewriting).
     pub rewrite: Option<super::methods::Rewrite>,
+    /// How to re-issue or park the call for input rounds ([`super::mrtr`]).
+    pub mrtr: Option<super::mrtr::Origin>,
 }
 
 /// The capability a server→client request needs from the client.
@@ -283,11 +287,15 @@ pub fn capability_for(method: &str) -> Option<&'static str> {
     }
 }
 
-/// Reads `call` to its end, writing what the client should see to `sink`;
+/// Reads the call to its end, writing what the client should see to `sink`;
 /// ends with the final response (re-identified and shaped by `finish`).
-/// A client that goes away ends the relay; dropping the stream then closes
-/// the upstream connection.
-pub fn relay(hub: &Hub, upstream: &Arc<Upstream>, mut call: CallStream, client: &ClientSide, sink: &mut SseSink) {
+/// `first` is the upstream's first answer: an open stream, or (for a legacy
+/// client a modern upstream asked for input) a complete message; input
+/// rounds are translated on the way ([`super::mrtr`]). A client that goes
+/// away ends the relay; dropping the stream then closes the upstream
+/// connection. Returns true when the upstream call was parked for a modern
+/// client's retry (its handle then stays armed).
+pub fn relay(hub: &Hub, upstream: &Arc<Upstream>, first: Outcome, client: &mut ClientSide, sink: &mut SseSink) -> bool {
     // A 2026-07-28 client that closes the stream cancels the call, and must
     // not leave this thread blocked on the upstream. A legacy client's
     // disconnect is not a cancellation (2025-11-25 transports: it SHOULD NOT
@@ -308,8 +316,9 @@ pub fn relay(hub: &Hub, upstream: &Arc<Upstream>, mut call: CallStream, client: 
         let _ = sink.send(&SseEvent { id: Some(&priming), retry_ms: Some(super::resume::RETRY_MS), data: "", ..Default::default() });
     }
     // Writes one message; false when the relay should stop (a modern client left).
+    let rewrite = client.rewrite.clone();
     let emit = |m: &Value, sink: &mut SseSink| -> bool {
-        let data = match &client.rewrite {
+        let data = match &rewrite {
             Some(rewrite) => {
                 let mut m = m.clone();
                 rewrite(&mut m);
@@ -322,46 +331,102 @@ pub fn relay(hub: &Hub, upstream: &Arc<Upstream>, mut call: CallStream, client: 
         sent || log.is_some()
     };
     let mut forwarded: Vec<String> = Vec::new();
+    let mut next = first;
+    let mut parked = false;
     let final_message = loop {
-        match call.events.next_item() {
-            Ok(Some(StreamItem::Final(m))) => break super::methods::finish(client.era, &client.id, Ok(m)),
-            Ok(Some(StreamItem::Notification(n))) => {
-                if let Some(m) = notification_for_client(hub, upstream.name(), n, client) {
-                    if !emit(&m, sink) {
+        let reply = match next {
+            Outcome::Done(m) => Ok(m),
+            Outcome::Streaming(call) => match read_call(hub, upstream, call, client, &mut forwarded, &mut |m| emit(m, sink)) {
+                Step::Final(reply) => reply,
+                Step::Gone => break Value::Null,
+                Step::Input(call, r) => {
+                    // The call outlives this stream: this client leaving must not cut it.
+                    sink.on_gone(|| {});
+                    if client.handle.is_cut() {
                         break Value::Null;
                     }
-                }
-            }
-            Ok(Some(StreamItem::Request(r))) => match forward_request(hub, upstream, &call, r, client) {
-                Ok((hub_id, m)) => {
-                    forwarded.push(hub_id);
-                    if !emit(&m, sink) {
-                        break Value::Null;
+                    match super::mrtr::park(hub, upstream, call, r, client) {
+                        Ok(m) => {
+                            parked = true;
+                            break m;
+                        }
+                        Err((call, r)) => {
+                            upstream.refuse(&call, &r, "too many calls wait for client input");
+                            let handle = client.handle.clone();
+                            sink.on_gone(move || handle.cut());
+                            next = Outcome::Streaming(call);
+                            continue;
+                        }
                     }
                 }
-                Err((r, why)) => upstream.refuse(&call, &r, why),
             },
-            Ok(None) => {
-                let e = crate::upstream::UpstreamError::Protocol {
-                    server: upstream.name().to_string(),
-                    detail: "the event stream ended without a response".into(),
-                };
-                break super::methods::finish(client.era, &client.id, Err(e));
-            }
-            Err(e) => break super::methods::finish(client.era, &client.id, Err(e)),
+        };
+        match super::mrtr::next_round(hub, upstream, client, reply, &mut |m| emit(m, sink)) {
+            Ok(outcome) => next = outcome,
+            Err(message) => break message,
         }
     };
     for id in &forwarded {
         hub.pending().remove(id);
     }
-    drop(call);
-    if client.handle.is_cut() {
+    if client.handle.is_cut() && !parked {
         after_cut(upstream, &client.handle);
     } else if !final_message.is_null() {
         emit(&final_message, sink);
     }
     if let Some(log) = &log {
         log.end();
+    }
+    parked
+}
+
+/// How reading one upstream call's stream ended.
+enum Step {
+    /// The upstream's final message (or why there is none).
+    Final(Result<Value, crate::upstream::UpstreamError>),
+    /// The client left (a modern client: the call is cancelled).
+    Gone,
+    /// A server→client request to turn into an `InputRequiredResult`.
+    Input(CallStream, Value),
+}
+
+/// Reads `call` until its final message, relaying what belongs to this
+/// client; the stream is dropped (closing the connection) unless handed back
+/// in [`Step::Input`].
+fn read_call(
+    hub: &Hub,
+    upstream: &Arc<Upstream>,
+    mut call: CallStream,
+    client: &ClientSide,
+    forwarded: &mut Vec<String>,
+    emit: &mut dyn FnMut(&Value) -> bool,
+) -> Step {
+    loop {
+        match call.events.next_item() {
+            Ok(Some(StreamItem::Final(m))) => return Step::Final(Ok(m)),
+            Ok(Some(StreamItem::Notification(n))) => {
+                if let Some(m) = notification_for_client(hub, upstream.name(), n, client) {
+                    if !emit(&m) {
+                        return Step::Gone;
+                    }
+                }
+            }
+            Ok(Some(StreamItem::Request(r))) if super::mrtr::parks(client, &r) => return Step::Input(call, r),
+            Ok(Some(StreamItem::Request(r))) => match forward_request(hub, upstream, &call, r, client) {
+                Ok((hub_id, m)) => {
+                    forwarded.push(hub_id);
+                    if !emit(&m) {
+                        return Step::Gone;
+                    }
+                }
+                Err((r, why)) => upstream.refuse(&call, &r, why),
+            },
+            Ok(None) => {
+                let detail = "the event stream ended without a response".into();
+                return Step::Final(Err(crate::upstream::UpstreamError::Protocol { server: upstream.name().to_string(), detail }));
+            }
+            Err(e) => return Step::Final(Err(e)),
+        }
     }
 }
 
@@ -401,7 +466,7 @@ fn forward_request(hub: &Hub, upstream: &Arc<Upstream>, call: &CallStream, mut r
         return Err((r, "unknown server→client request"));
     };
     let Some(session) = client.session.clone().filter(|_| client.era == Era::Legacy) else {
-        return Err((r, "2026-07-28 clients take input_required results, not requests on a stream"));
+        return Err((r, "the 2026-07-28 client did not declare that capability"));
     };
     if client.capabilities.as_ref().and_then(|c| c.get(capability)).is_none() {
         return Err((r, "the client did not declare that capability"));

@@ -182,12 +182,10 @@ pub fn hub_client_info() -> Value {
     json!({"name": "mcphub", "version": env!("CARGO_PKG_VERSION")})
 }
 
-/// Client capabilities the hub can honour towards an upstream on a client's
-/// behalf: the client's own, minus what needs server→client relaying that the
-/// hub does not do yet (`sampling`, `elicitation`, `roots`), so a modern server
-/// falls back instead of asking for input nobody will give. Applied to legacy
-/// clients' calls (`hub::methods::ctx`); a modern client's capabilities pass
-/// as they are, since its upstream's `input_required` results reach it.
+/// A client's capabilities minus those that need the client to answer input
+/// requests (`sampling`, `elicitation`, `roots`), for a client the hub cannot
+/// ask (see `hub::mrtr::upstream_capabilities`), so a modern server falls
+/// back instead of asking for input nobody will give.
 pub fn relayable_capabilities(client: Option<&Value>) -> Value {
     let mut caps = client.cloned().filter(Value::is_object).unwrap_or_else(|| json!({}));
     if let Some(map) = caps.as_object_mut() {
