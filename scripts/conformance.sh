@@ -333,7 +333,8 @@ if [ "$ALPHA" = 1 ]; then
     HUB_PID=$STARTED_PID
     HUB_PORT=$STARTED_PORT
   fi
-  start_mock dual "$RUN/mock-dual.log"
+  # The 2026-07-28 run includes the tasks-* scenarios (SEP-2663 extension): tasks on.
+  MCPHUB_MOCK_TASKS=1 start_mock dual "$RUN/mock-dual.log"
   DUAL_PID=$STARTED_PID
   DUAL_PORT=$STARTED_PORT
   start_hub "$DUAL_PORT" hub-dual
