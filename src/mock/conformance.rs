@@ -30,7 +30,7 @@ pub const WAV_SILENCE: &str = "UklGRjQAAABXQVZFZm10IBAAAAABAAEAQB8AAEAfAAABAAgAZ
 
 /// The fixture tools, in `tools/list` order: 0.1.16's, then 0.2.0-alpha.12's
 /// 2026-07-28 fixtures (see [`MODERN_TOOL_NAMES`]).
-pub const TOOL_NAMES: [&str; 25] = [
+pub const TOOL_NAMES: [&str; 27] = [
     "test_simple_text",
     "test_image_content",
     "test_audio_content",
@@ -56,6 +56,8 @@ pub const TOOL_NAMES: [&str; 25] = [
     "test_missing_capability",
     "test_streaming_elicitation",
     "test_logging_tool",
+    "test_trigger_tool_change",
+    "test_trigger_prompt_change",
 ];
 
 /// The tools of [`TOOL_NAMES`] that conformance 0.2.0-alpha.12's 2026-07-28
@@ -144,6 +146,8 @@ pub(crate) fn tools() -> Vec<Value> {
         simple("test_missing_capability", "Needs the client's sampling capability: without it, -32021 (HTTP 400)."),
         simple("test_streaming_elicitation", "Asks for a confirmation with an InputRequiredResult (never a request on the stream)."),
         simple("test_logging_tool", "Logs three info messages (only at the request's logLevel), then returns."),
+        simple("test_trigger_tool_change", "Announces notifications/tools/list_changed to listen streams (2026-07-28 requests only, see mock::listen)."),
+        simple("test_trigger_prompt_change", "Announces notifications/prompts/list_changed to listen streams (2026-07-28 requests only, see mock::listen)."),
     ]
 }
 
