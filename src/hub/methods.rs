@@ -403,7 +403,12 @@ pub fn forward_with(
     };
     let mut c = ctx(down);
     c.call = Some(handle.clone());
-    let origin = super::mrtr::Origin { method: method.into(), params: params.clone(), ctx: c.clone(), extra_headers: extra_headers.clone(), rounds: 0 };
+    // Input can only need translating across eras (a client that can be asked:
+    // modern, or legacy on an event stream); only then is the call kept for
+    // re-issuing or parking. An upstream of unknown era counts as another era.
+    let cross_era = upstream.known_era().is_none_or(|e| e != down.era);
+    let origin = (cross_era && (down.era == Era::Modern || down.accepts_sse))
+        .then(|| super::mrtr::Origin { method: method.into(), params: params.clone(), ctx: c.clone(), extra_headers: extra_headers.clone(), rounds: 0 });
     let first = match upstream.request_open(method, params, &c, &extra_headers) {
         // A legacy client asked for input answers on an event stream (mrtr).
         Ok(upstream_api::Outcome::Done(m)) if !(super::mrtr::is_input_required(&m) && down.era == Era::Legacy && down.accepts_sse) => {
@@ -435,7 +440,7 @@ pub fn forward_with(
         },
         handle: handle.clone(),
         rewrite: rewrite.clone(),
-        mrtr: Some(origin),
+        mrtr: origin,
     };
     let hub = hub.clone();
     Response::sse(move |sink: &mut SseSink| {

@@ -129,15 +129,7 @@ impl Mrtr {
     /// for it: only the client session the request was sent to may answer,
     /// once. Returns whether it was routed.
     pub fn answer(&self, client_session: &str, response: &Value) -> bool {
-        let Some(hub_id) = response.get("id").and_then(Value::as_str) else { return false };
-        let waiter = {
-            let mut map = self.waiting.lock();
-            match map.get(hub_id) {
-                Some(w) if w.client_session == client_session => map.remove(hub_id),
-                _ => None,
-            }
-        };
-        let Some(w) = waiter else { return false };
+        let Some(w) = relay::claim(&self.waiting, client_session, response, |w| &w.client_session) else { return false };
         let _ = w.tx.try_send((w.key, response.clone()));
         true
     }

@@ -66,15 +66,7 @@ impl PendingRequests {
     /// answers: only the client session the request was sent to may answer
     /// it, once. Returns whether it was routed.
     pub fn answer(&self, client_session: &str, response: &Value) -> bool {
-        let Some(hub_id) = response.get("id").and_then(Value::as_str) else { return false };
-        let pending = {
-            let mut map = self.map.lock();
-            match map.get(hub_id) {
-                Some(p) if p.client_session == client_session => map.remove(hub_id),
-                _ => None,
-            }
-        };
-        let Some(p) = pending else { return false };
+        let Some(p) = claim(&self.map, client_session, response, |p| &p.client_session) else { return false };
         let mut restored = response.clone();
         restored["id"] = p.upstream_id.clone();
         p.upstream.answer(&p.session_headers, &restored, Duration::from_secs(5));
@@ -89,6 +81,18 @@ impl PendingRequests {
     /// Whether none is waiting.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Takes the entry a client's JSON-RPC response answers from `map` (keyed
+/// by the hub request id the client was sent): only the client session the
+/// request went to (`owner` of the entry) may answer it, and only once.
+pub(super) fn claim<T>(map: &Mutex<HashMap<String, T>>, client_session: &str, response: &Value, owner: impl Fn(&T) -> &String) -> Option<T> {
+    let hub_id = response.get("id").and_then(Value::as_str)?;
+    let mut map = map.lock();
+    match map.get(hub_id) {
+        Some(entry) if owner(entry) == client_session => map.remove(hub_id),
+        _ => None,
     }
 }
 

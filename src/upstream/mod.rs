@@ -231,6 +231,11 @@ impl Upstream {
         self.state.read().clone()
     }
 
+    /// The era detected or pinned, if known (no probe, no copy of the state).
+    pub fn known_era(&self) -> Option<Era> {
+        self.state.read().era
+    }
+
     /// Live legacy sessions: `(context key, session id)`.
     pub fn sessions(&self) -> Vec<(String, Option<String>)> {
         self.sessions.list()
