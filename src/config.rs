@@ -158,6 +158,42 @@ pub struct Config {
     pub servers: Vec<ServerConfig>,
     /// Entries skipped with a warning.
     pub skipped: Vec<SkippedServer>,
+    /// The shared session store (`redis`, or env `REDIS_URL`); `None` → in memory.
+    pub redis: Option<RedisConfig>,
+    /// TTL of stored upstream sessions (`sessionTtlSecs`, default 3600 s),
+    /// refreshed on use at most once a minute.
+    pub session_ttl: Duration,
+    /// The token that opens `/api/admin/*` (`adminToken`, `${env.NAME}`
+    /// allowed); `None` → the admin API answers 401 to everyone.
+    pub admin_token: Option<String>,
+}
+
+/// Where the shared session store is (`"redis": {"url": …}` or `REDIS_URL`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port[/db]`; never printed unredacted.
+    pub url: String,
+    /// Budget to open one connection (`connectTimeoutMs`, default 300 ms).
+    pub connect_timeout: Duration,
+    /// Read/write timeout of one command (`ioTimeoutMs`, default 500 ms).
+    pub io_timeout: Duration,
+    /// Longest wait for a pooled connection (`checkoutTimeoutMs`, default 200 ms).
+    pub checkout_timeout: Duration,
+    /// Most pooled connections (`poolSize`, default 8).
+    pub pool_size: u32,
+}
+
+impl RedisConfig {
+    /// Defaults for `url`.
+    pub fn new(url: impl Into<String>) -> RedisConfig {
+        RedisConfig {
+            url: url.into(),
+            connect_timeout: Duration::from_millis(300),
+            io_timeout: Duration::from_millis(500),
+            checkout_timeout: Duration::from_millis(200),
+            pool_size: 8,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -184,6 +220,9 @@ struct RawConfig {
     list_cache_ttl_secs: Option<u64>,
     list_timeout_ms: Option<u64>,
     timeouts: Option<RawTimeouts>,
+    redis: Option<RawRedis>,
+    session_ttl_secs: Option<u64>,
+    admin_token: Option<String>,
     #[serde(default)]
     mcp_servers: BTreeMap<String, Value>,
 }
@@ -192,6 +231,16 @@ struct RawConfig {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RawTimeouts {
     hub_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawRedis {
+    url: Option<String>,
+    connect_timeout_ms: Option<u64>,
+    io_timeout_ms: Option<u64>,
+    checkout_timeout_ms: Option<u64>,
+    pool_size: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -229,6 +278,16 @@ fn check_url(url: &str) -> Result<(), String> {
         return Err(format!("'{shown}' has no host"));
     }
     Ok(())
+}
+
+/// Checks a Redis URL: `redis://`, `rediss://` or `redis+unix://`. Messages
+/// never show the password.
+pub fn check_redis_url(url: &str) -> Result<(), String> {
+    if ["redis://", "rediss://", "redis+unix://", "unix://"].iter().any(|p| url.starts_with(p)) {
+        Ok(())
+    } else {
+        Err(format!("'{}' must start with redis:// (or rediss://, redis+unix://)", redact_url(url)))
+    }
 }
 
 /// A URL safe to print: user info replaced by `***@`, query by `?***`.
@@ -360,12 +419,6 @@ impl Config {
             }
             let url = server.url.ok_or_else(|| invalid(format!("{key}.url"), "is required for a streamable-http server"))?;
             check_url(&url).map_err(|m| invalid(format!("{key}.url"), m))?;
-            if server.session_sharing == SessionSharing::Client {
-                return Err(invalid(
-                    format!("{key}.sessionSharing"),
-                    "\"client\" (one upstream session per client) is not supported yet; use \"context\"",
-                ));
-            }
             let mut headers = Vec::new();
             for (h, v) in server.headers {
                 if h.is_empty() || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
@@ -394,7 +447,37 @@ impl Config {
                 session_sharing: server.session_sharing,
             });
         }
+        let redis = match raw.redis {
+            None => None,
+            Some(r) => {
+                let url = r.url.ok_or_else(|| invalid("redis.url", "is required (redis://host:port)"))?;
+                let url = substitute_env(&url).map_err(|m| invalid("redis.url", m))?;
+                check_redis_url(&url).map_err(|m| invalid("redis.url", m))?;
+                let d = RedisConfig::new(url);
+                let ms = |k: &str, v: Option<u64>, d: Duration| bounded(k, v, d.as_millis() as u64, 1, 60_000).map(Duration::from_millis);
+                Some(RedisConfig {
+                    connect_timeout: ms("redis.connectTimeoutMs", r.connect_timeout_ms, d.connect_timeout)?,
+                    io_timeout: ms("redis.ioTimeoutMs", r.io_timeout_ms, d.io_timeout)?,
+                    checkout_timeout: ms("redis.checkoutTimeoutMs", r.checkout_timeout_ms, d.checkout_timeout)?,
+                    pool_size: bounded("redis.poolSize", r.pool_size.map(u64::from), u64::from(d.pool_size), 1, 256)? as u32,
+                    ..d
+                })
+            }
+        };
+        let admin_token = match raw.admin_token {
+            None => None,
+            Some(t) => {
+                let t = substitute_env(&t).map_err(|m| invalid("adminToken", m))?;
+                if t.len() < 16 {
+                    return Err(invalid("adminToken", "must be at least 16 characters"));
+                }
+                Some(t)
+            }
+        };
         Ok(Config {
+            redis,
+            session_ttl: Duration::from_secs(bounded("sessionTtlSecs", raw.session_ttl_secs, 3600, 1, 30 * DAY_SECS)?),
+            admin_token,
             port: raw.port.unwrap_or(3000),
             bind,
             tool_naming: raw.tool_naming,
@@ -430,6 +513,11 @@ impl Config {
             self.hub_timeout.as_millis(),
             self.servers.len()
         );
+        let store = match &self.redis {
+            Some(r) => format!("redis {}", redact_url(&r.url)),
+            None => "memory".to_string(),
+        };
+        out.insert_str(0, &format!("session store: {store} (ttl {} s)\n", self.session_ttl.as_secs()));
         for s in &self.servers {
             let hdrs: Vec<&str> = s.headers.iter().map(|(k, _)| k.as_str()).collect();
             out.push_str(&format!(
@@ -506,7 +594,13 @@ mod tests {
         assert!(err(r#"{"listCacheTtlSecs": 18446744073709551615}"#).contains("listCacheTtlSecs"));
         assert!(err(r#"{"timeouts": {"hubMs": 0}}"#).contains("timeouts.hubMs"));
         assert!(err(r#"{"mcpServers": {"a": {"url": "http://x", "connectTimeoutMs": 999999}}}"#).contains("connectTimeoutMs"));
-        assert!(err(r#"{"mcpServers": {"a": {"url": "http://x", "sessionSharing": "client"}}}"#).contains("mcpServers.a.sessionSharing"));
+        assert!(err(r#"{"mcpServers": {"a": {"url": "http://x", "sessionSharing": "everyone"}}}"#).contains("mcpServers.a"));
+        assert!(err(r#"{"redis": {}}"#).contains("redis.url"));
+        assert!(err(r#"{"redis": {"url": "http://127.0.0.1:6379"}}"#).contains("redis.url"));
+        assert!(err(r#"{"redis": {"url": "redis://:pw@h:1", "ioTimeoutMs": 0}}"#).contains("redis.ioTimeoutMs"));
+        assert!(!err(r#"{"redis": {"url": "http://:secretpw@h:1"}}"#).contains("secretpw"));
+        assert!(err(r#"{"adminToken": "short"}"#).contains("adminToken"));
+        assert!(err(r#"{"sessionTtlSecs": 0}"#).contains("sessionTtlSecs"));
     }
 
     #[test]
@@ -525,5 +619,23 @@ mod tests {
         let d = c.describe();
         assert!(d.contains("gh") && d.contains("Authorization"));
         assert!(!d.contains("secret"));
+    }
+
+    #[test]
+    fn store_keys_load_with_defaults() {
+        std::env::set_var("MCPHUB_TEST_ADMIN_TOKEN", "0123456789abcdef0123");
+        let c = Config::parse(
+            r#"{"redis": {"url": "redis://127.0.0.1:6390/2", "poolSize": 4}, "sessionTtlSecs": 120,
+                "adminToken": "${env.MCPHUB_TEST_ADMIN_TOKEN}",
+                "mcpServers": {"a": {"url": "http://x", "sessionSharing": "client"}}}"#,
+        )
+        .unwrap();
+        let r = c.redis.clone().unwrap();
+        assert_eq!((r.url.as_str(), r.pool_size, r.io_timeout), ("redis://127.0.0.1:6390/2", 4, Duration::from_millis(500)));
+        assert_eq!(c.session_ttl, Duration::from_secs(120));
+        assert_eq!(c.admin_token.as_deref(), Some("0123456789abcdef0123"));
+        assert_eq!(c.servers[0].session_sharing, SessionSharing::Client);
+        let d = Config::parse("{}").unwrap();
+        assert_eq!((d.redis, d.session_ttl, d.admin_token), (None, Duration::from_secs(3600), None));
     }
 }

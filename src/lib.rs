@@ -7,3 +7,4 @@ pub mod upstream;
 pub mod singleflight;
 pub mod catalog;
 pub mod hub;
+pub mod store;
