@@ -85,6 +85,14 @@ impl<K: Eq + Hash + Clone, V: Clone> SlotMap<K, V> {
             .collect()
     }
 
+    /// Removes `key` and returns its value, if filled (waits while it is
+    /// being filled; a fill that started before keeps its value to itself).
+    pub fn take(&self, key: &K) -> Option<V> {
+        let slot = self.slots.lock().remove(key)?;
+        let value = slot.lock().take();
+        value
+    }
+
     /// Removes and returns every filled value.
     pub fn drain(&self) -> Vec<V> {
         let slots: Vec<Slot<V>> = self.slots.lock().drain().map(|(_, v)| v).collect();

@@ -161,6 +161,7 @@ pub(super) fn ctx(down: &Downstream) -> CallContext {
             (Some(s), Era::Legacy) => Some(s.log_level.lock().clone().unwrap_or_else(|| "debug".into())),
             _ => None,
         },
+        client_session: down.session.as_ref().map(|s| s.id.clone()),
     }
 }
 

@@ -5,6 +5,7 @@
 //! header validation (modern) or session lookup (legacy), then hands the
 //! request to [`methods`], which reads like one small function per MCP method.
 
+pub mod admin;
 pub mod listen;
 pub mod methods;
 pub mod mrtr;
@@ -17,6 +18,7 @@ use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::http::{Handler, Request, Response};
 use crate::protocol::{self, codes, era, headers, jsonrpc, Era, ErrorObject, Incoming, MODERN_VERSION};
+use crate::store::SessionStore;
 use crate::upstream::Upstream;
 use serde_json::{json, Map, Value};
 use sessions::{ClientSession, ClientSessions};
@@ -35,6 +37,7 @@ pub struct Hub {
 
 struct Inner {
     config: Config,
+    store: Arc<dyn SessionStore>,
     catalog: Catalog,
     sessions: ClientSessions,
     pending: relay::PendingRequests,
@@ -81,15 +84,26 @@ fn rpc_error(status: u16, err: &ErrorObject, id: Option<&Value>) -> Response {
 }
 
 impl Hub {
-    /// Builds the hub from a validated configuration.
+    /// Builds the hub from a validated configuration, with the session
+    /// store it names (Redis, else in memory).
     pub fn new(config: Config) -> Hub {
-        let upstreams: Vec<Arc<Upstream>> =
-            config.servers.iter().map(|s| Arc::new_cyclic(|me| Upstream::new(s.clone(), config.workers, me.clone()))).collect();
+        let store = crate::store::open(&config);
+        Hub::with_store(config, store)
+    }
+
+    /// Builds the hub on a given session store.
+    pub fn with_store(config: Config, store: Arc<dyn SessionStore>) -> Hub {
+        let upstreams: Vec<Arc<Upstream>> = config
+            .servers
+            .iter()
+            .map(|s| Arc::new_cyclic(|me| Upstream::new(s.clone(), config.workers, store.clone(), config.session_ttl, me.clone())))
+            .collect();
         let catalog = Catalog::new(upstreams, config.tool_naming, config.list_cache_ttl, config.list_timeout);
         let sessions = ClientSessions::new(config.client_session_idle, config.max_client_sessions);
         let hub = Hub {
             inner: Arc::new(Inner {
                 config,
+                store: store.clone(),
                 catalog,
                 sessions,
                 pending: relay::PendingRequests::default(),
@@ -113,7 +127,37 @@ impl Hub {
                 }
             }));
         }
+        // A client session's end ends its `sessionSharing: "client"` upstream
+        // sessions (DELETE upstream, off the request path).
+        let weak = Arc::downgrade(&hub.inner);
+        hub.sessions().set_on_end(Box::new(move |ids: &[String]| {
+            let Some(inner) = weak.upgrade() else { return };
+            if !inner.config.servers.iter().any(|s| s.session_sharing == crate::config::SessionSharing::Client) {
+                return;
+            }
+            let (hub, ids) = (Hub { inner }, ids.to_vec());
+            let _ = std::thread::Builder::new().name("end-client-sessions".into()).spawn(move || {
+                for u in hub.catalog().upstreams() {
+                    for id in &ids {
+                        u.end_client_session(id);
+                    }
+                }
+            });
+        }));
+        // A store that was unreachable and is back gets this process's sessions again.
+        let weak = Arc::downgrade(&hub.inner);
+        store.on_recovered(Box::new(move || {
+            if let Some(inner) = weak.upgrade() {
+                let written: usize = inner.catalog.upstreams().iter().map(|u| u.write_sessions_through()).sum();
+                log::info!("session store back: {written} upstream sessions written through");
+            }
+        }));
         hub
+    }
+
+    /// The upstream session store.
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.inner.store
     }
 
     /// The configuration.
@@ -176,10 +220,12 @@ impl Hub {
         format!("mcphub-{}", self.inner.next_progress.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// Ends the hub's upstream sessions (DELETE), for shutdown without a shared store.
+    /// At shutdown: ends the hub's upstream sessions (DELETE), except those a
+    /// shared store (Redis) keeps for the next start or other instances.
     pub fn close_upstream_sessions(&self) {
+        let keep = self.store().kind() != "memory";
         for u in self.catalog().upstreams() {
-            u.close_sessions();
+            u.close_sessions(keep);
         }
     }
 
@@ -215,10 +261,10 @@ impl Hub {
                 )
             })
             .collect();
-        Response::json(
-            200,
-            &json!({"status": "ready", "store": "memory", "clientSessions": self.sessions().len(), "servers": servers}),
-        )
+        let health = self.store().health();
+        let status = if matches!(health, crate::store::Health::Degraded { .. }) { "degraded" } else { "ready" };
+        let store = json!({"kind": self.store().kind(), "health": health});
+        Response::json(200, &json!({"status": status, "store": store, "clientSessions": self.sessions().len(), "servers": servers}))
     }
 
     fn handle_mcp(&self, req: Request) -> Response {
@@ -446,6 +492,7 @@ impl Handler for Hub {
             (_, "/mcp") | (_, "/mcp/") => self.handle_mcp(req),
             ("GET", "/healthz") => Response::json(200, &json!({"status": "ok"})),
             ("GET", "/readyz") => self.readyz(),
+            (_, p) if p.starts_with(admin::PREFIX) => admin::handle(self, &req),
             ("GET", "/") => Response::text(200, "MCPHub: the MCP endpoint is /mcp\n"),
             _ => Response::text(404, "not found; the MCP endpoint is /mcp\n"),
         }

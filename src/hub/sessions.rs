@@ -27,10 +27,15 @@ pub struct ClientSession {
 /// All live client sessions.
 pub struct ClientSessions {
     map: Mutex<HashMap<String, Arc<ClientSession>>>,
+    /// Told the ids of sessions that ended (deleted or expired), outside the locks.
+    on_end: std::sync::OnceLock<EndHook>,
     idle: Duration,
     max: usize,
     last_sweep: Mutex<Instant>,
 }
+
+/// Receives the ids of client sessions that ended.
+pub type EndHook = Box<dyn Fn(&[String]) + Send + Sync>;
 
 /// No room for another session: `max` live sessions, none idle long enough to expire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -51,7 +56,18 @@ pub fn new_session_id() -> String {
 impl ClientSessions {
     /// Sessions idle longer than `idle` expire; at most `max` live at once.
     pub fn new(idle: Duration, max: usize) -> ClientSessions {
-        ClientSessions { map: Mutex::new(HashMap::new()), idle, max, last_sweep: Mutex::new(Instant::now()) }
+        ClientSessions { map: Mutex::new(HashMap::new()), on_end: std::sync::OnceLock::new(), idle, max, last_sweep: Mutex::new(Instant::now()) }
+    }
+
+    /// Sets who is told when sessions end (once; later calls are ignored).
+    pub fn set_on_end(&self, hook: EndHook) {
+        let _ = self.on_end.set(hook);
+    }
+
+    fn ended(&self, ids: &[String]) {
+        if let (Some(hook), false) = (self.on_end.get(), ids.is_empty()) {
+            hook(ids);
+        }
     }
 
     /// Creates a session after `initialize`. When `max` sessions are live,
@@ -60,15 +76,27 @@ impl ClientSessions {
     /// `SessionsFull`. The check and the insert happen under one lock.
     pub fn create(&self, protocol_version: &str, client_info: Value, capabilities: Value) -> Result<Arc<ClientSession>, SessionsFull> {
         let mut map = self.map.lock();
+        let mut expired = Vec::new();
         {
             let mut last = self.last_sweep.lock();
             let since = last.elapsed();
             let due = since >= Duration::from_secs(60) || (map.len() >= self.max && since >= Duration::from_secs(1));
             if due {
                 let idle = self.idle;
-                map.retain(|_, s| s.last_seen.lock().elapsed() <= idle);
+                map.retain(|id, s| {
+                    let keep = s.last_seen.lock().elapsed() <= idle;
+                    if !keep {
+                        expired.push(id.clone());
+                    }
+                    keep
+                });
                 *last = Instant::now();
             }
+        }
+        if !expired.is_empty() {
+            drop(map);
+            self.ended(&expired);
+            map = self.map.lock();
         }
         if map.len() >= self.max {
             return Err(SessionsFull(self.max));
@@ -91,7 +119,9 @@ impl ClientSessions {
         let mut seen = s.last_seen.lock();
         if seen.elapsed() > self.idle {
             drop(seen);
-            self.map.lock().remove(id);
+            if self.map.lock().remove(id).is_some() {
+                self.ended(&[id.to_string()]);
+            }
             return None;
         }
         *seen = Instant::now();
@@ -101,7 +131,11 @@ impl ClientSessions {
 
     /// Ends a session; false when it was unknown.
     pub fn remove(&self, id: &str) -> bool {
-        self.map.lock().remove(id).is_some()
+        let removed = self.map.lock().remove(id).is_some();
+        if removed {
+            self.ended(&[id.to_string()]);
+        }
+        removed
     }
 
     /// Number of live sessions.

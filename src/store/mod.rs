@@ -194,6 +194,19 @@ pub trait SessionStore: Send + Sync {
     fn on_recovered(&self, hook: RecoveredHook);
 }
 
+/// The store a configuration names: Redis when `redis` is set (it need not
+/// be reachable now), else in memory.
+pub fn open(config: &crate::config::Config) -> std::sync::Arc<dyn SessionStore> {
+    match &config.redis {
+        None => std::sync::Arc::new(memory::MemoryStore::new()),
+        Some(r) => {
+            // Filled in when the Redis store lands.
+            log::warn!("redis store not available yet ({}); using memory", crate::config::redact_url(&r.url));
+            std::sync::Arc::new(memory::MemoryStore::new())
+        }
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)

@@ -24,7 +24,9 @@ use crate::config::{ProtocolPin, ServerConfig};
 use crate::protocol::{self, codes, headers, jsonrpc, Era, MODERN_VERSION};
 use parking_lot::RwLock;
 use serde_json::{json, Map, Value};
-use session::{LegacySession, SessionPool};
+use crate::config::SessionSharing;
+use crate::store::SessionStore;
+use session::{LegacySession, Scope, SessionPool};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -114,12 +116,23 @@ pub struct CallContext {
     /// behalf (`io.modelcontextprotocol/logLevel`); a modern client's own
     /// `_meta` already carries its level.
     pub log_level: Option<String>,
+    /// The downstream legacy client session, for servers with
+    /// `sessionSharing: "client"` (one upstream session per client session).
+    pub client_session: Option<String>,
 }
 
 impl CallContext {
     /// A context for hub-internal calls (list fetches) on the shared session.
     pub fn shared(deadline: Instant) -> CallContext {
-        CallContext { context_key: "shared".into(), client_info: None, client_capabilities: None, deadline, call: None, log_level: None }
+        CallContext {
+            context_key: "shared".into(),
+            client_info: None,
+            client_capabilities: None,
+            deadline,
+            call: None,
+            log_level: None,
+            client_session: None,
+        }
     }
 }
 
@@ -197,10 +210,17 @@ pub fn relayable_capabilities(client: Option<&Value>) -> Value {
 }
 
 impl Upstream {
-    /// Creates the client for one server; `pool_size` keep-alive connections.
-    /// Build it with `Arc::new_cyclic(|me| Upstream::new(config, pool, me.clone()))`
+    /// Creates the client for one server; `pool_size` keep-alive connections;
+    /// shared legacy sessions kept in `store` for `session_ttl`.
+    /// Build it with `Arc::new_cyclic(|me| Upstream::new(config, pool, store, ttl, me.clone()))`
     /// so it can start listener threads.
-    pub fn new(config: ServerConfig, pool_size: usize, me: std::sync::Weak<Upstream>) -> Upstream {
+    pub fn new(
+        config: ServerConfig,
+        pool_size: usize,
+        store: Arc<dyn SessionStore>,
+        session_ttl: Duration,
+        me: std::sync::Weak<Upstream>,
+    ) -> Upstream {
         let pinned = match config.protocol {
             ProtocolPin::Auto => None,
             ProtocolPin::Legacy => Some(Era::Legacy),
@@ -210,7 +230,7 @@ impl Upstream {
             transport: Transport::new(&config, pool_size),
             era: RwLock::new(pinned),
             probe: parking_lot::Mutex::new(()),
-            sessions: SessionPool::default(),
+            sessions: SessionPool::new(&config.name, store, session_ttl),
             next_id: AtomicU64::new(1),
             state: RwLock::new(ServerState { era: pinned, ok: true, last_error: None }),
             me,
@@ -236,9 +256,49 @@ impl Upstream {
         self.state.read().era
     }
 
-    /// Live legacy sessions: `(context key, session id)`.
-    pub fn sessions(&self) -> Vec<(String, Option<String>)> {
+    /// Locally cached legacy sessions: `(context key, session id, kept in the store)`.
+    pub fn sessions(&self) -> Vec<(String, Option<String>, bool)> {
         self.sessions.list()
+    }
+
+    /// The upstream session key of a call and whether it is shared through
+    /// the store: the context key, or for `sessionSharing: "client"` and a
+    /// legacy client session, `client:` + 16 hex of SHA-256 of the client's
+    /// session id (local only: the client session lives in this process).
+    /// A client without a session (2026-07-28) shares the context's session.
+    fn session_key(&self, ctx: &CallContext) -> (String, Scope) {
+        match (&self.config.session_sharing, &ctx.client_session) {
+            (SessionSharing::Client, Some(id)) => (client_session_key(id), Scope::Local),
+            _ => (ctx.context_key.clone(), Scope::Stored),
+        }
+    }
+
+    /// A downstream client session ended: ends its `sessionSharing: "client"`
+    /// upstream session here (HTTP DELETE). No-op for other servers.
+    pub fn end_client_session(&self, client_session: &str) {
+        if self.config.session_sharing != SessionSharing::Client {
+            return;
+        }
+        if let Some(s) = self.sessions.take_local(&client_session_key(client_session)) {
+            self.transport.delete(&s.headers());
+        }
+    }
+
+    /// Ends the session of `context_key` (admin delete): dropped from the
+    /// cache and the store, and DELETEd upstream so other instances still
+    /// holding it heal on their next call. Returns its id, if there was one.
+    pub fn drop_session(&self, context_key: &str) -> Option<String> {
+        let s = self.sessions.remove(context_key)?;
+        if s.id.is_some() {
+            self.transport.delete(&s.headers());
+        }
+        s.id.clone().or_else(|| Some("none".into()))
+    }
+
+    /// Writes the locally cached shared sessions to the store again (after
+    /// the store came back); returns how many were written.
+    pub fn write_sessions_through(&self) -> usize {
+        self.sessions.write_through()
     }
 
     fn next_id(&self) -> Value {
@@ -450,15 +510,11 @@ impl Upstream {
     fn open_legacy(&self, method: &str, mut params: Map<String, Value>, ctx: &CallContext) -> Result<Outcome, UpstreamError> {
         strip_modern_meta(&mut params);
         let body_params = Value::Object(params);
-        let mut retried = false;
+        let (key, scope) = self.session_key(ctx);
+        let mut heals = 0;
         loop {
-            let session = self.legacy_session(ctx)?;
-            log::debug!(
-                "📨 upstream session applied (server={}, context={}, session={}, method={method})",
-                self.config.name,
-                ctx.context_key,
-                session.id.as_deref().unwrap_or("none")
-            );
+            let session = self.legacy_session_at(&key, scope, ctx)?;
+            self.sessions.applied(&session);
             let upstream_id = self.next_id();
             if let Some(h) = &ctx.call {
                 h.record_call(cancel::UpstreamCall { id: upstream_id.clone(), session_headers: session.headers(), legacy: true });
@@ -469,14 +525,11 @@ impl Upstream {
                 self.transport.post_open(&body, &session.headers(), self.budget(ctx)?)?
             };
             if let Answer::Reply(reply) = &answer {
-                if !retried && reply.is_session_expired() {
-                    log::debug!(
-                        "♻️ upstream session invalidated → re-establishing (server={}, context={})",
-                        self.config.name,
-                        ctx.context_key
-                    );
-                    self.sessions.invalidate(&ctx.context_key, &session);
-                    retried = true;
+                // The request was not executed: heal and send it again, on a
+                // new session each time (at most MAX_HEALS, within the deadline).
+                if heals < MAX_HEALS && reply.is_session_expired() {
+                    self.sessions.invalidate(&key, &session, &format!("HTTP {}", reply.status));
+                    heals += 1;
                     continue;
                 }
             }
@@ -484,15 +537,21 @@ impl Upstream {
         }
     }
 
-    /// The legacy session for this context, created once (single-flight).
+    /// The legacy session for this call's context, created once (single-flight).
     fn legacy_session(&self, ctx: &CallContext) -> Result<Arc<LegacySession>, UpstreamError> {
-        let mut created = false;
-        let session = self.sessions.get_or_create(&ctx.context_key, || {
-            created = true;
+        let (key, scope) = self.session_key(ctx);
+        self.legacy_session_at(&key, scope, ctx)
+    }
+
+    fn legacy_session_at(&self, key: &str, scope: Scope, ctx: &CallContext) -> Result<Arc<LegacySession>, UpstreamError> {
+        let mut fresh = false;
+        let session = self.sessions.get_or_create(key, scope, ctx.deadline, || {
+            fresh = true;
             let budget = self.budget(ctx)?;
-            session::initialize(&self.transport, &self.config.name, &ctx.context_key, self.next_id(), budget)
+            session::initialize(&self.transport, &self.config.name, key, self.next_id(), budget)
         })?;
-        if created {
+        if fresh {
+            // Created or adopted from the store by this call: listen on it.
             self.listen(&session);
         }
         Ok(session)
@@ -565,12 +624,30 @@ impl Upstream {
         }
     }
 
-    /// Ends the hub's legacy sessions on this server (HTTP DELETE), e.g. at shutdown.
-    pub fn close_sessions(&self) {
+    /// At shutdown: ends this process's legacy sessions on the server (HTTP
+    /// DELETE), except, when `keep_stored`, the ones kept in a shared store
+    /// (the next start or another instance reuses them).
+    pub fn close_sessions(&self, keep_stored: bool) {
         for session in self.sessions.drain() {
-            self.transport.delete(&session.headers());
+            if session.id.is_some() && !(keep_stored && session.stored) {
+                self.transport.delete(&session.headers());
+            }
         }
     }
+}
+
+/// How many times one request may meet a session the server no longer knows
+/// (404, or 400 naming the session) and be sent again on a re-established
+/// session. DESIGN.md §3 says "retry once"; under `--expire-sessions-every`
+/// load a retry can land on a session that expires in turn, so each retry
+/// gets a fresh session, up to this bound and always within the deadline.
+pub const MAX_HEALS: u32 = 3;
+
+/// The key of a `sessionSharing: "client"` session: `client:` + 16 hex of
+/// SHA-256 of the downstream session id (the id itself is a bearer secret).
+pub fn client_session_key(client_session: &str) -> String {
+    use sha2::{Digest, Sha256};
+    format!("client:{}", &hex::encode(Sha256::digest(client_session.as_bytes()))[..16])
 }
 
 /// `result.capabilities` of a `server/discover` answer.
