@@ -32,6 +32,9 @@ enum Command {
         /// Listen address (overrides the config's `bind`; default 127.0.0.1).
         #[arg(long)]
         bind: Option<IpAddr>,
+        /// Redis for shared upstream sessions (overrides the config's `redis.url`).
+        #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+        redis_url: Option<String>,
     },
     /// Validate a configuration and print what the hub would serve.
     CheckConfig {
@@ -68,6 +71,7 @@ fn serve(config: Config) -> ExitCode {
     let addr = SocketAddr::new(config.bind, config.port);
     let http = config.http_server();
     let hub = Hub::new(config);
+    log::info!("upstream sessions kept in the {} store", hub.store().kind());
     let server = match Server::bind(addr, http, Arc::new(hub.clone())) {
         Ok(s) => Arc::new(s),
         Err(e) => {
@@ -102,7 +106,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     match cli.command {
-        Command::Serve { config, port, bind } => {
+        Command::Serve { config, port, bind, redis_url } => {
             let mut config = match load(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
@@ -112,6 +116,16 @@ fn main() -> ExitCode {
             }
             if let Some(b) = bind {
                 config.bind = b;
+            }
+            if let Some(url) = redis_url.filter(|u| !u.trim().is_empty()) {
+                if let Err(e) = mcphub::config::check_redis_url(&url) {
+                    eprintln!("mcphub: REDIS_URL: {e}");
+                    return ExitCode::from(2);
+                }
+                config.redis = Some(match config.redis.take() {
+                    Some(r) => mcphub::config::RedisConfig { url, ..r },
+                    None => mcphub::config::RedisConfig::new(url),
+                });
             }
             serve(config)
         }
