@@ -29,7 +29,16 @@ impl Mock {
     /// Starts `mcphub-mock --port 0 <extra>` and reads its port from the
     /// "listening on" line (printed once it is bound and serving).
     fn start(extra: &[&str]) -> Mock {
-        let mut child = Command::new(MOCK)
+        Mock::start_with(extra, None)
+    }
+
+    /// [`Mock::start`], with `MCPHUB_MOCK_FIXTURES` set to `fixtures` when given.
+    fn start_with(extra: &[&str], fixtures: Option<&str>) -> Mock {
+        let mut cmd = Command::new(MOCK);
+        if let Some(f) = fixtures {
+            cmd.env("MCPHUB_MOCK_FIXTURES", f);
+        }
+        let mut child = cmd
             .args(["--port", "0"])
             .args(extra)
             .stdout(Stdio::piped())
@@ -184,6 +193,20 @@ fn expired_sessions_count_as_session_404_and_the_clients_initialize_again() {
     assert!(stats["expired_404"].as_u64().unwrap() >= session_404, "{stats} {j}");
     // Re-initialized clients went on calling: every ok call ran on the mock.
     assert_eq!(stats["tools"]["echo"].as_u64().unwrap(), ok, "{stats} {j}");
+}
+
+#[test]
+fn sse_answers_are_read_to_the_response_with_the_call_id() {
+    // test_tool_with_logging answers on an SSE stream: log notifications, then the result.
+    let mock = Mock::start_with(&["--era", "legacy"], Some("conformance"));
+    let json = tmp_json("sse");
+    let url = mock.url();
+    let args = ["--url", url.as_str(), "--concurrency", "5", "--tool", "test_tool_with_logging", "--rounds", "2", "--json", json.to_str().unwrap()];
+    let (out, stdout) = load(&args);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout.contains("round=2 ok=5/5") && stdout.contains("agg_ok=10/10"), "{stdout}");
+    let j = read_json(&json);
+    assert_eq!((j["ok"].as_u64(), j["total"].as_u64()), (Some(10), Some(10)), "{j}");
 }
 
 #[test]
