@@ -8,3 +8,4 @@ pub mod singleflight;
 pub mod catalog;
 pub mod hub;
 pub mod store;
+pub mod load;

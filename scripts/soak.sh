@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# `make soak`: the concurrency test of the source notes (seeds/000) as a soak run.
+#
+#   SOAK_SECS=180 scripts/soak.sh      (needs target/release/{mcphub,mcphub-mock,mcphub-load}
+#                                       and redis-server on PATH)
+#
+# Starts, on free 127.0.0.1 ports: redis-server (no persistence), `mcphub-mock --era legacy
+# --expire-sessions-every 50` and the hub (DEBUG_MCPHUB=true, its log in a file) with Redis as
+# its session store and the mock as its one server. Then `mcphub-load` runs 70 legacy clients
+# calling get_session_id for SOAK_SECS seconds through the hub, and the same scenario directly
+# against the mock (--compare-url). Prints the mcphub-load output, the mock's /stats
+# (initialize, expired_404), the hub's RSS before and after the load (VmRSS), and the count of
+# ♻️ (session invalidated → re-established) and 💾 (session saved) lines in the hub's log, and
+# the upstream-session keys in Redis (when redis-cli is there).
+# Asserts nothing beyond "it ran": exit 0 iff every process came up and mcphub-load exited 0.
+# Every process started here is stopped on exit. SOAK_KEEP=1 keeps the run directory (logs);
+# the JSON summary goes to SOAK_JSON (default target/soak.json).
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN=${BIN:-$ROOT/target/release}
+SOAK_SECS=${SOAK_SECS:-180}
+SOAK_CONCURRENCY=${SOAK_CONCURRENCY:-70}
+SOAK_JSON=${SOAK_JSON:-$ROOT/target/soak.json}
+READY_TIMEOUT=${SOAK_READY_TIMEOUT:-10}
+
+die() { echo "soak: $*" >&2; exit 1; }
+
+command -v redis-server >/dev/null || die "redis-server is required and not on PATH (Debian: apt-get install redis-server)"
+command -v curl >/dev/null || die "curl is required"
+command -v python3 >/dev/null || die "python3 is required (free ports, /stats)"
+for b in mcphub mcphub-mock mcphub-load; do
+  [ -x "$BIN/$b" ] || die "$BIN/$b not found (run cargo build --release, or set BIN)"
+done
+case $SOAK_SECS in '' | *[!0-9]*) die "SOAK_SECS must be a whole number of seconds, not '$SOAK_SECS'" ;; esac
+
+RUN=$(mktemp -d "${TMPDIR:-/tmp}/mcphub-soak.XXXXXX")
+PIDS=()
+# shellcheck source=lib/procs.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/procs.sh"
+cleanup() {
+  # The hub first (bounded), so its shutdown still reaches the mock; then everything.
+  if [ -n "${PID_hub:-}" ] && kill -TERM "$PID_hub" 2>/dev/null; then
+    for _ in $(seq 1 30); do kill -0 "$PID_hub" 2>/dev/null || break; sleep 0.1; done
+  fi
+  stop_pids "${PIDS[@]}"
+  if [ -z "${SOAK_KEEP:-}" ]; then rm -rf "$RUN"; else echo "soak: logs kept in $RUN" >&2; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start NAME CMD... : run in the background, log to $RUN/NAME.log, pid in PID_NAME
+start() {
+  local name=$1
+  shift
+  "$@" >"$RUN/$name.log" 2>&1 </dev/null &
+  PIDS+=($!)
+  printf -v "PID_$name" '%s' "$!"
+}
+
+# ready NAME CHECK... : run CHECK until it succeeds, bounded by READY_TIMEOUT; fails (with the
+# last lines of NAME's log) if the process exits first or never gets ready.
+ready() {
+  local name=$1 pidvar="PID_$1" deadline=$(($(date +%s) + READY_TIMEOUT))
+  shift
+  until "$@" >/dev/null 2>&1; do
+    if ! kill -0 "${!pidvar}" 2>/dev/null; then
+      echo "soak: $name exited before it was ready; its log:" >&2
+      tail -n 20 "$RUN/$name.log" >&2
+      exit 1
+    fi
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      echo "soak: $name not ready after ${READY_TIMEOUT}s; its log:" >&2
+      tail -n 20 "$RUN/$name.log" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+}
+
+tcp_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+http_ok() { curl -fs -m 1 -o /dev/null "$1"; }
+rss_kb() { awk '/^VmRSS:/{print $2}' "/proc/$1/status" 2>/dev/null || echo '?'; }
+
+# free loopback ports, all distinct (the sockets are held until every port is chosen)
+read -r P_REDIS P_MOCK P_HUB < <(python3 -I -c '
+import socket
+ss = [socket.socket() for _ in range(3)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in ss))
+for s in ss: s.close()')
+
+start redis redis-server --port "$P_REDIS" --bind 127.0.0.1 --save '' --appendonly no --daemonize no
+ready redis tcp_open "$P_REDIS"
+start mock "$BIN/mcphub-mock" --era legacy --expire-sessions-every 50 --port "$P_MOCK"
+ready mock http_ok "http://127.0.0.1:$P_MOCK/stats"
+
+cat >"$RUN/hub.json" <<EOF
+{"redis": {"url": "redis://127.0.0.1:$P_REDIS"},
+ "mcpServers": {"mock": {"type": "http", "url": "http://127.0.0.1:$P_MOCK/mcp", "protocol": "legacy"}}}
+EOF
+start hub env PORT="$P_HUB" DEBUG_MCPHUB=true "$BIN/mcphub" serve --config "$RUN/hub.json"
+ready hub http_ok "http://127.0.0.1:$P_HUB/healthz"
+
+HUB_URL=http://127.0.0.1:$P_HUB/mcp
+MOCK_URL=http://127.0.0.1:$P_MOCK/mcp
+echo "soak: redis :$P_REDIS, mcphub-mock (legacy, expires every 50th session use) :$P_MOCK, hub :$P_HUB (pid $PID_hub)"
+echo "soak: ${SOAK_SECS}s × $SOAK_CONCURRENCY clients, get_session_id, through the hub then directly ($(date -u +%FT%TZ), $(nproc) cores)"
+RSS_START=$(rss_kb "$PID_hub")
+mkdir -p "$(dirname "$SOAK_JSON")"
+
+"$BIN/mcphub-load" --url "$HUB_URL" --concurrency "$SOAK_CONCURRENCY" --tool get_session_id \
+  --duration "$SOAK_SECS" --compare-url "$MOCK_URL" --json "$SOAK_JSON"
+LOAD_RC=$?
+RSS_END=$(rss_kb "$PID_hub")
+kill -0 "$PID_hub" 2>/dev/null || { echo "soak: the hub exited during the run; its log ends:" >&2; tail -n 20 "$RUN/hub.log" >&2; exit 1; }
+
+echo
+echo "mock /stats: $(curl -fs -m 5 "http://127.0.0.1:$P_MOCK/stats" | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+print("initialize=%s expired_404=%s requests=%s" % (s["initialize"], s["expired_404"], s["requests"]))
+' 2>/dev/null || echo unavailable)"
+echo "hub VmRSS: start=${RSS_START} kB end=${RSS_END} kB"
+echo "hub log: ♻️ lines=$(grep -c '♻️' "$RUN/hub.log") 💾 lines=$(grep -c '💾' "$RUN/hub.log") ($(du -h "$RUN/hub.log" | cut -f1) of log)"
+if command -v redis-cli >/dev/null; then
+  echo "redis: mcp:upstream:session:* keys=$(redis-cli -p "$P_REDIS" --scan --pattern 'mcp:upstream:session:*' 2>/dev/null | wc -l)"
+fi
+echo "summary JSON: $SOAK_JSON"
+[ "$LOAD_RC" -eq 0 ] || { echo "soak: mcphub-load exited $LOAD_RC" >&2; exit 1; }

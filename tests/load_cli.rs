@@ -1,0 +1,247 @@
+//! `mcphub-load` end to end: the real binary against real `mcphub-mock`
+//! processes on loopback (legacy, modern, compared, expiring sessions, a
+//! slow server), and its argument errors.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+const LOAD: &str = env!("CARGO_BIN_EXE_mcphub-load");
+const MOCK: &str = env!("CARGO_BIN_EXE_mcphub-mock");
+
+/// A running `mcphub-mock`, killed on drop.
+struct Mock {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Mock {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Mock {
+    /// Starts `mcphub-mock --port 0 <extra>` and reads its port from the
+    /// "listening on" line (printed once it is bound and serving).
+    fn start(extra: &[&str]) -> Mock {
+        Mock::start_with(extra, None)
+    }
+
+    /// [`Mock::start`], with `MCPHUB_MOCK_FIXTURES` set to `fixtures` when given.
+    fn start_with(extra: &[&str], fixtures: Option<&str>) -> Mock {
+        let mut cmd = Command::new(MOCK);
+        if let Some(f) = fixtures {
+            cmd.env("MCPHUB_MOCK_FIXTURES", f);
+        }
+        let mut child = cmd
+            .args(["--port", "0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mcphub-mock starts");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut first = String::new();
+        let read = lines.read_line(&mut first);
+        // Keep draining stdout so the mock never blocks on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
+        let mut mock = Mock { child, port: 0 };
+        assert!(read.is_ok_and(|n| n > 0), "mcphub-mock printed nothing");
+        let addr = first.split("http://").nth(1).and_then(|s| s.split('/').next()).unwrap_or_default();
+        mock.port = addr.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("no port in {first:?}"));
+        mock
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/mcp", self.port)
+    }
+
+    /// GET /stats as JSON.
+    fn stats(&self) -> Value {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(s, "GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).unwrap();
+        let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP answer");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("stats JSON ({e}): {body}"))
+    }
+}
+
+fn tmp_json(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("mcphub-load-test-{}-{name}.json", std::process::id()))
+}
+
+fn load(args: &[&str]) -> (Output, String) {
+    let out = Command::new(LOAD).args(args).output().expect("mcphub-load runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    (out, stdout)
+}
+
+fn read_json(path: &std::path::Path) -> Value {
+    let text = std::fs::read_to_string(path).expect("the --json file");
+    let _ = std::fs::remove_file(path);
+    serde_json::from_str(&text).unwrap()
+}
+
+fn errors_sum(summary: &Value) -> u64 {
+    summary["errors"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum()
+}
+
+const SCENARIO: [&str; 8] = ["--concurrency", "20", "--tool", "echo", "--args", r#"{"text":"hi"}"#, "--rounds", "3"];
+
+#[test]
+fn twenty_legacy_clients_share_nothing_but_the_server_and_all_succeed() {
+    let mock = Mock::start(&["--era", "legacy"]);
+    let json = tmp_json("legacy");
+    let url = mock.url();
+    let mut args = vec!["--url", url.as_str(), "--json", json.to_str().unwrap(), "--timeout-ms", "10000"];
+    args.extend(SCENARIO);
+    let (out, stdout) = load(&args);
+    assert_eq!(out.status.code(), Some(0));
+    for r in 1..=3 {
+        assert!(stdout.contains(&format!("round={r} ok=20/20\n")), "{stdout}");
+    }
+    assert!(stdout.contains("agg_ok=60/60"), "{stdout}");
+    assert!(stdout.contains("latency_ms p50=") && stdout.contains("errors: none"), "{stdout}");
+    let j = read_json(&json);
+    assert_eq!((j["ok"].as_u64(), j["total"].as_u64(), j["rounds"].as_u64()), (Some(60), Some(60), Some(3)));
+    assert_eq!((j["era"].as_str(), j["concurrency"].as_u64(), &j["errors"]), (Some("legacy"), Some(20), &serde_json::json!({})));
+    assert!(j["p50_ms"].as_f64().unwrap() <= j["p99_ms"].as_f64().unwrap());
+    let stats = mock.stats();
+    assert_eq!(stats["initialize"], 20, "one session per client: {stats}");
+    assert_eq!(stats["tools"]["echo"], 60, "{stats}");
+}
+
+#[test]
+fn modern_clients_call_without_initialize_and_send_the_key() {
+    let mock = Mock::start(&["--era", "modern"]);
+    let json = tmp_json("modern");
+    let url = mock.url();
+    let mut args = vec!["--url", url.as_str(), "--era", "modern", "--key", "s3cret-key", "--json", json.to_str().unwrap()];
+    args.extend(SCENARIO);
+    let (out, stdout) = load(&args);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout.contains("round=1 ok=20/20") && stdout.contains("agg_ok=60/60"), "{stdout}");
+    assert!(!stdout.contains("s3cret") && !String::from_utf8_lossy(&out.stderr).contains("s3cret"));
+    let j = read_json(&json);
+    assert_eq!((j["ok"].as_u64(), j["total"].as_u64(), j["era"].as_str()), (Some(60), Some(60), Some("modern")));
+    let stats = mock.stats();
+    assert_eq!(stats["initialize"], 0, "{stats}");
+    assert_eq!(stats["tools"]["echo"], 60, "{stats}");
+    use sha2::Digest;
+    let want = hex::encode(sha2::Sha256::digest(b"Bearer s3cret-key"));
+    assert_eq!(stats["last_authorization_sha"], want.as_str(), "{stats}");
+}
+
+#[test]
+fn compare_url_runs_the_same_scenario_twice_and_prints_both() {
+    let a = Mock::start(&["--era", "legacy"]);
+    let b = Mock::start(&["--era", "legacy"]);
+    let json = tmp_json("compare");
+    let (ua, ub) = (a.url(), b.url());
+    let mut args = vec!["--url", ua.as_str(), "--compare-url", ub.as_str(), "--json", json.to_str().unwrap()];
+    args.extend(SCENARIO);
+    let (out, stdout) = load(&args);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stdout.matches("agg_ok=60/60").count(), 2, "{stdout}");
+    // Each URL: its summary line and its table row.
+    assert!(stdout.matches(&ua).count() >= 2 && stdout.matches(&ub).count() >= 2, "{stdout}");
+    let table = stdout.lines().skip_while(|l| !l.starts_with("url ")).collect::<Vec<_>>();
+    assert_eq!(table.len(), 3, "{stdout}");
+    assert!(table[1].starts_with(&ua) && table[2].starts_with(&ub), "{stdout}");
+    let j = read_json(&json);
+    let runs = j.as_array().expect("an array of two runs");
+    assert_eq!(runs.len(), 2);
+    assert_eq!((runs[0]["url"].as_str(), runs[1]["url"].as_str()), (Some(ua.as_str()), Some(ub.as_str())));
+    assert!(runs.iter().all(|r| r["ok"] == 60 && r["total"] == 60), "{j}");
+    assert_eq!((a.stats()["tools"]["echo"].as_u64(), b.stats()["tools"]["echo"].as_u64()), (Some(60), Some(60)));
+}
+
+#[test]
+fn expired_sessions_count_as_session_404_and_the_clients_initialize_again() {
+    let mock = Mock::start(&["--era", "legacy", "--expire-sessions-every", "7"]);
+    let json = tmp_json("expire");
+    let url = mock.url();
+    let mut args = vec!["--url", url.as_str(), "--json", json.to_str().unwrap()];
+    args.extend(SCENARIO);
+    let (out, stdout) = load(&args);
+    assert_eq!(out.status.code(), Some(0));
+    for r in 1..=3 {
+        assert!(stdout.contains(&format!("round={r} ok=")), "{stdout}");
+    }
+    let j = read_json(&json);
+    let (ok, total) = (j["ok"].as_u64().unwrap(), j["total"].as_u64().unwrap());
+    let session_404 = j["errors"]["session_404"].as_u64().unwrap_or(0);
+    assert_eq!(total, 60, "{j}");
+    assert_eq!(ok + errors_sum(&j), total, "every call is ok or one error: {j}");
+    // The first 7 session uses of round 1 are calls, so at least one call meets an expiry.
+    assert!(session_404 >= 1, "{j}");
+    assert_eq!(errors_sum(&j), session_404, "the mock fails calls only by expiring sessions: {j}");
+    assert!(stdout.contains(&format!("agg_ok={ok}/60")) && stdout.contains("session_404="), "{stdout}");
+    let stats = mock.stats();
+    // Each expired call's client initialized again (and a few initialized
+    // notifications met an expiry too, which also re-initializes).
+    assert!(stats["initialize"].as_u64().unwrap() >= 20 + session_404, "{stats} {j}");
+    assert!(stats["expired_404"].as_u64().unwrap() >= session_404, "{stats} {j}");
+    // Re-initialized clients went on calling: every ok call ran on the mock.
+    assert_eq!(stats["tools"]["echo"].as_u64().unwrap(), ok, "{stats} {j}");
+}
+
+#[test]
+fn sse_answers_are_read_to_the_response_with_the_call_id() {
+    // test_tool_with_logging answers on an SSE stream: log notifications, then the result.
+    let mock = Mock::start_with(&["--era", "legacy"], Some("conformance"));
+    let json = tmp_json("sse");
+    let url = mock.url();
+    let args = ["--url", url.as_str(), "--concurrency", "5", "--tool", "test_tool_with_logging", "--rounds", "2", "--json", json.to_str().unwrap()];
+    let (out, stdout) = load(&args);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout.contains("round=2 ok=5/5") && stdout.contains("agg_ok=10/10"), "{stdout}");
+    let j = read_json(&json);
+    assert_eq!((j["ok"].as_u64(), j["total"].as_u64()), (Some(10), Some(10)), "{j}");
+}
+
+#[test]
+fn a_server_slower_than_the_budget_counts_timeouts_and_still_exits_zero() {
+    let mock = Mock::start(&["--era", "modern", "--latency-ms", "1500"]);
+    let json = tmp_json("timeout");
+    let url = mock.url();
+    let args = ["--url", url.as_str(), "--era", "modern", "--concurrency", "3", "--tool", "echo", "--timeout-ms", "200", "--json", json.to_str().unwrap()];
+    let (out, stdout) = load(&args);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout.contains("round=1 ok=0/3") && stdout.contains("agg_ok=0/3") && stdout.contains("timeout=3"), "{stdout}");
+    let j = read_json(&json);
+    assert_eq!(j["errors"], serde_json::json!({"timeout": 3}), "{j}");
+}
+
+#[test]
+fn bad_arguments_and_an_unreachable_server_exit_2_with_a_message() {
+    let cases: [(&[&str], &str); 4] = [
+        (&["--url", "http://127.0.0.1:9/mcp", "--tool", "echo", "--concurrency", "0"], "--concurrency"),
+        (&["--url", "http://127.0.0.1:9/mcp", "--tool", "echo", "--args", "{not json"], "--args"),
+        (&["--url", "http://127.0.0.1:9/mcp", "--tool", "echo", "--args", "[1]"], "--args"),
+        (&["--url", "http://127.0.0.1:9/mcp", "--tool", "echo", "--era", "future"], "--era"),
+    ];
+    for (args, needle) in cases {
+        let (out, _) = load(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+    // Nothing listens there (a port taken then freed): no client initializes.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let (out, _) = load(&["--url", &url, "--tool", "echo", "--concurrency", "2", "--key", "s3cret-key"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no client could initialize") && stderr.contains("transport=2"), "{stderr}");
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+}
