@@ -1,7 +1,7 @@
 # MCPHub — the two set-up commands are `make run` and `make test` (README.md).
 CARGO ?= cargo
 
-.PHONY: build run test unit e2e conformance fuzz bench attack clippy clean
+.PHONY: build run test unit e2e conformance fuzz bench soak attack clippy clean
 
 build:
 	$(CARGO) build --release --locked
@@ -34,6 +34,11 @@ fuzz:
 ## Benchmarks: figures printed, nothing asserted.
 bench: build
 	scripts/bench.sh
+
+## Soak: 70 legacy clients for SOAK_SECS (default 180) s through the hub (Redis store, a mock
+## expiring sessions every 50 uses) and directly; figures printed, nothing asserted (needs redis-server).
+soak: build
+	SOAK_SECS=$${SOAK_SECS:-180} scripts/soak.sh
 
 ## HTTP attack battery against the real binary (measurement, run by hand; not in `make test`).
 attack: build

@@ -70,7 +70,13 @@ fn serve(config: Config) -> ExitCode {
     }
     let addr = SocketAddr::new(config.bind, config.port);
     let http = config.http_server();
-    let hub = Hub::new(config);
+    let hub = match Hub::new(config) {
+        Ok(h) => h,
+        Err(e) => {
+            log::error!("{e}");
+            return ExitCode::from(2);
+        }
+    };
     log::info!("upstream sessions kept in the {} store", hub.store().kind());
     let server = match Server::bind(addr, http, Arc::new(hub.clone())) {
         Ok(s) => Arc::new(s),

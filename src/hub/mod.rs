@@ -86,9 +86,11 @@ fn rpc_error(status: u16, err: &ErrorObject, id: Option<&Value>) -> Response {
 impl Hub {
     /// Builds the hub from a validated configuration, with the session
     /// store it names (Redis, else in memory).
-    pub fn new(config: Config) -> Hub {
-        let store = crate::store::open(&config);
-        Hub::with_store(config, store)
+    ///
+    /// Errors: a Redis URL the client cannot use.
+    pub fn new(config: Config) -> Result<Hub, crate::store::StoreError> {
+        let store = crate::store::open(&config)?;
+        Ok(Hub::with_store(config, store))
     }
 
     /// Builds the hub on a given session store.

@@ -196,15 +196,13 @@ pub trait SessionStore: Send + Sync {
 
 /// The store a configuration names: Redis when `redis` is set (it need not
 /// be reachable now), else in memory.
-pub fn open(config: &crate::config::Config) -> std::sync::Arc<dyn SessionStore> {
-    match &config.redis {
+///
+/// Errors: a Redis URL the client cannot use (the message is redacted).
+pub fn open(config: &crate::config::Config) -> Result<std::sync::Arc<dyn SessionStore>, StoreError> {
+    Ok(match &config.redis {
         None => std::sync::Arc::new(memory::MemoryStore::new()),
-        Some(r) => {
-            // Filled in when the Redis store lands.
-            log::warn!("redis store not available yet ({}); using memory", crate::config::redact_url(&r.url));
-            std::sync::Arc::new(memory::MemoryStore::new())
-        }
-    }
+        Some(r) => std::sync::Arc::new(redis::RedisStore::new(r)?),
+    })
 }
 
 /// Milliseconds since the Unix epoch.

@@ -68,7 +68,7 @@ pub fn hub(servers: &[(&str, &str)], extra: Value) -> HubUnderTest {
     let config = Config::parse(&cfg.to_string()).expect("valid test config");
     // The HTTP layer as `mcphub serve` sets it up (workers, queue, streams, limits).
     let http = config.http_server();
-    let hub = Hub::new(config);
+    let hub = Hub::new(config).expect("session store");
     let handle = Server::bind("127.0.0.1:0".parse().unwrap(), http, Arc::new(hub.clone())).expect("bind hub");
     let url = format!("http://{}/mcp", handle.local_addr());
     HubUnderTest { hub, handle, url }
