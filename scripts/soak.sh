@@ -4,8 +4,9 @@
 #   SOAK_SECS=180 scripts/soak.sh      (needs target/release/{mcphub,mcphub-mock,mcphub-load}
 #                                       and redis-server on PATH)
 #
-# Starts, on free 127.0.0.1 ports: redis-server (no persistence), `mcphub-mock --era legacy
-# --expire-sessions-every 50` and the hub (DEBUG_MCPHUB=true, its log in a file) with Redis as
+# Starts, on free 127.0.0.1 ports: redis-server (no persistence), two `mcphub-mock --era legacy
+# --expire-sessions-every $SOAK_EXPIRE` (one behind the hub, one called directly, so each one's
+# /stats counts one path's initialize calls) and the hub (DEBUG_MCPHUB=true, its log in a file) with Redis as
 # its session store and the mock as its one server. Then `mcphub-load` runs 70 legacy clients
 # calling get_session_id for SOAK_SECS seconds through the hub, and the same scenario directly
 # against the mock (--compare-url). Prints the mcphub-load output, the mock's /stats
@@ -22,6 +23,8 @@ BIN=${BIN:-$ROOT/target/release}
 SOAK_SECS=${SOAK_SECS:-180}
 SOAK_CONCURRENCY=${SOAK_CONCURRENCY:-70}
 SOAK_JSON=${SOAK_JSON:-$ROOT/target/soak.json}
+SOAK_EXPIRE=${SOAK_EXPIRE:-50}   # the mocks expire every Nth session use (0: never)
+SOAK_DEBUG=${SOAK_DEBUG:-true}   # the hub's DEBUG_MCPHUB (the ♻️/💾 counts need it)
 READY_TIMEOUT=${SOAK_READY_TIMEOUT:-10}
 
 die() { echo "soak: $*" >&2; exit 1; }
@@ -83,28 +86,30 @@ http_ok() { curl -fs -m 1 -o /dev/null "$1"; }
 rss_kb() { awk '/^VmRSS:/{print $2}' "/proc/$1/status" 2>/dev/null || echo '?'; }
 
 # free loopback ports, all distinct (the sockets are held until every port is chosen)
-read -r P_REDIS P_MOCK P_HUB < <(python3 -I -c '
+read -r P_REDIS P_MOCK P_HUB P_DIRECT < <(python3 -I -c '
 import socket
-ss = [socket.socket() for _ in range(3)]
+ss = [socket.socket() for _ in range(4)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in ss))
 for s in ss: s.close()')
 
 start redis redis-server --port "$P_REDIS" --bind 127.0.0.1 --save '' --appendonly no --daemonize no
 ready redis tcp_open "$P_REDIS"
-start mock "$BIN/mcphub-mock" --era legacy --expire-sessions-every 50 --port "$P_MOCK"
+start mock "$BIN/mcphub-mock" --era legacy --expire-sessions-every "$SOAK_EXPIRE" --port "$P_MOCK"
 ready mock http_ok "http://127.0.0.1:$P_MOCK/stats"
+start direct "$BIN/mcphub-mock" --era legacy --expire-sessions-every "$SOAK_EXPIRE" --port "$P_DIRECT"
+ready direct http_ok "http://127.0.0.1:$P_DIRECT/stats"
 
 cat >"$RUN/hub.json" <<EOF
 {"redis": {"url": "redis://127.0.0.1:$P_REDIS"},
  "mcpServers": {"mock": {"type": "http", "url": "http://127.0.0.1:$P_MOCK/mcp", "protocol": "legacy"}}}
 EOF
-start hub env PORT="$P_HUB" DEBUG_MCPHUB=true "$BIN/mcphub" serve --config "$RUN/hub.json"
+start hub env PORT="$P_HUB" DEBUG_MCPHUB="$SOAK_DEBUG" "$BIN/mcphub" serve --config "$RUN/hub.json"
 ready hub http_ok "http://127.0.0.1:$P_HUB/healthz"
 
 HUB_URL=http://127.0.0.1:$P_HUB/mcp
-MOCK_URL=http://127.0.0.1:$P_MOCK/mcp
-echo "soak: redis :$P_REDIS, mcphub-mock (legacy, expires every 50th session use) :$P_MOCK, hub :$P_HUB (pid $PID_hub)"
+MOCK_URL=http://127.0.0.1:$P_DIRECT/mcp
+echo "soak: redis :$P_REDIS, mcphub-mock (legacy, expires every ${SOAK_EXPIRE}th session use; 0 = never) :$P_MOCK behind the hub :$P_HUB (pid $PID_hub), another :$P_DIRECT called directly"
 echo "soak: ${SOAK_SECS}s × $SOAK_CONCURRENCY clients, get_session_id, through the hub then directly ($(date -u +%FT%TZ), $(nproc) cores)"
 RSS_START=$(rss_kb "$PID_hub")
 mkdir -p "$(dirname "$SOAK_JSON")"
@@ -116,11 +121,15 @@ RSS_END=$(rss_kb "$PID_hub")
 kill -0 "$PID_hub" 2>/dev/null || { echo "soak: the hub exited during the run; its log ends:" >&2; tail -n 20 "$RUN/hub.log" >&2; exit 1; }
 
 echo
-echo "mock /stats: $(curl -fs -m 5 "http://127.0.0.1:$P_MOCK/stats" | python3 -c '
+stats() {
+  curl -fs -m 5 "http://127.0.0.1:$1/stats" | python3 -c '
 import json, sys
 s = json.load(sys.stdin)
 print("initialize=%s expired_404=%s requests=%s" % (s["initialize"], s["expired_404"], s["requests"]))
-' 2>/dev/null || echo unavailable)"
+' 2>/dev/null || echo unavailable
+}
+echo "mock behind the hub /stats: $(stats "$P_MOCK")"
+echo "mock called directly /stats: $(stats "$P_DIRECT")"
 echo "hub VmRSS: start=${RSS_START} kB end=${RSS_END} kB"
 echo "hub log: ♻️ lines=$(grep -c '♻️' "$RUN/hub.log") 💾 lines=$(grep -c '💾' "$RUN/hub.log") ($(du -h "$RUN/hub.log" | cut -f1) of log)"
 if command -v redis-cli >/dev/null; then
