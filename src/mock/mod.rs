@@ -582,7 +582,7 @@ impl MockServer {
             }
             st.session_uses += 1;
             let n = self.inner.cfg.expire_sessions_every;
-            if n > 0 && st.session_uses % n == 0 {
+            if n > 0 && st.session_uses.is_multiple_of(n) {
                 st.sessions.remove(sid);
                 st.counters.expired_404 += 1;
                 log::debug!("mock: session {sid} expired (every {n})");
