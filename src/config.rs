@@ -95,8 +95,16 @@ pub struct ServerConfig {
     pub name: String,
     /// The MCP endpoint URL (`http://` or `https://`).
     pub url: String,
-    /// Extra request headers sent to this server only.
+    /// Extra request headers sent to this server only (no user references).
     pub headers: Vec<(String, String)>,
+    /// Header templates naming a user's service tokens (`${user.NAME}`),
+    /// resolved per request for the calling user (DESIGN.md §6).
+    pub user_headers: Vec<(String, String)>,
+    /// The token names `user_headers` reference (sorted, unique): a user
+    /// lacking one does not see this server.
+    pub user_tokens: Vec<String>,
+    /// Send `X-MCPHub-User: <name>` on every request (`forwardUser`).
+    pub forward_user: bool,
     /// Era pin.
     pub protocol: ProtocolPin,
     /// Budget of one upstream call.
@@ -166,6 +174,28 @@ pub struct Config {
     /// The token that opens `/api/admin/*` (`adminToken`, `${env.NAME}`
     /// allowed); `None` → the admin API answers 401 to everyone.
     pub admin_token: Option<String>,
+    /// Users from the config file (`users`); more are added at run time.
+    pub users: Vec<UserConfig>,
+    /// Whether requests without a hub key are served once users exist
+    /// (`allowAnonymous`, default false; with no users at all, they are).
+    pub allow_anonymous: bool,
+}
+
+/// One user of the config file (`"users": {"alice": {…}}`, DESIGN.md §6).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserConfig {
+    /// The user's name (`[A-Za-z0-9_.@-]`, ≤ 64).
+    pub name: String,
+    /// SHA-256 digests (64 lowercase hex) of the user's hub keys (`keys`,
+    /// each `"sha256:<hex>"` or bare hex; `mcphub keygen` prints them).
+    pub key_digests: Vec<String>,
+    /// Whether the user may use `/api/admin/*` (`admin`).
+    pub admin: bool,
+    /// The servers the user may use, groups expanded (`servers`: names or
+    /// `"@group"`); `None` = all.
+    pub servers: Option<Vec<String>>,
+    /// Service tokens (`tokens`: `NAME` → literal or `${env.NAME}`).
+    pub tokens: Vec<(String, String)>,
 }
 
 /// Where the shared session store is (`"redis": {"url": …}` or `REDIS_URL`).
@@ -224,6 +254,11 @@ struct RawConfig {
     session_ttl_secs: Option<u64>,
     admin_token: Option<String>,
     #[serde(default)]
+    users: BTreeMap<String, RawUser>,
+    #[serde(default)]
+    groups: BTreeMap<String, Vec<String>>,
+    allow_anonymous: Option<bool>,
+    #[serde(default)]
     mcp_servers: BTreeMap<String, Value>,
 }
 
@@ -231,6 +266,89 @@ struct RawConfig {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RawTimeouts {
     hub_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawUser {
+    #[serde(default)]
+    keys: Vec<String>,
+    #[serde(default)]
+    admin: bool,
+    servers: Option<Vec<String>>,
+    #[serde(default)]
+    tokens: BTreeMap<String, String>,
+}
+
+/// Whether `name` is a valid user name: `[A-Za-z0-9_.@-]`, 1..=64.
+pub fn valid_user_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.@-".contains(&b))
+}
+
+/// A key digest from config: `sha256:<64 hex>` or bare 64 hex → lowercase hex.
+fn key_digest(text: &str) -> Option<String> {
+    let hex = text.strip_prefix("sha256:").unwrap_or(text).to_ascii_lowercase();
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hex)
+}
+
+fn parse_users(
+    raw: BTreeMap<String, RawUser>,
+    groups: &BTreeMap<String, Vec<String>>,
+    servers: &[ServerConfig],
+    skipped: &[SkippedServer],
+) -> Result<Vec<UserConfig>, ConfigError> {
+    let known = |n: &str| servers.iter().any(|s| s.name == n) || skipped.iter().any(|s| s.name == n);
+    for (g, members) in groups {
+        if let Some(m) = members.iter().find(|m| !known(m)) {
+            return Err(invalid(format!("groups.{g}"), format!("'{m}' is not a server in mcpServers")));
+        }
+    }
+    let mut out = Vec::new();
+    for (name, u) in raw {
+        let key = format!("users.{name}");
+        if !valid_user_name(&name) {
+            return Err(invalid(&key, "user names are 1..=64 characters of [A-Za-z0-9_.@-]"));
+        }
+        let mut key_digests = Vec::new();
+        for k in &u.keys {
+            if k.starts_with("mcphub_") {
+                return Err(invalid(format!("{key}.keys"), "put the key's digest here, not the key (mcphub keygen prints it)"));
+            }
+            key_digests.push(key_digest(k).ok_or_else(|| invalid(format!("{key}.keys"), "each key is \"sha256:<64 hex>\""))?);
+        }
+        let servers = match u.servers {
+            None => None,
+            Some(list) => {
+                let mut expanded = Vec::new();
+                for entry in list {
+                    if let Some(g) = entry.strip_prefix('@') {
+                        let members = groups.get(g).ok_or_else(|| invalid(format!("{key}.servers"), format!("no group named '{g}'")))?;
+                        expanded.extend(members.iter().cloned());
+                    } else if known(&entry) {
+                        expanded.push(entry);
+                    } else {
+                        return Err(invalid(format!("{key}.servers"), format!("'{entry}' is not a server in mcpServers (groups are \"@name\")")));
+                    }
+                }
+                expanded.sort();
+                expanded.dedup();
+                Some(expanded)
+            }
+        };
+        let mut tokens = Vec::new();
+        for (t, v) in u.tokens {
+            if !valid_token_name(&t) {
+                return Err(invalid(format!("{key}.tokens"), format!("'{t}': token names are [A-Za-z0-9_]+")));
+            }
+            let v = substitute_env(&v).map_err(|m| invalid(format!("{key}.tokens.{t}"), m))?;
+            if v.is_empty() || v.contains(['\r', '\n']) {
+                return Err(invalid(format!("{key}.tokens.{t}"), "a token is one non-empty line"));
+            }
+            tokens.push((t, v));
+        }
+        out.push(UserConfig { name, key_digests, admin: u.admin, servers, tokens });
+    }
+    Ok(out)
 }
 
 #[derive(Deserialize, Default)]
@@ -260,6 +378,8 @@ struct RawServer {
     session_sharing: SessionSharing,
     #[serde(default = "yes")]
     enabled: bool,
+    #[serde(default)]
+    forward_user: bool,
 }
 
 fn yes() -> bool {
@@ -313,22 +433,47 @@ pub fn redact_url(url: &str) -> String {
 /// Errors (naming the variable, never its value): an unset variable, an
 /// unterminated reference, or another kind of reference.
 pub fn substitute_env(text: &str) -> Result<String, String> {
+    substitute(text, false).map(|(s, _)| s)
+}
+
+/// Like [`substitute_env`], but `${user.NAME}` references (a user's service
+/// token, DESIGN.md §6) are kept as they are and their names returned, for
+/// server header templates resolved per request.
+pub fn substitute_keeping_user_refs(text: &str) -> Result<(String, Vec<String>), String> {
+    substitute(text, true)
+}
+
+fn substitute(text: &str, keep_user: bool) -> Result<(String, Vec<String>), String> {
     let mut out = String::with_capacity(text.len());
+    let mut user_refs = Vec::new();
     let mut rest = text;
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
         let end = after.find('}').ok_or_else(|| "unterminated \"${\" reference".to_string())?;
         let reference = &after[..end];
-        let name = reference
-            .strip_prefix("env.")
-            .ok_or_else(|| format!("unsupported reference ${{{reference}}} (only ${{env.NAME}} is supported)"))?;
+        if let (true, Some(name)) = (keep_user, reference.strip_prefix("user.")) {
+            if !valid_token_name(name) {
+                return Err(format!("${{user.{name}}}: token names are [A-Za-z0-9_]+"));
+            }
+            out.push_str(&rest[start..start + 2 + end + 1]);
+            user_refs.push(name.to_string());
+            rest = &after[end + 1..];
+            continue;
+        }
+        let supported = if keep_user { "${env.NAME} and ${user.NAME} are" } else { "only ${env.NAME} is" };
+        let name = reference.strip_prefix("env.").ok_or_else(|| format!("unsupported reference ${{{reference}}} ({supported} supported)"))?;
         let value = std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))?;
         out.push_str(&value);
         rest = &after[end + 1..];
     }
     out.push_str(rest);
-    Ok(out)
+    Ok((out, user_refs))
+}
+
+/// Whether `name` is a valid service token name (`GITHUB_TOKEN`): `[A-Za-z0-9_]+`, ≤ 64.
+pub fn valid_token_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 const DAY_MS: u64 = 86_400_000;
@@ -419,17 +564,24 @@ impl Config {
             }
             let url = server.url.ok_or_else(|| invalid(format!("{key}.url"), "is required for a streamable-http server"))?;
             check_url(&url).map_err(|m| invalid(format!("{key}.url"), m))?;
-            let mut headers = Vec::new();
+            let (mut headers, mut user_headers, mut user_tokens) = (Vec::new(), Vec::new(), Vec::new());
             for (h, v) in server.headers {
                 if h.is_empty() || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
                     return Err(invalid(format!("{key}.headers"), format!("'{h}' is not a valid header name")));
                 }
-                let v = substitute_env(&v).map_err(|m| invalid(format!("{key}.headers.{h}"), m))?;
+                let (v, refs) = substitute_keeping_user_refs(&v).map_err(|m| invalid(format!("{key}.headers.{h}"), m))?;
                 if v.contains(['\r', '\n']) {
                     return Err(invalid(format!("{key}.headers.{h}"), "header values must be a single line"));
                 }
-                headers.push((h, v));
+                if refs.is_empty() {
+                    headers.push((h, v));
+                } else {
+                    user_tokens.extend(refs);
+                    user_headers.push((h, v));
+                }
             }
+            user_tokens.sort();
+            user_tokens.dedup();
             let timeout_ms = server.timeout_ms.unwrap_or(DEFAULT_SERVER_TIMEOUT_MS.min(hub_ms.saturating_sub(1).max(1)));
             if timeout_ms == 0 || timeout_ms >= hub_ms {
                 return Err(invalid(
@@ -445,6 +597,9 @@ impl Config {
                 timeout: Duration::from_millis(timeout_ms),
                 connect_timeout: Duration::from_millis(bounded(&format!("{key}.connectTimeoutMs"), server.connect_timeout_ms, 3_000.min(timeout_ms), 1, timeout_ms)?),
                 session_sharing: server.session_sharing,
+                user_headers,
+                user_tokens,
+                forward_user: server.forward_user,
             });
         }
         let redis = match raw.redis {
@@ -474,7 +629,10 @@ impl Config {
                 Some(t)
             }
         };
+        let users = parse_users(raw.users, &raw.groups, &servers, &skipped)?;
         Ok(Config {
+            users,
+            allow_anonymous: raw.allow_anonymous.unwrap_or(false),
             redis,
             session_ttl: Duration::from_secs(bounded("sessionTtlSecs", raw.session_ttl_secs, 3600, 1, 30 * DAY_SECS)?),
             admin_token,

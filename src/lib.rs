@@ -8,4 +8,5 @@ pub mod singleflight;
 pub mod catalog;
 pub mod hub;
 pub mod store;
+pub mod users;
 pub mod load;

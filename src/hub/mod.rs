@@ -38,6 +38,7 @@ pub struct Hub {
 struct Inner {
     config: Config,
     store: Arc<dyn SessionStore>,
+    users: crate::users::Users,
     catalog: Catalog,
     sessions: ClientSessions,
     pending: relay::PendingRequests,
@@ -104,6 +105,7 @@ impl Hub {
         let sessions = ClientSessions::new(config.client_session_idle, config.max_client_sessions);
         let hub = Hub {
             inner: Arc::new(Inner {
+                users: crate::users::Users::from_config(&config.users, config.allow_anonymous),
                 config,
                 store: store.clone(),
                 catalog,
@@ -155,6 +157,11 @@ impl Hub {
             }
         }));
         hub
+    }
+
+    /// The users (hub keys, service tokens, allowed servers).
+    pub fn users(&self) -> &crate::users::Users {
+        &self.inner.users
     }
 
     /// The upstream session store.
