@@ -396,13 +396,25 @@ pub struct Catalog {
     views: parking_lot::Mutex<HashMap<Kind, View>>,
     /// When an unknown name last forced a refetch, per kind.
     forced: parking_lot::Mutex<HashMap<Kind, Instant>>,
+    /// The part of a server the caller cannot fetch (no user tokens for it):
+    /// one shared empty list, so views stay reusable.
+    unfetchable: Arc<Vec<Value>>,
 }
 
 impl Catalog {
     /// A catalog over `upstreams` (in the order given); lists stay cached for
     /// `ttl` and one server's fetch may take `fetch_budget`.
     pub fn new(upstreams: Vec<Arc<Upstream>>, naming: ToolNaming, ttl: Duration, fetch_budget: Duration) -> Catalog {
-        Catalog { upstreams, naming, ttl, fetch_budget, cache: SlotMap::default(), views: Default::default(), forced: Default::default() }
+        Catalog {
+            upstreams,
+            naming,
+            ttl,
+            fetch_budget,
+            cache: SlotMap::default(),
+            views: Default::default(),
+            forced: Default::default(),
+            unfetchable: Arc::default(),
+        }
     }
 
     /// The upstream with this name.
@@ -489,6 +501,13 @@ impl Catalog {
     }
 
     fn server_list(&self, upstream: &Upstream, kind: Kind, ctx: &CallContext) -> Cached {
+        // A server templating user tokens is listed with the credentials of
+        // the first caller who has them (and cached for everyone; each
+        // caller's view is filtered by what they may use, hub::methods).
+        // Without them nothing is fetched or cached.
+        if upstream.needs_user_tokens() && upstream.credentials(ctx).is_err() {
+            return Cached { items: self.unfetchable.clone(), fetched: Instant::now(), ttl: Duration::ZERO, failed: true };
+        }
         let key = (upstream.name().to_string(), kind);
         let fresh = |c: &Cached| c.fetched.elapsed() < c.ttl;
         let ctx = &CallContext { deadline: ctx.deadline.min(Instant::now() + self.fetch_budget), ..ctx.clone() };

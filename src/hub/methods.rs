@@ -48,7 +48,7 @@ fn server_info() -> Value {
 /// modern clients per 2026-07-28 streamable-http, 200 for legacy ones).
 pub fn dispatch(hub: &Hub, down: &Downstream, id: Value, method: &str, params: Map<String, Value>) -> Response {
     let outcome = match method {
-        "initialize" => return initialize(hub, &id, &params),
+        "initialize" => return initialize(hub, down, &id, &params),
         "server/discover" => Ok(json!({
             "supportedVersions": era::supported_versions(),
             "capabilities": capabilities(hub, Era::Modern),
@@ -112,7 +112,7 @@ pub fn shape_result(era: Era, mut result: Value) -> Value {
     result
 }
 
-fn initialize(hub: &Hub, id: &Value, params: &Map<String, Value>) -> Response {
+fn initialize(hub: &Hub, down: &Downstream, id: &Value, params: &Map<String, Value>) -> Response {
     let requested = params.get("protocolVersion").and_then(Value::as_str);
     if requested.is_none() {
         let err = invalid_params("initialize needs params.protocolVersion");
@@ -123,6 +123,7 @@ fn initialize(hub: &Hub, id: &Value, params: &Map<String, Value>) -> Response {
         version,
         params.get("clientInfo").cloned().unwrap_or(json!({})),
         params.get("capabilities").cloned().unwrap_or(json!({})),
+        down.user.as_ref().map(|u| u.name.clone()),
     );
     let session = match created {
         Ok(s) => s,
@@ -149,7 +150,7 @@ pub fn call_context(down: &Downstream) -> CallContext {
 
 pub(super) fn ctx(down: &Downstream) -> CallContext {
     CallContext {
-        context_key: "shared".into(),
+        user: down.user.clone(),
         client_info: down.client_info.clone(),
         client_capabilities: super::mrtr::upstream_capabilities(down),
         deadline: down.deadline,
@@ -165,10 +166,41 @@ pub(super) fn ctx(down: &Downstream) -> CallContext {
     }
 }
 
+/// Whether the caller may see and use `server`: its allow-list, and every
+/// service token the server's templates need (DESIGN.md §6).
+pub fn visible(hub: &Hub, user: Option<&crate::users::User>, server: &str) -> bool {
+    super::auth::may_use(user, server) && hub.catalog().upstream(server).is_some_and(|u| u.missing_tokens(user).is_empty())
+}
+
+/// The items of a merged list the caller may see (all of them, cloned, when
+/// every server is visible to them).
+fn visible_items(hub: &Hub, down: &Downstream, kind: Kind, merged: &crate::catalog::Merged) -> Vec<Value> {
+    let user = down.user.as_deref();
+    let hidden: Vec<&str> =
+        hub.catalog().upstreams().iter().map(|u| u.name()).filter(|s| !visible(hub, user, s)).collect();
+    if hidden.is_empty() {
+        return merged.items.clone();
+    }
+    let key = match kind {
+        Kind::Resources => "uri",
+        Kind::Templates => "uriTemplate",
+        Kind::Tools | Kind::Prompts => "name",
+    };
+    merged
+        .items
+        .iter()
+        .filter(|it| {
+            let server = it.get(key).and_then(Value::as_str).and_then(|k| merged.routes.get(k)).map(|r| r.server.as_str());
+            server.is_some_and(|s| !hidden.contains(&s))
+        })
+        .cloned()
+        .collect()
+}
+
 fn list(hub: &Hub, down: &Downstream, kind: Kind) -> Value {
     let merged = hub.catalog().merged(kind, &ctx(down));
     let mut result = Map::new();
-    result.insert(kind.field().into(), Value::Array(merged.items.clone()));
+    result.insert(kind.field().into(), Value::Array(visible_items(hub, down, kind, &merged)));
     if down.era == Era::Modern {
         // 2026-07-28 (SEP-2549): list results carry cache hints.
         result.insert("ttlMs".into(), json!(merged.ttl_ms()));
@@ -180,9 +212,9 @@ fn list(hub: &Hub, down: &Downstream, kind: Kind) -> Value {
 fn offerings(hub: &Hub, down: &Downstream) -> Value {
     let c = ctx(down);
     json!({
-        "tools": hub.catalog().merged(Kind::Tools, &c).items,
-        "prompts": hub.catalog().merged(Kind::Prompts, &c).items,
-        "resources": hub.catalog().merged(Kind::Resources, &c).items,
+        "tools": visible_items(hub, down, Kind::Tools, &hub.catalog().merged(Kind::Tools, &c)),
+        "prompts": visible_items(hub, down, Kind::Prompts, &hub.catalog().merged(Kind::Prompts, &c)),
+        "resources": visible_items(hub, down, Kind::Resources, &hub.catalog().merged(Kind::Resources, &c)),
     })
 }
 
@@ -227,7 +259,10 @@ fn call_routed(hub: &Hub, down: &Downstream, id: Value, method: &str, mut params
     if !view.routes.contains_key(&name) && hub.catalog().route_name(kind, &name, &c).is_some() {
         view = hub.catalog().merged(kind, &c);
     }
-    let Some(route) = view.routes.get(&name).cloned() else {
+    // A server the user may not use is not there for them at all; one
+    // missing a token answers (upstream) with the token to set.
+    let route = view.routes.get(&name).filter(|r| super::auth::may_use(down.user.as_deref(), &r.server)).cloned();
+    let Some(route) = route else {
         let what = if kind == Kind::Tools { "tool" } else { "prompt" };
         return respond(down.era, &id, Err(invalid_params(format!("Unknown {what}: {name}"))));
     };
@@ -373,6 +408,9 @@ pub fn forward_with(
     extra_headers: Vec<(String, String)>,
     rewrite: Option<Rewrite>,
 ) -> Response {
+    if !super::auth::may_use(down.user.as_deref(), upstream.name()) {
+        return respond(down.era, &id, Err(invalid_params(format!("{method}: no such tool, prompt or resource"))));
+    }
     if let Some(resumed) = super::mrtr::resume(hub, down, &id, method, &params, &upstream) {
         return resumed; // a modern client's retry of a parked call
     }

@@ -6,6 +6,7 @@
 //! request to [`methods`], which reads like one small function per MCP method.
 
 pub mod admin;
+pub mod auth;
 pub mod listen;
 pub mod methods;
 pub mod mrtr;
@@ -70,6 +71,8 @@ pub struct Downstream {
     pub deadline: Instant,
     /// `Mcp-Param-*` and other headers, for validation (name, value).
     pub headers: Vec<(String, String)>,
+    /// The user whose hub key the request carries (`None`: anonymous).
+    pub user: Option<Arc<crate::users::User>>,
 }
 
 impl Downstream {
@@ -281,10 +284,14 @@ impl Hub {
             let err = ErrorObject::new(codes::INVALID_REQUEST, "Forbidden: Origin not allowed");
             return Response::json(403, &json!({"jsonrpc": "2.0", "error": {"code": err.code, "message": err.message}}));
         }
+        let user = match auth::authenticate(self, &req) {
+            Ok(u) => u,
+            Err(refusal) => return refusal.response(),
+        };
         match req.method.as_str() {
-            "POST" => self.post(req),
-            "GET" => self.get(&req),
-            "DELETE" => self.delete(&req),
+            "POST" => self.post(req, user),
+            "GET" => self.get(&req, user.as_deref()),
+            "DELETE" => self.delete(&req, user.as_deref()),
             _ => Response::text(405, "use POST").with_header("Allow", "POST, GET, DELETE"),
         }
     }
@@ -293,11 +300,11 @@ impl Hub {
     /// session's call streams (replays what followed that event, then
     /// continues live until the call's end); without it, the standalone
     /// server→client stream of notifications unrelated to any call.
-    fn get(&self, req: &Request) -> Response {
+    fn get(&self, req: &Request, user: Option<&crate::users::User>) -> Response {
         if req.header(headers::PROTOCOL_VERSION).is_some_and(|v| !era::is_legacy_version(v)) {
             return Response::text(405, "2026-07-28 has no GET stream; use subscriptions/listen").with_header("Allow", "POST");
         }
-        let session = match self.legacy_session(req.header(SESSION_HEADER), None) {
+        let session = match self.legacy_session(req.header(SESSION_HEADER), None, user) {
             Ok(s) => s,
             Err(rejection) => return rejection,
         };
@@ -346,14 +353,14 @@ impl Hub {
         })
     }
 
-    fn delete(&self, req: &Request) -> Response {
+    fn delete(&self, req: &Request, user: Option<&crate::users::User>) -> Response {
         let modern = req.header(headers::PROTOCOL_VERSION).is_some_and(|v| !era::is_legacy_version(v));
         if modern {
             return Response::text(405, "2026-07-28 has no sessions to delete").with_header("Allow", "POST");
         }
         match req.header(SESSION_HEADER) {
             None => rpc_error(400, &ErrorObject::new(codes::INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required"), None),
-            Some(id) if self.sessions().remove(id) => {
+            Some(id) if self.sessions().get(id).is_some_and(|s| s.user.as_deref() == user.map(|u| u.name.as_str())) && self.sessions().remove(id) => {
                 self.listeners().remove(id);
                 self.tasks().forget_session(id);
                 Response::empty(200)
@@ -362,7 +369,7 @@ impl Hub {
         }
     }
 
-    fn post(&self, mut req: Request) -> Response {
+    fn post(&self, mut req: Request, user: Option<Arc<crate::users::User>>) -> Response {
         let started = Instant::now();
         let msg = match jsonrpc::parse(&req.body) {
             Ok(m) => m,
@@ -374,7 +381,7 @@ impl Hub {
             Incoming::Response { message, .. } => {
                 // A client's answer to a server→client request relayed on one
                 // of its calls' streams: back to that upstream session (202).
-                return match self.legacy_session(req.header(SESSION_HEADER), None) {
+                return match self.legacy_session(req.header(SESSION_HEADER), None, user.as_deref()) {
                     Ok(session) => {
                         if !self.pending().answer(&session.id, &message) && !self.mrtr().answer(&session.id, &message) {
                             log::debug!("a client answered a request the hub is not waiting for; ignored");
@@ -396,6 +403,7 @@ impl Hub {
             accepts_sse,
             deadline: started + self.config().hub_timeout,
             headers: std::mem::take(&mut req.headers),
+            user,
         };
         match era {
             Era::Modern => {
@@ -429,19 +437,21 @@ impl Hub {
     /// rejection: 400 when absent, 404 when unknown or expired (2025-11-25
     /// transports, Session Management). An unsupported `MCP-Protocol-Version`
     /// never gets here: `era::classify` makes such a request modern (→ -32022).
-    fn legacy_session(&self, sid: Option<&str>, id: Option<&Value>) -> Result<Arc<ClientSession>, Response> {
+    /// The legacy client session `sid`, if it exists and belongs to `user`
+    /// (another user's session id is "not found": 404, never access).
+    fn legacy_session(&self, sid: Option<&str>, id: Option<&Value>, user: Option<&crate::users::User>) -> Result<Arc<ClientSession>, Response> {
         let Some(sid) = sid else {
             let err = ErrorObject::new(codes::INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required (send initialize first)");
             return Err(rpc_error(400, &err, id));
         };
-        self.sessions().get(sid).ok_or_else(|| {
+        self.sessions().get(sid).filter(|s| s.user.as_deref() == user.map(|u| u.name.as_str())).ok_or_else(|| {
             let err = ErrorObject::new(codes::INVALID_REQUEST, "Session not found or expired; initialize again");
             rpc_error(404, &err, id)
         })
     }
 
     fn admit_legacy(&self, id: Option<&Value>, down: &mut Downstream) -> Option<Response> {
-        let session = match self.legacy_session(down.header(SESSION_HEADER), id) {
+        let session = match self.legacy_session(down.header(SESSION_HEADER), id, down.user.as_deref()) {
             Ok(s) => s,
             Err(rejection) => return Some(rejection),
         };

@@ -19,6 +19,8 @@ pub struct ClientSession {
     pub client_info: Value,
     /// The client's capabilities from `initialize`.
     pub capabilities: Value,
+    /// The user who created it (`None`: anonymous); only they may use it.
+    pub user: Option<String>,
     /// The level set with `logging/setLevel` (None: everything is relayed).
     pub log_level: Mutex<Option<String>>,
     last_seen: Mutex<Instant>,
@@ -74,7 +76,7 @@ impl ClientSessions {
     /// expired ones are dropped first (at most once a second, so a flood of
     /// `initialize` does not sweep the whole table each time); if none is,
     /// `SessionsFull`. The check and the insert happen under one lock.
-    pub fn create(&self, protocol_version: &str, client_info: Value, capabilities: Value) -> Result<Arc<ClientSession>, SessionsFull> {
+    pub fn create(&self, protocol_version: &str, client_info: Value, capabilities: Value, user: Option<String>) -> Result<Arc<ClientSession>, SessionsFull> {
         let mut map = self.map.lock();
         let mut expired = Vec::new();
         {
@@ -106,6 +108,7 @@ impl ClientSessions {
             protocol_version: protocol_version.to_string(),
             client_info,
             capabilities,
+            user,
             log_level: Mutex::new(None),
             last_seen: Mutex::new(Instant::now()),
         });
@@ -160,7 +163,7 @@ mod tests {
         assert_eq!(a.len(), 32);
         assert_ne!(a, new_session_id());
         let sessions = ClientSessions::new(Duration::from_millis(30), 10);
-        let s = sessions.create("2025-06-18", json!({}), json!({})).unwrap();
+        let s = sessions.create("2025-06-18", json!({}), json!({}), None).unwrap();
         assert!(sessions.get(&s.id).is_some());
         std::thread::sleep(Duration::from_millis(60));
         assert!(sessions.get(&s.id).is_none());
@@ -170,7 +173,7 @@ mod tests {
     #[test]
     fn removed_sessions_are_gone() {
         let sessions = ClientSessions::new(Duration::from_secs(60), 10);
-        let s = sessions.create("2025-06-18", json!({}), json!({})).unwrap();
+        let s = sessions.create("2025-06-18", json!({}), json!({}), None).unwrap();
         assert!(sessions.remove(&s.id));
         assert!(!sessions.remove(&s.id));
         assert!(sessions.get(&s.id).is_none());
@@ -179,12 +182,12 @@ mod tests {
     #[test]
     fn a_full_table_expires_idle_sessions_first_then_refuses() {
         let sessions = ClientSessions::new(Duration::from_millis(40), 2);
-        sessions.create("2025-06-18", json!({}), json!({})).unwrap();
-        sessions.create("2025-06-18", json!({}), json!({})).unwrap();
-        assert_eq!(sessions.create("2025-06-18", json!({}), json!({})).unwrap_err(), SessionsFull(2));
+        sessions.create("2025-06-18", json!({}), json!({}), None).unwrap();
+        sessions.create("2025-06-18", json!({}), json!({}), None).unwrap();
+        assert_eq!(sessions.create("2025-06-18", json!({}), json!({}), None).unwrap_err(), SessionsFull(2));
         // Forced sweeps run at most once a second.
         std::thread::sleep(Duration::from_millis(1100));
-        assert!(sessions.create("2025-06-18", json!({}), json!({})).is_ok(), "expired sessions make room");
+        assert!(sessions.create("2025-06-18", json!({}), json!({}), None).is_ok(), "expired sessions make room");
         assert_eq!(sessions.len(), 1);
     }
 }

@@ -63,6 +63,14 @@ pub enum UpstreamError {
         /// A short excerpt of the body.
         detail: String,
     },
+    /// The server needs service tokens the caller has not set (DESIGN.md §6).
+    #[error("server '{server}' needs your {}: set it with PUT /api/me/tokens/{} (your hub key as Bearer)", tokens.join(", "), tokens.first().map(String::as_str).unwrap_or("NAME"))]
+    MissingToken {
+        /// Server name.
+        server: String,
+        /// The token names the caller lacks.
+        tokens: Vec<String>,
+    },
     /// The server's answer was not a valid JSON-RPC response.
     #[error("upstream '{server}' sent an invalid response: {detail}")]
     Protocol {
@@ -83,6 +91,11 @@ impl UpstreamError {
                 "Request timed out",
                 json!({"layer": "upstream", "server": server, "timeoutMs": timeout_ms}),
             ),
+            UpstreamError::MissingToken { server, tokens } => jsonrpc::ErrorObject::with_data(
+                codes::SERVER_ERROR,
+                self.to_string(),
+                json!({"server": server, "missingTokens": tokens}),
+            ),
             other => jsonrpc::ErrorObject::with_data(codes::SERVER_ERROR, other.to_string(), json!({"server": other.server()})),
         }
     }
@@ -93,6 +106,7 @@ impl UpstreamError {
             UpstreamError::Transport { server, .. }
             | UpstreamError::Timeout { server, .. }
             | UpstreamError::Status { server, .. }
+            | UpstreamError::MissingToken { server, .. }
             | UpstreamError::Protocol { server, .. } => server,
         }
     }
@@ -101,9 +115,9 @@ impl UpstreamError {
 /// Who is calling, for session selection and modern `_meta`.
 #[derive(Debug, Clone)]
 pub struct CallContext {
-    /// The context key of the upstream session (`shared`, `tok:…`, or a client
-    /// session for `sessionSharing: client`); DESIGN.md §3.
-    pub context_key: String,
+    /// The calling user (hub key), whose service tokens fill this server's
+    /// `${user.NAME}` header templates; `None`: anonymous or the hub itself.
+    pub user: Option<Arc<crate::users::User>>,
     /// The downstream client's `Implementation`, forwarded in modern `_meta`.
     pub client_info: Option<Value>,
     /// The downstream client's capabilities, forwarded in modern `_meta`.
@@ -125,7 +139,7 @@ impl CallContext {
     /// A context for hub-internal calls (list fetches) on the shared session.
     pub fn shared(deadline: Instant) -> CallContext {
         CallContext {
-            context_key: "shared".into(),
+            user: None,
             client_info: None,
             client_capabilities: None,
             deadline,
@@ -133,6 +147,22 @@ impl CallContext {
             log_level: None,
             client_session: None,
         }
+    }
+}
+
+/// A caller's credential headers for one server and their context key.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// Header name → value (values print as `***`).
+    pub headers: Vec<(String, crate::users::Secret)>,
+    /// `shared` or `tok:…` (DESIGN.md §3).
+    pub context_key: String,
+}
+
+impl Credentials {
+    /// The headers as plain pairs, for the transport.
+    pub fn plain(&self) -> Vec<(String, String)> {
+        self.headers.iter().map(|(k, v)| (k.clone(), v.expose().to_string())).collect()
     }
 }
 
@@ -261,16 +291,62 @@ impl Upstream {
         self.sessions.list()
     }
 
-    /// The upstream session key of a call and whether it is shared through
-    /// the store: the context key, or for `sessionSharing: "client"` and a
-    /// legacy client session, `client:` + 16 hex of SHA-256 of the client's
-    /// session id (local only: the client session lives in this process).
-    /// A client without a session (2026-07-28) shares the context's session.
-    fn session_key(&self, ctx: &CallContext) -> (String, Scope) {
-        match (&self.config.session_sharing, &ctx.client_session) {
-            (SessionSharing::Client, Some(id)) => (client_session_key(id), Scope::Local),
-            _ => (ctx.context_key.clone(), Scope::Stored),
+    /// Whether this server's headers name user tokens (`${user.NAME}`).
+    pub fn needs_user_tokens(&self) -> bool {
+        !self.config.user_tokens.is_empty()
+    }
+
+    /// The tokens of this server's templates that `user` lacks (all of them
+    /// for no user); empty when the user can be served.
+    pub fn missing_tokens(&self, user: Option<&crate::users::User>) -> Vec<String> {
+        self.config.user_tokens.iter().filter(|t| user.and_then(|u| u.token(t)).is_none()).cloned().collect()
+    }
+
+    /// The headers this server gets for the caller: its `${user.NAME}`
+    /// templates filled with the user's tokens, and `X-MCPHub-User` with
+    /// `forwardUser`; and the context key of those credentials (DESIGN.md
+    /// §3: `shared`, or `tok:` + digest of the `NAME=value` pairs injected).
+    /// The hub key is never among them.
+    ///
+    /// Errors: `MissingToken` naming the tokens the caller has not set.
+    pub fn credentials(&self, ctx: &CallContext) -> Result<Credentials, UpstreamError> {
+        let mut headers = Vec::new();
+        let mut context_key = None;
+        if self.needs_user_tokens() {
+            let missing = self.missing_tokens(ctx.user.as_deref());
+            let user = match (missing.is_empty(), ctx.user.as_deref()) {
+                (true, Some(u)) => u,
+                _ => return Err(UpstreamError::MissingToken { server: self.config.name.clone(), tokens: missing }),
+            };
+            let token = |n: &str| user.token(n).map(|t| t.expose()).unwrap_or_default();
+            for (h, template) in &self.config.user_headers {
+                let mut value = template.clone();
+                for t in &self.config.user_tokens {
+                    value = value.replace(&format!("${{user.{t}}}"), token(t));
+                }
+                headers.push((h.clone(), crate::users::Secret::new(value)));
+            }
+            let injected: Vec<(&str, &str)> = self.config.user_tokens.iter().map(|t| (t.as_str(), token(t))).collect();
+            context_key = Some(crate::store::context_key(&injected));
         }
+        if let (true, Some(u)) = (self.config.forward_user, ctx.user.as_deref()) {
+            headers.push(("X-MCPHub-User".to_string(), crate::users::Secret::new(u.name.clone())));
+        }
+        Ok(Credentials { headers, context_key: context_key.unwrap_or_else(|| "shared".to_string()) })
+    }
+
+    /// The upstream session key of a call, whether it is shared through the
+    /// store, and the credential headers: the context key, or for
+    /// `sessionSharing: "client"` and a legacy client session, `client:` +
+    /// 16 hex of SHA-256 of the client's session id (local only: the client
+    /// session lives in this process). A client without a session
+    /// (2026-07-28) shares the context's session.
+    fn session_key(&self, ctx: &CallContext) -> Result<(String, Scope, Credentials), UpstreamError> {
+        let creds = self.credentials(ctx)?;
+        Ok(match (&self.config.session_sharing, &ctx.client_session) {
+            (SessionSharing::Client, Some(id)) => (client_session_key(id), Scope::Local, creds),
+            _ => (creds.context_key.clone(), Scope::Stored, creds),
+        })
     }
 
     /// A downstream client session ended: ends its `sessionSharing: "client"`
@@ -328,7 +404,10 @@ impl Upstream {
             return Ok(e);
         }
         let budget = self.budget(ctx)?;
-        let probe = era::probe_request(self.next_id(), ctx);
+        let mut probe = era::probe_request(self.next_id(), ctx);
+        if let Ok(c) = self.credentials(ctx) {
+            probe.headers.extend(c.plain());
+        }
         let mut probe_reply = None;
         let outcome = self.transport.post(&probe.body, &probe.headers, budget, &mut |_| {}).and_then(|r| {
             let era = era::classify_probe(&r).ok_or_else(|| UpstreamError::Status {
@@ -492,8 +571,10 @@ impl Upstream {
                 m.entry(protocol::META_LOG_LEVEL).or_insert_with(|| json!(level));
             }
         }
+        let creds = self.credentials(ctx)?;
         let mut hdrs = headers::standard(MODERN_VERSION, method, &params);
         hdrs.extend(extra_headers.iter().cloned());
+        hdrs.extend(creds.plain());
         let upstream_id = self.next_id();
         if let Some(h) = &ctx.call {
             h.record_call(cancel::UpstreamCall { id: upstream_id.clone(), session_headers: Vec::new(), legacy: false });
@@ -510,10 +591,10 @@ impl Upstream {
     fn open_legacy(&self, method: &str, mut params: Map<String, Value>, ctx: &CallContext) -> Result<Outcome, UpstreamError> {
         strip_modern_meta(&mut params);
         let body_params = Value::Object(params);
-        let (key, scope) = self.session_key(ctx);
+        let (key, scope, creds) = self.session_key(ctx)?;
         let mut heals = 0;
         loop {
-            let session = self.legacy_session_at(&key, scope, ctx)?;
+            let session = self.legacy_session_at(&key, scope, &creds, ctx)?;
             self.sessions.applied(&session);
             let upstream_id = self.next_id();
             if let Some(h) = &ctx.call {
@@ -542,16 +623,16 @@ impl Upstream {
 
     /// The legacy session for this call's context, created once (single-flight).
     fn legacy_session(&self, ctx: &CallContext) -> Result<Arc<LegacySession>, UpstreamError> {
-        let (key, scope) = self.session_key(ctx);
-        self.legacy_session_at(&key, scope, ctx)
+        let (key, scope, creds) = self.session_key(ctx)?;
+        self.legacy_session_at(&key, scope, &creds, ctx)
     }
 
-    fn legacy_session_at(&self, key: &str, scope: Scope, ctx: &CallContext) -> Result<Arc<LegacySession>, UpstreamError> {
+    fn legacy_session_at(&self, key: &str, scope: Scope, creds: &Credentials, ctx: &CallContext) -> Result<Arc<LegacySession>, UpstreamError> {
         let mut fresh = false;
-        let session = self.sessions.get_or_create(key, scope, ctx.deadline, || {
+        let session = self.sessions.get_or_create(key, scope, ctx.deadline, &creds.headers, || {
             fresh = true;
             let budget = self.budget(ctx)?;
-            session::initialize(&self.transport, &self.config.name, key, self.next_id(), budget)
+            session::initialize(&self.transport, &self.config.name, key, &creds.headers, self.next_id(), budget)
         })?;
         if fresh {
             // Created or adopted from the store by this call: listen on it.

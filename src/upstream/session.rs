@@ -27,6 +27,7 @@ use super::UpstreamError;
 use crate::protocol::{headers, jsonrpc, LATEST_LEGACY};
 use crate::singleflight::SlotMap;
 use crate::store::{now_ms, SessionMeta, SessionRecord, SessionStore, StoreError};
+use crate::users::Secret;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -59,6 +60,9 @@ pub struct LegacySession {
     /// Whether it is kept in the store (`false`: `sessionSharing: "client"`
     /// sessions and sessions without an id).
     pub stored: bool,
+    /// The user credential headers of its context (sent with every request
+    /// on it; never stored, never printed).
+    pub credentials: Vec<(String, Secret)>,
     last_touch_ms: AtomicU64,
 }
 
@@ -74,26 +78,29 @@ impl LegacySession {
             created_ms: now,
             context_key: context_key.to_string(),
             stored: false,
+            credentials: Vec::new(),
             last_touch_ms: AtomicU64::new(now),
         }
     }
 
-    fn adopted(record: SessionRecord, context_key: &str) -> LegacySession {
+    fn adopted(record: SessionRecord, context_key: &str, credentials: &[(String, Secret)]) -> LegacySession {
         let meta = record.meta;
         LegacySession {
             created_ms: meta.created_ms,
             stored: true,
+            credentials: credentials.to_vec(),
             ..LegacySession::new(Some(record.session_id), meta.protocol_version, meta.init_result, context_key)
         }
     }
 
-    /// Headers for a request on this session: `Mcp-Session-Id` (when minted)
-    /// and `MCP-Protocol-Version`.
+    /// Headers for a request on this session: `Mcp-Session-Id` (when
+    /// minted), `MCP-Protocol-Version` and the context's credential headers.
     pub fn headers(&self) -> Vec<(String, String)> {
         let mut h = vec![(headers::PROTOCOL_VERSION.to_string(), self.protocol_version.clone())];
         if let Some(id) = &self.id {
             h.push(("Mcp-Session-Id".to_string(), id.clone()));
         }
+        h.extend(self.credentials.iter().map(|(k, v)| (k.clone(), v.expose().to_string())));
         h
     }
 
@@ -143,17 +150,20 @@ impl SessionPool {
     /// `create` makes (then saved). Concurrent callers for one key wait for
     /// a single lookup/creation; across instances the store lock makes one
     /// instance create while the others wait (until `deadline`) for its record.
+    /// `credentials` are the context's credential headers (the same for
+    /// every caller of one key: the key is their digest).
     pub fn get_or_create(
         &self,
         key: &str,
         scope: Scope,
         deadline: Instant,
+        credentials: &[(String, Secret)],
         create: impl FnOnce() -> Result<LegacySession, UpstreamError>,
     ) -> Result<Arc<LegacySession>, UpstreamError> {
         self.slots.get_or_try_fill(&key.to_string(), |_| true, || {
             let session = match scope {
                 Scope::Local => LegacySession { context_key: key.to_string(), ..create()? },
-                Scope::Stored => self.find_or_create(key, deadline, create)?,
+                Scope::Stored => self.find_or_create(key, deadline, credentials, create)?,
             };
             Ok(Arc::new(session))
         })
@@ -176,11 +186,12 @@ impl SessionPool {
         &self,
         key: &str,
         deadline: Instant,
+        credentials: &[(String, Secret)],
         create: impl FnOnce() -> Result<LegacySession, UpstreamError>,
     ) -> Result<LegacySession, UpstreamError> {
         let adopt = |r: SessionRecord| {
             log::debug!("upstream session found in the {} store ({}/{key}): {}", self.store.kind(), self.server, r.session_id);
-            Ok(LegacySession::adopted(r, key))
+            Ok(LegacySession::adopted(r, key, credentials))
         };
         // Another instance may be creating it: take the store lock or wait for its record.
         let lock_ttl = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
@@ -282,7 +293,9 @@ impl SessionPool {
         if let Some(id) = local.as_ref().and_then(|s| s.id.clone()).or_else(|| stored.as_ref().map(|r| r.session_id.clone())) {
             self.dead.lock().insert(key.to_string(), id);
         }
-        local.or_else(|| stored.map(|r| Arc::new(LegacySession::adopted(r, key))))
+        // A session known only to the store is ended upstream without the
+        // context's credentials (this instance does not hold them).
+        local.or_else(|| stored.map(|r| Arc::new(LegacySession::adopted(r, key, &[]))))
     }
 
     /// Writes every locally cached shared session to the store again where
@@ -333,6 +346,7 @@ pub fn initialize(
     transport: &Transport,
     server: &str,
     context_key: &str,
+    credentials: &[(String, Secret)],
     id: Value,
     budget: Duration,
 ) -> Result<LegacySession, UpstreamError> {
@@ -344,7 +358,8 @@ pub fn initialize(
         "clientInfo": super::hub_client_info(),
     });
     let started = Instant::now();
-    let reply = transport.post(&jsonrpc::request(&id, "initialize", params), &[], budget, &mut |_| {})?;
+    let creds: Vec<(String, String)> = credentials.iter().map(|(k, v)| (k.clone(), v.expose().to_string())).collect();
+    let reply = transport.post(&jsonrpc::request(&id, "initialize", params), &creds, budget, &mut |_| {})?;
     let protocol_error = |detail: String| UpstreamError::Protocol { server: server.to_string(), detail };
     let message = reply
         .message
@@ -355,7 +370,8 @@ pub fn initialize(
         _ => return Err(protocol_error("initialize answered without a result".into())),
     };
     let version = result.get("protocolVersion").and_then(Value::as_str).unwrap_or(LATEST_LEGACY).to_string();
-    let session = LegacySession::new(reply.session_id, version, result, context_key);
+    let mut session = LegacySession::new(reply.session_id, version, result, context_key);
+    session.credentials = credentials.to_vec();
     log::debug!("🪪 서버 세션 확인({server}): {}", session.id_str());
     let remaining = budget.saturating_sub(started.elapsed()).max(Duration::from_millis(100));
     let note = jsonrpc::notification("notifications/initialized", json!({}));
@@ -392,7 +408,7 @@ mod tests {
             .map(|_| {
                 let (pool, creations) = (pool.clone(), creations.clone());
                 std::thread::spawn(move || {
-                    pool.get_or_create("shared", Scope::Stored, soon(), || {
+                    pool.get_or_create("shared", Scope::Stored, soon(), &[], || {
                         creations.fetch_add(1, Ordering::SeqCst);
                         std::thread::sleep(Duration::from_millis(20));
                         Ok(session("s1"))
@@ -413,10 +429,10 @@ mod tests {
     #[test]
     fn a_stored_session_is_adopted_without_creating() {
         let store = Arc::new(MemoryStore::new());
-        pool(&store).get_or_create("shared", Scope::Stored, soon(), || Ok(session("s1"))).unwrap();
+        pool(&store).get_or_create("shared", Scope::Stored, soon(), &[], || Ok(session("s1"))).unwrap();
         // A second pool (a restarted hub, another instance) on the same store.
         let other = pool(&store);
-        let s = other.get_or_create("shared", Scope::Stored, soon(), || panic!("must not initialize")).unwrap();
+        let s = other.get_or_create("shared", Scope::Stored, soon(), &[], || panic!("must not initialize")).unwrap();
         assert_eq!(s.id.as_deref(), Some("s1"));
         assert_eq!(s.init_result, json!({"capabilities": {"tools": {}}}));
         assert!(s.stored);
@@ -426,12 +442,12 @@ mod tests {
     fn invalidate_drops_only_the_stale_session_here_and_in_the_store() {
         let store = Arc::new(MemoryStore::new());
         let pool = pool(&store);
-        let old = pool.get_or_create("k", Scope::Stored, soon(), || Ok(session("old"))).unwrap();
+        let old = pool.get_or_create("k", Scope::Stored, soon(), &[], || Ok(session("old"))).unwrap();
         pool.invalidate("k", &old, "HTTP 404");
         assert_eq!(store.get("srv", "k").unwrap(), None);
-        let new = pool.get_or_create("k", Scope::Stored, soon(), || Ok(session("new"))).unwrap();
+        let new = pool.get_or_create("k", Scope::Stored, soon(), &[], || Ok(session("new"))).unwrap();
         pool.invalidate("k", &old, "HTTP 404"); // a late invalidation of the old one
-        let again = pool.get_or_create("k", Scope::Stored, soon(), || Ok(session("third"))).unwrap();
+        let again = pool.get_or_create("k", Scope::Stored, soon(), &[], || Ok(session("third"))).unwrap();
         assert!(Arc::ptr_eq(&new, &again));
         assert_eq!(pool.list(), vec![("k".to_string(), Some("new".to_string()), true)]);
         assert_eq!(store.get("srv", "k").unwrap().unwrap().session_id, "new");
@@ -442,21 +458,21 @@ mod tests {
         let store = Arc::new(MemoryStore::new());
         let a = pool(&store);
         let b = pool(&store);
-        let s = a.get_or_create("k", Scope::Stored, soon(), || Ok(session("s1"))).unwrap();
+        let s = a.get_or_create("k", Scope::Stored, soon(), &[], || Ok(session("s1"))).unwrap();
         // `a` learns s1 is dead but its store delete is lost; then `a`'s
         // store entry comes back (e.g. another instance's write-through).
         a.invalidate("k", &s, "HTTP 404");
         store.put("srv", "k", &s.record().unwrap(), Duration::from_secs(60)).unwrap();
-        let fresh = a.get_or_create("k", Scope::Stored, soon(), || Ok(session("s2"))).unwrap();
+        let fresh = a.get_or_create("k", Scope::Stored, soon(), &[], || Ok(session("s2"))).unwrap();
         assert_eq!(fresh.id.as_deref(), Some("s2"));
-        assert_eq!(b.get_or_create("k", Scope::Stored, soon(), || panic!("adopts s2")).unwrap().id.as_deref(), Some("s2"));
+        assert_eq!(b.get_or_create("k", Scope::Stored, soon(), &[], || panic!("adopts s2")).unwrap().id.as_deref(), Some("s2"));
     }
 
     #[test]
     fn local_sessions_stay_out_of_the_store() {
         let store = Arc::new(MemoryStore::new());
         let pool = pool(&store);
-        pool.get_or_create("client:ab", Scope::Local, soon(), || Ok(session("c1"))).unwrap();
+        pool.get_or_create("client:ab", Scope::Local, soon(), &[], || Ok(session("c1"))).unwrap();
         assert_eq!(store.get("srv", "client:ab").unwrap(), None);
         assert_eq!(pool.take_local("client:ab").and_then(|s| s.id.clone()).as_deref(), Some("c1"));
         assert!(pool.list().is_empty());
@@ -466,7 +482,7 @@ mod tests {
     fn write_through_restores_records_a_store_lost() {
         let store = Arc::new(MemoryStore::new());
         let pool = pool(&store);
-        pool.get_or_create("shared", Scope::Stored, soon(), || Ok(session("s1"))).unwrap();
+        pool.get_or_create("shared", Scope::Stored, soon(), &[], || Ok(session("s1"))).unwrap();
         store.delete("srv", "shared").unwrap(); // the store restarted empty
         assert_eq!(pool.write_through(), 1);
         assert_eq!(store.get("srv", "shared").unwrap().unwrap().session_id, "s1");
@@ -480,7 +496,7 @@ mod tests {
         let b = Arc::new(pool(&store));
         let waiter = {
             let b = b.clone();
-            std::thread::spawn(move || b.get_or_create("shared", Scope::Stored, soon(), || panic!("the lock holder creates")))
+            std::thread::spawn(move || b.get_or_create("shared", Scope::Stored, soon(), &[], || panic!("the lock holder creates")))
         };
         std::thread::sleep(Duration::from_millis(50));
         store.put("srv", "shared", &session("s1").record().unwrap(), Duration::from_secs(60)).unwrap();
