@@ -5,13 +5,13 @@
 mod hub_util;
 mod redis_util;
 
-use hub_util::{hub, mock_with, HubUnderTest, Mock, ACCEPT, JSON};
+use hub_util::{hub, mock_with, Client, HubUnderTest, Mock};
 use mcphub::mock::{Era, MockConfig};
 use redis_util::RedisServer;
 use serde_json::{json, Value};
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const ADMIN: &str = "admin-token-for-tests-0123456789";
@@ -28,88 +28,11 @@ fn initializes(mock: &Mock) -> u64 {
     mock.stats()["initialize"].as_u64().unwrap()
 }
 
-/// One legacy MCP client with its own keep-alive connection.
-struct Client {
-    agent: ureq::Agent,
-    url: String,
-    sid: String,
-}
-
-impl Client {
-    fn post(agent: &ureq::Agent, url: &str, sid: Option<&str>, body: &Value) -> Result<(u16, Option<String>, String), String> {
-        let mut req = agent.post(url).header(ACCEPT.0, ACCEPT.1).header(JSON.0, JSON.1).header("MCP-Protocol-Version", "2025-11-25");
-        if let Some(s) = sid {
-            req = req.header("Mcp-Session-Id", s);
-        }
-        let mut resp = req.send(body.to_string()).map_err(|e| format!("transport: {e}"))?;
-        let sid = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_string);
-        let text = resp.body_mut().read_to_string().map_err(|e| format!("body: {e}"))?;
-        Ok((resp.status().as_u16(), sid, text))
-    }
-
-    fn connect(url: &str) -> Client {
-        let agent: ureq::Agent =
-            ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(20))).build().into();
-        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
-            "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "store-test", "version": "1"}}});
-        let (status, sid, text) = Client::post(&agent, url, None, &init).expect("initialize reached the hub");
-        assert_eq!(status, 200, "{text}");
-        let sid = sid.expect("a client session id");
-        let (status, _, _) = Client::post(&agent, url, Some(&sid), &json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).unwrap();
-        assert_eq!(status, 202);
-        Client { agent, url: url.to_string(), sid }
-    }
-
-    /// Calls a tool; `Ok(text)` of a successful result, else why not.
-    fn call(&self, tool: &str) -> Result<String, String> {
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": {}}});
-        let (status, _, text) = Client::post(&self.agent, &self.url, Some(&self.sid), &body)?;
-        let msg: Value = if text.starts_with('{') {
-            serde_json::from_str(&text).map_err(|e| format!("HTTP {status}: {e}: {text}"))?
-        } else {
-            let events = mcphub::protocol::sse::parse_all(&text);
-            let last = events.last().ok_or_else(|| format!("HTTP {status}: empty stream"))?;
-            serde_json::from_str(&last.data).map_err(|e| format!("{e}"))?
-        };
-        match msg.pointer("/result/content/0/text").and_then(Value::as_str) {
-            // The mock prefixes its name: "mock: sess-…".
-            Some(t) if msg["result"]["isError"] != json!(true) => Ok(t.strip_prefix("mock: ").unwrap_or(t).to_string()),
-            _ => Err(format!("HTTP {status}: {msg}")),
-        }
-    }
-}
-
-/// `n` clients (connected first, then released together) calling `tool`
-/// until `until`; returns every answer's text and every failure.
+/// `n` anonymous clients calling `tool` together until `until` (≤ `max_calls_each`).
 fn load(url: &str, n: usize, tool: &str, until: Instant, max_calls_each: usize) -> (Vec<String>, Vec<String>) {
     let clients: Vec<Client> = (0..n).map(|_| Client::connect(url)).collect();
-    let barrier = Arc::new(Barrier::new(n));
-    let ok = Arc::new(Mutex::new(Vec::new()));
-    let failed = Arc::new(Mutex::new(Vec::new()));
-    let handles: Vec<_> = clients
-        .into_iter()
-        .map(|c| {
-            let (barrier, ok, failed, tool) = (barrier.clone(), ok.clone(), failed.clone(), tool.to_string());
-            std::thread::spawn(move || {
-                barrier.wait();
-                for i in 0..max_calls_each {
-                    if i > 0 && Instant::now() >= until {
-                        break;
-                    }
-                    match c.call(&tool) {
-                        Ok(t) => ok.lock().unwrap().push(t),
-                        Err(e) => failed.lock().unwrap().push(e),
-                    }
-                }
-            })
-        })
-        .collect();
-    for h in handles {
-        h.join().unwrap();
-    }
-    let ok = std::mem::take(&mut *ok.lock().unwrap());
-    let failed = std::mem::take(&mut *failed.lock().unwrap());
-    (ok, failed)
+    let (ok, failed) = hub_util::load_clients(clients, tool, until, max_calls_each);
+    (ok.into_iter().map(|(_, t)| t).collect(), failed.into_iter().map(|(_, e)| e).collect())
 }
 
 fn key() -> &'static str {

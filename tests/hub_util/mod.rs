@@ -273,3 +273,124 @@ pub fn write_json(out: &mut std::net::TcpStream, body: &serde_json::Value) {
 pub fn id_of(body: &str) -> serde_json::Value {
     serde_json::from_str::<serde_json::Value>(body).ok().and_then(|v| v.get("id").cloned()).unwrap_or(serde_json::Value::Null)
 }
+
+/// One legacy MCP client with its own keep-alive connection.
+pub struct Client {
+    pub agent: ureq::Agent,
+    pub url: String,
+    pub sid: String,
+    /// The hub key sent as `Authorization: Bearer` (None: anonymous).
+    pub key: Option<String>,
+}
+
+impl Client {
+    pub fn post(
+        agent: &ureq::Agent,
+        url: &str,
+        key: Option<&str>,
+        sid: Option<&str>,
+        body: &Value,
+    ) -> Result<(u16, Option<String>, String), String> {
+        let mut req = agent.post(url).header(ACCEPT.0, ACCEPT.1).header(JSON.0, JSON.1).header("MCP-Protocol-Version", "2025-11-25");
+        if let Some(s) = sid {
+            req = req.header("Mcp-Session-Id", s);
+        }
+        let bearer;
+        if let Some(k) = key {
+            bearer = format!("Bearer {k}");
+            req = req.header("Authorization", &bearer);
+        }
+        let mut resp = req.send(body.to_string()).map_err(|e| format!("transport: {e}"))?;
+        let sid = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let text = resp.body_mut().read_to_string().map_err(|e| format!("body: {e}"))?;
+        Ok((resp.status().as_u16(), sid, text))
+    }
+
+    /// An anonymous client session.
+    pub fn connect(url: &str) -> Client {
+        Client::connect_as(url, None)
+    }
+
+    /// A client session of the user owning `key`.
+    pub fn connect_as(url: &str, key: Option<&str>) -> Client {
+        let agent: ureq::Agent =
+            ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(20))).build().into();
+        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+            "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "store-test", "version": "1"}}});
+        let (status, sid, text) = Client::post(&agent, url, key, None, &init).expect("initialize reached the hub");
+        assert_eq!(status, 200, "{text}");
+        let sid = sid.expect("a client session id");
+        let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        let (status, _, _) = Client::post(&agent, url, key, Some(&sid), &note).unwrap();
+        assert_eq!(status, 202);
+        Client { agent, url: url.to_string(), sid, key: key.map(str::to_string) }
+    }
+
+    /// Calls a tool; `Ok(text)` of a successful result, else why not.
+    pub fn call(&self, tool: &str) -> Result<String, String> {
+        self.request("tools/call", json!({"name": tool, "arguments": {}})).and_then(|msg| tool_text(&msg))
+    }
+
+    /// Any request on the session; the final JSON-RPC message (JSON or SSE answer).
+    pub fn request(&self, method: &str, params: Value) -> Result<Value, String> {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let (status, _, text) = Client::post(&self.agent, &self.url, self.key.as_deref(), Some(&self.sid), &body)?;
+        let msg: Value = if text.starts_with('{') {
+            serde_json::from_str(&text).map_err(|e| format!("HTTP {status}: {e}: {text}"))?
+        } else {
+            let events = mcphub::protocol::sse::parse_all(&text);
+            let last = events.last().ok_or_else(|| format!("HTTP {status}: empty stream"))?;
+            serde_json::from_str(&last.data).map_err(|e| format!("{e}"))?
+        };
+        if status >= 400 {
+            return Err(format!("HTTP {status}: {msg}"));
+        }
+        Ok(msg)
+    }
+}
+
+/// The text of a successful tool result without the mock's `"<name>: "`
+/// prefix, else the message as an error.
+pub fn tool_text(msg: &Value) -> Result<String, String> {
+    match msg.pointer("/result/content/0/text").and_then(Value::as_str) {
+        Some(t) if msg["result"]["isError"] != json!(true) => Ok(t.split_once(": ").map(|(_, rest)| rest).unwrap_or(t).to_string()),
+        _ => Err(msg.to_string()),
+    }
+}
+
+
+/// Every client (connected already) calls `tool` at once (a barrier), then
+/// again until `until` (at most `max_calls_each` calls each, at least one).
+/// Returns `(client index, text)` of each success and `(client index, why)`
+/// of each failure.
+pub fn load_clients(clients: Vec<Client>, tool: &str, until: std::time::Instant, max_calls_each: usize) -> (Vec<(usize, String)>, Vec<(usize, String)>) {
+    use std::sync::{Barrier, Mutex};
+    let barrier = Arc::new(Barrier::new(clients.len()));
+    let ok = Arc::new(Mutex::new(Vec::new()));
+    let failed = Arc::new(Mutex::new(Vec::new()));
+    let handles: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let (barrier, ok, failed, tool) = (barrier.clone(), ok.clone(), failed.clone(), tool.to_string());
+            std::thread::spawn(move || {
+                barrier.wait();
+                for n in 0..max_calls_each {
+                    if n > 0 && std::time::Instant::now() >= until {
+                        break;
+                    }
+                    match c.call(&tool) {
+                        Ok(t) => ok.lock().unwrap().push((i, t)),
+                        Err(e) => failed.lock().unwrap().push((i, e)),
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let ok = std::mem::take(&mut *ok.lock().unwrap());
+    let failed = std::mem::take(&mut *failed.lock().unwrap());
+    (ok, failed)
+}
