@@ -5,12 +5,10 @@
 mod hub_util;
 mod redis_util;
 
-use hub_util::{hub, mock_with, Client, HubUnderTest, Mock};
+use hub_util::{hub, mock_with, Client, HubProcess, HubUnderTest, Mock};
 use mcphub::mock::{Era, MockConfig};
 use redis_util::RedisServer;
 use serde_json::{json, Value};
-use std::io::Read;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -204,76 +202,6 @@ fn session_sharing_client_gives_each_client_session_its_own_upstream_session() {
 }
 
 // ---- the real binary: log markers, restart, shutdown ----
-
-/// `mcphub serve` as a child process, stderr in a file; killed on drop.
-struct HubProcess {
-    child: Child,
-    port: u16,
-    log: std::path::PathBuf,
-}
-
-impl HubProcess {
-    fn start(name: &str, config: &Value) -> HubProcess {
-        let dir = std::env::temp_dir().join(format!("mcphub-store-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let (cfg, log) = (dir.join("config.json"), dir.join("hub.log"));
-        std::fs::write(&cfg, config.to_string()).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(env!("CARGO_BIN_EXE_mcphub"))
-            .args(["serve", "--config"])
-            .arg(&cfg)
-            .env("PORT", port.to_string())
-            .env("DEBUG_MCPHUB", "true")
-            .env_remove("REDIS_URL")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start mcphub");
-        let p = HubProcess { child, port, log };
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return p;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("mcphub did not listen within 5 s: {}", p.log_text());
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/mcp", self.port)
-    }
-
-    fn log_text(&self) -> String {
-        let mut s = String::new();
-        let _ = std::fs::File::open(&self.log).and_then(|mut f| f.read_to_string(&mut s));
-        s
-    }
-
-    /// SIGTERM and wait (≤ 15 s) for a clean exit.
-    fn terminate(&mut self) {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                assert!(st.success(), "{st:?}: {}", self.log_text());
-                return;
-            }
-            assert!(Instant::now() < deadline, "mcphub did not stop after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for HubProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 fn process_config(mock: &Mock, redis: Option<&RedisServer>) -> Value {
     let mut c = json!({"mcpServers": {"mock": {"url": mock.url, "protocol": "legacy", "timeoutMs": 5000}}, "timeouts": {"hubMs": 8000}});

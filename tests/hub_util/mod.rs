@@ -394,3 +394,74 @@ pub fn load_clients(clients: Vec<Client>, tool: &str, until: std::time::Instant,
     let failed = std::mem::take(&mut *failed.lock().unwrap());
     (ok, failed)
 }
+
+/// `mcphub serve` as a child process, stderr in a file; killed on drop.
+pub struct HubProcess {
+    pub child: std::process::Child,
+    pub port: u16,
+    pub log: std::path::PathBuf,
+}
+
+impl HubProcess {
+    pub fn start(name: &str, config: &Value) -> HubProcess {
+        let dir = std::env::temp_dir().join(format!("mcphub-store-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cfg, log) = (dir.join("config.json"), dir.join("hub.log"));
+        std::fs::write(&cfg, config.to_string()).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_mcphub"))
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .env("PORT", port.to_string())
+            .env("DEBUG_MCPHUB", "true")
+            .env_remove("REDIS_URL")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start mcphub");
+        let p = HubProcess { child, port, log };
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return p;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("mcphub did not listen within 5 s: {}", p.log_text());
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/mcp", self.port)
+    }
+
+    pub fn log_text(&self) -> String {
+        let mut s = String::new();
+        let _ = std::fs::File::open(&self.log).and_then(|mut f| std::io::Read::read_to_string(&mut f, &mut s));
+        s
+    }
+
+    /// SIGTERM and wait (≤ 15 s) for a clean exit.
+    pub fn terminate(&mut self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                assert!(st.success(), "{st:?}: {}", self.log_text());
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "mcphub did not stop after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for HubProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
