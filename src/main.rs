@@ -57,6 +57,23 @@ fn init_logging() {
     let _ = simplelog::WriteLogger::init(level, config, std::io::stderr());
 }
 
+/// Panics are logged with hub keys masked (`mcphub_***`); payloads that are
+/// not strings are not printed. Service tokens are `Secret`s, which print
+/// `***` wherever they are formatted.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(non-text payload)".into());
+        let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+        let thread = std::thread::current().name().unwrap_or("unnamed").to_string();
+        log::error!("panic in thread '{thread}' at {location}: {}", mcphub::users::mask_keys(&payload));
+    }));
+}
+
 fn load(path: &Path) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|e| {
         eprintln!("mcphub: {e}");
@@ -111,6 +128,7 @@ fn serve(config: Config) -> ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
+    install_panic_hook();
     match cli.command {
         Command::Serve { config, port, bind, redis_url } => {
             let mut config = match load(&config) {

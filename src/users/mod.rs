@@ -86,6 +86,21 @@ pub fn looks_like_key(key: &str) -> bool {
     key.strip_prefix("mcphub_").is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// `text` with every hub key (`mcphub_` + 64 hex) replaced by `mcphub_***`.
+pub fn mask_keys(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("mcphub_") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 7..];
+        let hex_len = after.bytes().take_while(u8::is_ascii_hexdigit).count();
+        out.push_str(if hex_len >= 16 { "mcphub_***" } else { "mcphub_" });
+        rest = if hex_len >= 16 { &after[hex_len..] } else { after };
+    }
+    out.push_str(rest);
+    out
+}
+
 #[derive(Default)]
 struct State {
     /// Users by name.
@@ -167,5 +182,6 @@ mod tests {
         assert!(!users.anonymous_allowed());
         assert_eq!(format!("{:?} {}", alice.token("GITHUB_TOKEN").unwrap(), alice.token("GITHUB_TOKEN").unwrap()), "Secret(***) ***");
         assert!(!format!("{alice:?}").contains("ghp_x"));
+        assert_eq!(mask_keys(&format!("bad key {k} here; mcphub_ok")), "bad key mcphub_*** here; mcphub_ok");
     }
 }
