@@ -197,8 +197,8 @@ fn load_file(path: &Path) -> Result<BTreeMap<String, UserRecord>, PersistError> 
     Ok(state.users)
 }
 
-/// Writes `{dir}/users.json` atomically: `users.json.tmp` + fsync + rename
-/// + fsync of the directory. Creates `dir` (mode 0700) on first use; the
+/// Writes `{dir}/users.json` atomically: `users.json.tmp`, fsync, rename,
+/// fsync of the directory. Creates `dir` (mode 0700) on first use; the
 /// file is 0600.
 fn write_file(dir: &Path, users: &BTreeMap<String, UserRecord>) -> Result<(), PersistError> {
     let path = dir.join(STATE_FILE);
