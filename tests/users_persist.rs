@@ -180,3 +180,122 @@ fn two_hubs_on_one_redis_see_each_others_changes() {
     assert!(r.json()["error"].as_str().unwrap().contains("unavailable"), "{}", r.text);
     assert!(!r.text.contains(value));
 }
+
+/// `mcphub serve` as a process; killed (SIGTERM, then SIGKILL) on drop.
+struct Serve {
+    child: std::process::Child,
+    stderr: std::sync::Arc<parking_lot::Mutex<String>>,
+}
+
+impl Serve {
+    fn start(config: &std::path::Path, env: &[(&str, &str)]) -> Serve {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mcphub"));
+        cmd.args(["serve", "--port", "0", "--config"]).arg(config).env("DEBUG_MCPHUB", "1");
+        for k in ["MCPHUB_SECRET_KEY", "MCPHUB_SECRET_KEY_FILE", "MCPHUB_STATE_DIR", "STATE_DIRECTORY", "REDIS_URL"] {
+            cmd.env_remove(k);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.stdin(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let stderr = std::sync::Arc::new(parking_lot::Mutex::new(String::new()));
+        let (pipe, sink) = (child.stderr.take().unwrap(), stderr.clone());
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut s = sink.lock();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Serve { child, stderr }
+    }
+
+    /// The base URL once the log says where it listens (≤ 5 s).
+    fn base(&self) -> String {
+        let mut found = None;
+        assert!(
+            within_5s(|| {
+                found = self.stderr.lock().lines().find_map(|l| {
+                    l.split("listening on ").nth(1).and_then(|r| r.split("/mcp").next()).map(str::to_string)
+                });
+                found.is_some()
+            }),
+            "no listening line: {}",
+            self.stderr.lock()
+        );
+        found.unwrap()
+    }
+
+    /// SIGTERM, wait for the exit (≤ 5 s, else SIGKILL); the whole stderr.
+    fn stop(mut self) -> String {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let exited = within_5s(|| self.child.try_wait().ok().flatten().is_some());
+        if !exited {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        self.stderr.lock().clone()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn serve_takes_the_secret_key_and_state_dir_from_the_environment_and_logs_no_secret() {
+    let dir = TempDir::new("users-serve");
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let root = new_key();
+    let config = dir.0.join("config.json");
+    std::fs::write(&config, json!({"users": {"root": {"keys": [key_digest(&root)], "admin": true}}}).to_string()).unwrap();
+    let key_file = dir.0.join("secret.key");
+    let hex_key = "5e".repeat(32);
+    std::fs::write(&key_file, format!("{hex_key}\n")).unwrap();
+    let state = dir.0.join("state");
+    let env = [("MCPHUB_SECRET_KEY_FILE", key_file.to_str().unwrap()), ("MCPHUB_STATE_DIR", state.to_str().unwrap())];
+
+    // A secret key that is set but malformed stops the start, without echoing it.
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_mcphub"))
+        .args(["serve", "--port", "0", "--config"])
+        .arg(&config)
+        .env_remove("MCPHUB_SECRET_KEY_FILE")
+        .env("MCPHUB_SECRET_KEY", "not-a-key-zzz")
+        .output()
+        .unwrap();
+    let msg = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{msg}");
+    assert!(msg.contains("MCPHUB_SECRET_KEY") && !msg.contains("not-a-key-zzz"), "{msg}");
+
+    let value = "ghp_process_secret_9911";
+    let serve = Serve::start(&config, &env);
+    let base = serve.base();
+    let auth = format!("Bearer {root}");
+    let call = |method: &str, path: &str, body: Value| send(method, &format!("{base}{path}"), &[JSON, ("Authorization", &auth)], &body.to_string());
+    assert_eq!(call("POST", "/api/admin/users", json!({"name": "alice"})).status, 201);
+    let r = call("POST", "/api/admin/users/alice/keys", json!({}));
+    let alice = r.json()["data"]["key"].as_str().unwrap().to_string();
+    let r = send("PUT", &format!("{base}/api/me/tokens/GITHUB_TOKEN"), &[JSON, ("Authorization", &format!("Bearer {alice}"))], &json!({"value": value}).to_string());
+    assert_eq!(r.status, 200, "{}", r.text);
+    let log = serve.stop();
+    let stored = std::fs::read_to_string(state.join("users.json")).expect("the state file under MCPHUB_STATE_DIR");
+    assert!(stored.contains("alice") && !stored.contains(value));
+    for secret in [value, alice.as_str(), root.as_str(), hex_key.as_str()] {
+        assert!(!log.contains(secret), "a secret in the log:\n{log}");
+    }
+    assert!(log.contains("token GITHUB_TOKEN of 'alice' set"), "{log}");
+
+    // Restarted with the same key file: alice and her token are back.
+    let serve = Serve::start(&config, &env);
+    let base = serve.base();
+    let me = send("GET", &format!("{base}/api/me"), &[("Authorization", &format!("Bearer {alice}"))], "");
+    assert_eq!(me.status, 200, "{}", me.text);
+    assert_eq!(me.json()["data"]["tokens"], json!(["GITHUB_TOKEN"]));
+    let log = serve.stop();
+    assert!(!log.contains("cannot be decrypted"), "{log}");
+}
