@@ -167,6 +167,15 @@ fn two_hubs_on_one_redis_see_each_others_changes() {
     assert!(a.hub.users().authenticate(&key).is_none());
     assert!(within_5s(|| b.hub.users().authenticate(&key).is_none()), "the revoked key still works on hub B");
 
+    // A key this hub has not loaded, whose record arrived without a version
+    // bump (so the once-a-second poll does not reload): the key index finds it.
+    let zed_key = new_key();
+    let zed = json!({"name": "zed", "keys": [{"digest": key_digest(&zed_key), "id": &key_digest(&zed_key)[..8], "createdMs": 1}]});
+    redis.cli(&["SET", "mcp:user:zed", &zed.to_string()]);
+    redis.cli(&["SADD", "mcp:users", "zed"]);
+    redis.cli(&["SET", &format!("mcp:user-key:{}", key_digest(&zed_key)), "zed"]);
+    assert_eq!(b.hub.users().authenticate(&zed_key).map(|u| u.name.clone()).as_deref(), Some("zed"));
+
     // Redis down: loaded users still authenticate, changes are refused with 503.
     let key2 = issue(&a, &root, "alice");
     assert!(within_5s(|| b.hub.users().authenticate(&key2).is_some()));
