@@ -179,6 +179,10 @@ pub struct Config {
     /// Whether requests without a hub key are served once users exist
     /// (`allowAnonymous`, default false; with no users at all, they are).
     pub allow_anonymous: bool,
+    /// Where run-time users are kept without Redis (`stateDir`; `mcphub
+    /// serve` lets `MCPHUB_STATE_DIR` override it); `None` → `$STATE_DIRECTORY`
+    /// (systemd) or `./state`.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// One user of the config file (`"users": {"alice": {…}}`, DESIGN.md §6).
@@ -258,6 +262,7 @@ struct RawConfig {
     #[serde(default)]
     groups: BTreeMap<String, Vec<String>>,
     allow_anonymous: Option<bool>,
+    state_dir: Option<String>,
     #[serde(default)]
     mcp_servers: BTreeMap<String, Value>,
 }
@@ -633,6 +638,11 @@ impl Config {
         Ok(Config {
             users,
             allow_anonymous: raw.allow_anonymous.unwrap_or(false),
+            state_dir: match raw.state_dir {
+                None => None,
+                Some(d) if d.trim().is_empty() => return Err(invalid("stateDir", "must not be empty")),
+                Some(d) => Some(std::path::PathBuf::from(substitute_env(&d).map_err(|m| invalid("stateDir", m))?)),
+            },
             redis,
             session_ttl: Duration::from_secs(bounded("sessionTtlSecs", raw.session_ttl_secs, 3600, 1, 30 * DAY_SECS)?),
             admin_token,

@@ -35,6 +35,18 @@ enum Command {
         /// Redis for shared upstream sessions (overrides the config's `redis.url`).
         #[arg(long, env = "REDIS_URL", hide_env_values = true)]
         redis_url: Option<String>,
+        /// Where run-time users are kept without Redis (overrides the config's `stateDir`).
+        #[arg(long, env = "MCPHUB_STATE_DIR")]
+        state_dir: Option<PathBuf>,
+    },
+    /// Print a new hub key and its SHA-256 digest (and a config snippet).
+    Keygen {
+        /// Make the snippet's user an admin (name `admin` unless --user is given).
+        #[arg(long)]
+        admin: bool,
+        /// Print a `"users"` snippet for this user name.
+        #[arg(long)]
+        user: Option<String>,
     },
     /// Validate a configuration and print what the hub would serve.
     CheckConfig {
@@ -95,6 +107,18 @@ fn serve(config: Config) -> ExitCode {
         }
     };
     log::info!("upstream sessions kept in the {} store", hub.store().kind());
+    let users = hub.users();
+    match users.store_kind() {
+        "file" => log::info!(
+            "{} users; run-time users kept in {}",
+            users.list().len(),
+            mcphub::users::state_dir(hub.config()).join(mcphub::users::persist::STATE_FILE).display()
+        ),
+        kind => log::info!("{} users; run-time users kept in {kind}", users.list().len()),
+    }
+    if !users.has_secret_key() {
+        log::info!("no MCPHUB_SECRET_KEY_FILE / MCPHUB_SECRET_KEY: run-time tokens cannot be stored (config tokens are served)");
+    }
     let server = match Server::bind(addr, http, Arc::new(hub.clone())) {
         Ok(s) => Arc::new(s),
         Err(e) => {
@@ -125,12 +149,36 @@ fn serve(config: Config) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `mcphub keygen`: the key, its digest, and with `--user`/`--admin` a config snippet.
+fn keygen(admin: bool, user: Option<String>) -> ExitCode {
+    let key = mcphub::users::new_key();
+    let digest = format!("sha256:{}", mcphub::users::key_digest(&key));
+    println!("key: {key}");
+    println!("digest: {digest}");
+    if admin || user.is_some() {
+        let name = user.unwrap_or_else(|| "admin".to_string());
+        if !mcphub::config::valid_user_name(&name) {
+            eprintln!("mcphub: --user: user names are 1..=64 characters of [A-Za-z0-9_.@-]");
+            return ExitCode::from(2);
+        }
+        let mut entry = serde_json::json!({"keys": [digest]});
+        if admin {
+            entry["admin"] = serde_json::Value::Bool(true);
+        }
+        let snippet = serde_json::json!({ name: entry });
+        println!("config: \"users\": {snippet}");
+    }
+    eprintln!("The key is shown once: give it to its user. Only the digest goes into the config.");
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     install_panic_hook();
     match cli.command {
-        Command::Serve { config, port, bind, redis_url } => {
+        Command::Keygen { admin, user } => keygen(admin, user),
+        Command::Serve { config, port, bind, redis_url, state_dir } => {
             let mut config = match load(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
@@ -150,6 +198,15 @@ fn main() -> ExitCode {
                     Some(r) => mcphub::config::RedisConfig { url, ..r },
                     None => mcphub::config::RedisConfig::new(url),
                 });
+            }
+            if let Some(dir) = state_dir.filter(|d| !d.as_os_str().is_empty()) {
+                config.state_dir = Some(dir);
+            }
+            // A key that is set but unusable stops the start (it would
+            // otherwise hide every stored token).
+            if let Err(e) = mcphub::users::secrets::SecretKey::from_env() {
+                eprintln!("mcphub: {e}");
+                return ExitCode::from(2);
             }
             serve(config)
         }

@@ -9,58 +9,208 @@
 //!   404 `{"success": false, "error": …}`: the session is dropped from the
 //!   cache and the store and DELETEd upstream; the next request re-establishes.
 //!
-//! Protected by the config's `adminToken`, sent as `x-auth-token: T` or
-//! `Authorization: Bearer T` (compared as SHA-256 digests, in constant time);
-//! no or a wrong token → 401 with `WWW-Authenticate: Bearer`. Without a
-//! configured token every request is refused (the users issue folds this
-//! into admin keys).
+//! Users (issue 5; token values are never answered, only names):
+//! - `GET /api/admin/users` → `[{name, admin, servers, source, keys: [{id,
+//!   label, createdMs, source}], tokens: [NAME…]}]`; `GET …/users/{name}`;
+//! - `POST /api/admin/users` `{"name", "admin"?, "servers"?}` → 201 the user;
+//! - `DELETE /api/admin/users/{name}` (run-time users only; 409 for config users);
+//! - `POST /api/admin/users/{name}/keys` `{"label"?}` → 201 `{key, id, label,
+//!   createdMs}`: the key is shown this once;
+//! - `DELETE /api/admin/users/{name}/keys/{id}` (config keys too: revoked at run time);
+//! - `PUT /api/admin/users/{name}/tokens/{NAME}` `{"value"}`,
+//!   `DELETE /api/admin/users/{name}/tokens/{NAME}`.
+//!
+//! Errors: 400 bad name/body, 404 unknown, 409 conflict, 503 store down or
+//! no secret key for tokens (the message says to set `MCPHUB_SECRET_KEY_FILE`).
+//!
+//! Who may call: a user with `"admin": true` presenting one of their hub keys,
+//! or the config's legacy `adminToken` (compared as SHA-256 digests, in
+//! constant time), as `Authorization: Bearer …` or `x-auth-token: …`. No or a
+//! wrong credential → 401 with `WWW-Authenticate: Bearer`; a live key of a
+//! user who is not an admin → 403. A browser `Origin` that is not allowed
+//! (`Hub::origin_allowed`) → 403. Request bodies are never logged.
 
 use super::Hub;
 use crate::http::{percent_decode, Request, Response};
 use crate::store::ListedSession;
-use serde_json::{json, Value};
+use crate::users::{looks_like_key, UsersError};
+use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 /// Prefix of every admin path.
 pub const PREFIX: &str = "/api/admin/";
 
-fn failure(status: u16, error: &str) -> Response {
+/// `{"success": false, "error": error}` with `status`.
+pub fn failure(status: u16, error: &str) -> Response {
     Response::json(status, &json!({"success": false, "error": error}))
 }
 
-/// Whether the request carries the admin token.
-fn authorized(hub: &Hub, req: &Request) -> Result<(), Response> {
-    let unauthorized = |why: &str| failure(401, why).with_header("WWW-Authenticate", "Bearer realm=\"mcphub-admin\"");
-    let Some(expected) = hub.config().admin_token.as_deref() else {
-        return Err(unauthorized("the admin API is off: set adminToken in the config"));
-    };
-    let presented = req
-        .header("x-auth-token")
-        .or_else(|| req.header("Authorization").and_then(|a| a.strip_prefix("Bearer ").or_else(|| a.strip_prefix("bearer "))))
-        .map(str::trim);
-    let Some(presented) = presented else {
-        return Err(unauthorized("admin token required: send x-auth-token or Authorization: Bearer"));
-    };
-    let (a, b) = (Sha256::digest(presented.as_bytes()), Sha256::digest(expected.as_bytes()));
-    if a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) != 0 {
-        return Err(unauthorized("invalid admin token"));
+/// `{"success": true, "data": data}` with `status`.
+pub fn success(status: u16, data: Value) -> Response {
+    Response::json(status, &json!({"success": true, "data": data})).with_header("Cache-Control", "no-store")
+}
+
+/// A registry error as its API answer.
+pub fn users_failure(e: &UsersError) -> Response {
+    failure(e.status(), &e.to_string())
+}
+
+/// 401 with `WWW-Authenticate: Bearer`.
+pub fn unauthorized(realm: &str, why: &str) -> Response {
+    failure(401, why).with_header("WWW-Authenticate", &format!("Bearer realm=\"{realm}\""))
+}
+
+/// The credential of an API request: `x-auth-token`, else `Authorization: Bearer …`.
+pub fn presented_credential(req: &Request) -> Option<&str> {
+    req.header("x-auth-token")
+        .or_else(|| {
+            req.header("Authorization").and_then(|a| {
+                let (scheme, rest) = a.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then_some(rest)
+            })
+        })
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+}
+
+/// The request body as a JSON object (an empty body is `{}`); the error
+/// never quotes the body (it may carry a token).
+pub fn body_object(req: &Request, shape: &str) -> Result<Map<String, Value>, Response> {
+    if req.body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
     }
-    Ok(())
+    match serde_json::from_slice::<Value>(&req.body) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(failure(400, &format!("the body must be a JSON object {shape}"))),
+    }
+}
+
+/// Who the admin caller is (for the log), or the refusal.
+fn authorized(hub: &Hub, req: &Request) -> Result<String, Response> {
+    if !hub.origin_allowed(req.header("Origin")) {
+        return Err(failure(403, "Forbidden: Origin not allowed"));
+    }
+    let realm = "mcphub-admin";
+    let configured = hub.config().admin_token.as_deref();
+    let Some(presented) = presented_credential(req) else {
+        let why = if configured.is_none() && !hub.users().list().iter().any(|u| u.admin) {
+            "the admin API is off: give a user \"admin\": true (mcphub keygen --admin) or set adminToken in the config"
+        } else {
+            "admin credential required: send Authorization: Bearer <an admin's hub key> (or x-auth-token)"
+        };
+        return Err(unauthorized(realm, why));
+    };
+    if looks_like_key(presented) {
+        if let Some(user) = hub.users().authenticate(presented) {
+            return if user.admin {
+                Ok(user.name.clone())
+            } else {
+                Err(failure(403, &format!("user '{}' is not an admin", user.name)))
+            };
+        }
+    }
+    if let Some(expected) = configured {
+        let (a, b) = (Sha256::digest(presented.as_bytes()), Sha256::digest(expected.as_bytes()));
+        if a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0 {
+            return Ok("adminToken".into());
+        }
+    }
+    Err(unauthorized(realm, "invalid admin credential (unknown or revoked key, or wrong adminToken)"))
 }
 
 /// Serves `/api/admin/*`.
 pub fn handle(hub: &Hub, req: &Request) -> Response {
-    if let Err(denied) = authorized(hub, req) {
-        return denied;
-    }
+    let caller = match authorized(hub, req) {
+        Ok(c) => c,
+        Err(denied) => return denied,
+    };
     let rest = req.path().strip_prefix(PREFIX).unwrap_or("");
     let parts: Vec<String> = rest.split('/').filter(|p| !p.is_empty()).map(percent_decode).collect();
+    let users = hub.users();
+    let done = |r: Result<Value, UsersError>, status: u16| match r {
+        Ok(v) => success(status, v),
+        Err(e) => users_failure(&e),
+    };
     match (req.method.as_str(), parts.iter().map(String::as_str).collect::<Vec<_>>().as_slice()) {
         ("GET", ["upstream-sessions"]) => list(hub),
         ("DELETE", ["upstream-sessions", server, context]) => delete(hub, server, context),
         (_, ["upstream-sessions", ..]) => failure(405, "use GET /api/admin/upstream-sessions or DELETE …/{serverName}/{contextKey}")
             .with_header("Allow", "GET, DELETE"),
+        ("GET", ["users"]) => success(200, json!(users.list())),
+        ("POST", ["users"]) => {
+            let shape = "{\"name\": \"…\", \"admin\"?: bool, \"servers\"?: [\"…\"]}";
+            let body = match body_object(req, shape) {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            let Some(name) = body.get("name").and_then(Value::as_str) else {
+                return failure(400, &format!("\"name\" is required: {shape}"));
+            };
+            let admin = match body.get("admin") {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(b)) => *b,
+                Some(_) => return failure(400, "\"admin\" must be true or false"),
+            };
+            let servers = match body.get("servers") {
+                None | Some(Value::Null) => None,
+                Some(Value::Array(a)) if a.iter().all(Value::is_string) => {
+                    Some(a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                }
+                Some(_) => return failure(400, "\"servers\" must be a list of server names"),
+            };
+            log::info!("admin ({caller}): create user '{}'", crate::users::printable_name(name));
+            done(users.create(name, admin, servers).map(|v| json!(v)), 201)
+        }
+        ("GET", ["users", name]) => match users.view(name) {
+            Some(v) => success(200, json!(v)),
+            None => failure(404, &format!("no user named '{}'", crate::users::printable_name(name))),
+        },
+        ("DELETE", ["users", name]) => done(users.delete(name).map(|()| json!({"name": name, "deleted": true})), 200),
+        ("POST", ["users", name, "keys"]) => {
+            let body = match body_object(req, "{\"label\"?: \"…\"}") {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            let label = match body.get("label") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(l)) => Some(l.clone()),
+                Some(_) => return failure(400, "\"label\" must be a string"),
+            };
+            match users.issue_key(name, label) {
+                Ok((key, view)) => success(
+                    201,
+                    json!({"user": name, "key": key, "id": view.id, "label": view.label, "createdMs": view.created_ms,
+                           "note": "the key is shown once; only its SHA-256 digest is kept"}),
+                ),
+                Err(e) => users_failure(&e),
+            }
+        }
+        ("DELETE", ["users", name, "keys", id]) => {
+            done(users.revoke_key(name, id).map(|()| json!({"user": name, "id": id, "revoked": true})), 200)
+        }
+        ("PUT", ["users", name, "tokens", token]) => match token_value(req) {
+            Ok(value) => done(users.set_token(name, token, &value).map(|()| json!({"user": name, "token": token, "set": true})), 200),
+            Err(r) => r,
+        },
+        ("DELETE", ["users", name, "tokens", token]) => {
+            done(users.delete_token(name, token).map(|()| json!({"user": name, "token": token, "deleted": true})), 200)
+        }
+        (_, ["users", ..]) => failure(
+            405,
+            "users endpoints: GET/POST /api/admin/users, GET/DELETE …/users/{name}, POST …/{name}/keys, \
+             DELETE …/{name}/keys/{id}, PUT/DELETE …/{name}/tokens/{NAME}",
+        ),
         _ => failure(404, "unknown admin endpoint"),
+    }
+}
+
+/// The `"value"` of a `{"value": "…"}` body (never quoted back).
+pub fn token_value(req: &Request) -> Result<String, Response> {
+    let shape = "{\"value\": \"…\"}";
+    let body = body_object(req, shape)?;
+    match body.get("value") {
+        Some(Value::String(v)) => Ok(v.clone()),
+        _ => Err(failure(400, &format!("the body must be {shape} with the token as a string"))),
     }
 }
 

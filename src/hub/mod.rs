@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod auth;
 pub mod listen;
+pub mod me;
 pub mod methods;
 pub mod mrtr;
 pub mod relay;
@@ -108,7 +109,7 @@ impl Hub {
         let sessions = ClientSessions::new(config.client_session_idle, config.max_client_sessions);
         let hub = Hub {
             inner: Arc::new(Inner {
-                users: crate::users::Users::from_config(&config.users, config.allow_anonymous),
+                users: crate::users::Users::open(&config),
                 config,
                 store: store.clone(),
                 catalog,
@@ -512,6 +513,7 @@ impl Handler for Hub {
             ("GET", "/healthz") => Response::json(200, &json!({"status": "ok"})),
             ("GET", "/readyz") => self.readyz(),
             (_, p) if p.starts_with(admin::PREFIX) => admin::handle(self, &req),
+            (_, p) if p == me::PATH || p.starts_with(me::PREFIX) => me::handle(self, &req),
             ("GET", "/") => Response::text(200, "MCPHub: the MCP endpoint is /mcp\n"),
             _ => Response::text(404, "not found; the MCP endpoint is /mcp\n"),
         }

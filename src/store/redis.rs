@@ -133,6 +133,18 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// Runs `op` on a pooled connection through this store's breaker, for
+    /// records other than sessions (the user registry, `src/users/persist.rs`).
+    ///
+    /// Errors: [`StoreError::Unavailable`] while the breaker is open or on a
+    /// connectivity failure (which opens it); [`StoreError::Other`] for an
+    /// error reply. Messages have the URL's secrets scrubbed.
+    pub fn run<T>(&self, op: impl FnOnce(&mut redis::Connection) -> RedisResult<T>) -> Result<T, StoreError> {
+        self.inner.run(op)
+    }
+}
+
 impl Inner {
     /// Runs `op` on a pooled connection, through the breaker.
     fn run<T>(&self, op: impl FnOnce(&mut redis::Connection) -> RedisResult<T>) -> Result<T, StoreError> {

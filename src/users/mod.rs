@@ -7,14 +7,34 @@
 //! - A service token (`GITHUB_TOKEN`) is a [`Secret`]: its `Debug`/`Display`
 //!   print `***`, so it cannot reach a log line by accident.
 //!
-//! Users come from the config file now; the run-time registry (admin API,
-//! store persistence, encryption at rest) extends [`Users`].
+//! Users come from the config file (read-only) and from the run-time
+//! registry (admin API, `/api/me`), kept in Redis or a state file
+//! ([`persist`]), tokens sealed with AES-256-GCM ([`secrets`]).
+//!
+//! Choices:
+//! - a config user's own parts (admin, servers, config keys and tokens) are
+//!   read-only; it may get run-time keys and tokens; a run-time token with
+//!   the name of a config token overrides it; a config key can be revoked at
+//!   run time (its digest is recorded in the user's record, `revoked`);
+//! - the request path ([`Users::authenticate`], [`Users::get`]) reads a local
+//!   map of `Arc<User>`s, replaced whole on every change; with Redis, a
+//!   thread polls `mcp:users:version` once a second and reloads when another
+//!   instance changed something; an unknown key may ask Redis's key index at
+//!   most once a second per digest.
 
-use crate::config::UserConfig;
-use parking_lot::RwLock;
+pub mod persist;
+pub mod secrets;
+
+use crate::config::{Config, UserConfig};
+use parking_lot::{Mutex, RwLock};
+use persist::{Backend, KeyRecord, PersistError, UserRecord};
+use secrets::SecretKey;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 /// A secret value (service token, hub key) that never prints itself.
 #[derive(Clone, PartialEq, Eq)]
@@ -101,61 +121,646 @@ pub fn mask_keys(text: &str) -> String {
     out
 }
 
+/// How often another instance's changes are looked for (Redis), and the
+/// least time between two Redis look-ups of one unknown key digest.
+pub const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+/// Most unknown digests remembered for the once-a-second rule.
+const MISSES_CAP: usize = 10_000;
+/// Longest token value, bytes (it goes into an HTTP header).
+pub const MAX_TOKEN_BYTES: usize = 8192;
+
+/// Why a registry change was refused. `Display` never contains a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum UsersError {
+    /// A malformed name, value or field (HTTP 400).
+    #[error("{0}")]
+    Invalid(String),
+    /// No such user, key or token (HTTP 404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The change conflicts with what exists (exists already, comes from the config file) (HTTP 409).
+    #[error("{0}")]
+    Conflict(String),
+    /// Tokens cannot be stored: no secret key (HTTP 503).
+    #[error("{}", secrets::NO_KEY_MESSAGE)]
+    NoSecretKey,
+    /// The store cannot be written (HTTP 503).
+    #[error(transparent)]
+    Store(#[from] PersistError),
+}
+
+impl UsersError {
+    /// The HTTP status the API answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            UsersError::Invalid(_) => 400,
+            UsersError::NotFound(_) => 404,
+            UsersError::Conflict(_) => 409,
+            UsersError::NoSecretKey | UsersError::Store(_) => 503,
+        }
+    }
+}
+
+/// One key as the API lists it (never the key or its full digest).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyView {
+    /// First 8 hex chars of the key's SHA-256.
+    pub id: String,
+    /// The label given at issue (`null` for config keys and unlabelled keys).
+    pub label: Option<String>,
+    /// Issue time, ms since the Unix epoch (`null` for config keys).
+    pub created_ms: Option<u64>,
+    /// `config` or `runtime`.
+    pub source: &'static str,
+}
+
+/// One user as the API lists it: token names only, never values.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    /// The user's name.
+    pub name: String,
+    /// Admin role.
+    pub admin: bool,
+    /// Allowed servers (`null` = all).
+    pub servers: Option<Vec<String>>,
+    /// `config` or `runtime`.
+    pub source: &'static str,
+    /// Live keys.
+    pub keys: Vec<KeyView>,
+    /// Names of the service tokens the user has.
+    pub tokens: Vec<String>,
+}
+
 #[derive(Default)]
 struct State {
     /// Users by name.
     users: BTreeMap<String, Arc<User>>,
     /// Key digest → user name.
     keys: HashMap<String, String>,
+    /// The stored records (run-time users and overlays of config users).
+    records: BTreeMap<String, UserRecord>,
+    /// The Redis `mcp:users:version` the records were read at.
+    version: u64,
+    /// Whether the records were read from the backend (a state file that
+    /// could not be read is never overwritten).
+    loaded: bool,
 }
 
-/// The registry: users by name and by key digest.
-pub struct Users {
+struct Shared {
     state: RwLock<State>,
     allow_anonymous: bool,
+    config: Vec<UserConfig>,
+    /// Server names a run-time user may be given.
+    known_servers: Vec<String>,
+    backend: Backend,
+    secret: RwLock<Option<SecretKey>>,
+    /// Unknown digests → when Redis's index was last asked about them.
+    misses: Mutex<HashMap<String, Instant>>,
+    /// Serializes changes and reloads on this instance.
+    write: Mutex<()>,
+}
+
+/// The registry: users by name and by key digest. Cheap to clone.
+#[derive(Clone)]
+pub struct Users {
+    inner: Arc<Shared>,
 }
 
 impl Users {
-    /// The config file's users.
+    /// The config file's users; run-time changes are kept in memory only.
     pub fn from_config(users: &[UserConfig], allow_anonymous: bool) -> Users {
-        let mut state = State::default();
-        for u in users {
-            let user = User {
-                name: u.name.clone(),
-                admin: u.admin,
-                servers: u.servers.clone(),
-                tokens: u.tokens.iter().map(|(n, v)| (n.clone(), Secret::new(v.clone()))).collect(),
-            };
-            for d in &u.key_digests {
-                state.keys.insert(d.clone(), u.name.clone());
-            }
-            state.users.insert(u.name.clone(), Arc::new(user));
+        Users::build(users.to_vec(), allow_anonymous, Vec::new(), Backend::None, None)
+    }
+
+    /// The registry of a hub: config users plus the stored ones — in Redis
+    /// when `config.redis` is set (polled for other instances' changes), else
+    /// in `{stateDir}/users.json` ([`state_dir`]). The secret key comes from
+    /// the environment ([`SecretKey::from_env`]); an unreadable one is logged
+    /// and treated as absent. A store that cannot be read is logged; Redis is
+    /// retried every second.
+    pub fn open(config: &Config) -> Users {
+        let backend = match &config.redis {
+            Some(r) => match crate::store::redis::RedisStore::new(r) {
+                Ok(store) => Backend::Redis(store),
+                Err(e) => {
+                    log::error!("users: {e}; run-time users are not persisted");
+                    Backend::None
+                }
+            },
+            None => Backend::File(state_dir(config)),
+        };
+        let secret = SecretKey::from_env().unwrap_or_else(|e| {
+            log::error!("{e}; run-time tokens cannot be stored or read");
+            None
+        });
+        let mut known: Vec<String> = config.servers.iter().map(|s| s.name.clone()).collect();
+        known.extend(config.skipped.iter().map(|s| s.name.clone()));
+        let users = Users::build(config.users.clone(), config.allow_anonymous, known, backend, secret);
+        if let Err(e) = users.reload() {
+            log::warn!("users: {e}");
         }
-        Users { state: RwLock::new(state), allow_anonymous }
+        if matches!(users.inner.backend, Backend::Redis(_)) {
+            let weak = Arc::downgrade(&users.inner);
+            if let Err(e) = std::thread::Builder::new().name("users-reload".into()).spawn(move || poll_loop(weak)) {
+                log::error!("users: cannot start the reload thread ({e}); other instances' changes are not seen");
+            }
+        }
+        users
+    }
+
+    fn build(config: Vec<UserConfig>, allow_anonymous: bool, known_servers: Vec<String>, backend: Backend, secret: Option<SecretKey>) -> Users {
+        let mut state = State { loaded: matches!(backend, Backend::None), ..State::default() };
+        (state.users, state.keys) = derive(&config, &state.records, secret.as_ref());
+        Users {
+            inner: Arc::new(Shared {
+                state: RwLock::new(state),
+                allow_anonymous,
+                config,
+                known_servers,
+                backend,
+                secret: RwLock::new(secret),
+                misses: Mutex::new(HashMap::new()),
+                write: Mutex::new(()),
+            }),
+        }
+    }
+
+    /// Installs (or removes) the secret key and re-reads the stored tokens
+    /// with it. `mcphub serve` reads it from the environment; tests set it here.
+    pub fn set_secret_key(&self, key: Option<SecretKey>) {
+        *self.inner.secret.write() = key;
+        let _w = self.inner.write.lock();
+        self.rederive();
+    }
+
+    /// Whether a secret key is configured (run-time tokens can be stored).
+    pub fn has_secret_key(&self) -> bool {
+        self.inner.secret.read().is_some()
+    }
+
+    /// Where run-time users are kept: `redis`, `file` or `none`.
+    pub fn store_kind(&self) -> &'static str {
+        self.inner.backend.kind()
     }
 
     /// Whether any user exists (then a key is required unless anonymous access is allowed).
     pub fn is_empty(&self) -> bool {
-        self.state.read().users.is_empty()
+        self.inner.state.read().users.is_empty()
     }
 
     /// Whether requests without a key are served: no users at all, or `allowAnonymous`.
     pub fn anonymous_allowed(&self) -> bool {
-        self.allow_anonymous || self.is_empty()
+        self.inner.allow_anonymous || self.is_empty()
     }
 
-    /// The user owning `key`, if it is a live key.
+    /// The user owning `key`, if it is a live key. A local map look-up; with
+    /// Redis, a digest unknown here is looked up in `mcp:user-key:{digest}`
+    /// at most once per [`RELOAD_INTERVAL`] (a key just issued on another
+    /// instance), and a hit reloads the registry.
     pub fn authenticate(&self, key: &str) -> Option<Arc<User>> {
         let digest = key_digest(key);
-        let state = self.state.read();
-        let name = state.keys.get(&digest)?;
+        if let Some(u) = self.lookup(&digest) {
+            return Some(u);
+        }
+        if !matches!(self.inner.backend, Backend::Redis(_)) || !looks_like_key(key) || !self.may_ask_about(&digest) {
+            return None;
+        }
+        match self.inner.backend.owner_of(&digest) {
+            Ok(Some(_)) => {
+                if let Err(e) = self.reload() {
+                    log::warn!("users: {e}");
+                }
+                self.lookup(&digest)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                log::debug!("users: key index look-up: {e}");
+                None
+            }
+        }
+    }
+
+    fn lookup(&self, digest: &str) -> Option<Arc<User>> {
+        let state = self.inner.state.read();
+        let name = state.keys.get(digest)?;
         state.users.get(name).cloned()
+    }
+
+    /// Whether Redis may be asked about `digest` now (once per interval).
+    fn may_ask_about(&self, digest: &str) -> bool {
+        let now = Instant::now();
+        let mut misses = self.inner.misses.lock();
+        if misses.get(digest).is_some_and(|t| now.duration_since(*t) < RELOAD_INTERVAL) {
+            return false;
+        }
+        if misses.len() >= MISSES_CAP {
+            misses.retain(|_, t| now.duration_since(*t) < RELOAD_INTERVAL);
+            if misses.len() >= MISSES_CAP {
+                return false;
+            }
+        }
+        misses.insert(digest.to_string(), now);
+        true
     }
 
     /// The user named `name`.
     pub fn get(&self, name: &str) -> Option<Arc<User>> {
-        self.state.read().users.get(name).cloned()
+        self.inner.state.read().users.get(name).cloned()
     }
+
+    /// Re-reads every stored record and rebuilds the users.
+    ///
+    /// Errors: the store cannot be read (the loaded copy stays).
+    pub fn reload(&self) -> Result<(), PersistError> {
+        let _w = self.inner.write.lock();
+        let (records, version) = self.inner.backend.load()?;
+        let secret = self.inner.secret.read().clone();
+        let (users, keys) = derive(&self.inner.config, &records, secret.as_ref());
+        let mut state = self.inner.state.write();
+        *state = State { users, keys, records, version, loaded: true };
+        Ok(())
+    }
+
+    /// Rebuilds users from the current records (after a key change). Caller holds `write`.
+    fn rederive(&self) {
+        let records = self.inner.state.read().records.clone();
+        let secret = self.inner.secret.read().clone();
+        let (users, keys) = derive(&self.inner.config, &records, secret.as_ref());
+        let mut state = self.inner.state.write();
+        state.users = users;
+        state.keys = keys;
+    }
+
+    /// Every user, for `GET /api/admin/users`.
+    pub fn list(&self) -> Vec<UserView> {
+        let state = self.inner.state.read();
+        state.users.values().map(|u| self.view_of(&state, u)).collect()
+    }
+
+    /// One user, for `GET /api/me`.
+    pub fn view(&self, name: &str) -> Option<UserView> {
+        let state = self.inner.state.read();
+        let u = state.users.get(name)?;
+        Some(self.view_of(&state, u))
+    }
+
+    fn view_of(&self, state: &State, u: &User) -> UserView {
+        let conf = self.config_user(&u.name);
+        let rec = state.records.get(&u.name);
+        let revoked: BTreeSet<&str> = rec.iter().flat_map(|r| r.revoked.iter().map(String::as_str)).collect();
+        let mut keys: Vec<KeyView> = conf
+            .iter()
+            .flat_map(|c| c.key_digests.iter())
+            .filter(|d| !revoked.contains(d.as_str()))
+            .map(|d| KeyView { id: key_id(d), label: None, created_ms: None, source: "config" })
+            .collect();
+        keys.extend(rec.iter().flat_map(|r| r.keys.iter()).map(|k| KeyView {
+            id: k.id.clone(),
+            label: k.label.clone(),
+            created_ms: Some(k.created_ms),
+            source: "runtime",
+        }));
+        UserView {
+            name: u.name.clone(),
+            admin: u.admin,
+            servers: u.servers.clone(),
+            source: if conf.is_some() { "config" } else { "runtime" },
+            keys,
+            tokens: u.tokens.keys().cloned().collect(),
+        }
+    }
+
+    fn config_user(&self, name: &str) -> Option<&UserConfig> {
+        self.inner.config.iter().find(|c| c.name == name)
+    }
+
+    /// Applies `change` to `name`'s record through the backend, then to the
+    /// local copy (at once on this instance).
+    fn modify(
+        &self,
+        name: &str,
+        change: impl FnMut(Option<UserRecord>) -> Result<Option<UserRecord>, UsersError>,
+    ) -> Result<Option<UserRecord>, UsersError> {
+        let _w = self.inner.write.lock();
+        let (mut records, loaded) = {
+            let s = self.inner.state.read();
+            (s.records.clone(), s.loaded)
+        };
+        if !loaded && matches!(self.inner.backend, Backend::File(_)) {
+            // Never overwrite a state file this process could not read: read it now or refuse.
+            records = self.inner.backend.load()?.0;
+            self.inner.state.write().loaded = true;
+        }
+        let (new, version) = self.inner.backend.update(name, &records, change)??;
+        match &new {
+            Some(r) => records.insert(name.to_string(), r.clone()),
+            None => records.remove(name),
+        };
+        let secret = self.inner.secret.read().clone();
+        let (users, keys) = derive(&self.inner.config, &records, secret.as_ref());
+        let mut state = self.inner.state.write();
+        if version != 0 && version == state.version + 1 {
+            state.version = version;
+        }
+        state.users = users;
+        state.keys = keys;
+        state.records = records;
+        Ok(new)
+    }
+
+    /// Creates run-time user `name` (`POST /api/admin/users`).
+    ///
+    /// Errors: 400 for a bad name or an unknown server, 409 if the user exists.
+    pub fn create(&self, name: &str, admin: bool, servers: Option<Vec<String>>) -> Result<UserView, UsersError> {
+        check_user_name(name)?;
+        let servers = match servers {
+            None => None,
+            Some(mut list) => {
+                if let Some(s) = list.iter().find(|s| !self.inner.known_servers.contains(s)) {
+                    return Err(UsersError::Invalid(format!("'{s}' is not a server in mcpServers (give server names; groups are config-only)")));
+                }
+                list.sort();
+                list.dedup();
+                Some(list)
+            }
+        };
+        if self.config_user(name).is_some() {
+            return Err(UsersError::Conflict(format!("user '{name}' exists (in the config file)")));
+        }
+        self.modify(name, |old| match old {
+            Some(_) => Err(UsersError::Conflict(format!("user '{name}' exists"))),
+            None => Ok(Some(UserRecord {
+                name: name.to_string(),
+                admin,
+                servers: servers.clone(),
+                created_ms: crate::store::now_ms(),
+                ..UserRecord::default()
+            })),
+        })?;
+        log::info!("users: user '{name}' created (admin: {admin})");
+        self.view(name).ok_or_else(|| UsersError::NotFound(format!("no user named '{name}'")))
+    }
+
+    /// Deletes run-time user `name` with its keys and tokens.
+    ///
+    /// Errors: 404 unknown, 409 for a config user (edit the config file).
+    pub fn delete(&self, name: &str) -> Result<(), UsersError> {
+        check_user_name(name)?;
+        if self.config_user(name).is_some() {
+            return Err(UsersError::Conflict(format!("user '{name}' comes from the config file; remove it there")));
+        }
+        self.modify(name, |old| match old {
+            Some(r) if !r.overlay => Ok(None),
+            _ => Err(UsersError::NotFound(format!("no user named '{name}'"))),
+        })?;
+        log::info!("users: user '{name}' deleted");
+        Ok(())
+    }
+
+    /// The record to change for user `name`: the stored one, or a new overlay
+    /// for a config user.
+    fn record_for(&self, name: &str, old: Option<UserRecord>) -> Result<UserRecord, UsersError> {
+        match old {
+            Some(r) if !r.overlay || self.config_user(name).is_some() => Ok(r),
+            _ if self.config_user(name).is_some() => {
+                Ok(UserRecord { name: name.to_string(), overlay: true, created_ms: crate::store::now_ms(), ..UserRecord::default() })
+            }
+            _ => Err(UsersError::NotFound(format!("no user named '{name}'"))),
+        }
+    }
+
+    /// Issues a new key for `name`: `(key, view)`; the key is shown once,
+    /// only its digest is stored.
+    ///
+    /// Errors: 400 bad name/label, 404 unknown user, 503 store down.
+    pub fn issue_key(&self, name: &str, label: Option<String>) -> Result<(String, KeyView), UsersError> {
+        check_user_name(name)?;
+        if let Some(l) = &label {
+            if l.chars().count() > 64 || l.chars().any(char::is_control) {
+                return Err(UsersError::Invalid("a key label is at most 64 characters, no control characters".into()));
+            }
+        }
+        let key = new_key();
+        let digest = key_digest(&key);
+        let record = KeyRecord { id: key_id(&digest), digest, label, created_ms: crate::store::now_ms() };
+        self.modify(name, |old| {
+            let mut r = self.record_for(name, old)?;
+            r.keys.push(record.clone());
+            Ok(Some(r))
+        })?;
+        log::info!("users: key {} issued for '{name}'", record.id);
+        Ok((key, KeyView { id: record.id, label: record.label, created_ms: Some(record.created_ms), source: "runtime" }))
+    }
+
+    /// Revokes `name`'s key `id` (8 hex): a run-time key is removed, a config
+    /// key's digest is recorded as revoked.
+    ///
+    /// Errors: 404 unknown user or key, 503 store down.
+    pub fn revoke_key(&self, name: &str, id: &str) -> Result<(), UsersError> {
+        check_user_name(name)?;
+        if id.len() != 8 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(UsersError::Invalid("a key id is the 8 hex characters the users list shows".into()));
+        }
+        let id = id.to_ascii_lowercase();
+        let config_digests: Vec<String> = self
+            .config_user(name)
+            .map(|c| c.key_digests.iter().filter(|d| key_id(d) == id).cloned().collect())
+            .unwrap_or_default();
+        self.modify(name, |old| {
+            let mut r = self.record_for(name, old)?;
+            let before = (r.keys.len(), r.revoked.len());
+            r.keys.retain(|k| k.id != id);
+            for d in &config_digests {
+                if !r.revoked.contains(d) {
+                    r.revoked.push(d.clone());
+                }
+            }
+            if (r.keys.len(), r.revoked.len()) == before {
+                return Err(UsersError::NotFound(format!("user '{name}' has no live key '{id}'")));
+            }
+            Ok(Some(r))
+        })?;
+        log::info!("users: key {id} of '{name}' revoked");
+        Ok(())
+    }
+
+    /// Sets `name`'s service token `token` (sealed with the secret key).
+    ///
+    /// Errors: 400 bad names/value, 404 unknown user, 503 no secret key or store down.
+    pub fn set_token(&self, name: &str, token: &str, value: &str) -> Result<(), UsersError> {
+        check_user_name(name)?;
+        check_token_name(token)?;
+        if value.is_empty() || value.len() > MAX_TOKEN_BYTES || value.chars().any(char::is_control) {
+            return Err(UsersError::Invalid(format!(
+                "a token value is one line of 1..={MAX_TOKEN_BYTES} bytes without control characters"
+            )));
+        }
+        let Some(secret) = self.inner.secret.read().clone() else {
+            return Err(UsersError::NoSecretKey);
+        };
+        self.modify(name, |old| {
+            let mut r = self.record_for(name, old)?;
+            r.tokens.insert(token.to_string(), secret.seal(name, token, value));
+            Ok(Some(r))
+        })?;
+        log::info!("users: token {token} of '{name}' set");
+        Ok(())
+    }
+
+    /// Deletes `name`'s run-time token `token`.
+    ///
+    /// Errors: 404 unknown user or token, 409 a config token (edit the config file).
+    pub fn delete_token(&self, name: &str, token: &str) -> Result<(), UsersError> {
+        check_user_name(name)?;
+        check_token_name(token)?;
+        let in_config = self.config_user(name).is_some_and(|c| c.tokens.iter().any(|(t, _)| t == token));
+        self.modify(name, |old| {
+            let mut r = self.record_for(name, old)?;
+            if r.tokens.remove(token).is_none() {
+                return Err(if in_config {
+                    UsersError::Conflict(format!("token {token} of '{name}' comes from the config file; remove it there"))
+                } else {
+                    UsersError::NotFound(format!("user '{name}' has no token {token}"))
+                });
+            }
+            Ok(Some(r))
+        })?;
+        log::info!("users: token {token} of '{name}' deleted");
+        Ok(())
+    }
+}
+
+/// While the registry lives: every [`RELOAD_INTERVAL`], reload when
+/// `mcp:users:version` moved (or the first load failed).
+fn poll_loop(users: Weak<Shared>) {
+    let mut failing = false;
+    loop {
+        std::thread::sleep(RELOAD_INTERVAL);
+        let Some(inner) = users.upgrade() else { return };
+        let users = Users { inner };
+        let (known, loaded) = {
+            let s = users.inner.state.read();
+            (s.version, s.loaded)
+        };
+        let result = users.inner.backend.version().and_then(|v| if v != known || !loaded { users.reload() } else { Ok(()) });
+        match result {
+            Ok(()) if failing => {
+                failing = false;
+                log::info!("users: the user store answers again");
+            }
+            Ok(()) => {}
+            Err(e) if !failing => {
+                failing = true;
+                log::warn!("users: {e}");
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// The state directory without Redis: `stateDir` (or `MCPHUB_STATE_DIR`,
+/// applied by `mcphub serve`), else `$STATE_DIRECTORY` (systemd's
+/// `StateDirectory=`, first entry), else `./state`.
+pub fn state_dir(config: &Config) -> PathBuf {
+    if let Some(d) = &config.state_dir {
+        return d.clone();
+    }
+    if let Some(d) = std::env::var_os("STATE_DIRECTORY").filter(|d| !d.is_empty()) {
+        let first = d.to_string_lossy().split(':').next().unwrap_or("").to_string();
+        if !first.is_empty() {
+            return PathBuf::from(first);
+        }
+    }
+    PathBuf::from("state")
+}
+
+/// `name` for a message if it is a valid user name, else `<invalid name>`
+/// (a client may put anything there, a key included).
+pub fn printable_name(name: &str) -> &str {
+    if crate::config::valid_user_name(name) {
+        name
+    } else {
+        "<invalid name>"
+    }
+}
+
+/// First 8 hex chars of a key digest (the id the API uses).
+pub fn key_id(digest: &str) -> String {
+    digest.chars().take(8).collect()
+}
+
+fn check_user_name(name: &str) -> Result<(), UsersError> {
+    if crate::config::valid_user_name(name) {
+        Ok(())
+    } else {
+        Err(UsersError::Invalid("user names are 1..=64 characters of [A-Za-z0-9_.@-]".into()))
+    }
+}
+
+fn check_token_name(name: &str) -> Result<(), UsersError> {
+    if crate::config::valid_token_name(name) {
+        Ok(())
+    } else {
+        Err(UsersError::Invalid("token names are 1..=64 characters of [A-Za-z0-9_]".into()))
+    }
+}
+
+/// Config users merged with the stored records → users and the key index.
+fn derive(
+    config: &[UserConfig],
+    records: &BTreeMap<String, UserRecord>,
+    secret: Option<&SecretKey>,
+) -> (BTreeMap<String, Arc<User>>, HashMap<String, String>) {
+    let mut users = BTreeMap::new();
+    let mut keys = HashMap::new();
+    let open_tokens = |r: &UserRecord, into: &mut BTreeMap<String, Secret>| {
+        for (t, sealed) in &r.tokens {
+            match secret.map(|k| k.open(&r.name, t, sealed)) {
+                Some(Some(v)) => {
+                    into.insert(t.clone(), Secret::new(v));
+                }
+                Some(None) => log::warn!(
+                    "users: token {t} of '{}' cannot be decrypted with the configured secret key (another key, or the record was altered); ignored",
+                    r.name
+                ),
+                None => log::warn!("users: token {t} of '{}' is stored encrypted but no secret key is set; ignored", r.name),
+            }
+        }
+    };
+    for u in config {
+        let rec = records.get(&u.name);
+        let mut tokens: BTreeMap<String, Secret> = u.tokens.iter().map(|(n, v)| (n.clone(), Secret::new(v.clone()))).collect();
+        if let Some(r) = rec {
+            open_tokens(r, &mut tokens);
+        }
+        for d in &u.key_digests {
+            if !rec.is_some_and(|r| r.revoked.contains(d)) {
+                keys.entry(d.clone()).or_insert_with(|| u.name.clone());
+            }
+        }
+        for k in rec.iter().flat_map(|r| r.keys.iter()) {
+            keys.entry(k.digest.clone()).or_insert_with(|| u.name.clone());
+        }
+        users.insert(u.name.clone(), Arc::new(User { name: u.name.clone(), admin: u.admin, servers: u.servers.clone(), tokens }));
+    }
+    for (name, r) in records {
+        if users.contains_key(name) {
+            continue;
+        }
+        if r.overlay {
+            log::warn!("users: stored keys/tokens of '{name}' extend a config user that is no longer in the config file; ignored");
+            continue;
+        }
+        let mut tokens = BTreeMap::new();
+        open_tokens(r, &mut tokens);
+        for k in &r.keys {
+            keys.entry(k.digest.clone()).or_insert_with(|| name.clone());
+        }
+        users.insert(name.clone(), Arc::new(User { name: name.clone(), admin: r.admin, servers: r.servers.clone(), tokens }));
+    }
+    (users, keys)
 }
 
 #[cfg(test)]
