@@ -206,6 +206,14 @@ fn keys_are_required_and_checked_and_sessions_belong_to_their_user() {
         let text = msg["error"]["message"].as_str().unwrap();
         assert!(text.contains(says), "{what}: {text}");
     }
+    // A key revoked at run time is refused at once.
+    let users = h.hub.users();
+    let (late, view) = users.issue_key("bob", Some("laptop".into())).unwrap();
+    assert!(Client::connect_as(&h.url, Some(&late)).request("tools/list", json!({})).is_ok());
+    users.revoke_key("bob", &view.id).unwrap();
+    let r = send("POST", &h.url, &[ACCEPT, JSON, ("Authorization", &format!("Bearer {late}"))], init);
+    assert_eq!(r.status, 401, "a revoked key: {}", r.text);
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("unknown or revoked"));
     // The URL form Cursor uses.
     let r = send("POST", &format!("{}?key={}", h.url, keys.alice), &[ACCEPT, JSON], init);
     assert_eq!(r.status, 200, "{}", r.text);

@@ -59,7 +59,12 @@ pub fn hub(servers: &[(&str, &str)], extra: Value) -> HubUnderTest {
     for (name, url) in servers {
         map.insert(name.to_string(), json!({"type": "streamable-http", "url": url, "connectTimeoutMs": 500, "timeoutMs": 5000}));
     }
-    let mut cfg = json!({"mcpServers": map, "timeouts": {"hubMs": 8000}});
+    // Each hub its own state directory (run-time users), never the working dir.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let state = std::env::temp_dir().join(format!("mcphub-test-state-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    let mut cfg = json!({"mcpServers": map, "timeouts": {"hubMs": 8000}, "stateDir": state});
     if let (Some(o), Some(e)) = (cfg.as_object_mut(), extra.as_object()) {
         for (k, v) in e {
             o.insert(k.clone(), v.clone());
@@ -414,6 +419,7 @@ impl HubProcess {
             .arg(&cfg)
             .env("PORT", port.to_string())
             .env("DEBUG_MCPHUB", "true")
+            .env("MCPHUB_STATE_DIR", dir.join("state"))
             .env_remove("REDIS_URL")
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
