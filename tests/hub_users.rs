@@ -189,7 +189,8 @@ fn keys_are_required_and_checked_and_sessions_belong_to_their_user() {
     let (h, keys) = users_hub(&gh, &plain);
     let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
     let unknown = format!("Bearer {}", new_key());
-    let cases: [(&str, Vec<(&str, &str)>, &str); 4] = [
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: [Case; 4] = [
         ("no key", vec![], "key is required"),
         ("unknown key", vec![("Authorization", &unknown)], "unknown or revoked"),
         ("wrong scheme", vec![("Authorization", "Basic YWxpY2U6eA==")], "Bearer"),

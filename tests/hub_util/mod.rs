@@ -368,7 +368,10 @@ pub fn tool_text(msg: &Value) -> Result<String, String> {
 /// again until `until` (at most `max_calls_each` calls each, at least one).
 /// Returns `(client index, text)` of each success and `(client index, why)`
 /// of each failure.
-pub fn load_clients(clients: Vec<Client>, tool: &str, until: std::time::Instant, max_calls_each: usize) -> (Vec<(usize, String)>, Vec<(usize, String)>) {
+/// `(client index, text or why)` of each call.
+pub type Outcomes = Vec<(usize, String)>;
+
+pub fn load_clients(clients: Vec<Client>, tool: &str, until: std::time::Instant, max_calls_each: usize) -> (Outcomes, Outcomes) {
     use std::sync::{Barrier, Mutex};
     let barrier = Arc::new(Barrier::new(clients.len()));
     let ok = Arc::new(Mutex::new(Vec::new()));
