@@ -201,7 +201,8 @@ impl RateLimits {
                 }
                 Err(e) => {
                     if !shared.local.swap(true, Ordering::AcqRel) {
-                        log::warn!("rate limits: {e}; enforcing them per instance until Redis answers");
+                        let (StoreError::Unavailable(why) | StoreError::Other(why)) = &e;
+                        log::warn!("rate limits: Redis failed ({why}); enforcing them per instance until it answers");
                     }
                 }
             }
