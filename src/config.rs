@@ -183,6 +183,8 @@ pub struct Config {
     /// serve` lets `MCPHUB_STATE_DIR` override it); `None` → `$STATE_DIRECTORY`
     /// (systemd) or `./state`.
     pub state_dir: Option<std::path::PathBuf>,
+    /// Rate limits (`rateLimits` and `mcpServers.NAME.rateLimit`; see `crate::limits`).
+    pub rate_limits: crate::limits::RateLimitConfig,
 }
 
 /// One user of the config file (`"users": {"alice": {…}}`, DESIGN.md §6).
@@ -263,6 +265,7 @@ struct RawConfig {
     groups: BTreeMap<String, Vec<String>>,
     allow_anonymous: Option<bool>,
     state_dir: Option<String>,
+    rate_limits: Option<Value>,
     #[serde(default)]
     mcp_servers: BTreeMap<String, Value>,
 }
@@ -385,6 +388,7 @@ struct RawServer {
     enabled: bool,
     #[serde(default)]
     forward_user: bool,
+    rate_limit: Option<Value>,
 }
 
 fn yes() -> bool {
@@ -545,6 +549,7 @@ impl Config {
         };
         let mut servers = Vec::new();
         let mut skipped = Vec::new();
+        let mut rate_overrides = BTreeMap::new();
         for (name, value) in raw.mcp_servers {
             let key = format!("mcpServers.{name}");
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) || name.contains("__") {
@@ -594,6 +599,9 @@ impl Config {
                     format!("{timeout_ms} ms must be greater than 0 and shorter than timeouts.hubMs ({hub_ms} ms)"),
                 ));
             }
+            if let Some(r) = &server.rate_limit {
+                rate_overrides.insert(name.clone(), crate::limits::parse_rate(&format!("{key}.rateLimit"), r)?);
+            }
             servers.push(ServerConfig {
                 name,
                 url,
@@ -636,6 +644,7 @@ impl Config {
         };
         let users = parse_users(raw.users, &raw.groups, &servers, &skipped)?;
         Ok(Config {
+            rate_limits: crate::limits::RateLimitConfig::parse(raw.rate_limits.as_ref(), rate_overrides)?,
             users,
             allow_anonymous: raw.allow_anonymous.unwrap_or(false),
             state_dir: match raw.state_dir {
@@ -805,5 +814,29 @@ mod tests {
         assert_eq!(c.servers[0].session_sharing, SessionSharing::Client);
         let d = Config::parse("{}").unwrap();
         assert_eq!((d.redis, d.session_ttl, d.admin_token), (None, Duration::from_secs(3600), None));
+    }
+}
+
+#[cfg(test)]
+mod rate_limit_tests {
+    use super::*;
+
+    #[test]
+    fn rate_limits_load_and_errors_name_the_key() {
+        let c = Config::parse(
+            r#"{"rateLimits": {"global": {"perSecond": 50, "burst": 100}, "perUser": {"perMinute": 60}},
+                "mcpServers": {"jira": {"url": "http://x/mcp", "rateLimit": {"perSecond": 8, "burst": 8}}, "gh": {"url": "http://y/mcp"}}}"#,
+        )
+        .unwrap();
+        let r = &c.rate_limits;
+        assert_eq!(r.global.map(|g| (g.count, g.burst, g.period)), Some((50, 100, Duration::from_secs(1))));
+        assert_eq!(r.per_user.map(|u| (u.count, u.burst, u.period)), Some((60, 60, Duration::from_secs(60))));
+        assert_eq!(r.per_server, None);
+        assert_eq!(r.servers.keys().collect::<Vec<_>>(), ["jira"]);
+        assert!(Config::parse("{}").unwrap().rate_limits.is_empty(), "absent = unlimited");
+        let err = |t: &str| Config::parse(t).unwrap_err().to_string();
+        assert!(err(r#"{"rateLimits": {"perServer": {"perSecond": 0}}}"#).contains("rateLimits.perServer.perSecond"));
+        assert!(err(r#"{"rateLimits": {"global": {"perSecond": 5, "burst": 1.5}}}"#).contains("rateLimits.global.burst"));
+        assert!(err(r#"{"mcpServers": {"jira": {"url": "http://x/mcp", "rateLimit": {"burst": 2}}}}"#).contains("mcpServers.jira.rateLimit"));
     }
 }

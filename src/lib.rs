@@ -10,3 +10,4 @@ pub mod hub;
 pub mod store;
 pub mod users;
 pub mod load;
+pub mod limits;

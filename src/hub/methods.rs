@@ -411,6 +411,9 @@ pub fn forward_with(
     if !super::auth::may_use(down.user.as_deref(), upstream.name()) {
         return respond(down.era, &id, Err(invalid_params(format!("{method}: no such tool, prompt or resource"))));
     }
+    if let Err(limited) = hub.limits().check_server(upstream.name()) {
+        return limited.to_response(Some(&id));
+    }
     if let Some(resumed) = super::mrtr::resume(hub, down, &id, method, &params, &upstream) {
         return resumed; // a modern client's retry of a parked call
     }

@@ -52,6 +52,7 @@ struct Inner {
     listen_streams: listen::ListenStreams,
     tasks: tasks::Tasks,
     next_progress: AtomicU64,
+    limits: crate::limits::RateLimits,
 }
 
 /// Who sent one downstream request and how to answer them.
@@ -107,6 +108,10 @@ impl Hub {
             .collect();
         let catalog = Catalog::new(upstreams, config.tool_naming, config.list_cache_ttl, config.list_timeout);
         let sessions = ClientSessions::new(config.client_session_idle, config.max_client_sessions);
+        let limits = crate::limits::RateLimits::new(&config.rate_limits, config.redis.as_ref()).unwrap_or_else(|e| {
+            log::error!("rate limits: {e}; enforcing them per instance");
+            crate::limits::RateLimits::local(&config.rate_limits)
+        });
         let hub = Hub {
             inner: Arc::new(Inner {
                 users: crate::users::Users::open(&config),
@@ -123,6 +128,7 @@ impl Hub {
                 listen_streams: listen::ListenStreams::default(),
                 tasks: tasks::Tasks::default(),
                 next_progress: AtomicU64::new(1),
+                limits,
             }),
         };
         // Notifications upstreams send outside calls (their GET streams).
@@ -171,6 +177,11 @@ impl Hub {
     /// The upstream session store.
     pub fn store(&self) -> &Arc<dyn SessionStore> {
         &self.inner.store
+    }
+
+    /// The rate limits (global, per user, per server; `crate::limits`).
+    pub fn limits(&self) -> &crate::limits::RateLimits {
+        &self.inner.limits
     }
 
     /// The configuration.
@@ -393,6 +404,11 @@ impl Hub {
                 };
             }
         };
+        // Rate limits of the edge (user, then global): every request and
+        // notification, never a client's answer (above).
+        if let Err(limited) = self.limits().check_request(user.as_deref().map(|u| u.name.as_str())) {
+            return limited.to_response(id.as_ref());
+        }
         let era = era::classify(&method, &params, req.header(headers::PROTOCOL_VERSION));
         let accepts_sse = req.header("Accept").is_some_and(|a| a.contains("text/event-stream"));
         let mut down = Downstream {

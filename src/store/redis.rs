@@ -143,6 +143,32 @@ impl RedisStore {
     pub fn run<T>(&self, op: impl FnOnce(&mut redis::Connection) -> RedisResult<T>) -> Result<T, StoreError> {
         self.inner.run(op)
     }
+
+    /// Runs `script` with `keys` and `args` (EVALSHA; EVAL once when Redis
+    /// does not know the script yet) on a pooled connection, through the
+    /// breaker, within the pool's connect/IO timeouts. Used by the rate
+    /// limiter (`crate::limits`), whose keys are not session keys.
+    ///
+    /// Errors: [`StoreError::Unavailable`] when Redis cannot be reached (or
+    /// the breaker is open), [`StoreError::Other`] for a script error or a
+    /// reply that is not `T`.
+    pub fn eval_script<T: redis::FromRedisValue>(
+        &self,
+        script: &redis::Script,
+        keys: &[&str],
+        args: &[i64],
+    ) -> Result<T, StoreError> {
+        self.inner.run(|c| {
+            let mut inv = script.prepare_invoke();
+            for k in keys {
+                inv.key(*k);
+            }
+            for a in args {
+                inv.arg(*a);
+            }
+            inv.invoke(c)
+        })
+    }
 }
 
 impl Inner {
