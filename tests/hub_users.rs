@@ -137,6 +137,7 @@ fn two_users_under_load_never_see_each_others_credentials_or_sessions() {
             }
         }
     }
+    eprintln!("isolation: {calls} calls in 20 s by 70 clients of 2 users, {} wrong credential, {} failed", wrong.len(), failed.len());
     assert!(failed.is_empty(), "{} of {calls} calls failed: {:?}", failed.len(), &failed[..failed.len().min(3)]);
     assert!(wrong.is_empty(), "{} of {calls} answers carried another credential: {:?}", wrong.len(), &wrong[..wrong.len().min(3)]);
     // Each user's counter calls ran on that user's own upstream session:
