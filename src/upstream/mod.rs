@@ -589,8 +589,8 @@ impl Upstream {
         log::info!("request timed out: server '{}', method {method}, layer {layer}, {ms} ms", self.config.name);
         let Some(handle) = handle.filter(|_| call.is_some_and(|c| c.legacy)).cloned() else { return };
         static IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
-        let me = self.me.upgrade().filter(|_| IN_FLIGHT.fetch_add(1, Ordering::SeqCst) < MAX_CANCEL_NOTES);
-        let Some(me) = me else {
+        let room = IN_FLIGHT.fetch_add(1, Ordering::SeqCst) < MAX_CANCEL_NOTES;
+        let Some(me) = self.me.upgrade().filter(|_| room) else {
             IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
             return self.notify_cancelled(&handle, "timed out");
         };
