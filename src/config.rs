@@ -107,8 +107,18 @@ pub struct ServerConfig {
     pub forward_user: bool,
     /// Era pin.
     pub protocol: ProtocolPin,
-    /// Budget of one upstream call.
+    /// Budget of one upstream call (`timeoutMs`, shorter than `timeouts.hubMs`).
     pub timeout: Duration,
+    /// `timeouts.hubMs`, the deadline outside every call: named in a
+    /// `-32001` whose `data.layer` is `"hub"`.
+    pub hub_timeout: Duration,
+    /// A `notifications/progress` from the server moves the call's deadline
+    /// to now + `timeout` (`resetTimeoutOnProgress`, default false) …
+    pub reset_timeout_on_progress: bool,
+    /// … never past this from the call's start (`maxTotalTimeoutMs`: from
+    /// `timeoutMs` to `timeouts.hubMs`, default `timeouts.hubMs`), and never
+    /// past the request's hub deadline.
+    pub max_total_timeout: Duration,
     /// Connect timeout.
     pub connect_timeout: Duration,
     /// Upstream session sharing.
@@ -273,7 +283,9 @@ struct RawConfig {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RawTimeouts {
+    client_ms: Option<u64>,
     hub_ms: Option<u64>,
+    external_ms: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -381,6 +393,9 @@ struct RawServer {
     #[serde(default)]
     protocol: ProtocolPin,
     timeout_ms: Option<u64>,
+    #[serde(default)]
+    reset_timeout_on_progress: bool,
+    max_total_timeout_ms: Option<u64>,
     connect_timeout_ms: Option<u64>,
     #[serde(default)]
     session_sharing: SessionSharing,
@@ -500,6 +515,9 @@ fn bounded(key: &str, value: Option<u64>, default: u64, min: u64, max: u64) -> R
 
 /// Default hub deadline (DESIGN.md §7: client 30 s > hub 25 s > server 20 s).
 pub const DEFAULT_HUB_TIMEOUT_MS: u64 = 25_000;
+/// Default of `timeouts.clientMs`, the client's own timeout: not enforced by
+/// the hub (clients set it), only checked to be longer than `timeouts.hubMs`.
+pub const DEFAULT_CLIENT_TIMEOUT_MS: u64 = 30_000;
 /// Default budget of one upstream call.
 pub const DEFAULT_SERVER_TIMEOUT_MS: u64 = 20_000;
 
@@ -532,14 +550,22 @@ impl Config {
     /// Errors name the key: unknown top-level keys, a server without `url`, a
     /// URL that is not http(s), a server name outside `[A-Za-z0-9_.-]` (it
     /// becomes a tool-name prefix), header values that are not single-line, a
-    /// server timeout not shorter than the hub timeout.
+    /// timeout layer not shorter than the one outside it (DESIGN.md §7:
+    /// `timeouts.clientMs` > `timeouts.hubMs` > `mcpServers.NAME.timeoutMs` >
+    /// `timeouts.externalMs` when set; `timeoutMs` ≤ `maxTotalTimeoutMs` ≤ `hubMs`).
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let raw: RawConfig = serde_json::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
         let bind: IpAddr = match raw.bind.as_deref() {
             None => IpAddr::from([127, 0, 0, 1]),
             Some(b) => b.parse().map_err(|_| invalid("bind", format!("'{b}' is not an IP address")))?,
         };
-        let hub_ms = bounded("timeouts.hubMs", raw.timeouts.unwrap_or_default().hub_ms, DEFAULT_HUB_TIMEOUT_MS, 1, DAY_MS)?;
+        let timeouts = raw.timeouts.unwrap_or_default();
+        let hub_ms = bounded("timeouts.hubMs", timeouts.hub_ms, DEFAULT_HUB_TIMEOUT_MS, 1, DAY_MS)?;
+        let client_ms = bounded("timeouts.clientMs", timeouts.client_ms, DEFAULT_CLIENT_TIMEOUT_MS, 1, DAY_MS)?;
+        if hub_ms >= client_ms {
+            return Err(invalid("timeouts.hubMs", format!("{hub_ms} ms must be shorter than timeouts.clientMs ({client_ms} ms)")));
+        }
+        let external_ms = timeouts.external_ms.map(|ms| bounded("timeouts.externalMs", Some(ms), 0, 1, DAY_MS)).transpose()?;
         let positive = |key: &str, v: Option<usize>, default: usize| -> Result<usize, ConfigError> {
             match v {
                 Some(0) => Err(invalid(key, "must be greater than 0")),
@@ -599,6 +625,19 @@ impl Config {
                     format!("{timeout_ms} ms must be greater than 0 and shorter than timeouts.hubMs ({hub_ms} ms)"),
                 ));
             }
+            if let Some(external_ms) = external_ms.filter(|e| *e >= timeout_ms) {
+                return Err(invalid(
+                    format!("{key}.timeoutMs"),
+                    format!("{timeout_ms} ms must be longer than timeouts.externalMs ({external_ms} ms)"),
+                ));
+            }
+            let max_total_ms = server.max_total_timeout_ms.unwrap_or(hub_ms);
+            if max_total_ms < timeout_ms || max_total_ms > hub_ms {
+                return Err(invalid(
+                    format!("{key}.maxTotalTimeoutMs"),
+                    format!("{max_total_ms} ms must be from {key}.timeoutMs ({timeout_ms} ms) to timeouts.hubMs ({hub_ms} ms)"),
+                ));
+            }
             if let Some(r) = &server.rate_limit {
                 rate_overrides.insert(name.clone(), crate::limits::parse_rate(&format!("{key}.rateLimit"), r)?);
             }
@@ -608,6 +647,9 @@ impl Config {
                 headers,
                 protocol: server.protocol,
                 timeout: Duration::from_millis(timeout_ms),
+                hub_timeout: Duration::from_millis(hub_ms),
+                reset_timeout_on_progress: server.reset_timeout_on_progress,
+                max_total_timeout: Duration::from_millis(max_total_ms),
                 connect_timeout: Duration::from_millis(bounded(&format!("{key}.connectTimeoutMs"), server.connect_timeout_ms, 3_000.min(timeout_ms), 1, timeout_ms)?),
                 session_sharing: server.session_sharing,
                 user_headers,
@@ -838,5 +880,42 @@ mod rate_limit_tests {
         assert!(err(r#"{"rateLimits": {"perServer": {"perSecond": 0}}}"#).contains("rateLimits.perServer.perSecond"));
         assert!(err(r#"{"rateLimits": {"global": {"perSecond": 5, "burst": 1.5}}}"#).contains("rateLimits.global.burst"));
         assert!(err(r#"{"mcpServers": {"jira": {"url": "http://x/mcp", "rateLimit": {"burst": 2}}}}"#).contains("mcpServers.jira.rateLimit"));
+    }
+}
+
+#[cfg(test)]
+mod deadline_tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        Config::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn each_timeout_layer_must_be_shorter_than_the_one_outside_it() {
+        let e = err(r#"{"timeouts": {"clientMs": 20000, "hubMs": 20000}}"#);
+        assert!(e.contains("timeouts.hubMs") && e.contains("timeouts.clientMs"), "{e}");
+        assert!(err(r#"{"timeouts": {"hubMs": 40000}}"#).contains("timeouts.clientMs (30000 ms)"));
+        let e = err(r#"{"timeouts": {"hubMs": 9000}, "mcpServers": {"a": {"url": "http://x", "timeoutMs": 9000}}}"#);
+        assert!(e.contains("mcpServers.a.timeoutMs") && e.contains("timeouts.hubMs"), "{e}");
+        let e = err(r#"{"timeouts": {"externalMs": 10000}, "mcpServers": {"a": {"url": "http://x", "timeoutMs": 10000}}}"#);
+        assert!(e.contains("mcpServers.a.timeoutMs") && e.contains("timeouts.externalMs"), "{e}");
+        let e = err(r#"{"mcpServers": {"a": {"url": "http://x", "timeoutMs": 5000, "maxTotalTimeoutMs": 4000}}}"#);
+        assert!(e.contains("mcpServers.a.maxTotalTimeoutMs") && e.contains("mcpServers.a.timeoutMs"), "{e}");
+        let e = err(r#"{"timeouts": {"hubMs": 9000}, "mcpServers": {"a": {"url": "http://x", "maxTotalTimeoutMs": 9001}}}"#);
+        assert!(e.contains("mcpServers.a.maxTotalTimeoutMs") && e.contains("timeouts.hubMs"), "{e}");
+        assert!(err(r#"{"timeouts": {"clientMs": 0}}"#).contains("timeouts.clientMs"));
+        assert!(err(r#"{"timeouts": {"serverMs": 1}}"#).contains("serverMs"));
+    }
+
+    #[test]
+    fn nested_timeouts_load_with_their_defaults() {
+        let c = Config::parse(r#"{"mcpServers": {"a": {"url": "http://x"}, "b": {"url": "http://y", "timeoutMs": 3000, "resetTimeoutOnProgress": true, "maxTotalTimeoutMs": 9000}}}"#).unwrap();
+        let (a, b) = (&c.servers[0], &c.servers[1]);
+        assert_eq!(c.hub_timeout, Duration::from_millis(25_000));
+        assert_eq!((a.timeout, a.hub_timeout, a.reset_timeout_on_progress, a.max_total_timeout), (Duration::from_millis(20_000), c.hub_timeout, false, c.hub_timeout));
+        assert_eq!((b.timeout, b.reset_timeout_on_progress, b.max_total_timeout), (Duration::from_millis(3_000), true, Duration::from_millis(9_000)));
+        let ok = r#"{"timeouts": {"clientMs": 60000, "hubMs": 50000, "externalMs": 10000}, "mcpServers": {"a": {"url": "http://x", "timeoutMs": 40000}}}"#;
+        assert_eq!(Config::parse(ok).unwrap().servers[0].max_total_timeout, Duration::from_millis(50_000));
     }
 }

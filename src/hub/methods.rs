@@ -437,6 +437,9 @@ pub fn forward_with(
             relay::after_cut(&upstream, &handle);
             return cancelled(&id);
         }
+        if let Err(e) = &reply {
+            upstream.timed_out(Some(&handle), e); // a timeout: logged, upstream told
+        }
         let mut msg = finish(down.era, &id, reply);
         if let Some(rewrite) = &rewrite {
             rewrite(&mut msg);
@@ -533,7 +536,10 @@ pub fn finish(era: Era, id: &Value, reply: Result<Value, crate::upstream::Upstre
             msg
         }
         Err(e) => {
-            log::warn!("{e}");
+            match e.timeout_layer() {
+                Some(_) => log::debug!("{e}"), // logged where it happened (Upstream::timed_out)
+                None => log::warn!("{e}"),
+            }
             e.to_error_object().to_response(Some(id))
         }
     }

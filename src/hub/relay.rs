@@ -429,7 +429,12 @@ fn read_call(
                 let detail = "the event stream ended without a response".into();
                 return Step::Final(Err(crate::upstream::UpstreamError::Protocol { server: upstream.name().to_string(), detail }));
             }
-            Err(e) => return Step::Final(Err(e)),
+            Err(e) => {
+                // Past its deadline the stream is cut (dropped here), the
+                // upstream told, and the client gets -32001 on its stream.
+                upstream.timed_out(Some(&client.handle), &e);
+                return Step::Final(Err(e));
+            }
         }
     }
 }

@@ -163,6 +163,7 @@ struct Counters {
     sessions_created: u64,
     expired_404: u64,
     rejected_429: u64,
+    cancelled: u64,
     tools: BTreeMap<String, u64>,
     last_authorization_sha: Option<String>,
 }
@@ -390,7 +391,8 @@ impl MockServer {
 
     /// The `/stats` document:
     /// `{"initialize","requests","sessions_active","sessions_created",
-    /// "expired_404","rejected_429","tools":{"echo":n,…},"last_authorization_sha"}`.
+    /// "expired_404","rejected_429","cancelled","tools":{"echo":n,…},"last_authorization_sha"}`.
+    /// `cancelled` counts legacy `notifications/cancelled` received on a session;
     /// `requests` counts every POST to `/mcp` — the JSON-RPC messages sent,
     /// including rejected ones (GET streams, `subscriptions/listen` streams and DELETE are not counted); `initialize` counts answered legacy `initialize` requests;
     /// `expired_404` counts 404s for unknown or expired sessions;
@@ -406,6 +408,7 @@ impl MockServer {
             "sessions_created": c.sessions_created,
             "expired_404": c.expired_404,
             "rejected_429": c.rejected_429,
+            "cancelled": c.cancelled,
             "tools": c.tools,
             "last_authorization_sha": c.last_authorization_sha,
         })
@@ -535,6 +538,9 @@ impl MockServer {
             &msg,
             |sid| {
                 let Some(id) = id else {
+                    if method == "notifications/cancelled" {
+                        self.inner.state.lock().counters.cancelled += 1;
+                    }
                     return Response::empty(202); // notification
                 };
                 let ctx = Ctx { modern: false, session: Some(sid), authorization: req.header("Authorization") };

@@ -494,12 +494,15 @@ fn stats_shape_and_reset() {
     let keys: Vec<&str> = s.as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(
         keys,
-        ["initialize", "requests", "sessions_active", "sessions_created", "expired_404", "rejected_429", "tools", "last_authorization_sha"]
+        ["initialize", "requests", "sessions_active", "sessions_created", "expired_404", "rejected_429", "cancelled", "tools", "last_authorization_sha"]
     );
     assert_eq!(s["requests"], 2);
     assert_eq!(s["tools"]["echo"], 1);
     assert_eq!(s["tools"]["sleep"], 0);
     assert_eq!(s["last_authorization_sha"], Value::Null);
+    assert_eq!(s["cancelled"], 0);
+    legacy_post(&m, Some(&sid), json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":2}}));
+    assert_eq!(m.stats()["cancelled"], 1);
     let r = m.handle(request("POST", "/stats/reset", &[], ""));
     assert_eq!(r.status, 200);
     let s = m.stats();

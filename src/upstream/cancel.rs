@@ -19,9 +19,9 @@ use serde_json::Value;
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant};
 use ureq::unversioned::transport::{Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, Transport};
 use ureq::unversioned::transport::ShutdownHandle;
 
@@ -39,6 +39,36 @@ pub struct UpstreamCall {
     /// Whether the server is legacy (it gets `notifications/cancelled`; a
     /// 2026-07-28 server takes the closed stream as the cancellation).
     pub legacy: bool,
+    /// The JSON-RPC method sent (for the timeout log line).
+    pub method: String,
+}
+
+/// A movable deadline for every socket read of one call's connection
+/// (`resetTimeoutOnProgress`): ureq's `timeout_global` is fixed when the
+/// request is sent, so the reads of [`TrackedTcp`] are bounded by this too,
+/// and a read past it fails as a ureq timeout. Unset: ureq's bounds only.
+#[derive(Debug, Default)]
+pub struct ReadDeadline(AtomicU64);
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+impl ReadDeadline {
+    /// Sets (or with `None` clears) the deadline.
+    pub fn set(&self, at: Option<Instant>) {
+        let nanos = at.map_or(0, |t| t.saturating_duration_since(epoch()).as_nanos().min(u64::MAX as u128) as u64 + 1);
+        self.0.store(nanos, Ordering::SeqCst);
+    }
+
+    /// The deadline, if set.
+    pub fn get(&self) -> Option<Instant> {
+        match self.0.load(Ordering::SeqCst) {
+            0 => None,
+            n => Some(epoch() + Duration::from_nanos(n - 1)),
+        }
+    }
 }
 
 /// One downstream call's hold on its upstream connection: [`CallHandle::cut`]
@@ -50,6 +80,7 @@ pub struct CallHandle {
     socket: Mutex<Option<Arc<TcpStream>>>,
     cut: AtomicBool,
     call: Mutex<Option<UpstreamCall>>,
+    read_deadline: Arc<ReadDeadline>,
 }
 
 impl CallHandle {
@@ -79,6 +110,12 @@ impl CallHandle {
     /// What was sent upstream, if anything yet.
     pub fn upstream_call(&self) -> Option<UpstreamCall> {
         self.call.lock().clone()
+    }
+
+    /// The read deadline of this call's connection (see [`ReadDeadline`]);
+    /// requests sent while the handle is bound take it along.
+    pub fn read_deadline(&self) -> &Arc<ReadDeadline> {
+        &self.read_deadline
     }
 
     fn record_socket(&self, socket: &Arc<TcpStream>) {
@@ -140,7 +177,7 @@ impl<In: Transport> Connector<In> for TrackedTcpConnector {
         let weak: Weak<dyn ShutdownHandle> = Arc::downgrade(&handle) as Weak<dyn ShutdownHandle>;
         (details.register_shutdown)(weak)?;
         let buffers = LazyBuffers::new(details.config.input_buffer_size(), details.config.output_buffer_size());
-        Ok(Some(Either::B(TrackedTcp { stream, shared, _handle: handle, buffers })))
+        Ok(Some(Either::B(TrackedTcp { stream, shared, _handle: handle, buffers, read_deadline: None })))
     }
 }
 
@@ -161,6 +198,8 @@ pub struct TrackedTcp {
     shared: Arc<TcpStream>,
     _handle: Arc<Shutter>,
     buffers: LazyBuffers,
+    /// The read deadline of the call that sent the last request on this connection.
+    read_deadline: Option<Arc<ReadDeadline>>,
 }
 
 fn timeout_error(e: io::Error, timeout: &NextTimeout) -> ureq::Error {
@@ -177,10 +216,11 @@ impl Transport for TrackedTcp {
     }
 
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
-        CURRENT.with(|c| {
-            if let Some(handle) = c.borrow().as_ref() {
-                handle.record_socket(&self.shared);
-            }
+        self.read_deadline = CURRENT.with(|c| {
+            let current = c.borrow();
+            let handle = current.as_ref()?;
+            handle.record_socket(&self.shared);
+            Some(handle.read_deadline.clone())
         });
         let timeout = timeout.for_write();
         self.stream.set_write_timeout(timeout.not_zero().map(|t| *t))?;
@@ -190,7 +230,15 @@ impl Transport for TrackedTcp {
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
         let timeout = timeout.for_read();
-        self.stream.set_read_timeout(timeout.not_zero().map(|t| *t))?;
+        let mut wait = timeout.not_zero().map(|t| *t);
+        if let Some(at) = self.read_deadline.as_ref().and_then(|d| d.get()) {
+            let left = at.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ureq::Error::Timeout(timeout.reason));
+            }
+            wait = Some(wait.map_or(left, |w| w.min(left)));
+        }
+        self.stream.set_read_timeout(wait)?;
         let input = self.buffers.input_append_buf();
         let amount = loop {
             match self.stream.read(input) {

@@ -45,12 +45,22 @@ pub enum UpstreamError {
         /// Whether the request may have reached the server.
         sent: bool,
     },
-    /// The call ran past its deadline.
+    /// The call ran past its own deadline (the server's `timeoutMs`, or
+    /// `maxTotalTimeoutMs` once progress extended it).
     #[error("upstream '{server}' timed out after {timeout_ms} ms")]
     Timeout {
         /// Server name.
         server: String,
         /// The budget that ran out.
+        timeout_ms: u64,
+    },
+    /// The request's hub deadline (`timeouts.hubMs`) ran out first, before or
+    /// during the call to this server.
+    #[error("the hub deadline ({timeout_ms} ms) ran out waiting for upstream '{server}'")]
+    HubTimeout {
+        /// Server name.
+        server: String,
+        /// `timeouts.hubMs`.
         timeout_ms: u64,
     },
     /// The server answered with an HTTP status and no JSON-RPC message.
@@ -82,15 +92,15 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
-    /// The JSON-RPC error the client gets for this failure (`-32000`, or
-    /// `-32001` "Request timed out" with `data.layer = "upstream"`).
+    /// The JSON-RPC error the client gets for this failure (`-32000`, or for
+    /// a timeout `-32001` "Request timed out" with `data: {layer: "hub" |
+    /// "upstream", server, timeoutMs}`, issue 6 / DESIGN.md §7).
     pub fn to_error_object(&self) -> jsonrpc::ErrorObject {
         match self {
-            UpstreamError::Timeout { server, timeout_ms } => jsonrpc::ErrorObject::with_data(
-                -32001,
-                "Request timed out",
-                json!({"layer": "upstream", "server": server, "timeoutMs": timeout_ms}),
-            ),
+            UpstreamError::Timeout { server, timeout_ms } | UpstreamError::HubTimeout { server, timeout_ms } => {
+                let data = json!({"layer": self.timeout_layer().unwrap_or("upstream"), "server": server, "timeoutMs": timeout_ms});
+                jsonrpc::ErrorObject::with_data(-32001, "Request timed out", data)
+            }
             UpstreamError::MissingToken { server, tokens } => jsonrpc::ErrorObject::with_data(
                 codes::SERVER_ERROR,
                 self.to_string(),
@@ -100,11 +110,21 @@ impl UpstreamError {
         }
     }
 
+    /// For a timeout, the layer whose deadline ran out: `"upstream"` or `"hub"`.
+    pub fn timeout_layer(&self) -> Option<&'static str> {
+        match self {
+            UpstreamError::Timeout { .. } => Some("upstream"),
+            UpstreamError::HubTimeout { .. } => Some("hub"),
+            _ => None,
+        }
+    }
+
     /// The server the error is about.
     pub fn server(&self) -> &str {
         match self {
             UpstreamError::Transport { server, .. }
             | UpstreamError::Timeout { server, .. }
+            | UpstreamError::HubTimeout { server, .. }
             | UpstreamError::Status { server, .. }
             | UpstreamError::MissingToken { server, .. }
             | UpstreamError::Protocol { server, .. } => server,
@@ -382,12 +402,28 @@ impl Upstream {
     }
 
     /// The remaining budget for one call: `min(hub deadline, server timeout)`.
+    ///
+    /// Errors: `HubTimeout` when the hub deadline has already passed.
     fn budget(&self, ctx: &CallContext) -> Result<Duration, UpstreamError> {
         let remaining = ctx.deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            return Err(UpstreamError::Timeout { server: self.config.name.clone(), timeout_ms: 0 });
+            return Err(UpstreamError::HubTimeout { server: self.config.name.clone(), timeout_ms: self.config.hub_timeout.as_millis() as u64 });
         }
         Ok(remaining.min(self.config.timeout))
+    }
+
+    /// The deadlines of a client's call starting now ([`transport::Deadline`]):
+    /// the hub deadline, `timeoutMs`, and with `resetTimeoutOnProgress` (for
+    /// a call with a handle, whose connection reads it) the extension up to
+    /// `maxTotalTimeoutMs`.
+    fn call_deadline(&self, ctx: &CallContext) -> Result<transport::Deadline, UpstreamError> {
+        self.budget(ctx)?;
+        let extend = ctx.call.as_ref().map(|h| h.read_deadline().clone());
+        if let Some(cell) = &extend {
+            cell.set(None); // a call of this handle before may have left one
+        }
+        let extend = extend.filter(|_| self.config.reset_timeout_on_progress).map(|cell| (self.config.max_total_timeout, cell));
+        Ok(transport::Deadline::call(ctx.deadline, self.config.hub_timeout, self.config.timeout, extend))
     }
 
     /// The server's era: pinned, cached, or probed now (modern first; one
@@ -535,6 +571,38 @@ impl Upstream {
         self.transport.answer(&note, &call.session_headers, transport::ANSWER_BUDGET);
     }
 
+    /// A client's call ran out of time (`error` is `Timeout` or `HubTimeout`):
+    /// logs the cause (one info line: server, method, layer, ms) and cancels
+    /// upstream: the connection is already closed (ureq drops it on a
+    /// timeout; the 2026-07-28 signal); a legacy server also gets
+    /// `notifications/cancelled`, sent from a short-lived thread (at most
+    /// [`MAX_CANCEL_NOTES`] at once, else inline) so the client's answer does
+    /// not wait for it.
+    pub fn timed_out(&self, handle: Option<&Arc<cancel::CallHandle>>, error: &UpstreamError) {
+        let Some(layer) = error.timeout_layer() else { return };
+        let call = handle.and_then(|h| h.upstream_call());
+        let method = call.as_ref().map_or("?", |c| c.method.as_str());
+        let ms = match error {
+            UpstreamError::Timeout { timeout_ms, .. } | UpstreamError::HubTimeout { timeout_ms, .. } => *timeout_ms,
+            _ => 0,
+        };
+        log::info!("request timed out: server '{}', method {method}, layer {layer}, {ms} ms", self.config.name);
+        let Some(handle) = handle.filter(|_| call.is_some_and(|c| c.legacy)).cloned() else { return };
+        static IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
+        let room = IN_FLIGHT.fetch_add(1, Ordering::SeqCst) < MAX_CANCEL_NOTES;
+        let Some(me) = self.me.upgrade().filter(|_| room) else {
+            IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+            return self.notify_cancelled(&handle, "timed out");
+        };
+        let spawned = std::thread::Builder::new().name("cancel-note".into()).spawn(move || {
+            me.notify_cancelled(&handle, "timed out");
+            IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+        });
+        if spawned.is_err() {
+            IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
     /// Refuses a server→client request (`-32601` naming `why`), if the
     /// server's era allows answering at all (legacy).
     pub fn refuse(&self, call: &CallStream, request: &Value, why: &str) {
@@ -577,12 +645,12 @@ impl Upstream {
         hdrs.extend(creds.plain());
         let upstream_id = self.next_id();
         if let Some(h) = &ctx.call {
-            h.record_call(cancel::UpstreamCall { id: upstream_id.clone(), session_headers: Vec::new(), legacy: false });
+            h.record_call(cancel::UpstreamCall { id: upstream_id.clone(), session_headers: Vec::new(), legacy: false, method: method.into() });
         }
         let body = jsonrpc::request(&upstream_id, method, Value::Object(params));
         let answer = {
             let _bound = ctx.call.as_ref().map(cancel::bind);
-            self.transport.post_open(&body, &hdrs, self.budget(ctx)?)?
+            self.transport.post_call(&body, &hdrs, self.call_deadline(ctx)?)?
         };
         // 2026-07-28 clients never POST responses: a modern stream is not answerable.
         self.outcome(answer, Vec::new(), false)
@@ -598,12 +666,12 @@ impl Upstream {
             self.sessions.applied(&session);
             let upstream_id = self.next_id();
             if let Some(h) = &ctx.call {
-                h.record_call(cancel::UpstreamCall { id: upstream_id.clone(), session_headers: session.headers(), legacy: true });
+                h.record_call(cancel::UpstreamCall { id: upstream_id.clone(), session_headers: session.headers(), legacy: true, method: method.into() });
             }
             let body = jsonrpc::request(&upstream_id, method, body_params.clone());
             let answer = {
                 let _bound = ctx.call.as_ref().map(cancel::bind);
-                self.transport.post_open(&body, &session.headers(), self.budget(ctx)?)?
+                self.transport.post_call(&body, &session.headers(), self.call_deadline(ctx)?)?
             };
             if let Answer::Reply(reply) = &answer {
                 // The request was not executed: heal and send it again, on a
@@ -732,6 +800,10 @@ impl Upstream {
 /// re-establishment (single flight), and the hub deadline bounds it all.
 pub const MAX_HEALS: u32 = 10;
 
+/// Most `notifications/cancelled` for timed-out calls sent at once from
+/// their own threads ([`Upstream::timed_out`]); beyond, they are sent inline.
+pub const MAX_CANCEL_NOTES: u64 = 32;
+
 /// The key of a `sessionSharing: "client"` session: `client:` + 16 hex of
 /// SHA-256 of the downstream session id (the id itself is a bearer secret).
 pub fn client_session_key(client_session: &str) -> String {
@@ -781,9 +853,11 @@ mod tests {
     }
 
     #[test]
-    fn timeouts_become_32001_naming_the_upstream_layer() {
+    fn timeouts_become_32001_naming_the_layer() {
         let e = UpstreamError::Timeout { server: "jira".into(), timeout_ms: 20000 }.to_error_object();
-        assert_eq!(e.code, -32001);
+        assert_eq!((e.code, e.message.as_str()), (-32001, "Request timed out"));
         assert_eq!(e.data.unwrap(), json!({"layer": "upstream", "server": "jira", "timeoutMs": 20000}));
+        let e = UpstreamError::HubTimeout { server: "jira".into(), timeout_ms: 25000 }.to_error_object();
+        assert_eq!(e.data.unwrap(), json!({"layer": "hub", "server": "jira", "timeoutMs": 25000}));
     }
 }

@@ -5,6 +5,7 @@ use crate::config::ServerConfig;
 use crate::protocol::{codes, jsonrpc, sse};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{Connector, NextTimeout, RustlsConnector};
@@ -51,6 +52,95 @@ pub const LISTEN_READ_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Longest wait for the hub's answer to a server→client request to be taken.
 pub const ANSWER_BUDGET: Duration = Duration::from_secs(5);
+
+/// The deadlines of one upstream call (DESIGN.md §7, issue 6), as offsets
+/// from its start: the request's hub deadline (`timeouts.hubMs`), and the
+/// call's own (`timeoutMs`), which a `notifications/progress` moves to now +
+/// `timeoutMs` with `resetTimeoutOnProgress`, up to `maxTotalTimeoutMs` from
+/// the start and never past the hub deadline. The earlier of the two ends the
+/// call; [`Deadline::error`] names which (`-32001`, `data.layer`).
+#[derive(Debug, Clone)]
+pub struct Deadline {
+    started: Instant,
+    /// The call's own deadline, from `started`.
+    upstream: Duration,
+    /// `timeoutMs` (reported for the upstream layer; the step progress moves by).
+    timeout: Duration,
+    /// The hub deadline from `started`, and `timeouts.hubMs`.
+    hub: Option<(Duration, Duration)>,
+    /// With `resetTimeoutOnProgress`: `maxTotalTimeoutMs`, and the call's
+    /// connection read deadline ([`super::cancel::ReadDeadline`]) kept at `upstream`.
+    extend: Option<(Duration, Arc<super::cancel::ReadDeadline>)>,
+}
+
+impl Deadline {
+    /// One budget, nothing else: ends after `budget`, reported as the
+    /// upstream layer with `timeoutMs` = `budget` (hub-internal exchanges).
+    pub fn fixed(budget: Duration) -> Deadline {
+        Deadline { started: Instant::now(), upstream: budget, timeout: budget, hub: None, extend: None }
+    }
+
+    /// A call starting now under the hub deadline `hub_at` (`timeouts.hubMs`
+    /// = `hub_ms`) with the server's `timeout`; `extend` = (`maxTotalTimeoutMs`,
+    /// the call's read deadline) when progress may extend it.
+    pub fn call(hub_at: Instant, hub_ms: Duration, timeout: Duration, extend: Option<(Duration, Arc<super::cancel::ReadDeadline>)>) -> Deadline {
+        let started = Instant::now();
+        let d = Deadline { started, upstream: timeout, timeout, hub: Some((hub_at.saturating_duration_since(started), hub_ms)), extend };
+        d.publish();
+        d
+    }
+
+    /// The latest the call may run at all: ureq's `timeout_global` (the
+    /// earlier of the hub deadline and the extension cap, or the deadline
+    /// itself when nothing can extend it).
+    pub fn total(&self) -> Duration {
+        let cap = self.extend.as_ref().map_or(self.upstream, |(max, _)| *max);
+        self.hub.map_or(cap, |(h, _)| h.min(cap))
+    }
+
+    fn end(&self) -> Duration {
+        self.hub.map_or(self.upstream, |(h, _)| h.min(self.upstream))
+    }
+
+    /// What remains until the earlier deadline.
+    pub fn remaining(&self) -> Duration {
+        self.end().saturating_sub(self.started.elapsed())
+    }
+
+    /// Whether the earlier deadline has passed.
+    pub fn expired(&self) -> bool {
+        self.remaining().is_zero()
+    }
+
+    /// A progress notification arrived: with `resetTimeoutOnProgress`, the
+    /// call's deadline moves to now + `timeoutMs` (capped, see the type).
+    pub fn on_progress(&mut self) {
+        if let Some((max, _)) = &self.extend {
+            self.upstream = (self.started.elapsed() + self.timeout).min(*max).max(self.upstream);
+            self.publish();
+        }
+    }
+
+    fn publish(&self) {
+        if let Some((_, cell)) = &self.extend {
+            cell.set(Some(self.started + self.end()));
+        }
+    }
+
+    /// The timeout error for this deadline: `HubTimeout` (`timeouts.hubMs`)
+    /// when the hub deadline came first, else `Timeout` with `timeoutMs`
+    /// (`maxTotalTimeoutMs` once progress extended the call to its cap).
+    pub fn error(&self, server: &str) -> UpstreamError {
+        match self.hub {
+            Some((h, hub_ms)) if h <= self.upstream => UpstreamError::HubTimeout { server: server.to_string(), timeout_ms: hub_ms.as_millis() as u64 },
+            _ => {
+                let capped = self.extend.as_ref().is_some_and(|(max, _)| self.upstream >= *max);
+                let ms = if capped { self.upstream } else { self.timeout };
+                UpstreamError::Timeout { server: server.to_string(), timeout_ms: ms.as_millis() as u64 }
+            }
+        }
+    }
+}
 
 /// Resolves host names synchronously (getaddrinfo, bounded by the system
 /// resolver's own timeouts) so that a per-request `timeout_global` costs no
@@ -119,11 +209,9 @@ impl Transport {
         }
     }
 
-    fn map_err(&self, e: ureq::Error, budget: Duration) -> UpstreamError {
+    fn map_err(&self, e: ureq::Error, deadline: &Deadline) -> UpstreamError {
         match e {
-            ureq::Error::Timeout(_) => {
-                UpstreamError::Timeout { server: self.server.clone(), timeout_ms: budget.as_millis() as u64 }
-            }
+            ureq::Error::Timeout(_) => deadline.error(&self.server),
             ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => UpstreamError::Transport {
                 server: self.server.clone(),
                 detail: e.to_string(),
@@ -165,9 +253,15 @@ impl Transport {
     /// open [`EventStream`] of an SSE answer for the caller to read (possibly
     /// on another thread), within the same budget.
     pub fn post_open(&self, body: &Value, headers: &[(String, String)], budget: Duration) -> Result<Answer, UpstreamError> {
-        let started = Instant::now();
-        let resp = self.send_post(body, headers, budget).map_err(|e| self.map_err(e, budget))?;
-        self.read_answer(resp, body, started, budget)
+        self.post_call(body, headers, Deadline::fixed(budget))
+    }
+
+    /// [`Transport::post_open`] for a client's call: bounded by `deadline`
+    /// (ureq's `timeout_global` = [`Deadline::total`], reads also by the
+    /// call's movable read deadline), timeouts naming the layer that ran out.
+    pub fn post_call(&self, body: &Value, headers: &[(String, String)], deadline: Deadline) -> Result<Answer, UpstreamError> {
+        let resp = self.send_post(body, headers, deadline.total()).map_err(|e| self.map_err(e, &deadline))?;
+        self.read_answer(resp, body, deadline)
     }
 
     /// POSTs a long-lived request (2026-07-28 `subscriptions/listen`): the
@@ -185,11 +279,11 @@ impl Transport {
             .timeout_per_read(Some(LISTEN_READ_TIMEOUT))
             .build()
             .send(&bytes[..])
-            .map_err(|e| self.map_err(e, head))?;
-        self.read_answer(resp, body, Instant::now(), Duration::MAX)
+            .map_err(|e| self.map_err(e, &Deadline::fixed(head)))?;
+        self.read_answer(resp, body, Deadline::fixed(Duration::MAX))
     }
 
-    fn read_answer(&self, resp: ureq::http::Response<ureq::Body>, body: &Value, started: Instant, budget: Duration) -> Result<Answer, UpstreamError> {
+    fn read_answer(&self, resp: ureq::http::Response<ureq::Body>, body: &Value, deadline: Deadline) -> Result<Answer, UpstreamError> {
         let status = resp.status().as_u16();
         let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         let session_id = header("mcp-session-id");
@@ -201,11 +295,11 @@ impl Transport {
         let mut body_reader = resp.into_body().into_with_config().limit(MAX_UPSTREAM_MESSAGE).reader();
         if content_type.starts_with("text/event-stream") {
             let want_id = body.get("id").cloned();
-            let stream = EventStream::open(body_reader, want_id, started, budget, &self.server, status, reply.session_id);
+            let stream = EventStream::open(body_reader, want_id, deadline, &self.server, status, reply.session_id);
             return Ok(Answer::Stream(stream));
         }
         let mut raw = Vec::new();
-        body_reader.read_to_end(&mut raw).map_err(|e| io_error(&self.server, e, budget))?;
+        body_reader.read_to_end(&mut raw).map_err(|e| io_error(&self.server, e, &deadline))?;
         match serde_json::from_slice::<Value>(&raw) {
             Ok(v) if v.get("result").is_some() || v.get("error").is_some() => reply.message = Some(v),
             _ => reply.excerpt = excerpt(&raw),
@@ -296,7 +390,7 @@ impl Transport {
             .timeout_per_read(Some(LISTEN_READ_TIMEOUT))
             .build()
             .call()
-            .map_err(|e| self.map_err(e, connect))?;
+            .map_err(|e| self.map_err(e, &Deadline::fixed(connect)))?;
         let status = resp.status().as_u16();
         let is_stream = resp
             .headers()
@@ -307,7 +401,7 @@ impl Transport {
             return Ok(None);
         }
         let reader = resp.into_body().into_with_config().limit(u64::MAX).reader();
-        Ok(Some(EventStream::open(reader, None, Instant::now(), Duration::MAX, &self.server, status, None)))
+        Ok(Some(EventStream::open(reader, None, Deadline::fixed(Duration::MAX), &self.server, status, None)))
     }
 
     /// Adds the server's configured headers, then `headers` (the session's).
@@ -328,14 +422,15 @@ impl Transport {
 }
 
 /// An io error while reading an upstream body as an [`UpstreamError`]. ureq
-/// reports its own deadlines as an io::Error wrapping `ureq::Error::Timeout`.
-fn io_error(server: &str, e: std::io::Error, budget: Duration) -> UpstreamError {
+/// reports its own deadlines as an io::Error wrapping `ureq::Error::Timeout`;
+/// any failure once the deadline has passed counts as the timeout.
+fn io_error(server: &str, e: std::io::Error, deadline: &Deadline) -> UpstreamError {
     let ureq_timeout = e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<ureq::Error>())
         .is_some_and(|u| matches!(u, ureq::Error::Timeout(_)));
-    if ureq_timeout || matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) {
-        UpstreamError::Timeout { server: server.to_string(), timeout_ms: budget.as_millis() as u64 }
+    if ureq_timeout || deadline.expired() || matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) {
+        deadline.error(server)
     } else {
         UpstreamError::Transport { server: server.to_string(), detail: e.to_string(), sent: true }
     }
@@ -367,8 +462,7 @@ pub struct EventStream {
     lines: BufReader<ureq::BodyReader<'static>>,
     parser: sse::Parser,
     want_id: Option<Value>,
-    started: Instant,
-    budget: Duration,
+    deadline: Deadline,
     server: String,
     status: u16,
     session_id: Option<String>,
@@ -377,12 +471,11 @@ pub struct EventStream {
 
 impl EventStream {
     /// A stream over an SSE body; `want_id` is the id of the response that
-    /// ends it (None: any response), read within `budget` from `started`.
+    /// ends it (None: any response), read within `deadline`.
     fn open(
         reader: ureq::BodyReader<'static>,
         want_id: Option<Value>,
-        started: Instant,
-        budget: Duration,
+        deadline: Deadline,
         server: &str,
         status: u16,
         session_id: Option<String>,
@@ -391,8 +484,7 @@ impl EventStream {
             lines: BufReader::new(reader),
             parser: sse::Parser::new(),
             want_id,
-            started,
-            budget,
+            deadline,
             server: server.to_string(),
             status,
             session_id,
@@ -402,7 +494,7 @@ impl EventStream {
 
     /// What remains of the call's budget.
     pub fn remaining(&self) -> Duration {
-        self.budget.saturating_sub(self.started.elapsed())
+        self.deadline.remaining()
     }
 
     /// The server this stream comes from.
@@ -413,17 +505,21 @@ impl EventStream {
     /// The next message; `Ok(None)` when the stream ended without the final
     /// response. Events that are not JSON are skipped with a warning.
     ///
-    /// Errors: `Timeout` once the budget is spent, `Transport` on a broken read.
+    /// A `notifications/progress` extends the call's deadline when the
+    /// server has `resetTimeoutOnProgress` ([`Deadline::on_progress`]).
+    ///
+    /// Errors: `Timeout`/`HubTimeout` once the deadline is spent (the
+    /// connection is cut then: a read past it fails), `Transport` on a broken read.
     pub fn next_item(&mut self) -> Result<Option<StreamItem>, UpstreamError> {
         loop {
-            if self.started.elapsed() > self.budget {
-                return Err(UpstreamError::Timeout { server: self.server.clone(), timeout_ms: self.budget.as_millis() as u64 });
+            if self.deadline.expired() {
+                return Err(self.deadline.error(&self.server));
             }
             self.line.clear();
             let n = (&mut self.lines)
                 .take(MAX_UPSTREAM_MESSAGE)
                 .read_until(b'\n', &mut self.line)
-                .map_err(|e| io_error(&self.server, e, self.budget))?;
+                .map_err(|e| io_error(&self.server, e, &self.deadline))?;
             let text = String::from_utf8_lossy(&self.line);
             let event = if n == 0 { self.parser.line("") } else { self.parser.line(text.trim_end_matches('\n')) };
             if let Some(ev) = event {
@@ -431,7 +527,11 @@ impl EventStream {
                     log::warn!("upstream '{}' sent an SSE event that is not JSON; ignored", self.server);
                     continue;
                 };
-                return Ok(Some(self.classify(msg)));
+                let item = self.classify(msg);
+                if matches!(&item, StreamItem::Notification(n) if n.get("method").and_then(Value::as_str) == Some("notifications/progress")) {
+                    self.deadline.on_progress();
+                }
+                return Ok(Some(item));
             }
             if n == 0 {
                 return Ok(None);
