@@ -1,7 +1,7 @@
 # MCPHub — the two set-up commands are `make run` and `make test` (README.md).
 CARGO ?= cargo
 
-.PHONY: build run test unit e2e conformance fuzz bench soak attack clippy clean
+.PHONY: build run test unit e2e conformance fuzz bench bench-shaping soak attack clippy clean
 
 build:
 	$(CARGO) build --release --locked
@@ -34,6 +34,11 @@ fuzz:
 ## Benchmarks: figures printed, nothing asserted.
 bench: build
 	scripts/bench.sh
+
+## Shaping benchmark (issue 6, seeds/000's scenario): 70 clients against mcphub-mock
+## --max-concurrency 8 --latency-ms 200, through the hub (maxConcurrency 8) and directly; SHAPING_SECS (60).
+bench-shaping: build
+	SHAPING_SECS=$${SHAPING_SECS:-60} scripts/bench-shaping.sh
 
 ## Soak: 70 legacy clients for SOAK_SECS (default 180) s through the hub (Redis store, a mock
 ## expiring sessions every 50 uses) and directly; figures printed, nothing asserted (needs redis-server).

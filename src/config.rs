@@ -123,6 +123,10 @@ pub struct ServerConfig {
     pub connect_timeout: Duration,
     /// Upstream session sharing.
     pub session_sharing: SessionSharing,
+    /// `maxConcurrency`: upstream calls in flight at once (`None`: unlimited).
+    pub max_concurrency: Option<usize>,
+    /// `maxQueue`: calls waiting for a slot (default 64; crate::limits::bulkhead).
+    pub max_queue: usize,
 }
 
 /// An entry of `mcpServers` the hub skips, with why.
@@ -404,6 +408,8 @@ struct RawServer {
     #[serde(default)]
     forward_user: bool,
     rate_limit: Option<Value>,
+    max_concurrency: Option<u64>,
+    max_queue: Option<u64>,
 }
 
 fn yes() -> bool {
@@ -655,6 +661,11 @@ impl Config {
                 user_headers,
                 user_tokens,
                 forward_user: server.forward_user,
+                max_concurrency: match server.max_concurrency {
+                    None => None,
+                    n => Some(bounded(&format!("{key}.maxConcurrency"), n, 1, 1, crate::limits::bulkhead::MAX_LIMIT as u64)? as usize),
+                },
+                max_queue: bounded(&format!("{key}.maxQueue"), server.max_queue, crate::limits::bulkhead::DEFAULT_MAX_QUEUE as u64, 0, crate::limits::bulkhead::MAX_LIMIT as u64)? as usize,
             });
         }
         let redis = match raw.redis {

@@ -429,6 +429,8 @@ pub fn forward_with(
     // A call answered on the worker ends here: unregister, and answer
     // nothing useful if its client cancelled it (the upstream is told).
     let answer_on_worker = |reply: Result<Value, crate::upstream::UpstreamError>| {
+        // Bulkhead full, server busy, circuit open: HTTP 503 + Retry-After.
+        let retry_after = reply.as_ref().err().and_then(crate::upstream::UpstreamError::retry_after_secs);
         if let Some(k) = &key {
             hub.in_flight().unregister(k);
         }
@@ -444,7 +446,10 @@ pub fn forward_with(
         if let Some(rewrite) = &rewrite {
             rewrite(&mut msg);
         }
-        Response::json(error_status(down.era, &msg), &msg)
+        match retry_after {
+            Some(secs) => Response::json(503, &msg).with_header("Retry-After", &secs.to_string()),
+            None => Response::json(error_status(down.era, &msg), &msg),
+        }
     };
     let mut c = ctx(down);
     c.call = Some(handle.clone());

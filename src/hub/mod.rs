@@ -281,7 +281,7 @@ impl Hub {
                 let s = u.state();
                 (
                     u.name().to_string(),
-                    json!({"era": s.era, "ok": s.ok, "lastError": s.last_error, "sessions": u.sessions().len()}),
+                    json!({"era": s.era, "ok": s.ok, "lastError": s.last_error, "sessions": u.sessions().len(), "bulkhead": s.bulkhead}),
                 )
             })
             .collect();

@@ -13,7 +13,13 @@
 //! `mcpServers.NAME.rateLimit: {"perSecond": N, "burst": B}`, which replaces
 //! `perServer` for that server. Each rate takes exactly one of `perSecond`
 //! / `perMinute` (1..=1000000); `burst` (1..=1000000) defaults to that count.
+//!
+//! Per server also: a bulkhead (`maxConcurrency`, `maxQueue`), upstream
+//! back-pressure (429/503 `Retry-After`) and a circuit breaker
+//! ([`bulkhead`], [`breaker`]).
 
+pub mod breaker;
+pub mod bulkhead;
 pub mod rate;
 
 pub use rate::RateLimits;

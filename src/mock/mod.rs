@@ -200,6 +200,8 @@ struct Inner {
     cfg: MockConfig,
     state: Mutex<State>,
     in_flight: AtomicUsize,
+    /// The most `/mcp` requests in flight at once since start or the last reset.
+    max_in_flight: AtomicUsize,
     /// Conformance fixtures on.
     fixtures: bool,
     /// Server→client requests awaiting the client's answer, by JSON id text.
@@ -374,6 +376,7 @@ impl MockServer {
                     modern_counter: 0,
                 }),
                 in_flight: AtomicUsize::new(0),
+                max_in_flight: AtomicUsize::new(0),
                 fixtures,
                 pending: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
@@ -391,8 +394,9 @@ impl MockServer {
 
     /// The `/stats` document:
     /// `{"initialize","requests","sessions_active","sessions_created",
-    /// "expired_404","rejected_429","cancelled","tools":{"echo":n,…},"last_authorization_sha"}`.
+    /// "expired_404","rejected_429","cancelled","max_in_flight","tools":{"echo":n,…},"last_authorization_sha"}`.
     /// `cancelled` counts legacy `notifications/cancelled` received on a session;
+    /// `max_in_flight` is the most `/mcp` requests (any method) in flight at once.
     /// `requests` counts every POST to `/mcp` — the JSON-RPC messages sent,
     /// including rejected ones (GET streams, `subscriptions/listen` streams and DELETE are not counted); `initialize` counts answered legacy `initialize` requests;
     /// `expired_404` counts 404s for unknown or expired sessions;
@@ -409,6 +413,7 @@ impl MockServer {
             "expired_404": c.expired_404,
             "rejected_429": c.rejected_429,
             "cancelled": c.cancelled,
+            "max_in_flight": self.inner.max_in_flight.load(Ordering::SeqCst),
             "tools": c.tools,
             "last_authorization_sha": c.last_authorization_sha,
         })
@@ -419,6 +424,7 @@ impl MockServer {
         let mut st = self.inner.state.lock();
         st.counters = Counters::new();
         st.session_uses = 0;
+        self.inner.max_in_flight.store(self.inner.in_flight.load(Ordering::SeqCst), Ordering::SeqCst);
     }
 
     /// Whether a legacy session with this id is live.
@@ -456,6 +462,7 @@ impl MockServer {
             return Response::json(403, &rpc_error(&Value::Null, codes::SERVER_ERROR, &why, None));
         }
         let now = self.inner.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.inner.max_in_flight.fetch_max(now, Ordering::SeqCst);
         let guard = InFlight { inner: self.inner.clone() };
         if let Some(k) = self.inner.cfg.max_concurrency {
             if now > k {

@@ -73,7 +73,7 @@ mod tests {
     use super::*;
 
     fn reply(status: u16, message: Option<Value>) -> HttpReply {
-        HttpReply { status, session_id: None, message, excerpt: String::new() }
+        HttpReply { status, session_id: None, message, excerpt: String::new(), retry_after: None }
     }
 
     #[test]

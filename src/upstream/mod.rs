@@ -89,6 +89,31 @@ pub enum UpstreamError {
         /// What was wrong.
         detail: String,
     },
+    /// The server's bulkhead refused the call, or the server itself did
+    /// (HTTP 429/503) and the hub could not retry it within the deadline
+    /// ([`crate::limits::bulkhead`]). The client gets HTTP 503 + `Retry-After`.
+    #[error("server '{server}' is overloaded: {cause}; retry after {retry_after_secs} s")]
+    Overloaded {
+        /// Server name.
+        server: String,
+        /// When to try again, whole seconds ≥ 1 (`data.retry_after_seconds`).
+        retry_after_secs: u64,
+        /// `"queue_full"` or `"upstream_busy"` (`data.reason`).
+        reason: &'static str,
+        /// What is full or busy, for the message.
+        cause: String,
+    },
+    /// The server's circuit breaker is open after consecutive connect
+    /// failures ([`crate::limits::breaker`]). The client gets HTTP 503 + `Retry-After`.
+    #[error("server '{server}' is unavailable (circuit open after {failures} connect failures); retrying in {retry_after_secs} s")]
+    Unavailable {
+        /// Server name.
+        server: String,
+        /// The consecutive connect failures that opened the circuit.
+        failures: u32,
+        /// Until the next probe, whole seconds ≥ 1 (`data.retry_after_seconds`).
+        retry_after_secs: u64,
+    },
 }
 
 impl UpstreamError {
@@ -106,6 +131,16 @@ impl UpstreamError {
                 self.to_string(),
                 json!({"server": server, "missingTokens": tokens}),
             ),
+            UpstreamError::Overloaded { server, retry_after_secs, reason, .. } => jsonrpc::ErrorObject::with_data(
+                codes::SERVER_ERROR,
+                self.to_string(),
+                json!({"server": server, "retry_after_seconds": retry_after_secs, "reason": reason}),
+            ),
+            UpstreamError::Unavailable { server, retry_after_secs, .. } => jsonrpc::ErrorObject::with_data(
+                codes::SERVER_ERROR,
+                self.to_string(),
+                json!({"server": server, "retry_after_seconds": retry_after_secs, "reason": "circuit_open"}),
+            ),
             other => jsonrpc::ErrorObject::with_data(codes::SERVER_ERROR, other.to_string(), json!({"server": other.server()})),
         }
     }
@@ -119,6 +154,15 @@ impl UpstreamError {
         }
     }
 
+    /// `Retry-After` seconds for the errors answered with HTTP 503
+    /// (`Overloaded`, `Unavailable`); `None` for the others.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            UpstreamError::Overloaded { retry_after_secs, .. } | UpstreamError::Unavailable { retry_after_secs, .. } => Some(*retry_after_secs),
+            _ => None,
+        }
+    }
+
     /// The server the error is about.
     pub fn server(&self) -> &str {
         match self {
@@ -127,7 +171,9 @@ impl UpstreamError {
             | UpstreamError::HubTimeout { server, .. }
             | UpstreamError::Status { server, .. }
             | UpstreamError::MissingToken { server, .. }
-            | UpstreamError::Protocol { server, .. } => server,
+            | UpstreamError::Protocol { server, .. }
+            | UpstreamError::Overloaded { server, .. }
+            | UpstreamError::Unavailable { server, .. } => server,
         }
     }
 }
@@ -203,6 +249,9 @@ pub struct CallStream {
     /// Whether the server's era allows answering server→client requests
     /// (legacy: yes; 2026-07-28: no, it uses input_required results instead).
     pub answerable: bool,
+    /// The call's bulkhead slot, released when the stream is dropped (read to
+    /// its end, timed out, or cut by the client's cancellation).
+    pub permit: Option<Box<crate::limits::bulkhead::Permit>>,
 }
 
 /// Last observed state of a server, for `/readyz`.
@@ -214,6 +263,8 @@ pub struct ServerState {
     pub ok: bool,
     /// The last error, if the last call failed.
     pub last_error: Option<String>,
+    /// Slots in use, queue, circuit state and hold ([`crate::limits::bulkhead`]).
+    pub bulkhead: crate::limits::bulkhead::Snapshot,
 }
 
 /// One upstream MCP server.
@@ -235,6 +286,8 @@ pub struct Upstream {
     listen_watch: listen::Watch,
     /// A modern server's `server/discover` capabilities, once seen.
     discovered: RwLock<Option<Value>>,
+    /// `maxConcurrency` / `maxQueue`, back-pressure and the circuit breaker.
+    bulkhead: Arc<crate::limits::bulkhead::Bulkhead>,
 }
 
 /// Receives notifications an upstream sends outside any call: (server name, message).
@@ -282,7 +335,8 @@ impl Upstream {
             probe: parking_lot::Mutex::new(()),
             sessions: SessionPool::new(&config.name, store, session_ttl),
             next_id: AtomicU64::new(1),
-            state: RwLock::new(ServerState { era: pinned, ok: true, last_error: None }),
+            state: RwLock::new(ServerState { era: pinned, ok: true, last_error: None, bulkhead: Default::default() }),
+            bulkhead: crate::limits::bulkhead::Bulkhead::new(&config.name, config.max_concurrency, config.max_queue),
             me,
             on_notification: std::sync::OnceLock::new(),
             listen_watch: listen::Watch::default(),
@@ -298,7 +352,9 @@ impl Upstream {
 
     /// Last observed state.
     pub fn state(&self) -> ServerState {
-        self.state.read().clone()
+        let mut s = self.state.read().clone();
+        s.bulkhead = self.bulkhead.snapshot();
+        s
     }
 
     /// The era detected or pinned, if known (no probe, no copy of the state).
@@ -540,12 +596,66 @@ impl Upstream {
         ctx: &CallContext,
         extra_headers: &[(String, String)],
     ) -> Result<Outcome, UpstreamError> {
-        let result = match self.era(ctx)? {
-            Era::Modern => self.open_modern(method, params, ctx, extra_headers),
-            Era::Legacy => self.open_legacy(method, params, ctx),
-        };
-        self.record(result.as_ref().map(|_| ()));
-        result
+        // One bulkhead slot for the whole call (crate::limits::bulkhead); an
+        // upstream 429/503 (not executed) holds the server and the call is
+        // sent again once the hold ends, within the deadline.
+        let mut refusals = 0;
+        loop {
+            let mut permit = self.bulkhead.acquire(ctx.deadline)?;
+            let result = match self.era(ctx) {
+                Ok(Era::Modern) => self.open_modern(method, params.clone(), ctx, extra_headers),
+                Ok(Era::Legacy) => self.open_legacy(method, params.clone(), ctx),
+                Err(e) => Err(e),
+            };
+            permit.record(match &result {
+                Ok(_) | Err(UpstreamError::Status { .. } | UpstreamError::Protocol { .. } | UpstreamError::Overloaded { .. }) => Some(true),
+                Err(UpstreamError::Transport { sent: false, .. }) => Some(false),
+                Err(_) => None,
+            });
+            if let Err(UpstreamError::Overloaded { retry_after_secs, reason: "upstream_busy", .. }) = &result {
+                let hold_ends = Instant::now() + Duration::from_secs(*retry_after_secs).min(crate::limits::bulkhead::MAX_HOLD);
+                if refusals < MAX_REFUSALS && hold_ends < ctx.deadline {
+                    refusals += 1;
+                    continue; // the next acquire waits out the hold
+                }
+            }
+            self.record(result.as_ref().map(|_| ()));
+            return result.map(|outcome| match outcome {
+                Outcome::Streaming(mut call) => {
+                    call.permit = Some(Box::new(permit));
+                    Outcome::Streaming(call)
+                }
+                done => done,
+            });
+        }
+    }
+
+    /// After `post_open`: an HTTP 429 or 503 reply (the request was not
+    /// executed) holds the server's new calls for the wait it names (body
+    /// `error.data.retry_after_seconds`, else [`crate::limits::bulkhead::DEFAULT_HOLD`])
+    /// and becomes `Overloaded` ("upstream_busy"), which `request_open` retries.
+    fn refused(&self, answer: &Answer) -> Result<(), UpstreamError> {
+        use crate::limits::bulkhead;
+        let Answer::Reply(reply) = answer else { return Ok(()) };
+        if !matches!(reply.status, 429 | 503) {
+            return Ok(());
+        }
+        // Retry-After (seconds or HTTP-date, ≤ 60 s), else the body's
+        // retry_after_seconds (seeds/004's shape), else 1 s.
+        let wait = reply
+            .retry_after
+            .as_deref()
+            .and_then(|v| bulkhead::parse_retry_after(v, std::time::SystemTime::now()))
+            .or_else(|| bulkhead::retry_after_in_body(reply.message.as_ref()))
+            .unwrap_or(bulkhead::DEFAULT_HOLD);
+        self.bulkhead.hold(wait);
+        log::info!("upstream '{}' answered HTTP {}: holding its calls for {} ms", self.config.name, reply.status, wait.as_millis());
+        Err(UpstreamError::Overloaded {
+            server: self.config.name.clone(),
+            retry_after_secs: wait.as_millis().div_ceil(1000).max(1) as u64,
+            reason: "upstream_busy",
+            cause: format!("it answered HTTP {}", reply.status),
+        })
     }
 
     /// Reads a call's stream to its final message; notifications go to
@@ -614,7 +724,7 @@ impl Upstream {
     fn outcome(&self, answer: Answer, session_headers: Vec<(String, String)>, answerable: bool) -> Result<Outcome, UpstreamError> {
         match answer {
             Answer::Reply(reply) => self.final_message(reply).map(Outcome::Done),
-            Answer::Stream(events) => Ok(Outcome::Streaming(CallStream { events, session_headers, answerable })),
+            Answer::Stream(events) => Ok(Outcome::Streaming(CallStream { events, session_headers, answerable, permit: None })),
         }
     }
 
@@ -652,6 +762,7 @@ impl Upstream {
             let _bound = ctx.call.as_ref().map(cancel::bind);
             self.transport.post_call(&body, &hdrs, self.call_deadline(ctx)?)?
         };
+        self.refused(&answer)?;
         // 2026-07-28 clients never POST responses: a modern stream is not answerable.
         self.outcome(answer, Vec::new(), false)
     }
@@ -673,6 +784,7 @@ impl Upstream {
                 let _bound = ctx.call.as_ref().map(cancel::bind);
                 self.transport.post_call(&body, &session.headers(), self.call_deadline(ctx)?)?
             };
+            self.refused(&answer)?;
             if let Answer::Reply(reply) = &answer {
                 // The request was not executed: heal and send it again, on a
                 // new session each time (at most MAX_HEALS, within the deadline).
@@ -803,6 +915,11 @@ pub const MAX_HEALS: u32 = 10;
 /// Most `notifications/cancelled` for timed-out calls sent at once from
 /// their own threads ([`Upstream::timed_out`]); beyond, they are sent inline.
 pub const MAX_CANCEL_NOTES: u64 = 32;
+
+/// How many times one request refused by its server (HTTP 429/503: not
+/// executed) is sent again after the hold the refusal imposed, within the
+/// deadline ([`crate::limits::bulkhead`]).
+pub const MAX_REFUSALS: u32 = 5;
 
 /// The key of a `sessionSharing: "client"` session: `client:` + 16 hex of
 /// SHA-256 of the downstream session id (the id itself is a bearer secret).

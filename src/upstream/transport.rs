@@ -25,6 +25,8 @@ pub struct HttpReply {
     pub message: Option<Value>,
     /// A short excerpt of a non-JSON-RPC body, for error messages.
     pub excerpt: String,
+    /// `Retry-After` response header (seconds or an HTTP-date), as sent.
+    pub retry_after: Option<String>,
 }
 
 impl HttpReply {
@@ -288,7 +290,8 @@ impl Transport {
         let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         let session_id = header("mcp-session-id");
         let content_type = header("content-type").unwrap_or_default().to_ascii_lowercase();
-        let mut reply = HttpReply { status, session_id, message: None, excerpt: String::new() };
+        let retry_after = header("retry-after");
+        let mut reply = HttpReply { status, session_id, message: None, excerpt: String::new(), retry_after };
         if status == 202 {
             return Ok(Answer::Reply(reply));
         }
@@ -316,7 +319,8 @@ impl Transport {
         headers: &[(String, String)],
         on_message: &mut dyn FnMut(&Value),
     ) -> Result<HttpReply, UpstreamError> {
-        let mut reply = HttpReply { status: stream.status, session_id: stream.session_id.take(), message: None, excerpt: String::new() };
+        let mut reply =
+            HttpReply { status: stream.status, session_id: stream.session_id.take(), message: None, excerpt: String::new(), retry_after: None };
         loop {
             match stream.next_item()? {
                 Some(StreamItem::Final(m)) => {
