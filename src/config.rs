@@ -127,6 +127,13 @@ pub struct ServerConfig {
     pub max_concurrency: Option<usize>,
     /// `maxQueue`: calls waiting for a slot (default 64; crate::limits::bulkhead).
     pub max_queue: usize,
+    /// `heavyTools`: tool names or glob patterns (`*`, `?`) of this server's
+    /// heavy tools, run through their own queue (crate::limits::heavy).
+    pub heavy_tools: crate::limits::heavy::HeavyTools,
+    /// `heavyConcurrency`: heavy calls in flight at once (default 1).
+    pub heavy_concurrency: usize,
+    /// `heavyQueue`: heavy calls waiting (default 16); full → 503.
+    pub heavy_queue: usize,
 }
 
 /// An entry of `mcpServers` the hub skips, with why.
@@ -410,6 +417,10 @@ struct RawServer {
     rate_limit: Option<Value>,
     max_concurrency: Option<u64>,
     max_queue: Option<u64>,
+    #[serde(default)]
+    heavy_tools: Vec<String>,
+    heavy_concurrency: Option<u64>,
+    heavy_queue: Option<u64>,
 }
 
 fn yes() -> bool {
@@ -666,6 +677,9 @@ impl Config {
                     n => Some(bounded(&format!("{key}.maxConcurrency"), n, 1, 1, crate::limits::bulkhead::MAX_LIMIT as u64)? as usize),
                 },
                 max_queue: bounded(&format!("{key}.maxQueue"), server.max_queue, crate::limits::bulkhead::DEFAULT_MAX_QUEUE as u64, 0, crate::limits::bulkhead::MAX_LIMIT as u64)? as usize,
+                heavy_tools: crate::limits::heavy::HeavyTools(server.heavy_tools),
+                heavy_concurrency: bounded(&format!("{key}.heavyConcurrency"), server.heavy_concurrency, 1, 1, crate::limits::bulkhead::MAX_LIMIT as u64)? as usize,
+                heavy_queue: bounded(&format!("{key}.heavyQueue"), server.heavy_queue, 16, 0, crate::limits::bulkhead::MAX_LIMIT as u64)? as usize,
             });
         }
         let redis = match raw.redis {

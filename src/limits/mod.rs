@@ -20,6 +20,7 @@
 
 pub mod breaker;
 pub mod bulkhead;
+pub mod heavy;
 pub mod rate;
 
 pub use rate::RateLimits;

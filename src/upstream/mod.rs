@@ -252,6 +252,8 @@ pub struct CallStream {
     /// The call's bulkhead slot, released when the stream is dropped (read to
     /// its end, timed out, or cut by the client's cancellation).
     pub permit: Option<Box<crate::limits::bulkhead::Permit>>,
+    /// The heavy-tool slot of a heavy call (`heavyTools`), released likewise.
+    pub heavy_permit: Option<Box<crate::limits::bulkhead::Permit>>,
 }
 
 /// Last observed state of a server, for `/readyz`.
@@ -288,6 +290,8 @@ pub struct Upstream {
     discovered: RwLock<Option<Value>>,
     /// `maxConcurrency` / `maxQueue`, back-pressure and the circuit breaker.
     bulkhead: Arc<crate::limits::bulkhead::Bulkhead>,
+    /// The heavy tools' own queue (`heavyTools`; `None` when there are none).
+    heavy: Option<Arc<crate::limits::bulkhead::Bulkhead>>,
 }
 
 /// Receives notifications an upstream sends outside any call: (server name, message).
@@ -337,6 +341,8 @@ impl Upstream {
             next_id: AtomicU64::new(1),
             state: RwLock::new(ServerState { era: pinned, ok: true, last_error: None, bulkhead: Default::default() }),
             bulkhead: crate::limits::bulkhead::Bulkhead::new(&config.name, config.max_concurrency, config.max_queue),
+            heavy: (!config.heavy_tools.0.is_empty())
+                .then(|| crate::limits::bulkhead::Bulkhead::new(&config.name, Some(config.heavy_concurrency), config.heavy_queue)),
             me,
             on_notification: std::sync::OnceLock::new(),
             listen_watch: listen::Watch::default(),
@@ -599,6 +605,12 @@ impl Upstream {
         // One bulkhead slot for the whole call (crate::limits::bulkhead); an
         // upstream 429/503 (not executed) holds the server and the call is
         // sent again once the hold ends, within the deadline.
+        // A heavy tool first waits for one of its own slots (heavyTools):
+        // heavy jobs queue among themselves, never in front of other calls.
+        let heavy_permit = match (&self.heavy, method, params.get("name").and_then(Value::as_str)) {
+            (Some(h), "tools/call", Some(tool)) if self.config.heavy_tools.matches(tool) => Some(Box::new(h.acquire(ctx.deadline)?)),
+            _ => None,
+        };
         let mut refusals = 0;
         loop {
             let mut permit = self.bulkhead.acquire(ctx.deadline)?;
@@ -623,6 +635,7 @@ impl Upstream {
             return result.map(|outcome| match outcome {
                 Outcome::Streaming(mut call) => {
                     call.permit = Some(Box::new(permit));
+                    call.heavy_permit = heavy_permit;
                     Outcome::Streaming(call)
                 }
                 done => done,
@@ -724,7 +737,7 @@ impl Upstream {
     fn outcome(&self, answer: Answer, session_headers: Vec<(String, String)>, answerable: bool) -> Result<Outcome, UpstreamError> {
         match answer {
             Answer::Reply(reply) => self.final_message(reply).map(Outcome::Done),
-            Answer::Stream(events) => Ok(Outcome::Streaming(CallStream { events, session_headers, answerable, permit: None })),
+            Answer::Stream(events) => Ok(Outcome::Streaming(CallStream { events, session_headers, answerable, permit: None, heavy_permit: None })),
         }
     }
 
