@@ -513,6 +513,10 @@ impl Catalog {
         let ctx = &CallContext { deadline: ctx.deadline.min(Instant::now() + self.fetch_budget), ..ctx.clone() };
         let fetched = self.cache.get_or_try_fill(&key, fresh, || -> Result<Cached, UpstreamError> {
             let cached = match fetch_all(upstream, kind, ctx) {
+                Ok((items, ttl)) if kind == Kind::Tools => {
+                    upstream.note_tools(&items);
+                    Cached { items: Arc::new(items), fetched: Instant::now(), ttl: ttl.unwrap_or(self.ttl), failed: false }
+                }
                 Ok((items, ttl)) => Cached { items: Arc::new(items), fetched: Instant::now(), ttl: ttl.unwrap_or(self.ttl), failed: false },
                 Err(e) => {
                     log::warn!("{} of '{}' failed, its items are left out for {} s: {e}", kind.method(), upstream.name(), FAILURE_BACKOFF.as_secs());

@@ -290,6 +290,9 @@ pub struct Upstream {
     discovered: RwLock<Option<Value>>,
     /// `maxConcurrency` / `maxQueue`, back-pressure and the circuit breaker.
     bulkhead: Arc<crate::limits::bulkhead::Bulkhead>,
+    /// Tools annotated `readOnlyHint` or `idempotentHint` (from the last
+    /// `tools/list`): a call to one may be re-sent after a transport error.
+    retry_safe_tools: RwLock<std::collections::HashSet<String>>,
     /// The heavy tools' own queue (`heavyTools`; `None` when there are none).
     heavy: Option<Arc<crate::limits::bulkhead::Bulkhead>>,
 }
@@ -341,6 +344,7 @@ impl Upstream {
             next_id: AtomicU64::new(1),
             state: RwLock::new(ServerState { era: pinned, ok: true, last_error: None, bulkhead: Default::default() }),
             bulkhead: crate::limits::bulkhead::Bulkhead::new(&config.name, config.max_concurrency, config.max_queue),
+            retry_safe_tools: RwLock::new(Default::default()),
             heavy: (!config.heavy_tools.0.is_empty())
                 .then(|| crate::limits::bulkhead::Bulkhead::new(&config.name, Some(config.heavy_concurrency), config.heavy_queue)),
             me,
@@ -371,6 +375,31 @@ impl Upstream {
     /// Locally cached legacy sessions: `(context key, session id, kept in the store)`.
     pub fn sessions(&self) -> Vec<(String, Option<String>, bool)> {
         self.sessions.list()
+    }
+
+    /// Records which of the server's tools may be re-sent after a transport
+    /// error: those annotated `readOnlyHint` or `idempotentHint` (DESIGN.md §3).
+    pub fn note_tools(&self, tools: &[Value]) {
+        let hinted = |t: &Value, hint: &str| t.pointer(&format!("/annotations/{hint}")) == Some(&Value::Bool(true));
+        let safe = tools
+            .iter()
+            .filter(|t| hinted(t, "readOnlyHint") || hinted(t, "idempotentHint"))
+            .filter_map(|t| t.get("name").and_then(Value::as_str).map(str::to_string))
+            .collect();
+        *self.retry_safe_tools.write() = safe;
+    }
+
+    /// Whether a request may be sent again after a transport error that may
+    /// have reached the server: reads (lists, `resources/read`,
+    /// `prompts/get`, `completion/complete`, `server/discover`) and calls of
+    /// tools annotated `readOnlyHint`/`idempotentHint` (DESIGN.md §3).
+    fn retry_safe(&self, method: &str, params: &Map<String, Value>) -> bool {
+        match method {
+            "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" | "resources/read" | "prompts/get"
+            | "completion/complete" | "server/discover" => true,
+            "tools/call" => params.get("name").and_then(Value::as_str).is_some_and(|n| self.retry_safe_tools.read().contains(n)),
+            _ => false,
+        }
     }
 
     /// Whether this server's headers name user tokens (`${user.NAME}`).
@@ -612,6 +641,7 @@ impl Upstream {
             _ => None,
         };
         let mut refusals = 0;
+        let mut resent = false;
         loop {
             let mut permit = self.bulkhead.acquire(ctx.deadline)?;
             let result = match self.era(ctx) {
@@ -624,6 +654,17 @@ impl Upstream {
                 Err(UpstreamError::Transport { sent: false, .. }) => Some(false),
                 Err(_) => None,
             });
+            // A transport error: a request that never left may always be
+            // sent once more; one that may have reached the server only if
+            // it is safe to repeat (DESIGN.md §3). Not after a client's cancel.
+            if let Err(UpstreamError::Transport { sent, .. }) = &result {
+                let cut = ctx.call.as_ref().is_some_and(|h| h.is_cut());
+                if !resent && !cut && Instant::now() < ctx.deadline && (!*sent || self.retry_safe(method, &params)) {
+                    resent = true;
+                    log::debug!("{method} to '{}' failed in transit; sending it again", self.config.name);
+                    continue;
+                }
+            }
             if let Err(UpstreamError::Overloaded { retry_after_secs, reason: "upstream_busy", .. }) = &result {
                 let hold_ends = Instant::now() + Duration::from_secs(*retry_after_secs).min(crate::limits::bulkhead::MAX_HOLD);
                 if refusals < MAX_REFUSALS && hold_ends < ctx.deadline {
