@@ -249,11 +249,10 @@ pub struct CallStream {
     /// Whether the server's era allows answering server→client requests
     /// (legacy: yes; 2026-07-28: no, it uses input_required results instead).
     pub answerable: bool,
-    /// The call's bulkhead slot, released when the stream is dropped (read to
-    /// its end, timed out, or cut by the client's cancellation).
-    pub permit: Option<Box<crate::limits::bulkhead::Permit>>,
-    /// The heavy-tool slot of a heavy call (`heavyTools`), released likewise.
-    pub heavy_permit: Option<Box<crate::limits::bulkhead::Permit>>,
+    /// The call's bulkhead slot and, for a heavy call, its `heavyTools` slot,
+    /// released when the stream is dropped (read to its end, timed out, or
+    /// cut by the client's cancellation).
+    pub permit: Option<Box<(crate::limits::bulkhead::Permit, Option<Box<crate::limits::bulkhead::Permit>>)>>,
 }
 
 /// Last observed state of a server, for `/readyz`.
@@ -675,8 +674,7 @@ impl Upstream {
             self.record(result.as_ref().map(|_| ()));
             return result.map(|outcome| match outcome {
                 Outcome::Streaming(mut call) => {
-                    call.permit = Some(Box::new(permit));
-                    call.heavy_permit = heavy_permit;
+                    call.permit = Some(Box::new((permit, heavy_permit)));
                     Outcome::Streaming(call)
                 }
                 done => done,
@@ -778,7 +776,7 @@ impl Upstream {
     fn outcome(&self, answer: Answer, session_headers: Vec<(String, String)>, answerable: bool) -> Result<Outcome, UpstreamError> {
         match answer {
             Answer::Reply(reply) => self.final_message(reply).map(Outcome::Done),
-            Answer::Stream(events) => Ok(Outcome::Streaming(CallStream { events, session_headers, answerable, permit: None, heavy_permit: None })),
+            Answer::Stream(events) => Ok(Outcome::Streaming(CallStream { events, session_headers, answerable, permit: None })),
         }
     }
 
