@@ -29,8 +29,11 @@
 //! Statuses: `working` → `completed` (a result), `failed` (a JSON-RPC error,
 //! a result with `isError: true`, a timeout), `cancelled`.
 //!
-//! State is in this hub's memory only (not in Redis): another hub instance
-//! does not know the task. Entries live for the task's `ttl` (capped at
+//! State is in this hub's memory only, not in Redis: a task's owner is a
+//! legacy client session, and those live in the memory of the instance that
+//! created them (another instance answers 404 "Session not found"), so no
+//! other instance could be asked for the task; sharing task state waits for
+//! shared client sessions. Entries live for the task's `ttl` (capped at
 //! [`super::MAX_TTL`], [`super::DEFAULT_TTL`] when the client gave none), and
 //! go with their session (DELETE cancels the run).
 
@@ -428,5 +431,34 @@ impl Runs {
     /// Whether no hub-run task is tracked.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_and_tasks_carry_the_spec_fields() {
+        let t = now_iso();
+        assert_eq!(t.len(), "2025-11-25T10:30:00Z".len(), "{t}");
+        assert!(t.ends_with('Z') && &t[4..5] == "-" && &t[10..11] == "T", "{t}");
+        let run = Run {
+            owner: Owner::Session("s".into()),
+            server: "jobs".into(),
+            created_at: t.clone(),
+            updated_at: t,
+            ttl_ms: 60_000,
+            expires: Instant::now() + Duration::from_secs(60),
+            status: "working",
+            message: None,
+            outcome: None,
+            handle: Arc::new(CallHandle::default()),
+        };
+        let task = run.task("mcphub-tx");
+        for key in ["taskId", "status", "createdAt", "lastUpdatedAt", "ttl", "pollInterval"] {
+            assert!(task.get(key).is_some(), "{key} missing: {task}");
+        }
+        assert!(!run.terminal() && task.get("statusMessage").is_none());
     }
 }
