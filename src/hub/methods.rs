@@ -282,6 +282,10 @@ fn call_routed(hub: &Hub, down: &Downstream, id: Value, method: &str, mut params
         extra_headers = headers::param_headers(schema, arguments);
     }
     params.insert("name".into(), Value::String(route.original.clone()));
+    // A heavy tool called with a task by a legacy client: the hub runs it as a task.
+    if kind == Kind::Tools && super::tasks::heavy::wanted(hub, down, &route.server, &route.original, &params) {
+        return super::tasks::heavy::start(hub, down, id, upstream, params, extra_headers);
+    }
     let rewrite = (kind == Kind::Tools).then(|| super::tasks::on_tools_call(hub, &route.server, super::tasks::Owner::of(down)));
     forward_with(hub, down, id, method, params, upstream, extra_headers, rewrite)
 }

@@ -40,6 +40,9 @@
 //! Capabilities follow: legacy clients see `tasks` when a legacy upstream
 //! has them, modern clients the extension when a modern upstream has it.
 
+#[path = "heavy_tasks.rs"]
+pub mod heavy;
+
 use super::methods::{self, shape_result};
 use super::{Downstream, Hub};
 use crate::http::Response;
@@ -136,6 +139,7 @@ impl Table {
 pub struct Tasks {
     table: Mutex<Table>,
     support: Mutex<HashMap<String, (Support, Option<Instant>)>>,
+    runs: heavy::Runs,
 }
 
 /// A fresh hub task id: `mcphub-t` + 32 hex digits (128 random bits).
@@ -193,6 +197,13 @@ impl Tasks {
         for k in owned {
             t.remove(&k);
         }
+        drop(t);
+        self.runs.forget_session(session);
+    }
+
+    /// The hub-run tasks of heavy tools ([`heavy`]).
+    pub fn runs(&self) -> &heavy::Runs {
+        &self.runs
     }
 
     /// Number of tracked tasks.
@@ -293,7 +304,11 @@ pub fn advertise(hub: &Hub, era: Era, caps: &mut Value) {
             }
         });
     }
-    let supports: Vec<Support> = supports.into_iter().map(|s| s.unwrap_or(Support::None)).collect();
+    let mut supports: Vec<Support> = supports.into_iter().map(|s| s.unwrap_or(Support::None)).collect();
+    // Heavy tools run as hub tasks for legacy clients (heavy_tasks).
+    if let Some(own) = heavy::capability(hub) {
+        supports.push(Support::Legacy(own));
+    }
     match (era, advertised(era, &supports)) {
         (Era::Legacy, Some(t)) => caps["tasks"] = t,
         (Era::Modern, Some(ext)) => caps["extensions"] = ext,
@@ -383,12 +398,24 @@ pub fn handle(hub: &Hub, down: &Downstream, id: Value, method: &str, mut params:
         return reply(down, &id, Err(err));
     }
     if method == "tasks/list" {
-        let outcome = list(hub, down, &params);
+        let first_page = params.get("cursor").is_none_or(Value::is_null);
+        let mut outcome = list(hub, down, &params);
+        if let (true, Ok(page)) = (first_page && down.era == Era::Legacy, &mut outcome) {
+            // The hub-run tasks head the first page.
+            let mut all = heavy::list(hub, &Owner::of(down));
+            if let Some(Value::Array(theirs)) = page.get_mut("tasks") {
+                all.append(theirs);
+                *theirs = all;
+            }
+        }
         return reply(down, &id, outcome);
     }
     let Some(hub_id) = params.get("taskId").and_then(Value::as_str).map(str::to_string) else {
         return reply(down, &id, Err(ErrorObject::new(codes::INVALID_PARAMS, format!("{method} needs params.taskId"))));
     };
+    if let Some(answer) = heavy::handle(hub, down, &id, method, &hub_id) {
+        return answer;
+    }
     let found = hub.tasks().find(&hub_id, &Owner::of(down));
     let Some((server, upstream_id)) = found else { return reply(down, &id, Err(not_found())) };
     let Some(upstream) = hub.catalog().upstream(&server).cloned() else { return reply(down, &id, Err(not_found())) };

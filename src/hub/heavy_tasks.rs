@@ -1,0 +1,464 @@
+//! Heavy tools as hub-run tasks (issue 6 "Heavy jobs"; seeds/004 §8.1, the
+//! async model accept → progress → completion; 2025-11-25 tasks).
+//!
+//! A legacy client that sends a task-augmented `tools/call` (`params.task`)
+//! for one of a server's `heavyTools` gets a `CreateTaskResult` at once
+//! (`{task: {taskId: "mcphub-t…", status: "working", createdAt,
+//! lastUpdatedAt, ttl, pollInterval}}`); the hub runs the call itself, on a
+//! thread of its own, without `params.task` upstream (whether or not the
+//! upstream has tasks). The run first waits its turn in the hub's task queue
+//! of that server (`heavyConcurrency` running, `heavyQueue` waiting; full →
+//! HTTP 503 + `Retry-After`, no task created), then calls the upstream,
+//! whose own heavy slot ([`crate::limits::bulkhead`]) still bounds every heavy
+//! call of the server, tasks and plain calls together. The run's deadline is
+//! the task's own, `min(ttl, 1 h)` ([`MAX_RUN`]), not the client's request:
+//! the client may go away and the task goes on. Each upstream call is still
+//! bounded by the server's `timeoutMs`.
+//!
+//! The owning legacy session (only it; any other gets -32602) asks with
+//! `tasks/get` (the `Task`), `tasks/result` (blocks until the task ends,
+//! within the request's deadline, then exactly what the call answered:
+//! the `CallToolResult` with the related-task `_meta`, or its JSON-RPC
+//! error; the deadline passing first → -32001 "Request timed out", layer
+//! hub, and the client asks again), `tasks/cancel` (a waiting run leaves the
+//! queue at once and never reaches the upstream; a running one has its
+//! upstream connection cut and a legacy upstream gets
+//! `notifications/cancelled`; a task already ended → -32602) and `tasks/list`
+//! (its hub-run tasks head the first page). Status changes after creation
+//! go to the session's GET stream as `notifications/tasks/status`.
+//! Statuses: `working` → `completed` (a result), `failed` (a JSON-RPC error,
+//! a result with `isError: true`, a timeout), `cancelled`.
+//!
+//! State is in this hub's memory only, not in Redis: a task's owner is a
+//! legacy client session, and those live in the memory of the instance that
+//! created them (another instance answers 404 "Session not found"), so no
+//! other instance could be asked for the task; sharing task state waits for
+//! shared client sessions. Entries live for the task's `ttl` (capped at
+//! [`super::MAX_TTL`], [`super::DEFAULT_TTL`] when the client gave none), and
+//! go with their session (DELETE cancels the run).
+
+use super::{Owner, DEFAULT_TTL, MAX_TASKS, MAX_TASKS_PER_SESSION, MAX_TTL, RELATED_TASK};
+use crate::hub::{Downstream, Hub};
+use crate::http::Response;
+use crate::protocol::{codes, jsonrpc, Era, ErrorObject};
+use crate::upstream::cancel::CallHandle;
+use crate::upstream::{Upstream, UpstreamError};
+use parking_lot::{Condvar, Mutex};
+use serde_json::{json, Map, Value};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// The longest a hub-run task may take, queue wait included.
+pub const MAX_RUN: Duration = Duration::from_secs(3600);
+/// The `pollInterval` (ms) suggested to clients.
+pub const POLL_INTERVAL_MS: u64 = 500;
+
+struct Run {
+    owner: Owner,
+    server: String,
+    created_at: String,
+    updated_at: String,
+    ttl_ms: u64,
+    expires: Instant,
+    status: &'static str,
+    message: Option<String>,
+    /// The final answer: a result object, or a JSON-RPC error object.
+    outcome: Option<Result<Value, Value>>,
+    handle: Arc<CallHandle>,
+}
+
+impl Run {
+    fn terminal(&self) -> bool {
+        matches!(self.status, "completed" | "failed" | "cancelled")
+    }
+
+    /// The 2025-11-25 `Task` object.
+    fn task(&self, id: &str) -> Value {
+        let mut t = json!({"taskId": id, "status": self.status, "createdAt": self.created_at, "lastUpdatedAt": self.updated_at,
+            "ttl": self.ttl_ms, "pollInterval": POLL_INTERVAL_MS});
+        if let Some(m) = &self.message {
+            t["statusMessage"] = json!(m);
+        }
+        t
+    }
+}
+
+#[derive(Default)]
+struct Gate {
+    running: usize,
+    queue: VecDeque<String>,
+}
+
+#[derive(Default)]
+struct State {
+    runs: HashMap<String, Run>,
+    gates: HashMap<String, Gate>,
+}
+
+impl State {
+    fn prune(&mut self, now: Instant) {
+        self.runs.retain(|_, r| r.expires > now || !r.terminal());
+    }
+}
+
+/// The hub-run tasks and each server's task queue.
+#[derive(Default)]
+pub struct Runs {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+/// RFC 3339 UTC timestamp (`2025-11-25T10:30:00Z`) of now.
+fn now_iso() -> String {
+    let secs = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Whether this `tools/call` becomes a hub-run task (pure over its inputs):
+/// a legacy client with a session asked for a task (`params.task` an
+/// object) and `original` is one of the server's `heavyTools`.
+pub fn wanted(hub: &Hub, down: &Downstream, server: &str, original: &str, params: &Map<String, Value>) -> bool {
+    down.era == Era::Legacy
+        && down.session.is_some()
+        && params.get("task").is_some_and(Value::is_object)
+        && hub.config().servers.iter().any(|s| s.name == server && s.heavy_tools.matches(original))
+}
+
+/// The tasks capability entries the hub-run tasks add for legacy clients:
+/// `list`, `cancel`, `requests.tools.call`, when a server has `heavyTools`.
+pub fn capability(hub: &Hub) -> Option<Value> {
+    hub.config()
+        .servers
+        .iter()
+        .any(|s| !s.heavy_tools.0.is_empty())
+        .then(|| json!({"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}))
+}
+
+fn status_note(id: &str, run: &Run) -> Value {
+    jsonrpc::notification("notifications/tasks/status", run.task(id))
+}
+
+fn notify(hub: &Hub, id: &str, run: &Run) {
+    if let Owner::Session(s) = &run.owner {
+        hub.listeners().send_to(std::slice::from_ref(s), &status_note(id, run));
+    }
+}
+
+/// Starts a hub-run task for a task-augmented heavy `tools/call` (see the
+/// module doc); `params` carry the server's own tool name. Answers the
+/// `CreateTaskResult`, or: a rate limit (429), the server's task queue full
+/// (503 + `Retry-After`), the task table full (-32603).
+pub fn start(
+    hub: &Hub,
+    down: &Downstream,
+    id: Value,
+    upstream: Arc<Upstream>,
+    mut params: Map<String, Value>,
+    extra_headers: Vec<(String, String)>,
+) -> Response {
+    if let Err(limited) = hub.limits().check_server(upstream.name()) {
+        return limited.to_response(Some(&id));
+    }
+    let server = upstream.name().to_string();
+    let Some(cfg) = hub.config().servers.iter().find(|s| s.name == server) else {
+        return Response::json(200, &ErrorObject::new(codes::INVALID_PARAMS, "Unknown server").to_response(Some(&id)));
+    };
+    let (concurrency, queue_len) = (cfg.heavy_concurrency.max(1), cfg.heavy_queue);
+    let requested = params.remove("task").and_then(|t| t.get("ttl").and_then(Value::as_u64));
+    let ttl = requested.map_or(DEFAULT_TTL, Duration::from_millis).min(MAX_TTL);
+    if let Some(Value::Object(meta)) = params.get_mut("_meta") {
+        meta.remove("progressToken"); // nobody listens to the run's progress
+    }
+    let owner = Owner::of(down);
+    let now = Instant::now();
+    let stamp = now_iso();
+    let handle = Arc::new(CallHandle::default());
+    let run = Run {
+        owner: owner.clone(),
+        server: server.clone(),
+        created_at: stamp.clone(),
+        updated_at: stamp,
+        ttl_ms: ttl.as_millis() as u64,
+        expires: now + ttl,
+        status: "working",
+        message: Some("Waiting for a heavy-job slot".into()),
+        outcome: None,
+        handle: handle.clone(),
+    };
+    let Some(hub_id) = super::new_hub_id() else {
+        return Response::json(200, &ErrorObject::new(codes::INTERNAL_ERROR, "no randomness for a task id").to_response(Some(&id)));
+    };
+    let created = {
+        let runs = hub.tasks().runs();
+        let mut st = runs.state.lock();
+        st.prune(now);
+        let owned = st.runs.values().filter(|r| r.owner == owner).count();
+        let gate = st.gates.entry(server.clone()).or_default();
+        if gate.queue.len() >= queue_len {
+            let cause = format!("{} heavy tasks running and its task queue of {queue_len} is full", gate.running);
+            let err = UpstreamError::Overloaded { server: server.clone(), retry_after_secs: 1, reason: "queue_full", cause };
+            log::warn!("{err}");
+            return Response::json(503, &err.to_error_object().to_response(Some(&id))).with_header("Retry-After", "1");
+        }
+        if st.runs.len() >= MAX_TASKS || owned >= MAX_TASKS_PER_SESSION {
+            let text = format!("MCPHub runs {MAX_TASKS} tasks, at most {MAX_TASKS_PER_SESSION} per session; try again when some have ended");
+            return Response::json(200, &ErrorObject::new(codes::INTERNAL_ERROR, text).to_response(Some(&id)));
+        }
+        st.gates.entry(server.clone()).or_default().queue.push_back(hub_id.clone());
+        let task = run.task(&hub_id);
+        st.runs.insert(hub_id.clone(), run);
+        task
+    };
+    let mut ctx = super::methods::call_context(down);
+    ctx.deadline = now + ttl.min(MAX_RUN);
+    ctx.call = Some(handle);
+    let (h, tid) = (hub.clone(), hub_id.clone());
+    let spawned = std::thread::Builder::new()
+        .name("hub-task".into())
+        .spawn(move || run_task(&h, &tid, &upstream, params, &ctx, &extra_headers, concurrency));
+    if let Err(e) = spawned {
+        let runs = hub.tasks().runs();
+        let mut st = runs.state.lock();
+        st.runs.remove(&hub_id);
+        if let Some(g) = st.gates.get_mut(&server) {
+            g.queue.retain(|t| *t != hub_id);
+        }
+        runs.changed.notify_all();
+        log::warn!("hub task for '{server}' not started: {e}");
+        return Response::json(200, &ErrorObject::new(codes::INTERNAL_ERROR, "could not start the task").to_response(Some(&id)));
+    }
+    log::info!("hub task {hub_id} created for a heavy tool of '{server}'");
+    Response::json(200, &jsonrpc::result_response(&id, json!({"task": created})))
+}
+
+/// Ends task `id` with `outcome` (unless cancelled meanwhile) and tells its owner.
+fn settle(hub: &Hub, id: &str, status: &'static str, message: Option<String>, outcome: Result<Value, Value>) {
+    let runs = hub.tasks().runs();
+    let mut st = runs.state.lock();
+    let Some(run) = st.runs.get_mut(id).filter(|r| !r.terminal()) else { return };
+    run.status = status;
+    run.message = message;
+    run.outcome = Some(outcome);
+    run.updated_at = now_iso();
+    notify(hub, id, run);
+    runs.changed.notify_all();
+}
+
+fn run_task(
+    hub: &Hub,
+    id: &str,
+    upstream: &Upstream,
+    params: Map<String, Value>,
+    ctx: &crate::upstream::CallContext,
+    extra_headers: &[(String, String)],
+    concurrency: usize,
+) {
+    let runs = hub.tasks().runs();
+    let server = upstream.name().to_string();
+    // Wait for a turn in the server's task queue (first come, first served).
+    {
+        let mut st = runs.state.lock();
+        loop {
+            let now = Instant::now();
+            let live = st.runs.get(id).is_some_and(|r| !r.terminal());
+            let gate = st.gates.entry(server.clone()).or_default();
+            if !live {
+                gate.queue.retain(|t| t != id);
+                runs.changed.notify_all();
+                return; // cancelled (or its session ended) while waiting
+            }
+            if gate.queue.front().map(String::as_str) == Some(id) && gate.running < concurrency {
+                gate.queue.pop_front();
+                gate.running += 1;
+                runs.changed.notify_all();
+                if let Some(run) = st.runs.get_mut(id) {
+                    run.message = Some("Running".into());
+                    run.updated_at = now_iso();
+                }
+                break;
+            }
+            if now >= ctx.deadline {
+                gate.queue.retain(|t| t != id);
+                runs.changed.notify_all();
+                drop(st);
+                let err = UpstreamError::HubTimeout { server: server.clone(), timeout_ms: MAX_RUN.as_millis() as u64 };
+                let obj = err.to_error_object().to_response(None).get("error").cloned().unwrap_or(Value::Null);
+                return settle(hub, id, "failed", Some("Timed out waiting for a heavy-job slot".into()), Err(obj));
+            }
+            runs.changed.wait_until(&mut st, ctx.deadline);
+        }
+    }
+    let reply = upstream.request("tools/call", params, ctx, extra_headers, &mut |_| {});
+    {
+        let mut st = runs.state.lock();
+        if let Some(g) = st.gates.get_mut(&server) {
+            g.running = g.running.saturating_sub(1);
+        }
+        runs.changed.notify_all();
+    }
+    let handle = ctx.call.clone();
+    if let Some(h) = &handle {
+        h.finish();
+        if h.is_cut() {
+            upstream.notify_cancelled(h, "cancelled");
+            return; // the task is cancelled already
+        }
+    }
+    if let Err(e) = &reply {
+        upstream.timed_out(handle.as_ref(), e);
+    }
+    let msg = super::methods::finish(Era::Legacy, &Value::Null, reply);
+    match (msg.get("result"), msg.get("error")) {
+        (Some(r), _) => {
+            let failed = r.get("isError").and_then(Value::as_bool) == Some(true);
+            let (status, note) = if failed { ("failed", "The tool reported an error") } else { ("completed", "Completed") };
+            settle(hub, id, status, Some(note.into()), Ok(r.clone()));
+        }
+        (None, Some(e)) => settle(hub, id, "failed", Some("The call failed".into()), Err(e.clone())),
+        (None, None) => {
+            let obj = json!({"code": codes::INTERNAL_ERROR, "message": "the upstream answered neither a result nor an error"});
+            settle(hub, id, "failed", Some("The call failed".into()), Err(obj));
+        }
+    }
+}
+
+fn reply(id: &Value, outcome: Result<Value, ErrorObject>) -> Response {
+    match outcome {
+        Ok(result) => Response::json(200, &jsonrpc::result_response(id, result)),
+        Err(e) => Response::json(200, &e.to_response(Some(id))),
+    }
+}
+
+/// Answers `tasks/get|result|cancel` for a hub-run task; `None` when
+/// `task_id` is not one (it may be an upstream's task). Another session's
+/// task is -32602 like an unknown one.
+pub fn handle(hub: &Hub, down: &Downstream, id: &Value, method: &str, task_id: &str) -> Option<Response> {
+    let runs = hub.tasks().runs();
+    let mut st = runs.state.lock();
+    let now = Instant::now();
+    let run = st.runs.get(task_id).filter(|r| r.expires > now || !r.terminal())?;
+    if run.owner != Owner::of(down) {
+        return Some(reply(id, Err(super::not_found())));
+    }
+    match method {
+        "tasks/get" => Some(reply(id, Ok(run.task(task_id)))),
+        "tasks/cancel" => {
+            let run = st.runs.get_mut(task_id)?;
+            if run.terminal() {
+                let e = ErrorObject::new(codes::INVALID_PARAMS, format!("Cannot cancel task: already in terminal status '{}'", run.status));
+                return Some(reply(id, Err(e)));
+            }
+            run.status = "cancelled";
+            run.message = Some("The task was cancelled by request.".into());
+            run.updated_at = now_iso();
+            run.outcome = Some(Err(json!({"code": codes::SERVER_ERROR, "message": "Task cancelled"})));
+            run.handle.cut();
+            notify(hub, task_id, run);
+            let task = run.task(task_id);
+            runs.changed.notify_all();
+            log::info!("hub task {task_id} cancelled by its client");
+            Some(reply(id, Ok(task)))
+        }
+        "tasks/result" => loop {
+            let Some(run) = st.runs.get(task_id) else { return Some(reply(id, Err(super::not_found()))) };
+            if let Some(outcome) = &run.outcome {
+                let msg = match outcome {
+                    Ok(r) => {
+                        let mut r = r.clone();
+                        if let Some(o) = r.as_object_mut() {
+                            let meta = o.entry("_meta").or_insert_with(|| json!({}));
+                            if let Some(m) = meta.as_object_mut() {
+                                m.insert(RELATED_TASK.into(), json!({"taskId": task_id}));
+                            }
+                        }
+                        jsonrpc::result_response(id, r)
+                    }
+                    Err(e) => json!({"jsonrpc": "2.0", "id": id, "error": e}),
+                };
+                return Some(Response::json(200, &msg));
+            }
+            if Instant::now() >= down.deadline {
+                let ms = hub.config().hub_timeout.as_millis() as u64;
+                let err = UpstreamError::HubTimeout { server: run.server.clone(), timeout_ms: ms };
+                return Some(reply(id, Err(err.to_error_object())));
+            }
+            runs.changed.wait_until(&mut st, down.deadline);
+        },
+        _ => None,
+    }
+}
+
+/// The caller's hub-run tasks (`Task` objects), oldest first.
+pub fn list(hub: &Hub, owner: &Owner) -> Vec<Value> {
+    let st = hub.tasks().runs().state.lock();
+    let now = Instant::now();
+    let mut mine: Vec<(&String, &Run)> = st.runs.iter().filter(|(_, r)| r.owner == *owner && (r.expires > now || !r.terminal())).collect();
+    mine.sort_by(|a, b| a.1.created_at.cmp(&b.1.created_at).then(a.0.cmp(b.0)));
+    mine.into_iter().map(|(id, r)| r.task(id)).collect()
+}
+
+impl Runs {
+    /// A legacy session ended (DELETE): its runs are cut and forgotten.
+    pub fn forget_session(&self, session: &str) {
+        let mut st = self.state.lock();
+        st.runs.retain(|_, r| {
+            let theirs = matches!(&r.owner, Owner::Session(s) if s == session);
+            if theirs {
+                r.handle.cut();
+            }
+            !theirs
+        });
+        self.changed.notify_all();
+    }
+
+    /// Hub-run tasks tracked (live or kept for their ttl).
+    pub fn len(&self) -> usize {
+        self.state.lock().runs.len()
+    }
+
+    /// Whether no hub-run task is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_and_tasks_carry_the_spec_fields() {
+        let t = now_iso();
+        assert_eq!(t.len(), "2025-11-25T10:30:00Z".len(), "{t}");
+        assert!(t.ends_with('Z') && &t[4..5] == "-" && &t[10..11] == "T", "{t}");
+        let run = Run {
+            owner: Owner::Session("s".into()),
+            server: "jobs".into(),
+            created_at: t.clone(),
+            updated_at: t,
+            ttl_ms: 60_000,
+            expires: Instant::now() + Duration::from_secs(60),
+            status: "working",
+            message: None,
+            outcome: None,
+            handle: Arc::new(CallHandle::default()),
+        };
+        let task = run.task("mcphub-tx");
+        for key in ["taskId", "status", "createdAt", "lastUpdatedAt", "ttl", "pollInterval"] {
+            assert!(task.get(key).is_some(), "{key} missing: {task}");
+        }
+        assert!(!run.terminal() && task.get("statusMessage").is_none());
+    }
+}
