@@ -40,7 +40,6 @@
 //! Capabilities follow: legacy clients see `tasks` when a legacy upstream
 //! has them, modern clients the extension when a modern upstream has it.
 
-#[path = "heavy_tasks.rs"]
 pub mod heavy;
 
 use super::methods::{self, shape_result};
@@ -305,7 +304,7 @@ pub fn advertise(hub: &Hub, era: Era, caps: &mut Value) {
         });
     }
     let mut supports: Vec<Support> = supports.into_iter().map(|s| s.unwrap_or(Support::None)).collect();
-    // Heavy tools run as hub tasks for legacy clients (heavy_tasks).
+    // Heavy tools run as hub tasks for legacy clients (tasks::heavy).
     if let Some(own) = heavy::capability(hub) {
         supports.push(Support::Legacy(own));
     }
