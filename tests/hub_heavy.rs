@@ -74,3 +74,15 @@ fn a_full_heavy_queue_answers_503_with_retry_after() {
     }
     assert_eq!(ok + refused.len(), 4);
 }
+
+#[test]
+fn heavy_tools_are_listed_as_task_optional_for_2025_11_25_clients() {
+    let mock = mock_with(MockConfig { era: Era::Legacy, name: "jobs".into(), ..MockConfig::default() });
+    let h = hub(&[], json!({"mcpServers": {"jobs": {"url": mock.url, "protocol": "legacy", "timeoutMs": 7000, "heavyTools": ["sleep"]}}}));
+    let c = Client::connect(&h.url);
+    let listed = c.request("tools/list", json!({})).unwrap();
+    let tools = listed["result"]["tools"].as_array().unwrap();
+    let find = |n: &str| tools.iter().find(|t| t["name"] == n).cloned().unwrap();
+    assert_eq!(find("sleep")["execution"]["taskSupport"], "optional", "{listed}");
+    assert!(find("echo").pointer("/execution/taskSupport").is_none(), "{listed}");
+}

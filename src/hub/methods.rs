@@ -197,10 +197,38 @@ fn visible_items(hub: &Hub, down: &Downstream, kind: Kind, merged: &crate::catal
         .collect()
 }
 
+/// Marks a server's `heavyTools` `execution.taskSupport: "optional"` for
+/// 2025-11-25 clients (absent means "forbidden": a client must not ask for a
+/// task otherwise), since the hub runs them as tasks (`tasks::heavy`); a
+/// tool the server itself marks "required" keeps it.
+fn mark_heavy_tools(hub: &Hub, merged: &crate::catalog::Merged, items: &mut [Value]) {
+    if hub.catalog().upstreams().iter().all(|u| u.config.heavy_tools.0.is_empty()) {
+        return;
+    }
+    for item in items.iter_mut() {
+        let route = item.get("name").and_then(Value::as_str).and_then(|n| merged.routes.get(n));
+        let heavy = route.is_some_and(|r| hub.catalog().upstream(&r.server).is_some_and(|u| u.config.heavy_tools.matches(&r.original)));
+        if !heavy || item.pointer("/execution/taskSupport").and_then(Value::as_str) == Some("required") {
+            continue;
+        }
+        if let Some(obj) = item.as_object_mut() {
+            let execution = obj.entry("execution").or_insert_with(|| json!({}));
+            if !execution.is_object() {
+                *execution = json!({});
+            }
+            execution["taskSupport"] = json!("optional");
+        }
+    }
+}
+
 fn list(hub: &Hub, down: &Downstream, kind: Kind) -> Value {
     let merged = hub.catalog().merged(kind, &ctx(down));
     let mut result = Map::new();
-    result.insert(kind.field().into(), Value::Array(visible_items(hub, down, kind, &merged)));
+    let mut items = visible_items(hub, down, kind, &merged);
+    if kind == Kind::Tools && down.era == Era::Legacy {
+        mark_heavy_tools(hub, &merged, &mut items);
+    }
+    result.insert(kind.field().into(), Value::Array(items));
     if down.era == Era::Modern {
         // 2026-07-28 (SEP-2549): list results carry cache hints.
         result.insert("ttlMs".into(), json!(merged.ttl_ms()));
