@@ -762,16 +762,45 @@ impl Config {
             None => "memory".to_string(),
         };
         out.insert_str(0, &format!("session store: {store} (ttl {} s)\n", self.session_ttl.as_secs()));
+        let rate = |r: &Option<crate::limits::Rate>| match r {
+            Some(r) => format!("{}/{} s burst {}", r.count, r.period.as_secs(), r.burst),
+            None => "unlimited".into(),
+        };
+        let admins = self.users.iter().filter(|u| u.admin).count();
+        out.insert_str(
+            0,
+            &format!(
+                "users: {} in the config ({admins} admin), anonymous {}\nrate limits: global {}, per user {}, per server {}\n",
+                self.users.len(),
+                if self.allow_anonymous || self.users.is_empty() { "allowed" } else { "refused" },
+                rate(&self.rate_limits.global),
+                rate(&self.rate_limits.per_user),
+                rate(&self.rate_limits.per_server),
+            ),
+        );
         for s in &self.servers {
-            let hdrs: Vec<&str> = s.headers.iter().map(|(k, _)| k.as_str()).collect();
+            // Header names only: values (and filled user tokens) are never printed.
+            let hdrs: Vec<&str> = s.headers.iter().chain(&s.user_headers).map(|(k, _)| k.as_str()).collect();
+            let mut extra = String::new();
+            if !hdrs.is_empty() {
+                extra.push_str(&format!(", headers: {}", hdrs.join(", ")));
+            }
+            if !s.user_tokens.is_empty() {
+                extra.push_str(&format!(", user tokens: {}", s.user_tokens.join(", ")));
+            }
+            if let Some(n) = s.max_concurrency {
+                extra.push_str(&format!(", max {n} in flight + {} queued", s.max_queue));
+            }
+            if !s.heavy_tools.0.is_empty() {
+                extra.push_str(&format!(", heavy tools {} ({} at once)", s.heavy_tools.0.join(" "), s.heavy_concurrency));
+            }
             out.push_str(&format!(
-                "  {:<20} {} (protocol {:?}, timeout {} ms, sessions {:?}{})\n",
+                "  {:<20} {} (protocol {:?}, timeout {} ms, sessions {:?}{extra})\n",
                 s.name,
                 redact_url(&s.url),
                 s.protocol,
                 s.timeout.as_millis(),
                 s.session_sharing,
-                if hdrs.is_empty() { String::new() } else { format!(", headers: {}", hdrs.join(", ")) }
             ));
         }
         for s in &self.skipped {

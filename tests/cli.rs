@@ -19,7 +19,9 @@ fn write_config(name: &str, text: &str) -> std::path::PathBuf {
 fn check_config_prints_what_it_would_serve() {
     let path = write_config(
         "ok",
-        r#"{"mcpServers": {"gh": {"url": "https://example.invalid/mcp", "headers": {"Authorization": "Bearer sekrit"}},
+        r#"{"users": {"al": {"keys": ["sha256:0000000000000000000000000000000000000000000000000000000000000000"], "tokens": {"JIRA_TOKEN": "tokensekrit"}}},
+            "mcpServers": {"gh": {"url": "https://example.invalid/mcp", "headers": {"Authorization": "Bearer sekrit"}},
+                           "jira": {"url": "https://jira.invalid/mcp", "headers": {"Authorization": "Bearer ${user.JIRA_TOKEN}"}},
                            "fs": {"command": "npx"}}}"#,
     );
     let out = Command::new(BIN).args(["check-config", "--config"]).arg(&path).output().unwrap();
@@ -27,7 +29,8 @@ fn check_config_prints_what_it_would_serve() {
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("gh") && stdout.contains("https://example.invalid/mcp"), "{stdout}");
     assert!(stdout.contains("fs") && stdout.contains("not supported yet"), "{stdout}");
-    assert!(!stdout.contains("sekrit"), "header values are never printed");
+    assert!(!stdout.contains("sekrit"), "header values and tokens are never printed");
+    assert!(stdout.contains("user tokens: JIRA_TOKEN") && stdout.contains("users: 1 in the config"), "{stdout}");
 }
 
 #[test]
