@@ -43,52 +43,16 @@ PIDS=()
 . "$(dirname "${BASH_SOURCE[0]}")/lib/procs.sh"
 cleanup() {
   # The hub first (bounded), so its shutdown still reaches the mock; then everything.
-  if [ -n "${PID_hub:-}" ] && kill -TERM "$PID_hub" 2>/dev/null; then
-    for _ in $(seq 1 30); do kill -0 "$PID_hub" 2>/dev/null || break; sleep 0.1; done
-  fi
+  stop_first "${PID_hub:-}"
   stop_pids "${PIDS[@]}"
   if [ -z "${SHAPING_KEEP:-}" ]; then rm -rf "$RUN"; else echo "bench-shaping: logs kept in $RUN" >&2; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# start NAME CMD... : run in the background, log to $RUN/NAME.log, pid in PID_NAME
-start() {
-  local name=$1
-  shift
-  "$@" >"$RUN/$name.log" 2>&1 </dev/null &
-  PIDS+=($!)
-  printf -v "PID_$name" '%s' "$!"
-}
-
-# ready NAME CHECK... : run CHECK until it succeeds, bounded by READY_TIMEOUT.
-ready() {
-  local name=$1 pidvar="PID_$1" deadline=$(($(date +%s) + READY_TIMEOUT))
-  shift
-  until "$@" >/dev/null 2>&1; do
-    if ! kill -0 "${!pidvar}" 2>/dev/null; then
-      echo "bench-shaping: $name exited before it was ready; its log:" >&2
-      tail -n 20 "$RUN/$name.log" >&2
-      exit 1
-    fi
-    if [ "$(date +%s)" -ge "$deadline" ]; then
-      echo "bench-shaping: $name not ready after ${READY_TIMEOUT}s; its log:" >&2
-      tail -n 20 "$RUN/$name.log" >&2
-      exit 1
-    fi
-    sleep 0.1
-  done
-}
-
-http_ok() { curl -fs -m 1 -o /dev/null "$1"; }
 
 # free loopback ports, all distinct (the sockets are held until every port is chosen)
-read -r P_MOCK P_HUB P_DIRECT < <(python3 -I -c '
-import socket
-ss = [socket.socket() for _ in range(3)]
-for s in ss: s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in ss))
-for s in ss: s.close()')
+read -r P_MOCK P_HUB P_DIRECT < <(free_ports 3)
 
 # Enough mock workers that the limit, not the worker pool, is what refuses.
 MOCK_ARGS=(--era legacy --max-concurrency "$SHAPING_UPSTREAM_LIMIT" --latency-ms "$SHAPING_LATENCY_MS" --workers $((SHAPING_CONCURRENCY + 32)))

@@ -158,15 +158,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# start NAME CMD... : run in the background, log to $RUN/NAME.log, pid in PID_NAME
-start() {
-  local name=$1
-  shift
-  "$@" >"$RUN/$name.log" 2>&1 </dev/null &
-  PIDS+=($!)
-  printf -v "PID_$name" '%s' "$!"
-}
-
 # wait_http NAME URL [any] : poll until URL answers 200 (or any HTTP status with "any"),
 # bounded by READY_TIMEOUT; fails early if the process died.
 wait_http() {

@@ -43,55 +43,17 @@ PIDS=()
 . "$(dirname "${BASH_SOURCE[0]}")/lib/procs.sh"
 cleanup() {
   # The hub first (bounded), so its shutdown still reaches the mock; then everything.
-  if [ -n "${PID_hub:-}" ] && kill -TERM "$PID_hub" 2>/dev/null; then
-    for _ in $(seq 1 30); do kill -0 "$PID_hub" 2>/dev/null || break; sleep 0.1; done
-  fi
+  stop_first "${PID_hub:-}"
   stop_pids "${PIDS[@]}"
   if [ -z "${SOAK_KEEP:-}" ]; then rm -rf "$RUN"; else echo "soak: logs kept in $RUN" >&2; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# start NAME CMD... : run in the background, log to $RUN/NAME.log, pid in PID_NAME
-start() {
-  local name=$1
-  shift
-  "$@" >"$RUN/$name.log" 2>&1 </dev/null &
-  PIDS+=($!)
-  printf -v "PID_$name" '%s' "$!"
-}
-
-# ready NAME CHECK... : run CHECK until it succeeds, bounded by READY_TIMEOUT; fails (with the
-# last lines of NAME's log) if the process exits first or never gets ready.
-ready() {
-  local name=$1 pidvar="PID_$1" deadline=$(($(date +%s) + READY_TIMEOUT))
-  shift
-  until "$@" >/dev/null 2>&1; do
-    if ! kill -0 "${!pidvar}" 2>/dev/null; then
-      echo "soak: $name exited before it was ready; its log:" >&2
-      tail -n 20 "$RUN/$name.log" >&2
-      exit 1
-    fi
-    if [ "$(date +%s)" -ge "$deadline" ]; then
-      echo "soak: $name not ready after ${READY_TIMEOUT}s; its log:" >&2
-      tail -n 20 "$RUN/$name.log" >&2
-      exit 1
-    fi
-    sleep 0.1
-  done
-}
-
-tcp_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-http_ok() { curl -fs -m 1 -o /dev/null "$1"; }
 rss_kb() { awk '/^VmRSS:/{print $2}' "/proc/$1/status" 2>/dev/null || echo '?'; }
 
 # free loopback ports, all distinct (the sockets are held until every port is chosen)
-read -r P_REDIS P_MOCK P_HUB P_DIRECT < <(python3 -I -c '
-import socket
-ss = [socket.socket() for _ in range(4)]
-for s in ss: s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in ss))
-for s in ss: s.close()')
+read -r P_REDIS P_MOCK P_HUB P_DIRECT < <(free_ports 4)
 
 start redis redis-server --port "$P_REDIS" --bind 127.0.0.1 --save '' --appendonly no --daemonize no
 ready redis tcp_open "$P_REDIS"
