@@ -95,12 +95,14 @@ impl Hub {
     ///
     /// Errors: a Redis URL the client cannot use.
     pub fn new(config: Config) -> Result<Hub, crate::store::StoreError> {
-        let store = crate::store::open(&config)?;
-        Ok(Hub::with_store(config, store))
+        let redis = crate::store::open_redis(&config)?;
+        Ok(Hub::with_redis(config, redis))
     }
 
-    /// Builds the hub on a given session store.
-    pub fn with_store(config: Config, store: Arc<dyn SessionStore>) -> Hub {
+    /// Builds the hub on one Redis connection (or none): sessions, users and
+    /// rate limits share its pool and breaker.
+    pub fn with_redis(config: Config, redis: Option<crate::store::redis::RedisStore>) -> Hub {
+        let store = crate::store::sessions(redis.as_ref());
         let upstreams: Vec<Arc<Upstream>> = config
             .servers
             .iter()
@@ -108,13 +110,10 @@ impl Hub {
             .collect();
         let catalog = Catalog::new(upstreams, config.tool_naming, config.list_cache_ttl, config.list_timeout);
         let sessions = ClientSessions::new(config.client_session_idle, config.max_client_sessions);
-        let limits = crate::limits::RateLimits::new(&config.rate_limits, config.redis.as_ref()).unwrap_or_else(|e| {
-            log::error!("rate limits: {e}; enforcing them per instance");
-            crate::limits::RateLimits::local(&config.rate_limits)
-        });
+        let limits = crate::limits::RateLimits::new(&config.rate_limits, redis.clone());
         let hub = Hub {
             inner: Arc::new(Inner {
-                users: crate::users::Users::open(&config),
+                users: crate::users::Users::open(&config, redis),
                 config,
                 store: store.clone(),
                 catalog,

@@ -118,20 +118,18 @@ pub struct RateLimits {
 }
 
 impl RateLimits {
-    /// Limits from `cfg`; in Redis as well when `redis` is given (and some
-    /// limit is configured: otherwise no connection is ever opened).
-    ///
-    /// Errors: a Redis URL the client cannot use (message redacted).
-    pub fn new(cfg: &RateLimitConfig, redis: Option<&crate::config::RedisConfig>) -> Result<RateLimits, StoreError> {
+    /// Limits from `cfg`; in Redis as well when `redis` (the hub's one
+    /// connection) is given and some limit is configured.
+    pub fn new(cfg: &RateLimitConfig, redis: Option<RedisStore>) -> RateLimits {
         let shared = match redis {
-            Some(r) if !cfg.is_empty() => Some(Shared {
-                store: RedisStore::new(r)?,
+            Some(store) if !cfg.is_empty() => Some(Shared {
+                store,
                 script: redis::Script::new(GCRA_LUA),
                 local: AtomicBool::new(false),
             }),
             _ => None,
         };
-        Ok(RateLimits { shared, ..RateLimits::local(cfg) })
+        RateLimits { shared, ..RateLimits::local(cfg) }
     }
 
     /// The limits of `cfg`, in memory only (per instance).
@@ -225,7 +223,7 @@ mod tests {
             .iter()
             .map(|(n, v)| (n.to_string(), super::super::parse_rate(&format!("mcpServers.{n}.rateLimit"), v).unwrap()))
             .collect();
-        RateLimits::new(&RateLimitConfig::parse(Some(&section), overrides).unwrap(), None).unwrap()
+        RateLimits::new(&RateLimitConfig::parse(Some(&section), overrides).unwrap(), None)
     }
 
     #[test]

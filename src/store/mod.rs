@@ -194,15 +194,21 @@ pub trait SessionStore: Send + Sync {
     fn on_recovered(&self, hook: RecoveredHook);
 }
 
-/// The store a configuration names: Redis when `redis` is set (it need not
-/// be reachable now), else in memory.
+/// The Redis connection a configuration names (`redis`; it need not be
+/// reachable now): one pool, breaker and probe thread, shared by the session
+/// store, the user registry and the rate limits (clones share it).
 ///
 /// Errors: a Redis URL the client cannot use (the message is redacted).
-pub fn open(config: &crate::config::Config) -> Result<std::sync::Arc<dyn SessionStore>, StoreError> {
-    Ok(match &config.redis {
+pub fn open_redis(config: &crate::config::Config) -> Result<Option<redis::RedisStore>, StoreError> {
+    config.redis.as_ref().map(redis::RedisStore::new).transpose()
+}
+
+/// The session store over `redis` (else in memory).
+pub fn sessions(redis: Option<&redis::RedisStore>) -> std::sync::Arc<dyn SessionStore> {
+    match redis {
+        Some(r) => std::sync::Arc::new(r.clone()),
         None => std::sync::Arc::new(memory::MemoryStore::new()),
-        Some(r) => std::sync::Arc::new(redis::RedisStore::new(r)?),
-    })
+    }
 }
 
 /// Milliseconds since the Unix epoch.

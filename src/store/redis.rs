@@ -61,6 +61,7 @@ return 0
 
 /// Session records in Redis, behind a pool with timeouts and a circuit
 /// breaker (module docs). Cheap to share behind an `Arc<dyn SessionStore>`.
+#[derive(Clone)]
 pub struct RedisStore {
     inner: Arc<Inner>,
 }
@@ -235,7 +236,7 @@ impl Inner {
         if self.breaker.lock().take().is_none() {
             return;
         }
-        log::info!("Redis back ({}): writing sessions through again", self.redactor.shown);
+        log::info!("Redis back ({}): sessions, users and rate limits use it again", self.redactor.shown);
         let hooks: Vec<Arc<dyn Fn() + Send + Sync>> = self.hooks.lock().clone();
         for hook in hooks {
             if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook())).is_err() {
@@ -269,7 +270,7 @@ fn probe_loop(store: Weak<Inner>) {
 
 /// The warning logged when the breaker opens.
 fn unavailable_line(shown_url: &str, error: &str) -> String {
-    format!("Redis unavailable ({shown_url}): {error}; serving upstream sessions from memory")
+    format!("Redis unavailable ({shown_url}): {error}; serving sessions, users and rate limits from memory")
 }
 
 /// Whether `e` means Redis cannot be reached or used now (opens the

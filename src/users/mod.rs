@@ -240,15 +240,10 @@ impl Users {
     /// the environment ([`SecretKey::from_env`]); an unreadable one is logged
     /// and treated as absent. A store that cannot be read is logged; Redis is
     /// retried every second.
-    pub fn open(config: &Config) -> Users {
-        let backend = match &config.redis {
-            Some(r) => match crate::store::redis::RedisStore::new(r) {
-                Ok(store) => Backend::Redis(store),
-                Err(e) => {
-                    log::error!("users: {e}; run-time users are not persisted");
-                    Backend::None
-                }
-            },
+    /// `redis` is the hub's one connection ([`crate::store::open_redis`]).
+    pub fn open(config: &Config, redis: Option<crate::store::redis::RedisStore>) -> Users {
+        let backend = match redis {
+            Some(store) => Backend::Redis(store),
             None => Backend::File(state_dir(config)),
         };
         let secret = SecretKey::from_env().unwrap_or_else(|e| {
