@@ -821,20 +821,27 @@ impl Upstream {
 
     fn open_legacy(&self, method: &str, mut params: Map<String, Value>, ctx: &CallContext) -> Result<Outcome, UpstreamError> {
         strip_modern_meta(&mut params);
-        let body_params = Value::Object(params);
+        // One body for every attempt: only its id changes (no params copy per heal).
+        let mut body = jsonrpc::request(&Value::Null, method, Value::Object(params));
         let (key, scope, creds) = self.session_key(ctx)?;
         let mut heals = 0;
         loop {
             let session = self.legacy_session_at(&key, scope, &creds, ctx)?;
             self.sessions.applied(&session);
             let upstream_id = self.next_id();
+            let session_headers = session.headers();
             if let Some(h) = &ctx.call {
-                h.record_call(cancel::UpstreamCall { id: upstream_id.clone(), session_headers: session.headers(), legacy: true, method: method.into() });
+                h.record_call(cancel::UpstreamCall {
+                    id: upstream_id.clone(),
+                    session_headers: session_headers.clone(),
+                    legacy: true,
+                    method: method.into(),
+                });
             }
-            let body = jsonrpc::request(&upstream_id, method, body_params.clone());
+            body["id"] = upstream_id;
             let answer = {
                 let _bound = ctx.call.as_ref().map(cancel::bind);
-                self.transport.post_call(&body, &session.headers(), self.call_deadline(ctx)?)?
+                self.transport.post_call(&body, &session_headers, self.call_deadline(ctx)?)?
             };
             self.refused(&answer)?;
             if let Answer::Reply(reply) = &answer {
@@ -849,7 +856,7 @@ impl Upstream {
                     log::warn!("upstream '{}' kept answering with unknown sessions ({MAX_HEALS} re-established in one request)", self.config.name);
                 }
             }
-            return self.outcome(answer, session.headers(), true);
+            return self.outcome(answer, session_headers, true);
         }
     }
 
