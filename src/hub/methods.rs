@@ -197,10 +197,10 @@ fn visible_items(hub: &Hub, down: &Downstream, kind: Kind, merged: &crate::catal
         .collect()
 }
 
-/// Marks a server's `heavyTools` `execution.taskSupport: "optional"` for
-/// 2025-11-25 clients (absent means "forbidden": a client must not ask for a
-/// task otherwise), since the hub runs them as tasks (`tasks::heavy`); a
-/// tool the server itself marks "required" keeps it.
+/// Marks a server's `heavyTools` `execution.taskSupport: "optional"` (absent
+/// means "forbidden": a 2025-11-25 client must not ask for a task otherwise;
+/// SEP-2663 uses the same field), since the hub runs them as tasks
+/// (`tasks::heavy`); a tool the server itself marks "required" keeps it.
 fn mark_heavy_tools(hub: &Hub, merged: &crate::catalog::Merged, items: &mut [Value]) {
     if hub.catalog().upstreams().iter().all(|u| u.config.heavy_tools.0.is_empty()) {
         return;
@@ -225,7 +225,7 @@ fn list(hub: &Hub, down: &Downstream, kind: Kind) -> Value {
     let merged = hub.catalog().merged(kind, &ctx(down));
     let mut result = Map::new();
     let mut items = visible_items(hub, down, kind, &merged);
-    if kind == Kind::Tools && down.era == Era::Legacy {
+    if kind == Kind::Tools {
         mark_heavy_tools(hub, &merged, &mut items);
     }
     result.insert(kind.field().into(), Value::Array(items));
@@ -310,7 +310,8 @@ fn call_routed(hub: &Hub, down: &Downstream, id: Value, method: &str, mut params
         extra_headers = headers::param_headers(schema, arguments);
     }
     params.insert("name".into(), Value::String(route.original.clone()));
-    // A heavy tool called with a task by a legacy client: the hub runs it as a task.
+    // A heavy tool called with a task (legacy `params.task`, modern
+    // extension): the hub runs it as a task.
     if kind == Kind::Tools && super::tasks::heavy::wanted(hub, down, &route.server, &route.original, &params) {
         return super::tasks::heavy::start(hub, down, id, upstream, params, extra_headers);
     }

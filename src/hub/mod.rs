@@ -53,6 +53,7 @@ struct Inner {
     tasks: tasks::Tasks,
     next_progress: AtomicU64,
     limits: crate::limits::RateLimits,
+    redis: Option<crate::store::redis::RedisStore>,
 }
 
 /// Who sent one downstream request and how to answer them.
@@ -113,7 +114,8 @@ impl Hub {
         let limits = crate::limits::RateLimits::new(&config.rate_limits, redis.clone());
         let hub = Hub {
             inner: Arc::new(Inner {
-                users: crate::users::Users::open(&config, redis),
+                users: crate::users::Users::open(&config, redis.clone()),
+                redis,
                 config,
                 store: store.clone(),
                 catalog,
@@ -226,6 +228,12 @@ impl Hub {
     /// Resource subscriptions of legacy clients.
     pub fn subscriptions(&self) -> &relay::Subscriptions {
         &self.inner.subscriptions
+    }
+
+    /// The hub's one Redis connection, when configured (shared by sessions,
+    /// users, rate limits and modern task records).
+    pub fn redis(&self) -> Option<&crate::store::redis::RedisStore> {
+        self.inner.redis.as_ref()
     }
 
     /// Tasks created through the hub (hub task id → owning upstream and client).
