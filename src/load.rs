@@ -19,7 +19,10 @@
 //! A call that met `connect_refused` or `connection_reset` (the server is
 //! down or restarting) counts that error, and the client pauses before its
 //! next call: 100 ms, doubling while it repeats, at most 2 s (each pause is a
-//! `backoff` in [`Summary::recoveries`]); any HTTP answer resets it. A
+//! `backoff` in [`Summary::recoveries`]); any HTTP answer resets it. A 429
+//! or 503 answer (`http_429` / `http_503`: a hub's open circuit, a full
+//! queue, a rate limit) makes it wait its `Retry-After` (1 s when absent, at
+//! most [`RETRY_AFTER_MAX`]) before the next call (`retry_after`). A
 //! failure is never retried silently: every call is ok or one error.
 //!
 //! Answers may be JSON or SSE (the event whose JSON-RPC response has the
@@ -67,6 +70,9 @@ pub const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 /// Longest pause between calls of a client whose server is unreachable.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
+/// Longest `Retry-After` wait honoured after a 429 / 503.
+pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(5);
+
 /// Error kinds (the keys of [`Summary::errors`]): `http_<status>` (a non-2xx
 /// answer), `jsonrpc_<code>` (a JSON-RPC error), `tool_error` (`isError`),
 /// `timeout` (the `--timeout-ms` budget of one request ran out),
@@ -80,8 +86,9 @@ pub type ErrorKind = String;
 /// What a client did to go on after a failure (the keys of
 /// [`Summary::recoveries`]): `session_404_reinit` (a call answered 404, the
 /// client initialized a new session), `backoff` (a pause before the next
-/// call after `connect_refused` / `connection_reset`).
-pub const RECOVERY_KINDS: [&str; 2] = ["session_404_reinit", "backoff"];
+/// call after `connect_refused` / `connection_reset`), `retry_after` (a
+/// wait for the `Retry-After` of a 429 / 503).
+pub const RECOVERY_KINDS: [&str; 3] = ["session_404_reinit", "backoff", "retry_after"];
 
 /// One load scenario (one URL).
 #[derive(Debug, Clone)]
@@ -502,6 +509,8 @@ impl Resolver for UntimedResolver {
 /// What one POST came back with.
 struct Answer {
     status: u16,
+    /// `Retry-After` in seconds (the delta-seconds form only).
+    retry_after: Option<u64>,
     session_id: Option<String>,
     /// The JSON-RPC response with the request's id, when there was one.
     response: Option<Value>,
@@ -519,6 +528,8 @@ struct Client {
     params: Value,
     /// Pause before the next call (after `connect_refused`/`connection_reset`).
     backoff: Option<Duration>,
+    /// A one-time wait before the next call (a 429 / 503's `Retry-After`).
+    retry_after: Option<Duration>,
 }
 
 impl Client {
@@ -540,7 +551,7 @@ impl Client {
                 META_CLIENT_CAPABILITIES: {},
             });
         }
-        Client { cfg, agent, initialized: false, session: None, next_id: 1, params, backoff: None }
+        Client { cfg, agent, initialized: false, session: None, next_id: 1, params, backoff: None, retry_after: None }
     }
 
     fn id(&mut self) -> u64 {
@@ -594,7 +605,10 @@ impl Client {
     /// `session_404` and initializes again at once.
     fn call(&mut self) -> Call {
         let mut recoveries = Vec::new();
-        if let Some(pause) = self.backoff {
+        if let Some(wait) = self.retry_after.take() {
+            std::thread::sleep(wait);
+            recoveries.push("retry_after");
+        } else if let Some(pause) = self.backoff {
             std::thread::sleep(pause);
             recoveries.push("backoff");
         }
@@ -634,7 +648,12 @@ impl Client {
                 }
                 Err("session_404".into())
             }
-            Ok(a) if !(200..300).contains(&a.status) => Err(format!("http_{}", a.status)),
+            Ok(a) if !(200..300).contains(&a.status) => {
+                if matches!(a.status, 429 | 503) {
+                    self.retry_after = Some(Duration::from_secs(a.retry_after.unwrap_or(1)).min(RETRY_AFTER_MAX));
+                }
+                Err(format!("http_{}", a.status))
+            }
             Ok(a) => a.response.as_ref().map_or_else(|| Err("bad_answer".into()), outcome),
         };
         match &outcome {
@@ -675,6 +694,7 @@ impl Client {
         let status = resp.status().as_u16();
         let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         let session_id = header("mcp-session-id");
+        let retry_after = header("retry-after").and_then(|v| v.trim().parse::<u64>().ok());
         let content_type = header("content-type").unwrap_or_default().to_ascii_lowercase();
         let mut reader = resp.into_body().into_with_config().limit(MAX_ANSWER).reader();
         let id = msg.get("id").cloned();
@@ -689,7 +709,7 @@ impl Client {
                 v.filter(|v| id.as_ref().is_some_and(|id| is_response_to(v, id)))
             }
         };
-        Ok(Answer { status, session_id, response })
+        Ok(Answer { status, retry_after, session_id, response })
     }
 }
 

@@ -315,3 +315,22 @@ fn a_restarted_server_costs_counted_failures_then_the_clients_back_off_reinitial
     assert!(stats["tools"]["echo"].as_u64().unwrap() >= 1, "the clients went on calling: {stats}");
     assert!(stdout.contains("recoveries: ") && stdout.contains("session_404_reinit="), "{stdout}");
 }
+
+#[test]
+fn a_429_counts_its_status_and_the_client_waits_its_retry_after_before_the_next_call() {
+    // One call at a time, each 300 ms: of 4 simultaneous calls, the mock refuses 3 with 429 + Retry-After: 1.
+    let mock = Mock::start(&["--era", "modern", "--max-concurrency", "1", "--latency-ms", "300"]);
+    let json = tmp_json("retry-after");
+    let url = mock.url();
+    let args = ["--url", url.as_str(), "--era", "modern", "--concurrency", "4", "--tool", "echo", "--args", r#"{"text":"hi"}"#, "--rounds", "2"];
+    let args = [&args[..], &["--json", json.to_str().unwrap()]].concat();
+    let (out, stdout) = load(&args);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let j = read_json(&json);
+    let refused = j["errors"]["http_429"].as_u64().unwrap_or(0);
+    assert!(refused >= 1, "{j}");
+    assert_eq!(j["ok"].as_u64().unwrap() + refused, 8, "only 429s fail: {j}");
+    // Each refused call of round 1 made its client wait before its round-2 call.
+    assert!(j["recoveries"]["retry_after"].as_u64().unwrap_or(0) >= 1, "{j}");
+    assert_eq!(mock.stats()["rejected_429"].as_u64(), Some(refused), "{j}");
+}
