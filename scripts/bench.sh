@@ -50,7 +50,8 @@ PIDS=()
 # shellcheck source=lib/procs.sh
 . "$ROOT/scripts/lib/procs.sh"
 cleanup() {
-  touch "$RUN/stop" 2>/dev/null || true
+  set +e # stop_pids' SIGKILL of already-gone processes fails, and everything must still be stopped
+  touch "$RUN/stop" 2>/dev/null
   stop_pids "${PIDS[@]}"
   if [ -z "${BENCH_KEEP:-}" ]; then rm -rf "$RUN"; else echo "bench: logs kept in $RUN" >&2; fi
 }
