@@ -168,3 +168,82 @@ fn main() {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcphub::http::ServerHandle;
+    use mcphub::mock::{MockConfig, MockServer};
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    fn serve(handler: Arc<dyn Handler>) -> ServerHandle {
+        let cfg = ServerConfig { workers: 2, ..ServerConfig::default() };
+        Server::bind("127.0.0.1:0".parse().unwrap(), cfg, handler).expect("binds")
+    }
+
+    /// One request on a fresh connection (`Connection: close`): (head, body).
+    fn exchange(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (String, String) {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        req.push_str(body);
+        s.write_all(req.as_bytes()).unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).unwrap();
+        let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP answer");
+        (head.to_string(), body.to_string())
+    }
+
+    fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+        head.lines().filter_map(|l| l.split_once(':')).find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim())
+    }
+
+    const JSON: (&str, &str) = ("Content-Type", "application/json");
+    const ACCEPT: (&str, &str) = ("Accept", "application/json, text/event-stream");
+
+    #[test]
+    fn a_legacy_exchange_passes_through_with_its_session_header_both_ways() {
+        let mock = serve(Arc::new(MockServer::new(MockConfig::default())));
+        let upstream = format!("http://{}/mcp", mock.local_addr());
+        let fwd = serve(Arc::new(Forward::new(upstream, 2, Duration::from_secs(5))));
+        let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+        let (head, body) = exchange(fwd.local_addr(), "POST", "/mcp", &[JSON, ACCEPT], init);
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let sid = header(&head, "Mcp-Session-Id").expect("the mock's session id comes back").to_string();
+        assert!(body.contains(r#""serverInfo""#), "{body}");
+        let call = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"get_session_id","arguments":{}}}"#;
+        let session = [JSON, ACCEPT, ("Mcp-Session-Id", sid.as_str()), ("MCP-Protocol-Version", "2025-06-18")];
+        let (head, body) = exchange(fwd.local_addr(), "POST", "/mcp", &session, call);
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(body.contains(&sid), "the session header reached the mock: {body}");
+        // An unknown session is the mock's 404, passed on as it is.
+        let unknown = [JSON, ACCEPT, ("Mcp-Session-Id", "sess-nope"), ("MCP-Protocol-Version", "2025-06-18")];
+        let (head, _) = exchange(fwd.local_addr(), "POST", "/mcp", &unknown, call);
+        assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+        fwd.shutdown();
+        mock.shutdown();
+    }
+
+    #[test]
+    fn other_paths_and_methods_are_refused_and_a_dead_upstream_is_a_502_json_rpc_error() {
+        // A port taken then freed: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let fwd = serve(Arc::new(Forward::new(format!("http://127.0.0.1:{port}/mcp"), 2, Duration::from_secs(5))));
+        let (head, _) = exchange(fwd.local_addr(), "GET", "/mcp", &[], "");
+        assert!(head.starts_with("HTTP/1.1 405") && header(&head, "Allow") == Some("POST"), "{head}");
+        let (head, _) = exchange(fwd.local_addr(), "POST", "/other", &[JSON], "{}");
+        assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+        let (head, body) = exchange(fwd.local_addr(), "POST", "/mcp", &[JSON, ("Authorization", "Bearer s3cret")], "{}");
+        assert!(head.starts_with("HTTP/1.1 502"), "{head}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!((v["error"]["code"].as_i64(), v["id"].is_null()), (Some(-32000), true), "{body}");
+        assert!(v["error"]["message"].as_str().unwrap().contains("ConnectionRefused"), "{body}");
+        assert!(!body.contains("s3cret") && !body.contains(&port.to_string()), "{body}");
+        fwd.shutdown();
+    }
+}
