@@ -574,9 +574,12 @@ pub fn finish(era: Era, id: &Value, reply: Result<Value, crate::upstream::Upstre
             msg
         }
         Err(e) => {
-            match e.timeout_layer() {
-                Some(_) => log::debug!("{e}"), // logged where it happened (Upstream::timed_out)
-                None => log::warn!("{e}"),
+            match (e.timeout_layer(), e.retry_after_secs()) {
+                (Some(_), _) => log::debug!("{e}"), // logged where it happened (Upstream::timed_out)
+                // Circuit open, queue full: one line per server per 10 s,
+                // not one per refused call (a storm of them is the point).
+                (None, Some(_)) => warn_throttled(e.server(), &e.to_string()),
+                (None, None) => log::warn!("{e}"),
             }
             e.to_error_object().to_response(Some(id))
         }
@@ -610,5 +613,29 @@ mod tests {
         assert_eq!(m["result"]["resultType"], "complete");
         let mrtr = json!({"jsonrpc": "2.0", "id": 1, "result": {"resultType": "input_required", "inputRequests": {}}});
         assert_eq!(finish(Era::Legacy, &json!(5), Ok(mrtr))["error"]["code"], codes::INVALID_REQUEST);
+    }
+}
+
+/// How often a refusal (circuit open, queue full) is logged per server.
+const REFUSAL_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Logs `line` at warn for `server` at most once per [`REFUSAL_LOG_EVERY`],
+/// saying how many like it were not logged since.
+fn warn_throttled(server: &str, line: &str) {
+    static LAST: parking_lot::Mutex<Option<std::collections::HashMap<String, (std::time::Instant, u64)>>> = parking_lot::Mutex::new(None);
+    let now = std::time::Instant::now();
+    let mut last = LAST.lock();
+    let map = last.get_or_insert_with(Default::default);
+    match map.get_mut(server) {
+        Some((at, skipped)) if now.duration_since(*at) < REFUSAL_LOG_EVERY => *skipped += 1,
+        entry => {
+            let skipped = entry.map_or(0, |(_, n)| *n);
+            map.insert(server.to_string(), (now, 0));
+            drop(last);
+            match skipped {
+                0 => log::warn!("{line}"),
+                n => log::warn!("{line} ({n} more refusals of '{server}' since the last such line)"),
+            }
+        }
     }
 }

@@ -343,7 +343,7 @@ mod tests {
             b.acquire(Instant::now() + Duration::from_secs(1)).unwrap().record(Some(false));
         }
         let e = b.acquire(Instant::now() + Duration::from_secs(1)).unwrap_err();
-        assert_eq!(e.to_string(), "server 'jira' is unavailable (circuit open after 5 connect failures); retrying in 5 s");
+        assert_eq!(e.to_string(), "server 'jira' is unavailable (circuit open after 5 connect failures); retrying in 1 s");
         assert_eq!(b.snapshot().circuit, "open");
     }
 }
