@@ -330,7 +330,8 @@ impl Hub {
     /// `X-Request-Id`. An SSE answer is logged and counted when its stream ends.
     fn observed(&self, req: Request) -> Response {
         let started = Instant::now();
-        let info = crate::trace::from_headers(|n| req.header(n));
+        let mut info = crate::trace::from_headers(|n| req.header(n));
+        info.method = crate::trace::sanitize(&req.method, 16); // until the JSON-RPC method is known
         let id = info.id.clone();
         let guard = crate::trace::enter(info);
         let mut resp = self.handle_mcp(req);
@@ -359,6 +360,9 @@ impl Hub {
     fn answered(&self, info: &crate::trace::RequestInfo, status: u16, error: Option<&crate::metrics::PeekedError>, started: Instant) {
         let elapsed = started.elapsed();
         self.metrics().observe(&info.method, info.era, status, error, elapsed.as_secs_f64());
+        if !log::log_enabled!(target: crate::logging::REQUEST_TARGET, log::Level::Info) {
+            return;
+        }
         let ms = elapsed.as_millis() as u64;
         let rpc_code = error.map(|e| e.code);
         let name_key = match info.method.as_str() {
@@ -406,12 +410,9 @@ impl Hub {
             return Response::json(403, &json!({"jsonrpc": "2.0", "error": {"code": err.code, "message": err.message}}));
         }
         if req.method != "POST" {
+            // GET streams and DELETEs: the era their MCP-Protocol-Version names.
             let modern = req.header(headers::PROTOCOL_VERSION).is_some_and(|v| !era::is_legacy_version(v));
-            let method = if matches!(req.method.as_str(), "GET" | "DELETE") { req.method.clone() } else { "other".into() };
-            crate::trace::note(|i| {
-                i.method = method;
-                i.era = if modern { "modern" } else { "legacy" };
-            });
+            crate::trace::note(|i| i.era = if modern { "modern" } else { "legacy" });
         }
         let user = match auth::authenticate(self, &req) {
             Ok(u) => u,
@@ -503,7 +504,6 @@ impl Hub {
 
     fn post(&self, mut req: Request, user: Option<Arc<crate::users::User>>) -> Response {
         let started = Instant::now();
-        crate::trace::note(|i| i.method = "other".into());
         let msg = match jsonrpc::parse(&req.body) {
             Ok(m) => m,
             Err(r) => return rpc_error(400, &r.error, r.id.as_ref()),
