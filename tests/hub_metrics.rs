@@ -278,3 +278,51 @@ fn a_streamed_answer_is_counted_when_its_stream_ends_and_keeps_its_id() {
     assert_eq!(value(&s, "mcphub_requests_total", &[("method", "tools/call"), ("outcome", "ok")]), 1.0, "{text}");
     assert_eq!(value(&s, "mcphub_request_duration_seconds_count", &[("method", "tools/call")]), 1.0, "{text}");
 }
+
+#[test]
+fn bulkhead_depths_are_read_at_scrape_time_and_refusals_counted() {
+    let up = mock(Era::Legacy, "slow");
+    let h = hub(&[], json!({"mcpServers": {"slow": {"url": up.url, "timeoutMs": 5000, "maxConcurrency": 1, "maxQueue": 1}}}));
+    let busy: Vec<_> = (0..2)
+        .map(|_| {
+            let url = h.url.clone();
+            let sid = legacy_session(&url);
+            std::thread::spawn(move || call(&url, &sid, "sleep", json!({"ms": 1500})).status)
+        })
+        .collect();
+    // Bounded wait (10 s) until one call holds the slot and one waits.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, s) = scrape(&h);
+        let depth = |name: &str| value(&s, name, &[("server", "slow"), ("queue", "calls")]);
+        if depth("mcphub_bulkhead_in_flight") == 1.0 && depth("mcphub_bulkhead_queued") == 1.0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < until, "never saw one call in flight and one queued");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let sid = legacy_session(&h.url);
+    let refused = call(&h.url, &sid, "sleep", json!({"ms": 1}));
+    assert_eq!(refused.status, 503, "{}", refused.text);
+    for t in busy {
+        assert_eq!(t.join().unwrap(), 200);
+    }
+    let (text, s) = scrape(&h);
+    let rejections = |reason: &str| value(&s, "mcphub_bulkhead_rejections_total", &[("server", "slow"), ("queue", "calls"), ("reason", reason)]);
+    assert_eq!((rejections("queue_full"), rejections("circuit_open")), (1.0, 0.0), "{text}");
+    assert_eq!(value(&s, "mcphub_requests_total", &[("method", "tools/call"), ("outcome", "http_503")]), 1.0, "{text}");
+    assert_eq!(value(&s, "mcphub_bulkhead_in_flight", &[("server", "slow")]), 0.0, "{text}");
+}
+
+#[test]
+fn a_hub_deadline_counts_as_a_hub_timeout() {
+    // 300 ms per upstream request: the cold catalog (probe, initialize,
+    // tools/list) spends the hub budget, so less than timeoutMs is left.
+    let up = mock_with(MockConfig { era: Era::Legacy, name: "s".into(), latency: std::time::Duration::from_millis(300), ..MockConfig::default() });
+    let h = hub(&[], json!({"timeouts": {"hubMs": 2000}, "mcpServers": {"s": {"url": up.url, "timeoutMs": 1900}}}));
+    let sid = legacy_session(&h.url);
+    let r = call(&h.url, &sid, "sleep", json!({"ms": 4000}));
+    assert_eq!((r.json()["error"]["code"].as_i64(), r.json()["error"]["data"]["layer"].as_str()), (Some(-32001), Some("hub")), "{}", r.text);
+    let (text, s) = scrape(&h);
+    assert_eq!((value(&s, "mcphub_timeouts_total", &[("layer", "hub")]), value(&s, "mcphub_timeouts_total", &[("layer", "upstream")])), (1.0, 0.0), "{text}");
+}
