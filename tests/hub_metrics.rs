@@ -2,6 +2,7 @@
 //! context reaching upstreams (issue 7). Hubs and mock upstreams on loopback.
 
 mod hub_util;
+mod redis_util;
 
 use hub_util::*;
 use mcphub::mock::{Era, MockConfig};
@@ -325,4 +326,28 @@ fn a_hub_deadline_counts_as_a_hub_timeout() {
     assert_eq!((r.json()["error"]["code"].as_i64(), r.json()["error"]["data"]["layer"].as_str()), (Some(-32001), Some("hub")), "{}", r.text);
     let (text, s) = scrape(&h);
     assert_eq!((value(&s, "mcphub_timeouts_total", &[("layer", "hub")]), value(&s, "mcphub_timeouts_total", &[("layer", "upstream")])), (1.0, 0.0), "{text}");
+}
+
+#[test]
+fn store_up_follows_redis() {
+    let mut redis = redis_util::RedisServer::start();
+    let up = mock(Era::Legacy, "a");
+    // A rate limit kept in Redis: every request asks Redis, so an outage shows at once.
+    let h = hub(&[("a", &up.url)], json!({"redis": {"url": redis.url()}, "rateLimits": {"global": {"perSecond": 1000}}}));
+    let sid = legacy_session(&h.url);
+    assert_eq!(call(&h.url, &sid, "echo", json!({"text": "x"})).status, 200);
+    let (text, s) = scrape(&h);
+    assert_eq!(value(&s, "mcphub_store_up", &[("kind", "redis")]), 1.0, "{text}");
+    assert!(!text.contains(&redis.url()), "no Redis URL in /metrics");
+    redis.stop();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let _ = call(&h.url, &sid, "echo", json!({"text": "y"}));
+        let (text, s) = scrape(&h);
+        if value(&s, "mcphub_store_up", &[("kind", "redis")]) == 0.0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < until, "Redis stopped but still up:\n{text}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
