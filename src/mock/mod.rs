@@ -409,8 +409,10 @@ impl MockServer {
     /// `last_authorization_sha` is the full hex SHA-256 of the last
     /// `Authorization` header seen on `/mcp` (`null` if none yet);
     /// `last_request_id`, `last_traceparent`, `last_tracestate` are those
-    /// headers of the last POST to `/mcp` and `last_meta_traceparent` its
-    /// `params._meta.traceparent` (each `null` when that POST had none).
+    /// headers of the last POST to `/mcp` (a `subscriptions/listen` stream,
+    /// opened by the hub in the background, is not one) and
+    /// `last_meta_traceparent` its `params._meta.traceparent` (each `null`
+    /// when that POST had none).
     pub fn stats(&self) -> Value {
         let st = self.inner.state.lock();
         let c = &st.counters;
@@ -470,7 +472,7 @@ impl MockServer {
             if let Some(auth) = req.header("Authorization") {
                 st.counters.last_authorization_sha = Some(full_sha(auth));
             }
-            if req.method == "POST" {
+            if req.method == "POST" && !listen::is_listen(&req) {
                 let c = &mut st.counters;
                 let header = |n: &str| req.header(n).map(str::to_string);
                 c.last_request_id = header("X-Request-Id");
