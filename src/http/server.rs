@@ -387,6 +387,11 @@ impl ServerHandle {
         }
     }
 
+    /// The configured drain timeout (`drainTimeoutMs`).
+    pub fn drain_timeout(&self) -> Duration {
+        self.shared.cfg.drain_timeout
+    }
+
     /// Whether a shutdown has begun.
     pub fn is_stopping(&self) -> bool {
         self.shared.stopping.load(Ordering::Acquire)
