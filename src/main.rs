@@ -182,8 +182,9 @@ fn handle_signals(mut signals: Signals, server: Arc<ServerHandle>, hub: Hub, con
                 let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
                 let drain = server.drain_timeout();
                 log::info!(
-                    "{name} received: no longer accepting; draining {} in-flight requests (up to {} ms)",
+                    "{name} received: no longer accepting; draining {} in-flight requests and {} streams (up to {} ms)",
                     server.in_flight(),
+                    server.open_streams(),
                     drain.as_millis()
                 );
                 notify(&[NotifyState::Stopping, NotifyState::Status("draining in-flight requests")]);

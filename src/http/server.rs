@@ -406,6 +406,11 @@ impl ServerHandle {
             .count()
     }
 
+    /// SSE streams open right now (call streams and open-ended ones).
+    pub fn open_streams(&self) -> usize {
+        self.shared.active_streams.load(Ordering::Acquire)
+    }
+
     /// One liveness check for a service watchdog (call it every few
     /// seconds; each call wakes the reactor so the next one can see it turn):
     /// `Err(Stalled::Reactor)` when the reactor loop did not turn since the
