@@ -304,3 +304,41 @@ fn a_call_outliving_the_drain_timeout_is_cut_and_the_hub_still_exits_0() {
     let outcome = call.join().expect("call thread");
     assert!(outcome.as_ref().map_or(true, |text| !text.contains("slept")), "{outcome:?}");
 }
+
+#[test]
+fn a_listen_stream_is_ended_at_once_not_waited_for_the_whole_drain() {
+    let mock = hub_util::mock(Era::Modern, "m");
+    let dir = TempDir::new("listen");
+    // A long drain: the hub must not spend it waiting for an open-ended stream.
+    let config = write_config(&dir.0, &json!({"drainTimeoutMs": 20000, "mcpServers": {"m": {"type": "streamable-http", "url": mock.url}}}));
+    let mut hub = Hub::start(&dir.0, &config, &[]);
+    hub.wait_listening();
+    let body = json!({"jsonrpc": "2.0", "id": "L1", "method": "subscriptions/listen", "params": {
+        "notifications": {"toolsListChanged": true},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"}, "io.modelcontextprotocol/clientCapabilities": {}},
+    }})
+    .to_string();
+    let mut s = http_util::connect(format!("127.0.0.1:{}", hub.port).parse().unwrap());
+    write!(
+        s,
+        "POST /mcp HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: subscriptions/listen\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut stream = BufReader::new(s);
+    let head = http_util::read_response(&mut stream, true).expect("listen head");
+    assert_eq!(head.status, 200);
+    let ack = http_util::read_chunk(&mut stream).expect("ack chunk").expect("not terminal");
+    assert!(String::from_utf8_lossy(&ack).contains("notifications/subscriptions/acknowledged"), "{}", String::from_utf8_lossy(&ack));
+
+    hub.signal(libc::SIGTERM);
+    let mut chunks = 0;
+    while http_util::read_chunk(&mut stream).expect("chunked stream, not a reset").is_some() {
+        chunks += 1;
+        assert!(chunks < 100, "the stream did not end");
+    }
+    let (status, took) = hub.wait_exit(Duration::from_secs(10));
+    eprintln!("listen stream ended; hub exited {took:?} after the terminal chunk (drainTimeoutMs 20000)");
+    assert!(status.success(), "{status:?}: {}", hub.log_text());
+    assert!(hub.log_text().contains("1 open-ended streams ended"), "{}", hub.log_text());
+}
