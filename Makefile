@@ -37,7 +37,10 @@ conformance: build
 fuzz:
 	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run request_reader -- -max_total_time=60
 
-## Benchmarks: figures printed, nothing asserted.
+## Benchmarks, one table from one run (~2 min; scripts/bench.sh): tools/call at 70 connections direct,
+## through mcphub-forward (the bare-forwarder floor) and through the hub; tools/list over 3 servers warm
+## and cold; hub RSS idle / +1000 sessions / +1000 keep-alive connections; latency added at 1 connection.
+## Figures printed, nothing asserted (needs wrk).
 bench: build
 	scripts/bench.sh
 
@@ -46,10 +49,12 @@ bench: build
 bench-shaping: build
 	SHAPING_SECS=$${SHAPING_SECS:-60} scripts/bench-shaping.sh
 
-## Soak: 70 legacy clients for SOAK_SECS (default 180) s through the hub (Redis store, a mock
-## expiring sessions every 50 uses) and directly; figures printed, nothing asserted (needs redis-server).
+## Soak: 70 legacy clients for SOAK_SECS (default 600) s through the hub (Redis store, a mock
+## expiring sessions every 50 uses), with an upstream restart at 25 %, a hub restart at 50 % and a
+## Redis restart at 75 % (SOAK_EVENTS=0: none), then SOAK_DIRECT_SECS (60) s directly; calls, failures
+## by cause, sessions re-established, hub RSS; nothing asserted (needs redis-server).
 soak: build
-	SOAK_SECS=$${SOAK_SECS:-180} scripts/soak.sh
+	SOAK_SECS=$${SOAK_SECS:-600} scripts/soak.sh
 
 ## HTTP attack battery against the real binary (measurement, run by hand; not in `make test`).
 attack: build

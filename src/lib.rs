@@ -11,3 +11,6 @@ pub mod store;
 pub mod users;
 pub mod load;
 pub mod limits;
+pub mod metrics;
+pub mod trace;
+pub mod logging;

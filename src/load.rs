@@ -8,10 +8,22 @@
 //! - **legacy**: `initialize` (2025-11-25) → `Mcp-Session-Id` →
 //!   `notifications/initialized` → `tools/call` with the session and
 //!   `MCP-Protocol-Version` headers. A call answered 404 counts as
-//!   `session_404` and the client initializes again before its next call.
+//!   `session_404` and the client initializes again at once (counted in
+//!   [`Summary::recoveries`] as `session_404_reinit` when that worked) — what
+//!   a real client does when a hub restarted and forgot its client sessions,
+//!   or an upstream expired a session.
 //! - **modern** (2026-07-28): no `initialize`; every call carries
 //!   `params._meta` (protocol version, client info, client capabilities) and
 //!   the `MCP-Protocol-Version` / `Mcp-Method` / `Mcp-Name` headers.
+//!
+//! A call that met `connect_refused` or `connection_reset` (the server is
+//! down or restarting) counts that error, and the client pauses before its
+//! next call: 100 ms, doubling while it repeats, at most 2 s (each pause is a
+//! `backoff` in [`Summary::recoveries`]); any HTTP answer resets it. A 429
+//! or 503 answer (`http_429` / `http_503`: a hub's open circuit, a full
+//! queue, a rate limit) makes it wait its `Retry-After` (1 s when absent, at
+//! most [`RETRY_AFTER_MAX`]) before the next call (`retry_after`). A
+//! failure is never retried silently: every call is ok or one error.
 //!
 //! Answers may be JSON or SSE (the event whose JSON-RPC response has the
 //! call's id). A call is *ok* when it got a JSON-RPC result without
@@ -51,12 +63,32 @@ pub const MAX_ANSWER: u64 = 32 * 1024 * 1024;
 /// the new session before `notifications/initialized` got through (404).
 const ESTABLISH_ATTEMPTS: usize = 3;
 
+/// First pause after `connect_refused` / `connection_reset`; doubles while
+/// they repeat, up to [`BACKOFF_MAX`].
+pub const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+
+/// Longest pause between calls of a client whose server is unreachable.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// Longest `Retry-After` wait honoured after a 429 / 503.
+pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(5);
+
 /// Error kinds (the keys of [`Summary::errors`]): `http_<status>` (a non-2xx
 /// answer), `jsonrpc_<code>` (a JSON-RPC error), `tool_error` (`isError`),
-/// `timeout` (the `--timeout-ms` budget of one request ran out), `transport`
-/// (connection refused, reset, …), `session_404` (legacy: the session was
-/// gone), `bad_answer` (a 2xx answer without the call's JSON-RPC response).
+/// `timeout` (the `--timeout-ms` budget of one request ran out),
+/// `connect_refused` (nothing listens: the server is down or restarting),
+/// `connection_reset` (the connection was reset or closed before the
+/// answer), `transport` (any other I/O failure), `session_404` (legacy: the
+/// session was gone), `bad_answer` (a 2xx answer without the call's
+/// JSON-RPC response).
 pub type ErrorKind = String;
+
+/// What a client did to go on after a failure (the keys of
+/// [`Summary::recoveries`]): `session_404_reinit` (a call answered 404, the
+/// client initialized a new session), `backoff` (a pause before the next
+/// call after `connect_refused` / `connection_reset`), `retry_after` (a
+/// wait for the `Retry-After` of a 429 / 503).
+pub const RECOVERY_KINDS: [&str; 3] = ["session_404_reinit", "backoff", "retry_after"];
 
 /// One load scenario (one URL).
 #[derive(Debug, Clone)]
@@ -150,6 +182,9 @@ pub struct Summary {
     pub elapsed: Duration,
     /// Failed calls by [`ErrorKind`].
     pub errors: BTreeMap<ErrorKind, u64>,
+    /// What the clients did to go on, by kind ([`RECOVERY_KINDS`]); these
+    /// are not calls (the failed call is in [`Summary::errors`]).
+    pub recoveries: BTreeMap<String, u64>,
 }
 
 impl Summary {
@@ -174,8 +209,8 @@ impl Summary {
     }
 
     /// The `--json` object: `{url, era, concurrency, rounds, ok, total,
-    /// p50_ms, p90_ms, p99_ms, max_ms, rps, errors: {kind: n}}` (ms and rps
-    /// rounded to 0.001 and 0.1).
+    /// p50_ms, p90_ms, p99_ms, max_ms, rps, errors: {kind: n}, recoveries:
+    /// {kind: n}}` (ms and rps rounded to 0.001 and 0.1).
     pub fn to_json(&self) -> Value {
         json!({
             "url": self.url,
@@ -190,6 +225,7 @@ impl Summary {
             "max_ms": round3(self.max_ms()),
             "rps": (self.rps() * 10.0).round() / 10.0,
             "errors": self.errors,
+            "recoveries": self.recoveries,
         })
     }
 
@@ -216,6 +252,9 @@ impl Summary {
         ));
         s.push_str(&format!("rps={:.1} ({} calls in {:.3} s)\n", self.rps(), self.total, self.elapsed.as_secs_f64()));
         s.push_str(&format!("errors: {}\n", if self.errors.is_empty() { "none".to_string() } else { kinds(&self.errors) }));
+        if !self.recoveries.is_empty() {
+            s.push_str(&format!("recoveries: {}\n", kinds(&self.recoveries)));
+        }
         s
     }
 }
@@ -357,6 +396,7 @@ pub fn run(cfg: &LoadConfig, bar: &ProgressBar, out: &mut dyn Write) -> Result<S
         latencies_us: Vec::new(),
         elapsed: Duration::ZERO,
         errors: BTreeMap::new(),
+        recoveries: BTreeMap::new(),
     };
     let t0 = Instant::now();
     loop {
@@ -380,6 +420,9 @@ pub fn run(cfg: &LoadConfig, bar: &ProgressBar, out: &mut dyn Write) -> Result<S
             match call.outcome {
                 Ok(()) => round_ok += 1,
                 Err(kind) => *summary.errors.entry(kind).or_insert(0) += 1,
+            }
+            for r in call.recoveries {
+                *summary.recoveries.entry(r.to_string()).or_insert(0) += 1;
             }
         }
         summary.ok += round_ok;
@@ -422,6 +465,8 @@ fn join(threads: Vec<std::thread::JoinHandle<()>>) {
 struct Call {
     latency_us: u32,
     outcome: Result<(), ErrorKind>,
+    /// [`RECOVERY_KINDS`] the client went through around this call.
+    recoveries: Vec<&'static str>,
 }
 
 /// A client's life: initialize (legacy), report it, then one call per `go`
@@ -464,6 +509,8 @@ impl Resolver for UntimedResolver {
 /// What one POST came back with.
 struct Answer {
     status: u16,
+    /// `Retry-After` in seconds (the delta-seconds form only).
+    retry_after: Option<u64>,
     session_id: Option<String>,
     /// The JSON-RPC response with the request's id, when there was one.
     response: Option<Value>,
@@ -479,6 +526,10 @@ struct Client {
     next_id: u64,
     /// The `tools/call` params (modern: with `_meta`).
     params: Value,
+    /// Pause before the next call (after `connect_refused`/`connection_reset`).
+    backoff: Option<Duration>,
+    /// A one-time wait before the next call (a 429 / 503's `Retry-After`).
+    retry_after: Option<Duration>,
 }
 
 impl Client {
@@ -500,7 +551,7 @@ impl Client {
                 META_CLIENT_CAPABILITIES: {},
             });
         }
-        Client { cfg, agent, initialized: false, session: None, next_id: 1, params }
+        Client { cfg, agent, initialized: false, session: None, next_id: 1, params, backoff: None, retry_after: None }
     }
 
     fn id(&mut self) -> u64 {
@@ -548,14 +599,24 @@ impl Client {
         h
     }
 
-    /// One `tools/call`, timed from send to the whole answer. Legacy: a
-    /// client without a session initializes first (a failure is this call's
-    /// error); a 404 counts `session_404` and initializes again at once.
+    /// One `tools/call`, timed from send to the whole answer. First the
+    /// back-off pause, if one is due. Legacy: a client without a session
+    /// initializes first (a failure is this call's error); a 404 counts
+    /// `session_404` and initializes again at once.
     fn call(&mut self) -> Call {
+        let mut recoveries = Vec::new();
+        if let Some(wait) = self.retry_after.take() {
+            std::thread::sleep(wait);
+            recoveries.push("retry_after");
+        } else if let Some(pause) = self.backoff {
+            std::thread::sleep(pause);
+            recoveries.push("backoff");
+        }
         let t = Instant::now();
         if self.cfg.era == Era::Legacy && !self.initialized {
             if let Err(kind) = self.establish() {
-                return Call { latency_us: micros(t.elapsed()), outcome: Err(kind) };
+                self.note_failure(&kind);
+                return Call { latency_us: micros(t.elapsed()), outcome: Err(kind), recoveries };
             }
         }
         let id = self.id();
@@ -575,14 +636,43 @@ impl Client {
         let outcome = match answer {
             Err(kind) => Err(kind),
             Ok(a) if a.status == 404 && self.cfg.era == Era::Legacy => {
-                // The error is this call's; the new session is for the next one.
-                let _ = self.establish();
+                // The error is this call's; the new session is for the next
+                // one (a failed establish leaves the client uninitialized, so
+                // the next call tries again and counts what it meets).
+                match self.establish() {
+                    Ok(()) => {
+                        recoveries.push("session_404_reinit");
+                        self.backoff = None;
+                    }
+                    Err(kind) => self.note_failure(&kind),
+                }
                 Err("session_404".into())
             }
-            Ok(a) if !(200..300).contains(&a.status) => Err(format!("http_{}", a.status)),
+            Ok(a) if !(200..300).contains(&a.status) => {
+                if matches!(a.status, 429 | 503) {
+                    self.retry_after = Some(Duration::from_secs(a.retry_after.unwrap_or(1)).min(RETRY_AFTER_MAX));
+                }
+                Err(format!("http_{}", a.status))
+            }
             Ok(a) => a.response.as_ref().map_or_else(|| Err("bad_answer".into()), outcome),
         };
-        Call { latency_us, outcome }
+        match &outcome {
+            Err(kind) if kind != "session_404" => self.note_failure(kind),
+            Err(_) => {}
+            Ok(()) => self.backoff = None,
+        }
+        Call { latency_us, outcome, recoveries }
+    }
+
+    /// Sets the pause before the next call: after `connect_refused` or
+    /// `connection_reset` [`BACKOFF_FIRST`], doubled while they repeat, at
+    /// most [`BACKOFF_MAX`]; none after anything else (the server answered).
+    fn note_failure(&mut self, kind: &str) {
+        self.backoff = if is_unreachable(kind) {
+            Some(self.backoff.map_or(BACKOFF_FIRST, |d| (d * 2).min(BACKOFF_MAX)))
+        } else {
+            None
+        };
     }
 
     /// POSTs `msg` with `extra` headers (plus Content-Type, Accept and the
@@ -604,6 +694,7 @@ impl Client {
         let status = resp.status().as_u16();
         let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         let session_id = header("mcp-session-id");
+        let retry_after = header("retry-after").and_then(|v| v.trim().parse::<u64>().ok());
         let content_type = header("content-type").unwrap_or_default().to_ascii_lowercase();
         let mut reader = resp.into_body().into_with_config().limit(MAX_ANSWER).reader();
         let id = msg.get("id").cloned();
@@ -618,7 +709,7 @@ impl Client {
                 v.filter(|v| id.as_ref().is_some_and(|id| is_response_to(v, id)))
             }
         };
-        Ok(Answer { status, session_id, response })
+        Ok(Answer { status, retry_after, session_id, response })
     }
 }
 
@@ -626,17 +717,37 @@ fn micros(d: Duration) -> u32 {
     u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
 }
 
-/// `timeout` or `transport` for a failed request.
+/// Whether an error kind means the server could not be reached at all
+/// (`connect_refused`, `connection_reset`): the client backs off.
+pub fn is_unreachable(kind: &str) -> bool {
+    matches!(kind, "connect_refused" | "connection_reset")
+}
+
+/// The [`ErrorKind`] of an I/O error: `timeout`, `connect_refused`,
+/// `connection_reset` (reset, aborted, broken pipe, or closed by the peer
+/// before the answer ended) or `transport`.
+pub fn io_error_kind(kind: io::ErrorKind) -> ErrorKind {
+    use io::ErrorKind as K;
+    match kind {
+        K::TimedOut | K::WouldBlock => "timeout",
+        K::ConnectionRefused => "connect_refused",
+        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => "connection_reset",
+        _ => "transport",
+    }
+    .into()
+}
+
+/// The [`ErrorKind`] of a failed request.
 fn ureq_kind(e: &ureq::Error) -> ErrorKind {
     match e {
         ureq::Error::Timeout(_) => "timeout".into(),
-        ureq::Error::Io(io) if matches!(io.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => "timeout".into(),
+        ureq::Error::Io(io) => io_error_kind(io.kind()),
         _ => "transport".into(),
     }
 }
 
-/// `timeout` or `transport` for a failed body read (ureq wraps its own
-/// errors, a timeout among them, in `io::Error`).
+/// The [`ErrorKind`] of a failed body read (ureq wraps its own errors, a
+/// timeout among them, in `io::Error`).
 fn io_kind(e: io::Error) -> ErrorKind {
     ureq_kind(&ureq::Error::from(e))
 }
@@ -710,25 +821,69 @@ mod tests {
             latencies_us,
             elapsed: Duration::from_millis(500),
             errors: errors.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
+            recoveries: BTreeMap::new(),
         }
     }
 
     #[test]
     fn the_summary_json_has_the_documented_shape() {
-        let s = summary(vec![1000, 2000, 3000, 4000], &[("session_404", 1)]);
+        let mut s = summary(vec![1000, 2000, 3000, 4000], &[("session_404", 1)]);
+        s.recoveries.insert("session_404_reinit".into(), 1);
         assert_eq!(
             s.to_json(),
             json!({"url": "http://127.0.0.1:1/mcp", "era": "legacy", "concurrency": 2, "rounds": 2,
                    "ok": 3, "total": 4, "p50_ms": 2.0, "p90_ms": 4.0, "p99_ms": 4.0, "max_ms": 4.0,
-                   "rps": 8.0, "errors": {"session_404": 1}})
+                   "rps": 8.0, "errors": {"session_404": 1}, "recoveries": {"session_404_reinit": 1}})
         );
         let text = s.report();
         assert!(text.starts_with("agg_ok=3/4 url=http://127.0.0.1:1/mcp era=legacy"), "{text}");
         assert!(text.contains("latency_ms p50=2.000 p90=4.000 p99=4.000 max=4.000"), "{text}");
-        assert!(text.contains("errors: session_404=1"), "{text}");
+        assert!(text.contains("errors: session_404=1\nrecoveries: session_404_reinit=1\n"), "{text}");
         let empty = summary(vec![], &[]);
         assert_eq!(empty.to_json()["p99_ms"], 0.0);
-        assert!(empty.report().contains("errors: none"));
+        assert_eq!(empty.to_json()["recoveries"], json!({}));
+        assert!(empty.report().contains("errors: none") && !empty.report().contains("recoveries"));
+    }
+
+    #[test]
+    fn io_errors_are_named_by_cause_and_only_unreachable_ones_back_off() {
+        use io::ErrorKind as K;
+        assert_eq!(io_error_kind(K::ConnectionRefused), "connect_refused");
+        for k in [K::ConnectionReset, K::ConnectionAborted, K::BrokenPipe, K::UnexpectedEof] {
+            assert_eq!(io_error_kind(k), "connection_reset", "{k:?}");
+        }
+        assert_eq!(io_error_kind(K::TimedOut), "timeout");
+        assert_eq!(io_error_kind(K::PermissionDenied), "transport");
+        assert!(is_unreachable("connect_refused") && is_unreachable("connection_reset"));
+        for k in ["timeout", "transport", "session_404", "http_503", "jsonrpc_-32603"] {
+            assert!(!is_unreachable(k), "{k}");
+        }
+    }
+
+    #[test]
+    fn the_backoff_doubles_while_the_server_is_unreachable_and_resets_on_an_answer() {
+        let cfg = LoadConfig {
+            url: "http://127.0.0.1:1/mcp".into(),
+            key: None,
+            concurrency: 1,
+            tool: "echo".into(),
+            arguments: json!({}),
+            duration: None,
+            rounds: None,
+            era: Era::Legacy,
+            timeout: Duration::from_secs(1),
+        };
+        let mut c = Client::new(Arc::new(cfg));
+        let mut seen = Vec::new();
+        for _ in 0..7 {
+            c.note_failure("connect_refused");
+            seen.push(c.backoff.unwrap().as_millis());
+        }
+        assert_eq!(seen, [100, 200, 400, 800, 1600, 2000, 2000]);
+        c.note_failure("http_502");
+        assert_eq!(c.backoff, None);
+        c.note_failure("connection_reset");
+        assert_eq!(c.backoff, Some(BACKOFF_FIRST));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use mcphub::catalog::Kind;
 use mcphub::config::Config;
 use mcphub::http::{Probe, Server, ServerHandle};
 use mcphub::hub::Hub;
+use mcphub::logging::LogFormat;
 use mcphub::upstream::CallContext;
 use sd_notify::NotifyState;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -47,6 +48,9 @@ enum Command {
         /// Where run-time users are kept without Redis (overrides the config's `stateDir`).
         #[arg(long, env = "MCPHUB_STATE_DIR")]
         state_dir: Option<PathBuf>,
+        /// Log lines on stderr: `text` (human-readable) or `json` (one object per line).
+        #[arg(long, env = "MCPHUB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
     },
     /// Print a new hub key and its SHA-256 digest (and a config snippet).
     Keygen {
@@ -65,17 +69,12 @@ enum Command {
     },
 }
 
-fn init_logging() {
+/// Logs on stderr at info (debug with `DEBUG_MCPHUB=true|1`), as text or
+/// JSON lines ([`mcphub::logging`]: keys masked, request ids attached).
+fn init_logging(format: LogFormat) {
     let debug = std::env::var("DEBUG_MCPHUB").is_ok_and(|v| v == "true" || v == "1");
     let level = if debug { log::LevelFilter::Debug } else { log::LevelFilter::Info };
-    let config = simplelog::ConfigBuilder::new()
-        .set_target_level(log::LevelFilter::Off)
-        .set_thread_level(log::LevelFilter::Off)
-        .add_filter_ignore_str("rustls")
-        .add_filter_ignore_str("ureq")
-        .set_time_format_rfc3339()
-        .build();
-    let _ = simplelog::WriteLogger::init(level, config, std::io::stderr());
+    let _ = mcphub::logging::init(format, level);
 }
 
 /// Panics are logged with hub keys masked (`mcphub_***`); payloads that are
@@ -317,11 +316,14 @@ fn keygen(admin: bool, user: Option<String>) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(match &cli.command {
+        Command::Serve { log_format, .. } => *log_format,
+        _ => LogFormat::Text,
+    });
     install_panic_hook();
     match cli.command {
         Command::Keygen { admin, user } => keygen(admin, user),
-        Command::Serve { config: config_path, port, bind, redis_url, state_dir } => {
+        Command::Serve { config: config_path, port, bind, redis_url, state_dir, .. } => {
             let mut config = match load(&config_path) {
                 Ok(c) => c,
                 Err(code) => return code,

@@ -1,6 +1,6 @@
 //! `mcphub-load` end to end: the real binary against real `mcphub-mock`
 //! processes on loopback (legacy, modern, compared, expiring sessions, a
-//! slow server), and its argument errors.
+//! slow server, a server restarted under load), and its argument errors.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -34,12 +34,18 @@ impl Mock {
 
     /// [`Mock::start`], with `MCPHUB_MOCK_FIXTURES` set to `fixtures` when given.
     fn start_with(extra: &[&str], fixtures: Option<&str>) -> Mock {
+        Mock::start_on(0, extra, fixtures)
+    }
+
+    /// [`Mock::start_with`] on `port` (0: any free port).
+    fn start_on(port: u16, extra: &[&str], fixtures: Option<&str>) -> Mock {
         let mut cmd = Command::new(MOCK);
         if let Some(f) = fixtures {
             cmd.env("MCPHUB_MOCK_FIXTURES", f);
         }
+        let port = port.to_string();
         let mut child = cmd
-            .args(["--port", "0"])
+            .args(["--port", port.as_str()])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -242,6 +248,89 @@ fn bad_arguments_and_an_unreachable_server_exit_2_with_a_message() {
     let (out, _) = load(&["--url", &url, "--tool", "echo", "--concurrency", "2", "--key", "s3cret-key"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("no client could initialize") && stderr.contains("transport=2"), "{stderr}");
+    assert!(stderr.contains("no client could initialize") && stderr.contains("connect_refused=2"), "{stderr}");
     assert!(!stderr.contains("s3cret"), "{stderr}");
+}
+
+/// A background `mcphub-load`, killed on drop if it is still running.
+struct Load(Option<Child>);
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+fn a_restarted_server_costs_counted_failures_then_the_clients_back_off_reinitialize_and_go_on() {
+    let first = Mock::start(&["--era", "legacy"]);
+    let port = first.port;
+    let json = tmp_json("restart");
+    let url = first.url();
+    let child = Command::new(LOAD)
+        .args(["--url", url.as_str(), "--concurrency", "5", "--tool", "echo", "--args", r#"{"text":"hi"}"#, "--duration", "6"])
+        .args(["--timeout-ms", "5000"])
+        .args(["--json", json.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mcphub-load starts");
+    let mut load = Load(Some(child));
+    // Wait (bounded) until the clients are calling, then kill the server.
+    let mut calls = 0;
+    for _ in 0..200 {
+        calls = first.stats()["tools"]["echo"].as_u64().unwrap_or(0);
+        if calls >= 20 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(calls >= 20, "the clients never got going: {calls} calls");
+    drop(first);
+    std::thread::sleep(Duration::from_millis(700));
+    // The same port again: a new process that knows none of the old sessions.
+    let second = Mock::start_on(port, &["--era", "legacy"], None);
+    let out = load.0.take().unwrap().wait_with_output().expect("mcphub-load ends");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let j = read_json(&json);
+    let (ok, total) = (j["ok"].as_u64().unwrap(), j["total"].as_u64().unwrap());
+    assert_eq!(ok + errors_sum(&j), total, "every call is ok or one error: {j}");
+    let kinds: Vec<&String> = j["errors"].as_object().unwrap().keys().collect();
+    assert!(kinds.iter().all(|k| ["connect_refused", "connection_reset", "session_404"].contains(&k.as_str())), "{j}");
+    // While it was down: refused (or cut) calls, each followed by a pause.
+    let unreachable = j["errors"]["connect_refused"].as_u64().unwrap_or(0) + j["errors"]["connection_reset"].as_u64().unwrap_or(0);
+    assert!(unreachable >= 1, "{j}");
+    assert!(j["recoveries"]["backoff"].as_u64().unwrap_or(0) >= 1, "{j}");
+    // Back up: each client's old session is unknown → 404, a new session, calls go on.
+    let session_404 = j["errors"]["session_404"].as_u64().unwrap_or(0);
+    assert!(session_404 >= 1, "{j}");
+    assert_eq!(j["recoveries"]["session_404_reinit"].as_u64(), Some(session_404), "{j}");
+    let stats = second.stats();
+    assert_eq!(stats["initialize"].as_u64(), Some(session_404), "one new session per 404: {stats} {j}");
+    assert!(stats["tools"]["echo"].as_u64().unwrap() >= 1, "the clients went on calling: {stats}");
+    assert!(stdout.contains("recoveries: ") && stdout.contains("session_404_reinit="), "{stdout}");
+}
+
+#[test]
+fn a_429_counts_its_status_and_the_client_waits_its_retry_after_before_the_next_call() {
+    // One call at a time, each 300 ms: of 4 simultaneous calls, the mock refuses 3 with 429 + Retry-After: 1.
+    let mock = Mock::start(&["--era", "modern", "--max-concurrency", "1", "--latency-ms", "300"]);
+    let json = tmp_json("retry-after");
+    let url = mock.url();
+    let args = ["--url", url.as_str(), "--era", "modern", "--concurrency", "4", "--tool", "echo", "--args", r#"{"text":"hi"}"#, "--rounds", "2"];
+    let args = [&args[..], &["--json", json.to_str().unwrap()]].concat();
+    let (out, stdout) = load(&args);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let j = read_json(&json);
+    let refused = j["errors"]["http_429"].as_u64().unwrap_or(0);
+    assert!(refused >= 1, "{j}");
+    assert_eq!(j["ok"].as_u64().unwrap() + refused, 8, "only 429s fail: {j}");
+    // Each refused call of round 1 made its client wait before its round-2 call.
+    assert!(j["recoveries"]["retry_after"].as_u64().unwrap_or(0) >= 1, "{j}");
+    assert_eq!(mock.stats()["rejected_429"].as_u64(), Some(refused), "{j}");
 }

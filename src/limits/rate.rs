@@ -115,6 +115,8 @@ pub struct RateLimits {
     /// Servers with their own `rateLimit`.
     servers: BTreeMap<String, Local>,
     shared: Option<Shared>,
+    /// Requests refused, by scope (global, user, server), for `/metrics`.
+    refused: [std::sync::atomic::AtomicU64; 3],
 }
 
 impl RateLimits {
@@ -140,6 +142,7 @@ impl RateLimits {
             server: cfg.per_server.map(|r| Local::new(r, true)),
             servers: cfg.servers.iter().map(|(name, r)| (name.clone(), Local::new(*r, false))).collect(),
             shared: None,
+            refused: Default::default(),
         }
     }
 
@@ -183,8 +186,28 @@ impl RateLimits {
         server.map_or(Ok(()), |s| self.check_server(s))
     }
 
-    /// Redis when configured and reachable, else the local limiter.
+    /// Requests refused so far (429), by scope: `[(scope, count)]` for
+    /// global, user and server, in that order.
+    pub fn refused(&self) -> [(Scope, u64); 3] {
+        let n = |i: usize| self.refused[i].load(Ordering::Relaxed);
+        [(Scope::Global, n(0)), (Scope::User, n(1)), (Scope::Server, n(2))]
+    }
+
+    /// Redis when configured and reachable, else the local limiter; counts a refusal.
     fn admit(&self, scope: Scope, key: &str, local: &Local) -> Result<(), Duration> {
+        let verdict = self.decide(scope, key, local);
+        if verdict.is_err() {
+            let i = match scope {
+                Scope::Global => 0,
+                Scope::User => 1,
+                Scope::Server => 2,
+            };
+            self.refused[i].fetch_add(1, Ordering::Relaxed);
+        }
+        verdict
+    }
+
+    fn decide(&self, scope: Scope, key: &str, local: &Local) -> Result<(), Duration> {
         if let Some(shared) = &self.shared {
             let redis_key = format!("{KEY_PREFIX}{}:{key}", scope.as_str());
             let interval = local.rate.interval().as_micros().min(i64::MAX as u128) as i64;

@@ -166,6 +166,12 @@ struct Counters {
     cancelled: u64,
     tools: BTreeMap<String, u64>,
     last_authorization_sha: Option<String>,
+    /// Trace headers of the last POST to `/mcp` (`X-Request-Id`, `traceparent`,
+    /// `tracestate`) and the `params._meta.traceparent` of its body.
+    last_request_id: Option<String>,
+    last_traceparent: Option<String>,
+    last_tracestate: Option<String>,
+    last_meta_traceparent: Option<String>,
 }
 
 impl Counters {
@@ -401,7 +407,10 @@ impl MockServer {
     /// including rejected ones (GET streams, `subscriptions/listen` streams and DELETE are not counted); `initialize` counts answered legacy `initialize` requests;
     /// `expired_404` counts 404s for unknown or expired sessions;
     /// `last_authorization_sha` is the full hex SHA-256 of the last
-    /// `Authorization` header seen on `/mcp` (`null` if none yet).
+    /// `Authorization` header seen on `/mcp` (`null` if none yet);
+    /// `last_request_id`, `last_traceparent`, `last_tracestate` are those
+    /// headers of the last POST to `/mcp` and `last_meta_traceparent` its
+    /// `params._meta.traceparent` (each `null` when that POST had none).
     pub fn stats(&self) -> Value {
         let st = self.inner.state.lock();
         let c = &st.counters;
@@ -416,6 +425,10 @@ impl MockServer {
             "max_in_flight": self.inner.max_in_flight.load(Ordering::SeqCst),
             "tools": c.tools,
             "last_authorization_sha": c.last_authorization_sha,
+            "last_request_id": c.last_request_id,
+            "last_traceparent": c.last_traceparent,
+            "last_tracestate": c.last_tracestate,
+            "last_meta_traceparent": c.last_meta_traceparent,
         })
     }
 
@@ -456,6 +469,21 @@ impl MockServer {
             }
             if let Some(auth) = req.header("Authorization") {
                 st.counters.last_authorization_sha = Some(full_sha(auth));
+            }
+            if req.method == "POST" {
+                let c = &mut st.counters;
+                let header = |n: &str| req.header(n).map(str::to_string);
+                c.last_request_id = header("X-Request-Id");
+                c.last_traceparent = header("traceparent");
+                c.last_tracestate = header("tracestate");
+                // Parsed only when the body mentions it (the mock serves benchmarks too).
+                c.last_meta_traceparent = if req.body.windows(11).any(|w| w == b"traceparent") {
+                    serde_json::from_slice::<Value>(&req.body)
+                        .ok()
+                        .and_then(|v| v.pointer("/params/_meta/traceparent").and_then(Value::as_str).map(str::to_string))
+                } else {
+                    None
+                };
             }
         }
         if let Some(why) = rebinding_refusal(&req) {

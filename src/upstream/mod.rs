@@ -266,6 +266,10 @@ pub struct ServerState {
     pub last_error: Option<String>,
     /// Slots in use, queue, circuit state and hold ([`crate::limits::bulkhead`]).
     pub bulkhead: crate::limits::bulkhead::Snapshot,
+    /// The heavy tools' own queue (`heavyTools`), when the server has some.
+    pub heavy: Option<crate::limits::bulkhead::Snapshot>,
+    /// When a call last reached the server (Unix time, ms), if ever.
+    pub last_success_ms: Option<u64>,
 }
 
 /// One upstream MCP server.
@@ -294,6 +298,8 @@ pub struct Upstream {
     retry_safe_tools: RwLock<std::collections::HashSet<String>>,
     /// The heavy tools' own queue (`heavyTools`; `None` when there are none).
     heavy: Option<Arc<crate::limits::bulkhead::Bulkhead>>,
+    /// When a call last reached the server (Unix ms; 0: never), for `/readyz`.
+    last_ok_ms: AtomicU64,
 }
 
 /// Receives notifications an upstream sends outside any call: (server name, message).
@@ -341,7 +347,7 @@ impl Upstream {
             probe: parking_lot::Mutex::new(()),
             sessions: SessionPool::new(&config.name, store, session_ttl),
             next_id: AtomicU64::new(1),
-            state: RwLock::new(ServerState { era: pinned, ok: true, last_error: None, bulkhead: Default::default() }),
+            state: RwLock::new(ServerState { era: pinned, ok: true, last_error: None, bulkhead: Default::default(), heavy: None, last_success_ms: None }),
             bulkhead: crate::limits::bulkhead::Bulkhead::new(&config.name, config.max_concurrency, config.max_queue),
             retry_safe_tools: RwLock::new(Default::default()),
             heavy: (!config.heavy_tools.0.is_empty())
@@ -350,6 +356,7 @@ impl Upstream {
             on_notification: std::sync::OnceLock::new(),
             listen_watch: listen::Watch::default(),
             discovered: RwLock::new(None),
+            last_ok_ms: AtomicU64::new(0),
             config,
         }
     }
@@ -363,7 +370,20 @@ impl Upstream {
     pub fn state(&self) -> ServerState {
         let mut s = self.state.read().clone();
         s.bulkhead = self.bulkhead.snapshot();
+        s.heavy = self.heavy.as_ref().map(|h| h.snapshot());
+        s.last_success_ms = Some(self.last_ok_ms.load(Ordering::Relaxed)).filter(|ms| *ms > 0);
         s
+    }
+
+    /// Legacy sessions this server's pool initialized, and those found dead
+    /// and re-established, since the start: `(created, re-established)`.
+    pub fn session_counts(&self) -> (u64, u64) {
+        self.sessions.counts()
+    }
+
+    /// Latency of the HTTP calls to this server (to the answer's head), for `/metrics`.
+    pub fn latency(&self) -> &prometheus::Histogram {
+        self.transport.latency()
     }
 
     /// The era detected or pinned, if known (no probe, no copy of the state).
@@ -580,6 +600,9 @@ impl Upstream {
     }
 
     fn record(&self, outcome: Result<(), &UpstreamError>) {
+        if outcome.is_ok() {
+            self.last_ok_ms.store(crate::store::now_ms(), Ordering::Relaxed);
+        }
         if outcome.is_ok() && self.state.read().ok {
             return; // the common case takes no write lock
         }
@@ -800,6 +823,18 @@ impl Upstream {
             if let Some(level) = &ctx.log_level {
                 m.entry(protocol::META_LOG_LEVEL).or_insert_with(|| json!(level));
             }
+            // The downstream request's W3C trace context (crate::trace, SEP-414 keys);
+            // a client's own `_meta` values are kept.
+            crate::trace::with(|t| {
+                if let Some(tp) = t.and_then(|t| t.traceparent.as_ref()) {
+                    if !m.contains_key(crate::trace::META_TRACEPARENT) {
+                        m.insert(crate::trace::META_TRACEPARENT.into(), json!(tp));
+                        if let Some(ts) = t.and_then(|t| t.tracestate.as_ref()) {
+                            m.insert(crate::trace::META_TRACESTATE.into(), json!(ts));
+                        }
+                    }
+                }
+            });
         }
         let creds = self.credentials(ctx)?;
         let mut hdrs = headers::standard(MODERN_VERSION, method, &params);

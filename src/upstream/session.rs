@@ -138,12 +138,23 @@ pub struct SessionPool {
     /// The last id invalidated per context key: a store still holding it
     /// (a failed delete, a lagging instance) is not trusted again.
     dead: Mutex<HashMap<String, String>>,
+    /// Sessions this pool initialized (🪪), and sessions found dead (♻️), for `/metrics`.
+    created: std::sync::atomic::AtomicU64,
+    reestablished: std::sync::atomic::AtomicU64,
 }
 
 impl SessionPool {
     /// The pool of `server`, keeping shared sessions in `store` for `ttl`.
     pub fn new(server: &str, store: Arc<dyn SessionStore>, ttl: Duration) -> SessionPool {
-        SessionPool { server: server.to_string(), store, ttl, slots: SlotMap::default(), dead: Mutex::new(HashMap::new()) }
+        SessionPool {
+            server: server.to_string(),
+            store,
+            ttl,
+            slots: SlotMap::default(),
+            dead: Mutex::new(HashMap::new()),
+            created: Default::default(),
+            reestablished: Default::default(),
+        }
     }
 
     /// The session of `key`: cached, else found in the store, else the one
@@ -160,6 +171,13 @@ impl SessionPool {
         credentials: &[(String, Secret)],
         create: impl FnOnce() -> Result<LegacySession, UpstreamError>,
     ) -> Result<Arc<LegacySession>, UpstreamError> {
+        let create = || {
+            let made = create();
+            if made.is_ok() {
+                self.created.fetch_add(1, Ordering::Relaxed);
+            }
+            made
+        };
         self.slots.get_or_try_fill(&key.to_string(), |_| true, || {
             let session = match scope {
                 Scope::Local => LegacySession { context_key: key.to_string(), ..create()? },
@@ -276,6 +294,7 @@ impl SessionPool {
     /// store only if the store still holds that id (compare-and-delete).
     pub fn invalidate(&self, key: &str, stale: &Arc<LegacySession>, why: &str) {
         log::debug!("♻️ 세션 무효화 ({}/{key}): {} → 재연결/재시도 ({why})", self.server, stale.id_str());
+        self.reestablished.fetch_add(1, Ordering::Relaxed);
         if let Some(id) = &stale.id {
             self.dead.lock().insert(key.to_string(), id.clone());
             if stale.stored {
@@ -283,6 +302,12 @@ impl SessionPool {
             }
         }
         self.slots.clear_if(&key.to_string(), |cur| Arc::ptr_eq(cur, stale));
+    }
+
+    /// Sessions initialized by this pool, and sessions found dead and
+    /// replaced (♻️), since the start: `(created, re-established)`.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.created.load(Ordering::Relaxed), self.reestablished.load(Ordering::Relaxed))
     }
 
     /// Forgets `key` locally and in the store (admin delete); returns the

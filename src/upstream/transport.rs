@@ -180,6 +180,9 @@ pub struct Transport {
     url: String,
     server: String,
     static_headers: Vec<(String, String)>,
+    /// Seconds from sending a POST to its answer's head (or failure), for
+    /// `/metrics` (`mcphub_upstream_request_duration_seconds{server}`).
+    latency: prometheus::Histogram,
 }
 
 impl Transport {
@@ -208,7 +211,13 @@ impl Transport {
             url: config.url.clone(),
             server: config.name.clone(),
             static_headers: config.headers.clone(),
+            latency: crate::metrics::upstream_latency_histogram(&config.name),
         }
+    }
+
+    /// Latency of this server's POSTs (to the answer's head), seconds.
+    pub fn latency(&self) -> &prometheus::Histogram {
+        &self.latency
     }
 
     fn map_err(&self, e: ureq::Error, deadline: &Deadline) -> UpstreamError {
@@ -362,7 +371,11 @@ impl Transport {
             .post(&self.url)
             .header("Content-Type", "application/json")
             .header("Accept", "application/json, text/event-stream");
-        self.headed(req, headers).config().timeout_global(Some(budget)).build().send(&bytes[..])
+        crate::trace::note_server(&self.server);
+        let started = Instant::now();
+        let sent = self.headed(req, headers).config().timeout_global(Some(budget)).build().send(&bytes[..]);
+        self.latency.observe(started.elapsed().as_secs_f64());
+        sent
     }
 
     /// POSTs the hub's answer to a server→client request and discards
@@ -409,9 +422,15 @@ impl Transport {
     }
 
     /// Adds the server's configured headers, then `headers` (the session's).
+    /// The server's configured headers, `headers`, and for a call made for a
+    /// downstream request its `X-Request-Id` and W3C trace context
+    /// ([`crate::trace::upstream_headers`]).
     fn headed<B>(&self, mut req: ureq::RequestBuilder<B>, headers: &[(String, String)]) -> ureq::RequestBuilder<B> {
         for (k, v) in self.static_headers.iter().chain(headers) {
             req = req.header(k.as_str(), v.as_str());
+        }
+        for (k, v) in crate::trace::upstream_headers() {
+            req = req.header(k, v);
         }
         req
     }

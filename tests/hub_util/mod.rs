@@ -412,6 +412,11 @@ pub struct HubProcess {
 
 impl HubProcess {
     pub fn start(name: &str, config: &Value) -> HubProcess {
+        HubProcess::start_env(name, config, &[])
+    }
+
+    /// [`HubProcess::start`] with extra environment variables (e.g. `MCPHUB_LOG_FORMAT`).
+    pub fn start_env(name: &str, config: &Value, env: &[(&str, &str)]) -> HubProcess {
         let dir = std::env::temp_dir().join(format!("mcphub-store-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let (cfg, log) = (dir.join("config.json"), dir.join("hub.log"));
@@ -424,6 +429,7 @@ impl HubProcess {
             .env("DEBUG_MCPHUB", "true")
             .env("MCPHUB_STATE_DIR", dir.join("state"))
             .env_remove("REDIS_URL")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()

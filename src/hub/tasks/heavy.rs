@@ -1,23 +1,29 @@
 //! Heavy tools as hub-run tasks (issue 6 "Heavy jobs"; seeds/004 §8.1, the
-//! async model accept → progress → completion; 2025-11-25 tasks).
+//! async model accept → progress → completion; 2025-11-25 tasks and the
+//! 2026-07-28 extension `io.modelcontextprotocol/tasks`, SEP-2663).
 //!
-//! A legacy client that sends a task-augmented `tools/call` (`params.task`)
-//! for one of a server's `heavyTools` gets a `CreateTaskResult` at once
-//! (`{task: {taskId: "mcphub-t…", status: "working", createdAt,
-//! lastUpdatedAt, ttl, pollInterval}}`); the hub runs the call itself, on a
-//! thread of its own, without `params.task` upstream (whether or not the
-//! upstream has tasks). The run first waits its turn in the hub's task queue
-//! of that server (`heavyConcurrency` running, `heavyQueue` waiting; full →
-//! HTTP 503 + `Retry-After`, no task created), then calls the upstream,
-//! whose own heavy slot ([`crate::limits::bulkhead`]) still bounds every heavy
-//! call of the server, tasks and plain calls together. The run's deadline is
-//! the task's own, `min(ttl, 1 h)` ([`MAX_RUN`]), not the client's request:
-//! the client may go away and the task goes on. Each upstream call is still
-//! bounded by the server's `timeoutMs`.
+//! A client that asks for a task when calling one of a server's
+//! `heavyTools` — a legacy client's task-augmented `tools/call`
+//! (`params.task`), or a modern client declaring the extension in its
+//! request's client capabilities — gets a `CreateTaskResult` at once
+//! (2025-11-25: `{task: {taskId: "mcphub-t…", status: "working", createdAt,
+//! lastUpdatedAt, ttl, pollInterval}}`; SEP-2663: the same task flat, with
+//! `resultType: "task"`, `ttlMs`, `pollIntervalMs`); the hub runs the call
+//! itself, on a thread of its own, without a task upstream (whether or not
+//! the upstream has tasks) and without client capabilities (nobody is there
+//! to answer sampling or input requests). The run first waits its turn in
+//! the hub's task queue of that server (`heavyConcurrency` running,
+//! `heavyQueue` waiting; full → HTTP 503 + `Retry-After`, no task created),
+//! then calls the upstream, whose own heavy slot
+//! ([`crate::limits::bulkhead`]) still bounds every heavy call of the
+//! server, tasks and plain calls together. The run's deadline is the task's
+//! own, `min(ttl, 1 h)` ([`MAX_RUN`]), not the client's request: the client
+//! may go away and the task goes on. Each upstream call is still bounded by
+//! the server's `timeoutMs`.
 //!
-//! The owning legacy session (only it; any other gets -32602) asks with
-//! `tasks/get` (the `Task`), `tasks/result` (blocks until the task ends,
-//! within the request's deadline, then exactly what the call answered:
+//! **Legacy clients.** The owning session (only it; any other gets -32602)
+//! asks with `tasks/get` (the `Task`), `tasks/result` (blocks until the task
+//! ends, within the request's deadline, then exactly what the call answered:
 //! the `CallToolResult` with the related-task `_meta`, or its JSON-RPC
 //! error; the deadline passing first → -32001 "Request timed out", layer
 //! hub, and the client asks again), `tasks/cancel` (a waiting run leaves the
@@ -29,14 +35,22 @@
 //! Statuses: `working` → `completed` (a result), `failed` (a JSON-RPC error,
 //! a result with `isError: true`, a timeout), `cancelled`.
 //!
-//! State is in this hub's memory only, not in Redis: a task's owner is a
-//! legacy client session, and those live in the memory of the instance that
-//! created them (another instance answers 404 "Session not found"), so no
-//! other instance could be asked for the task; sharing task state waits for
-//! shared client sessions. Entries live for the task's `ttl` (capped at
-//! [`super::MAX_TTL`], [`super::DEFAULT_TTL`] when the client gave none), and
-//! go with their session (DELETE cancels the run).
+//! **Modern clients.** The id is a bearer handle used with the creator's hub
+//! key (another user's key, or none for a keyed task → -32602): `tasks/get`
+//! answers the `DetailedTask` (`result` inlined when `completed` — a tool
+//! error completes with `isError`, SEP-2663 —, `error` when `failed`),
+//! `tasks/update` the empty ack (a hub task never asks for input),
+//! `tasks/cancel` the empty ack (also for an ended task). With Redis the
+//! task is mirrored there ([`super::shared`]) so any instance answers.
+//!
+//! Legacy task state is in this hub's memory only: its owner is a legacy
+//! client session, and those live in the memory of the instance that
+//! created them (another instance answers 404 "Session not found").
+//! Entries live for the task's `ttl` (capped at [`super::MAX_TTL`],
+//! [`super::DEFAULT_TTL`] when the client gave none), and legacy ones go
+//! with their session (DELETE cancels the run).
 
+use super::methods::shape_result;
 use super::{Owner, DEFAULT_TTL, MAX_TASKS, MAX_TASKS_PER_SESSION, MAX_TTL, RELATED_TASK};
 use crate::hub::{Downstream, Hub};
 use crate::http::Response;
@@ -46,6 +60,7 @@ use crate::upstream::{Upstream, UpstreamError};
 use parking_lot::{Condvar, Mutex};
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -56,6 +71,10 @@ pub const POLL_INTERVAL_MS: u64 = 500;
 
 struct Run {
     owner: Owner,
+    /// The era of the client that created it: the wire form of its task.
+    era: Era,
+    /// The user whose key created it (modern tasks: only they may use it).
+    user: Option<String>,
     server: String,
     created_at: String,
     updated_at: String,
@@ -73,14 +92,37 @@ impl Run {
         matches!(self.status, "completed" | "failed" | "cancelled")
     }
 
-    /// The 2025-11-25 `Task` object.
+    /// The `Task` object of the creator's era: 2025-11-25 (`ttl`,
+    /// `pollInterval`) or SEP-2663 (`ttlMs`, `pollIntervalMs`).
     fn task(&self, id: &str) -> Value {
-        let mut t = json!({"taskId": id, "status": self.status, "createdAt": self.created_at, "lastUpdatedAt": self.updated_at,
-            "ttl": self.ttl_ms, "pollInterval": POLL_INTERVAL_MS});
+        let mut t = json!({"taskId": id, "status": self.status, "createdAt": self.created_at, "lastUpdatedAt": self.updated_at});
+        let (ttl, poll) = if self.era == Era::Modern { ("ttlMs", "pollIntervalMs") } else { ("ttl", "pollInterval") };
+        t[ttl] = json!(self.ttl_ms);
+        t[poll] = json!(POLL_INTERVAL_MS);
         if let Some(m) = &self.message {
             t["statusMessage"] = json!(m);
         }
         t
+    }
+
+    /// The SEP-2663 `DetailedTask` (`tasks/get` of a modern client): the
+    /// task with its `result` (completed) or JSON-RPC `error` (failed,
+    /// cancelled) inlined.
+    fn detailed(&self, id: &str) -> Value {
+        let mut t = self.task(id);
+        match &self.outcome {
+            Some(Ok(r)) => t["result"] = r.clone(),
+            Some(Err(e)) if self.status == "failed" => t["error"] = e.clone(),
+            _ => {}
+        }
+        t
+    }
+
+    /// Whether a downstream request may use this task: the creating legacy
+    /// session; for a modern task, whoever holds the id with the creator's
+    /// hub key (anonymous only when it was created anonymously).
+    fn usable_by(&self, down: &Downstream) -> bool {
+        self.owner == Owner::of(down) && self.user.as_deref() == down.user.as_ref().map(|u| u.name.as_str())
     }
 }
 
@@ -107,10 +149,12 @@ impl State {
 pub struct Runs {
     state: Mutex<State>,
     changed: Condvar,
+    /// Whether [`super::shared::watch`]'s thread runs.
+    watching: AtomicBool,
 }
 
 /// RFC 3339 UTC timestamp (`2025-11-25T10:30:00Z`) of now.
-fn now_iso() -> String {
+pub(super) fn now_iso() -> String {
     let secs = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
@@ -127,17 +171,27 @@ fn now_iso() -> String {
 }
 
 /// Whether this `tools/call` becomes a hub-run task (pure over its inputs):
-/// a legacy client with a session asked for a task (`params.task` an
-/// object) and `original` is one of the server's `heavyTools`.
+/// `original` is one of the server's `heavyTools` and the client asked for a
+/// task — a legacy client with a session sent `params.task` (an object,
+/// 2025-11-25 Task-augmented requests), or a modern client declared the
+/// extension in its request's client capabilities (SEP-2663: the server
+/// decides whether a call of a task-capable tool becomes a task).
 pub fn wanted(hub: &Hub, down: &Downstream, server: &str, original: &str, params: &Map<String, Value>) -> bool {
-    down.era == Era::Legacy
-        && down.session.is_some()
-        && params.get("task").is_some_and(Value::is_object)
-        && hub.config().servers.iter().any(|s| s.name == server && s.heavy_tools.matches(original))
+    let asked = match down.era {
+        Era::Legacy => down.session.is_some() && params.get("task").is_some_and(Value::is_object),
+        Era::Modern => declares_extension(down),
+    };
+    asked && hub.config().servers.iter().any(|s| s.name == server && s.heavy_tools.matches(original))
+}
+
+/// Whether a modern client's request capabilities carry the tasks extension.
+pub fn declares_extension(down: &Downstream) -> bool {
+    down.capabilities.as_ref().and_then(|c| c.pointer("/extensions")).and_then(|e| e.get(super::EXTENSION)).is_some()
 }
 
 /// The tasks capability entries the hub-run tasks add for legacy clients:
-/// `list`, `cancel`, `requests.tools.call`, when a server has `heavyTools`.
+/// `list`, `cancel`, `requests.tools.call`, when a server has `heavyTools`
+/// (modern clients are offered the extension then).
 pub fn capability(hub: &Hub) -> Option<Value> {
     hub.config()
         .servers
@@ -187,6 +241,8 @@ pub fn start(
     let handle = Arc::new(CallHandle::default());
     let run = Run {
         owner: owner.clone(),
+        era: down.era,
+        user: down.user.as_ref().map(|u| u.name.clone()),
         server: server.clone(),
         created_at: stamp.clone(),
         updated_at: stamp,
@@ -218,12 +274,17 @@ pub fn start(
         }
         st.gates.entry(server.clone()).or_default().queue.push_back(hub_id.clone());
         let task = run.task(&hub_id);
+        publish(hub, &hub_id, &run);
         st.runs.insert(hub_id.clone(), run);
         task
     };
     let mut ctx = super::methods::call_context(down);
     ctx.deadline = now + ttl.min(MAX_RUN);
     ctx.call = Some(handle);
+    // Nobody is there to answer the upstream's questions (sampling,
+    // elicitation, input requests), and the run is no task upstream.
+    ctx.client_capabilities = None;
+    let era = down.era;
     let (h, tid) = (hub.clone(), hub_id.clone());
     let spawned = std::thread::Builder::new()
         .name("hub-task".into())
@@ -239,8 +300,29 @@ pub fn start(
         log::warn!("hub task for '{server}' not started: {e}");
         return Response::json(200, &ErrorObject::new(codes::INTERNAL_ERROR, "could not start the task").to_response(Some(&id)));
     }
-    log::info!("hub task {hub_id} created for a heavy tool of '{server}'");
-    Response::json(200, &jsonrpc::result_response(&id, json!({"task": created})))
+    log::info!("hub task {hub_id} created for a heavy tool of '{server}' ({} client)", era.as_str());
+    if era == Era::Modern {
+        super::shared::watch(hub);
+    }
+    let result = match era {
+        Era::Legacy => json!({"task": created}),
+        Era::Modern => {
+            let mut flat = created; // SEP-2663 CreateTaskResult: the task, flat
+            flat["resultType"] = json!("task");
+            flat
+        }
+    };
+    Response::json(200, &jsonrpc::result_response(&id, result))
+}
+
+/// Mirrors a modern run in the shared store (Redis), so another instance
+/// can answer `tasks/get` and `tasks/cancel` ([`super::shared`]). Legacy
+/// runs stay local: their owning client session is per instance.
+fn publish(hub: &Hub, id: &str, run: &Run) -> bool {
+    match (run.era, hub.redis()) {
+        (Era::Modern, Some(redis)) => super::shared::put(redis, id, &run.detailed(id), run.user.as_deref(), run.expires),
+        _ => true,
+    }
 }
 
 /// Ends task `id` with `outcome` (unless cancelled meanwhile) and tells its owner.
@@ -252,8 +334,21 @@ fn settle(hub: &Hub, id: &str, status: &'static str, message: Option<String>, ou
     run.message = message;
     run.outcome = Some(outcome);
     run.updated_at = now_iso();
+    if !publish(hub, id, run) {
+        // Cancelled through another instance meanwhile: that stands.
+        mark_cancelled(run);
+    }
     notify(hub, id, run);
     runs.changed.notify_all();
+}
+
+/// Marks a run cancelled and cuts its upstream call.
+fn mark_cancelled(run: &mut Run) {
+    run.status = "cancelled";
+    run.message = Some("The task was cancelled by request.".into());
+    run.updated_at = now_iso();
+    run.outcome = Some(Err(json!({"code": codes::SERVER_ERROR, "message": "Task cancelled"})));
+    run.handle.cut();
 }
 
 fn run_task(
@@ -266,6 +361,7 @@ fn run_task(
     concurrency: usize,
 ) {
     let runs = hub.tasks().runs();
+    let era = runs.state.lock().runs.get(id).map_or(Era::Legacy, |r| r.era);
     let server = upstream.name().to_string();
     // Wait for a turn in the server's task queue (first come, first served).
     {
@@ -286,6 +382,16 @@ fn run_task(
                 if let Some(run) = st.runs.get_mut(id) {
                     run.message = Some("Running".into());
                     run.updated_at = now_iso();
+                    if !publish(hub, id, run) {
+                        mark_cancelled(run); // cancelled through another instance
+                    }
+                }
+                if st.runs.get(id).is_some_and(Run::terminal) {
+                    if let Some(g) = st.gates.get_mut(&server) {
+                        g.running = g.running.saturating_sub(1);
+                    }
+                    runs.changed.notify_all();
+                    return;
                 }
                 break;
             }
@@ -322,7 +428,9 @@ fn run_task(
     let msg = super::methods::finish(Era::Legacy, &Value::Null, reply);
     match (msg.get("result"), msg.get("error")) {
         (Some(r), _) => {
-            let failed = r.get("isError").and_then(Value::as_bool) == Some(true);
+            // 2025-11-25: a tool error fails the task; SEP-2663: it completes
+            // with `isError` (`failed` is for JSON-RPC errors).
+            let failed = era == Era::Legacy && r.get("isError").and_then(Value::as_bool) == Some(true);
             let (status, note) = if failed { ("failed", "The tool reported an error") } else { ("completed", "Completed") };
             settle(hub, id, status, Some(note.into()), Ok(r.clone()));
         }
@@ -341,37 +449,46 @@ fn reply(id: &Value, outcome: Result<Value, ErrorObject>) -> Response {
     }
 }
 
-/// Answers `tasks/get|result|cancel` for a hub-run task; `None` when
-/// `task_id` is not one (it may be an upstream's task). Another session's
-/// task is -32602 like an unknown one.
+/// Answers `tasks/get|result|cancel` (legacy) or `tasks/get|update|cancel`
+/// (modern) for a hub-run task; `None` when `task_id` is not one (it may be
+/// an upstream's task). A task the caller may not use is -32602 like an
+/// unknown one. A modern task another instance runs is answered from the
+/// shared store ([`super::shared`]).
 pub fn handle(hub: &Hub, down: &Downstream, id: &Value, method: &str, task_id: &str) -> Option<Response> {
     let runs = hub.tasks().runs();
     let mut st = runs.state.lock();
     let now = Instant::now();
-    let run = st.runs.get(task_id).filter(|r| r.expires > now || !r.terminal())?;
-    if run.owner != Owner::of(down) {
+    let Some(run) = st.runs.get_mut(task_id).filter(|r| r.expires > now || !r.terminal()) else {
+        drop(st);
+        return (down.era == Era::Modern).then(|| super::shared::handle(hub, down, id, method, task_id)).flatten();
+    };
+    if !run.usable_by(down) {
         return Some(reply(id, Err(super::not_found())));
     }
-    match method {
-        "tasks/get" => Some(reply(id, Ok(run.task(task_id)))),
-        "tasks/cancel" => {
-            let run = st.runs.get_mut(task_id)?;
+    match (method, down.era) {
+        ("tasks/get", Era::Legacy) => Some(reply(id, Ok(run.task(task_id)))),
+        ("tasks/get", Era::Modern) => Some(reply(id, Ok(shape_result(Era::Modern, run.detailed(task_id))))),
+        // SEP-2663 Task Update Requests: answers to keys not outstanding are
+        // ignored; a hub-run task never asks for input.
+        ("tasks/update", Era::Modern) => Some(reply(id, Ok(shape_result(Era::Modern, json!({}))))),
+        ("tasks/cancel", era) => {
             if run.terminal() {
+                // 2025-11-25: -32602 for a terminal task; SEP-2663: the same empty ack.
+                if era == Era::Modern {
+                    return Some(reply(id, Ok(shape_result(Era::Modern, json!({})))));
+                }
                 let e = ErrorObject::new(codes::INVALID_PARAMS, format!("Cannot cancel task: already in terminal status '{}'", run.status));
                 return Some(reply(id, Err(e)));
             }
-            run.status = "cancelled";
-            run.message = Some("The task was cancelled by request.".into());
-            run.updated_at = now_iso();
-            run.outcome = Some(Err(json!({"code": codes::SERVER_ERROR, "message": "Task cancelled"})));
-            run.handle.cut();
+            mark_cancelled(run);
+            publish(hub, task_id, run);
             notify(hub, task_id, run);
             let task = run.task(task_id);
             runs.changed.notify_all();
             log::info!("hub task {task_id} cancelled by its client");
-            Some(reply(id, Ok(task)))
+            Some(reply(id, Ok(if era == Era::Modern { shape_result(Era::Modern, json!({})) } else { task })))
         }
-        "tasks/result" => loop {
+        ("tasks/result", Era::Legacy) => loop {
             let Some(run) = st.runs.get(task_id) else { return Some(reply(id, Err(super::not_found()))) };
             if let Some(outcome) = &run.outcome {
                 let msg = match outcome {
@@ -404,7 +521,8 @@ pub fn handle(hub: &Hub, down: &Downstream, id: &Value, method: &str, task_id: &
 pub fn list(hub: &Hub, owner: &Owner) -> Vec<Value> {
     let st = hub.tasks().runs().state.lock();
     let now = Instant::now();
-    let mut mine: Vec<(&String, &Run)> = st.runs.iter().filter(|(_, r)| r.owner == *owner && (r.expires > now || !r.terminal())).collect();
+    let mut mine: Vec<(&String, &Run)> =
+        st.runs.iter().filter(|(_, r)| r.era == Era::Legacy && r.owner == *owner && (r.expires > now || !r.terminal())).collect();
     mine.sort_by(|a, b| a.1.created_at.cmp(&b.1.created_at).then(a.0.cmp(b.0)));
     mine.into_iter().map(|(id, r)| r.task(id)).collect()
 }
@@ -421,6 +539,38 @@ impl Runs {
             !theirs
         });
         self.changed.notify_all();
+    }
+
+    /// Ids of the live (not ended) runs of modern clients.
+    pub(super) fn live_modern(&self) -> Vec<String> {
+        let st = self.state.lock();
+        st.runs.iter().filter(|(_, r)| r.era == Era::Modern && !r.terminal()).map(|(id, _)| id.clone()).collect()
+    }
+
+    /// Cancels run `id` here (its upstream call cut, waiters woken); `false`
+    /// when it has ended already.
+    pub(super) fn cancel_local(&self, id: &str) -> bool {
+        let mut st = self.state.lock();
+        let Some(run) = st.runs.get_mut(id).filter(|r| !r.terminal()) else { return false };
+        mark_cancelled(run);
+        self.changed.notify_all();
+        true
+    }
+
+    /// Claims the watcher role; `false` when a watcher runs already.
+    pub(super) fn start_watching(&self) -> bool {
+        self.watching.compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+    }
+
+    /// Gives the watcher role up unless a modern run is live (checked under
+    /// the lock `start` inserts under, so no new run goes unwatched).
+    pub(super) fn stop_watching(&self) -> bool {
+        let st = self.state.lock();
+        if st.runs.values().any(|r| r.era == Era::Modern && !r.terminal()) {
+            return false;
+        }
+        self.watching.store(false, Ordering::SeqCst);
+        true
     }
 
     /// Hub-run tasks tracked (live or kept for their ttl).
@@ -445,6 +595,8 @@ mod tests {
         assert!(t.ends_with('Z') && &t[4..5] == "-" && &t[10..11] == "T", "{t}");
         let run = Run {
             owner: Owner::Session("s".into()),
+            era: Era::Legacy,
+            user: None,
             server: "jobs".into(),
             created_at: t.clone(),
             updated_at: t,

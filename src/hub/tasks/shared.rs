@@ -1,0 +1,202 @@
+//! Modern hub-run tasks in the shared store (issue 6 "task state in the
+//! store … so another instance can answer `tasks/get`").
+//!
+//! A 2026-07-28 client has no session: its task id is a bearer handle
+//! (SEP-2663 Security Implications; the hub also requires the creator's hub
+//! key), so any hub instance behind a load balancer may be asked about it.
+//! With Redis configured, the instance running a modern hub task
+//! ([`super::heavy`]) mirrors it under `mcp:task:{taskId}` →
+//! `{"task": DetailedTask, "user": name|null}` with the task's ttl (PX), written
+//! when it is created, when it starts running and when it ends. Another
+//! instance answers `tasks/get` from that record, `tasks/update` with the
+//! empty ack, and `tasks/cancel` by marking the record cancelled (a Lua
+//! compare-and-set: a task already ended stays as it is); the running
+//! instance notices within [`WATCH_EVERY`] and cuts the upstream call, and a
+//! later write of its own never overwrites a cancellation.
+//!
+//! Legacy (2025-11-25) hub tasks are not mirrored: their owner is a client
+//! session, which lives in one instance. Redis down: the records are not
+//! written (debug log) and only the running instance knows the task; the
+//! record of a task never outlives the task's ttl.
+
+use super::heavy::Runs;
+use crate::hub::{Downstream, Hub};
+use crate::http::Response;
+use crate::protocol::{codes, jsonrpc, Era, ErrorObject};
+use crate::store::redis::RedisStore;
+use serde_json::{json, Value};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Key prefix of a mirrored task: `mcp:task:{taskId}`.
+pub const KEY_PREFIX: &str = "mcp:task:";
+/// How often the running instance looks for cancellations made elsewhere.
+pub const WATCH_EVERY: Duration = Duration::from_millis(500);
+
+/// Writes the record unless the stored one is cancelled (ARGV[3] = "1":
+/// this write is the cancellation itself). 1 written, 0 refused.
+const PUT: &str = r"
+local cur = redis.call('GET', KEYS[1])
+if cur and ARGV[3] ~= '1' then
+  local ok, t = pcall(cjson.decode, cur)
+  if ok and type(t) == 'table' and type(t.task) == 'table' and t.task.status == 'cancelled' then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+";
+
+/// Marks the record cancelled (ARGV[1]) unless the task has ended; returns
+/// the record now stored, nil when there is none.
+const CANCEL: &str = r"
+local cur = redis.call('GET', KEYS[1])
+if not cur then return false end
+local ok, t = pcall(cjson.decode, cur)
+if ok and type(t) == 'table' and type(t.task) == 'table' then
+  local s = t.task.status
+  if s == 'completed' or s == 'failed' or s == 'cancelled' then return cur end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL')
+return ARGV[1]
+";
+
+fn script(which: &'static str) -> &'static redis::Script {
+    static PUT_SCRIPT: OnceLock<redis::Script> = OnceLock::new();
+    static CANCEL_SCRIPT: OnceLock<redis::Script> = OnceLock::new();
+    let cell = if which == "put" { &PUT_SCRIPT } else { &CANCEL_SCRIPT };
+    cell.get_or_init(|| redis::Script::new(if which == "put" { PUT } else { CANCEL }))
+}
+
+/// Whether `id` has the shape of a hub task id (`mcphub-t` + 32 hex), so a
+/// client's string never becomes an arbitrary Redis key.
+pub fn is_hub_task_id(id: &str) -> bool {
+    id.len() == 40 && id.starts_with("mcphub-t") && id[8..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn key(id: &str) -> String {
+    format!("{KEY_PREFIX}{id}")
+}
+
+fn terminal(status: Option<&str>) -> bool {
+    matches!(status, Some("completed" | "failed" | "cancelled"))
+}
+
+/// Writes task `id`'s record (`task`: the `DetailedTask`) until `expires`.
+/// Returns `false` only when the stored record says the task was cancelled
+/// (through another instance) and `task` does not: the cancellation stands.
+/// A store error is logged (debug) and counts as written.
+pub fn put(redis: &RedisStore, id: &str, task: &Value, user: Option<&str>, expires: Instant) -> bool {
+    let px = expires.saturating_duration_since(Instant::now()).as_millis().max(1) as u64;
+    let record = json!({"task": task, "user": user}).to_string();
+    let cancelling = if task.get("status").and_then(Value::as_str) == Some("cancelled") { "1" } else { "0" };
+    let written = redis.run(|c| script("put").key(key(id)).arg(record).arg(px).arg(cancelling).invoke::<i64>(c));
+    match written {
+        Ok(n) => n == 1,
+        Err(e) => {
+            log::debug!("hub task {id} not mirrored in the store: {e}");
+            true
+        }
+    }
+}
+
+/// The stored record of task `id`: `(DetailedTask, user)`.
+fn get(redis: &RedisStore, id: &str) -> Option<(Value, Option<String>)> {
+    let raw: Option<String> = redis.run(|c| redis::cmd("GET").arg(key(id)).query(c)).map_err(|e| log::debug!("task lookup: {e}")).ok()?;
+    let raw = raw?;
+    let mut record: Value = serde_json::from_str(&raw).ok()?;
+    let user = record.get("user").and_then(Value::as_str).map(str::to_string);
+    Some((record.get_mut("task")?.take(), user))
+}
+
+fn reply(id: &Value, result: Value) -> Response {
+    Response::json(200, &jsonrpc::result_response(id, crate::hub::methods::shape_result(Era::Modern, result)))
+}
+
+/// Answers a modern `tasks/get|update|cancel` for a hub task another
+/// instance runs (or ran); `None` when there is no such record (no Redis,
+/// not a hub task id, unknown, expired). Another user's task is -32602 like
+/// an unknown one.
+pub fn handle(hub: &Hub, down: &Downstream, id: &Value, method: &str, task_id: &str) -> Option<Response> {
+    let redis = hub.redis()?;
+    if !is_hub_task_id(task_id) {
+        return None;
+    }
+    let (task, user) = get(redis, task_id)?;
+    if user.as_deref() != down.user.as_ref().map(|u| u.name.as_str()) {
+        return Some(Response::json(200, &super::not_found().to_response(Some(id))));
+    }
+    match method {
+        "tasks/get" => Some(reply(id, task)),
+        "tasks/update" => Some(reply(id, json!({}))),
+        "tasks/cancel" => {
+            if !terminal(task.get("status").and_then(Value::as_str)) {
+                let mut cancelled = task;
+                cancelled["status"] = json!("cancelled");
+                cancelled["statusMessage"] = json!("The task was cancelled by request.");
+                cancelled["lastUpdatedAt"] = json!(super::heavy::now_iso());
+                if let Some(o) = cancelled.as_object_mut() {
+                    o.remove("result");
+                    o.remove("error");
+                }
+                let record = json!({"task": cancelled, "user": user}).to_string();
+                let done: Result<Option<String>, _> = redis.run(|c| script("cancel").key(key(task_id)).arg(record).invoke(c));
+                if let Err(e) = done {
+                    let err = ErrorObject::new(codes::INTERNAL_ERROR, format!("the task could not be cancelled: {e}"));
+                    return Some(Response::json(200, &err.to_response(Some(id))));
+                }
+                log::info!("hub task {task_id} cancelled by its client (through this instance; its instance stops it)");
+            }
+            Some(reply(id, json!({})))
+        }
+        _ => None,
+    }
+}
+
+/// Starts the watcher of this instance's running modern tasks unless it
+/// runs: every [`WATCH_EVERY`] it reads their records and cancels those
+/// cancelled elsewhere; it ends when no modern run is live.
+pub fn watch(hub: &Hub) {
+    if hub.redis().is_none() || !hub.tasks().runs().start_watching() {
+        return;
+    }
+    let watcher = hub.clone();
+    let spawned = std::thread::Builder::new().name("hub-task-watch".into()).spawn(move || loop {
+        let hub = &watcher;
+        std::thread::sleep(WATCH_EVERY);
+        let runs: &Runs = hub.tasks().runs();
+        let live = runs.live_modern();
+        if live.is_empty() && runs.stop_watching() {
+            return;
+        }
+        let Some(redis) = hub.redis() else { return };
+        for id in live {
+            let cancelled = get(redis, &id).is_some_and(|(t, _)| t.get("status").and_then(Value::as_str) == Some("cancelled"));
+            if cancelled && runs.cancel_local(&id) {
+                log::info!("hub task {id} cancelled through another instance: its upstream call is cut");
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        log::warn!("cannot watch hub tasks for cancellations from other instances: {e}");
+        hub.tasks().runs().stop_watching();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_hub_task_ids_become_keys() {
+        assert!(is_hub_task_id("mcphub-t0123456789abcdef0123456789abcdef"));
+        for bad in ["mcphub-t0123", "task-1", "mcphub-t0123456789abcdef0123456789abcdeg", "mcphub-t0123456789abcdef0123456789abcdef0", "*"] {
+            assert!(!is_hub_task_id(bad), "{bad}");
+        }
+        assert_eq!(key("mcphub-tab"), "mcp:task:mcphub-tab");
+    }
+
+    #[test]
+    fn terminal_statuses() {
+        assert!(terminal(Some("completed")) && terminal(Some("failed")) && terminal(Some("cancelled")));
+        assert!(!terminal(Some("working")) && !terminal(Some("input_required")) && !terminal(None));
+    }
+}

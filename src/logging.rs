@@ -1,0 +1,239 @@
+//! Log output on stderr: human-readable text (default, simplelog's layout)
+//! or one JSON object per line (`mcphub serve --log-format json`, env
+//! `MCPHUB_LOG_FORMAT`), for log shippers.
+//!
+//! Both formats: hub keys in a message or field are masked
+//! ([`crate::users::mask_keys`], `mcphub_***`); a line written while a
+//! request is served carries its request id ([`crate::trace`]): text
+//! appends ` [req ID]`, JSON has `request_id`. The per-request line
+//! ([`REQUEST_TARGET`], info) carries its fields as log key-values.
+//!
+//! JSON lines: `{"ts": RFC 3339 UTC with ms, "level": "info", "msg": …,
+//! "request_id"?: …}` plus, for the request line, `method`, `tool` /
+//! `prompt` / `uri`, `server`, `user`, `status`, `rpc_code`,
+//! `duration_ms`, `era` (absent values are `null`). Written by a small
+//! `log::Log` of our own (serde_json, one `write` per line): the crates that
+//! do this (`json_env_logger`, `slog-json`, `tracing-subscriber`) would each
+//! replace the `log` setup or bring a runtime the hub does not need.
+
+use crate::trace;
+use log::kv::{Key, Value as KvValue, VisitSource, VisitValue};
+use log::{LevelFilter, Log, Metadata, Record};
+use serde_json::{Map, Value};
+use std::io::{LineWriter, Stderr, Write};
+use std::sync::Mutex;
+
+/// The log target of the one info line per `/mcp` request.
+pub const REQUEST_TARGET: &str = "mcphub::request";
+
+/// Log targets never written (chatty dependencies).
+const IGNORED: &[&str] = &["rustls", "ureq"];
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// `2026-07-28T10:00:00.123Z [INFO] message` (simplelog).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Installs the process logger on stderr at `level`. Errors: a logger is
+/// already installed (ignored by callers that may init twice).
+pub fn init(format: LogFormat, level: LevelFilter) -> Result<(), log::SetLoggerError> {
+    let logger: Box<dyn Log> = match format {
+        LogFormat::Text => {
+            let config = simplelog::ConfigBuilder::new()
+                .set_target_level(LevelFilter::Off)
+                .set_thread_level(LevelFilter::Off)
+                .set_time_format_rfc3339()
+                .build();
+            Box::new(TextLogger { inner: simplelog::WriteLogger::new(level, config, LineWriter::new(std::io::stderr())) })
+        }
+        LogFormat::Json => Box::new(JsonLogger { level, out: Mutex::new(LineWriter::new(std::io::stderr())) }),
+    };
+    log::set_boxed_logger(logger)?;
+    log::set_max_level(level);
+    Ok(())
+}
+
+fn ignored(target: &str) -> bool {
+    IGNORED.iter().any(|p| target.starts_with(p))
+}
+
+/// simplelog's text layout, with keys masked and the request id appended.
+struct TextLogger {
+    inner: Box<simplelog::WriteLogger<LineWriter<Stderr>>>,
+}
+
+impl Log for TextLogger {
+    fn enabled(&self, metadata: &Metadata) -> bool {
+        self.inner.enabled(metadata) && !ignored(metadata.target())
+    }
+
+    fn log(&self, record: &Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let text = crate::users::mask_keys(&record.args().to_string());
+        let id = if record.target() == REQUEST_TARGET { None } else { trace::current_id() };
+        let build = |args: std::fmt::Arguments| {
+            self.inner.log(
+                &Record::builder()
+                    .args(args)
+                    .level(record.level())
+                    .target(record.target())
+                    .module_path(record.module_path())
+                    .file(record.file())
+                    .line(record.line())
+                    .build(),
+            )
+        };
+        match id {
+            Some(id) => build(format_args!("{text} [req {id}]")),
+            None => build(format_args!("{text}")),
+        }
+    }
+
+    fn flush(&self) {
+        self.inner.flush();
+    }
+}
+
+/// One JSON object per line.
+struct JsonLogger {
+    level: LevelFilter,
+    out: Mutex<LineWriter<Stderr>>,
+}
+
+impl Log for JsonLogger {
+    fn enabled(&self, metadata: &Metadata) -> bool {
+        metadata.level() <= self.level && !ignored(metadata.target())
+    }
+
+    fn log(&self, record: &Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let mut line = json_line(record, now_ms());
+        line.push('\n');
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = out.write_all(line.as_bytes());
+    }
+
+    fn flush(&self) {
+        let _ = self.out.lock().unwrap_or_else(|e| e.into_inner()).flush();
+    }
+}
+
+/// The JSON object of one record (without the newline), at `ms` (Unix ms).
+pub fn json_line(record: &Record, ms: u64) -> String {
+    let mut obj = Map::new();
+    obj.insert("ts".into(), Value::String(rfc3339(ms)));
+    obj.insert("level".into(), Value::String(record.level().as_str().to_ascii_lowercase()));
+    obj.insert("msg".into(), Value::String(crate::users::mask_keys(&record.args().to_string())));
+    let mut fields = Fields(Map::new());
+    let _ = record.key_values().visit(&mut fields);
+    if !fields.0.contains_key("request_id") {
+        if let Some(id) = trace::current_id() {
+            obj.insert("request_id".into(), Value::String(id));
+        }
+    }
+    obj.extend(fields.0);
+    serde_json::to_string(&Value::Object(obj)).unwrap_or_default()
+}
+
+struct Fields(Map<String, Value>);
+
+impl<'kvs> VisitSource<'kvs> for Fields {
+    fn visit_pair(&mut self, key: Key<'kvs>, value: KvValue<'kvs>) -> Result<(), log::kv::Error> {
+        let mut v = ToJson(Value::Null);
+        value.visit(&mut v)?;
+        self.0.insert(key.as_str().to_string(), v.0);
+        Ok(())
+    }
+}
+
+struct ToJson(Value);
+
+impl<'v> VisitValue<'v> for ToJson {
+    fn visit_any(&mut self, value: KvValue) -> Result<(), log::kv::Error> {
+        self.0 = Value::String(crate::users::mask_keys(&value.to_string()));
+        Ok(())
+    }
+    fn visit_null(&mut self) -> Result<(), log::kv::Error> {
+        self.0 = Value::Null;
+        Ok(())
+    }
+    fn visit_u64(&mut self, value: u64) -> Result<(), log::kv::Error> {
+        self.0 = Value::from(value);
+        Ok(())
+    }
+    fn visit_i64(&mut self, value: i64) -> Result<(), log::kv::Error> {
+        self.0 = Value::from(value);
+        Ok(())
+    }
+    fn visit_f64(&mut self, value: f64) -> Result<(), log::kv::Error> {
+        self.0 = Value::from(value);
+        Ok(())
+    }
+    fn visit_bool(&mut self, value: bool) -> Result<(), log::kv::Error> {
+        self.0 = Value::Bool(value);
+        Ok(())
+    }
+    fn visit_str(&mut self, value: &str) -> Result<(), log::kv::Error> {
+        self.0 = Value::String(crate::users::mask_keys(value));
+        Ok(())
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// `ms` (Unix time in ms) as RFC 3339 UTC with milliseconds,
+/// e.g. `2026-07-28T10:00:00.123Z` (proleptic Gregorian, days-from-civil).
+pub fn rfc3339(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, ms % 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339(1_785_233_096_789), "2026-07-28T10:04:56.789Z");
+    }
+
+    #[test]
+    fn json_lines_carry_fields_and_mask_keys() {
+        let key = format!("mcphub_{}", "ab".repeat(32));
+        let kvs: [(&str, KvValue); 4] =
+            [("status", KvValue::from(200u64)), ("user", KvValue::from("alice")), ("tool", KvValue::from(key.as_str())), ("rpc_code", KvValue::null())];
+        let args = format!("sent {key}");
+        let line = json_line(&Record::builder().args(format_args!("{args}")).level(log::Level::Info).target(REQUEST_TARGET).key_values(&kvs).build(), 0);
+        assert!(!line.contains(&key), "{line}");
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["user"], "alice");
+        assert_eq!(v["rpc_code"], Value::Null);
+        assert_eq!(v["level"], "info");
+        assert_eq!(v["tool"], "mcphub_***");
+    }
+}

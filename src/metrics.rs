@@ -1,0 +1,430 @@
+//! `GET /metrics`: the hub's figures in the Prometheus text format (0.0.4),
+//! from one [`prometheus::Registry`] per hub (never the process-wide default,
+//! so several hubs in one process keep their own counts).
+//!
+//! Families (all names `mcphub_*`; durations in seconds):
+//! - `requests_total{method,outcome,era}` (counter): every request to `/mcp`.
+//!   `method` is a known MCP method, `GET`/`DELETE` (streams, session ends),
+//!   `response` (a client's answer) or `other`; `outcome` is `ok`,
+//!   `http_<status>` for an HTTP error status (`http_other` beyond the known
+//!   ones), else `rpc_<class>` for a JSON-RPC error (`parse_error`,
+//!   `invalid_request`, `method_not_found`, `invalid_params`,
+//!   `internal_error`, `server_error` for -32000..=-32099, `other`); `era` is
+//!   `legacy`, `modern` or `none` (refused before the era was known).
+//! - `request_duration_seconds{method}` (histogram): until the answer (an SSE
+//!   answer: until its stream ends).
+//! - `upstream_request_duration_seconds{server}` (histogram): each HTTP POST
+//!   to an upstream, until its answer's head.
+//! - `upstream_sessions_active{server}` (gauge, legacy sessions cached here),
+//!   `upstream_sessions_created_total{server}`,
+//!   `upstream_sessions_reestablished_total{server}` (counters, ♻️).
+//! - `http_queue_depth`, `http_queue_capacity` (gauges),
+//!   `http_rejections_total{reason="queue_full"|"streams_full"}` (503s).
+//! - `bulkhead_in_flight{server,queue}`, `bulkhead_queued{server,queue}`
+//!   (gauges; `queue` = `calls` or `heavy`), `bulkhead_rejections_total{server,queue,reason="queue_full"|"circuit_open"}`,
+//!   `circuit_open{server}` (gauge: 1 open or half-open, 0 closed).
+//! - `rate_limited_total{scope="global"|"user"|"server"}`, `timeouts_total{layer="hub"|"upstream"}`.
+//! - `store_up{kind}` (gauge: 1 healthy, 0 degraded; `kind` = `memory` or `redis`),
+//!   `client_sessions` (gauge: legacy client sessions).
+//!
+//! Label values never come from client input unbounded: methods from
+//! [`METHODS`], servers from the configuration. Gauges are read from the
+//! live structures at scrape time; the request path pays one counter
+//! increment (a pre-resolved child) and one histogram observation.
+
+use crate::http::ServerStats;
+use prometheus::core::Collector;
+use prometheus::proto::MetricFamily;
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
+use std::sync::{Arc, OnceLock};
+
+/// The `method` label values besides `other` (known MCP methods of both eras,
+/// the HTTP methods of `/mcp` streams and session ends, and client answers).
+pub const METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "server/discover",
+    "tools/list",
+    "tools/call",
+    "prompts/list",
+    "prompts/get",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "subscriptions/listen",
+    "completion/complete",
+    "logging/setLevel",
+    "offerings/list",
+    "tasks/get",
+    "tasks/result",
+    "tasks/cancel",
+    "tasks/list",
+    "tasks/update",
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/progress",
+    "notifications/roots/list_changed",
+    "GET",
+    "DELETE",
+    "response",
+    "other",
+];
+
+/// The eras of the `era` label.
+pub const ERAS: [&str; 3] = ["legacy", "modern", "none"];
+
+/// Histogram buckets of request durations, seconds (0.5 ms … 60 s).
+pub const BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+/// The index of `method` in [`METHODS`] (`other` when unknown).
+pub fn method_index(method: &str) -> usize {
+    METHODS.iter().position(|m| *m == method).unwrap_or(METHODS.len() - 1)
+}
+
+fn era_index(era: &str) -> usize {
+    ERAS.iter().position(|e| *e == era).unwrap_or(2)
+}
+
+/// The `outcome` label of an answer: HTTP status first (≥ 400), then the
+/// JSON-RPC error code's class, else `ok`.
+pub fn outcome(status: u16, rpc_code: Option<i64>) -> &'static str {
+    if status >= 400 {
+        return match status {
+            400 => "http_400",
+            401 => "http_401",
+            403 => "http_403",
+            404 => "http_404",
+            405 => "http_405",
+            406 => "http_406",
+            408 => "http_408",
+            413 => "http_413",
+            415 => "http_415",
+            429 => "http_429",
+            431 => "http_431",
+            500 => "http_500",
+            502 => "http_502",
+            503 => "http_503",
+            504 => "http_504",
+            _ => "http_other",
+        };
+    }
+    match rpc_code {
+        None => "ok",
+        Some(-32700) => "rpc_parse_error",
+        Some(-32600) => "rpc_invalid_request",
+        Some(-32601) => "rpc_method_not_found",
+        Some(-32602) => "rpc_invalid_params",
+        Some(-32603) => "rpc_internal_error",
+        Some(-32099..=-32000) => "rpc_server_error",
+        Some(_) => "rpc_other",
+    }
+}
+
+/// The JSON-RPC error of a response body, read without parsing the rest:
+/// the top-level `error` member's `code` and, for a timeout (`-32001`), the
+/// `data.layer` it names. `None` for a result, a non-object or anything odd.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeekedError {
+    /// `error.code`.
+    pub code: i64,
+    /// `error.data.layer` when it is `hub` or `upstream`.
+    pub layer: Option<&'static str>,
+}
+
+/// Reads the top-level members of a JSON-RPC response body in order and
+/// stops at `result` (→ `None`) or `error` (→ its code and layer); other
+/// members (`jsonrpc`, `id`) are skipped. Costs O(size of what precedes
+/// `result`/`error`), never a parse of a large result.
+pub fn peek_error(body: &[u8]) -> Option<PeekedError> {
+    #[derive(serde::Deserialize)]
+    struct Error {
+        code: i64,
+        #[serde(default)]
+        data: Option<serde_json::Value>,
+    }
+    let ws = |mut i: usize| {
+        while body.get(i).is_some_and(|b| b.is_ascii_whitespace()) {
+            i += 1;
+        }
+        i
+    };
+    let mut pos = ws(0);
+    if body.get(pos) != Some(&b'{') {
+        return None;
+    }
+    pos += 1;
+    for _ in 0..8 {
+        pos = ws(pos);
+        if body.get(pos) != Some(&b'"') {
+            return None;
+        }
+        let len = body[pos + 1..].iter().position(|b| *b == b'"' || *b == b'\\')?;
+        if body[pos + 1 + len] != b'"' {
+            return None; // an escaped key: not one of ours
+        }
+        let key = &body[pos + 1..pos + 1 + len];
+        pos = ws(pos + len + 2);
+        if body.get(pos) != Some(&b':') {
+            return None;
+        }
+        pos = ws(pos + 1);
+        let rest = body.get(pos..)?;
+        match key {
+            b"result" => return None,
+            b"error" => {
+                let e: Error = serde_json::Deserializer::from_slice(rest).into_iter::<Error>().next()?.ok()?;
+                let layer = e.data.as_ref().and_then(|d| d.get("layer")).and_then(|l| l.as_str()).and_then(|l| match l {
+                    "hub" => Some("hub"),
+                    "upstream" => Some("upstream"),
+                    _ => None,
+                });
+                return Some(PeekedError { code: e.code, layer: layer.filter(|_| e.code == -32001) });
+            }
+            _ => {
+                let mut values = serde_json::Deserializer::from_slice(rest).into_iter::<serde::de::IgnoredAny>();
+                values.next()?.ok()?;
+                pos = ws(pos + values.byte_offset());
+                if body.get(pos) != Some(&b',') {
+                    return None;
+                }
+                pos += 1;
+            }
+        }
+    }
+    None
+}
+
+/// A standalone histogram of one upstream's POST latency (const label
+/// `server`), owned by its transport and gathered by [`Metrics::render`].
+pub fn upstream_latency_histogram(server: &str) -> Histogram {
+    let opts = HistogramOpts::new("mcphub_upstream_request_duration_seconds", "Upstream HTTP POSTs until the answer's head, per server (seconds)")
+        .const_label("server", server)
+        .buckets(BUCKETS.to_vec());
+    Histogram::with_opts(opts).unwrap_or_else(|_| {
+        // A server name Prometheus refuses as a label value cannot happen (any UTF-8 is valid); keep a label-less one.
+        Histogram::with_opts(HistogramOpts::new("mcphub_upstream_request_duration_seconds", "Upstream HTTP POSTs (seconds)"))
+            .expect("static histogram options are valid")
+    })
+}
+
+/// One hub's metrics: request counters and histograms (hot path), and the
+/// sources read at scrape time.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    durations: HistogramVec,
+    timeouts: IntCounterVec,
+    /// `requests_total{method, "ok", era}`, resolved on first use.
+    ok: Vec<[OnceLock<IntCounter>; 3]>,
+    /// `request_duration_seconds{method}`, resolved on first use.
+    duration: Vec<OnceLock<Histogram>>,
+    http: OnceLock<Arc<ServerStats>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Fresh metrics in a registry of their own.
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(Opts::new("mcphub_requests_total", "Requests to /mcp by method, outcome and era"), &["method", "outcome", "era"])
+            .expect("valid metric");
+        let durations = HistogramVec::new(
+            HistogramOpts::new("mcphub_request_duration_seconds", "Requests to /mcp until answered (SSE: until the stream ends), seconds")
+                .buckets(BUCKETS.to_vec()),
+            &["method"],
+        )
+        .expect("valid metric");
+        let timeouts =
+            IntCounterVec::new(Opts::new("mcphub_timeouts_total", "Requests answered -32001 (timeout), by the layer whose deadline ran out"), &["layer"])
+                .expect("valid metric");
+        for c in [Box::new(requests.clone()) as Box<dyn Collector>, Box::new(durations.clone()), Box::new(timeouts.clone())] {
+            let _ = registry.register(c);
+        }
+        Metrics {
+            registry,
+            requests,
+            durations,
+            timeouts,
+            ok: METHODS.iter().map(|_| Default::default()).collect(),
+            duration: METHODS.iter().map(|_| OnceLock::new()).collect(),
+            http: OnceLock::new(),
+        }
+    }
+
+    /// The HTTP server's live figures (queue depth, 503s); the first wins.
+    pub fn attach_http(&self, stats: Arc<ServerStats>) {
+        let _ = self.http.set(stats);
+    }
+
+    /// Counts one answered request: `method` (any string; unknown → `other`),
+    /// `era` (`legacy`/`modern`/`none`), its HTTP status and JSON-RPC error,
+    /// and how long it took.
+    pub fn observe(&self, method: &str, era: &str, status: u16, error: Option<&PeekedError>, seconds: f64) {
+        let m = method_index(method);
+        let outcome = outcome(status, error.map(|e| e.code));
+        if outcome == "ok" {
+            let e = era_index(era);
+            self.ok[m][e].get_or_init(|| self.requests.with_label_values(&[METHODS[m], "ok", ERAS[e]])).inc();
+        } else {
+            self.requests.with_label_values(&[METHODS[m], outcome, ERAS[era_index(era)]]).inc();
+        }
+        self.duration[m].get_or_init(|| self.durations.with_label_values(&[METHODS[m]])).observe(seconds);
+        if let Some(layer) = error.and_then(|e| e.layer) {
+            self.timeouts.with_label_values(&[layer]).inc();
+        }
+    }
+
+    /// The text exposition of every family, gauges read from `hub` now.
+    pub fn render(&self, hub: &crate::hub::Hub) -> String {
+        let mut families = self.registry.gather();
+        families.extend(live(hub, self.http.get().map(Arc::as_ref)));
+        families.retain(|f| !f.get_metric().is_empty());
+        families.sort_by(|a, b| a.name().cmp(b.name()));
+        let mut out = String::new();
+        if let Err(e) = prometheus::TextEncoder::new().encode_utf8(&families, &mut out) {
+            log::warn!("metrics: encoding failed: {e}");
+        }
+        out
+    }
+}
+
+/// A family built from rows of (label values, value).
+fn gauges(name: &str, help: &str, labels: &[&str], rows: Vec<(Vec<&str>, f64)>) -> Vec<MetricFamily> {
+    let Ok(v) = prometheus::GaugeVec::new(Opts::new(name, help), labels) else { return Vec::new() };
+    for (values, x) in rows {
+        v.with_label_values(&values).set(x);
+    }
+    v.collect()
+}
+
+fn counters(name: &str, help: &str, labels: &[&str], rows: Vec<(Vec<&str>, u64)>) -> Vec<MetricFamily> {
+    let Ok(v) = IntCounterVec::new(Opts::new(name, help), labels) else { return Vec::new() };
+    for (values, x) in rows {
+        v.with_label_values(&values).inc_by(x);
+    }
+    v.collect()
+}
+
+/// Families of one name from several standalone metrics, merged into one.
+fn merged(parts: impl Iterator<Item = MetricFamily>) -> Option<MetricFamily> {
+    let mut first: Option<MetricFamily> = None;
+    for mut f in parts {
+        match first.as_mut() {
+            None => first = Some(f),
+            Some(acc) => acc.mut_metric().extend(f.take_metric()),
+        }
+    }
+    first
+}
+
+fn live(hub: &crate::hub::Hub, http: Option<&ServerStats>) -> Vec<MetricFamily> {
+    let upstreams = hub.catalog().upstreams();
+    let mut out = Vec::new();
+    if let Some(f) = merged(upstreams.iter().flat_map(|u| u.latency().collect())) {
+        out.push(f);
+    }
+    let states: Vec<_> = upstreams.iter().map(|u| (u.name(), u.state(), u.session_counts(), u.sessions().len())).collect();
+    out.extend(gauges(
+        "mcphub_upstream_sessions_active",
+        "Legacy upstream sessions cached by this hub, per server",
+        &["server"],
+        states.iter().map(|(n, _, _, active)| (vec![*n], *active as f64)).collect(),
+    ));
+    out.extend(counters(
+        "mcphub_upstream_sessions_created_total",
+        "Legacy upstream sessions initialized by this hub, per server",
+        &["server"],
+        states.iter().map(|(n, _, (created, _), _)| (vec![*n], *created)).collect(),
+    ));
+    out.extend(counters(
+        "mcphub_upstream_sessions_reestablished_total",
+        "Legacy upstream sessions found dead (404/expired) and re-established, per server",
+        &["server"],
+        states.iter().map(|(n, _, (_, re), _)| (vec![*n], *re)).collect(),
+    ));
+    let mut in_flight = Vec::new();
+    let mut queued = Vec::new();
+    let mut refused = Vec::new();
+    for (name, s, _, _) in &states {
+        for (queue, snap) in std::iter::once(("calls", Some(&s.bulkhead))).chain(std::iter::once(("heavy", s.heavy.as_ref()))) {
+            let Some(snap) = snap else { continue };
+            in_flight.push((vec![*name, queue], snap.in_flight as f64));
+            queued.push((vec![*name, queue], snap.queued as f64));
+            refused.push((vec![*name, queue, "queue_full"], snap.refused_queue_full));
+            refused.push((vec![*name, queue, "circuit_open"], snap.refused_circuit_open));
+        }
+    }
+    out.extend(gauges("mcphub_bulkhead_in_flight", "Upstream calls holding a bulkhead slot", &["server", "queue"], in_flight));
+    out.extend(gauges("mcphub_bulkhead_queued", "Upstream calls waiting for a bulkhead slot", &["server", "queue"], queued));
+    out.extend(counters("mcphub_bulkhead_rejections_total", "Upstream calls refused by the bulkhead (503)", &["server", "queue", "reason"], refused));
+    out.extend(gauges(
+        "mcphub_circuit_open",
+        "Whether the server's circuit breaker refuses calls (1: open or half-open)",
+        &["server"],
+        states.iter().map(|(n, s, _, _)| (vec![*n], if s.bulkhead.circuit == "closed" { 0.0 } else { 1.0 })).collect(),
+    ));
+    if let Some(http) = http {
+        out.extend(gauges("mcphub_http_queue_depth", "Complete requests waiting for an HTTP worker", &[], vec![(vec![], http.queue_depth() as f64)]));
+        out.extend(gauges("mcphub_http_queue_capacity", "Capacity of the HTTP worker queue", &[], vec![(vec![], http.queue_capacity() as f64)]));
+        let (queue_full, streams_full) = http.rejected();
+        out.extend(counters(
+            "mcphub_http_rejections_total",
+            "Requests answered 503 by the HTTP layer (worker queue full, stream threads exhausted)",
+            &["reason"],
+            vec![(vec!["queue_full"], queue_full), (vec!["streams_full"], streams_full)],
+        ));
+    }
+    out.extend(counters(
+        "mcphub_rate_limited_total",
+        "Requests refused by a rate limit (429), by scope",
+        &["scope"],
+        hub.limits().refused().iter().map(|(scope, n)| (vec![scope.as_str()], *n)).collect(),
+    ));
+    let store = hub.store();
+    let up = if matches!(store.health(), crate::store::Health::Degraded { .. }) { 0.0 } else { 1.0 };
+    out.extend(gauges("mcphub_store_up", "Session store health (1 healthy, 0 degraded)", &["kind"], vec![(vec![store.kind()], up)]));
+    out.extend(gauges("mcphub_client_sessions", "Legacy client sessions of this hub", &[], vec![(vec![], hub.sessions().len() as f64)]));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_peeked_without_reading_results() {
+        assert_eq!(peek_error(br#"{"jsonrpc":"2.0","id":1,"result":{"error":{"code":1}}}"#), None);
+        assert_eq!(peek_error(br#"{"jsonrpc":"2.0","id":"x","error":{"code":-32601,"message":"no"}}"#), Some(PeekedError { code: -32601, layer: None }));
+        let t = br#" { "id" : [1,{"a":"}"}], "jsonrpc":"2.0", "error":{"code":-32001,"message":"t","data":{"layer":"hub"}}}"#;
+        assert_eq!(peek_error(t), Some(PeekedError { code: -32001, layer: Some("hub") }));
+        assert_eq!(peek_error(b"not json"), None);
+        assert_eq!(peek_error(b""), None);
+        assert_eq!(peek_error(br#"{"error":{"code":"x"}}"#), None);
+    }
+
+    #[test]
+    fn outcomes_are_bounded() {
+        assert_eq!(outcome(200, None), "ok");
+        assert_eq!(outcome(429, Some(-32000)), "http_429");
+        assert_eq!(outcome(200, Some(-32601)), "rpc_method_not_found");
+        assert_eq!(outcome(200, Some(-32001)), "rpc_server_error");
+        assert_eq!(outcome(200, Some(7)), "rpc_other");
+        assert_eq!(outcome(418, None), "http_other");
+        assert_eq!(METHODS[method_index("x/unknown")], "other");
+    }
+
+    #[test]
+    fn two_hubs_keep_their_own_counts() {
+        let (a, b) = (Metrics::new(), Metrics::new());
+        a.observe("tools/call", "legacy", 200, None, 0.001);
+        let count = |m: &Metrics| m.requests.with_label_values(&["tools/call", "ok", "legacy"]).get();
+        assert_eq!((count(&a), count(&b)), (1, 0));
+    }
+}
