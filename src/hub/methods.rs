@@ -586,6 +586,30 @@ pub fn finish(era: Era, id: &Value, reply: Result<Value, crate::upstream::Upstre
     }
 }
 
+/// How often a refusal (circuit open, queue full) is logged per server.
+const REFUSAL_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Logs `line` at warn for `server` at most once per [`REFUSAL_LOG_EVERY`],
+/// saying how many like it were not logged since.
+fn warn_throttled(server: &str, line: &str) {
+    static LAST: parking_lot::Mutex<Option<std::collections::HashMap<String, (std::time::Instant, u64)>>> = parking_lot::Mutex::new(None);
+    let now = std::time::Instant::now();
+    let mut last = LAST.lock();
+    let map = last.get_or_insert_with(Default::default);
+    match map.get_mut(server) {
+        Some((at, skipped)) if now.duration_since(*at) < REFUSAL_LOG_EVERY => *skipped += 1,
+        entry => {
+            let skipped = entry.map_or(0, |(_, n)| *n);
+            map.insert(server.to_string(), (now, 0));
+            drop(last);
+            match skipped {
+                0 => log::warn!("{line}"),
+                n => log::warn!("{line} ({n} more refusals of '{server}' since the last such line)"),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -616,26 +640,3 @@ mod tests {
     }
 }
 
-/// How often a refusal (circuit open, queue full) is logged per server.
-const REFUSAL_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Logs `line` at warn for `server` at most once per [`REFUSAL_LOG_EVERY`],
-/// saying how many like it were not logged since.
-fn warn_throttled(server: &str, line: &str) {
-    static LAST: parking_lot::Mutex<Option<std::collections::HashMap<String, (std::time::Instant, u64)>>> = parking_lot::Mutex::new(None);
-    let now = std::time::Instant::now();
-    let mut last = LAST.lock();
-    let map = last.get_or_insert_with(Default::default);
-    match map.get_mut(server) {
-        Some((at, skipped)) if now.duration_since(*at) < REFUSAL_LOG_EVERY => *skipped += 1,
-        entry => {
-            let skipped = entry.map_or(0, |(_, n)| *n);
-            map.insert(server.to_string(), (now, 0));
-            drop(last);
-            match skipped {
-                0 => log::warn!("{line}"),
-                n => log::warn!("{line} ({n} more refusals of '{server}' since the last such line)"),
-            }
-        }
-    }
-}
