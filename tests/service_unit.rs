@@ -139,7 +139,7 @@ fn systemd_analyze_verify_accepts_the_unit() {
 #[test]
 fn the_env_example_documents_what_the_binary_reads() {
     let text = std::fs::read_to_string(Path::new(ROOT).join("etc/mcphub.env.example")).unwrap();
-    for name in ["REDIS_URL", "MCPHUB_SECRET_KEY_FILE", "MCPHUB_SECRET_KEY", "MCPHUB_STATE_DIR", "DEBUG_MCPHUB", "PORT", "RUST_BACKTRACE"] {
+    for name in ["REDIS_URL", "MCPHUB_SECRET_KEY_FILE", "MCPHUB_SECRET_KEY", "MCPHUB_STATE_DIR", "DEBUG_MCPHUB", "MCPHUB_LOG_FORMAT", "PORT", "RUST_BACKTRACE"] {
         assert!(text.lines().any(|l| l.trim_start_matches('#').starts_with(&format!("{name}="))), "{name} is not in mcphub.env.example");
     }
     // Nothing set to a real secret in the example.
