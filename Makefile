@@ -1,7 +1,7 @@
 # MCPHub — the two set-up commands are `make run` and `make test` (README.md).
 CARGO ?= cargo
 
-.PHONY: build run test unit e2e conformance fuzz bench bench-shaping soak attack clippy clean
+.PHONY: build run install test unit e2e conformance fuzz bench bench-shaping soak attack clippy clean
 
 build:
 	$(CARGO) build --release --locked
@@ -9,6 +9,12 @@ build:
 ## The hub on the embedded default (no Redis), in front of two demo upstreams.
 run: build
 	scripts/run.sh
+
+## Install as a systemd service (scripts/install.sh): binary to $(PREFIX)/bin, unit,
+## /etc/mcphub with example config + env file (existing ones kept), the `mcphub` user.
+## PREFIX (/usr/local), DESTDIR, SYSCONFDIR (/etc), UNITDIR; INSTALL_FLAGS=--no-user to skip user/chown.
+install: build
+	PREFIX=$${PREFIX:-/usr/local} DESTDIR=$${DESTDIR:-} scripts/install.sh $(INSTALL_FLAGS)
 
 ## The whole suite: unit + integration (real sockets) + fuzz smoke, e2e with
 ## real MCP clients and servers from npm and PyPI, and the official MCP

@@ -172,6 +172,10 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Wall-clock budget to write one response or SSE event (`writeBudgetMs`).
     pub write_budget: Duration,
+    /// At SIGTERM/SIGINT, how long in-flight requests and call streams get to
+    /// finish before they are cut (`drainTimeoutMs`, 0..=3,600,000, default
+    /// 10,000). A systemd unit's `TimeoutStopSec` must be longer.
+    pub drain_timeout: Duration,
     /// A legacy client session idle this long expires (404 afterwards).
     pub client_session_idle: Duration,
     /// Most live legacy client sessions (`maxClientSessions`); beyond, `initialize` → 503.
@@ -272,6 +276,7 @@ struct RawConfig {
     body_timeout_ms: Option<u64>,
     idle_timeout_secs: Option<u64>,
     write_budget_ms: Option<u64>,
+    drain_timeout_ms: Option<u64>,
     client_session_idle_secs: Option<u64>,
     max_client_sessions: Option<usize>,
     list_cache_ttl_secs: Option<u64>,
@@ -537,6 +542,10 @@ pub const DEFAULT_HUB_TIMEOUT_MS: u64 = 25_000;
 pub const DEFAULT_CLIENT_TIMEOUT_MS: u64 = 30_000;
 /// Default budget of one upstream call.
 pub const DEFAULT_SERVER_TIMEOUT_MS: u64 = 20_000;
+/// Default of `drainTimeoutMs` (graceful shutdown; below the unit's `TimeoutStopSec=30`).
+pub const DEFAULT_DRAIN_TIMEOUT_MS: u64 = 10_000;
+/// Largest `drainTimeoutMs`: one hour.
+pub const MAX_DRAIN_TIMEOUT_MS: u64 = 3_600_000;
 
 impl Config {
     /// The HTTP layer's settings taken from this configuration (the rest stay
@@ -551,6 +560,7 @@ impl Config {
             body_timeout: self.body_timeout,
             idle_timeout: self.idle_timeout,
             write_budget: self.write_budget,
+            drain_timeout: self.drain_timeout,
             ..crate::http::ServerConfig::default()
         }
     }
@@ -734,6 +744,7 @@ impl Config {
             body_timeout: Duration::from_millis(bounded("bodyTimeoutMs", raw.body_timeout_ms, 30_000, 1, DAY_MS)?),
             idle_timeout: Duration::from_secs(bounded("idleTimeoutSecs", raw.idle_timeout_secs, 120, 1, DAY_SECS)?),
             write_budget: Duration::from_millis(bounded("writeBudgetMs", raw.write_budget_ms, 10_000, 1, DAY_MS)?),
+            drain_timeout: Duration::from_millis(bounded("drainTimeoutMs", raw.drain_timeout_ms, DEFAULT_DRAIN_TIMEOUT_MS, 0, MAX_DRAIN_TIMEOUT_MS)?),
             client_session_idle: Duration::from_secs(bounded("clientSessionIdleSecs", raw.client_session_idle_secs, 3600, 1, 30 * DAY_SECS)?),
             max_client_sessions: positive("maxClientSessions", raw.max_client_sessions, 100_000)?,
             hub_timeout: Duration::from_millis(hub_ms),
@@ -813,6 +824,21 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drain_timeout_defaults_bounds_and_errors_name_the_key() {
+        let c = Config::parse(r#"{"mcpServers": {}}"#).unwrap();
+        assert_eq!(c.drain_timeout, Duration::from_millis(DEFAULT_DRAIN_TIMEOUT_MS));
+        assert_eq!(c.http_server().drain_timeout, Duration::from_secs(10));
+        let c = Config::parse(r#"{"drainTimeoutMs": 250}"#).unwrap();
+        assert_eq!(c.http_server().drain_timeout, Duration::from_millis(250));
+        // 0: in-flight requests are cut at once.
+        assert_eq!(Config::parse(r#"{"drainTimeoutMs": 0}"#).unwrap().drain_timeout, Duration::ZERO);
+        let too_long = Config::parse(r#"{"drainTimeoutMs": 3600001}"#).unwrap_err().to_string();
+        assert!(too_long.contains("drainTimeoutMs"), "{too_long}");
+        assert!(Config::parse(r#"{"drainTimeoutMs": -1}"#).is_err());
+        assert!(Config::parse(r#"{"drainTimeoutMs": "10s"}"#).is_err());
+    }
 
     #[test]
     fn a_claude_desktop_style_file_loads_and_skips_stdio_entries() {

@@ -1,12 +1,21 @@
 //! `mcphub`: serve the hub, or check a configuration.
+//!
+//! As a service (`etc/mcphub.service`, `Type=notify`): READY=1 once the
+//! listener is bound and the hub built, WATCHDOG=1 every half
+//! `WATCHDOG_USEC` while the HTTP reactor and worker pool make progress,
+//! RELOADING=1 … READY=1 around a SIGHUP reload, STOPPING=1 when SIGTERM or
+//! SIGINT starts the drain (`drainTimeoutMs`), then exit 0.
 
 use clap::{Parser, Subcommand};
 use mcphub::catalog::Kind;
 use mcphub::config::Config;
-use mcphub::http::Server;
+use mcphub::http::{Probe, Server, ServerHandle};
 use mcphub::hub::Hub;
 use mcphub::logging::LogFormat;
 use mcphub::upstream::CallContext;
+use sd_notify::NotifyState;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -92,12 +101,121 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
     })
 }
 
-fn serve(config: Config) -> ExitCode {
+/// Sends `states` to the service manager (`$NOTIFY_SOCKET`; nothing without it).
+/// A failure is logged, never fatal.
+fn notify(states: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        log::warn!("sd_notify: cannot notify the service manager: {e}");
+    }
+}
+
+/// SIGHUP: reads and validates the configuration file at `path` again. A
+/// file that does not load is rejected with a log line and the running
+/// configuration keeps serving. (Applying a new configuration is
+/// `Hub::reload`, built on another branch; this body is replaced at the merge.)
+fn reload_config(hub: &Hub, path: &Path) {
+    match Config::load(path) {
+        Ok(c) => log::info!(
+            "config reload: loaded {} servers ({} served now); applying is not built in this branch",
+            c.servers.len(),
+            hub.catalog().upstreams().len()
+        ),
+        Err(e) => log::error!("config reload rejected; the running configuration keeps serving: {e}"),
+    }
+}
+
+/// The service watchdog: every half `interval` (systemd's `WATCHDOG_USEC`),
+/// WATCHDOG=1 if [`ServerHandle::probe`] finds the reactor turning and the
+/// worker pool not wedged; otherwise no ping (one log line per change), so
+/// systemd restarts a hub that stopped making progress (`WatchdogSec=`).
+fn watchdog(server: Arc<ServerHandle>, interval: Duration, stall_limit: Duration) {
+    let period = (interval / 2).max(Duration::from_millis(10));
+    let mut probe = Probe::new(stall_limit);
+    let mut failing = false;
+    log::info!("systemd watchdog: pinging every {} ms while the hub makes progress", period.as_millis());
+    loop {
+        match server.probe(&mut probe) {
+            Ok(()) => {
+                if failing {
+                    log::warn!("watchdog: the hub makes progress again; pinging systemd");
+                    failing = false;
+                }
+                notify(&[NotifyState::Watchdog]);
+            }
+            Err(stalled) => {
+                if !failing {
+                    log::error!("watchdog: {stalled}; no longer pinging systemd (it restarts the service after WatchdogSec)");
+                    failing = true;
+                }
+            }
+        }
+        std::thread::sleep(period);
+    }
+}
+
+/// Handles SIGTERM/SIGINT (graceful shutdown: STOPPING=1, then the drain on
+/// its own thread; a second one exits at once with status 1) and SIGHUP
+/// (RELOADING=1, [`reload_config`], READY=1). Returns when the signal
+/// iterator is closed.
+fn handle_signals(mut signals: Signals, server: Arc<ServerHandle>, hub: Hub, config_path: PathBuf, status: String) {
+    let mut stopping = false;
+    for sig in signals.forever() {
+        match sig {
+            SIGHUP if stopping => log::info!("SIGHUP ignored: the hub is stopping"),
+            SIGHUP => {
+                log::info!("SIGHUP received: reloading {}", config_path.display());
+                let mut states = vec![NotifyState::Reloading];
+                if let Ok(now) = NotifyState::monotonic_usec_now() {
+                    states.push(now);
+                }
+                notify(&states);
+                reload_config(&hub, &config_path);
+                notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
+            }
+            _ if stopping => {
+                log::warn!("second stop signal: exiting without waiting for the drain");
+                std::process::exit(1);
+            }
+            _ => {
+                stopping = true;
+                let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
+                let drain = server.drain_timeout();
+                log::info!(
+                    "{name} received: no longer accepting; draining {} in-flight requests and {} streams (up to {} ms)",
+                    server.in_flight(),
+                    server.open_streams(),
+                    drain.as_millis()
+                );
+                notify(&[NotifyState::Stopping, NotifyState::Status("draining in-flight requests")]);
+                let s = server.clone();
+                let spawned = std::thread::Builder::new().name("shutdown".into()).spawn(move || {
+                    s.shutdown();
+                });
+                if let Err(e) = spawned {
+                    log::error!("cannot start the shutdown thread: {e}; draining on the signal thread");
+                    server.shutdown();
+                }
+            }
+        }
+    }
+}
+
+fn serve(config: Config, config_path: PathBuf) -> ExitCode {
+    // Before anything slow: a SIGHUP now must not kill the process (its default action).
+    let signals = match Signals::new([SIGTERM, SIGINT, SIGHUP]) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot install the signal handlers: {e}");
+            return ExitCode::from(1);
+        }
+    };
     for s in &config.skipped {
         log::warn!("server '{}' is not served: {}", s.name, s.reason);
     }
     let addr = SocketAddr::new(config.bind, config.port);
     let http = config.http_server();
+    // A worker holding one request longer than any request may take is wedged.
+    let stall_limit = config.hub_timeout + config.write_budget + Duration::from_secs(30);
     let hub = match Hub::new(config) {
         Ok(h) => h,
         Err(e) => {
@@ -125,14 +243,25 @@ fn serve(config: Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    log::info!("MCPHub listening on http://{}/mcp ({} servers)", server.local_addr(), hub.catalog().upstreams().len());
+    let servers = hub.catalog().upstreams().len();
+    log::info!("MCPHub listening on http://{}/mcp ({servers} servers)", server.local_addr());
+    let status = format!("serving {servers} MCP servers on http://{}/mcp", server.local_addr());
+    notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
+    if let Some(interval) = sd_notify::watchdog_enabled() {
+        let s = server.clone();
+        if let Err(e) = std::thread::Builder::new().name("watchdog".into()).spawn(move || watchdog(s, interval, stall_limit)) {
+            log::error!("cannot start the watchdog thread: {e}");
+        }
+    }
+    let signal_handle = signals.handle();
     {
-        let server = server.clone();
-        if let Err(e) = ctrlc::set_handler(move || {
-            log::info!("signal received: draining in-flight requests");
-            server.shutdown();
-        }) {
-            log::warn!("cannot install the signal handler: {e}");
+        let (server, hub) = (server.clone(), hub.clone());
+        if let Err(e) = std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || handle_signals(signals, server, hub, config_path, status))
+        {
+            log::error!("cannot start the signal thread: {e}");
+            return ExitCode::from(1);
         }
     }
     // Warm the catalog in the background: era probes, sessions, first lists.
@@ -142,7 +271,21 @@ fn serve(config: Config) -> ExitCode {
         let tools = warm.catalog().merged(Kind::Tools, &ctx);
         log::info!("catalog ready: {} tools", tools.items.len());
     });
-    server.wait();
+    let drained = server.wait();
+    signal_handle.close();
+    if drained.cut_requests + drained.cut_streams > 0 {
+        log::warn!(
+            "drain timeout ({} ms) reached: {} requests and {} call streams cut",
+            server.drain_timeout().as_millis(),
+            drained.cut_requests,
+            drained.cut_streams
+        );
+    }
+    log::info!(
+        "drained in {} ms ({} open-ended streams ended)",
+        drained.took.as_millis(),
+        drained.ended_streams
+    );
     hub.close_upstream_sessions();
     log::info!("MCPHub stopped");
     ExitCode::SUCCESS
@@ -180,8 +323,8 @@ fn main() -> ExitCode {
     install_panic_hook();
     match cli.command {
         Command::Keygen { admin, user } => keygen(admin, user),
-        Command::Serve { config, port, bind, redis_url, state_dir, .. } => {
-            let mut config = match load(&config) {
+        Command::Serve { config: config_path, port, bind, redis_url, state_dir, .. } => {
+            let mut config = match load(&config_path) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
@@ -210,7 +353,7 @@ fn main() -> ExitCode {
                 eprintln!("mcphub: {e}");
                 return ExitCode::from(2);
             }
-            serve(config)
+            serve(config, config_path)
         }
         Command::CheckConfig { config } => match load(&config) {
             Ok(c) => {

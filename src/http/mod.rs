@@ -21,7 +21,7 @@ pub mod parse;
 pub mod server;
 pub mod sse;
 
-pub use server::{Server, ServerHandle, ServerStats};
+pub use server::{Drained, Probe, Server, ServerHandle, ServerStats, Stalled};
 pub use sse::{ClientGone, SseEvent, SseSink};
 
 /// One complete HTTP/1.1 request, body already read (de-chunked).
@@ -205,6 +205,9 @@ pub struct ServerConfig {
     pub ping_interval: Duration,
     /// `Retry-After` seconds sent with 503 when the queue is full.
     pub retry_after_secs: u32,
+    /// At shutdown, how long in-flight requests and call streams get to
+    /// finish before they are cut (config `drainTimeoutMs`, default 10 s).
+    pub drain_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -222,6 +225,7 @@ impl Default for ServerConfig {
             write_budget: Duration::from_secs(10),
             ping_interval: Duration::from_secs(15),
             retry_after_secs: 1,
+            drain_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -18,6 +18,13 @@
 //!   `503` + `Retry-After` + a JSON-RPC error body, then is closed.
 //! - **Stream threads** (at most `max_streams`, one per SSE response) and the
 //!   **pinger**, see [`super::sse`].
+//! - **Shutdown** ([`ServerHandle::shutdown`]) drains: the listener closes at
+//!   once (new connects are refused), open-ended streams end with their
+//!   terminal chunk, in-flight requests and call streams get `drain_timeout`,
+//!   then what is left is cut (counted in [`Drained`]).
+//! - **Liveness** ([`ServerHandle::probe`]): the reactor counts its loop
+//!   turns and each worker publishes since when it is busy, so a service
+//!   watchdog can tell a stuck reactor or a wedged pool from a busy one.
 
 use super::parse::{Limits, Outcome, Parsed, RequestReader};
 use super::sse::{SseSink, StreamShared};
@@ -29,7 +36,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -40,8 +47,9 @@ pub const LINGER: Duration = Duration::from_secs(2);
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// While accepting keeps failing, at most one log line per this interval.
 pub const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
-/// How long `shutdown` waits for in-flight requests and streams before detaching them.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// After the drain deadline, how long cut streams get to write their terminal
+/// chunk and their threads to return before they are left detached.
+pub const CUT_GRACE: Duration = Duration::from_millis(500);
 /// Longest single blocking write slice (`SO_SNDTIMEO`); the budget is checked between slices.
 const WRITE_SLICE: Duration = Duration::from_secs(1);
 /// Deadline scan period of the reactor.
@@ -110,8 +118,14 @@ struct Shared {
     stats: Arc<ServerStats>,
     cfg: ServerConfig,
     handler: Arc<dyn Handler>,
-    stopping: AtomicBool,
+    /// Set when a shutdown begins; shared with the streams (see `SseSink::open_ended`).
+    stopping: Arc<AtomicBool>,
     active_streams: AtomicUsize,
+    /// Turns of the reactor loop (liveness).
+    reactor_turns: AtomicU64,
+    /// Per worker: ms since `epoch` + 1 at which its current request started; 0 = idle.
+    busy_since: Vec<AtomicU64>,
+    epoch: Instant,
     streams: Mutex<Vec<Weak<StreamShared>>>,
     stream_threads: Mutex<Vec<JoinHandle<()>>>,
     back_tx: Sender<Back>,
@@ -142,6 +156,56 @@ struct Threads {
     rejecter: JoinHandle<()>,
     pinger: JoinHandle<()>,
     pinger_stop: Sender<()>,
+    /// A receiver of the request queue, kept only to count what is still queued.
+    queue: Receiver<Job>,
+}
+
+/// What a [`ServerHandle::shutdown`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Drained {
+    /// Requests still queued or in a handler at the drain deadline (their
+    /// clients get no answer; the connection closes when the process exits).
+    pub cut_requests: usize,
+    /// Call streams still running at the drain deadline, ended with their
+    /// terminal chunk before their answer.
+    pub cut_streams: usize,
+    /// Open-ended streams (standalone GET streams, listen streams) ended
+    /// politely when the drain began.
+    pub ended_streams: usize,
+    /// From the start of the shutdown to its end.
+    pub took: Duration,
+}
+
+/// Why [`ServerHandle::probe`] found the server not making progress.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Stalled {
+    /// The reactor did not turn once since the previous probe, though it was woken.
+    #[error("the HTTP reactor made no progress since the previous check")]
+    Reactor,
+    /// Every worker has been busy with one request for longer than the limit.
+    #[error("all {workers} HTTP workers are busy with one request each for over {limit_ms} ms")]
+    Pool {
+        /// Number of workers.
+        workers: usize,
+        /// The stall limit, ms.
+        limit_ms: u128,
+    },
+}
+
+/// State a watchdog keeps between two [`ServerHandle::probe`] calls.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    last_turns: Option<u64>,
+    /// A pool whose every worker has held its request this long is stalled.
+    pub stall_limit: Duration,
+}
+
+impl Probe {
+    /// A probe with this worker stall limit (pick it above the longest a
+    /// handler may legitimately run: the hub deadline plus the write budget).
+    pub fn new(stall_limit: Duration) -> Probe {
+        Probe { last_turns: None, stall_limit }
+    }
 }
 
 /// A running server. `Send + Sync`: `shutdown` may be called from any thread
@@ -150,7 +214,7 @@ pub struct ServerHandle {
     addr: SocketAddr,
     shared: Arc<Shared>,
     threads: Mutex<Option<Threads>>,
-    done: Mutex<bool>,
+    done: Mutex<Option<Drained>>,
     done_cv: Condvar,
 }
 
@@ -194,8 +258,11 @@ impl Server {
             stats,
             cfg: cfg.clone(),
             handler,
-            stopping: AtomicBool::new(false),
+            stopping: Arc::new(AtomicBool::new(false)),
             active_streams: AtomicUsize::new(0),
+            reactor_turns: AtomicU64::new(0),
+            busy_since: (0..cfg.workers.max(1)).map(|_| AtomicU64::new(0)).collect(),
+            epoch: Instant::now(),
             streams: Mutex::new(Vec::new()),
             stream_threads: Mutex::new(Vec::new()),
             back_tx,
@@ -233,10 +300,9 @@ impl Server {
             workers.push(
                 std::thread::Builder::new()
                     .name(format!("http-worker-{i}"))
-                    .spawn(move || worker_loop(&shared, &rx))?,
+                    .spawn(move || worker_loop(&shared, &rx, i))?,
             );
         }
-        drop(job_rx);
         let s = shared.clone();
         let rejecter = std::thread::Builder::new()
             .name("http-rejecter".into())
@@ -257,8 +323,9 @@ impl Server {
                 rejecter,
                 pinger,
                 pinger_stop,
+                queue: job_rx,
             })),
-            done: Mutex::new(false),
+            done: Mutex::new(None),
             done_cv: Condvar::new(),
         })
     }
@@ -270,29 +337,61 @@ impl ServerHandle {
         self.addr
     }
 
-    /// Stops accepting and closes idle connections, lets queued and in-flight
-    /// requests finish (up to [`SHUTDOWN_GRACE`]), ends the SSE streams (their
-    /// sinks report `ClientGone`) and joins the threads. Callable from any
-    /// thread, more than once; later calls wait for the first to complete.
-    pub fn shutdown(&self) {
+    /// Graceful stop, in this order:
+    /// 1. the reactor closes the listener (new connects are refused) and the
+    ///    idle and half-read connections;
+    /// 2. open-ended streams (GET streams, and streams whose producer called
+    ///    [`SseSink::open_ended`](super::SseSink::open_ended)) are ended
+    ///    politely: terminal chunk (`0\r\n\r\n`), then FIN;
+    /// 3. queued and in-flight requests and call streams get until
+    ///    `drain_timeout` (config `drainTimeoutMs`) to finish; their answers
+    ///    carry `Connection: close`;
+    /// 4. what is still running then is cut: streams get their terminal
+    ///    chunk (within [`CUT_GRACE`]), handlers are left detached (they end
+    ///    with the process) and are counted in [`Drained::cut_requests`].
+    ///
+    /// Callable from any thread, more than once; later calls wait for the
+    /// first to complete and return its report.
+    pub fn shutdown(&self) -> Drained {
         let threads = self
             .threads
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
         let Some(t) = threads else {
-            self.wait();
-            return;
+            return self.wait();
         };
-        self.shared.stopping.store(true, Ordering::Release);
+        let started = Instant::now();
+        let drain_deadline = started + self.shared.cfg.drain_timeout;
+        self.shared.stopping.store(true, Ordering::SeqCst);
         let _ = self.shared.waker.wake();
-        let deadline = Instant::now() + SHUTDOWN_GRACE;
-        join_until(vec![t.reactor], deadline);
-        join_until(t.workers, deadline);
-        join_until(vec![t.rejecter], deadline);
-        end_streams(&self.shared);
+        // The reactor notices within one poll: it never blocks on anything else.
+        join_until(vec![t.reactor], started + Duration::from_secs(1));
+        let ended_streams = end_streams(&self.shared, true, drain_deadline);
+        let all_idle = |s: &Shared| {
+            t.workers.iter().all(|h| h.is_finished())
+                && t.rejecter.is_finished()
+                && s.active_streams.load(Ordering::Acquire) == 0
+        };
+        while !all_idle(&self.shared) && Instant::now() < drain_deadline {
+            // Streams that started during the drain and are open-ended end at
+            // once (run_stream checks `stopping`); call streams are waited for.
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let cut_requests = t.queue.len()
+            + self
+                .shared
+                .busy_since
+                .iter()
+                .filter(|b| b.load(Ordering::Acquire) != 0)
+                .count();
+        let cut_grace = Instant::now() + CUT_GRACE;
+        let cut_streams = end_streams(&self.shared, false, cut_grace);
+        drop(t.queue);
+        join_until(t.workers, Instant::now());
+        join_until(vec![t.rejecter], Instant::now());
         drop(t.pinger_stop);
-        join_until(vec![t.pinger], deadline);
+        join_until(vec![t.pinger], cut_grace);
         let streams = std::mem::take(
             &mut *self
                 .shared
@@ -300,22 +399,90 @@ impl ServerHandle {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()),
         );
-        join_until(streams, deadline);
-        *self.done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        join_until(streams, cut_grace);
+        let report = Drained {
+            cut_requests,
+            cut_streams,
+            ended_streams,
+            took: started.elapsed(),
+        };
+        *self.done.lock().unwrap_or_else(|e| e.into_inner()) = Some(report);
         self.done_cv.notify_all();
+        report
     }
 
-    /// Blocks until [`shutdown`](Self::shutdown) (from another thread) has completed.
-    pub fn wait(&self) {
+    /// Blocks until [`shutdown`](Self::shutdown) (from another thread) has
+    /// completed; returns its report.
+    pub fn wait(&self) -> Drained {
         let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
-        while !*done {
+        loop {
+            if let Some(report) = *done {
+                return report;
+            }
             done = self.done_cv.wait(done).unwrap_or_else(|e| e.into_inner());
         }
+    }
+
+    /// The configured drain timeout (`drainTimeoutMs`).
+    pub fn drain_timeout(&self) -> Duration {
+        self.shared.cfg.drain_timeout
+    }
+
+    /// Whether a shutdown has begun.
+    pub fn is_stopping(&self) -> bool {
+        self.shared.stopping.load(Ordering::Acquire)
+    }
+
+    /// Requests a handler is working on right now.
+    pub fn in_flight(&self) -> usize {
+        self.shared
+            .busy_since
+            .iter()
+            .filter(|b| b.load(Ordering::Acquire) != 0)
+            .count()
+    }
+
+    /// SSE streams open right now (call streams and open-ended ones).
+    pub fn open_streams(&self) -> usize {
+        self.shared.active_streams.load(Ordering::Acquire)
+    }
+
+    /// One liveness check for a service watchdog (call it every few
+    /// seconds; each call wakes the reactor so the next one can see it turn):
+    /// `Err(Stalled::Reactor)` when the reactor loop did not turn since the
+    /// previous call, `Err(Stalled::Pool)` when every worker has been busy
+    /// with one request for longer than `probe.stall_limit`. A stopping
+    /// server is reported healthy (its reactor has exited on purpose; the
+    /// drain is bounded by `drain_timeout`). Costs a few atomic loads.
+    pub fn probe(&self, probe: &mut Probe) -> Result<(), Stalled> {
+        if self.is_stopping() {
+            return Ok(());
+        }
+        let turns = self.shared.reactor_turns.load(Ordering::Acquire);
+        let last = probe.last_turns.replace(turns);
+        let _ = self.shared.waker.wake();
+        if last == Some(turns) {
+            return Err(Stalled::Reactor);
+        }
+        let now = self.shared.epoch.elapsed().as_millis() as u64 + 1;
+        let limit = probe.stall_limit.as_millis() as u64;
+        let stalled = self.shared.busy_since.iter().all(|b| {
+            let since = b.load(Ordering::Acquire);
+            since != 0 && now.saturating_sub(since) > limit
+        });
+        if stalled {
+            return Err(Stalled::Pool {
+                workers: self.shared.busy_since.len(),
+                limit_ms: probe.stall_limit.as_millis(),
+            });
+        }
+        Ok(())
     }
 }
 
 /// Joins the threads that finish before `deadline`; the others are left detached.
 fn join_until(handles: Vec<JoinHandle<()>>, deadline: Instant) {
+    let mut detached = 0;
     for h in handles {
         while !h.is_finished() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));
@@ -323,19 +490,27 @@ fn join_until(handles: Vec<JoinHandle<()>>, deadline: Instant) {
         if h.is_finished() {
             let _ = h.join();
         } else {
-            log::warn!(
-                "http: thread {:?} still busy at shutdown; detached",
-                h.thread().name()
-            );
+            detached += 1;
         }
+    }
+    if detached > 0 {
+        log::debug!("http: {detached} thread(s) still busy at shutdown; detached");
     }
 }
 
-fn end_streams(shared: &Shared) {
-    let list = std::mem::take(&mut *shared.streams.lock().unwrap_or_else(|e| e.into_inner()));
-    for s in list.iter().filter_map(Weak::upgrade) {
-        s.mark_gone();
-    }
+/// Ends the registered streams politely (terminal chunk, then FIN): only the
+/// open-ended ones when `open_ended_only`, else all that are still running.
+/// Returns how many were ended.
+fn end_streams(shared: &Shared, open_ended_only: bool, deadline: Instant) -> usize {
+    let list: Vec<Arc<StreamShared>> = {
+        let mut list = shared.streams.lock().unwrap_or_else(|e| e.into_inner());
+        list.retain(|w| w.strong_count() > 0);
+        list.iter().filter_map(Weak::upgrade).collect()
+    };
+    list.iter()
+        .filter(|s| !s.is_gone() && (!open_ended_only || s.is_open_ended()))
+        .filter(|s| s.end_politely(deadline))
+        .count()
 }
 
 /// Writes all of `buf` to a blocking socket within `budget` (wall clock).
@@ -535,6 +710,7 @@ impl Reactor {
         let mut events = Events::with_capacity(1024);
         let mut last_scan = Instant::now();
         while !self.shared.stopping.load(Ordering::Acquire) {
+            self.shared.reactor_turns.fetch_add(1, Ordering::AcqRel);
             let timeout = if !self.conns.is_empty() {
                 Some(TICK)
             } else {
@@ -814,9 +990,12 @@ impl Reactor {
 
 // ---------------------------------------------------------------- workers
 
-fn worker_loop(shared: &Arc<Shared>, rx: &Receiver<Job>) {
+fn worker_loop(shared: &Arc<Shared>, rx: &Receiver<Job>, index: usize) {
     while let Ok(job) = rx.recv() {
+        let busy = &shared.busy_since[index];
+        busy.store(shared.epoch.elapsed().as_millis() as u64 + 1, Ordering::Release);
         serve(shared, job);
+        busy.store(0, Ordering::Release);
     }
 }
 
@@ -832,7 +1011,9 @@ fn serve(shared: &Arc<Shared>, job: Job) {
     if conn.sock.set_nonblocking(false).is_err() {
         return;
     }
-    let keep_alive = keep_alive && !shared.stopping.load(Ordering::Acquire);
+    // A GET stream (legacy standalone or resumed stream) has no answer to
+    // wait for: at shutdown it is ended at once.
+    let open_ended = request.method.eq_ignore_ascii_case("GET");
     let handler = shared.handler.clone();
     let response = match catch_unwind(AssertUnwindSafe(move || handler.handle(request))) {
         Ok(r) => r,
@@ -844,6 +1025,8 @@ fn serve(shared: &Arc<Shared>, job: Job) {
             )
         }
     };
+    // Read after the handler: a shutdown that began meanwhile closes the connection.
+    let keep_alive = keep_alive && !shared.stopping.load(Ordering::Acquire);
     let Response {
         status,
         headers,
@@ -870,30 +1053,37 @@ fn serve(shared: &Arc<Shared>, job: Job) {
         Body::Sse(producer) => start_stream(
             shared,
             conn,
-            status,
-            headers,
-            producer,
-            keep_alive,
-            minor_version,
-            head_only,
+            StreamStart {
+                status,
+                headers,
+                producer,
+                keep_alive,
+                minor: minor_version,
+                head_only,
+                open_ended,
+            },
         ),
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn start_stream(
-    shared: &Arc<Shared>,
-    mut conn: Conn,
+/// What a worker hands to a stream thread.
+struct StreamStart {
     status: u16,
     headers: Vec<(String, String)>,
     producer: Box<dyn FnOnce(&mut SseSink) + Send + 'static>,
     keep_alive: bool,
     minor: u8,
     head_only: bool,
-) {
+    /// Ended at once at shutdown instead of drained.
+    open_ended: bool,
+}
+
+fn start_stream(shared: &Arc<Shared>, mut conn: Conn, start: StreamStart) {
     let budget = shared.cfg.write_budget;
     let n = shared.active_streams.fetch_add(1, Ordering::AcqRel);
-    if n >= shared.cfg.max_streams || shared.stopping.load(Ordering::Acquire) {
+    // During a drain a call stream may still start (its request was in
+    // flight); an open-ended one is ended right after its head.
+    if n >= shared.cfg.max_streams {
         shared.active_streams.fetch_sub(1, Ordering::AcqRel);
         shared.stats.rejected_streams.fetch_add(1, Ordering::Relaxed);
         log::warn!(
@@ -911,25 +1101,36 @@ fn start_stream(
         }
         return;
     }
-    let chunked = minor >= 1;
-    let keep_alive = keep_alive && chunked;
+    let chunked = start.minor >= 1;
+    let keep_alive = start.keep_alive && chunked;
     let head = response_head(
-        status,
-        &headers,
+        start.status,
+        &start.headers,
         if chunked {
             Framing::Chunked
         } else {
             Framing::Close
         },
         keep_alive,
-        minor,
+        start.minor,
     );
     let me = shared.clone();
+    let (producer, head_only, open_ended) = (start.producer, start.head_only, start.open_ended);
     let spawned = std::thread::Builder::new()
         .name("http-sse".into())
         .spawn(move || {
             run_stream(
-                &me, conn, head, producer, keep_alive, chunked, head_only, budget,
+                &me,
+                conn,
+                head,
+                producer,
+                StreamMode {
+                    keep_alive,
+                    chunked,
+                    head_only,
+                    open_ended,
+                    budget,
+                },
             );
             me.active_streams.fetch_sub(1, Ordering::AcqRel);
         });
@@ -946,22 +1147,26 @@ fn start_stream(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+struct StreamMode {
+    keep_alive: bool,
+    chunked: bool,
+    head_only: bool,
+    open_ended: bool,
+    budget: Duration,
+}
+
 fn run_stream(
     shared: &Shared,
     mut conn: Conn,
     head: Vec<u8>,
     producer: Box<dyn FnOnce(&mut SseSink) + Send + 'static>,
-    keep_alive: bool,
-    chunked: bool,
-    head_only: bool,
-    budget: Duration,
+    mode: StreamMode,
 ) {
-    if write_all_budget(&mut conn.sock, &head, budget).is_err() {
+    if write_all_budget(&mut conn.sock, &head, mode.budget).is_err() {
         return;
     }
-    if head_only {
-        shared.give_back(conn, keep_alive);
+    if mode.head_only {
+        shared.give_back(conn, mode.keep_alive);
         return;
     }
     let Conn {
@@ -969,7 +1174,7 @@ fn run_stream(
         reader,
         _guard,
     } = conn;
-    let stream = match StreamShared::new(sock, budget, chunked) {
+    let stream = match StreamShared::new(sock, mode.budget, mode.chunked, shared.stopping.clone()) {
         Ok(s) => s,
         Err(e) => {
             log::warn!("http: stream setup failed: {e}");
@@ -981,8 +1186,9 @@ fn run_stream(
         list.retain(|w| w.strong_count() > 0);
         list.push(Arc::downgrade(&stream));
     }
-    if shared.stopping.load(Ordering::Acquire) {
-        stream.mark_gone();
+    if mode.open_ended {
+        // Ended at once if a shutdown already began.
+        stream.set_open_ended();
     }
     let mut sink = SseSink::new(stream.clone());
     if catch_unwind(AssertUnwindSafe(move || producer(&mut sink))).is_err() {
@@ -996,7 +1202,7 @@ fn run_stream(
                 reader,
                 _guard,
             },
-            keep_alive,
+            mode.keep_alive,
         );
     }
 }

@@ -11,12 +11,17 @@
 //! (`{len:x}\r\n{event}\r\n`) written by one `write` loop within the write
 //! budget; HTTP/1.0 clients get the raw event bytes and the connection closes
 //! at the end of the stream.
+//!
+//! Shutdown: a stream is ended politely (terminal chunk `0\r\n\r\n`, then
+//! FIN; HTTP/1.0: FIN) rather than reset. Open-ended streams (GET streams,
+//! and those whose producer called [`SseSink::open_ended`]) end when the drain
+//! begins; call streams are waited for up to the drain timeout, then ended.
 
 use std::io::Write;
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, TryLockError};
 use std::time::{Duration, Instant};
 
 /// The client of a stream is gone (write failed, budget exceeded, or ping failed).
@@ -53,6 +58,12 @@ pub(crate) struct StreamShared {
     epoch: Instant,
     write_budget: Duration,
     chunked: bool,
+    /// Waits for notifications only: ended at once at shutdown.
+    open_ended: AtomicBool,
+    /// Being ended by the server (no more events are written).
+    ending: AtomicBool,
+    /// The server's shutdown flag.
+    server_stopping: Arc<AtomicBool>,
 }
 
 impl StreamShared {
@@ -61,6 +72,7 @@ impl StreamShared {
         sock: TcpStream,
         write_budget: Duration,
         chunked: bool,
+        server_stopping: Arc<AtomicBool>,
     ) -> std::io::Result<Arc<StreamShared>> {
         let ctl = sock.try_clone()?;
         let epoch = Instant::now();
@@ -74,7 +86,59 @@ impl StreamShared {
             epoch,
             write_budget,
             chunked,
+            open_ended: AtomicBool::new(false),
+            ending: AtomicBool::new(false),
+            server_stopping,
         }))
+    }
+
+    /// Whether this stream only waits for notifications (see [`SseSink::open_ended`]).
+    pub(crate) fn is_open_ended(&self) -> bool {
+        self.open_ended.load(Ordering::SeqCst)
+    }
+
+    /// Marks the stream open-ended; ends it at once when a shutdown already began.
+    pub(crate) fn set_open_ended(&self) {
+        self.open_ended.store(true, Ordering::SeqCst);
+        if self.server_stopping.load(Ordering::SeqCst) {
+            self.end_politely(Instant::now() + Duration::from_secs(1));
+        }
+    }
+
+    /// Ends the stream from the server side: no further event is written, the
+    /// terminal chunk goes out (after a write in progress, waiting for it at
+    /// most until `deadline`), the write side is shut (FIN), and the stream
+    /// is marked gone so its producer stops (its `on_gone` hook runs).
+    /// Returns false when it was already gone or being ended.
+    pub(crate) fn end_politely(&self, deadline: Instant) -> bool {
+        if self.is_gone() || self.ending.swap(true, Ordering::SeqCst) {
+            return false;
+        }
+        let sock = loop {
+            match self.sock.try_lock() {
+                Ok(mut g) => break g.take(),
+                Err(TryLockError::Poisoned(e)) => break e.into_inner().take(),
+                Err(TryLockError::WouldBlock) => {
+                    if Instant::now() >= deadline {
+                        break None;
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        };
+        if let Some(mut sock) = sock {
+            if self.chunked && !self.is_gone() {
+                let budget = deadline
+                    .saturating_duration_since(Instant::now())
+                    .clamp(Duration::from_millis(100), self.write_budget.max(Duration::from_millis(100)));
+                if let Err(e) = super::server::write_all_budget(&mut sock, b"0\r\n\r\n", budget) {
+                    log::debug!("sse: terminal chunk at shutdown: {e}");
+                }
+            }
+            let _ = sock.shutdown(Shutdown::Write);
+        }
+        self.mark_gone();
+        true
     }
 
     fn now_ms(&self) -> u64 {
@@ -108,7 +172,7 @@ impl StreamShared {
         let Some(sock) = guard.as_mut() else {
             return Err(ClientGone);
         };
-        if self.is_gone() {
+        if self.is_gone() || self.ending.load(Ordering::SeqCst) {
             return Err(ClientGone);
         }
         match super::server::write_all_budget(sock, &framed, self.write_budget) {
@@ -263,9 +327,20 @@ impl SseSink {
         self.shared.write_event(out.as_bytes())
     }
 
-    /// Whether a previous write (or the pinger) found the client gone.
+    /// Whether a previous write (or the pinger) found the client gone, or the
+    /// server ended the stream (shutdown).
     pub fn is_gone(&self) -> bool {
         self.shared.is_gone()
+    }
+
+    /// Declares this stream open-ended: it waits for notifications and has no
+    /// answer to finish (a legacy standalone GET stream, a 2026-07-28
+    /// `subscriptions/listen` stream). At shutdown such a stream is ended at
+    /// once with its terminal chunk instead of being waited for within the
+    /// drain timeout (`drainTimeoutMs`); if a shutdown already began, it ends
+    /// now. Streams answering a GET are open-ended without this call.
+    pub fn open_ended(&mut self) {
+        self.shared.set_open_ended();
     }
 
     /// Runs `hook` once when the client is found gone (at once if it already

@@ -268,6 +268,7 @@ pub fn listen(hub: &Hub, down: &Downstream, id: Value, params: Map<String, Value
     let accepted = Filter { uris: filter.uris.as_ref().map(|_| watched.iter().map(|(_, u)| u.clone()).collect()), ..filter };
     let hub = hub.clone();
     Response::sse(move |sink: &mut SseSink| {
+        sink.open_ended(); // no answer to wait for: a shutdown ends it at once
         deliver(&rx, &id, &accepted, sink);
         hub.listen_streams().close(token);
         let ctx = CallContext::shared(Instant::now() + Duration::from_secs(5));
