@@ -5,11 +5,13 @@
 //! handling.
 
 mod hub_util;
+mod redis_util;
 
 use hub_util::*;
 use mcphub::config::Config;
 use mcphub::hub::reload::{ReloadError, ReloadReport};
 use mcphub::mock::Era;
+use mcphub::users::{key_digest, new_key};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -296,6 +298,94 @@ fn other_keys_apply_or_wait_for_a_restart() {
     assert!(names(&listed, "tools").contains(&"a__echo".to_string()), "{listed}");
     let limited = c.request("tools/list", json!({})).expect_err("the second is over the limit");
     assert!(limited.starts_with("HTTP 429"), "{limited}");
+}
+
+const INITIALIZE: &str =
+    r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+
+#[test]
+fn users_and_groups_apply_at_once() {
+    let (a, b) = (mock(Era::Legacy, "one"), mock(Era::Legacy, "two"));
+    let servers = [("a", a.url.as_str()), ("b", b.url.as_str())];
+    let (alice_key, bob_key) = (new_key(), new_key());
+    let user = |key: &str| json!({"keys": [format!("sha256:{}", key_digest(key))], "servers": ["@team"]});
+    let users = |team: Value, with_bob: bool| {
+        let mut u = json!({"alice": user(&alice_key)});
+        if with_bob {
+            u["bob"] = user(&bob_key);
+        }
+        json!({"toolNaming": "prefix", "groups": {"team": team}, "users": u})
+    };
+    let h = hub(&servers, users(json!(["a"]), false));
+    let alice = Client::connect_as(&h.url, Some(&alice_key));
+    assert!(tools(&alice).iter().all(|t| t.starts_with("a__")), "{:?}", tools(&alice));
+    let status_of = |key: &str| send("POST", &h.url, &[ACCEPT, JSON, ("Authorization", &format!("Bearer {key}"))], INITIALIZE).status;
+    assert_eq!(status_of(&bob_key), 401);
+
+    let report = reload(&h, &servers, users(json!(["a", "b"]), true));
+    assert_eq!(report.applied, vec!["users"]);
+    assert_eq!(report.kept, vec!["a", "b"]);
+    // Alice's session goes on with her new servers; bob's key is known.
+    assert!(tools(&alice).contains(&"b__echo".to_string()), "{:?}", tools(&alice));
+    assert_eq!(text_of(&call(&alice, "b__echo", json!({"text": "x"}))), "two: x");
+    assert_eq!(status_of(&bob_key), 200);
+
+    reload(&h, &servers, users(json!(["a", "b"]), false));
+    assert_eq!(status_of(&bob_key), 401, "a user removed from the file is gone");
+    assert_eq!(status_of(&alice_key), 200);
+}
+
+#[test]
+fn with_redis_a_removed_servers_session_stays_for_its_return() {
+    let redis = redis_util::RedisServer::start();
+    let (a, b) = (mock(Era::Legacy, "one"), mock(Era::Legacy, "two"));
+    let extra = json!({"toolNaming": "prefix", "redis": {"url": redis.url()}});
+    let h = hub(&[("a", &a.url), ("b", &b.url)], extra.clone());
+    let c = Client::connect(&h.url);
+    assert_eq!(text_of(&call(&c, "b__counter", json!({}))), "two: 1");
+    let stored = || redis.cli(&["KEYS", "mcp:upstream:session:b:*"]);
+    assert!(!stored().is_empty(), "the session is in Redis");
+    let upstream_b = h.hub.catalog().upstream("b").unwrap();
+
+    reload(&h, &[("a", &a.url)], extra.clone());
+    wait_until("the retired upstream lets its sessions go", || upstream_b.sessions().is_empty());
+    // Like at shutdown with Redis: no DELETE, the record stays.
+    assert_eq!(b.stats()["sessions_active"], 1);
+    assert!(!stored().is_empty(), "the record stays in Redis");
+
+    // Back in the file: the new upstream adopts it, as after a restart.
+    assert_eq!(reload(&h, &[("a", &a.url), ("b", &b.url)], extra).added, vec!["b"]);
+    assert_eq!(text_of(&call(&c, "b__counter", json!({}))), "two: 2");
+    assert_eq!(b.stats()["initialize"], 1);
+}
+
+#[test]
+fn calls_to_a_kept_server_never_fail_while_others_come_and_go() {
+    let (a, b, c) = (mock(Era::Legacy, "one"), mock(Era::Legacy, "two"), mock(Era::Legacy, "three"));
+    let h = hub(&[("a", &a.url)], prefix());
+    let clients: Vec<Client> = (0..8).map(|_| Client::connect(&h.url)).collect();
+    let until = Instant::now() + Duration::from_secs(2);
+    let load = std::thread::spawn(move || load_clients(clients, "a__get_session_id", until, 10_000));
+    let mut reloads = 0;
+    while Instant::now() < until && reloads < 200 {
+        let servers: &[(&str, &str)] = match reloads % 3 {
+            0 => &[("a", &a.url), ("b", &b.url)],
+            1 => &[("a", &a.url), ("b", &c.url)],
+            _ => &[("a", &a.url)],
+        };
+        reload(&h, servers, prefix());
+        reloads += 1;
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (ok, failed) = load.join().expect("the load threads");
+    eprintln!("{} calls, {} failed, during {reloads} reloads", ok.len() + failed.len(), failed.len());
+    assert!(reloads >= 10, "{reloads} reloads");
+    assert!(failed.is_empty(), "{} of {} calls failed during {reloads} reloads: {:?}", failed.len(), ok.len() + failed.len(), &failed[..failed.len().min(3)]);
+    assert!(ok.len() >= 8, "{} calls", ok.len());
+    // One shared upstream session served them all.
+    let ids: std::collections::BTreeSet<&str> = ok.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(a.stats()["initialize"], 1);
 }
 
 /// `mcphub serve`, its config file rewritten, `SIGHUP`: the new server's
