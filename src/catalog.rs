@@ -18,6 +18,10 @@
 //!   ([`crate::protocol::headers::x_mcp_header_problem`]); URI templates with
 //!   more than [`MAX_TEMPLATE_EXPRESSIONS`] expressions are left out; URIs
 //!   longer than [`MAX_URI_LEN`] are not routed.
+//! - The set of servers is swapped by a config reload ([`Catalog::replace`],
+//!   `hub::reload`): requests in flight finish on the set they started with
+//!   ([`Catalog::upstreams`] is a snapshot); an upstream kept across the
+//!   reload keeps its cached lists, a replaced one's are never served again.
 
 use crate::config::ToolNaming;
 use crate::protocol::headers::x_mcp_header_problem;

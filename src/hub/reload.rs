@@ -306,6 +306,9 @@ impl Hub {
         let (naming, ttl, budget) = (new.tool_naming, new.list_cache_ttl, new.list_timeout);
         *self.inner.config.write() = Arc::new(new);
         self.catalog().replace(next, naming, ttl, budget);
+        for u in &retired {
+            self.tasks().forget_support(u.name()); // checked again on the replacement
+        }
 
         if report.servers_changed() || report.applied.contains(&"toolNaming") {
             for method in LIST_CHANGED {

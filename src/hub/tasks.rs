@@ -237,6 +237,11 @@ impl Tasks {
 }
 
 impl Tasks {
+    /// Forgets what `server` offers (a config reload removed or replaced it).
+    pub fn forget_support(&self, server: &str) {
+        self.support.lock().remove(server);
+    }
+
     /// What `server` offers, when checked and not due for a retry.
     fn known_support(&self, server: &str) -> Option<Support> {
         let support = self.support.lock();
