@@ -18,6 +18,10 @@
 //!   ([`crate::protocol::headers::x_mcp_header_problem`]); URI templates with
 //!   more than [`MAX_TEMPLATE_EXPRESSIONS`] expressions are left out; URIs
 //!   longer than [`MAX_URI_LEN`] are not routed.
+//! - The set of servers is swapped by a config reload ([`Catalog::replace`],
+//!   `hub::reload`): requests in flight finish on the set they started with
+//!   ([`Catalog::upstreams`] is a snapshot); an upstream kept across the
+//!   reload keeps its cached lists, a replaced one's are never served again.
 
 use crate::config::ToolNaming;
 use crate::protocol::headers::x_mcp_header_problem;
@@ -105,6 +109,9 @@ struct Cached {
     fetched: Instant,
     ttl: Duration,
     failed: bool,
+    /// The member id of the upstream it was fetched from: a list of a
+    /// replaced upstream (same name, before a reload) is never served.
+    source: u64,
 }
 
 /// A merged list and its routes.
@@ -381,15 +388,63 @@ fn advance_literal(reach: &[bool], u: &[u8], lit: &[u8]) -> Vec<bool> {
     next
 }
 
-/// A merged view and the per-server lists it was built from.
-type View = (Vec<Arc<Vec<Value>>>, Arc<Merged>);
+/// One part of a view: the member id of its server and that server's list.
+type Part = (u64, Arc<Vec<Value>>);
 
-/// The merged catalog over a fixed set of upstreams.
-pub struct Catalog {
+/// A merged view, the naming it was built with and the parts it was built from.
+type View = (Vec<Part>, ToolNaming, Arc<Merged>);
+
+/// The served set of upstreams: the upstreams in order and, beside each,
+/// its member id (new for every upstream a reload creates).
+struct Members {
     upstreams: Vec<Arc<Upstream>>,
+    ids: Vec<u64>,
+}
+
+/// A snapshot of the catalog's upstreams ([`Catalog::upstreams`]): a
+/// reload swaps the set, a snapshot taken before keeps the old one.
+/// Dereferences to `[Arc<Upstream>]`; iterating it by value yields owned
+/// `Arc<Upstream>`s.
+#[derive(Clone)]
+pub struct Upstreams(Arc<Members>);
+
+impl std::ops::Deref for Upstreams {
+    type Target = [Arc<Upstream>];
+    fn deref(&self) -> &[Arc<Upstream>] {
+        &self.0.upstreams
+    }
+}
+
+impl IntoIterator for Upstreams {
+    type Item = Arc<Upstream>;
+    type IntoIter = std::vec::IntoIter<Arc<Upstream>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.upstreams.clone().into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a Upstreams {
+    type Item = &'a Arc<Upstream>;
+    type IntoIter = std::slice::Iter<'a, Arc<Upstream>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.upstreams.iter()
+    }
+}
+
+/// What a catalog reads from the configuration ([`Catalog::replace`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Settings {
     naming: ToolNaming,
     ttl: Duration,
     fetch_budget: Duration,
+}
+
+/// The merged catalog over the served set of upstreams, which a config
+/// reload swaps ([`Catalog::replace`]) while requests are in flight.
+pub struct Catalog {
+    members: parking_lot::RwLock<Arc<Members>>,
+    settings: parking_lot::RwLock<Settings>,
+    next_id: std::sync::atomic::AtomicU64,
     cache: SlotMap<(String, Kind), Cached>,
     /// The last merged view per kind and the parts it was built from: reused
     /// while every part is the same `Arc` (no rebuild, no repeated warnings).
@@ -405,11 +460,12 @@ impl Catalog {
     /// A catalog over `upstreams` (in the order given); lists stay cached for
     /// `ttl` and one server's fetch may take `fetch_budget`.
     pub fn new(upstreams: Vec<Arc<Upstream>>, naming: ToolNaming, ttl: Duration, fetch_budget: Duration) -> Catalog {
+        let first_new = upstreams.len() as u64 + 1;
+        let ids = (1..first_new).collect();
         Catalog {
-            upstreams,
-            naming,
-            ttl,
-            fetch_budget,
+            members: parking_lot::RwLock::new(Arc::new(Members { upstreams, ids })),
+            settings: parking_lot::RwLock::new(Settings { naming, ttl, fetch_budget }),
+            next_id: std::sync::atomic::AtomicU64::new(first_new),
             cache: SlotMap::default(),
             views: Default::default(),
             forced: Default::default(),
@@ -417,14 +473,38 @@ impl Catalog {
         }
     }
 
-    /// The upstream with this name.
-    pub fn upstream(&self, name: &str) -> Option<&Arc<Upstream>> {
-        self.upstreams.iter().find(|u| u.name() == name)
+    /// Serves `upstreams` from now on (a config reload): an upstream already
+    /// served (the same `Arc`) keeps its cached lists; the lists of every
+    /// other one (removed, or replaced under the same name) are dropped and
+    /// never served again, even when a fetch in flight stores one late.
+    /// Views are rebuilt on next use (with the new naming). Requests in
+    /// flight finish on the set they started with.
+    pub fn replace(&self, upstreams: Vec<Arc<Upstream>>, naming: ToolNaming, ttl: Duration, fetch_budget: Duration) {
+        let mut members = self.members.write();
+        let ids: Vec<u64> = upstreams
+            .iter()
+            .map(|u| match members.upstreams.iter().position(|old| Arc::ptr_eq(old, u)) {
+                Some(i) => members.ids[i],
+                None => self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            })
+            .collect();
+        let live: std::collections::HashSet<(String, u64)> =
+            upstreams.iter().zip(&ids).map(|(u, id)| (u.name().to_string(), *id)).collect();
+        *members = Arc::new(Members { upstreams, ids });
+        *self.settings.write() = Settings { naming, ttl, fetch_budget };
+        drop(members);
+        self.cache.clear_where(|(server, _), c| !live.contains(&(server.clone(), c.source)));
+        self.views.lock().clear();
     }
 
-    /// All upstreams.
-    pub fn upstreams(&self) -> &[Arc<Upstream>] {
-        &self.upstreams
+    /// The upstream with this name.
+    pub fn upstream(&self, name: &str) -> Option<Arc<Upstream>> {
+        self.members.read().upstreams.iter().find(|u| u.name() == name).cloned()
+    }
+
+    /// The upstreams served now (a snapshot; see [`Upstreams`]).
+    pub fn upstreams(&self) -> Upstreams {
+        Upstreams(self.members.read().clone())
     }
 
     /// Drops cached lists of `server` for the kinds a `list_changed` method names.
@@ -458,74 +538,80 @@ impl Catalog {
     /// The merged list of `kind` over every server. Cached parts are used as
     /// they are; missing or stale ones are fetched, in parallel when several.
     pub fn merged(&self, kind: Kind, ctx: &CallContext) -> Arc<Merged> {
-        let fresh = |c: &Cached| c.fetched.elapsed() < c.ttl;
-        let mut parts: Vec<Option<Cached>> =
-            self.upstreams.iter().map(|u| self.cache.get_if(&(u.name().to_string(), kind), fresh)).collect();
+        let members = self.members.read().clone();
+        let settings = *self.settings.read();
+        let fresh = |id: u64| move |c: &Cached| c.source == id && c.fetched.elapsed() < c.ttl;
+        let mut parts: Vec<Option<Cached>> = members
+            .upstreams
+            .iter()
+            .zip(&members.ids)
+            .map(|(u, id)| self.cache.get_if(&(u.name().to_string(), kind), fresh(*id)))
+            .collect();
         let missing: Vec<usize> = (0..parts.len()).filter(|i| parts[*i].is_none()).collect();
+        let fetch = |i: usize| self.server_list(&members.upstreams[i], members.ids[i], kind, ctx, &settings);
         match missing.as_slice() {
             [] => {}
-            [one] => parts[*one] = Some(self.server_list(&self.upstreams[*one], kind, ctx)),
+            [one] => parts[*one] = Some(fetch(*one)),
             many => std::thread::scope(|scope| {
-                let handles: Vec<_> = many
-                    .iter()
-                    .map(|i| (*i, scope.spawn(move || self.server_list(&self.upstreams[*i], kind, ctx))))
-                    .collect();
+                let handles: Vec<_> = many.iter().map(|i| (*i, scope.spawn(move || fetch(*i)))).collect();
                 for (i, h) in handles {
                     parts[i] = h.join().ok();
                 }
             }),
         }
-        let parts: Vec<(String, Cached)> = self
+        let parts: Vec<(String, u64, Cached)> = members
             .upstreams
             .iter()
+            .zip(&members.ids)
             .zip(parts)
-            .filter_map(|(u, c)| c.map(|c| (u.name().to_string(), c)))
+            .filter_map(|((u, id), c)| c.map(|c| (u.name().to_string(), *id, c)))
             .collect();
-        let lists: Vec<Arc<Vec<Value>>> = parts.iter().map(|(_, c)| c.items.clone()).collect();
+        let lists: Vec<Part> = parts.iter().map(|(_, id, c)| (*id, c.items.clone())).collect();
         let mut views = self.views.lock();
-        if let Some((built_from, view)) = views.get(&kind) {
-            if built_from.len() == lists.len() && built_from.iter().zip(&lists).all(|(a, b)| Arc::ptr_eq(a, b)) {
+        if let Some((built_from, naming, view)) = views.get(&kind) {
+            let same = |(a, b): (&Part, &Part)| a.0 == b.0 && Arc::ptr_eq(&a.1, &b.1);
+            if *naming == settings.naming && built_from.len() == lists.len() && built_from.iter().zip(&lists).all(same) {
                 return view.clone();
             }
         }
         let expires = parts
             .iter()
-            .filter(|(_, c)| !c.failed)
-            .map(|(_, c)| c.fetched + c.ttl)
+            .filter(|(_, _, c)| !c.failed)
+            .map(|(_, _, c)| c.fetched + c.ttl)
             .min()
             .unwrap_or_else(Instant::now);
-        let per_server: Vec<(String, Arc<Vec<Value>>)> = parts.into_iter().map(|(s, c)| (s, c.items)).collect();
-        let view = Arc::new(build_view(kind, &per_server, self.naming, expires));
-        views.insert(kind, (lists, view.clone()));
+        let per_server: Vec<(String, Arc<Vec<Value>>)> = parts.into_iter().map(|(s, _, c)| (s, c.items)).collect();
+        let view = Arc::new(build_view(kind, &per_server, settings.naming, expires));
+        views.insert(kind, (lists, settings.naming, view.clone()));
         view
     }
 
-    fn server_list(&self, upstream: &Upstream, kind: Kind, ctx: &CallContext) -> Cached {
+    fn server_list(&self, upstream: &Upstream, source: u64, kind: Kind, ctx: &CallContext, settings: &Settings) -> Cached {
         // A server templating user tokens is listed with the credentials of
         // the first caller who has them (and cached for everyone; each
         // caller's view is filtered by what they may use, hub::methods).
         // Without them nothing is fetched or cached.
         if upstream.needs_user_tokens() && upstream.credentials(ctx).is_err() {
-            return Cached { items: self.unfetchable.clone(), fetched: Instant::now(), ttl: Duration::ZERO, failed: true };
+            return Cached { items: self.unfetchable.clone(), fetched: Instant::now(), ttl: Duration::ZERO, failed: true, source };
         }
         let key = (upstream.name().to_string(), kind);
-        let fresh = |c: &Cached| c.fetched.elapsed() < c.ttl;
-        let ctx = &CallContext { deadline: ctx.deadline.min(Instant::now() + self.fetch_budget), ..ctx.clone() };
+        let fresh = |c: &Cached| c.source == source && c.fetched.elapsed() < c.ttl;
+        let ctx = &CallContext { deadline: ctx.deadline.min(Instant::now() + settings.fetch_budget), ..ctx.clone() };
         let fetched = self.cache.get_or_try_fill(&key, fresh, || -> Result<Cached, UpstreamError> {
             let cached = match fetch_all(upstream, kind, ctx) {
                 Ok((items, ttl)) if kind == Kind::Tools => {
                     upstream.note_tools(&items);
-                    Cached { items: Arc::new(items), fetched: Instant::now(), ttl: ttl.unwrap_or(self.ttl), failed: false }
+                    Cached { items: Arc::new(items), fetched: Instant::now(), ttl: ttl.unwrap_or(settings.ttl), failed: false, source }
                 }
-                Ok((items, ttl)) => Cached { items: Arc::new(items), fetched: Instant::now(), ttl: ttl.unwrap_or(self.ttl), failed: false },
+                Ok((items, ttl)) => Cached { items: Arc::new(items), fetched: Instant::now(), ttl: ttl.unwrap_or(settings.ttl), failed: false, source },
                 Err(e) => {
                     log::warn!("{} of '{}' failed, its items are left out for {} s: {e}", kind.method(), upstream.name(), FAILURE_BACKOFF.as_secs());
-                    Cached { items: Arc::new(Vec::new()), fetched: Instant::now(), ttl: FAILURE_BACKOFF, failed: true }
+                    Cached { items: Arc::new(Vec::new()), fetched: Instant::now(), ttl: FAILURE_BACKOFF, failed: true, source }
                 }
             };
             Ok(cached)
         });
-        fetched.unwrap_or_else(|_: UpstreamError| Cached { items: Arc::default(), fetched: Instant::now(), ttl: Duration::ZERO, failed: true })
+        fetched.unwrap_or_else(|_: UpstreamError| Cached { items: Arc::default(), fetched: Instant::now(), ttl: Duration::ZERO, failed: true, source })
     }
 
     /// Resolves an exposed tool or prompt name. When the name is unknown (a
@@ -754,7 +840,7 @@ mod tests {
     }
 
     fn part(failed: bool) -> Cached {
-        Cached { items: Arc::default(), fetched: Instant::now(), ttl: Duration::from_secs(60), failed }
+        Cached { items: Arc::default(), fetched: Instant::now(), ttl: Duration::from_secs(60), failed, source: 0 }
     }
 
     #[test]

@@ -89,7 +89,7 @@ pub enum SessionSharing {
 }
 
 /// One upstream server the hub can serve (a Streamable HTTP endpoint).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
     /// The key in `mcpServers`; the prefix of its tools on a name collision.
     pub name: String,
@@ -434,7 +434,7 @@ fn yes() -> bool {
 
 /// Checks an upstream URL: http(s), a host, parseable as a URI. Messages
 /// show the URL without its query or user info (they may carry tokens).
-fn check_url(url: &str) -> Result<(), String> {
+pub fn check_url(url: &str) -> Result<(), String> {
     let shown = redact_url(url);
     let uri: ureq::http::Uri = url.parse().map_err(|_| format!("'{shown}' is not a valid URL"))?;
     if !matches!(uri.scheme_str(), Some("http") | Some("https")) {

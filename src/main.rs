@@ -109,21 +109,6 @@ fn notify(states: &[NotifyState]) {
     }
 }
 
-/// SIGHUP: reads and validates the configuration file at `path` again. A
-/// file that does not load is rejected with a log line and the running
-/// configuration keeps serving. (Applying a new configuration is
-/// `Hub::reload`, built on another branch; this body is replaced at the merge.)
-fn reload_config(hub: &Hub, path: &Path) {
-    match Config::load(path) {
-        Ok(c) => log::info!(
-            "config reload: loaded {} servers ({} served now); applying is not built in this branch",
-            c.servers.len(),
-            hub.catalog().upstreams().len()
-        ),
-        Err(e) => log::error!("config reload rejected; the running configuration keeps serving: {e}"),
-    }
-}
-
 /// The service watchdog: every half `interval` (systemd's `WATCHDOG_USEC`),
 /// WATCHDOG=1 if [`ServerHandle::probe`] finds the reactor turning and the
 /// worker pool not wedged; otherwise no ping (one log line per change), so
@@ -229,7 +214,7 @@ fn serve(config: Config, config_path: PathBuf) -> ExitCode {
         "file" => log::info!(
             "{} users; run-time users kept in {}",
             users.list().len(),
-            mcphub::users::state_dir(hub.config()).join(mcphub::users::persist::STATE_FILE).display()
+            mcphub::users::state_dir(&hub.config()).join(mcphub::users::persist::STATE_FILE).display()
         ),
         kind => log::info!("{} users; run-time users kept in {kind}", users.list().len()),
     }
@@ -291,6 +276,56 @@ fn serve(config: Config, config_path: PathBuf) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// What `serve` took from its command line and environment instead of the
+/// config file (`--port`/`PORT`, `--bind`, `REDIS_URL`, `MCPHUB_STATE_DIR`):
+/// a reloaded file gets them again, so they never read as changed.
+struct Overrides {
+    port: Option<u16>,
+    bind: Option<IpAddr>,
+    redis_url: Option<String>,
+    state_dir: Option<PathBuf>,
+}
+
+static OVERRIDES: std::sync::OnceLock<Overrides> = std::sync::OnceLock::new();
+
+impl Overrides {
+    fn apply(&self, config: &mut Config) {
+        if let Some(p) = self.port {
+            config.port = p;
+        }
+        if let Some(b) = self.bind {
+            config.bind = b;
+        }
+        if let Some(url) = self.redis_url.clone().filter(|u| !u.trim().is_empty()) {
+            config.redis = Some(match config.redis.take() {
+                Some(r) => mcphub::config::RedisConfig { url, ..r },
+                None => mcphub::config::RedisConfig::new(url),
+            });
+        }
+        if let Some(dir) = self.state_dir.clone().filter(|d| !d.as_os_str().is_empty()) {
+            config.state_dir = Some(dir);
+        }
+    }
+}
+
+/// Reloads the configuration file at `path` into the running hub (on
+/// `SIGHUP`): `serve`'s overrides apply again, then [`Hub::reload`]. Logs
+/// one info line, `config reloaded: +added -removed ~changed =kept (…)`, or
+/// one error line naming the problem (a file that cannot be read or does
+/// not validate): the old configuration keeps serving.
+fn reload_config(hub: &Hub, path: &Path) {
+    let reloaded = Config::load(path).map_err(mcphub::hub::reload::ReloadError::from).and_then(|mut config| {
+        if let Some(o) = OVERRIDES.get() {
+            o.apply(&mut config);
+        }
+        hub.reload(config)
+    });
+    match reloaded {
+        Ok(report) => log::info!("config reloaded: {report}"),
+        Err(e) => log::error!("config reload rejected: {e}; the old configuration keeps serving"),
+    }
+}
+
 /// `mcphub keygen`: the key, its digest, and with `--user`/`--admin` a config snippet.
 fn keygen(admin: bool, user: Option<String>) -> ExitCode {
     let key = mcphub::users::new_key();
@@ -324,6 +359,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Keygen { admin, user } => keygen(admin, user),
         Command::Serve { config: config_path, port, bind, redis_url, state_dir, .. } => {
+            let _ = OVERRIDES.set(Overrides { port, bind, redis_url: redis_url.clone(), state_dir: state_dir.clone() });
             let mut config = match load(&config_path) {
                 Ok(c) => c,
                 Err(code) => return code,

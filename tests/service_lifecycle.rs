@@ -178,7 +178,7 @@ fn ready_watchdog_reload_and_stopping_reach_the_notify_socket() {
     assert!(reload.last().unwrap().lines().any(|l| l.starts_with("MONOTONIC_USEC=")), "{reload:?}");
     notify.until("READY=1", Duration::from_secs(5));
     assert_eq!(hub.healthz(), 200);
-    assert!(hub.log_text().contains("config reload: loaded 0 servers"), "{}", hub.log_text());
+    assert!(hub.log_text().contains("config reloaded: +0 -0 ~0 =0"), "{}", hub.log_text());
 
     // A config that does not load is rejected; the running one keeps serving.
     std::fs::write(&config, r#"{"mcpServers": {"bad name!": {"url": "ftp://x"}}}"#).unwrap();

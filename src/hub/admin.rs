@@ -91,7 +91,8 @@ fn authorized(hub: &Hub, req: &Request) -> Result<String, Response> {
         return Err(failure(403, "Forbidden: Origin not allowed"));
     }
     let realm = "mcphub-admin";
-    let configured = hub.config().admin_token.as_deref();
+    let config = hub.config();
+    let configured = config.admin_token.as_deref();
     let Some(presented) = presented_credential(req) else {
         let why = if configured.is_none() && !hub.users().list().iter().any(|u| u.admin) {
             "the admin API is off: give a user \"admin\": true (mcphub keygen --admin) or set adminToken in the config"
@@ -232,7 +233,7 @@ fn list(hub: &Hub) -> Response {
 }
 
 fn delete(hub: &Hub, server: &str, context: &str) -> Response {
-    let Some(upstream) = hub.catalog().upstreams().iter().find(|u| u.name() == server) else {
+    let Some(upstream) = hub.catalog().upstream(server) else {
         return failure(404, &format!("no server named '{server}'"));
     };
     match upstream.drop_session(context) {

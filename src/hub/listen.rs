@@ -230,7 +230,7 @@ fn update_interest(hub: &Hub, server: &str, uri: &str, key: &str, subscribe: boo
     if !hub.subscriptions().update(server, uri, key, subscribe) {
         return true;
     }
-    let Some(upstream) = hub.catalog().upstream(server).cloned() else { return !subscribe };
+    let Some(upstream) = hub.catalog().upstream(server) else { return !subscribe };
     let reply = watch_upstream(hub, &upstream, uri, subscribe, Map::new(), ctx);
     let ok = reply.as_ref().is_ok_and(|m| m.get("result").is_some());
     if subscribe && !ok {

@@ -176,8 +176,8 @@ pub fn visible(hub: &Hub, user: Option<&crate::users::User>, server: &str) -> bo
 /// every server is visible to them).
 fn visible_items(hub: &Hub, down: &Downstream, kind: Kind, merged: &crate::catalog::Merged) -> Vec<Value> {
     let user = down.user.as_deref();
-    let hidden: Vec<&str> =
-        hub.catalog().upstreams().iter().map(|u| u.name()).filter(|s| !visible(hub, user, s)).collect();
+    let upstreams = hub.catalog().upstreams();
+    let hidden: Vec<&str> = upstreams.iter().map(|u| u.name()).filter(|s| !visible(hub, user, s)).collect();
     if hidden.is_empty() {
         return merged.items.clone();
     }
@@ -294,7 +294,7 @@ fn call_routed(hub: &Hub, down: &Downstream, id: Value, method: &str, mut params
         let what = if kind == Kind::Tools { "tool" } else { "prompt" };
         return respond(down.era, &id, Err(invalid_params(format!("Unknown {what}: {name}"))));
     };
-    let Some(upstream) = hub.catalog().upstream(&route.server).cloned() else {
+    let Some(upstream) = hub.catalog().upstream(&route.server) else {
         return respond(down.era, &id, Err(invalid_params(format!("Unknown server for {name}"))));
     };
     let mut extra_headers = Vec::new();
@@ -332,7 +332,7 @@ fn read_resource(hub: &Hub, down: &Downstream, id: Value, params: Map<String, Va
     let Some(server) = hub.catalog().route_uri(&uri, &ctx(down)) else {
         return respond(down.era, &id, Err(not_found()));
     };
-    match hub.catalog().upstream(&server).cloned() {
+    match hub.catalog().upstream(&server) {
         Some(u) => forward(hub, down, id, "resources/read", params, u, Vec::new()),
         None => respond(down.era, &id, Err(not_found())),
     }
@@ -357,7 +357,7 @@ fn subscription(hub: &Hub, down: &Downstream, id: Value, method: &str, params: M
     let Some(server) = hub.catalog().route_uri(&uri, &ctx(down)) else {
         return respond(down.era, &id, Err(invalid_params(format!("Unknown resource: {}", truncate(&uri)))));
     };
-    let Some(upstream) = hub.catalog().upstream(&server).cloned() else {
+    let Some(upstream) = hub.catalog().upstream(&server) else {
         return respond(down.era, &id, Err(invalid_params("Unknown resource")));
     };
     let subscribe = method == "resources/subscribe";
@@ -399,7 +399,7 @@ fn complete(hub: &Hub, down: &Downstream, id: Value, mut params: Map<String, Val
         }
         _ => return respond(down.era, &id, Err(invalid_params("params.ref must be a ref/prompt or ref/resource"))),
     };
-    match server.and_then(|s| hub.catalog().upstream(&s).cloned()) {
+    match server.and_then(|s| hub.catalog().upstream(&s)) {
         Some(u) => forward(hub, down, id, "completion/complete", params, u, Vec::new()),
         None => respond(down.era, &id, Err(invalid_params("Unknown completion reference"))),
     }

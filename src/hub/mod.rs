@@ -16,6 +16,7 @@ pub mod me;
 pub mod methods;
 pub mod mrtr;
 pub mod relay;
+pub mod reload;
 pub mod resume;
 pub mod sessions;
 pub mod tasks;
@@ -42,9 +43,12 @@ pub struct Hub {
 }
 
 struct Inner {
-    config: Config,
+    /// The configuration served now; a reload swaps it ([`reload`]).
+    config: parking_lot::RwLock<Arc<Config>>,
+    /// Serializes reloads.
+    reloading: parking_lot::Mutex<()>,
     store: Arc<dyn SessionStore>,
-    users: crate::users::Users,
+    users: parking_lot::RwLock<crate::users::Users>,
     catalog: Catalog,
     sessions: ClientSessions,
     pending: relay::PendingRequests,
@@ -56,7 +60,7 @@ struct Inner {
     listen_streams: listen::ListenStreams,
     tasks: tasks::Tasks,
     next_progress: AtomicU64,
-    limits: crate::limits::RateLimits,
+    limits: parking_lot::RwLock<Arc<crate::limits::RateLimits>>,
     redis: Option<crate::store::redis::RedisStore>,
     metrics: crate::metrics::Metrics,
 }
@@ -109,19 +113,16 @@ impl Hub {
     /// rate limits share its pool and breaker.
     pub fn with_redis(config: Config, redis: Option<crate::store::redis::RedisStore>) -> Hub {
         let store = crate::store::sessions(redis.as_ref());
-        let upstreams: Vec<Arc<Upstream>> = config
-            .servers
-            .iter()
-            .map(|s| Arc::new_cyclic(|me| Upstream::new(s.clone(), config.workers, store.clone(), config.session_ttl, me.clone())))
-            .collect();
+        let upstreams: Vec<Arc<Upstream>> = config.servers.iter().map(|s| reload::new_upstream(s, &config, &store)).collect();
         let catalog = Catalog::new(upstreams, config.tool_naming, config.list_cache_ttl, config.list_timeout);
         let sessions = ClientSessions::new(config.client_session_idle, config.max_client_sessions);
         let limits = crate::limits::RateLimits::new(&config.rate_limits, redis.clone());
         let hub = Hub {
             inner: Arc::new(Inner {
-                users: crate::users::Users::open(&config, redis.clone()),
+                users: parking_lot::RwLock::new(crate::users::Users::open(&config, redis.clone())),
                 redis,
-                config,
+                config: parking_lot::RwLock::new(Arc::new(config)),
+                reloading: parking_lot::Mutex::new(()),
                 store: store.clone(),
                 catalog,
                 sessions,
@@ -134,26 +135,20 @@ impl Hub {
                 listen_streams: listen::ListenStreams::default(),
                 tasks: tasks::Tasks::default(),
                 next_progress: AtomicU64::new(1),
-                limits,
+                limits: parking_lot::RwLock::new(Arc::new(limits)),
                 metrics: crate::metrics::Metrics::new(),
             }),
         };
         // Notifications upstreams send outside calls (their GET streams).
-        let weak = Arc::downgrade(&hub.inner);
         for u in hub.catalog().upstreams() {
-            let weak = weak.clone();
-            u.set_notification_sink(Arc::new(move |server: &str, message: &Value| {
-                if let Some(inner) = weak.upgrade() {
-                    relay::upstream_notification(&Hub { inner }, server, message);
-                }
-            }));
+            reload::wire_notifications(&hub, &u);
         }
         // A client session's end ends its `sessionSharing: "client"` upstream
         // sessions (DELETE upstream, off the request path).
         let weak = Arc::downgrade(&hub.inner);
         hub.sessions().set_on_end(Box::new(move |ids: &[String]| {
             let Some(inner) = weak.upgrade() else { return };
-            if !inner.config.servers.iter().any(|s| s.session_sharing == crate::config::SessionSharing::Client) {
+            if !inner.config.read().servers.iter().any(|s| s.session_sharing == crate::config::SessionSharing::Client) {
                 return;
             }
             let (hub, ids) = (Hub { inner }, ids.to_vec());
@@ -176,9 +171,10 @@ impl Hub {
         hub
     }
 
-    /// The users (hub keys, service tokens, allowed servers).
-    pub fn users(&self) -> &crate::users::Users {
-        &self.inner.users
+    /// The users (hub keys, service tokens, allowed servers); a reload that
+    /// changes `users`, `groups` or `allowAnonymous` replaces the registry.
+    pub fn users(&self) -> crate::users::Users {
+        self.inner.users.read().clone()
     }
 
     /// The upstream session store.
@@ -186,9 +182,10 @@ impl Hub {
         &self.inner.store
     }
 
-    /// The rate limits (global, per user, per server; `crate::limits`).
-    pub fn limits(&self) -> &crate::limits::RateLimits {
-        &self.inner.limits
+    /// The rate limits (global, per user, per server; `crate::limits`);
+    /// rebuilt by a reload that changes them.
+    pub fn limits(&self) -> Arc<crate::limits::RateLimits> {
+        self.inner.limits.read().clone()
     }
 
     /// The hub's Prometheus metrics (`/metrics`).
@@ -196,9 +193,9 @@ impl Hub {
         &self.inner.metrics
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &Config {
-        &self.inner.config
+    /// The configuration served now (a reload swaps it; see [`reload`]).
+    pub fn config(&self) -> Arc<Config> {
+        self.inner.config.read().clone()
     }
 
     /// The catalog.

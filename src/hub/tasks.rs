@@ -237,6 +237,11 @@ impl Tasks {
 }
 
 impl Tasks {
+    /// Forgets what `server` offers (a config reload removed or replaced it).
+    pub fn forget_support(&self, server: &str) {
+        self.support.lock().remove(server);
+    }
+
     /// What `server` offers, when checked and not due for a retry.
     fn known_support(&self, server: &str) -> Option<Support> {
         let support = self.support.lock();
@@ -419,7 +424,7 @@ pub fn handle(hub: &Hub, down: &Downstream, id: Value, method: &str, mut params:
     }
     let found = hub.tasks().find(&hub_id, &Owner::of(down));
     let Some((server, upstream_id)) = found else { return reply(down, &id, Err(not_found())) };
-    let Some(upstream) = hub.catalog().upstream(&server).cloned() else { return reply(down, &id, Err(not_found())) };
+    let Some(upstream) = hub.catalog().upstream(&server) else { return reply(down, &id, Err(not_found())) };
     params.insert("taskId".into(), json!(upstream_id));
     let rewrite: methods::Rewrite = Arc::new(move |m: &mut Value| rewrite_ids(m, &upstream_id, &hub_id));
     methods::forward_with(hub, down, id, method, params, upstream, Vec::new(), Some(rewrite))

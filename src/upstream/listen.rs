@@ -65,6 +65,14 @@ struct State {
 
 impl Drop for Watch {
     fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Watch {
+    /// Stops the listen thread for good (the upstream is dropped or retired
+    /// by a config reload): the open stream is cut, no new one is opened.
+    pub(super) fn stop(&self) {
         let mut s = self.shared.state.lock();
         s.stopped = true;
         if let Some(h) = s.current.take() {
@@ -72,9 +80,7 @@ impl Drop for Watch {
         }
         self.shared.wake.notify_all();
     }
-}
 
-impl Watch {
     /// Sets the URI set; true when it changed (the open stream was cut).
     fn set_uris(&self, mut uris: Vec<String>) -> bool {
         uris.sort();

@@ -300,6 +300,8 @@ pub struct Upstream {
     heavy: Option<Arc<crate::limits::bulkhead::Bulkhead>>,
     /// When a call last reached the server (Unix ms; 0: never), for `/readyz`.
     last_ok_ms: AtomicU64,
+    /// A config reload stopped serving this upstream ([`Upstream::retire`]).
+    retired: std::sync::atomic::AtomicBool,
 }
 
 /// Receives notifications an upstream sends outside any call: (server name, message).
@@ -357,6 +359,7 @@ impl Upstream {
             listen_watch: listen::Watch::default(),
             discovered: RwLock::new(None),
             last_ok_ms: AtomicU64::new(0),
+            retired: std::sync::atomic::AtomicBool::new(false),
             config,
         }
     }
@@ -980,6 +983,39 @@ impl Upstream {
                 detail: reply.excerpt,
             }),
         }
+    }
+
+    /// A config reload stopped serving this upstream (its entry was removed,
+    /// or changed and a new upstream replaces it): its `subscriptions/listen`
+    /// stream is cut, [`Upstream::is_retired`] turns true (the hub drops what
+    /// it still hears from it), and unless `keep_stored` its sessions leave
+    /// the store so a replacement under the same name creates its own rather
+    /// than adopting them (as after a restart with the memory store). Calls
+    /// in flight go on; [`Upstream::close_sessions`] ends the sessions once
+    /// they are done ([`Upstream::calls_in_flight`]).
+    pub fn retire(&self, keep_stored: bool) {
+        self.retired.store(true, Ordering::Relaxed);
+        self.listen_watch.stop();
+        if !keep_stored {
+            let forgotten = self.sessions.forget_stored();
+            log::debug!("'{}' retired: {forgotten} upstream sessions left the store", self.config.name);
+        }
+    }
+
+    /// Whether a config reload retired this upstream ([`Upstream::retire`]).
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Relaxed)
+    }
+
+    /// Calls holding or waiting for a slot of this server's bulkheads (every
+    /// upstream call takes one before it is sent; a streamed answer holds it
+    /// until the stream is dropped).
+    pub fn calls_in_flight(&self) -> usize {
+        let count = |b: &crate::limits::bulkhead::Bulkhead| {
+            let s = b.snapshot();
+            s.in_flight + s.queued
+        };
+        count(&self.bulkhead) + self.heavy.as_deref().map_or(0, count)
     }
 
     /// At shutdown: ends this process's legacy sessions on the server (HTTP

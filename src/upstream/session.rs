@@ -355,6 +355,21 @@ impl SessionPool {
         self.slots.take(&key.to_string())
     }
 
+    /// Deletes this pool's store records (compare-and-delete: only the ids
+    /// this instance holds), so another pool of the same server name does
+    /// not adopt them; the local sessions stay usable. Returns how many.
+    pub fn forget_stored(&self) -> usize {
+        let mut forgotten = 0;
+        for (key, session) in self.slots.snapshot() {
+            if let (Some(id), true) = (&session.id, session.stored) {
+                if let Ok(true) = self.store.delete_if(&self.server, &key, id) {
+                    forgotten += 1;
+                }
+            }
+        }
+        forgotten
+    }
+
     /// Removes and returns every locally cached session.
     pub fn drain(&self) -> Vec<Arc<LegacySession>> {
         self.slots.drain()

@@ -226,7 +226,8 @@ pub fn start(
         return limited.to_response(Some(&id));
     }
     let server = upstream.name().to_string();
-    let Some(cfg) = hub.config().servers.iter().find(|s| s.name == server) else {
+    let config = hub.config();
+    let Some(cfg) = config.servers.iter().find(|s| s.name == server) else {
         return Response::json(200, &ErrorObject::new(codes::INVALID_PARAMS, "Unknown server").to_response(Some(&id)));
     };
     let (concurrency, queue_len) = (cfg.heavy_concurrency.max(1), cfg.heavy_queue);
