@@ -99,7 +99,7 @@ echo "installed:"
 echo "  $bindir/mcphub (0755)"
 echo "  $unitdir/mcphub.service (0644)"
 echo "  $confdir/ (0750$([ "$chown_ok" -eq 1 ] && echo " root:$SERVICE_USER"))"
-for k in "${kept[@]}"; do echo "  kept existing $k"; done
+for k in ${kept[@]+"${kept[@]}"}; do echo "  kept existing $k"; done
 cat <<NEXT
 
 next steps:

@@ -542,7 +542,7 @@ pub const DEFAULT_HUB_TIMEOUT_MS: u64 = 25_000;
 pub const DEFAULT_CLIENT_TIMEOUT_MS: u64 = 30_000;
 /// Default budget of one upstream call.
 pub const DEFAULT_SERVER_TIMEOUT_MS: u64 = 20_000;
-/// Default of `drainTimeoutMs` (graceful shutdown; below the unit's `TimeoutStopSec=30`).
+/// Default of `drainTimeoutMs` (graceful shutdown; below the unit's `TimeoutStopSec=45s`).
 pub const DEFAULT_DRAIN_TIMEOUT_MS: u64 = 10_000;
 /// Largest `drainTimeoutMs`: one hour.
 pub const MAX_DRAIN_TIMEOUT_MS: u64 = 3_600_000;

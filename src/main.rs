@@ -113,12 +113,20 @@ fn notify(states: &[NotifyState]) {
 /// WATCHDOG=1 if [`ServerHandle::probe`] finds the reactor turning and the
 /// worker pool not wedged; otherwise no ping (one log line per change), so
 /// systemd restarts a hub that stopped making progress (`WatchdogSec=`).
-fn watchdog(server: Arc<ServerHandle>, interval: Duration, stall_limit: Duration) {
+/// A worker holding one request longer than any request may take is wedged:
+/// the hub deadline + the write budget + 30 s.
+fn stall_limit(config: &Config) -> Duration {
+    config.hub_timeout + config.write_budget + Duration::from_secs(30)
+}
+
+fn watchdog(server: Arc<ServerHandle>, hub: Hub, interval: Duration) {
     let period = (interval / 2).max(Duration::from_millis(10));
-    let mut probe = Probe::new(stall_limit);
+    let mut probe = Probe::new(stall_limit(&hub.config()));
     let mut failing = false;
     log::info!("systemd watchdog: pinging every {} ms while the hub makes progress", period.as_millis());
     loop {
+        // A reload may have moved `timeouts.hubMs`.
+        probe.stall_limit = stall_limit(&hub.config());
         match server.probe(&mut probe) {
             Ok(()) => {
                 if failing {
@@ -154,7 +162,12 @@ fn handle_signals(mut signals: Signals, server: Arc<ServerHandle>, hub: Hub, con
                     states.push(now);
                 }
                 notify(&states);
-                reload_config(&hub, &config_path);
+                // A panic in a reload must not end signal handling (later
+                // SIGTERMs would be swallowed) nor leave systemd "reloading".
+                let reloaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reload_config(&hub, &config_path)));
+                if reloaded.is_err() {
+                    log::error!("config reload failed (a panic, logged above); the old configuration keeps serving");
+                }
                 notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
             }
             _ if stopping => {
@@ -199,8 +212,6 @@ fn serve(config: Config, config_path: PathBuf) -> ExitCode {
     }
     let addr = SocketAddr::new(config.bind, config.port);
     let http = config.http_server();
-    // A worker holding one request longer than any request may take is wedged.
-    let stall_limit = config.hub_timeout + config.write_budget + Duration::from_secs(30);
     let hub = match Hub::new(config) {
         Ok(h) => h,
         Err(e) => {
@@ -221,6 +232,7 @@ fn serve(config: Config, config_path: PathBuf) -> ExitCode {
     if !users.has_secret_key() {
         log::info!("no MCPHUB_SECRET_KEY_FILE / MCPHUB_SECRET_KEY: run-time tokens cannot be stored (config tokens are served)");
     }
+    drop(users);
     let server = match Server::bind(addr, http, Arc::new(hub.clone())) {
         Ok(s) => Arc::new(s),
         Err(e) => {
@@ -233,8 +245,8 @@ fn serve(config: Config, config_path: PathBuf) -> ExitCode {
     let status = format!("serving {servers} MCP servers on http://{}/mcp", server.local_addr());
     notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
     if let Some(interval) = sd_notify::watchdog_enabled() {
-        let s = server.clone();
-        if let Err(e) = std::thread::Builder::new().name("watchdog".into()).spawn(move || watchdog(s, interval, stall_limit)) {
+        let (s, h) = (server.clone(), hub.clone());
+        if let Err(e) = std::thread::Builder::new().name("watchdog".into()).spawn(move || watchdog(s, h, interval)) {
             log::error!("cannot start the watchdog thread: {e}");
         }
     }

@@ -197,9 +197,27 @@ pub fn sanitize(v: &str, max: usize) -> String {
     out
 }
 
+/// A value for a `key=value` text log line: as it is when it holds no
+/// space, `=` or `"`, else quoted (`{:?}`), so a client's name cannot forge
+/// other fields of the line.
+pub fn field(v: &str) -> std::borrow::Cow<'_, str> {
+    if v.contains(|c: char| c.is_whitespace() || c == '=' || c == '"') {
+        std::borrow::Cow::Owned(format!("{v:?}"))
+    } else {
+        std::borrow::Cow::Borrowed(v)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_fields_cannot_forge_others() {
+        assert_eq!(field("echo"), "echo");
+        assert_eq!(field("x server=a user=admin"), r#""x server=a user=admin""#);
+        assert_eq!(field(r#"a"b"#), r#""a\"b""#);
+    }
 
     #[test]
     fn request_ids_are_validated_or_minted() {

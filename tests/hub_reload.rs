@@ -336,6 +336,35 @@ fn users_and_groups_apply_at_once() {
 }
 
 #[test]
+fn run_time_users_and_their_store_survive_a_users_reload() {
+    let a = mock(Era::Legacy, "one");
+    let servers = [("a", a.url.as_str())];
+    let (alice_key, bob_key) = (new_key(), new_key());
+    let user = |key: &str| json!({"keys": [format!("sha256:{}", key_digest(key))]});
+    let h = hub(&servers, json!({"users": {"alice": user(&alice_key)}}));
+    // A run-time user (users.json in the hub's state directory) made before the reload…
+    let users_before = h.hub.users();
+    users_before.create("carol", false, None).expect("run-time user");
+    let (carol_key, _) = users_before.issue_key("carol", None).expect("key");
+
+    let report = reload(&h, &servers, json!({"users": {"alice": user(&alice_key), "bob": user(&bob_key)}}));
+    assert_eq!(report.applied, vec!["users"]);
+    // … and one made after it through a handle taken before it: both kept,
+    // in memory and in the one store (the registry was reconfigured in place).
+    users_before.create("dave", false, None).expect("run-time user after the reload");
+    let users = h.hub.users();
+    for name in ["alice", "bob", "carol", "dave"] {
+        assert!(users.get(name).is_some(), "{name} after the reload");
+    }
+    assert!(users.authenticate(&carol_key).is_some(), "carol's key still opens the hub");
+    assert!(users.authenticate(&bob_key).is_some(), "bob from the reloaded file");
+    users.reload().expect("the state file reads back");
+    for name in ["carol", "dave"] {
+        assert!(users.get(name).is_some(), "{name} is in the state file");
+    }
+}
+
+#[test]
 fn with_redis_a_removed_servers_session_stays_for_its_return() {
     let redis = redis_util::RedisServer::start();
     let (a, b) = (mock(Era::Legacy, "one"), mock(Era::Legacy, "two"));

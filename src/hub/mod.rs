@@ -172,7 +172,7 @@ impl Hub {
     }
 
     /// The users (hub keys, service tokens, allowed servers); a reload that
-    /// changes `users`, `groups` or `allowAnonymous` replaces the registry.
+    /// changes `users`, `groups` or `allowAnonymous` reconfigures it in place.
     pub fn users(&self) -> crate::users::Users {
         self.inner.users.read().clone()
     }
@@ -372,9 +372,9 @@ impl Hub {
             "uri" => (None, None, info.name.as_deref()),
             _ => (info.name.as_deref(), None, None),
         };
-        let mut text = format!("request {} {}", info.id, info.method);
+        let mut text = format!("request {} {}", info.id, crate::trace::field(&info.method));
         if let Some(n) = &info.name {
-            text.push_str(&format!(" {name_key}={n}"));
+            text.push_str(&format!(" {name_key}={}", crate::trace::field(n)));
         }
         text.push_str(&format!(
             " server={} user={} status={}{} {ms}ms era={}",
@@ -656,7 +656,9 @@ fn note_request(method: &str, params: &Map<String, Value>) {
     let meta_str = |k: &str| meta.and_then(|m| m.get(k)).and_then(Value::as_str);
     crate::trace::note(|i| {
         i.method = crate::trace::sanitize(method, 64);
-        i.name = name.and_then(Value::as_str).map(|n| crate::trace::sanitize(n, 128));
+        // A URI's query and fragment may carry credentials: never logged.
+        let name = name.and_then(Value::as_str).map(|n| if n.contains("://") { n.split(['?', '#']).next().unwrap_or(n) } else { n });
+        i.name = name.map(|n| crate::trace::sanitize(n, 128));
         if i.traceparent.is_none() {
             if let Some(tp) = meta_str(crate::trace::META_TRACEPARENT).filter(|v| crate::trace::valid_traceparent(v)) {
                 i.traceparent = Some(tp.to_string());

@@ -60,6 +60,7 @@ pub const RESTART_ONLY: &[&str] = &[
     "redis",
     "sessionTtlSecs",
     "stateDir",
+    "drainTimeoutMs",
 ];
 
 /// The list changes announced to clients when the set of servers changed.
@@ -211,6 +212,7 @@ fn keep_restart_only(old: &Config, new: &mut Config) -> Vec<&'static str> {
         redis => "redis",
         session_ttl => "sessionTtlSecs",
         state_dir => "stateDir",
+        drain_timeout => "drainTimeoutMs",
     );
     changed
 }
@@ -293,7 +295,9 @@ impl Hub {
 
         // Registries that read the config.
         if old.users != new.users || old.allow_anonymous != new.allow_anonymous || known_servers(&old) != known_servers(&new) {
-            *self.inner.users.write() = crate::users::Users::open(&new, self.inner.redis.clone());
+            // In place: the backend, secret key, stored records and poll
+            // thread go on, serialized with admin changes.
+            self.inner.users.read().reconfigure(&new);
         }
         if old.rate_limits != new.rate_limits {
             *self.inner.limits.write() = Arc::new(crate::limits::RateLimits::new(&new.rate_limits, self.inner.redis.clone()));

@@ -208,18 +208,28 @@ struct State {
     loaded: bool,
 }
 
-struct Shared {
-    state: RwLock<State>,
+/// What the config file says (replaced in place on reload, [`Users::reconfigure`]).
+struct Settings {
     allow_anonymous: bool,
     config: Vec<UserConfig>,
     /// Server names a run-time user may be given.
     known_servers: Vec<String>,
+}
+
+struct Shared {
+    state: RwLock<State>,
+    settings: RwLock<Settings>,
     backend: Backend,
     secret: RwLock<Option<SecretKey>>,
     /// Unknown digests → when Redis's index was last asked about them.
     misses: Mutex<HashMap<String, Instant>>,
     /// Serializes changes and reloads on this instance.
     write: Mutex<()>,
+}
+
+/// The server names of `config` (served and skipped), which run-time users may be given.
+fn known_servers(config: &Config) -> Vec<String> {
+    config.servers.iter().map(|s| s.name.clone()).chain(config.skipped.iter().map(|s| s.name.clone())).collect()
 }
 
 /// The registry: users by name and by key digest. Cheap to clone.
@@ -250,9 +260,7 @@ impl Users {
             log::error!("{e}; run-time tokens cannot be stored or read");
             None
         });
-        let mut known: Vec<String> = config.servers.iter().map(|s| s.name.clone()).collect();
-        known.extend(config.skipped.iter().map(|s| s.name.clone()));
-        let users = Users::build(config.users.clone(), config.allow_anonymous, known, backend, secret);
+        let users = Users::build(config.users.clone(), config.allow_anonymous, known_servers(config), backend, secret);
         if let Err(e) = users.reload() {
             log::warn!("users: {e}");
         }
@@ -271,15 +279,24 @@ impl Users {
         Users {
             inner: Arc::new(Shared {
                 state: RwLock::new(state),
-                allow_anonymous,
-                config,
-                known_servers,
+                settings: RwLock::new(Settings { allow_anonymous, config, known_servers }),
                 backend,
                 secret: RwLock::new(secret),
                 misses: Mutex::new(HashMap::new()),
                 write: Mutex::new(()),
             }),
         }
+    }
+
+    /// Applies a reloaded config file's `users`, `groups`, `allowAnonymous`
+    /// and server names in place (SIGHUP, `Hub::reload`): the same backend,
+    /// secret key, stored records and poll thread go on, and changes made
+    /// through the admin API meanwhile are serialized with it (`write`).
+    pub fn reconfigure(&self, config: &Config) {
+        let _w = self.inner.write.lock();
+        *self.inner.settings.write() =
+            Settings { allow_anonymous: config.allow_anonymous, config: config.users.clone(), known_servers: known_servers(config) };
+        self.rederive();
     }
 
     /// Installs (or removes) the secret key and re-reads the stored tokens
@@ -307,7 +324,7 @@ impl Users {
 
     /// Whether requests without a key are served: no users at all, or `allowAnonymous`.
     pub fn anonymous_allowed(&self) -> bool {
-        self.inner.allow_anonymous || self.is_empty()
+        self.inner.settings.read().allow_anonymous || self.is_empty()
     }
 
     /// The user owning `key`, if it is a live key. A local map look-up; with
@@ -372,7 +389,7 @@ impl Users {
         let _w = self.inner.write.lock();
         let (records, version) = self.inner.backend.load()?;
         let secret = self.inner.secret.read().clone();
-        let (users, keys) = derive(&self.inner.config, &records, secret.as_ref());
+        let (users, keys) = derive(&self.inner.settings.read().config, &records, secret.as_ref());
         let mut state = self.inner.state.write();
         *state = State { users, keys, records, version, loaded: true };
         Ok(())
@@ -382,7 +399,7 @@ impl Users {
     fn rederive(&self) {
         let records = self.inner.state.read().records.clone();
         let secret = self.inner.secret.read().clone();
-        let (users, keys) = derive(&self.inner.config, &records, secret.as_ref());
+        let (users, keys) = derive(&self.inner.settings.read().config, &records, secret.as_ref());
         let mut state = self.inner.state.write();
         state.users = users;
         state.keys = keys;
@@ -427,8 +444,8 @@ impl Users {
         }
     }
 
-    fn config_user(&self, name: &str) -> Option<&UserConfig> {
-        self.inner.config.iter().find(|c| c.name == name)
+    fn config_user(&self, name: &str) -> Option<UserConfig> {
+        self.inner.settings.read().config.iter().find(|c| c.name == name).cloned()
     }
 
     /// Applies `change` to `name`'s record through the backend, then to the
@@ -454,7 +471,7 @@ impl Users {
             None => records.remove(name),
         };
         let secret = self.inner.secret.read().clone();
-        let (users, keys) = derive(&self.inner.config, &records, secret.as_ref());
+        let (users, keys) = derive(&self.inner.settings.read().config, &records, secret.as_ref());
         let mut state = self.inner.state.write();
         if version != 0 && version == state.version + 1 {
             state.version = version;
@@ -473,7 +490,7 @@ impl Users {
         let servers = match servers {
             None => None,
             Some(mut list) => {
-                if let Some(s) = list.iter().find(|s| !self.inner.known_servers.contains(s)) {
+                if let Some(s) = list.iter().find(|s| !self.inner.settings.read().known_servers.contains(s)) {
                     return Err(UsersError::Invalid(format!("'{s}' is not a server in mcpServers (give server names; groups are config-only)")));
                 }
                 list.sort();

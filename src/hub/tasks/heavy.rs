@@ -275,10 +275,14 @@ pub fn start(
         }
         st.gates.entry(server.clone()).or_default().queue.push_back(hub_id.clone());
         let task = run.task(&hub_id);
-        publish(hub, &hub_id, &run);
+        let mirror = Mirror::of(&hub_id, &run);
         st.runs.insert(hub_id.clone(), run);
-        task
+        (task, mirror)
     };
+    let (created, mirror) = created;
+    if let Some(m) = mirror {
+        m.publish(hub); // before the run starts: nothing can have cancelled it elsewhere
+    }
     let mut ctx = super::methods::call_context(down);
     ctx.deadline = now + ttl.min(MAX_RUN);
     ctx.call = Some(handle);
@@ -316,13 +320,27 @@ pub fn start(
     Response::json(200, &jsonrpc::result_response(&id, result))
 }
 
-/// Mirrors a modern run in the shared store (Redis), so another instance
-/// can answer `tasks/get` and `tasks/cancel` ([`super::shared`]). Legacy
-/// runs stay local: their owning client session is per instance.
-fn publish(hub: &Hub, id: &str, run: &Run) -> bool {
-    match (run.era, hub.redis()) {
-        (Era::Modern, Some(redis)) => super::shared::put(redis, id, &run.detailed(id), run.user.as_deref(), run.expires),
-        _ => true,
+/// A modern run's state to mirror in the shared store (Redis), so another
+/// instance can answer `tasks/get` and `tasks/cancel` ([`super::shared`]);
+/// taken under the runs' lock, written after it is released (a slow Redis
+/// never holds every task request). Legacy runs stay local: their owning
+/// client session is per instance.
+struct Mirror {
+    id: String,
+    task: Value,
+    user: Option<String>,
+    expires: Instant,
+}
+
+impl Mirror {
+    fn of(id: &str, run: &Run) -> Option<Mirror> {
+        (run.era == Era::Modern).then(|| Mirror { id: id.to_string(), task: run.detailed(id), user: run.user.clone(), expires: run.expires })
+    }
+
+    /// Writes it (without Redis: nothing to do); `false` when the stored
+    /// record says another instance cancelled the task meanwhile.
+    fn publish(&self, hub: &Hub) -> bool {
+        hub.redis().is_none_or(|redis| super::shared::put(redis, &self.id, &self.task, self.user.as_deref(), self.expires))
     }
 }
 
@@ -335,12 +353,18 @@ fn settle(hub: &Hub, id: &str, status: &'static str, message: Option<String>, ou
     run.message = message;
     run.outcome = Some(outcome);
     run.updated_at = now_iso();
-    if !publish(hub, id, run) {
-        // Cancelled through another instance meanwhile: that stands.
-        mark_cancelled(run);
-    }
     notify(hub, id, run);
     runs.changed.notify_all();
+    let Some(mirror) = Mirror::of(id, run) else { return };
+    drop(st);
+    if !mirror.publish(hub) {
+        // Cancelled through another instance meanwhile: that stands.
+        let mut st = runs.state.lock();
+        if let Some(run) = st.runs.get_mut(id) {
+            mark_cancelled(run);
+            runs.changed.notify_all();
+        }
+    }
 }
 
 /// Marks a run cancelled and cuts its upstream call.
@@ -365,6 +389,7 @@ fn run_task(
     let era = runs.state.lock().runs.get(id).map_or(Era::Legacy, |r| r.era);
     let server = upstream.name().to_string();
     // Wait for a turn in the server's task queue (first come, first served).
+    let mut running = None;
     {
         let mut st = runs.state.lock();
         loop {
@@ -383,16 +408,7 @@ fn run_task(
                 if let Some(run) = st.runs.get_mut(id) {
                     run.message = Some("Running".into());
                     run.updated_at = now_iso();
-                    if !publish(hub, id, run) {
-                        mark_cancelled(run); // cancelled through another instance
-                    }
-                }
-                if st.runs.get(id).is_some_and(Run::terminal) {
-                    if let Some(g) = st.gates.get_mut(&server) {
-                        g.running = g.running.saturating_sub(1);
-                    }
-                    runs.changed.notify_all();
-                    return;
+                    running = Mirror::of(id, run);
                 }
                 break;
             }
@@ -406,6 +422,18 @@ fn run_task(
             }
             runs.changed.wait_until(&mut st, ctx.deadline);
         }
+    }
+    if running.is_some_and(|m| !m.publish(hub)) {
+        // Cancelled through another instance before it ran: give the slot back.
+        let mut st = runs.state.lock();
+        if let Some(run) = st.runs.get_mut(id) {
+            mark_cancelled(run);
+        }
+        if let Some(g) = st.gates.get_mut(&server) {
+            g.running = g.running.saturating_sub(1);
+        }
+        runs.changed.notify_all();
+        return;
     }
     let reply = upstream.request("tools/call", params, ctx, extra_headers, &mut |_| {});
     {
@@ -482,10 +510,14 @@ pub fn handle(hub: &Hub, down: &Downstream, id: &Value, method: &str, task_id: &
                 return Some(reply(id, Err(e)));
             }
             mark_cancelled(run);
-            publish(hub, task_id, run);
             notify(hub, task_id, run);
             let task = run.task(task_id);
+            let mirror = Mirror::of(task_id, run);
             runs.changed.notify_all();
+            drop(st);
+            if let Some(m) = mirror {
+                m.publish(hub); // a cancellation is always written
+            }
             log::info!("hub task {task_id} cancelled by its client");
             Some(reply(id, Ok(if era == Era::Modern { shape_result(Era::Modern, json!({})) } else { task })))
         }
