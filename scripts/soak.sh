@@ -130,6 +130,19 @@ T0=$(date +%s)
 echo "events:"
 event "mcphub-load started (pid $LOAD_PID); hub pid $HUB1_PID, VmRSS ${RSS1_START} kB"
 
+# The hub's VmRSS every SOAK_RSS_EVERY s (whichever hub process runs), so a
+# leak shows as a trend, not just as two end points.
+SOAK_RSS_EVERY=${SOAK_RSS_EVERY:-30}
+(
+  while kill -0 "$LOAD_PID" 2>/dev/null; do
+    sleep "$SOAK_RSS_EVERY"
+    for p in $(pgrep -f -- "serve --config $RUN/hub.json" || true); do
+      printf '%s %s %s\n' "$(($(date +%s) - T0))" "$p" "$(rss_kb "$p")" >>"$RUN/rss.log"
+    done
+  done
+) &
+RSS_SAMPLER=$!
+
 # until SECS: sleep until T0+SECS, or return 1 at once if mcphub-load has ended.
 until_t() {
   while [ "$(($(date +%s) - T0))" -lt "$1" ]; do
@@ -188,6 +201,7 @@ until_t $((SOAK_SECS + 120)) && { event "mcphub-load still running 120 s after i
 wait "$LOAD_PID"
 LOAD_RC=$?
 event "mcphub-load ended (exit $LOAD_RC)"
+kill "$RSS_SAMPLER" 2>/dev/null; wait "$RSS_SAMPLER" 2>/dev/null || true
 RSS_END=$(rss_kb "$HUB_PID")
 kill -0 "$HUB_PID" 2>/dev/null || { echo "soak: the hub exited during the run; its log ends:" >&2; tail -n 20 "$RUN/$([ "$HUB_PID" = "$HUB1_PID" ] && echo hub || echo hub2).log" >&2; exit 1; }
 MOCK2_STATS=$(stats_json "$P_MOCK")
@@ -224,6 +238,10 @@ if [ "$HUB_PID" = "$HUB1_PID" ]; then
   echo "hub VmRSS: start=${RSS1_START} kB end=${RSS_END} kB"
 else
   echo "hub VmRSS: first process start=${RSS1_START} kB before SIGTERM=${RSS1_END} kB; second process start=${RSS2_START} kB end=${RSS_END} kB"
+fi
+if [ -s "$RUN/rss.log" ]; then
+  echo "hub VmRSS every ${SOAK_RSS_EVERY} s (t: kB, per process):"
+  awk '{ if ($2 != pid) { if (line != "") print line; pid = $2; line = "  pid " $2 ":" } line = line " " $1 "s=" $3 } END { if (line != "") print line }' "$RUN/rss.log"
 fi
 for h in hub hub2; do
   [ -f "$RUN/$h.log" ] || continue
