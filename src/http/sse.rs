@@ -128,9 +128,13 @@ impl StreamShared {
         };
         if let Some(mut sock) = sock {
             if self.chunked && !self.is_gone() {
+                // Past the deadline a stuck client gets one short try (10 ms):
+                // streams are ended one after another, and hundreds of
+                // clients that stopped reading must not add up to a stop
+                // slower than the service manager's TimeoutStopSec.
                 let budget = deadline
                     .saturating_duration_since(Instant::now())
-                    .clamp(Duration::from_millis(100), self.write_budget.max(Duration::from_millis(100)));
+                    .clamp(Duration::from_millis(10), self.write_budget.max(Duration::from_millis(10)));
                 if let Err(e) = super::server::write_all_budget(&mut sock, b"0\r\n\r\n", budget) {
                     log::debug!("sse: terminal chunk at shutdown: {e}");
                 }
