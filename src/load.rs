@@ -495,9 +495,9 @@ fn client_thread(
 
 /// Resolves without ureq's resolver thread: ureq spawns one per lookup
 /// whenever a timeout covers the resolve phase (shared/notes/http-layer.md);
-/// loopback IP literals never reach DNS anyway.
+/// loopback IP literals never reach DNS anyway. (Also `mcphub-forward`'s.)
 #[derive(Debug, Default)]
-struct UntimedResolver(DefaultResolver);
+pub struct UntimedResolver(DefaultResolver);
 
 impl Resolver for UntimedResolver {
     fn resolve(&self, uri: &ureq::http::Uri, config: &ureq::config::Config, timeout: NextTimeout) -> Result<ResolvedSocketAddrs, ureq::Error> {

@@ -31,8 +31,8 @@ use std::time::Duration;
 use clap::Parser;
 use mcphub::http::{Body, Handler, Request, Response, Server, ServerConfig};
 use serde_json::json;
-use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
-use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+use mcphub::load::UntimedResolver;
+use ureq::unversioned::transport::DefaultConnector;
 
 /// Request headers passed upstream (compared case-insensitively).
 const REQUEST_HEADERS: [&str; 7] =
@@ -63,18 +63,6 @@ struct Args {
     /// Budget of one upstream exchange in milliseconds, answer body included.
     #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
     timeout_ms: u64,
-}
-
-/// Resolves without ureq's resolver thread (it spawns one per lookup when a
-/// timeout covers the resolve phase; shared/notes/http-layer.md).
-#[derive(Debug, Default)]
-struct UntimedResolver(DefaultResolver);
-
-impl Resolver for UntimedResolver {
-    fn resolve(&self, uri: &ureq::http::Uri, config: &ureq::config::Config, timeout: NextTimeout) -> Result<ResolvedSocketAddrs, ureq::Error> {
-        let untimed = NextTimeout { per_read: timeout.per_read, per_write: timeout.per_write, ..NextTimeout::default() };
-        self.0.resolve(uri, config, untimed)
-    }
 }
 
 struct Forward {
