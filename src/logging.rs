@@ -193,11 +193,21 @@ fn now_ms() -> u64 {
 }
 
 /// `ms` (Unix time in ms) as RFC 3339 UTC with milliseconds,
-/// e.g. `2026-07-28T10:00:00.123Z` (proleptic Gregorian, days-from-civil).
+/// e.g. `2026-07-28T10:00:00.123Z`.
 pub fn rfc3339(ms: u64) -> String {
-    let secs = ms / 1000;
+    stamp(ms / 1000, Some(ms % 1000))
+}
+
+/// `t` as RFC 3339 UTC in whole seconds, e.g. `2025-11-25T10:30:00Z` (task
+/// timestamps; a time before 1970 counts as 1970).
+pub fn rfc3339_seconds(t: std::time::SystemTime) -> String {
+    stamp(t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()), None)
+}
+
+/// The one civil-date formatter (proleptic Gregorian; Howard Hinnant's
+/// civil_from_days): `secs` since the Unix epoch, with `.mmm` when `millis`.
+fn stamp(secs: u64, millis: Option<u64>) -> String {
     let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Howard Hinnant's civil_from_days.
     let z = days as i64 + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -207,7 +217,11 @@ pub fn rfc3339(ms: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, ms % 1000)
+    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    match millis {
+        Some(ms) => format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{ms:03}Z"),
+        None => format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}Z"),
+    }
 }
 
 #[cfg(test)]

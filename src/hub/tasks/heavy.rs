@@ -155,9 +155,7 @@ pub struct Runs {
 
 /// RFC 3339 UTC timestamp (`2025-11-25T10:30:00Z`, whole seconds) of now.
 pub(super) fn now_iso() -> String {
-    let ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-    let stamp = crate::logging::rfc3339(ms); // `…T10:30:00.123Z`
-    format!("{}Z", &stamp[..19])
+    crate::logging::rfc3339_seconds(SystemTime::now())
 }
 
 /// Whether this `tools/call` becomes a hub-run task (pure over its inputs):
