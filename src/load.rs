@@ -860,9 +860,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_backoff_doubles_while_the_server_is_unreachable_and_resets_on_an_answer() {
-        let cfg = LoadConfig {
+    /// One client against a closed port, 1 s per call.
+    fn one_client() -> LoadConfig {
+        LoadConfig {
             url: "http://127.0.0.1:1/mcp".into(),
             key: None,
             concurrency: 1,
@@ -872,7 +872,12 @@ mod tests {
             rounds: None,
             era: Era::Legacy,
             timeout: Duration::from_secs(1),
-        };
+        }
+    }
+
+    #[test]
+    fn the_backoff_doubles_while_the_server_is_unreachable_and_resets_on_an_answer() {
+        let cfg = one_client();
         let mut c = Client::new(Arc::new(cfg));
         let mut seen = Vec::new();
         for _ in 0..7 {
@@ -900,17 +905,7 @@ mod tests {
 
     #[test]
     fn bad_settings_name_the_option() {
-        let good = LoadConfig {
-            url: "http://127.0.0.1:1/mcp".into(),
-            key: None,
-            concurrency: 1,
-            tool: "echo".into(),
-            arguments: json!({}),
-            duration: None,
-            rounds: None,
-            era: Era::Legacy,
-            timeout: Duration::from_secs(1),
-        };
+        let good = one_client();
         assert!(good.validate().is_ok());
         let msg = |c: LoadConfig| c.validate().unwrap_err().to_string();
         assert!(msg(LoadConfig { concurrency: 0, ..good.clone() }).contains("--concurrency"));
