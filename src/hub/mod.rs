@@ -372,18 +372,23 @@ impl Hub {
             "uri" => (None, None, info.name.as_deref()),
             _ => (info.name.as_deref(), None, None),
         };
-        let mut text = format!("request {} {}", info.id, crate::trace::field(&info.method));
+        // One buffer for the whole line (this runs once per request).
+        use std::fmt::Write as _;
+        let mut text = String::with_capacity(160);
+        let _ = write!(text, "request {} {}", info.id, crate::trace::field(&info.method));
         if let Some(n) = &info.name {
-            text.push_str(&format!(" {name_key}={}", crate::trace::field(n)));
+            let _ = write!(text, " {name_key}={}", crate::trace::field(n));
         }
-        text.push_str(&format!(
-            " server={} user={} status={}{} {ms}ms era={}",
+        let _ = write!(
+            text,
+            " server={} user={} status={status}",
             info.server.as_deref().unwrap_or("-"),
-            info.user.as_deref().unwrap_or("-"),
-            status,
-            rpc_code.map(|c| format!(" rpc={c}")).unwrap_or_default(),
-            info.era
-        ));
+            info.user.as_deref().unwrap_or("-")
+        );
+        if let Some(c) = rpc_code {
+            let _ = write!(text, " rpc={c}");
+        }
+        let _ = write!(text, " {ms}ms era={}", info.era);
         log::info!(
             target: crate::logging::REQUEST_TARGET,
             request_id = info.id.as_str(),
