@@ -33,52 +33,64 @@ pub const MIN_LEN: usize = 6;
 /// its answers. `Debug` prints only how many there are.
 #[derive(Clone, Default)]
 pub struct Injected {
-    /// Every form to remove (see the module doc), longest first, each ≥ [`MIN_LEN`].
-    forms: Vec<String>,
+    /// The injected values, each ≥ [`MIN_LEN`].
+    values: Vec<String>,
+    /// Every form to remove (see the module doc), longest first, each ≥
+    /// [`MIN_LEN`]: computed on the first scrub, so a call that meets no
+    /// error (most of them) pays only for copying its values.
+    forms: std::sync::OnceLock<Vec<String>>,
 }
 
 impl std::fmt::Debug for Injected {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Injected({} forms)", self.forms.len())
+        write!(f, "Injected({} values)", self.values.len())
     }
 }
 
 impl Injected {
-    /// The forms of `values` (short and empty ones skipped, duplicates once).
+    /// The values to remove (short and empty ones skipped); their forms are
+    /// derived when first needed.
     pub fn new<'a>(values: impl IntoIterator<Item = &'a str>) -> Injected {
-        let mut forms = Vec::new();
-        for v in values.into_iter().filter(|v| v.len() >= MIN_LEN) {
-            forms.push(v.to_string());
-            forms.push(percent_encode(v));
-            if let Ok(json) = serde_json::to_string(v) {
-                forms.push(json[1..json.len() - 1].to_string());
+        let values = values.into_iter().filter(|v| v.len() >= MIN_LEN).map(str::to_string).collect();
+        Injected { values, forms: std::sync::OnceLock::new() }
+    }
+
+    fn forms(&self) -> &[String] {
+        self.forms.get_or_init(|| {
+            let mut forms = Vec::new();
+            for v in &self.values {
+                forms.push(v.clone());
+                forms.push(percent_encode(v));
+                if let Ok(json) = serde_json::to_string(v) {
+                    forms.push(json[1..json.len() - 1].to_string());
+                }
+                let b = v.as_bytes();
+                forms.push(base64::engine::general_purpose::STANDARD.encode(b));
+                forms.push(base64::engine::general_purpose::STANDARD_NO_PAD.encode(b));
+                forms.push(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b));
             }
-            let b = v.as_bytes();
-            forms.push(base64::engine::general_purpose::STANDARD.encode(b));
-            forms.push(base64::engine::general_purpose::STANDARD_NO_PAD.encode(b));
-            forms.push(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b));
-        }
-        forms.retain(|f| f.len() >= MIN_LEN);
-        forms.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
-        forms.dedup();
-        Injected { forms }
+            forms.retain(|f| f.len() >= MIN_LEN);
+            forms.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+            forms.dedup();
+            forms
+        })
     }
 
     /// Whether there is nothing to remove.
     pub fn is_empty(&self) -> bool {
-        self.forms.is_empty()
+        self.values.is_empty()
     }
 
     /// `text` with every injected value replaced by [`MASK`].
     pub fn scrub(&self, text: &str) -> String {
         let mut out = text.to_string();
-        for f in &self.forms {
+        for f in self.forms() {
             if out.contains(f.as_str()) {
                 out = out.replace(f.as_str(), MASK);
             }
         }
         // A cut-off value at the very end (an excerpt ends mid-token).
-        for f in &self.forms {
+        for f in self.forms() {
             let tail = (MIN_LEN..f.len()).rev().find(|&n| out.ends_with(&f[..n]) && f.is_char_boundary(n));
             if let Some(n) = tail {
                 out.truncate(out.len() - n);
@@ -91,7 +103,7 @@ impl Injected {
     /// [`Injected::scrub`] on every string (not key) inside `value`.
     pub fn scrub_value(&self, value: &mut Value) {
         match value {
-            Value::String(s) if self.forms.iter().any(|f| s.contains(f.as_str()) || ends_with_prefix(s, f)) => *s = self.scrub(s),
+            Value::String(s) if self.forms().iter().any(|f| s.contains(f.as_str()) || ends_with_prefix(s, f)) => *s = self.scrub(s),
             Value::Array(items) => items.iter_mut().for_each(|v| self.scrub_value(v)),
             Value::Object(map) => map.values_mut().for_each(|v| self.scrub_value(v)),
             _ => {}
