@@ -535,13 +535,7 @@ impl Upstream {
                 _ => return Err(UpstreamError::MissingToken { server: self.config.name.clone(), tokens: missing }),
             };
             let token = |n: &str| user.token(n).map(|t| t.expose()).unwrap_or_default();
-            for (h, template) in &self.config.user_headers {
-                let mut value = template.clone();
-                for t in &self.config.user_tokens {
-                    value = value.replace(&format!("${{user.{t}}}"), token(t));
-                }
-                headers.push((h.clone(), crate::users::Secret::new(value)));
-            }
+            headers.extend(self.user_headers(user));
             let injected: Vec<(&str, &str)> = self.config.user_tokens.iter().map(|t| (t.as_str(), token(t))).collect();
             context_key = Some(crate::store::context_key(&injected));
         }
@@ -549,6 +543,20 @@ impl Upstream {
             headers.push(("X-MCPHub-User".to_string(), crate::users::Secret::new(u.name.clone())));
         }
         Ok(Credentials { headers, context_key: context_key.unwrap_or_else(|| "shared".to_string()) })
+    }
+
+    /// This server's `${user.NAME}` header templates filled with `user`'s
+    /// tokens (a token not set fills in as empty).
+    fn user_headers(&self, user: &crate::users::User) -> Vec<(String, crate::users::Secret)> {
+        let token = |n: &str| user.token(n).map(|t| t.expose()).unwrap_or_default();
+        let fill = |template: &String| {
+            let mut value = template.clone();
+            for t in &self.config.user_tokens {
+                value = value.replace(&format!("${{user.{t}}}"), token(t));
+            }
+            value
+        };
+        self.config.user_headers.iter().map(|(h, template)| (h.clone(), crate::users::Secret::new(fill(template)))).collect()
     }
 
     /// Every value a request of `ctx` to this server carries that the hub
@@ -564,11 +572,17 @@ impl Upstream {
                 values.push(credential.trim());
             }
         }
-        let creds = self.credentials(ctx).ok();
-        if let Some(user) = ctx.user.as_deref() {
-            values.extend(self.config.user_tokens.iter().filter_map(|t| user.token(t)).map(|t| t.expose()));
+        let filled = match ctx.user.as_deref() {
+            Some(user) if self.needs_user_tokens() => {
+                values.extend(self.config.user_tokens.iter().filter_map(|t| user.token(t)).map(|t| t.expose()));
+                self.user_headers(user)
+            }
+            _ => Vec::new(),
+        };
+        values.extend(filled.iter().map(|(_, v)| v.expose()));
+        if let (true, Some(u)) = (self.config.forward_user, ctx.user.as_deref()) {
+            values.push(&u.name);
         }
-        values.extend(creds.iter().flat_map(|c| c.headers.iter().map(|(_, v)| v.expose())));
         scrub::Injected::new(values)
     }
 
