@@ -141,3 +141,47 @@ fn a_redis_back_empty_is_an_error_with_the_counts_and_resurrects_nothing() {
     assert_eq!(v["store"]["usersLost"]["servedFromMemory"], 0, "{v}");
     assert_eq!(v["store"]["usersLost"]["users"], 1, "the count of what was lost stays: {v}");
 }
+
+#[test]
+fn without_config_users_a_keyless_request_is_503_until_the_store_is_read_then_a_runtime_user_requires_a_key() {
+    let mut redis = RedisServer::start();
+    let admin_token = new_key();
+    let config = json!({"redis": {"url": redis.url()}, "adminToken": admin_token, "mcpServers": {}});
+    let mut first = HubProcess::start("keyless-1", &config);
+    let r = call(&first, &admin_token, "POST", "/api/admin/users", Some(json!({"name": "bob"})));
+    assert_eq!(r.status, 201, "{}", r.text);
+    first.terminate();
+    let saved: Vec<(String, String)> =
+        ["mcp:user:bob", "mcp:users:version"].iter().map(|k| (k.to_string(), redis.cli(&["GET", k]))).collect();
+    assert!(saved[0].1.contains("\"bob\""), "bob's record: {saved:?}");
+    redis.stop();
+
+    // Redis down at start, no users in the file: bob may exist, so no key is not "anonymous".
+    let second = HubProcess::start("keyless-2", &config);
+    let keyless = || send("POST", &second.url(), &[JSON, hub_util::ACCEPT], &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}).to_string());
+    let r = keyless();
+    assert_eq!(r.status, 503, "no key while run-time users cannot be read: {}", r.text);
+    assert_eq!(r.header("retry-after"), Some("2"));
+    assert!(r.text.contains("user store") && r.text.contains("whether one is needed"), "{}", r.text);
+
+    // Redis back with bob: a key is required (401), not 200 anonymous.
+    redis.restart();
+    for (k, v) in &saved {
+        redis.cli(&["SET", k, v]);
+    }
+    redis.cli(&["SADD", "mcp:users", "bob"]);
+    let r = wait_for("the key-less request to be decided once Redis answers", || Some(keyless()).filter(|r| r.status != 503));
+    assert_eq!(r.status, 401, "bob exists: a key is required: {}", r.text);
+    assert!(r.text.contains("an MCPHub key is required"), "{}", r.text);
+}
+
+#[test]
+fn without_any_users_a_keyless_request_is_served_once_the_empty_store_is_read() {
+    let redis = RedisServer::start();
+    let hub = HubProcess::start("keyless-empty", &json!({"redis": {"url": redis.url()}, "mcpServers": {}}));
+    let body = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let r = wait_for("the empty store to be read", || Some(send("POST", &hub.url(), &[JSON, hub_util::ACCEPT], &body.to_string())).filter(|r| r.status != 503));
+    assert_eq!(r.status, 200, "no users anywhere: served without a key: {}", r.text);
+}

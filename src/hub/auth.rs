@@ -24,7 +24,9 @@ pub enum Refusal {
     /// `Authorization` with a scheme other than Bearer.
     WrongScheme,
     /// A key this instance does not know while the user store (Redis)
-    /// cannot be read: it may be a run-time user's (issue 14 hole 8). 503.
+    /// cannot be read: it may be a run-time user's; or no key while the
+    /// store has not been read since the start and the config file has no
+    /// users, so whether a key is needed cannot be told (issue 14 hole 8). 503.
     StoreUnavailable,
 }
 
@@ -50,7 +52,7 @@ impl Refusal {
                  or as '?key=mcphub_…' on the URL."
             }
             Refusal::StoreUnavailable => {
-                "Service unavailable: the MCPHub user store (Redis) cannot be read, so this key cannot be checked now. \
+                "Service unavailable: the MCPHub user store (Redis) cannot be read, so MCPHub cannot check keys (or whether one is needed) now. \
                  Retry shortly; if it lasts, ask your MCPHub admin to check Redis."
             }
         }
@@ -92,8 +94,11 @@ pub fn authenticate(hub: &Hub, req: &Request) -> Result<Option<Arc<User>>, Refus
             Ok(None) => Err(Refusal::Unknown),
             Err(_) => Err(Refusal::StoreUnavailable),
         },
-        _ if hub.users().anonymous_allowed() => Ok(None),
-        _ => Err(Refusal::Missing),
+        _ => match hub.users().anonymous_access() {
+            Ok(true) => Ok(None),
+            Ok(false) => Err(Refusal::Missing),
+            Err(_) => Err(Refusal::StoreUnavailable),
+        },
     }
 }
 

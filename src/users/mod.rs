@@ -404,6 +404,27 @@ impl Users {
         self.inner.settings.read().allow_anonymous || self.is_empty()
     }
 
+    /// Whether a request without a key is served: `Ok(true)` with
+    /// `allowAnonymous` or when there are no users at all, `Ok(false)` when
+    /// some user exists. `Err(Unavailable)` when the config file has no users
+    /// and the Redis user store has not been read since the start: run-time
+    /// users may exist, so "no users" cannot be told — the caller answers
+    /// 503 + `Retry-After` rather than serve the request anonymously
+    /// (issue 14 hole 8).
+    pub fn anonymous_access(&self) -> Result<bool, PersistError> {
+        if self.inner.settings.read().allow_anonymous {
+            return Ok(true);
+        }
+        let state = self.inner.state.read();
+        if !state.users.is_empty() {
+            return Ok(false);
+        }
+        if !state.loaded && matches!(self.inner.backend, Backend::Redis(_)) {
+            return Err(PersistError::Unavailable("run-time users may exist and cannot be read".into()));
+        }
+        Ok(true)
+    }
+
     /// The user owning `key`, if it is a live key. A local map look-up; with
     /// Redis, a digest unknown here is looked up in `mcp:user-key:{digest}`
     /// at most once per [`RELOAD_INTERVAL`] (a key just issued on another
