@@ -355,13 +355,15 @@ fn read<T: serde::de::DeserializeOwned>(value: Value, at: &[&str]) -> Result<(T,
     }
     refuse_arrays(&value, &at_path)?;
     let mut unknown = Vec::new();
+    // Read through a reference: `value` stays whole for the error path
+    // (naming the offending number) without a copy on every load.
     let result = {
         let mut note = |path: serde_ignored::Path| {
             let mut segments: Vec<String> = at.iter().map(|s| s.to_string()).collect();
             path_segments(&path, &mut segments);
             unknown.push(segments);
         };
-        serde_path_to_error::deserialize(serde_ignored::Deserializer::new(value.clone(), &mut note))
+        serde_path_to_error::deserialize(serde_ignored::Deserializer::new(&value, &mut note))
     };
     match result {
         Ok(t) => Ok((t, unknown)),

@@ -9,109 +9,57 @@ mod hub_util;
 use hub_util::*;
 use mcphub::users::{key_digest, new_key};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::io::Write;
 
 const USER_TOKEN: &str = "ghp_aliceScrubToken0001";
 const ENV_VALUE: &str = "sk_static_scrub_value_42";
 
-/// A modern upstream that repeats its `Authorization` and `X-Api-Key` header lines (as received, lower-cased)
-/// in every kind of error. Tools: `echo401`, `echorpc`, `echosse`,
-/// `echotool`. Stopped on drop.
-struct Echo {
-    url: String,
-    stop: Arc<AtomicBool>,
-}
-
-impl Drop for Echo {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
-}
-
-/// `refuse_all`: every request (a legacy `initialize` first) is the echoing 401.
-fn echo_upstream(refuse_all: bool) -> Echo {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
-    let stop = Arc::new(AtomicBool::new(false));
-    let stopped = stop.clone();
-    std::thread::spawn(move || {
-        while !stopped.load(Ordering::SeqCst) {
-            let Ok((stream, _)) = listener.accept() else {
-                std::thread::sleep(Duration::from_millis(10));
-                continue;
-            };
-            std::thread::spawn(move || serve(stream, refuse_all));
-        }
-    });
-    Echo { url, stop }
-}
-
-fn serve(stream: std::net::TcpStream, refuse_all: bool) {
-    stream.set_nonblocking(false).ok();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut out = stream;
-    loop {
-        let (mut len, mut seen) = (0usize, Vec::new());
-        let mut line = String::new();
-        loop {
-            line.clear();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            if line == "\r\n" {
-                break;
-            }
-            let lower = line.to_ascii_lowercase();
-            if let Some(v) = lower.strip_prefix("content-length:") {
-                len = v.trim().parse().unwrap_or(0);
-            }
-            if lower.starts_with("authorization:") || lower.starts_with("x-api-key:") {
-                seen.push(line.trim_end().to_string());
-            }
-        }
-        let mut body = vec![0; len];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+/// A modern upstream that repeats its `Authorization` and `X-Api-Key` header
+/// lines (as received) in every kind of error. Tools: `echo401`, `echorpc`,
+/// `echosse`, `echotool`. `refuse_all`: every request (a legacy `initialize`
+/// first) is the echoing 401. Stopped on drop.
+fn echo_upstream(refuse_all: bool) -> FakeUpstream {
+    fake_upstream_with_headers(move |headers, body, out, _| {
+        let heard = headers
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("authorization") || name.eq_ignore_ascii_case("x-api-key"))
+            .map(|(name, value)| format!("{name}: {value}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let req: Value = serde_json::from_str(body).unwrap_or(Value::Null);
         let (id, method) = (req["id"].clone(), req["method"].as_str().unwrap_or(""));
-        let heard = seen.join("; ");
         let reply = |out: &mut std::net::TcpStream, status: &str, ctype: &str, body: String| {
             let _ = write!(out, "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\r\n{body}", body.len());
         };
         let rpc = |v: Value| json!({"jsonrpc": "2.0", "id": id, "result": v}).to_string();
         match (method, req.pointer("/params/name").and_then(Value::as_str)) {
-            _ if refuse_all => reply(&mut out, "401 Unauthorized", "text/plain", format!("initialize refused: {heard}")),
+            _ if refuse_all => reply(out, "401 Unauthorized", "text/plain", format!("initialize refused: {heard}")),
             ("tools/list", _) => {
                 let tools: Vec<Value> =
                     ["echo401", "echorpc", "echosse", "echotool"].iter().map(|n| json!({"name": n, "inputSchema": {"type": "object"}})).collect();
-                reply(&mut out, "200 OK", "application/json", rpc(json!({"tools": tools})));
+                reply(out, "200 OK", "application/json", rpc(json!({"tools": tools})));
             }
-            ("tools/call", Some("echo401")) => reply(&mut out, "401 Unauthorized", "text/plain", format!("invalid credentials: {heard}")),
+            ("tools/call", Some("echo401")) => reply(out, "401 Unauthorized", "text/plain", format!("invalid credentials: {heard}")),
             ("tools/call", Some("echorpc")) => {
                 let e = json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32000, "message": format!("rejected {heard}"), "data": {"got": heard}}});
-                reply(&mut out, "200 OK", "application/json", e.to_string());
+                reply(out, "200 OK", "application/json", e.to_string());
             }
             ("tools/call", Some("echosse")) => {
                 let e = json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32000, "message": format!("stream rejected {heard}")}});
                 let _ = write!(out, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\nevent: message\ndata: {e}\n\n");
-                return;
+                // The stream ends with the connection.
+                let _ = out.shutdown(std::net::Shutdown::Both);
             }
             ("tools/call", Some("echotool")) => {
                 let r = json!({"isError": true, "content": [{"type": "text", "text": format!("the API refused {heard}")}]});
-                reply(&mut out, "200 OK", "application/json", rpc(r));
+                reply(out, "200 OK", "application/json", rpc(r));
             }
             _ => {
                 let e = json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601, "message": "Method not found"}});
-                reply(&mut out, "200 OK", "application/json", e.to_string());
+                reply(out, "200 OK", "application/json", e.to_string());
             }
         }
-    }
+    })
 }
 
 fn get(url: &str) -> String {

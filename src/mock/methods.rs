@@ -103,47 +103,11 @@ impl MockServer {
         result
     }
 
-    /// With [`MockServer::enable_caller_lists`], the item naming the caller
-    /// that a list of `field` gains.
-    fn caller_item(&self, ctx: &Ctx<'_>, field: &str) -> Option<Value> {
-        if !self.caller_lists() {
-            return None;
-        }
-        let sha = ctx.authorization.map(short_sha).unwrap_or_else(|| "anonymous".into());
-        Some(match field {
-            "tools" => json!({"name": format!("caller_{sha}"), "description": format!("Listed for caller {sha}."),
-                              "inputSchema": {"type": "object", "properties": {}}}),
-            "prompts" => json!({"name": format!("caller_{sha}"), "description": format!("Listed for caller {sha}.")}),
-            "resources" => json!({"uri": format!("mock://caller/{sha}"), "name": format!("caller_{sha}")}),
-            _ => json!({"uriTemplate": format!("mock://caller/{sha}/{{x}}"), "name": format!("caller_{sha}")}),
-        })
-    }
-
     /// Runs one JSON-RPC request. Unknown method → -32601, bad params → -32602.
     pub(crate) fn dispatch(&self, ctx: &Ctx<'_>, method: &str, params: Option<&Value>) -> Reply {
         if let Some(cred) = ctx.credential {
             return self.reflect_dispatch(ctx, cred, method, params);
         }
-        let reply = self.dispatch_plain(ctx, method, params);
-        let field = match method {
-            "tools/list" => "tools",
-            "prompts/list" => "prompts",
-            "resources/list" => "resources",
-            "resources/templates/list" => "resourceTemplates",
-            _ => return reply,
-        };
-        match (reply, self.caller_item(ctx, field)) {
-            (Reply::Result(mut result), Some(item)) => {
-                if let Some(list) = result.get_mut(field).and_then(Value::as_array_mut) {
-                    list.push(item);
-                }
-                Reply::Result(result)
-            }
-            (reply, _) => reply,
-        }
-    }
-
-    fn dispatch_plain(&self, ctx: &Ctx<'_>, method: &str, params: Option<&Value>) -> Reply {
         let empty = Map::new();
         let params = match params {
             None | Some(Value::Null) => &empty,
@@ -314,12 +278,6 @@ impl MockServer {
         if self.has_conformance_fixtures() && conformance::TOOL_NAMES.contains(&name) {
             self.count_tool(name);
             return conformance::call(name, args, params, ctx.modern);
-        }
-        if self.caller_lists() && name.starts_with("caller_") {
-            let sha = ctx.authorization.map(short_sha).unwrap_or_else(|| "anonymous".into());
-            if name == format!("caller_{sha}") {
-                return Reply::Result(text_result(format!("{}: caller {sha}", self.config().name)));
-            }
         }
         if !TOOL_NAMES.contains(&name) {
             return invalid(format!("unknown tool: {name}"));

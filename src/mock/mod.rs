@@ -231,8 +231,6 @@ struct Inner {
     listen: listen::Streams,
     /// Tasks (see [`tasks`]).
     tasks: tasks::TaskStore,
-    /// Lists name their caller ([`MockServer::enable_caller_lists`]).
-    caller_lists: std::sync::atomic::AtomicBool,
     /// Reflect mode's state (see [`reflect`]).
     reflect: reflect::State,
 }
@@ -410,27 +408,9 @@ impl MockServer {
                 replay: Mutex::new((HashMap::new(), VecDeque::new())),
                 listen: listen::Streams::default(),
                 tasks: tasks::TaskStore::from_env(),
-                caller_lists: std::sync::atomic::AtomicBool::new(false),
                 reflect: reflect::State::default(),
             }),
         }
-    }
-
-    /// A minimal credential-dependent mode for the list-cache tests (issue
-    /// 14; off by default): every list gains one item naming its caller,
-    /// `caller_<sha>` (tools, prompts), `mock://caller/<sha>` (resources),
-    /// `mock://caller/<sha>/{x}` (templates), where `<sha>` is [`short_sha`]
-    /// of the `Authorization` header or `anonymous`; the tool
-    /// `caller_<sha>` answers `caller <sha>` to that caller only; and a
-    /// request whose `Authorization` contains `rejected` is answered HTTP
-    /// 401 (plain text `invalid credentials`).
-    pub fn enable_caller_lists(&self) {
-        self.inner.caller_lists.store(true, Ordering::SeqCst);
-    }
-
-    /// Whether [`MockServer::enable_caller_lists`] is on.
-    pub(crate) fn caller_lists(&self) -> bool {
-        self.inner.caller_lists.load(Ordering::Relaxed)
     }
 
     /// The configuration.
@@ -533,9 +513,6 @@ impl MockServer {
         }
         if let Some(refused) = self.reflect_refusal(&req) {
             return refused;
-        }
-        if self.caller_lists() && req.header("Authorization").is_some_and(|a| a.contains("rejected")) {
-            return Response::text(401, "invalid credentials");
         }
         let now = self.inner.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.inner.max_in_flight.fetch_max(now, Ordering::SeqCst);

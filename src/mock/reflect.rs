@@ -11,8 +11,8 @@
 //!   bad real server does.
 //! - the per-user marker [`marker`]`(V)` (`who-` + 12 hex of SHA-256 of `V`)
 //!   goes into every list: appended to each tool's description, plus a
-//!   prompt `private-{marker}`, a resource `mock://private/{marker}` and a
-//!   template `mock://private/{marker}/{id}`; a modern list result says
+//!   tool and a prompt `private-{marker}`, a resource
+//!   `mock://private/{marker}` and a template `mock://private/{marker}/{id}`; a modern list result says
 //!   `cacheScope: "private"` and `ttlMs` [`LIST_TTL_MS`] (per-user data, and
 //!   short-lived so a test sees a cache expire);
 //! - every tool result gets one more text item `for {marker}`; a task's
@@ -20,8 +20,9 @@
 //!   marker of the credential that CREATED the task, whoever asks;
 //! - errors repeat the raw `V`: tool [`ERROR_TOOL`] answers a JSON-RPC error
 //!   (-32603), [`SSE_ERROR_TOOL`] the same as the only event of an SSE
-//!   stream, and reading / getting another marker's private resource /
-//!   prompt is -32602 naming `V`.
+//!   stream, and calling / reading / getting another marker's private tool /
+//!   resource / prompt is -32602 naming `V`; the caller's own private tool
+//!   answers `private to {marker}`.
 //!
 //! Requests without the header are answered as without the mode.
 
@@ -100,6 +101,14 @@ impl MockServer {
             ("tools/call", Some(SSE_ERROR_TOOL), _) => {
                 return Reply::SseError(codes::INTERNAL_ERROR, format!("stream failed: credential {cred} has no access"))
             }
+            ("tools/call", Some(name), _) if name.starts_with("private-") => {
+                return if name == format!("private-{me}") {
+                    let text = format!("{}: private to {me}", self.config().name);
+                    Reply::Result(json!({"content": [{"type": "text", "text": text}], "isError": false}))
+                } else {
+                    Reply::Error(codes::INVALID_PARAMS, format!("tool {name} is not callable with credential {cred}"), None)
+                };
+            }
             ("prompts/get", Some(name), _) if name.starts_with("private-") => {
                 return if name == format!("private-{me}") {
                     let text = format!("the private prompt of {me}");
@@ -139,6 +148,7 @@ impl MockServer {
                     let schema = json!({"type": "object", "properties": {}});
                     tools.push(json!({"name": ERROR_TOOL, "description": format!("Fails with a JSON-RPC error. (for {me})"), "inputSchema": schema}));
                     tools.push(json!({"name": SSE_ERROR_TOOL, "description": format!("Fails on an SSE stream. (for {me})"), "inputSchema": schema}));
+                    tools.push(json!({"name": format!("private-{me}"), "description": format!("Answers its owner only. (for {me})"), "inputSchema": schema}));
                 }
             }
             "prompts/list" => push(&mut r, "prompts", json!({"name": format!("private-{me}"), "description": format!("Private to {me}.")})),
@@ -243,6 +253,7 @@ mod tests {
             assert!(tools.iter().all(|t| t["description"].as_str().unwrap().ends_with(&format!("(for {mine})"))), "{tools:?}");
             let names: Vec<&str> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
             assert!(names.contains(&ERROR_TOOL) && names.contains(&SSE_ERROR_TOOL) && names.contains(&"slow_task"), "{names:?}");
+            assert!(names.contains(&format!("private-{mine}").as_str()), "{names:?}");
             let (_, prompts) = json_body(legacy(&m, cred, sid, "prompts/list", json!({})));
             assert_eq!(prompts["result"]["prompts"][1]["name"], format!("private-{mine}"));
             let (_, res) = json_body(legacy(&m, cred, sid, "resources/list", json!({})));
@@ -257,6 +268,11 @@ mod tests {
             let (_, read) = json_body(legacy(&m, cred, sid, "resources/read", json!({"uri": format!("mock://private/{other}")})));
             assert_eq!(read["error"]["code"], -32602);
             assert!(read["error"]["message"].as_str().unwrap().contains(cred), "{read}");
+            let (_, foreign) = json_body(legacy(&m, cred, sid, "tools/call", json!({"name": format!("private-{other}"), "arguments": {}})));
+            assert_eq!(foreign["error"]["code"], -32602);
+            assert!(foreign["error"]["message"].as_str().unwrap().contains(cred), "{foreign}");
+            let (_, own) = json_body(legacy(&m, cred, sid, "tools/call", json!({"name": format!("private-{mine}"), "arguments": {}})));
+            assert_eq!(own["result"]["content"][0]["text"], format!("gh: private to {mine}"), "{own}");
             let (_, own) = json_body(legacy(&m, cred, sid, "prompts/get", json!({"name": format!("private-{mine}")})));
             assert!(own["result"]["messages"][0]["content"]["text"].as_str().unwrap().contains(mine.as_str()), "{own}");
         }

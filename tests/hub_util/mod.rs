@@ -204,7 +204,8 @@ pub fn names(msg: &Value, field: &str) -> Vec<String> {
 /// shows (dripping bodies, request loops). Each connection is served on its
 /// own thread: the request is read (head + Content-Length body) and `respond`
 /// writes whatever it likes. Stopped on drop; connection threads end when
-/// `respond` returns or its writes fail.
+/// `respond` returns or its writes fail, or the connection closes (a
+/// responder that answers `Connection: close` shuts `out` down).
 pub struct FakeUpstream {
     pub url: String,
     pub stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -220,9 +221,19 @@ impl Drop for FakeUpstream {
     }
 }
 
+/// [`fake_upstream_with_headers`] for a responder that needs only the body.
 pub fn fake_upstream<F>(respond: F) -> FakeUpstream
 where
     F: Fn(&str, &mut std::net::TcpStream, &std::sync::atomic::AtomicBool) + Send + Sync + 'static,
+{
+    fake_upstream_with_headers(move |_, body, out, stop| respond(body, out, stop))
+}
+
+/// A scripted upstream (see [`FakeUpstream`]) whose `respond` also sees the
+/// request's header fields: `(name as sent, value trimmed)`, in order.
+pub fn fake_upstream_with_headers<F>(respond: F) -> FakeUpstream
+where
+    F: Fn(&[(String, String)], &str, &mut std::net::TcpStream, &std::sync::atomic::AtomicBool) + Send + Sync + 'static,
 {
     use std::io::{BufRead, BufReader, Read};
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -244,9 +255,9 @@ where
                 stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
                 loop {
-                    let mut len = 0usize;
+                    let (mut len, mut headers) = (0usize, Vec::new());
                     let mut line = String::new();
-                    loop {
+                    for n in 0.. {
                         line.clear();
                         if reader.read_line(&mut line).unwrap_or(0) == 0 {
                             return;
@@ -257,13 +268,17 @@ where
                         if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
                             len = v.trim().parse().unwrap_or(0);
                         }
+                        // The first line is the request line.
+                        if let Some((name, value)) = line.split_once(':').filter(|_| n > 0) {
+                            headers.push((name.to_string(), value.trim().to_string()));
+                        }
                     }
                     let mut body = vec![0; len];
                     if reader.read_exact(&mut body).is_err() {
                         return;
                     }
                     let mut out = stream.try_clone().unwrap();
-                    respond(&String::from_utf8_lossy(&body), &mut out, &stop);
+                    respond(&headers, &String::from_utf8_lossy(&body), &mut out, &stop);
                 }
             });
         }
