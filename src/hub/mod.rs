@@ -753,3 +753,35 @@ impl Handler for Hub {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sent_as(body: &str) -> Option<jsonrpc::IdText> {
+        match jsonrpc::parse(body.as_bytes()) {
+            Ok(Incoming::Request { sent_as, .. }) => sent_as,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn body(r: &Response) -> &[u8] {
+        match &r.body {
+            Body::Full(b) => b,
+            Body::Sse(_) => panic!("a full body"),
+        }
+    }
+
+    #[test]
+    fn a_json_answer_gets_the_id_as_sent_and_other_bodies_are_left_alone() {
+        let s = sent_as(r#"{"jsonrpc":"2.0","id":"\u0041","method":"x"}"#);
+        let answer = rpc_error(200, &ErrorObject::new(codes::METHOD_NOT_FOUND, "Method not found"), Some(&json!("A")));
+        let echoed = echo_id(answer, s.clone());
+        assert_eq!(body(&echoed), br#"{"jsonrpc":"2.0","id":"\u0041","error":{"code":-32601,"message":"Method not found"}}"#);
+        // Not JSON (a text body that happens to look like it), or no id text: unchanged.
+        let text = Response::text(200, r#"{"id":"A"}"#);
+        assert_eq!(body(&echo_id(text, s)), br#"{"id":"A"}"#);
+        let plain = rpc_error(200, &ErrorObject::new(codes::METHOD_NOT_FOUND, "x"), Some(&json!(7)));
+        assert!(body(&echo_id(plain, None)).starts_with(br#"{"jsonrpc":"2.0","id":7,"#));
+    }
+}
