@@ -85,6 +85,11 @@ fn a_legacy_client_gets_every_id_back_as_sent() {
         assert_error(&send("POST", &h.url, &headers, &with_id(bad_params, id)), id, -32600, "-32600 (params not an object)");
         let bad_version = json!({"jsonrpc": "1.0", "id": "__ID__", "method": "ping"});
         assert_error(&send("POST", &h.url, &headers, &with_id(bad_version, id)), id, -32600, "-32600 (jsonrpc 1.0)");
+        // Task answers from the hub's own task table.
+        let task = json!({"jsonrpc": "2.0", "id": "__ID__", "method": "tasks/get", "params": {"taskId": "mcphub-tnope"}});
+        assert_error(&send("POST", &h.url, &headers, &with_id(task, id)), id, -32602, "tasks/get of an unknown task");
+        let tasks = json!({"jsonrpc": "2.0", "id": "__ID__", "method": "tasks/list", "params": {}});
+        assert_echoed(&send("POST", &h.url, &headers, &with_id(tasks, id)), id, "tasks/list");
         // Spacing around the id is not part of it.
         let spaced = format!(r#"{{"jsonrpc": "2.0", "id" :  {id} , "method": "ping"}}"#);
         assert_echoed(&send("POST", &h.url, &headers, &spaced), id, "ping with spacing");
