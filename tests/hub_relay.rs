@@ -352,3 +352,51 @@ fn with_session_sharing_client_a_request_on_the_standalone_stream_reaches_that_c
     drop(h);
     assert_eq!(bystander.join().unwrap(), None, "another client never saw the request");
 }
+
+/// A call whose id serde_json writes otherwise (`1E3`, a string with escapes)
+/// gets it back as sent, byte for byte, at the end of its stream after a
+/// server→client round (issue 14, hole 9); the client's answer, its hub id
+/// written with every character escaped (the same string), is still routed.
+#[test]
+fn a_call_keeps_its_id_as_sent_through_a_sampling_round_answered_with_an_escaped_hub_id() {
+    let answers = Arc::new(Answers::default());
+    let up = sampling_upstream(answers.clone());
+    let h = hub(&[("ask", &up.url)], json!({}));
+    let sid = session_with(&h.url, json!({"sampling": {}}));
+    for (i, call_id) in ["1E3", r#""\u0041\/b""#].into_iter().enumerate() {
+        let body = format!(r#"{{"jsonrpc":"2.0","id":{call_id},"method":"tools/call","params":{{"name":"ask","arguments":{{}}}}}}"#);
+        let resp = agent()
+            .post(&h.url)
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/json, text/event-stream")
+            .header("Mcp-Session-Id", &sid)
+            .header("MCP-Protocol-Version", "2025-06-18")
+            .send(&body)
+            .expect("call reached the hub");
+        let mut asked = 0;
+        let mut last = None;
+        for line in BufReader::new(resp.into_body().into_reader()).lines() {
+            let line = line.expect("stream read");
+            let Some(data) = line.strip_prefix("data: ").filter(|d| !d.is_empty()) else { continue };
+            let m: Value = serde_json::from_str(data).expect("JSON event");
+            if m["method"] == "sampling/createMessage" {
+                asked += 1;
+                let hub_id = m["id"].as_str().expect("a string id");
+                let escaped: String = hub_id.chars().map(|c| format!("\\u{:04x}", c as u32)).collect();
+                let answer = format!(
+                    r#"{{"jsonrpc":"2.0","id":"{escaped}","result":{{"role":"assistant","content":{{"type":"text","text":"r{i}"}},"model":"m"}}}}"#
+                );
+                let r = send("POST", &h.url, &[ACCEPT, JSON, ("Mcp-Session-Id", sid.as_str()), ("MCP-Protocol-Version", "2025-06-18")], &answer);
+                assert_eq!(r.status, 202, "{}", r.text);
+            } else if m.get("result").is_some() || m.get("error").is_some() {
+                last = Some(data.to_string());
+                break;
+            }
+        }
+        let last = last.expect("the stream ended without the call's response");
+        assert_eq!(asked, 1, "one sampling request");
+        assert!(last.contains(&format!(r#""id":{call_id}"#)), "id {call_id} not echoed as sent: {last}");
+        assert_eq!(text_of(&serde_json::from_str(&last).unwrap()), format!("sampled: r{i}"), "the escaped answer was routed");
+    }
+    assert!(h.hub.pending().is_empty(), "nothing left waiting");
+}

@@ -174,3 +174,30 @@ fn upstream_change_notifications_reach_the_right_clients_standalone_streams() {
     legacy(&h.url, &a, "tools/list", json!({}));
     assert!(lists.load(Ordering::SeqCst) > lists_before, "the cached list was dropped");
 }
+
+/// A resumed stream replays the call's answer with its id as the client sent
+/// it (`1E3`, which serde_json writes `1e+3`; issue 14, hole 9).
+#[test]
+fn a_resumed_stream_replays_the_answer_with_its_id_as_sent() {
+    let up = mock(Era::Legacy, "m");
+    let h = hub(&[("m", &up.url)], json!({}));
+    let sid = legacy_session(&h.url);
+    let addr = h.url.trim_start_matches("http://").trim_end_matches("/mcp").to_string();
+    let call = r#"{"jsonrpc":"2.0","id":1E3,"method":"tools/call","params":{"name":"progress","arguments":{"steps":3,"ms":60},"_meta":{"progressToken":"p"}}}"#;
+    let head = format!("POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMcp-Session-Id: {sid}\r\nMCP-Protocol-Version: 2025-11-25\r\n");
+    let mut r = open(&addr, &head, call);
+    let (priming_id, _) = next_event(&mut r).expect("priming event");
+    drop(r); // the connection breaks before any message; the call goes on
+
+    let get = format!("GET /mcp HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\nMcp-Session-Id: {sid}\r\nLast-Event-ID: {}\r\n", priming_id.expect("an event id"));
+    let mut r = open(&addr, &get, "");
+    let last = loop {
+        let (_, data) = next_event(&mut r).expect("the stream ended without the call's response");
+        let m: Value = serde_json::from_str(&data).unwrap();
+        if m.get("result").is_some() || m.get("error").is_some() {
+            break data;
+        }
+    };
+    assert!(last.contains(r#""id":1E3,"#), "replayed with the id as sent: {last}");
+    assert!(last.contains("3 steps"), "{last}");
+}

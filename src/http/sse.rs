@@ -305,18 +305,43 @@ impl StreamShared {
 /// producer is blocked elsewhere.
 pub struct SseSink {
     shared: Arc<StreamShared>,
+    /// Applied to each event's data before it is written (see [`SseSink::map_data`]).
+    map: Option<DataMap>,
 }
+
+/// A rewrite of an event's data: the new data, or `None` to keep it.
+type DataMap = Box<dyn Fn(&str) -> Option<String> + Send>;
 
 impl SseSink {
     pub(crate) fn new(shared: Arc<StreamShared>) -> SseSink {
-        SseSink { shared }
+        SseSink { shared, map: None }
     }
 
     /// Writes one event in a single chunk (one write loop, flushed, within the
     /// server's `write_budget`); `Err(ClientGone)` once the client is gone, and
-    /// every later call fails at once. `id`/`event` have CR/LF replaced by spaces.
+    /// every later call fails at once. `id`/`event` have CR/LF replaced by
+    /// spaces; `data` goes through [`SseSink::map_data`]'s rewrite, if any.
     pub fn send(&mut self, event: &SseEvent<'_>) -> Result<(), ClientGone> {
-        self.shared.write_event(&format_event(event))
+        match self.map.as_ref().and_then(|map| map(event.data)) {
+            Some(data) => self.shared.write_event(&format_event(&SseEvent { data: &data, ..event.clone() })),
+            None => self.shared.write_event(&format_event(event)),
+        }
+    }
+
+    /// Sets a rewrite of every event's data before it is written: `map`
+    /// returns the new data, or `None` to write it unchanged. It must be
+    /// idempotent (a producer may apply it first through
+    /// [`SseSink::mapped`], e.g. to log what the client gets). The hub uses
+    /// it to write a request's id as the client sent it
+    /// (`protocol::jsonrpc::IdText`).
+    pub fn map_data(&mut self, map: impl Fn(&str) -> Option<String> + Send + 'static) {
+        self.map = Some(Box::new(map));
+    }
+
+    /// `data` as [`SseSink::send`] would write it (after the
+    /// [`SseSink::map_data`] rewrite, if any).
+    pub fn mapped(&self, data: String) -> String {
+        self.map.as_ref().and_then(|map| map(&data)).unwrap_or(data)
     }
 
     /// Writes a comment line (`: text`; each line of `text` becomes a comment line).

@@ -101,6 +101,29 @@ fn rpc_error(status: u16, err: &ErrorObject, id: Option<&Value>) -> Response {
     Response::json(status, &err.to_response(id))
 }
 
+/// `resp`, the answer to a request whose id was sent as `sent_as`, with that
+/// text in place of the id wherever the answer's messages carry it at their
+/// top level (issue 14, hole 9): a JSON body, and each event of an event
+/// stream (`SseSink::map_data`). Nothing to do (the common case) when the id
+/// was sent as serde_json writes it.
+fn echo_id(mut resp: Response, sent_as: Option<jsonrpc::IdText>) -> Response {
+    let Some(sent_as) = sent_as else { return resp };
+    resp.body = match resp.body {
+        Body::Full(bytes) => {
+            let json = resp.headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("content-type") && v.starts_with("application/json"));
+            match json.then(|| sent_as.echo(&bytes)).flatten() {
+                Some(echoed) => Body::Full(echoed),
+                None => Body::Full(bytes),
+            }
+        }
+        Body::Sse(producer) => Body::Sse(Box::new(move |sink: &mut crate::http::SseSink| {
+            sink.map_data(move |data| sent_as.echo_str(data));
+            producer(sink)
+        })),
+    };
+    resp
+}
+
 impl Hub {
     /// Builds the hub from a validated configuration, with the session
     /// store it names (Redis, else in memory).
@@ -524,30 +547,45 @@ impl Hub {
         }
     }
 
-    fn post(&self, mut req: Request, user: Option<Arc<crate::users::User>>) -> Response {
+    /// A POST: one JSON-RPC message. Every answer to a request carries its id
+    /// as the client sent it ([`echo_id`]).
+    fn post(&self, req: Request, user: Option<Arc<crate::users::User>>) -> Response {
         let started = Instant::now();
-        let msg = match jsonrpc::parse(&req.body) {
-            Ok(m) => m,
-            Err(r) => return rpc_error(400, &r.error, r.id.as_ref()),
-        };
-        let (id, method, params) = match msg {
-            Incoming::Request { id, method, params } => (Some(id), method, params),
-            Incoming::Notification { method, params } => (None, method, params),
-            Incoming::Response { message, .. } => {
-                crate::trace::note(|i| i.method = "response".into());
-                // A client's answer to a server→client request relayed on one
-                // of its calls' streams: back to that upstream session (202).
-                return match self.legacy_session(req.header(SESSION_HEADER), None, user.as_deref()) {
-                    Ok(session) => {
-                        if !self.pending().answer(&session.id, &message) && !self.mrtr().answer(&session.id, &message) {
-                            log::debug!("a client answered a request the hub is not waiting for; ignored");
-                        }
-                        Response::empty(202)
-                    }
-                    Err(rejection) => rejection,
-                };
+        match jsonrpc::parse(&req.body) {
+            Ok(Incoming::Request { id, sent_as, method, params }) => {
+                echo_id(self.post_message(req, user, started, Some(id), method, params), sent_as)
             }
-        };
+            Ok(Incoming::Notification { method, params }) => self.post_message(req, user, started, None, method, params),
+            Ok(Incoming::Response { message, .. }) => self.client_answer(&req, &message, user.as_deref()),
+            Err(r) => echo_id(rpc_error(400, &r.error, r.id.as_ref()), r.sent_as),
+        }
+    }
+
+    /// A client's answer to a server→client request relayed on one of its
+    /// calls' streams: back to that upstream session (202).
+    fn client_answer(&self, req: &Request, message: &Value, user: Option<&crate::users::User>) -> Response {
+        crate::trace::note(|i| i.method = "response".into());
+        match self.legacy_session(req.header(SESSION_HEADER), None, user) {
+            Ok(session) => {
+                if !self.pending().answer(&session.id, message) && !self.mrtr().answer(&session.id, message) {
+                    log::debug!("a client answered a request the hub is not waiting for; ignored");
+                }
+                Response::empty(202)
+            }
+            Err(rejection) => rejection,
+        }
+    }
+
+    /// A request (`id` set) or a notification.
+    fn post_message(
+        &self,
+        mut req: Request,
+        user: Option<Arc<crate::users::User>>,
+        started: Instant,
+        id: Option<Value>,
+        method: String,
+        params: Map<String, Value>,
+    ) -> Response {
         note_request(&method, &params);
         // Rate limits of the edge (user, then global): every request and
         // notification, never a client's answer (above).
@@ -713,5 +751,37 @@ impl Handler for Hub {
             ("GET", "/") => Response::text(200, "MCPHub: the MCP endpoint is /mcp\n"),
             _ => Response::text(404, "not found; the MCP endpoint is /mcp\n"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sent_as(body: &str) -> Option<jsonrpc::IdText> {
+        match jsonrpc::parse(body.as_bytes()) {
+            Ok(Incoming::Request { sent_as, .. }) => sent_as,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn body(r: &Response) -> &[u8] {
+        match &r.body {
+            Body::Full(b) => b,
+            Body::Sse(_) => panic!("a full body"),
+        }
+    }
+
+    #[test]
+    fn a_json_answer_gets_the_id_as_sent_and_other_bodies_are_left_alone() {
+        let s = sent_as(r#"{"jsonrpc":"2.0","id":"\u0041","method":"x"}"#);
+        let answer = rpc_error(200, &ErrorObject::new(codes::METHOD_NOT_FOUND, "Method not found"), Some(&json!("A")));
+        let echoed = echo_id(answer, s.clone());
+        assert_eq!(body(&echoed), br#"{"jsonrpc":"2.0","id":"\u0041","error":{"code":-32601,"message":"Method not found"}}"#);
+        // Not JSON (a text body that happens to look like it), or no id text: unchanged.
+        let text = Response::text(200, r#"{"id":"A"}"#);
+        assert_eq!(body(&echo_id(text, s)), br#"{"id":"A"}"#);
+        let plain = rpc_error(200, &ErrorObject::new(codes::METHOD_NOT_FOUND, "x"), Some(&json!(7)));
+        assert!(body(&echo_id(plain, None)).starts_with(br#"{"jsonrpc":"2.0","id":7,"#));
     }
 }

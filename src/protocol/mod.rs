@@ -14,7 +14,7 @@ pub mod jsonrpc;
 pub mod sse;
 
 pub use era::{Era, LEGACY_VERSIONS, LATEST_LEGACY, MODERN_VERSION};
-pub use jsonrpc::{ErrorObject, Incoming, Rejection, RequestId};
+pub use jsonrpc::{ErrorObject, IdText, Incoming, Rejection, RequestId};
 
 /// `_meta` key carrying the protocol version of a modern request (2026-07-28 schema, `RequestMetaObject`).
 pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
