@@ -1,4 +1,7 @@
 //! MCPHub: one MCP endpoint in front of many MCP servers. See ARCHITECTURE.md.
+// No `unsafe` in the hub: sockets are converted and peeked through
+// mio's, std's and socket2's safe APIs (issue 15, item 8).
+#![forbid(unsafe_code)]
 pub mod config;
 pub mod http;
 pub mod protocol;

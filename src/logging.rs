@@ -206,6 +206,10 @@ pub fn rfc3339_seconds(t: std::time::SystemTime) -> String {
 
 /// The one civil-date formatter (proleptic Gregorian; Howard Hinnant's
 /// civil_from_days): `secs` since the Unix epoch, with `.mmm` when `millis`.
+/// Kept by hand rather than taken from a crate: the small ones
+/// (`humantime`'s `format_rfc3339_*`) panic past year 9999 and on times
+/// before 1970, while this is total over `u64`; the test checks it against
+/// `httpdate`'s calendar through year 9999.
 fn stamp(secs: u64, millis: Option<u64>) -> String {
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let z = days as i64 + 719_468;
@@ -233,6 +237,28 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(rfc3339(1_785_233_096_789), "2026-07-28T10:04:56.789Z");
+        assert_eq!(rfc3339(4_107_542_400_001), "2100-03-01T00:00:00.001Z", "2100 is not a leap year");
+        assert_eq!(rfc3339(253_402_300_799_999), "9999-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339(253_402_300_800_000), "10000-01-01T00:00:00.000Z", "past 9999: more digits, no panic");
+        let before = std::time::UNIX_EPOCH - std::time::Duration::from_secs(86_400);
+        assert_eq!(rfc3339_seconds(before), "1970-01-01T00:00:00Z", "before 1970 counts as 1970");
+    }
+
+    /// `stamp` against `httpdate`'s own calendar (another implementation),
+    /// every ~92 days and a varying time of day from 1970 to 9999.
+    #[test]
+    fn civil_dates_agree_with_httpdate() {
+        const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+        let mut checked = 0;
+        for secs in (0..253_402_300_800u64).step_by(7_919_993).chain([951_782_399, 951_868_800, 4_107_542_399]) {
+            let http = httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs));
+            let parts: Vec<&str> = http.split(' ').collect();
+            let [_, day, month, year, hms, "GMT"] = parts[..] else { panic!("{http}") };
+            let month = MONTHS.iter().position(|m| *m == month).unwrap() + 1;
+            assert_eq!(stamp(secs, None), format!("{year}-{month:02}-{day}T{hms}Z"), "{secs}s: {http}");
+            checked += 1;
+        }
+        assert!(checked > 30_000, "{checked}");
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! RELOADING=1 … READY=1 around a SIGHUP reload, STOPPING=1 when SIGTERM or
 //! SIGINT starts the drain (`drainTimeoutMs`), then exit 0.
 
+#![forbid(unsafe_code)]
+
 use clap::{Parser, Subcommand};
 use mcphub::catalog::Kind;
 use mcphub::config::Config;

@@ -24,6 +24,8 @@
 //! error (`-32000`, id null) naming the cause (never a header value).
 //! Exit status: 1 when the port cannot be bound, 2 on bad arguments.
 
+#![forbid(unsafe_code)]
+
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;

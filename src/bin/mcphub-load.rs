@@ -9,6 +9,8 @@
 //! Exit status: 0 when it ran (failed calls included), 2 on bad arguments or
 //! when no client could initialize a session.
 
+#![forbid(unsafe_code)]
+
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 

@@ -7,6 +7,8 @@
 //!             [--latency-ms X] [--workers W] [--reflect-credential HEADER]
 //! ```
 
+#![forbid(unsafe_code)]
+
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;

@@ -63,33 +63,15 @@ impl Request {
     }
 }
 
-/// Decodes `%XX` escapes and `+`; invalid escapes are kept as they are.
+/// `s` with `+` as a space and `%XX` escapes decoded (form decoding of a
+/// query part or path segment, WHATWG URL `application/x-www-form-urlencoded`).
+/// A `%` not followed by two hex digits is kept as it is (`"%zz%4"` stays);
+/// bytes that are not UTF-8 after decoding become U+FFFD.
 pub fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match (hex_val(bytes[i + 1]), hex_val(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push(h * 16 + l);
-                        i += 3;
-                        continue;
-                    }
-                    _ => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex_val(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
+    // `+` first: `%2B` still decodes to a literal `+`, and `+` is not a hex
+    // digit, so no escape changes validity.
+    let spaced = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced).decode_utf8_lossy().into_owned()
 }
 
 /// What a handler answers.
@@ -258,5 +240,9 @@ mod tests {
     fn bad_escapes_are_kept() {
         assert_eq!(percent_decode("%zz%4"), "%zz%4");
         assert_eq!(percent_decode("%"), "%");
+        assert_eq!(percent_decode("%4%41"), "%4A", "a bad escape consumes only its `%`");
+        assert_eq!(percent_decode("%+1"), "% 1");
+        assert_eq!(percent_decode("a%2Bb+c%2fd%C3%A9"), "a+b c/d\u{e9}");
+        assert_eq!(percent_decode("x%ffy"), "x\u{fffd}y", "not UTF-8: replacement character");
     }
 }

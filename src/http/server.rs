@@ -34,7 +34,6 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::os::fd::{FromRawFd, IntoRawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
@@ -761,8 +760,7 @@ impl Reactor {
             };
             match listener.accept() {
                 Ok((stream, peer)) => {
-                    // SAFETY: the fd comes from `into_raw_fd`, so it is owned exactly once.
-                    let sock = unsafe { TcpStream::from_raw_fd(stream.into_raw_fd()) };
+                    let sock = TcpStream::from(stream);
                     if self.open.load(Ordering::Acquire) >= self.shared.cfg.max_connections {
                         log::debug!("http: max_connections reached, closing {peer}");
                         continue;
@@ -845,8 +843,7 @@ impl Reactor {
     fn remove(&mut self, token: usize) -> Option<Conn> {
         let mut rc = self.conns.remove(&token)?;
         let _ = self.poll.registry().deregister(&mut rc.sock);
-        // SAFETY: the fd comes from `into_raw_fd`, so it is owned exactly once.
-        let sock = unsafe { TcpStream::from_raw_fd(rc.sock.into_raw_fd()) };
+        let sock = TcpStream::from(rc.sock);
         Some(Conn {
             sock,
             reader: rc.reader,

@@ -19,7 +19,6 @@
 
 use std::io::Write;
 use std::net::{Shutdown, TcpStream};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, TryLockError};
 use std::time::{Duration, Instant};
@@ -212,28 +211,23 @@ impl StreamShared {
             return;
         }
         // The client closed its side (FIN) or reset: gone.
-        let mut byte = [0u8; 1];
-        // SAFETY: recv into a valid 1-byte buffer on an fd owned by `self.ctl`.
-        let n = unsafe {
-            libc::recv(
-                self.ctl.as_raw_fd(),
-                byte.as_mut_ptr().cast(),
-                1,
-                libc::MSG_PEEK | libc::MSG_DONTWAIT,
-            )
-        };
-        if n == 0 {
-            self.mark_gone();
-            return;
-        }
-        if n < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.kind() != std::io::ErrorKind::WouldBlock
-                && err.kind() != std::io::ErrorKind::Interrupted
+        let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        let peeked = socket2::SockRef::from(&self.ctl)
+            .recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT);
+        match peeked {
+            Ok(0) => {
+                self.mark_gone();
+                return;
+            }
+            Ok(_) => {}
+            Err(e)
+                if e.kind() != std::io::ErrorKind::WouldBlock
+                    && e.kind() != std::io::ErrorKind::Interrupted =>
             {
                 self.mark_gone();
                 return;
             }
+            Err(_) => {}
         }
         let now = self.now_ms();
         let last = self.last_write_ms.load(Ordering::Acquire);
@@ -247,33 +241,27 @@ impl StreamShared {
             return;
         };
         let framed = self.frame(b": ping\n\n");
-        // SAFETY: send from a valid buffer on an fd owned by `sock`.
-        let n = unsafe {
-            libc::send(
-                sock.as_raw_fd(),
-                framed.as_ptr().cast(),
-                framed.len(),
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            )
-        };
-        if n < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.kind() == std::io::ErrorKind::WouldBlock {
-                // The client is not reading. Give it one write budget.
-                let since = self.blocked_since_ms.load(Ordering::Acquire);
-                if since == 0 {
-                    self.blocked_since_ms.store(now + 1, Ordering::Release);
-                } else if now + 1 - since > self.write_budget.as_millis() as u64 {
+        let sent = socket2::SockRef::from(&*sock)
+            .send_with_flags(&framed, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
+        let n = match sent {
+            Ok(n) => n,
+            Err(err) => {
+                if err.kind() == std::io::ErrorKind::WouldBlock {
+                    // The client is not reading. Give it one write budget.
+                    let since = self.blocked_since_ms.load(Ordering::Acquire);
+                    if since == 0 {
+                        self.blocked_since_ms.store(now + 1, Ordering::Release);
+                    } else if now + 1 - since > self.write_budget.as_millis() as u64 {
+                        drop(guard);
+                        self.mark_gone();
+                    }
+                } else if err.kind() != std::io::ErrorKind::Interrupted {
                     drop(guard);
                     self.mark_gone();
                 }
-            } else if err.kind() != std::io::ErrorKind::Interrupted {
-                drop(guard);
-                self.mark_gone();
+                return;
             }
-            return;
-        }
-        let n = n as usize;
+        };
         let rest_ok = n >= framed.len()
             || super::server::write_all_budget(sock, &framed[n..], self.write_budget).is_ok();
         if rest_ok {

@@ -29,7 +29,7 @@ use crate::upstream::UpstreamError;
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Default `maxQueue`: calls waiting for a slot of one server.
 pub const DEFAULT_MAX_QUEUE: usize = 64;
@@ -253,37 +253,18 @@ impl Bulkhead {
 }
 
 /// A `Retry-After` value (RFC 9110 §10.2.3): delay-seconds or an HTTP-date
-/// (IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`), as a wait from `now`,
-/// capped at [`MAX_HOLD`]. `None` when unparseable; a past date is zero.
+/// (RFC 9110 §5.6.7: IMF-fixdate `Sun, 06 Nov 1994 08:49:37 GMT`, and the
+/// obsolete RFC 850 and asctime forms a recipient must accept; parsed by
+/// `httpdate`), as a wait from `now`, capped at [`MAX_HOLD`]. `None` when
+/// unparseable, an impossible date (wrong weekday, 30 Feb, second 60)
+/// included; a past date is zero.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let v = value.trim();
     if let Ok(s) = v.parse::<u64>() {
         return Some(Duration::from_secs(s).min(MAX_HOLD));
     }
-    let at = UNIX_EPOCH + Duration::from_secs(parse_imf_fixdate(v)?);
+    let at = httpdate::parse_http_date(v).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO).min(MAX_HOLD))
-}
-
-/// Seconds since the Unix epoch of an IMF-fixdate.
-fn parse_imf_fixdate(v: &str) -> Option<u64> {
-    let parts: Vec<&str> = v.split_whitespace().collect();
-    let [_, day, month, year, time, "GMT"] = parts[..] else { return None };
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let m = MONTHS.iter().position(|x| *x == month)? as i64 + 1;
-    let (d, y): (i64, i64) = (day.parse().ok()?, year.parse().ok()?);
-    let hms: Vec<i64> = time.split(':').map(|p| p.parse().ok()).collect::<Option<_>>()?;
-    let [h, min, s] = hms[..] else { return None };
-    if !(1..=31).contains(&d) || !(1970..=9999).contains(&y) || h > 23 || min > 59 || s > 60 {
-        return None;
-    }
-    // Days from civil (H. Hinnant's algorithm).
-    let (y, m) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * m + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days * 86_400 + h * 3600 + min * 60 + s).ok()
 }
 
 /// The wait an upstream's refusal names in its JSON-RPC body
@@ -297,6 +278,7 @@ pub fn retry_after_in_body(message: Option<&serde_json::Value>) -> Option<Durati
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     #[test]
     fn retry_after_takes_seconds_and_http_dates() {
@@ -306,7 +288,24 @@ mod tests {
         assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now), Some(Duration::from_secs(10)));
         assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:30 GMT", now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT", UNIX_EPOCH), Some(Duration::ZERO));
-        for junk in ["", "-1", "soon", "Sun, 06 Nov 1994 25:00:00 GMT", "Sun, 06 Foo 1994 08:49:37 GMT"] {
+        // The obsolete forms RFC 9110 §5.6.7 makes a recipient accept.
+        assert_eq!(parse_retry_after("Sunday, 06-Nov-94 08:49:47 GMT", now), Some(Duration::from_secs(10)));
+        assert_eq!(parse_retry_after("Sun Nov  6 08:49:47 1994", now), Some(Duration::from_secs(10)));
+        let junk = [
+            "",
+            "-1",
+            "soon",
+            "Sun, 06 Nov 1994 25:00:00 GMT",
+            "Sun, 06 Foo 1994 08:49:37 GMT",
+            "Mon, 06 Nov 1994 08:49:37 GMT", // wrong weekday
+            "Thu, 30 Feb 1995 08:49:37 GMT", // no such day
+            "Sun, 06 Nov 1994 08:49:60 GMT",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 06 Nov 1969 08:49:37 GMT",
+            "Fri, 31 Dec 10000 23:59:59 GMT",
+            "Sun, 06 Nov 1994 08:49:37 GMT\u{e9}",
+        ];
+        for junk in junk {
             assert_eq!(parse_retry_after(junk, now), None, "{junk}");
         }
         let body = serde_json::json!({"error": {"code": -32000, "data": {"retry_after_seconds": 2}}});

@@ -607,23 +607,11 @@ fn url_secrets(url: &str) -> Vec<String> {
     out
 }
 
-/// `%XX` decoded (invalid escapes and non-UTF-8 results kept as they are).
+/// `%XX` decoded (RFC 3986 §2.1; `+` stays `+`). A `%` not followed by two
+/// hex digits is kept as it is; a result that is not UTF-8 gives `s` back
+/// unchanged.
 fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(hi), Some(lo)) = ((b[i + 1] as char).to_digit(16), (b[i + 2] as char).to_digit(16)) {
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8(out).unwrap_or_else(|_| s.to_string())
+    percent_encoding::percent_decode_str(s).decode_utf8().map_or_else(|_| s.to_string(), |d| d.into_owned())
 }
 
 #[cfg(test)]
@@ -676,6 +664,9 @@ mod tests {
         assert_eq!(percent_decode("a%2"), "a%2");
         assert_eq!(percent_decode("%zz%"), "%zz%");
         assert_eq!(percent_decode("%ff"), "%ff", "not UTF-8: kept");
+        assert_eq!(percent_decode("a%ffb%41"), "a%ffb%41", "not UTF-8: the whole value kept");
+        assert_eq!(percent_decode("%4%41+"), "%4A+", "a bad escape consumes only its `%`; `+` stays");
+        assert_eq!(percent_decode("p%40ss%3Aw%2fd"), "p@ss:w/d");
     }
 
     #[test]

@@ -132,17 +132,13 @@ fn ends_with_prefix(s: &str, f: &str) -> bool {
     (MIN_LEN..f.len()).any(|n| f.is_char_boundary(n) && s.ends_with(&f[..n]))
 }
 
-/// `v` with every byte outside RFC 3986's unreserved set as `%XX`.
+/// Bytes outside RFC 3986's unreserved set (§2.3: ALPHA / DIGIT / `-._~`).
+const NOT_UNRESERVED: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// `v` with every byte outside RFC 3986's unreserved set as `%XX` (upper-case hex).
 fn percent_encode(v: &str) -> String {
-    let mut out = String::with_capacity(v.len() * 3);
-    for b in v.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(v, NOT_UNRESERVED).to_string()
 }
 
 /// `text` with each of `values` (and its encoded forms, see the module doc)
@@ -176,6 +172,7 @@ mod tests {
         let token = "s3cr/t+v=lue";
         assert_eq!(scrub("url: ?t=s3cr%2Ft%2Bv%3Dlue&x=1", &[token]), "url: ?t=***&x=1");
         assert_eq!(scrub("b64 czNjci90K3Y9bHVl end", &[token]), "b64 *** end");
+        assert_eq!(percent_encode("aZ09-._~ /+=%\u{e9}"), "aZ09-._~%20%2F%2B%3D%25%C3%A9");
         let quoted = "pa\"ss\\word";
         assert_eq!(scrub(r#"{"message":"bad pa\"ss\\word"}"#, &[quoted]), r#"{"message":"bad ***"}"#);
     }
