@@ -360,6 +360,27 @@ fn at_max_tasks_nothing_reaches_an_upstream_and_calls_that_create_no_task_give_t
 }
 
 #[test]
+fn a_legacy_session_at_its_share_is_refused_before_the_upstream_and_another_session_is_not() {
+    let (up, keys) = (upstreams(), keys());
+    let h = hub(&[], config(&up, &keys, json!({"maxTasksPerUser": 10000})));
+    let alice = Legacy::open(&h.url, &keys.alice);
+    for i in 0..1000 {
+        let created = alice.call("tools/call", json!({"name": "lm__slow_task", "arguments": {"ms": 0}, "task": {"ttl": 60000}})).json();
+        assert!(created.pointer("/result/task/taskId").is_some(), "task {i}: {created}");
+    }
+    let before = (requests(&up.lm), requests(&up.jobs));
+    for (tool, what) in [("lm__slow_task", "upstream-run"), ("jobs__sleep", "hub-run")] {
+        let r = alice.call("tools/call", json!({"name": tool, "arguments": {"ms": 0}, "task": {"ttl": 60000}}));
+        let v = r.json();
+        assert_eq!(v["error"]["code"], -32000, "{what}: {v}");
+        assert_eq!(v["error"]["data"], json!({"limit": "maxTasksPerSession", "max": 1000, "reason": "task_limit"}), "{what}: {v}");
+    }
+    assert_eq!((requests(&up.lm), requests(&up.jobs)), before, "no refused call reached an upstream");
+    let other = Legacy::open(&h.url, &keys.alice);
+    task_id_of(&other.create("lm__slow_task", 0));
+}
+
+#[test]
 fn an_expired_task_gives_its_slot_back() {
     let (up, keys) = (upstreams(), keys());
     let h = hub(&[], config(&up, &keys, json!({"maxTasksPerUser": 1})));
