@@ -223,6 +223,10 @@ pub struct Config {
     /// (`maxTasksPerUser`, 1..=10,000, default 100; issue 14 hole 5; see
     /// `crate::hub::tasks::Tasks::reserve`).
     pub max_tasks_per_user: usize,
+    /// Most tasks the hub keeps at once, all users, upstream-run and hub-run,
+    /// both eras (`maxTasks`, 1..=100,000, default 10,000; see
+    /// `crate::hub::tasks::Tasks::reserve`).
+    pub max_tasks: usize,
     /// What loads but deserves the operator's eye, one line each naming the
     /// key (issue 14): keys other MCP clients write into `mcpServers`
     /// entries, `tokens` no server uses, `${user.X}` no config user has.
@@ -312,6 +316,7 @@ struct RawConfig {
     state_dir: Option<String>,
     rate_limits: Option<Value>,
     max_tasks_per_user: Option<u64>,
+    max_tasks: Option<u64>,
     #[serde(default)]
     mcp_servers: BTreeMap<String, Value>,
 }
@@ -1126,7 +1131,8 @@ impl Config {
             list_cache_contexts: bounded("listCacheContexts", raw.list_cache_contexts, 1000, 1, 1_000_000)? as usize,
             servers,
             skipped,
-            max_tasks_per_user: bounded("maxTasksPerUser", raw.max_tasks_per_user, 100, 1, crate::hub::tasks::MAX_TASKS as u64)? as usize,
+            max_tasks_per_user: bounded("maxTasksPerUser", raw.max_tasks_per_user, 100, 1, 10_000)? as usize,
+            max_tasks: bounded("maxTasks", raw.max_tasks, crate::hub::tasks::DEFAULT_MAX_TASKS as u64, 1, 100_000)? as usize,
             warnings,
         })
     }
@@ -1225,6 +1231,17 @@ mod tests {
             assert!(e.contains("maxTasksPerUser") && e.contains("1..=10000"), "{e}");
         }
         assert!(Config::parse(r#"{"maxTasksPerUser": "5"}"#).is_err());
+    }
+
+    #[test]
+    fn max_tasks_defaults_to_10000_and_is_bounded() {
+        assert_eq!(Config::parse(r#"{"mcpServers": {}}"#).unwrap().max_tasks, 10_000);
+        assert_eq!(Config::parse(r#"{"maxTasks": 3}"#).unwrap().max_tasks, 3);
+        for bad in ["0", "100001"] {
+            let e = Config::parse(&format!(r#"{{"maxTasks": {bad}}}"#)).unwrap_err().to_string();
+            assert!(e.contains("maxTasks") && e.contains("1..=100000"), "{e}");
+        }
+        assert!(Config::parse(r#"{"maxTasks": "3"}"#).is_err());
     }
 
     #[test]

@@ -101,8 +101,12 @@ fn heavy_tasks_run_one_at_a_time_and_tasks_result_waits_for_the_outcome() {
         assert_eq!(hub_util::tool_text(&r), Ok("slept 300 ms".to_string()), "{r}");
         assert_eq!(get(&c, id)["result"]["status"], "completed");
     }
+    // Tool calls only: `max_in_flight` also counts the GET stream the hub
+    // opens on a new upstream session from a thread of its own, which can
+    // reach the mock while the first task's call runs (a loaded machine).
     let stats = mock.stats();
-    assert!(stats["max_in_flight"].as_u64().unwrap() <= 1, "two heavy tasks ran at once: {stats}");
+    println!("mock stats: {stats}");
+    assert_eq!(stats["max_calls_in_flight"], 1, "two heavy tasks ran at once: {stats}");
     assert_eq!(stats["tools"]["sleep"], 3);
 }
 

@@ -2,9 +2,11 @@
 //! alice cannot get, wait for, cancel, update or list bob's task — upstream-run
 //! or hub-run, legacy or modern client, on this instance or another one
 //! sharing Redis — and every refusal is byte for byte the answer for an id
-//! that never existed. Each user holds at most `maxTasksPerUser` tasks; at
-//! the cap the call is refused before anything reaches the upstream, and
-//! other users keep creating tasks. A malformed task record in Redis is an
+//! that never existed. Each user holds at most `maxTasksPerUser` tasks, and
+//! the hub at most `maxTasks` in all; at a cap the call is refused before
+//! anything reaches the upstream, other users keep creating tasks (under
+//! their own cap), and a call that fails or creates no task gives its
+//! reserved slot back. A malformed task record in Redis is an
 //! unknown task, never a 500. Mocks and hubs in process on loopback; a
 //! redis-server of the test's own.
 
@@ -291,6 +293,91 @@ fn a_user_at_max_tasks_per_user_is_refused_before_the_upstream_and_others_still_
     let bobs_heavy = task_id_of(&bob.create("jobs__sleep", 10));
     let r = bob.call("tasks/result", json!({"taskId": bobs_heavy})).json();
     assert_eq!(r.pointer("/result/content/0/text"), Some(&json!("jobs: slept 10 ms")), "{r}");
+}
+
+fn assert_hub_full(r: &Reply, what: &str) {
+    let v = r.json();
+    assert_eq!(r.status, 200, "{what}: {v}");
+    assert_eq!(v["error"]["code"], -32000, "{what}: {v}");
+    assert_eq!(v["error"]["data"], json!({"limit": "maxTasks", "max": 3, "reason": "task_limit"}), "{what}: {v}");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("maxTasks") && msg.contains("all users"), "{what}: {msg}");
+}
+
+#[test]
+fn at_max_tasks_nothing_reaches_an_upstream_and_calls_that_create_no_task_give_their_slot_back() {
+    let (up, keys) = (upstreams(), keys());
+    let mut cfg = config(&up, &keys, json!({"maxTasks": 3}));
+    // The same upstreams under a 300 ms timeout: calls that fail.
+    cfg["mcpServers"]["lmq"] = json!({"url": up.lm.url, "protocol": "legacy", "timeoutMs": 300});
+    cfg["mcpServers"]["mmq"] = json!({"url": up.mm.url, "protocol": "modern", "timeoutMs": 300});
+    let h = hub(&[], cfg);
+    let alice = Legacy::open(&h.url, &keys.alice);
+
+    // Calls that ask for a task and take a slot, then fail (a timeout) or
+    // answer without a task: 4 of them, more than the cap, so one slot kept
+    // by any of them would refuse the third task below.
+    let failed = alice.call("tools/call", json!({"name": "lmq__sleep", "arguments": {"ms": 2000}, "task": {"ttl": 60000}})).json();
+    assert_eq!(failed["error"]["code"], -32001, "legacy, timed out: {failed}");
+    let failed = modern(&h.url, &keys.alice, "tools/call", json!({"name": "mmq__sleep", "arguments": {"ms": 2000}})).json();
+    assert_eq!(failed["error"]["code"], -32001, "modern, timed out: {failed}");
+    let plain = alice.call("tools/call", json!({"name": "lm__echo", "arguments": {"text": "a"}, "task": {"ttl": 60000}})).json();
+    assert_eq!(plain.pointer("/result/content/0/text"), Some(&json!("lm: a")), "legacy, no task: {plain}");
+    let plain = modern(&h.url, &keys.alice, "tools/call", json!({"name": "mm__echo", "arguments": {"text": "b"}})).json();
+    assert_eq!(plain.pointer("/result/content/0/text"), Some(&json!("mm: b")), "modern, no task: {plain}");
+    assert_eq!(h.hub.tasks().len() + h.hub.tasks().runs().len(), 0, "no task was created");
+
+    // The hub fills up: upstream-run legacy and modern, hub-run.
+    task_id_of(&alice.create("lm__slow_task", 60_000));
+    task_id_of(&modern(&h.url, &keys.alice, "tools/call", json!({"name": "mm__slow_task", "arguments": {"ms": 60_000}})).json());
+    task_id_of(&alice.create("jobs__sleep", 6000));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while up.jobs.stats()["tools"]["sleep"] != 1 {
+        assert!(Instant::now() < deadline, "the heavy task never reached its upstream: {}", up.jobs.stats());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    // At maxTasks: another user (far below maxTasksPerUser) is refused every
+    // kind of task, and nothing reaches an upstream.
+    let bob = Legacy::open(&h.url, &keys.bob);
+    let before = (requests(&up.lm), requests(&up.mm), requests(&up.jobs));
+    assert_hub_full(&bob.call("tools/call", json!({"name": "lm__slow_task", "arguments": {"ms": 10}, "task": {"ttl": 60000}})), "legacy upstream-run");
+    assert_hub_full(&modern(&h.url, &keys.bob, "tools/call", json!({"name": "mm__slow_task", "arguments": {"ms": 10}})), "modern upstream-run");
+    assert_hub_full(&bob.call("tools/call", json!({"name": "jobs__sleep", "arguments": {"ms": 10}, "task": {"ttl": 60000}})), "legacy hub-run");
+    assert_hub_full(&modern(&h.url, &keys.bob, "tools/call", json!({"name": "jobs__sleep", "arguments": {"ms": 10}})), "modern hub-run");
+    assert_eq!((requests(&up.lm), requests(&up.mm), requests(&up.jobs)), before, "no refused call reached an upstream");
+    assert_eq!(h.hub.tasks().len() + h.hub.tasks().runs().len(), 3);
+    let plain = bob.call("tools/call", json!({"name": "lm__slow_task", "arguments": {"ms": 0}})).json();
+    assert_eq!(plain.pointer("/result/content/0/text"), Some(&json!("lm: worked 0 ms")), "a call without a task still runs: {plain}");
+
+    // Alice's legacy session ends: its two tasks go, two slots are free.
+    let auth = format!("Bearer {}", keys.alice);
+    let gone = send("DELETE", &h.url, &[("Mcp-Session-Id", alice.sid.as_str()), ("MCP-Protocol-Version", alice.version.as_str()), ("Authorization", &auth)], "");
+    assert_eq!(gone.status, 200, "{}", gone.text);
+    task_id_of(&bob.create("lm__slow_task", 60_000));
+    task_id_of(&modern(&h.url, &keys.bob, "tools/call", json!({"name": "mm__slow_task", "arguments": {"ms": 60_000}})).json());
+    assert_hub_full(&bob.call("tools/call", json!({"name": "lm__slow_task", "arguments": {"ms": 10}, "task": {"ttl": 60000}})), "full again");
+}
+
+#[test]
+fn a_legacy_session_at_its_share_is_refused_before_the_upstream_and_another_session_is_not() {
+    let (up, keys) = (upstreams(), keys());
+    let h = hub(&[], config(&up, &keys, json!({"maxTasksPerUser": 10000})));
+    let alice = Legacy::open(&h.url, &keys.alice);
+    for i in 0..1000 {
+        let created = alice.call("tools/call", json!({"name": "lm__slow_task", "arguments": {"ms": 0}, "task": {"ttl": 60000}})).json();
+        assert!(created.pointer("/result/task/taskId").is_some(), "task {i}: {created}");
+    }
+    let before = (requests(&up.lm), requests(&up.jobs));
+    for (tool, what) in [("lm__slow_task", "upstream-run"), ("jobs__sleep", "hub-run")] {
+        let r = alice.call("tools/call", json!({"name": tool, "arguments": {"ms": 0}, "task": {"ttl": 60000}}));
+        let v = r.json();
+        assert_eq!(v["error"]["code"], -32000, "{what}: {v}");
+        assert_eq!(v["error"]["data"], json!({"limit": "maxTasksPerSession", "max": 1000, "reason": "task_limit"}), "{what}: {v}");
+    }
+    assert_eq!((requests(&up.lm), requests(&up.jobs)), before, "no refused call reached an upstream");
+    let other = Legacy::open(&h.url, &keys.alice);
+    task_id_of(&other.create("lm__slow_task", 0));
 }
 
 #[test]

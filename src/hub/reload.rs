@@ -244,6 +244,7 @@ fn applied_keys(old: &Config, new: &Config) -> Vec<&'static str> {
     note(old.users != new.users, "users");
     note(old.allow_anonymous != new.allow_anonymous, "allowAnonymous");
     note(old.max_tasks_per_user != new.max_tasks_per_user, "maxTasksPerUser");
+    note(old.max_tasks != new.max_tasks, "maxTasks");
     applied
 }
 

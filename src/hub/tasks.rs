@@ -19,9 +19,10 @@
 //! id proves nothing to another user. This holds for upstream-run and
 //! hub-run ([`heavy`]) tasks of both eras, and for the modern hub-run tasks
 //! mirrored in Redis ([`shared`]), which record the user. The table is in
-//! memory, bounded by [`MAX_TASKS`] ([`MAX_TASKS_PER_SESSION`] per legacy
-//! session, `maxTasksPerUser` per user, counted with the hub-run tasks: see
-//! [`Tasks::reserve`]); an entry lives for the task's `ttl` (`ttlMs`),
+//! memory; with the hub-run tasks it is bounded by `maxTasks` (default
+//! [`DEFAULT_MAX_TASKS`]), [`MAX_TASKS_PER_SESSION`] per legacy session and
+//! `maxTasksPerUser` per user, each checked before a task-creating call
+//! leaves ([`Tasks::reserve`]); an entry lives for the task's `ttl` (`ttlMs`),
 //! capped at [`MAX_TTL`], [`DEFAULT_TTL`] when unlimited, or until its
 //! session is deleted.
 //!
@@ -64,10 +65,12 @@ use std::time::{Duration, Instant};
 pub const EXTENSION: &str = "io.modelcontextprotocol/tasks";
 /// `_meta` key tying a message to a task (2025-11-25 tasks, Related Task Metadata).
 pub const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
-/// Most tasks the hub tracks; a task-augmented call beyond that is refused.
-pub const MAX_TASKS: usize = 10_000;
-/// Most live tasks one legacy client session may hold, so one client cannot
-/// fill the table for everyone.
+/// Most tasks the hub keeps at once, upstream-run and hub-run together, when
+/// the config does not say (`maxTasks`); a task-creating call beyond is refused.
+pub const DEFAULT_MAX_TASKS: usize = 10_000;
+/// Most tasks one legacy client session may hold (fixed; `data.limit`
+/// `"maxTasksPerSession"` when reached), so one client cannot fill the
+/// table for everyone.
 pub const MAX_TASKS_PER_SESSION: usize = 1_000;
 /// How long the hub keeps a task whose `ttl` is unlimited.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
@@ -103,56 +106,109 @@ impl Owner {
     }
 }
 
-/// A user at `maxTasksPerUser` (issue 14, hole 5): the task-creating request
-/// is refused before anything reaches the upstream or the heavy queue.
+/// A task cap reached (issue 14, hole 5): the task-creating request is
+/// refused before anything reaches the upstream or the heavy queue. The caps,
+/// checked in this order: the user's `maxTasksPerUser`, the legacy session's
+/// [`MAX_TASKS_PER_SESSION`], the hub's `maxTasks`.
 ///
 /// Answered as JSON-RPC `-32000` (the implementation-defined server-error
 /// range the hub uses for its limits, like "Rate limit exceeded"), not
 /// `-32603` (that says the hub is broken, and nothing the client does helps)
-/// nor `-32602` (the request is valid and succeeds once the user's tasks
-/// end or expire); `data`: `{"limit": "maxTasksPerUser", "max": N,
-/// "reason": "task_limit"}`. HTTP 200: the limit is the user's own quota,
-/// not back-pressure with a `Retry-After`.
+/// nor `-32602` (the request is valid and succeeds once tasks end or
+/// expire); `data`: `{"limit": "maxTasksPerUser" | "maxTasksPerSession" |
+/// "maxTasks", "max": N, "reason": "task_limit"}`. HTTP 200: tasks are kept
+/// for their ttl, so no `Retry-After` would be honest.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("Task limit reached: {who} already {have} {max} tasks (maxTasksPerUser); tasks are kept until their ttl ends, so cancel some, let them expire, or ask for shorter ttls")]
+#[error("Task limit reached: {who} already {have} {max} tasks ({limit}); tasks are kept until their ttl ends, so cancel some, let them expire, or ask for shorter ttls")]
 pub struct TaskLimit {
     who: String,
     have: &'static str,
-    /// The cap (`maxTasksPerUser`).
+    /// Which cap: `maxTasksPerUser`, `maxTasksPerSession` or `maxTasks`.
+    pub limit: &'static str,
+    /// The cap's value.
     pub max: usize,
 }
 
 impl TaskLimit {
-    fn new(user: Option<&str>, max: usize) -> TaskLimit {
+    fn user(user: Option<&str>, max: usize) -> TaskLimit {
+        let limit = "maxTasksPerUser";
         match user {
-            Some(u) => TaskLimit { who: format!("user '{u}'"), have: "holds", max },
-            None => TaskLimit { who: "anonymous clients (one identity)".into(), have: "hold", max },
+            Some(u) => TaskLimit { who: format!("user '{u}'"), have: "holds", limit, max },
+            None => TaskLimit { who: "anonymous clients (one identity)".into(), have: "hold", limit, max },
         }
+    }
+
+    fn session(max: usize) -> TaskLimit {
+        TaskLimit { who: "this session".into(), have: "holds", limit: "maxTasksPerSession", max }
+    }
+
+    fn hub(max: usize) -> TaskLimit {
+        TaskLimit { who: "MCPHub (all users together)".into(), have: "holds", limit: "maxTasks", max }
     }
 
     /// The JSON-RPC error object (see the type's doc).
     pub fn to_error_object(&self) -> ErrorObject {
-        ErrorObject::with_data(codes::SERVER_ERROR, self.to_string(), json!({"limit": "maxTasksPerUser", "max": self.max, "reason": "task_limit"}))
+        ErrorObject::with_data(codes::SERVER_ERROR, self.to_string(), json!({"limit": self.limit, "max": self.max, "reason": "task_limit"}))
     }
 }
 
-/// Reservations of task slots not yet entered, by user.
-type Pending = Arc<Mutex<HashMap<Option<String>, usize>>>;
+/// Task slots reserved and not yet entered ([`Slot`]): in all, by user, by
+/// legacy session.
+#[derive(Default)]
+struct Reserved {
+    total: usize,
+    by_user: HashMap<Option<String>, usize>,
+    by_session: HashMap<String, usize>,
+}
 
-/// One task slot reserved for a user by [`Tasks::reserve`]; given back when
-/// dropped (by then the task is entered, or none was created).
+type Pending = Arc<Mutex<Reserved>>;
+
+/// Tasks an owner's admission is checked against: in all, the user's, the
+/// legacy session's.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Held {
+    pub(crate) total: usize,
+    pub(crate) user: usize,
+    pub(crate) session: usize,
+}
+
+impl Held {
+    /// Adds one task of `of` as seen by `owner`.
+    pub(crate) fn count(&mut self, owner: &Owner, of: &Owner) {
+        self.total += 1;
+        if of.user == owner.user {
+            self.user += 1;
+        }
+        if owner.session.is_some() && of.session == owner.session {
+            self.session += 1;
+        }
+    }
+}
+
+/// One task slot reserved by [`Tasks::reserve`]; given back when dropped (by
+/// then the task is entered, or none was created: a refused, failed or
+/// task-less call). Never dropped under the hub-run tasks' lock.
 pub struct Slot {
     pending: Pending,
-    user: Option<String>,
+    owner: Owner,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut p = self.pending.lock();
-        if let Some(n) = p.get_mut(&self.user) {
+        p.total = p.total.saturating_sub(1);
+        if let Some(n) = p.by_user.get_mut(&self.owner.user) {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                p.remove(&self.user);
+                p.by_user.remove(&self.owner.user);
+            }
+        }
+        if let Some(s) = &self.owner.session {
+            if let Some(n) = p.by_session.get_mut(s) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    p.by_session.remove(s);
+                }
             }
         }
     }
@@ -205,7 +261,7 @@ pub struct Tasks {
     support: Mutex<HashMap<String, (Support, Option<Instant>)>>,
     runs: heavy::Runs,
     /// Slots reserved and not yet entered ([`Slot`]); the lock every
-    /// admission against `maxTasksPerUser` takes first.
+    /// admission takes first.
     pending: Pending,
 }
 
@@ -217,27 +273,23 @@ fn new_hub_id() -> Option<String> {
 }
 
 impl Tasks {
-    /// Enters an upstream task for `owner`; returns its hub id, or `None`
-    /// when [`MAX_TASKS`] live tasks are tracked, or the owner's session
-    /// holds [`MAX_TASKS_PER_SESSION`]. `ttl_ms`: the task's ttl (None = unlimited).
-    pub fn register(&self, server: &str, upstream_id: &str, owner: Owner, ttl_ms: Option<u64>) -> Option<String> {
+    /// Enters an upstream task for `owner` under the `slot` reserved for it
+    /// ([`Tasks::reserve`], which checked the caps; the entry counts instead
+    /// once the slot is dropped here); returns its hub id, `None` only
+    /// without randomness for one. `ttl_ms`: the task's ttl (None = unlimited).
+    pub fn register(&self, server: &str, upstream_id: &str, owner: Owner, ttl_ms: Option<u64>, slot: Slot) -> Option<String> {
         let keep = ttl_ms.map_or(DEFAULT_TTL, Duration::from_millis).min(MAX_TTL);
         let now = Instant::now();
+        let hub_id = new_hub_id()?;
         let mut t = self.table.lock();
-        let owned = |t: &Table| owner.session.is_some() && t.by_hub.values().filter(|e| e.owner == owner).count() >= MAX_TASKS_PER_SESSION;
-        if t.by_hub.len() >= MAX_TASKS || owned(&t) {
-            t.prune(now);
-            if t.by_hub.len() >= MAX_TASKS || owned(&t) {
-                return None;
-            }
-        }
         let key = (server.to_string(), upstream_id.to_string());
         if let Some(old) = t.by_upstream.get(&key).cloned() {
             t.remove(&old); // the upstream reused an id: the old task is gone there
         }
-        let hub_id = new_hub_id()?;
         t.by_upstream.insert(key, hub_id.clone());
         t.by_hub.insert(hub_id.clone(), Entry { server: server.into(), upstream_id: upstream_id.into(), owner, expires: now + keep });
+        drop(t);
+        drop(slot);
         Some(hub_id)
     }
 
@@ -256,27 +308,44 @@ impl Tasks {
         Some((hub_id.clone(), e.owner.clone()))
     }
 
-    /// Reserves one task slot for `user` (`None`: anonymous) before a
-    /// task-creating request goes anywhere (issue 14, hole 5): refused when
-    /// the user's live upstream-run tasks, hub-run tasks (kept for their
-    /// ttl, ended or not) and reserved slots reach `max` (`maxTasksPerUser`).
-    /// Admissions are serialised on one lock, so concurrent requests of one
-    /// user never pass the cap together; the slot counts until it is dropped.
-    pub fn reserve(&self, user: Option<&str>, max: usize) -> Result<Slot, TaskLimit> {
-        let key = user.map(str::to_string);
+    /// Reserves one task slot for `owner` before a task-creating request
+    /// goes anywhere (issue 14, hole 5). Counted: live upstream-run tasks,
+    /// hub-run tasks (kept for their ttl, ended or not) and reserved slots.
+    /// Refused ([`TaskLimit`]) when the user's reach `max_per_user`
+    /// (`maxTasksPerUser`), a legacy session's [`MAX_TASKS_PER_SESSION`], or
+    /// all of them `max_tasks` (`maxTasks`). Admissions are serialised on one
+    /// lock, so concurrent requests never pass a cap together; the slot
+    /// counts until it is dropped.
+    pub fn reserve(&self, owner: &Owner, max_per_user: usize, max_tasks: usize) -> Result<Slot, TaskLimit> {
         let mut pending = self.pending.lock();
-        let reserved = pending.get(&key).copied().unwrap_or(0);
-        let entered = {
+        let mut held = Held {
+            total: pending.total,
+            user: pending.by_user.get(&owner.user).copied().unwrap_or(0),
+            session: owner.session.as_ref().and_then(|s| pending.by_session.get(s)).copied().unwrap_or(0),
+        };
+        {
             let mut t = self.table.lock();
             t.prune(Instant::now());
-            t.by_hub.values().filter(|e| e.owner.user == key).count()
-        };
-        let held = reserved + entered + self.runs.count_user(user);
-        if held >= max {
-            return Err(TaskLimit::new(user, max));
+            for e in t.by_hub.values() {
+                held.count(owner, &e.owner);
+            }
         }
-        *pending.entry(key.clone()).or_insert(0) += 1;
-        Ok(Slot { pending: self.pending.clone(), user: key })
+        self.runs.count(owner, &mut held);
+        if held.user >= max_per_user {
+            return Err(TaskLimit::user(owner.user.as_deref(), max_per_user));
+        }
+        if owner.session.is_some() && held.session >= MAX_TASKS_PER_SESSION {
+            return Err(TaskLimit::session(MAX_TASKS_PER_SESSION));
+        }
+        if held.total >= max_tasks {
+            return Err(TaskLimit::hub(max_tasks));
+        }
+        pending.total += 1;
+        *pending.by_user.entry(owner.user.clone()).or_insert(0) += 1;
+        if let Some(s) = &owner.session {
+            *pending.by_session.entry(s.clone()).or_insert(0) += 1;
+        }
+        Ok(Slot { pending: self.pending.clone(), owner: owner.clone() })
     }
 
     /// Forgets the tasks of a legacy client session that ended (DELETE).
@@ -445,12 +514,16 @@ pub fn rewrite_ids(msg: &mut Value, from: &str, to: &str) {
 /// leaves. A call that may create an upstream task — a legacy client's
 /// `params.task` (an object), or a modern client declaring the extension,
 /// to a server with tasks of that era (or whose support is not known yet) —
-/// first reserves one of its user's task slots ([`Tasks::reserve`]); at
-/// `maxTasksPerUser` it is refused here (`Err`, the [`TaskLimit`] error) and
-/// nothing reaches the upstream (issue 14, hole 5). A `CreateTaskResult`
-/// then gets its task entered for the caller ([`Owner::of`]) and its id
-/// replaced by the hub id (a full table turns it into a -32603 error naming
-/// the limit).
+/// first reserves a task slot ([`Tasks::reserve`]); at `maxTasksPerUser`,
+/// the session's [`MAX_TASKS_PER_SESSION`] or `maxTasks` it is refused here
+/// (`Err`, the [`TaskLimit`] error, -32000) and nothing reaches the upstream
+/// (issue 14, hole 5). A `CreateTaskResult` then gets its task entered for
+/// the caller ([`Owner::of`]) and its id replaced by the hub id. A call
+/// answering an error or a result without a task gives the slot back as
+/// that answer passes the rewrite (before the client reads it), and one
+/// that ends with no answer at all when the rewrite is dropped. A task the upstream created
+/// unasked (its support unknown or changed) is checked when it arrives; at
+/// a cap then, the client gets the [`TaskLimit`] error.
 pub fn on_tools_call(hub: &Hub, down: &Downstream, upstream: &Upstream, params: &Map<String, Value>) -> Result<methods::Rewrite, ErrorObject> {
     let owner = Owner::of(down);
     let asks = match down.era {
@@ -463,19 +536,29 @@ pub fn on_tools_call(hub: &Hub, down: &Downstream, upstream: &Upstream, params: 
             Support::Modern => down.era == Era::Modern,
             Support::None => false,
         });
+    let config = hub.config();
     let slot = match may_create {
-        true => Some(hub.tasks().reserve(owner.user.as_deref(), hub.config().max_tasks_per_user).map_err(|e| e.to_error_object())?),
+        true => Some(hub.tasks().reserve(&owner, config.max_tasks_per_user, config.max_tasks).map_err(|e| e.to_error_object())?),
         false => None,
     };
     let slot = Mutex::new(slot);
     let (hub, server) = (hub.clone(), upstream.name().to_string());
     Ok(Arc::new(move |msg: &mut Value| {
-        let Some((upstream_id, ttl)) = msg.get("result").and_then(created_task) else { return };
+        let Some((upstream_id, ttl)) = msg.get("result").and_then(created_task) else {
+            // The call's answer without a task (an error, a plain result):
+            // the slot is given back before the client reads it. Not for a
+            // request for input: the call goes on.
+            let answer = msg.get("method").is_none() && (msg.get("error").is_some() || msg.get("result").is_some());
+            if answer && !super::mrtr::is_input_required(msg) {
+                drop(slot.lock().take());
+            }
+            return;
+        };
         // A task nobody reserved for (support unknown or changed): checked now.
         let taken = slot.lock().take();
         let slot = match taken {
             Some(s) => s,
-            None => match hub.tasks().reserve(owner.user.as_deref(), hub.config().max_tasks_per_user) {
+            None => match hub.tasks().reserve(&owner, hub.config().max_tasks_per_user, hub.config().max_tasks) {
                 Ok(s) => s,
                 Err(limit) => {
                     log::warn!("task {upstream_id} of '{server}' not tracked: {limit}");
@@ -484,16 +567,13 @@ pub fn on_tools_call(hub: &Hub, down: &Downstream, upstream: &Upstream, params: 
                 }
             },
         };
-        match hub.tasks().register(&server, &upstream_id, owner.clone(), ttl) {
+        match hub.tasks().register(&server, &upstream_id, owner.clone(), ttl, slot) {
             Some(hub_id) => rewrite_ids(msg, &upstream_id, &hub_id),
             None => {
-                log::warn!("task {upstream_id} of '{server}' not tracked: the task table (or this session's share) is full");
-                let text = format!("MCPHub tracks {MAX_TASKS} tasks, at most {MAX_TASKS_PER_SESSION} per session; try again when some have ended");
-                let err = ErrorObject::new(codes::INTERNAL_ERROR, text);
-                *msg = err.to_response(msg.get("id"));
+                log::warn!("task {upstream_id} of '{server}' not tracked: no randomness for a task id");
+                *msg = ErrorObject::new(codes::INTERNAL_ERROR, "no randomness for a task id").to_response(msg.get("id"));
             }
         }
-        drop(slot); // the entry counts now
     }))
 }
 
@@ -670,11 +750,17 @@ mod tests {
         Owner { user: user.map(str::to_string), session: None }
     }
 
+    /// Enters a task for `owner` under a slot (caps of 100 per user, 10,000 in all).
+    fn enter(t: &Tasks, server: &str, upstream_id: &str, owner: Owner, ttl_ms: Option<u64>) -> Option<String> {
+        let slot = t.reserve(&owner, 10_000, 10_000).ok()?;
+        t.register(server, upstream_id, owner, ttl_ms, slot)
+    }
+
     #[test]
     fn colliding_upstream_ids_get_distinct_owned_hub_ids() {
         let t = Tasks::default();
-        let a = t.register("a", "task-1", legacy(None, "s1"), Some(60_000)).unwrap();
-        let b = t.register("b", "task-1", legacy(None, "s2"), None).unwrap();
+        let a = enter(&t, "a", "task-1", legacy(None, "s1"), Some(60_000)).unwrap();
+        let b = enter(&t, "b", "task-1", legacy(None, "s2"), None).unwrap();
         assert_ne!(a, b);
         assert!(a.starts_with("mcphub-t") && a.len() == "mcphub-t".len() + 32);
         assert_eq!(t.find(&a, &legacy(None, "s1")), Some(("a".into(), "task-1".into())));
@@ -688,7 +774,7 @@ mod tests {
     #[test]
     fn a_modern_task_is_bound_to_its_user_not_to_whoever_holds_the_id() {
         let t = Tasks::default();
-        let bobs = t.register("m", "task-1", modern(Some("bob")), None).unwrap();
+        let bobs = enter(&t, "m", "task-1", modern(Some("bob")), None).unwrap();
         assert_eq!(t.find(&bobs, &modern(Some("bob"))), Some(("m".into(), "task-1".into())));
         assert_eq!(t.find(&bobs, &modern(Some("alice"))), None, "another user's task is unknown to her");
         assert_eq!(t.find(&bobs, &modern(None)), None, "and to anonymous clients");
@@ -699,38 +785,59 @@ mod tests {
     fn one_session_cannot_fill_the_table_and_its_tasks_go_with_it() {
         let t = Tasks::default();
         for i in 0..MAX_TASKS_PER_SESSION {
-            assert!(t.register("a", &format!("task-{i}"), legacy(None, "greedy"), None).is_some());
+            assert!(enter(&t, "a", &format!("task-{i}"), legacy(None, "greedy"), None).is_some());
         }
-        assert_eq!(t.register("a", "one-more", legacy(None, "greedy"), None), None);
-        let other = t.register("a", "theirs", legacy(None, "other"), None).expect("another session still gets tasks");
+        let refused = t.reserve(&legacy(None, "greedy"), 10_000, 10_000).err().expect("the session holds its share");
+        assert_eq!((refused.limit, refused.max), ("maxTasksPerSession", MAX_TASKS_PER_SESSION));
+        assert!(refused.to_string().contains("this session"), "{refused}");
+        let other = enter(&t, "a", "theirs", legacy(None, "other"), None).expect("another session still gets tasks");
         t.forget_session("greedy");
         assert_eq!(t.len(), 1);
         assert!(t.find(&other, &legacy(None, "other")).is_some());
-        assert!(t.register("a", "again", legacy(None, "greedy"), None).is_some());
+        assert!(enter(&t, "a", "again", legacy(None, "greedy"), None).is_some());
+        assert_eq!(t.pending.lock().total, 0, "every slot given back");
     }
 
     #[test]
     fn a_user_at_the_cap_is_refused_a_slot_and_others_are_not() {
         let t = Tasks::default();
-        let first = t.reserve(Some("alice"), 3).expect("a slot");
-        t.register("a", "task-1", modern(Some("alice")), None).unwrap();
-        drop(first);
-        let held = [t.reserve(Some("alice"), 3).unwrap(), t.reserve(Some("alice"), 3).unwrap()];
-        let refused = t.reserve(Some("alice"), 3).err().expect("1 entered + 2 reserved = the cap");
-        assert_eq!(refused.max, 3);
+        let alice = modern(Some("alice"));
+        let first = t.reserve(&alice, 3, 100).expect("a slot");
+        t.register("a", "task-1", alice.clone(), None, first).unwrap();
+        let held = [t.reserve(&alice, 3, 100).unwrap(), t.reserve(&alice, 3, 100).unwrap()];
+        let refused = t.reserve(&alice, 3, 100).err().expect("1 entered + 2 reserved = the cap");
+        assert_eq!((refused.limit, refused.max), ("maxTasksPerUser", 3));
         let e = refused.to_error_object();
         assert_eq!(e.code, codes::SERVER_ERROR);
         assert!(e.message.contains("user 'alice'") && e.message.contains("maxTasksPerUser"), "{}", e.message);
-        assert!(t.reserve(Some("bob"), 3).is_ok() && t.reserve(None, 3).is_ok(), "other users keep creating tasks");
+        assert!(t.reserve(&modern(Some("bob")), 3, 100).is_ok() && t.reserve(&modern(None), 3, 100).is_ok(), "other users keep creating tasks");
         drop(held);
-        assert!(t.reserve(Some("alice"), 3).is_ok(), "a dropped slot is given back");
-        assert!(t.pending.lock().is_empty(), "every slot given back");
+        assert!(t.reserve(&alice, 3, 100).is_ok(), "a dropped slot is given back");
+        let p = t.pending.lock();
+        assert!(p.total == 0 && p.by_user.is_empty() && p.by_session.is_empty(), "every slot given back");
+    }
+
+    #[test]
+    fn the_hub_wide_cap_counts_entries_and_reservations_of_everyone() {
+        let t = Tasks::default();
+        let slot = t.reserve(&legacy(Some("a"), "s1"), 100, 3).unwrap();
+        t.register("x", "task-1", legacy(Some("a"), "s1"), None, slot).unwrap();
+        let held = t.reserve(&modern(Some("b")), 100, 3).unwrap();
+        let _also = t.reserve(&modern(None), 100, 3).unwrap();
+        let refused = t.reserve(&legacy(Some("c"), "s3"), 100, 3).err().expect("1 entered + 2 reserved = maxTasks");
+        assert_eq!((refused.limit, refused.max), ("maxTasks", 3));
+        let e = refused.to_error_object();
+        assert_eq!(e.code, codes::SERVER_ERROR);
+        assert_eq!(e.data, Some(json!({"limit": "maxTasks", "max": 3, "reason": "task_limit"})));
+        assert!(e.message.contains("maxTasks"), "{}", e.message);
+        drop(held);
+        assert!(t.reserve(&legacy(Some("c"), "s3"), 100, 3).is_ok(), "a dropped slot is given back");
     }
 
     #[test]
     fn an_expired_task_is_forgotten() {
         let t = Tasks::default();
-        let a = t.register("a", "task-1", modern(None), Some(0)).unwrap();
+        let a = enter(&t, "a", "task-1", modern(None), Some(0)).unwrap();
         assert_eq!(t.find(&a, &modern(None)), None);
         assert_eq!(t.hub_id("a", "task-1"), None);
     }

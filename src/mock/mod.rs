@@ -219,6 +219,9 @@ struct Inner {
     in_flight: AtomicUsize,
     /// The most `/mcp` requests in flight at once since start or the last reset.
     max_in_flight: AtomicUsize,
+    /// `tools/call` requests being answered now, and the most at once.
+    calls_in_flight: AtomicUsize,
+    max_calls_in_flight: AtomicUsize,
     /// Conformance fixtures on.
     fixtures: bool,
     /// Server→client requests awaiting the client's answer, by JSON id text.
@@ -241,15 +244,31 @@ pub struct MockServer {
     inner: Arc<Inner>,
 }
 
-/// Decrements the in-flight count when dropped (moved into SSE producers so
-/// a stream counts until it ends).
+/// Decrements the in-flight count (and, for a `tools/call`, the calls in
+/// flight) when dropped (moved into SSE producers so a stream counts until
+/// it ends).
 struct InFlight {
     inner: Arc<Inner>,
+    call: bool,
+}
+
+impl InFlight {
+    /// Counts this request as a `tools/call` too, until it is dropped.
+    fn as_call(&mut self) {
+        if !self.call {
+            self.call = true;
+            let now = self.inner.calls_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.inner.max_calls_in_flight.fetch_max(now, Ordering::SeqCst);
+        }
+    }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.inner.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if self.call {
+            self.inner.calls_in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 }
 
@@ -402,6 +421,8 @@ impl MockServer {
                 }),
                 in_flight: AtomicUsize::new(0),
                 max_in_flight: AtomicUsize::new(0),
+                calls_in_flight: AtomicUsize::new(0),
+                max_calls_in_flight: AtomicUsize::new(0),
                 fixtures,
                 pending: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
@@ -420,9 +441,12 @@ impl MockServer {
 
     /// The `/stats` document:
     /// `{"initialize","requests","sessions_active","sessions_created",
-    /// "expired_404","rejected_429","cancelled","max_in_flight","tools":{"echo":n,…},"last_authorization_sha"}`.
+    /// "expired_404","rejected_429","cancelled","max_in_flight","max_calls_in_flight","tools":{"echo":n,…},"last_authorization_sha"}`.
     /// `cancelled` counts legacy `notifications/cancelled` received on a session;
-    /// `max_in_flight` is the most `/mcp` requests (any method) in flight at once.
+    /// `max_in_flight` is the most `/mcp` requests (any method, GET streams
+    /// included) in flight at once; `max_calls_in_flight` the most
+    /// `tools/call` requests being answered at once (from the parsed message
+    /// to the end of its answer, a streamed one until its stream ends).
     /// `requests` counts every POST to `/mcp` — the JSON-RPC messages sent,
     /// including rejected ones (GET streams, `subscriptions/listen` streams and DELETE are not counted); `initialize` counts answered legacy `initialize` requests;
     /// `expired_404` counts 404s for unknown or expired sessions;
@@ -445,6 +469,7 @@ impl MockServer {
             "rejected_429": c.rejected_429,
             "cancelled": c.cancelled,
             "max_in_flight": self.inner.max_in_flight.load(Ordering::SeqCst),
+            "max_calls_in_flight": self.inner.max_calls_in_flight.load(Ordering::SeqCst),
             "tools": c.tools,
             "last_authorization_sha": c.last_authorization_sha,
             "last_request_id": c.last_request_id,
@@ -460,6 +485,7 @@ impl MockServer {
         st.counters = Counters::new();
         st.session_uses = 0;
         self.inner.max_in_flight.store(self.inner.in_flight.load(Ordering::SeqCst), Ordering::SeqCst);
+        self.inner.max_calls_in_flight.store(self.inner.calls_in_flight.load(Ordering::SeqCst), Ordering::SeqCst);
     }
 
     /// Whether a legacy session with this id is live.
@@ -516,7 +542,7 @@ impl MockServer {
         }
         let now = self.inner.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.inner.max_in_flight.fetch_max(now, Ordering::SeqCst);
-        let guard = InFlight { inner: self.inner.clone() };
+        let guard = InFlight { inner: self.inner.clone(), call: false };
         if let Some(k) = self.inner.cfg.max_concurrency {
             if now > k {
                 self.inner.state.lock().counters.rejected_429 += 1;
@@ -556,7 +582,7 @@ impl MockServer {
         }
     }
 
-    fn post(&self, req: &Request, guard: InFlight) -> Response {
+    fn post(&self, req: &Request, mut guard: InFlight) -> Response {
         let msg: Value = match serde_json::from_slice(&req.body) {
             Ok(v) => v,
             Err(e) => {
@@ -586,6 +612,9 @@ impl MockServer {
             let id = id.unwrap_or(Value::Null);
             return Response::json(400, &rpc_error(&id, codes::INVALID_REQUEST, "Invalid Request: no method", None));
         };
+        if method == "tools/call" && id.is_some() {
+            guard.as_call();
+        }
         let modern = self.is_modern(req, &msg);
         if modern {
             return self.modern(req, &msg, method, guard);

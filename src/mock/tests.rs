@@ -494,7 +494,7 @@ fn stats_shape_and_reset() {
     let keys: Vec<&str> = s.as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(
         keys,
-        ["initialize", "requests", "sessions_active", "sessions_created", "expired_404", "rejected_429", "cancelled", "max_in_flight", "tools", "last_authorization_sha", "last_request_id", "last_traceparent", "last_tracestate", "last_meta_traceparent"]
+        ["initialize", "requests", "sessions_active", "sessions_created", "expired_404", "rejected_429", "cancelled", "max_in_flight", "max_calls_in_flight", "tools", "last_authorization_sha", "last_request_id", "last_traceparent", "last_tracestate", "last_meta_traceparent"]
     );
     assert_eq!(s["requests"], 2);
     assert_eq!(s["tools"]["echo"], 1);

@@ -44,10 +44,12 @@
 //! `tasks/cancel` the empty ack (also for an ended task). With Redis the
 //! task is mirrored there ([`super::shared`]) so any instance answers.
 //!
-//! **Per-user cap.** A run takes one of its user's `maxTasksPerUser` slots
-//! ([`super::Tasks::reserve`]) before it is queued; at the cap the call is
-//! refused ([`super::TaskLimit`], -32000) and nothing is queued or sent.
-//! A run holds its slot while it is kept (its ttl), ended or not.
+//! **Caps.** A run takes a task slot ([`super::Tasks::reserve`]: the user's
+//! `maxTasksPerUser`, the legacy session's [`super::MAX_TASKS_PER_SESSION`],
+//! the hub's `maxTasks`, counted with the upstream-run tasks) before it is
+//! queued; at a cap the call is refused ([`super::TaskLimit`], -32000) and
+//! nothing is queued or sent. A run holds its slot while it is kept (its
+//! ttl), ended or not.
 //!
 //! Legacy task state is in this hub's memory only: its owner is a legacy
 //! client session, and those live in the memory of the instance that
@@ -57,7 +59,7 @@
 //! with their session (DELETE cancels the run).
 
 use super::methods::shape_result;
-use super::{Owner, DEFAULT_TTL, MAX_TASKS, MAX_TASKS_PER_SESSION, MAX_TTL, RELATED_TASK};
+use super::{Held, Owner, DEFAULT_TTL, MAX_TTL, RELATED_TASK};
 use crate::hub::{Downstream, Hub};
 use crate::http::Response;
 use crate::protocol::{codes, jsonrpc, Era, ErrorObject};
@@ -204,8 +206,9 @@ fn notify(hub: &Hub, id: &str, run: &Run) {
 /// Starts a hub-run task for a task-augmented heavy `tools/call` (see the
 /// module doc); `params` carry the server's own tool name. Answers the
 /// `CreateTaskResult`, or: a rate limit (429), the user at
-/// `maxTasksPerUser` ([`super::TaskLimit`], -32000), the server's task queue
-/// full (503 + `Retry-After`), the task table full (-32603).
+/// `maxTasksPerUser`, the session at its share or the hub at `maxTasks`
+/// ([`super::TaskLimit`], -32000), the server's task queue full (503 +
+/// `Retry-After`).
 pub fn start(
     hub: &Hub,
     down: &Downstream,
@@ -229,9 +232,9 @@ pub fn start(
         meta.remove("progressToken"); // nobody listens to the run's progress
     }
     let owner = Owner::of(down);
-    // The user's slot first, before the run is queued (issue 14, hole 5);
-    // held until the run is entered below, which then counts instead.
-    let slot = match hub.tasks().reserve(owner.user.as_deref(), config.max_tasks_per_user) {
+    // The slot first, before the run is queued (issue 14, hole 5); held
+    // until the run is entered below, which then counts instead.
+    let slot = match hub.tasks().reserve(&owner, config.max_tasks_per_user, config.max_tasks) {
         Ok(slot) => slot,
         Err(limit) => return Response::json(200, &limit.to_error_object().to_response(Some(&id))),
     };
@@ -258,17 +261,12 @@ pub fn start(
         let runs = hub.tasks().runs();
         let mut st = runs.state.lock();
         st.prune(now);
-        let owned = st.runs.values().filter(|r| r.owner == owner).count();
         let gate = st.gates.entry(server.clone()).or_default();
         if gate.queue.len() >= queue_len {
             let cause = format!("{} heavy tasks running and its task queue of {queue_len} is full", gate.running);
             let err = UpstreamError::Overloaded { server: server.clone(), retry_after_secs: 1, reason: "queue_full", cause };
             log::warn!("{err}");
             return Response::json(503, &err.to_error_object().to_response(Some(&id))).with_header("Retry-After", "1");
-        }
-        if st.runs.len() >= MAX_TASKS || owned >= MAX_TASKS_PER_SESSION {
-            let text = format!("MCPHub runs {MAX_TASKS} tasks, at most {MAX_TASKS_PER_SESSION} per session; try again when some have ended");
-            return Response::json(200, &ErrorObject::new(codes::INTERNAL_ERROR, text).to_response(Some(&id)));
         }
         st.gates.entry(server.clone()).or_default().queue.push_back(hub_id.clone());
         let task = run.task(&hub_id);
@@ -572,12 +570,14 @@ impl Runs {
         self.changed.notify_all();
     }
 
-    /// Runs kept for `user` (`None`: anonymous), ended or not, until their
-    /// ttl: what they hold of `maxTasksPerUser` ([`super::Tasks::reserve`]).
-    pub(super) fn count_user(&self, user: Option<&str>) -> usize {
+    /// Adds the runs kept (ended or not, until their ttl) to what `owner`'s
+    /// admission is checked against ([`super::Tasks::reserve`]).
+    pub(super) fn count(&self, owner: &Owner, held: &mut Held) {
         let mut st = self.state.lock();
         st.prune(Instant::now());
-        st.runs.values().filter(|r| r.owner.user.as_deref() == user).count()
+        for r in st.runs.values() {
+            held.count(owner, &r.owner);
+        }
     }
 
     /// Ids of the live (not ended) runs of modern clients.
