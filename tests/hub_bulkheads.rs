@@ -39,10 +39,10 @@ fn max_concurrency_bounds_what_the_upstream_sees() {
         .collect();
     let failed: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
     let s = m.stats();
-    println!("18 calls, 6 clients, maxConcurrency 2: failed {failed}, mock max_in_flight {}, sleeps {}", s["max_in_flight"], s["tools"]["sleep"]);
+    println!("18 calls, 6 clients, maxConcurrency 2: failed {failed}, mock max_calls_in_flight {}, sleeps {}", s["max_calls_in_flight"], s["tools"]["sleep"]);
     assert_eq!(failed, 0);
     assert_eq!(s["tools"]["sleep"], 18);
-    assert!(s["max_in_flight"].as_u64().unwrap() <= 2, "{s}");
+    assert!(s["max_calls_in_flight"].as_u64().unwrap() <= 2, "{s}");
     assert_eq!(readyz(&h.url)["servers"]["slow"]["bulkhead"]["in_flight"], 0, "every slot released");
 }
 
@@ -157,7 +157,7 @@ fn a_saturated_server_does_not_slow_another() {
     );
     assert_eq!(a_finished, 0, "B's 40 calls were answered only after one of A's {A_CALL_MS} ms calls ended");
     assert!(still_saturated, "A stayed saturated while B was served: {a_state}");
-    assert!(a.stats()["max_in_flight"].as_u64().unwrap() <= 2);
+    assert!(a.stats()["max_calls_in_flight"].as_u64().unwrap() <= 2);
     // Each thread leaves after its current call (in flight or queued) ends.
     for t in saturating {
         t.join().unwrap();
@@ -200,7 +200,7 @@ fn the_hub_shapes_traffic_to_a_server_that_limits_concurrency() {
     assert!(!direct_failed.is_empty(), "the server refuses beyond 2 in flight");
     assert!(failed.is_empty(), "{:?}", &failed[..failed.len().min(3)]);
     // The hub never sent more than 2 at once, so the server refused nothing.
-    assert!(s["max_in_flight"].as_u64().unwrap() <= 2, "{s}");
+    assert!(s["max_calls_in_flight"].as_u64().unwrap() <= 2, "{s}");
     assert_eq!(s["rejected_429"], 0, "{s}");
 }
 

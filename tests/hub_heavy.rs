@@ -55,7 +55,7 @@ fn heavy_tools_never_exceed_their_concurrency_and_do_not_block_other_calls() {
         .collect();
     let stats = mock.stats();
     // One heavy call at a time, plus possibly the echo beside it (five unqueued sleeps would show 5+).
-    assert!(stats["max_in_flight"].as_u64().unwrap() <= 2, "{stats}");
+    assert!(stats["max_calls_in_flight"].as_u64().unwrap() <= 2, "{stats}");
     assert_eq!(stats["tools"]["sleep"], 5);
     let last = ends.iter().max().unwrap();
     assert!(echo_done < *last, "the echo did not wait for the heavy queue to drain");
