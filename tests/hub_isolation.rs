@@ -22,7 +22,7 @@
 mod hub_util;
 
 use hub_util::{mock_restartable, HubProcess, Mock, ACCEPT, JSON};
-use mcphub::mock::{reflect_marker, Era, MockConfig};
+use mcphub_mock::{reflect_marker, Era, MockConfig};
 use mcphub::users::{key_digest, new_key};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;

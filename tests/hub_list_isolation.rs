@@ -11,7 +11,7 @@
 mod hub_util;
 
 use hub_util::{hub, mock_with, Client, HubUnderTest, Mock};
-use mcphub::mock::{reflect_marker, Era, MockConfig};
+use mcphub_mock::{reflect_marker, Era, MockConfig};
 use mcphub::users::{key_digest, new_key};
 use serde_json::{json, Value};
 

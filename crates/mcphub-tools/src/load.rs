@@ -43,9 +43,9 @@ use serde_json::{json, Value};
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
-use crate::config::redact_url;
-use crate::protocol::era::{Era, LATEST_LEGACY, MODERN_VERSION};
-use crate::protocol::{headers, sse, META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_PROTOCOL_VERSION};
+use mcphub::config::redact_url;
+use mcphub::protocol::era::{Era, LATEST_LEGACY, MODERN_VERSION};
+use mcphub::protocol::{headers, sse, META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_PROTOCOL_VERSION};
 
 /// The legacy protocol version the clients ask for in `initialize`.
 pub const LEGACY_PROTOCOL_VERSION: &str = LATEST_LEGACY;
