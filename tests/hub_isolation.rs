@@ -2,7 +2,7 @@
 //! data, and no injected credential reaches an answer, a log line,
 //! `/readyz` or `/metrics`.
 //!
-//! Upstreams are `mcphub-mock`s in reflect mode (`src/mock/reflect.rs`): each
+//! Upstreams are `mcphub-mock`s in reflect mode (`crates/mcphub-mock/src/reflect.rs`): each
 //! reflects the caller's credential as a per-user marker into every list,
 //! tool result and task result, and the raw value into its error texts (a
 //! JSON-RPC error, an SSE error event, HTTP 401 for a value containing

@@ -3,7 +3,7 @@
 //! credential, one user's rejected token answers that user and changes
 //! nothing for the others, and the context cache is bounded
 //! (`listCacheContexts`). The upstreams are `mcphub-mock`s in reflect mode
-//! (`src/mock/reflect.rs`) on `Authorization`: every list carries the marker
+//! (`crates/mcphub-mock/src/reflect.rs`) on `Authorization`: every list carries the marker
 //! of the `Authorization` it was fetched with (and a tool, prompt, resource
 //! and template private to it), and an `Authorization` containing `bad` gets
 //! HTTP 401 with the value echoed.

@@ -30,7 +30,7 @@
 //! `isError: true`; every other call counts one error of one kind
 //! ([`ErrorKind`] names). The pure parts (percentiles, SSE answers, the
 //! outcome of a response, the summary) are unit-tested here; the socket
-//! side by `tests/load_cli.rs` against `mcphub-mock`.
+//! side by `crates/mcphub-tools/tests/load_cli.rs` against `mcphub_mock`.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
