@@ -22,7 +22,7 @@ install: build
 test: build unit e2e conformance
 
 unit:
-	$(CARGO) test --release --locked --all-targets
+	$(CARGO) test --release --locked --workspace --all-targets
 
 e2e: build
 	scripts/e2e.sh
@@ -61,7 +61,7 @@ attack: build
 	scripts/attack.py
 
 clippy:
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --release --locked --workspace --all-targets -- -D warnings
 
 clean:
 	$(CARGO) clean

@@ -5,14 +5,12 @@
 pub mod config;
 pub mod http;
 pub mod protocol;
-pub mod mock;
 pub mod upstream;
 pub mod singleflight;
 pub mod catalog;
 pub mod hub;
 pub mod store;
 pub mod users;
-pub mod load;
 pub mod limits;
 pub mod metrics;
 pub mod trace;

@@ -4,7 +4,7 @@
 mod hub_util;
 
 use hub_util::{hub, load_clients, mock_with, wait_until, Client, PATIENCE};
-use mcphub::mock::{Era, MockConfig};
+use mcphub_mock::{Era, MockConfig};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 mod hub_util;
 
 use hub_util::*;
-use mcphub::mock::{Era, MockConfig};
+use mcphub_mock::{Era, MockConfig};
 use serde_json::{json, Value};
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 mod hub_util;
 
 use hub_util::{hub, mock_with, wait_until, Client, HubUnderTest, PATIENCE};
-use mcphub::mock::{Era, MockConfig};
+use mcphub_mock::{Era, MockConfig};
 use serde_json::json;
 use std::time::Instant;
 

@@ -8,7 +8,7 @@
 mod hub_util;
 
 use hub_util::{hub, mock_with, wait_until, Client, HubUnderTest, Mock, PATIENCE};
-use mcphub::mock::{Era, MockConfig};
+use mcphub_mock::{Era, MockConfig};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;

@@ -8,7 +8,7 @@
 mod hub_util;
 
 use hub_util::*;
-use mcphub::mock::Era;
+use mcphub_mock::Era;
 use serde_json::{json, Value};
 
 /// Ids whose text a lossy (f64) echo, or serde_json's own writing, would change.

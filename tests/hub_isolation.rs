@@ -2,7 +2,7 @@
 //! data, and no injected credential reaches an answer, a log line,
 //! `/readyz` or `/metrics`.
 //!
-//! Upstreams are `mcphub-mock`s in reflect mode (`src/mock/reflect.rs`): each
+//! Upstreams are `mcphub-mock`s in reflect mode (`crates/mcphub-mock/src/reflect.rs`): each
 //! reflects the caller's credential as a per-user marker into every list,
 //! tool result and task result, and the raw value into its error texts (a
 //! JSON-RPC error, an SSE error event, HTTP 401 for a value containing
@@ -22,7 +22,7 @@
 mod hub_util;
 
 use hub_util::{mock_restartable, HubProcess, Mock, ACCEPT, JSON};
-use mcphub::mock::{reflect_marker, Era, MockConfig};
+use mcphub_mock::{reflect_marker, Era, MockConfig};
 use mcphub::users::{key_digest, new_key};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;

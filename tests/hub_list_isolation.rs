@@ -3,7 +3,7 @@
 //! credential, one user's rejected token answers that user and changes
 //! nothing for the others, and the context cache is bounded
 //! (`listCacheContexts`). The upstreams are `mcphub-mock`s in reflect mode
-//! (`src/mock/reflect.rs`) on `Authorization`: every list carries the marker
+//! (`crates/mcphub-mock/src/reflect.rs`) on `Authorization`: every list carries the marker
 //! of the `Authorization` it was fetched with (and a tool, prompt, resource
 //! and template private to it), and an `Authorization` containing `bad` gets
 //! HTTP 401 with the value echoed.
@@ -11,7 +11,7 @@
 mod hub_util;
 
 use hub_util::{hub, mock_with, Client, HubUnderTest, Mock};
-use mcphub::mock::{reflect_marker, Era, MockConfig};
+use mcphub_mock::{reflect_marker, Era, MockConfig};
 use mcphub::users::{key_digest, new_key};
 use serde_json::{json, Value};
 

@@ -4,7 +4,7 @@
 mod hub_util;
 
 use hub_util::*;
-use mcphub::mock::Era;
+use mcphub_mock::Era;
 use serde_json::json;
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};

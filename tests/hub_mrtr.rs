@@ -7,7 +7,7 @@ mod hub_util;
 
 use hub_util::*;
 use mcphub::http::{Server, ServerConfig};
-use mcphub::mock::{Era, MockConfig, MockServer};
+use mcphub_mock::{Era, MockConfig, MockServer};
 use parking_lot::{Condvar, Mutex};
 use serde_json::{json, Value};
 use std::collections::HashMap;

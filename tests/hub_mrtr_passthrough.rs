@@ -8,7 +8,7 @@ mod hub_util;
 
 use hub_util::*;
 use mcphub::http::{Server, ServerConfig};
-use mcphub::mock::{Era, MockConfig, MockServer};
+use mcphub_mock::{Era, MockConfig, MockServer};
 use serde_json::{json, Value};
 use std::sync::Arc;
 

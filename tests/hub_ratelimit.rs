@@ -13,7 +13,7 @@ mod hub_util;
 mod redis_util;
 
 use hub_util::{hub, mock, send, HubUnderTest, Mock, Reply, ACCEPT, JSON};
-use mcphub::mock::Era;
+use mcphub_mock::Era;
 use mcphub::users::{key_digest, new_key};
 use redis_util::RedisServer;
 use serde_json::{json, Value};

@@ -175,7 +175,7 @@ fn an_answer_from_another_session_is_not_routed() {
 
 #[test]
 fn twenty_clients_with_the_same_progress_token_each_get_only_their_own_progress() {
-    let up = mock(mcphub::mock::Era::Legacy, "m");
+    let up = mock(mcphub_mock::Era::Legacy, "m");
     let h = hub(&[("m", &up.url)], json!({"workers": 8}));
     let url = h.url.clone();
     let clients: Vec<_> = (0..20)

@@ -10,7 +10,7 @@ mod redis_util;
 use hub_util::*;
 use mcphub::config::Config;
 use mcphub::hub::reload::{ReloadError, ReloadReport};
-use mcphub::mock::Era;
+use mcphub_mock::Era;
 use mcphub::users::{key_digest, new_key};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};

@@ -6,7 +6,7 @@
 mod hub_util;
 
 use hub_util::*;
-use mcphub::mock::Era;
+use mcphub_mock::Era;
 use mcphub::users::{key_digest, new_key};
 use serde_json::{json, Value};
 

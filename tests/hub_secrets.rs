@@ -6,7 +6,7 @@
 mod hub_util;
 
 use hub_util::{mock_with, send, Client, HubProcess, ACCEPT, JSON};
-use mcphub::mock::{Era, MockConfig};
+use mcphub_mock::{Era, MockConfig};
 use mcphub::users::{key_digest, new_key};
 use serde_json::json;
 

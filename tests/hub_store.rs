@@ -6,7 +6,7 @@ mod hub_util;
 mod redis_util;
 
 use hub_util::{hub, mock_with, wait_until, Client, HubProcess, HubUnderTest, Mock, PATIENCE};
-use mcphub::mock::{Era, MockConfig};
+use mcphub_mock::{Era, MockConfig};
 use redis_util::RedisServer;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};

@@ -14,7 +14,7 @@ mod hub_util;
 mod redis_util;
 
 use hub_util::{hub, mock_with, send, HubUnderTest, Mock, Reply, ACCEPT, JSON};
-use mcphub::mock::{Era, MockConfig};
+use mcphub_mock::{Era, MockConfig};
 use mcphub::users::{key_digest, new_key};
 use redis_util::RedisServer;
 use serde_json::{json, Value};

@@ -7,7 +7,7 @@
 mod hub_util;
 
 use hub_util::*;
-use mcphub::mock::Era;
+use mcphub_mock::Era;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};

@@ -7,7 +7,7 @@
 mod hub_util;
 
 use hub_util::{hub, mock_with, send, tool_text, Client, HubUnderTest, Mock, ACCEPT, JSON};
-use mcphub::mock::{Era, MockConfig};
+use mcphub_mock::{Era, MockConfig};
 use mcphub::users::{key_digest, new_key};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};

@@ -10,7 +10,7 @@ mod http_util;
 mod hub_util;
 
 use hub_util::{wait_until, PATIENCE};
-use mcphub::mock::Era;
+use mcphub_mock::Era;
 use serde_json::{json, Value};
 use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;

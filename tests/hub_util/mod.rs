@@ -5,7 +5,7 @@
 use mcphub::config::Config;
 use mcphub::http::{Server, ServerConfig, ServerHandle};
 use mcphub::hub::Hub;
-use mcphub::mock::{Era, MockConfig, MockServer};
+use mcphub_mock::{Era, MockConfig, MockServer};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use super::{codes, conformance, short_sha, stream, Ctx, MockServer, Reply, META_SERVER_INFO};
-use crate::http::ClientGone;
+use mcphub::http::ClientGone;
 
 /// The tools the mock offers, in `tools/list` order.
 pub const TOOL_NAMES: [&str; 7] = ["echo", "get_session_id", "sleep", "progress", "whoami", "counter", "region"];

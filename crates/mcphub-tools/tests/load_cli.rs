@@ -1,66 +1,50 @@
-//! `mcphub-load` end to end: the real binary against real `mcphub-mock`
-//! processes on loopback (legacy, modern, compared, expiring sessions, a
-//! slow server, a server restarted under load), and its argument errors.
+//! `mcphub-load` end to end: the real binary against real `mcphub_mock`
+//! servers on loopback, served in this process by the hub's HTTP layer as the
+//! `mcphub-mock` binary serves them (legacy, modern, compared, expiring
+//! sessions, a slow server, a server restarted under load), and its argument
+//! errors.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
+use mcphub::http::{Server, ServerConfig, ServerHandle};
+use mcphub_mock::{Era, MockConfig, MockServer};
 use serde_json::Value;
 
 const LOAD: &str = env!("CARGO_BIN_EXE_mcphub-load");
-const MOCK: &str = env!("CARGO_BIN_EXE_mcphub-mock");
 
-/// A running `mcphub-mock`, killed on drop.
+/// A running mock upstream: `mcphub_mock`'s server on the hub's HTTP layer,
+/// in this process (what the `mcphub-mock` binary runs), stopped on drop.
 struct Mock {
-    child: Child,
+    handle: ServerHandle,
     port: u16,
 }
 
 impl Drop for Mock {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.handle.shutdown();
     }
 }
 
 impl Mock {
-    /// Starts `mcphub-mock --port 0 <extra>` and reads its port from the
-    /// "listening on" line (printed once it is bound and serving).
-    fn start(extra: &[&str]) -> Mock {
-        Mock::start_with(extra, None)
+    /// A mock of `era` on a free loopback port, tuned by `tune`.
+    fn start(era: Era, tune: impl FnOnce(&mut MockConfig)) -> Mock {
+        let mut cfg = MockConfig { era, ..MockConfig::default() };
+        tune(&mut cfg);
+        Mock::start_on(0, MockServer::new(cfg))
     }
 
-    /// [`Mock::start`], with `MCPHUB_MOCK_FIXTURES` set to `fixtures` when given.
-    fn start_with(extra: &[&str], fixtures: Option<&str>) -> Mock {
-        Mock::start_on(0, extra, fixtures)
-    }
-
-    /// [`Mock::start_with`] on `port` (0: any free port).
-    fn start_on(port: u16, extra: &[&str], fixtures: Option<&str>) -> Mock {
-        let mut cmd = Command::new(MOCK);
-        if let Some(f) = fixtures {
-            cmd.env("MCPHUB_MOCK_FIXTURES", f);
-        }
-        let port = port.to_string();
-        let mut child = cmd
-            .args(["--port", port.as_str()])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mcphub-mock starts");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut first = String::new();
-        let read = lines.read_line(&mut first);
-        // Keep draining stdout so the mock never blocks on a full pipe.
-        std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
-        let mut mock = Mock { child, port: 0 };
-        assert!(read.is_ok_and(|n| n > 0), "mcphub-mock printed nothing");
-        let addr = first.split("http://").nth(1).and_then(|s| s.split('/').next()).unwrap_or_default();
-        mock.port = addr.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("no port in {first:?}"));
-        mock
+    /// `server` on `port` (0: any free port). The drain time is zero, so a
+    /// dropped mock cuts its calls in flight like a killed process.
+    fn start_on(port: u16, server: MockServer) -> Mock {
+        let server_cfg = ServerConfig { workers: 64, drain_timeout: Duration::ZERO, ..ServerConfig::default() };
+        let handle = Server::bind(SocketAddr::from(([127, 0, 0, 1], port)), server_cfg, Arc::new(server))
+            .unwrap_or_else(|e| panic!("the mock cannot listen on port {port}: {e}"));
+        let port = handle.local_addr().port();
+        Mock { handle, port }
     }
 
     fn url(&self) -> String {
@@ -105,7 +89,7 @@ const SCENARIO: [&str; 8] = ["--concurrency", "20", "--tool", "echo", "--args", 
 
 #[test]
 fn twenty_legacy_clients_share_nothing_but_the_server_and_all_succeed() {
-    let mock = Mock::start(&["--era", "legacy"]);
+    let mock = Mock::start(Era::Legacy, |_| ());
     let json = tmp_json("legacy");
     let url = mock.url();
     let mut args = vec!["--url", url.as_str(), "--json", json.to_str().unwrap(), "--timeout-ms", "10000"];
@@ -128,7 +112,7 @@ fn twenty_legacy_clients_share_nothing_but_the_server_and_all_succeed() {
 
 #[test]
 fn modern_clients_call_without_initialize_and_send_the_key() {
-    let mock = Mock::start(&["--era", "modern"]);
+    let mock = Mock::start(Era::Modern, |_| ());
     let json = tmp_json("modern");
     let url = mock.url();
     let mut args = vec!["--url", url.as_str(), "--era", "modern", "--key", "s3cret-key", "--json", json.to_str().unwrap()];
@@ -149,8 +133,8 @@ fn modern_clients_call_without_initialize_and_send_the_key() {
 
 #[test]
 fn compare_url_runs_the_same_scenario_twice_and_prints_both() {
-    let a = Mock::start(&["--era", "legacy"]);
-    let b = Mock::start(&["--era", "legacy"]);
+    let a = Mock::start(Era::Legacy, |_| ());
+    let b = Mock::start(Era::Legacy, |_| ());
     let json = tmp_json("compare");
     let (ua, ub) = (a.url(), b.url());
     let mut args = vec!["--url", ua.as_str(), "--compare-url", ub.as_str(), "--json", json.to_str().unwrap()];
@@ -173,7 +157,7 @@ fn compare_url_runs_the_same_scenario_twice_and_prints_both() {
 
 #[test]
 fn expired_sessions_count_as_session_404_and_the_clients_initialize_again() {
-    let mock = Mock::start(&["--era", "legacy", "--expire-sessions-every", "7"]);
+    let mock = Mock::start(Era::Legacy, |c| c.expire_sessions_every = 7);
     let json = tmp_json("expire");
     let url = mock.url();
     let mut args = vec!["--url", url.as_str(), "--json", json.to_str().unwrap()];
@@ -204,7 +188,7 @@ fn expired_sessions_count_as_session_404_and_the_clients_initialize_again() {
 #[test]
 fn sse_answers_are_read_to_the_response_with_the_call_id() {
     // test_tool_with_logging answers on an SSE stream: log notifications, then the result.
-    let mock = Mock::start_with(&["--era", "legacy"], Some("conformance"));
+    let mock = Mock::start_on(0, MockServer::with_conformance_fixtures(MockConfig { era: Era::Legacy, ..MockConfig::default() }));
     let json = tmp_json("sse");
     let url = mock.url();
     let args = ["--url", url.as_str(), "--concurrency", "5", "--tool", "test_tool_with_logging", "--rounds", "2", "--json", json.to_str().unwrap()];
@@ -217,7 +201,7 @@ fn sse_answers_are_read_to_the_response_with_the_call_id() {
 
 #[test]
 fn a_server_slower_than_the_budget_counts_timeouts_and_still_exits_zero() {
-    let mock = Mock::start(&["--era", "modern", "--latency-ms", "1500"]);
+    let mock = Mock::start(Era::Modern, |c| c.latency = Duration::from_millis(1500));
     let json = tmp_json("timeout");
     let url = mock.url();
     let args = ["--url", url.as_str(), "--era", "modern", "--concurrency", "3", "--tool", "echo", "--timeout-ms", "200", "--json", json.to_str().unwrap()];
@@ -266,7 +250,7 @@ impl Drop for Load {
 
 #[test]
 fn a_restarted_server_costs_counted_failures_then_the_clients_back_off_reinitialize_and_go_on() {
-    let first = Mock::start(&["--era", "legacy"]);
+    let first = Mock::start(Era::Legacy, |_| ());
     let port = first.port;
     let json = tmp_json("restart");
     let url = first.url();
@@ -279,7 +263,7 @@ fn a_restarted_server_costs_counted_failures_then_the_clients_back_off_reinitial
         .spawn()
         .expect("mcphub-load starts");
     let mut load = Load(Some(child));
-    // Wait (bounded) until the clients are calling, then kill the server.
+    // Wait (bounded) until the clients are calling, then stop the server (calls in flight cut).
     let mut calls = 0;
     for _ in 0..200 {
         calls = first.stats()["tools"]["echo"].as_u64().unwrap_or(0);
@@ -291,8 +275,8 @@ fn a_restarted_server_costs_counted_failures_then_the_clients_back_off_reinitial
     assert!(calls >= 20, "the clients never got going: {calls} calls");
     drop(first);
     std::thread::sleep(Duration::from_millis(700));
-    // The same port again: a new process that knows none of the old sessions.
-    let second = Mock::start_on(port, &["--era", "legacy"], None);
+    // The same port again: a new server that knows none of the old sessions.
+    let second = Mock::start_on(port, MockServer::new(MockConfig { era: Era::Legacy, ..MockConfig::default() }));
     let out = load.0.take().unwrap().wait_with_output().expect("mcphub-load ends");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     println!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
@@ -319,7 +303,10 @@ fn a_restarted_server_costs_counted_failures_then_the_clients_back_off_reinitial
 #[test]
 fn a_429_counts_its_status_and_the_client_waits_its_retry_after_before_the_next_call() {
     // One call at a time, each 300 ms: of 4 simultaneous calls, the mock refuses 3 with 429 + Retry-After: 1.
-    let mock = Mock::start(&["--era", "modern", "--max-concurrency", "1", "--latency-ms", "300"]);
+    let mock = Mock::start(Era::Modern, |c| {
+        c.max_concurrency = Some(1);
+        c.latency = Duration::from_millis(300);
+    });
     let json = tmp_json("retry-after");
     let url = mock.url();
     let args = ["--url", url.as_str(), "--era", "modern", "--concurrency", "4", "--tool", "echo", "--args", r#"{"text":"hi"}"#, "--rounds", "2"];

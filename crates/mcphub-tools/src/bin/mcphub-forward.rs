@@ -33,7 +33,7 @@ use std::time::Duration;
 use clap::Parser;
 use mcphub::http::{Body, Handler, Request, Response, Server, ServerConfig};
 use serde_json::json;
-use mcphub::load::UntimedResolver;
+use mcphub_tools::load::UntimedResolver;
 use ureq::unversioned::transport::DefaultConnector;
 
 /// Request headers passed upstream (compared case-insensitively).
@@ -163,7 +163,7 @@ fn main() {
 mod tests {
     use super::*;
     use mcphub::http::ServerHandle;
-    use mcphub::mock::{MockConfig, MockServer};
+    use mcphub_mock::{MockConfig, MockServer};
     use std::io::{Read, Write};
     use std::net::TcpStream;
 

@@ -1,5 +1,5 @@
 //! `mcphub-load`: the concurrency test of seeds/000 — N concurrent MCP
-//! clients call one tool in rounds. See [`mcphub::load`].
+//! clients call one tool in rounds. See [`mcphub_tools::load`].
 //!
 //! ```text
 //! mcphub-load --url URL [--key K] [--concurrency 70] --tool NAME [--args '{json}']
@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use mcphub::load::{self, LoadConfig, LoadError, Summary};
+use mcphub_tools::load::{self, LoadConfig, LoadError, Summary};
 use mcphub::protocol::era::Era;
 
 /// N concurrent MCP clients calling one tool in rounds (Streamable HTTP).

@@ -1,5 +1,5 @@
 //! `mcphub-mock`: a mock upstream MCP server (Streamable HTTP) for tests,
-//! demos and soak runs. See [`mcphub::mock`].
+//! demos and soak runs. See [`mcphub_mock`].
 //!
 //! ```text
 //! mcphub-mock --port 9001 [--bind 127.0.0.1] [--era legacy|modern|dual]
@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use mcphub::http::{Server, ServerConfig};
-use mcphub::mock::{Era, MockConfig, MockServer};
+use mcphub_mock::{Era, MockConfig, MockServer};
 
 /// A mock upstream MCP server (Streamable HTTP): POST/DELETE /mcp, GET /stats, POST /stats/reset.
 #[derive(Debug, Parser)]

@@ -35,7 +35,7 @@ use parking_lot::Mutex;
 use serde_json::{json, Map, Value};
 
 use super::{codes, Ctx, MockServer, Reply};
-use crate::http::{Request, Response, SseEvent};
+use mcphub::http::{Request, Response, SseEvent};
 
 /// The extension identifier (SEP-2663).
 pub const EXTENSION: &str = "io.modelcontextprotocol/tasks";
@@ -157,7 +157,7 @@ impl TaskStore {
 
 /// RFC 3339 UTC timestamp (`2025-11-25T10:30:00Z`) of `t`.
 pub fn iso8601(t: SystemTime) -> String {
-    crate::logging::rfc3339_seconds(t)
+    mcphub::logging::rfc3339_seconds(t)
 }
 
 fn now() -> String {
@@ -197,7 +197,7 @@ fn input_requests(key: &str) -> Value {
 fn declares_extension(params: &Map<String, Value>) -> bool {
     params
         .get("_meta")
-        .and_then(|m| m.get(crate::protocol::META_CLIENT_CAPABILITIES))
+        .and_then(|m| m.get(mcphub::protocol::META_CLIENT_CAPABILITIES))
         .and_then(|c| c.get("extensions"))
         .and_then(|e| e.get(EXTENSION))
         .is_some()
@@ -572,7 +572,7 @@ fn detailed(t: &Task, modern: bool) -> Value {
 mod tests {
     use super::super::{Era, MockConfig};
     use super::*;
-    use crate::http::Body;
+    use mcphub::http::Body;
 
     fn server(era: Era, name: &str) -> MockServer {
         let m = MockServer::new(MockConfig { era, name: name.into(), ..MockConfig::default() });
@@ -606,7 +606,7 @@ mod tests {
     fn modern(m: &MockServer, method: &str, mut params: Value, extension: bool) -> Value {
         let caps = if extension { json!({"extensions": {EXTENSION: {}}}) } else { json!({}) };
         params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": caps});
-        let name = crate::protocol::headers::name_field(method).and_then(|f| params[f].as_str()).unwrap_or("").to_string();
+        let name = mcphub::protocol::headers::name_field(method).and_then(|f| params[f].as_str()).unwrap_or("").to_string();
         let mut h = vec![("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", method)];
         if !name.is_empty() {
             h.push(("Mcp-Name", &name));

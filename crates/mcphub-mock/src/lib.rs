@@ -4,7 +4,10 @@
 //! [`MockServer`] is a pure [`Handler`]: [`MockServer::handle`] turns one
 //! [`Request`] into one [`Response`], so every behaviour can be unit-tested
 //! without sockets; the `mcphub-mock` binary only parses flags and hands the
-//! server to [`crate::http::Server::bind`].
+//! server to [`mcphub::http::Server::bind`]. Its own crate in the workspace
+//! (`crates/mcphub-mock`), built on the hub's library (`mcphub::http`,
+//! `mcphub::protocol`, `mcphub::logging`) and used by the hub's tests as a
+//! dev-dependency; the hub itself never links it.
 //!
 //! It speaks both MCP eras (DESIGN.md §1), selected by [`Era`]:
 //!
@@ -16,7 +19,7 @@
 //!   `MCP-Protocol-Version` / `Mcp-Method` / `Mcp-Name` headers, validated
 //!   against the body (-32020 HeaderMismatch, -32022 unsupported version).
 //! - **dual**: per request, by the hub's own rule
-//!   ([`crate::protocol::era::classify`]): modern `_meta`, `server/discover`
+//!   ([`mcphub::protocol::era::classify`]): modern `_meta`, `server/discover`
 //!   or a non-legacy `MCP-Protocol-Version` header select modern;
 //!   `initialize` and everything else legacy.
 //!
@@ -40,6 +43,8 @@
 //! `GET /stats` reports counters (see [`MockServer::stats`]), `POST /stats/reset`
 //! zeroes them.
 
+#![forbid(unsafe_code)]
+
 mod conformance;
 mod listen;
 mod methods;
@@ -60,7 +65,7 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::http::{Handler, Request, Response, SseEvent};
+use mcphub::http::{Handler, Request, Response, SseEvent};
 
 pub use conformance::{PROMPT_NAMES as CONFORMANCE_PROMPT_NAMES, TOOL_NAMES as CONFORMANCE_TOOL_NAMES};
 pub use methods::{run_progress, TOOL_NAMES};
@@ -76,16 +81,16 @@ const RECONNECT_RETRY_MS: u64 = 500;
 /// At most this many cut streams are kept for replay (oldest dropped first).
 const MAX_REPLAY_STREAMS: usize = 256;
 
-pub use crate::protocol::{LEGACY_VERSIONS, META_PROTOCOL_VERSION, META_SERVER_INFO};
-use crate::protocol::era::{classify, negotiate_legacy};
+pub use mcphub::protocol::{LEGACY_VERSIONS, META_PROTOCOL_VERSION, META_SERVER_INFO};
+use mcphub::protocol::era::{classify, negotiate_legacy};
 
 /// Modern (per-request metadata) protocol versions the mock accepts.
-pub const MODERN_VERSIONS: [&str; 1] = [crate::protocol::MODERN_VERSION];
+pub const MODERN_VERSIONS: [&str; 1] = [mcphub::protocol::MODERN_VERSION];
 
 /// JSON-RPC / MCP error codes used by the mock: the protocol's own, plus two
 /// conventions of the reference SDKs.
 pub mod codes {
-    pub use crate::protocol::codes::*;
+    pub use mcphub::protocol::codes::*;
     /// Unknown or expired session (reference SDK convention).
     pub const SESSION_NOT_FOUND: i64 = -32001;
     /// Unknown resource URI (2025-11-25 resources spec).
@@ -652,7 +657,7 @@ impl MockServer {
                 let params = msg.get("params").and_then(Value::as_object).unwrap_or(&empty);
                 let method = msg.get("method").and_then(Value::as_str).unwrap_or_default();
                 let header = req.header("MCP-Protocol-Version").map(str::trim);
-                classify(method, params, header) == crate::protocol::Era::Modern
+                classify(method, params, header) == mcphub::protocol::Era::Modern
             }
         }
     }
@@ -744,7 +749,7 @@ impl MockServer {
         let claims_modern = req.header("MCP-Protocol-Version").is_some_and(|v| !LEGACY_VERSIONS.contains(&v.trim()));
         if claims_modern && method != "initialize" {
             let empty = serde_json::Map::new();
-            if let Err(why) = crate::protocol::era::check_request_meta(msg.get("params").and_then(Value::as_object).unwrap_or(&empty)) {
+            if let Err(why) = mcphub::protocol::era::check_request_meta(msg.get("params").and_then(Value::as_object).unwrap_or(&empty)) {
                 return Response::json(400, &rpc_error(&id, codes::INVALID_PARAMS, &why, None));
             }
         }

@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 
 use super::MockServer;
-use crate::http::{Request, Response, SseEvent};
+use mcphub::http::{Request, Response, SseEvent};
 
 const META_SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
 

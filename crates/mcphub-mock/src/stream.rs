@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::MockServer;
-use crate::http::{SseEvent, SseSink};
+use mcphub::http::{SseEvent, SseSink};
 
 /// A streamed tool: sends through the [`Outbound`], returns the tool result
 /// (`Err(text)` becomes an `isError` result).

@@ -32,7 +32,7 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 
 use super::{codes, short_sha, Ctx, MockServer, Reply};
-use crate::http::{Request, Response};
+use mcphub::http::{Request, Response};
 
 /// A credential value containing this is refused with 401.
 pub const BAD: &str = "bad";
@@ -193,7 +193,7 @@ mod tests {
 
     use super::super::{Era, MockConfig};
     use super::*;
-    use crate::http::Body;
+    use mcphub::http::Body;
 
     const ALICE: &str = "Bearer ghp_alice_1";
     const BOB: &str = "Bearer ghp_bob_2";
@@ -232,7 +232,7 @@ mod tests {
     fn modern(m: &MockServer, cred: &str, method: &str, mut params: Value) -> Value {
         let caps = json!({"extensions": {super::super::tasks::EXTENSION: {}}});
         params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": caps});
-        let name = crate::protocol::headers::name_field(method).and_then(|f| params[f].as_str()).unwrap_or("").to_string();
+        let name = mcphub::protocol::headers::name_field(method).and_then(|f| params[f].as_str()).unwrap_or("").to_string();
         let mut h = vec![("Authorization", cred), ("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", method)];
         if !name.is_empty() {
             h.push(("Mcp-Name", &name));
@@ -310,7 +310,7 @@ mod tests {
         let sse = legacy(&m, ALICE, &sid, "tools/call", json!({"name": SSE_ERROR_TOOL, "arguments": {}}));
         assert!(matches!(sse.body, Body::Sse(_)));
         // The event itself, over a real socket.
-        let handle = crate::http::Server::bind("127.0.0.1:0".parse().unwrap(), Default::default(), std::sync::Arc::new(m.clone())).unwrap();
+        let handle = mcphub::http::Server::bind("127.0.0.1:0".parse().unwrap(), Default::default(), std::sync::Arc::new(m.clone())).unwrap();
         let mut tcp = std::net::TcpStream::connect(handle.local_addr()).unwrap();
         tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let body = json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name": SSE_ERROR_TOOL, "arguments": {}}}).to_string();

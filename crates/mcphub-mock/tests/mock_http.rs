@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mcphub::http::{Server, ServerConfig, ServerHandle};
-use mcphub::mock::{MockConfig, MockServer};
+use mcphub_mock::{MockConfig, MockServer};
 use serde_json::{json, Value};
 
 struct Resp {
@@ -253,7 +253,7 @@ fn binary_serves_on_the_printed_port() {
 // ---------------------------------------------------------------------------------------------
 
 fn start_fixtures() -> Option<(ServerHandle, SocketAddr)> {
-    let server = MockServer::with_conformance_fixtures(MockConfig { era: mcphub::mock::Era::Legacy, ..MockConfig::default() });
+    let server = MockServer::with_conformance_fixtures(MockConfig { era: mcphub_mock::Era::Legacy, ..MockConfig::default() });
     let server_cfg = ServerConfig { workers: 16, ..ServerConfig::default() };
     match Server::bind("127.0.0.1:0".parse().unwrap(), server_cfg, Arc::new(server)) {
         Ok(h) => {

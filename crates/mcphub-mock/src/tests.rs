@@ -1,7 +1,7 @@
 //! Unit tests: requests built by hand, answered by `MockServer::handle`.
 
 use super::*;
-use crate::http::Body;
+use mcphub::http::Body;
 
 fn request(method: &str, target: &str, headers: &[(&str, &str)], body: &str) -> Request {
     Request {
@@ -74,7 +74,7 @@ fn modern_request(method: &str, params: Value, version: &str) -> (Vec<(String, S
         ("MCP-Protocol-Version".to_string(), version.to_string()),
         ("Mcp-Method".to_string(), method.to_string()),
     ];
-    if let Some(field) = crate::protocol::headers::name_field(method) {
+    if let Some(field) = mcphub::protocol::headers::name_field(method) {
         h.push(("Mcp-Name".into(), params[field].as_str().unwrap().to_string()));
     }
     (h, json!({"jsonrpc":"2.0","id":7,"method":method,"params":params}))
@@ -344,7 +344,7 @@ fn modern_header_mismatch_is_32020() {
     // Base64-encoded Mcp-Name matches after decoding.
     let (mut h, b) = modern_request("resources/read", json!({"uri":"mock://item/ü"}), "2026-07-28");
     h.retain(|(k, _)| k != "Mcp-Name");
-    h.push(("Mcp-Name".into(), crate::protocol::headers::encode_value("mock://item/ü")));
+    h.push(("Mcp-Name".into(), mcphub::protocol::headers::encode_value("mock://item/ü")));
     assert_eq!(send(&m, &h, &b).status, 200);
     assert_eq!(m.stats()["tools"]["echo"], 0, "rejected calls never ran");
 }
@@ -373,7 +373,7 @@ fn legacy_only_server_answers_a_modern_probe_like_an_old_server() {
     let r = modern_call(&m, "server/discover", Value::Null);
     assert_eq!(r.status, 400);
     let code = json_of(&r)["error"]["code"].as_i64().unwrap();
-    assert!(!crate::protocol::codes::is_recognised_modern(code), "{code}");
+    assert!(!mcphub::protocol::codes::is_recognised_modern(code), "{code}");
     // A legacy-era mock ignores modern _meta and still serves initialize;
     // inside a session server/discover is just an unknown method.
     let (r, sid) = initialize(&m, "2025-11-25");
@@ -453,7 +453,7 @@ fn progress_with_a_token_streams_sse() {
     let mut n = 0;
     run_progress(&json!(1), 5, 0, &final_msg, &mut |_| {
         n += 1;
-        Err(crate::http::ClientGone)
+        Err(mcphub::http::ClientGone)
     });
     assert_eq!(n, 1);
     // Modern too.

@@ -30,7 +30,7 @@
 //! `isError: true`; every other call counts one error of one kind
 //! ([`ErrorKind`] names). The pure parts (percentiles, SSE answers, the
 //! outcome of a response, the summary) are unit-tested here; the socket
-//! side by `tests/load_cli.rs` against `mcphub-mock`.
+//! side by `crates/mcphub-tools/tests/load_cli.rs` against `mcphub_mock`.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -43,9 +43,9 @@ use serde_json::{json, Value};
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
-use crate::config::redact_url;
-use crate::protocol::era::{Era, LATEST_LEGACY, MODERN_VERSION};
-use crate::protocol::{headers, sse, META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_PROTOCOL_VERSION};
+use mcphub::config::redact_url;
+use mcphub::protocol::era::{Era, LATEST_LEGACY, MODERN_VERSION};
+use mcphub::protocol::{headers, sse, META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_PROTOCOL_VERSION};
 
 /// The legacy protocol version the clients ask for in `initialize`.
 pub const LEGACY_PROTOCOL_VERSION: &str = LATEST_LEGACY;

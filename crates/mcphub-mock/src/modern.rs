@@ -1,11 +1,11 @@
 //! Modern-era (2026-07-28) checks and result decorations. Header validation
-//! is the hub's own [`crate::protocol::headers::validate_standard`]
+//! is the hub's own [`mcphub::protocol::headers::validate_standard`]
 //! (`2026-07-28/basic/transports/streamable-http.mdx`, "Server Validation").
 
 use serde_json::{Map, Value};
 
-use crate::http::Request;
-use crate::protocol::headers::{validate_params, validate_standard};
+use mcphub::http::Request;
+use mcphub::protocol::headers::{validate_params, validate_standard};
 
 /// Methods 2026-07-28 removed (changelog, SEP-2575): a modern request for one
 /// is answered 404 + -32601 (`initialize` is served only as legacy).
