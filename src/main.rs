@@ -335,7 +335,7 @@ fn serve(config: Config, config_path: PathBuf) -> ExitCode {
     // Pollers, listeners, the watchdog and the signal thread end on the stop;
     // one blocked past the deadline is named in a WARN line, not waited for.
     let joined = hub.threads().shutdown_join(Instant::now() + THREADS_JOIN);
-    log::debug!("{} background threads joined", joined.joined.len());
+    log::info!("background threads joined: {} ({} left running)", joined.joined.len(), joined.blocked.len());
     log::info!("MCPHub stopped");
     ExitCode::SUCCESS
 }
