@@ -373,3 +373,25 @@ fn threads_are_counted_by_kind_named_and_joined_at_shutdown() {
     assert!(joined.blocked.is_empty(), "threads ignored the stop: {:?}", joined.blocked);
     assert!(h.hub.threads().stop_signal().is_stopped());
 }
+
+#[test]
+fn with_redis_the_probe_and_users_poll_are_owned_pollers_that_stop_at_shutdown() {
+    let redis = redis_util::RedisServer::start();
+    let up = mock(Era::Legacy, "a");
+    let h = hub(&[("a", &up.url)], json!({"redis": {"url": redis.url()}}));
+    let sid = legacy_session(&h.url);
+    assert_eq!(call(&h.url, &sid, "echo", json!({"text": "x"})).status, 200);
+    let (text, s) = scrape(&h);
+    assert_eq!(value(&s, "mcphub_threads", &[("kind", "poller")]), 2.0, "Redis probe and users reload:\n{text}");
+    h.handle.shutdown();
+    let started = std::time::Instant::now();
+    let joined = h.hub.threads().shutdown_join(started + std::time::Duration::from_secs(5));
+    assert!(joined.blocked.is_empty(), "threads ignored the stop: {:?}", joined.blocked);
+    for name in ["mcphub-redis-probe", "mcphub-users-reload"] {
+        assert!(joined.joined.iter().any(|n| n == name), "{name} not joined: {joined:?}");
+    }
+    // Both sleep 0.5–1 s between rounds; the stop wakes them instead.
+    assert!(started.elapsed() < std::time::Duration::from_millis(400), "the pollers were not woken by the stop: {:?}", started.elapsed());
+    let after = parse(&h.hub.metrics().render(&h.hub));
+    assert_eq!(value(&after, "mcphub_threads", &[("kind", "poller")]), 0.0);
+}

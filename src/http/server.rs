@@ -1116,21 +1116,21 @@ fn start_stream(shared: &Arc<Shared>, mut conn: Conn, start: StreamStart) {
     let me = shared.clone();
     let (producer, head_only, open_ended) = (start.producer, start.head_only, start.open_ended);
     let spawned = shared.owner.spawn("http-sse", Kind::Stream, move || {
-            run_stream(
-                &me,
-                conn,
-                head,
-                producer,
-                StreamMode {
-                    keep_alive,
-                    chunked,
-                    head_only,
-                    open_ended,
-                    budget,
-                },
-            );
-            me.active_streams.fetch_sub(1, Ordering::AcqRel);
-        });
+        run_stream(
+            &me,
+            conn,
+            head,
+            producer,
+            StreamMode {
+                keep_alive,
+                chunked,
+                head_only,
+                open_ended,
+                budget,
+            },
+        );
+        me.active_streams.fetch_sub(1, Ordering::AcqRel);
+    });
     match spawned {
         Ok(h) => shared
             .stream_threads
