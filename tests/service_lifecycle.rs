@@ -264,6 +264,7 @@ fn sigterm_drains_in_flight_calls_refuses_new_connects_and_ends_streams_politely
     let log = hub.log_text();
     assert!(log.contains("SIGTERM received"), "{log}");
     assert!(!log.contains("call streams cut"), "nothing should be cut: {log}");
+    assert!(log.contains("(0 left running)"), "every owned thread stopped and was joined: {log}");
 }
 
 #[test]
