@@ -15,3 +15,4 @@ pub mod limits;
 pub mod metrics;
 pub mod trace;
 pub mod logging;
+pub mod threads;

@@ -15,6 +15,7 @@ use mcphub::http::{Probe, Server, ServerHandle};
 use mcphub::hub::Hub;
 use mcphub::logging::LogFormat;
 use mcphub::upstream::CallContext;
+use mcphub::threads::{Kind as ThreadKind, Stop};
 use sd_notify::NotifyState;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -147,13 +148,17 @@ fn notify(states: &[NotifyState]) {
 /// WATCHDOG=1 if [`ServerHandle::probe`] finds the reactor turning and the
 /// worker pool not wedged; otherwise no ping (one log line per change), so
 /// systemd restarts a hub that stopped making progress (`WatchdogSec=`).
+/// How long the shutdown waits for the background threads after the drain
+/// ([`mcphub::threads::Threads::shutdown_join`]).
+const THREADS_JOIN: Duration = Duration::from_secs(2);
+
 /// A worker holding one request longer than any request may take is wedged:
 /// the hub deadline + the write budget + 30 s.
 fn stall_limit(config: &Config) -> Duration {
     config.hub_timeout + config.write_budget + Duration::from_secs(30)
 }
 
-fn watchdog(server: Arc<ServerHandle>, hub: Hub, interval: Duration) {
+fn watchdog(server: Arc<ServerHandle>, hub: Hub, interval: Duration, stop: &Stop) {
     let period = (interval / 2).max(Duration::from_millis(10));
     let mut probe = Probe::new(stall_limit(&hub.config()));
     let mut failing = false;
@@ -176,7 +181,9 @@ fn watchdog(server: Arc<ServerHandle>, hub: Hub, interval: Duration) {
                 }
             }
         }
-        std::thread::sleep(period);
+        if stop.sleep(period) {
+            return;
+        }
     }
 }
 
@@ -220,7 +227,7 @@ fn handle_signals(mut signals: Signals, server: Arc<ServerHandle>, hub: Hub, con
                 );
                 notify(&[NotifyState::Stopping, NotifyState::Status("draining in-flight requests")]);
                 let s = server.clone();
-                let spawned = std::thread::Builder::new().name("shutdown".into()).spawn(move || {
+                let spawned = hub.threads().spawn_owned("shutdown", ThreadKind::Control, move |_| {
                     s.shutdown();
                 });
                 if let Err(e) = spawned {
@@ -283,24 +290,24 @@ fn serve(config: Config, config_path: PathBuf) -> ExitCode {
     notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
     if let Some(interval) = sd_notify::watchdog_enabled() {
         let (s, h) = (server.clone(), hub.clone());
-        if let Err(e) = std::thread::Builder::new().name("watchdog".into()).spawn(move || watchdog(s, h, interval)) {
+        if let Err(e) = hub.threads().spawn_owned("watchdog", ThreadKind::Poller, move |stop| watchdog(s, h, interval, stop)) {
             log::error!("cannot start the watchdog thread: {e}");
         }
     }
     let signal_handle = signals.handle();
     {
         let (server, hub) = (server.clone(), hub.clone());
-        if let Err(e) = std::thread::Builder::new()
-            .name("signals".into())
-            .spawn(move || handle_signals(signals, server, hub, config_path, status))
-        {
+        // Ends when `signal_handle` closes the iterator, after the drain.
+        let threads = hub.threads().clone();
+        if let Err(e) = threads.spawn_owned("signals", ThreadKind::Control, move |_| handle_signals(signals, server, hub, config_path, status)) {
             log::error!("cannot start the signal thread: {e}");
             return ExitCode::from(1);
         }
     }
     // Warm the catalog in the background: era probes, sessions, first lists.
+    // Bounded by its 20 s deadline: counted, detached.
     let warm = hub.clone();
-    std::thread::spawn(move || {
+    let _ = hub.threads().spawn("catalog-warm", ThreadKind::Call, move || {
         let ctx = CallContext::shared(Instant::now() + Duration::from_secs(20));
         let tools = warm.catalog().merged(Kind::Tools, &ctx);
         // Servers with per-user credentials are listed per user, not here (issue 14).
@@ -325,6 +332,10 @@ fn serve(config: Config, config_path: PathBuf) -> ExitCode {
         drained.ended_streams
     );
     hub.close_upstream_sessions();
+    // Pollers, listeners, the watchdog and the signal thread end on the stop;
+    // one blocked past the deadline is named in a WARN line, not waited for.
+    let joined = hub.threads().shutdown_join(Instant::now() + THREADS_JOIN);
+    log::info!("background threads joined: {} ({} left running)", joined.joined.len(), joined.blocked.len());
     log::info!("MCPHub stopped");
     ExitCode::SUCCESS
 }

@@ -27,6 +27,9 @@
 //! - `auth_failures_total{kind="hub_key"|"admin"}` (issue 14 hole 10).
 //! - `store_up{kind}` (gauge: 1 healthy, 0 degraded; `kind` = `memory` or `redis`),
 //!   `client_sessions` (gauge: legacy client sessions).
+//! - `threads{kind}` (gauge): the hub's background threads running now, by
+//!   [`crate::threads::Kind`] (`http`, `stream`, `listen`, `poller`, `task`,
+//!   `call`, `control`; every kind listed, zeros included).
 //!
 //! Label values never come from client input unbounded: methods from
 //! [`METHODS`], servers from the configuration. Gauges are read from the
@@ -398,6 +401,12 @@ fn live(hub: &crate::hub::Hub, http: Option<&ServerStats>) -> Vec<MetricFamily> 
     let up = if matches!(store.health(), crate::store::Health::Degraded { .. }) { 0.0 } else { 1.0 };
     out.extend(gauges("mcphub_store_up", "Session store health (1 healthy, 0 degraded)", &["kind"], vec![(vec![store.kind()], up)]));
     out.extend(gauges("mcphub_client_sessions", "Legacy client sessions of this hub", &[], vec![(vec![], hub.sessions().len() as f64)]));
+    out.extend(gauges(
+        "mcphub_threads",
+        "Background threads of this hub running now, by kind",
+        &["kind"],
+        hub.threads().live().into_iter().map(|(kind, n)| (vec![kind.as_str()], n as f64)).collect(),
+    ));
     out
 }
 

@@ -340,3 +340,58 @@ fn store_up_follows_redis() {
         value(&s, "mcphub_store_up", &[("kind", "redis")]) == 0.0
     });
 }
+
+/// The names of this process's threads as the kernel shows them (`comm`:
+/// at most 15 bytes, so `mcphub-http-reactor` reads `mcphub-http-rea`).
+fn thread_names() -> Vec<String> {
+    let tasks = std::fs::read_dir("/proc/self/task").expect("Linux /proc");
+    tasks.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok()).map(|c| c.trim_end().to_string()).collect()
+}
+
+#[test]
+fn threads_are_counted_by_kind_named_and_joined_at_shutdown() {
+    let up = mock(Era::Legacy, "a");
+    let h = hub(&[("a", &up.url)], json!({"workers": 3}));
+    let sid = legacy_session(&h.url);
+    assert_eq!(call(&h.url, &sid, "echo", json!({"text": "x"})).status, 200);
+    let (text, s) = scrape(&h);
+    for kind in ["http", "stream", "listen", "poller", "task", "call", "control"] {
+        assert!(s.iter().any(|x| x.name == "mcphub_threads" && x.labels.get("kind").map(String::as_str) == Some(kind)), "no {kind} row:\n{text}");
+    }
+    assert_eq!(value(&s, "mcphub_threads", &[("kind", "http")]), 6.0, "3 workers, reactor, rejecter, pinger:\n{text}");
+    assert_eq!(value(&s, "mcphub_threads", &[("kind", "task")]), 0.0, "{text}");
+    let names = thread_names();
+    for name in ["mcphub-http-rea", "mcphub-http-rej", "mcphub-http-pin", "mcphub-http-wor"] {
+        assert!(names.iter().any(|n| n == name), "no thread {name} in {names:?}");
+    }
+
+    // The server joins its threads in its drain; the hub's owner joins the rest.
+    h.handle.shutdown();
+    let after = parse(&h.hub.metrics().render(&h.hub));
+    assert_eq!(value(&after, "mcphub_threads", &[("kind", "http")]), 0.0, "the drain joined the HTTP threads");
+    let joined = h.hub.threads().shutdown_join(std::time::Instant::now() + std::time::Duration::from_secs(5));
+    assert!(joined.blocked.is_empty(), "threads ignored the stop: {:?}", joined.blocked);
+    assert!(h.hub.threads().stop_signal().is_stopped());
+}
+
+#[test]
+fn with_redis_the_probe_and_users_poll_are_owned_pollers_that_stop_at_shutdown() {
+    let redis = redis_util::RedisServer::start();
+    let up = mock(Era::Legacy, "a");
+    let h = hub(&[("a", &up.url)], json!({"redis": {"url": redis.url()}}));
+    let sid = legacy_session(&h.url);
+    assert_eq!(call(&h.url, &sid, "echo", json!({"text": "x"})).status, 200);
+    let (text, s) = scrape(&h);
+    assert_eq!(value(&s, "mcphub_threads", &[("kind", "poller")]), 2.0, "Redis probe and users reload:\n{text}");
+    h.handle.shutdown();
+    let started = std::time::Instant::now();
+    let joined = h.hub.threads().shutdown_join(started + std::time::Duration::from_secs(5));
+    assert!(joined.blocked.is_empty(), "threads ignored the stop: {:?}", joined.blocked);
+    for name in ["mcphub-redis-probe", "mcphub-users-reload"] {
+        assert!(joined.joined.iter().any(|n| n == name), "{name} not joined: {joined:?}");
+    }
+    // Both sleep 0.5–1 s between rounds; the stop wakes them instead.
+    assert!(started.elapsed() < std::time::Duration::from_millis(400), "the pollers were not woken by the stop: {:?}", started.elapsed());
+    let after = parse(&h.hub.metrics().render(&h.hub));
+    assert_eq!(value(&after, "mcphub_threads", &[("kind", "poller")]), 0.0);
+}

@@ -193,6 +193,9 @@ fn ready_watchdog_reload_and_stopping_reach_the_notify_socket() {
     let (status, took) = hub.wait_exit(Duration::from_secs(10));
     eprintln!("idle hub stopped {took:?} after STOPPING=1");
     assert!(status.success(), "{status:?}: {}", hub.log_text());
+    // The watchdog, signal and shutdown threads stopped and were joined (issue 15 item 6).
+    let log = hub.log_text();
+    assert!(log.contains("background threads joined: 3 (0 left running)"), "{log}");
 }
 
 /// Opens the legacy standalone GET stream of `sid` and reads its head.
@@ -261,6 +264,7 @@ fn sigterm_drains_in_flight_calls_refuses_new_connects_and_ends_streams_politely
     let log = hub.log_text();
     assert!(log.contains("SIGTERM received"), "{log}");
     assert!(!log.contains("call streams cut"), "nothing should be cut: {log}");
+    assert!(log.contains("(0 left running)"), "every owned thread stopped and was joined: {log}");
 }
 
 #[test]

@@ -148,6 +148,13 @@ pub trait Handler: Send + Sync + 'static {
     /// Called once by [`Server::bind`] before any request: the server's live
     /// figures (queue depth, rejections), for a handler that reports them.
     fn attach(&self, _stats: std::sync::Arc<ServerStats>) {}
+
+    /// The owner [`Server::bind`] starts its threads with (reactor, workers,
+    /// rejecter, pinger, stream threads; [`crate::threads`]); `None`: one of
+    /// the server's own.
+    fn threads(&self) -> Option<crate::threads::Threads> {
+        None
+    }
 }
 
 impl<F> Handler for F

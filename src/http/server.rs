@@ -29,6 +29,7 @@
 use super::parse::{Limits, Outcome, Parsed, RequestReader};
 use super::sse::{SseSink, StreamShared};
 use super::{Body, Handler, Response, ServerConfig};
+use crate::threads::Kind;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::HashMap;
@@ -127,6 +128,9 @@ struct Shared {
     epoch: Instant,
     streams: Mutex<Vec<Weak<StreamShared>>>,
     stream_threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Starts, names and counts the server's threads ([`Handler::threads`]);
+    /// the server joins them itself in [`ServerHandle::shutdown`].
+    owner: crate::threads::Threads,
     back_tx: Sender<Back>,
     waker: Waker,
 }
@@ -253,7 +257,9 @@ impl Server {
             rejected_streams: Default::default(),
         });
         handler.attach(stats.clone());
+        let owner = handler.threads().unwrap_or_default();
         let shared = Arc::new(Shared {
+            owner: owner.clone(),
             stats,
             cfg: cfg.clone(),
             handler,
@@ -296,23 +302,19 @@ impl Server {
         let mut workers = Vec::with_capacity(cfg.workers);
         for i in 0..cfg.workers.max(1) {
             let (shared, rx) = (shared.clone(), job_rx.clone());
-            workers.push(
-                std::thread::Builder::new()
-                    .name(format!("http-worker-{i}"))
-                    .spawn(move || worker_loop(&shared, &rx, i))?,
-            );
+            workers.push(owner.spawn(&format!("http-worker-{i}"), Kind::Http, move || {
+                worker_loop(&shared, &rx, i)
+            })?);
         }
         let s = shared.clone();
-        let rejecter = std::thread::Builder::new()
-            .name("http-rejecter".into())
-            .spawn(move || rejecter_loop(&s, &reject_rx))?;
+        let rejecter = owner.spawn("http-rejecter", Kind::Http, move || {
+            rejecter_loop(&s, &reject_rx)
+        })?;
         let s = shared.clone();
-        let pinger = std::thread::Builder::new()
-            .name("http-pinger".into())
-            .spawn(move || pinger_loop(&s, &pinger_rx))?;
-        let reactor = std::thread::Builder::new()
-            .name("http-reactor".into())
-            .spawn(move || reactor.run())?;
+        let pinger = owner.spawn("http-pinger", Kind::Http, move || {
+            pinger_loop(&s, &pinger_rx)
+        })?;
+        let reactor = owner.spawn("http-reactor", Kind::Http, move || reactor.run())?;
         Ok(ServerHandle {
             addr: local,
             shared,
@@ -1113,24 +1115,22 @@ fn start_stream(shared: &Arc<Shared>, mut conn: Conn, start: StreamStart) {
     );
     let me = shared.clone();
     let (producer, head_only, open_ended) = (start.producer, start.head_only, start.open_ended);
-    let spawned = std::thread::Builder::new()
-        .name("http-sse".into())
-        .spawn(move || {
-            run_stream(
-                &me,
-                conn,
-                head,
-                producer,
-                StreamMode {
-                    keep_alive,
-                    chunked,
-                    head_only,
-                    open_ended,
-                    budget,
-                },
-            );
-            me.active_streams.fetch_sub(1, Ordering::AcqRel);
-        });
+    let spawned = shared.owner.spawn("http-sse", Kind::Stream, move || {
+        run_stream(
+            &me,
+            conn,
+            head,
+            producer,
+            StreamMode {
+                keep_alive,
+                chunked,
+                head_only,
+                open_ended,
+                budget,
+            },
+        );
+        me.active_streams.fetch_sub(1, Ordering::AcqRel);
+    });
     match spawned {
         Ok(h) => shared
             .stream_threads

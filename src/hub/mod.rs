@@ -65,6 +65,8 @@ struct Inner {
     metrics: crate::metrics::Metrics,
     /// Failed authentications by source (issue 14 hole 10).
     auth_failures: auth::Failures,
+    /// The owner of the hub's background threads ([`crate::threads`]).
+    threads: crate::threads::Threads,
 }
 
 /// Who sent one downstream request and how to answer them.
@@ -130,21 +132,27 @@ impl Hub {
     ///
     /// Errors: a Redis URL the client cannot use.
     pub fn new(config: Config) -> Result<Hub, crate::store::StoreError> {
-        let redis = crate::store::open_redis(&config)?;
-        Ok(Hub::with_redis(config, redis))
+        let threads = crate::threads::Threads::new();
+        let redis = crate::store::open_redis(&config, &threads)?;
+        Ok(Hub::build(config, redis, threads))
     }
 
     /// Builds the hub on one Redis connection (or none): sessions, users and
-    /// rate limits share its pool and breaker.
+    /// rate limits share its pool and breaker. The connection's probe thread
+    /// stays with the owner it was opened with.
     pub fn with_redis(config: Config, redis: Option<crate::store::redis::RedisStore>) -> Hub {
+        Hub::build(config, redis, crate::threads::Threads::new())
+    }
+
+    fn build(config: Config, redis: Option<crate::store::redis::RedisStore>, threads: crate::threads::Threads) -> Hub {
         let store = crate::store::sessions(redis.as_ref());
-        let upstreams: Vec<Arc<Upstream>> = config.servers.iter().map(|s| reload::new_upstream(s, &config, &store)).collect();
+        let upstreams: Vec<Arc<Upstream>> = config.servers.iter().map(|s| reload::new_upstream(s, &config, &store, &threads)).collect();
         let catalog = Catalog::new(upstreams, config.tool_naming, config.list_cache_ttl, config.list_timeout, config.list_cache_contexts);
         let sessions = ClientSessions::new(config.client_session_idle, config.max_client_sessions);
         let limits = crate::limits::RateLimits::new(&config.rate_limits, redis.clone());
         let hub = Hub {
             inner: Arc::new(Inner {
-                users: parking_lot::RwLock::new(crate::users::Users::open(&config, redis.clone())),
+                users: parking_lot::RwLock::new(crate::users::Users::open(&config, redis.clone(), &threads)),
                 redis,
                 config: parking_lot::RwLock::new(Arc::new(config)),
                 reloading: parking_lot::Mutex::new(()),
@@ -163,6 +171,7 @@ impl Hub {
                 limits: parking_lot::RwLock::new(Arc::new(limits)),
                 metrics: crate::metrics::Metrics::new(),
                 auth_failures: auth::Failures::default(),
+                threads,
             }),
         };
         // Notifications upstreams send outside calls (their GET streams).
@@ -178,7 +187,9 @@ impl Hub {
                 return;
             }
             let (hub, ids) = (Hub { inner }, ids.to_vec());
-            let _ = std::thread::Builder::new().name("end-client-sessions".into()).spawn(move || {
+            // Short-lived (one DELETE per upstream): counted, detached.
+            let threads = hub.threads().clone();
+            let _ = threads.spawn("end-client-sessions", crate::threads::Kind::Call, move || {
                 for u in hub.catalog().upstreams() {
                     for id in &ids {
                         u.end_client_session(id);
@@ -212,6 +223,13 @@ impl Hub {
     /// rebuilt by a reload that changes them.
     pub fn limits(&self) -> Arc<crate::limits::RateLimits> {
         self.inner.limits.read().clone()
+    }
+
+    /// The owner of the hub's background threads: names, counts
+    /// (`mcphub_threads{kind}`), and the join at shutdown
+    /// ([`crate::threads::Threads::shutdown_join`], after the HTTP drain).
+    pub fn threads(&self) -> &crate::threads::Threads {
+        &self.inner.threads
     }
 
     /// The hub's Prometheus metrics (`/metrics`).
@@ -734,6 +752,10 @@ fn note_request(method: &str, params: &Map<String, Value>) {
 impl Handler for Hub {
     fn attach(&self, stats: Arc<crate::http::ServerStats>) {
         self.metrics().attach_http(stats);
+    }
+
+    fn threads(&self) -> Option<crate::threads::Threads> {
+        Some(self.inner.threads.clone())
     }
 
     fn handle(&self, req: Request) -> Response {

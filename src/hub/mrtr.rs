@@ -401,18 +401,22 @@ fn store(hub: &Hub, mut parked: Box<ParkedCall>) -> Result<(String, Value), Box<
         !std::mem::replace(&mut state.reaper, true)
     };
     if start_reaper {
-        spawn_reaper(Arc::downgrade(shared));
+        spawn_reaper(hub.threads(), Arc::downgrade(shared));
     }
     Ok((token.clone(), json!({"resultType": "input_required", "inputRequests": requests, "requestState": token})))
 }
 
 /// Releases parked calls whose time is up, every 200 ms, until none is left
-/// (or the hub is gone).
-fn spawn_reaper(parked: Weak<Parked>) {
+/// (or the hub is gone, or shutting down: an owned thread of `threads`).
+fn spawn_reaper(threads: &crate::threads::Threads, parked: Weak<Parked>) {
     let weak = parked.clone();
-    let spawned = std::thread::Builder::new().name("mrtr-reaper".into()).spawn(move || loop {
-        std::thread::sleep(Duration::from_millis(200));
+    let spawned = threads.spawn_owned("mrtr-reaper", crate::threads::Kind::Poller, move |stop| loop {
+        let stopped = stop.sleep(Duration::from_millis(200));
         let Some(p) = weak.upgrade() else { return };
+        if stopped {
+            p.state.lock().reaper = false;
+            return;
+        }
         let now = Instant::now();
         let (expired, done) = {
             let mut state = p.state.lock();

@@ -145,8 +145,10 @@ pub enum ReloadError {
 
 /// The upstream of one server entry, built like at start (`workers`
 /// keep-alive connections, sessions kept in `store` for `sessionTtlSecs`).
-pub(super) fn new_upstream(server: &ServerConfig, config: &Config, store: &Arc<dyn SessionStore>) -> Arc<Upstream> {
-    Arc::new_cyclic(|me| Upstream::new(server.clone(), config.workers, store.clone(), config.session_ttl, me.clone()))
+pub(super) fn new_upstream(server: &ServerConfig, config: &Config, store: &Arc<dyn SessionStore>, threads: &crate::threads::Threads) -> Arc<Upstream> {
+    let upstream = Arc::new_cyclic(|me| Upstream::new(server.clone(), config.workers, store.clone(), config.session_ttl, me.clone()));
+    upstream.attach_threads(threads.clone());
+    upstream
 }
 
 /// Sends what `upstream` hears outside calls (GET stream, listen stream) to
@@ -282,7 +284,7 @@ impl Hub {
                     next.push(u.clone());
                 }
                 found => {
-                    let upstream = new_upstream(s, &new, self.store());
+                    let upstream = new_upstream(s, &new, self.store(), self.threads());
                     wire_notifications(self, &upstream);
                     match found {
                         Some(old_upstream) => {
@@ -346,7 +348,8 @@ impl Hub {
         if retired.is_empty() {
             return;
         }
-        let spawned = std::thread::Builder::new().name("reload-retire".into()).spawn(move || {
+        // Bounded by `budget`: counted, detached.
+        let spawned = self.threads().spawn("reload-retire", crate::threads::Kind::Call, move || {
             let deadline = Instant::now() + budget;
             loop {
                 // A request that took the upstream just before the swap takes
@@ -388,7 +391,8 @@ impl Hub {
             return;
         }
         let hub = self.clone();
-        let spawned = std::thread::Builder::new().name("reload-resubscribe".into()).spawn(move || {
+        // Bounded by the hub deadline: counted, detached.
+        let spawned = self.threads().spawn("reload-resubscribe", crate::threads::Kind::Call, move || {
             let ctx = CallContext::shared(Instant::now() + hub.config().hub_timeout);
             for (upstream, uris) in wanted {
                 for uri in uris {

@@ -196,11 +196,12 @@ pub trait SessionStore: Send + Sync {
 
 /// The Redis connection a configuration names (`redis`; it need not be
 /// reachable now): one pool, breaker and probe thread, shared by the session
-/// store, the user registry and the rate limits (clones share it).
+/// store, the user registry and the rate limits (clones share it). The probe
+/// thread is owned by `threads` (it ends at its shutdown).
 ///
 /// Errors: a Redis URL the client cannot use (the message is redacted).
-pub fn open_redis(config: &crate::config::Config) -> Result<Option<redis::RedisStore>, StoreError> {
-    config.redis.as_ref().map(redis::RedisStore::new).transpose()
+pub fn open_redis(config: &crate::config::Config, threads: &crate::threads::Threads) -> Result<Option<redis::RedisStore>, StoreError> {
+    config.redis.as_ref().map(|r| redis::RedisStore::with_threads(r, threads)).transpose()
 }
 
 /// The session store over `redis` (else in memory).

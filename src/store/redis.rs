@@ -90,12 +90,20 @@ struct Outage {
 impl RedisStore {
     /// A store for `cfg.url`. Connects lazily: Redis need not be up (the
     /// first operation then answers [`StoreError::Unavailable`] and opens the
-    /// breaker). Starts the probe thread (`redis-probe`), which ends after the
-    /// store is dropped.
+    /// breaker). Starts the probe thread (`mcphub-redis-probe`), owned by a
+    /// [`crate::threads::Threads`] of its own; it ends after the store is dropped.
     ///
     /// Errors: [`StoreError::Other`] for a URL the redis crate cannot parse
     /// (message with the URL redacted), or if the probe thread cannot start.
     pub fn new(cfg: &RedisConfig) -> Result<RedisStore, StoreError> {
+        RedisStore::with_threads(cfg, &crate::threads::Threads::new())
+    }
+
+    /// [`RedisStore::new`] with the probe thread owned by `threads` (the
+    /// hub's): it also ends at that owner's shutdown.
+    ///
+    /// Errors: as [`RedisStore::new`].
+    pub fn with_threads(cfg: &RedisConfig, threads: &crate::threads::Threads) -> Result<RedisStore, StoreError> {
         let redactor = Redactor::new(&cfg.url);
         let client = redis::Client::open(cfg.url.as_str()).map_err(|e| {
             StoreError::Other(redactor.scrub(&format!("'{}' is not a valid Redis URL: {e}", redactor.shown)))
@@ -126,9 +134,8 @@ impl RedisStore {
             unlock: redis::Script::new(UNLOCK_LUA),
         });
         let weak = Arc::downgrade(&inner);
-        std::thread::Builder::new()
-            .name("redis-probe".into())
-            .spawn(move || probe_loop(weak))
+        threads
+            .spawn_owned("redis-probe", crate::threads::Kind::Poller, move |stop| probe_loop(weak, stop))
             .map_err(|e| StoreError::Other(format!("cannot start the Redis probe thread: {e}")))?;
         Ok(RedisStore { inner })
     }
@@ -254,9 +261,11 @@ impl Inner {
 
 /// While the store lives: every [`PROBE_INTERVAL`], if the breaker is open,
 /// probe and close it on success.
-fn probe_loop(store: Weak<Inner>) {
+fn probe_loop(store: Weak<Inner>, stop: &crate::threads::Stop) {
     loop {
-        std::thread::sleep(PROBE_INTERVAL);
+        if stop.sleep(PROBE_INTERVAL) {
+            return;
+        }
         let Some(inner) = store.upgrade() else { return };
         if inner.breaker.lock().is_none() {
             continue;

@@ -172,7 +172,8 @@ impl Upstream {
         let shared = self.listen_watch.shared.clone();
         let me = self.me.clone();
         let name = self.config.name.clone();
-        let spawned = std::thread::Builder::new().name(format!("subscribe-{name}")).spawn(move || run(&me, &shared, &sink, &name));
+        // Owned by the hub's threads; `Watch::stop` (retire, shutdown) ends it.
+        let spawned = self.threads().spawn_owned(&format!("subscribe-{name}"), crate::threads::Kind::Listen, move |_| run(&me, &shared, &sink, &name));
         if let Err(e) = spawned {
             log::warn!("cannot start the subscriptions/listen thread of '{}': {e}", self.config.name);
             self.listen_watch.shared.state.lock().started = false;

@@ -342,6 +342,8 @@ pub struct Upstream {
     me: std::sync::Weak<Upstream>,
     /// Where notifications from a listening (GET) stream go: (server, message).
     on_notification: std::sync::OnceLock<NotificationSink>,
+    /// The owner of this upstream's threads (the hub's; [`Upstream::attach_threads`]).
+    threads: std::sync::OnceLock<crate::threads::Threads>,
     /// Where server→client requests on the GET stream of a
     /// `sessionSharing: "client"` session go (issue 21).
     on_request: std::sync::OnceLock<RequestSink>,
@@ -422,6 +424,7 @@ impl Upstream {
                 .then(|| crate::limits::bulkhead::Bulkhead::new(&config.name, Some(config.heavy_concurrency), config.heavy_queue)),
             me,
             on_notification: std::sync::OnceLock::new(),
+            threads: std::sync::OnceLock::new(),
             on_request: std::sync::OnceLock::new(),
             listen_watch: listen::Watch::default(),
             discovered: RwLock::new(None),
@@ -935,7 +938,8 @@ impl Upstream {
             IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
             return self.notify_cancelled(&handle, "timed out");
         };
-        let spawned = std::thread::Builder::new().name("cancel-note".into()).spawn(move || {
+        // One POST within its answer budget: counted, detached.
+        let spawned = self.threads().spawn("cancel-note", crate::threads::Kind::Call, move || {
             me.notify_cancelled(&handle, "timed out");
             IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
         });
@@ -1078,6 +1082,18 @@ impl Upstream {
         Ok(session)
     }
 
+    /// Sets the owner this upstream starts its threads with (once; the
+    /// hub's, [`crate::threads`]): GET and `subscriptions/listen` streams
+    /// (owned, joined at shutdown) and cancel notes (counted, detached).
+    /// Without one, the upstream has an owner of its own.
+    pub fn attach_threads(&self, threads: crate::threads::Threads) {
+        let _ = self.threads.set(threads);
+    }
+
+    fn threads(&self) -> &crate::threads::Threads {
+        self.threads.get_or_init(crate::threads::Threads::new)
+    }
+
     /// Sets where notifications from listening streams go (once). A server
     /// pinned modern starts its `subscriptions/listen` stream now, a probed
     /// one as soon as its era is known ([`listen`]).
@@ -1116,9 +1132,9 @@ impl Upstream {
         let alive = Arc::downgrade(session);
         let headers = session.headers();
         let name = format!("listen-{}", self.config.name);
-        let spawned = std::thread::Builder::new().name(name).spawn(move || {
+        let spawned = self.threads().spawn_owned(&name, crate::threads::Kind::Listen, move |stop| {
             let mut failures = 0u32;
-            while alive.upgrade().is_some() && failures < 5 {
+            while alive.upgrade().is_some() && failures < 5 && !stop.is_stopped() {
                 let opened = me.transport.listen(&headers);
                 let _ = ready_tx.try_send(());
                 match opened {
@@ -1134,7 +1150,7 @@ impl Upstream {
                                 transport::StreamItem::Request(r) => me.standalone_request(r, owner.as_deref(), on_request.as_ref(), &headers),
                                 transport::StreamItem::Final(_) => {}
                             }
-                            if alive.upgrade().is_none() {
+                            if alive.upgrade().is_none() || stop.is_stopped() {
                                 return;
                             }
                         }
@@ -1145,7 +1161,9 @@ impl Upstream {
                         failures += 1;
                     }
                 }
-                std::thread::sleep(Duration::from_millis(250 * 2u64.pow(failures.min(6))));
+                if stop.sleep(Duration::from_millis(250 * 2u64.pow(failures.min(6)))) {
+                    return;
+                }
             }
         });
         if let Err(e) = spawned {
@@ -1223,8 +1241,10 @@ impl Upstream {
 
     /// At shutdown: ends this process's legacy sessions on the server (HTTP
     /// DELETE), except, when `keep_stored`, the ones kept in a shared store
-    /// (the next start or another instance reuses them).
+    /// (the next start or another instance reuses them); and stops its
+    /// `subscriptions/listen` stream (cut, not reopened).
     pub fn close_sessions(&self, keep_stored: bool) {
+        self.listen_watch.stop();
         for session in self.sessions.drain() {
             if session.id.is_some() && !(keep_stored && session.stored) {
                 self.transport.delete(&session.headers());

@@ -326,8 +326,9 @@ impl Users {
     /// the environment ([`SecretKey::from_env`]); an unreadable one is logged
     /// and treated as absent. A store that cannot be read is logged; Redis is
     /// retried every second.
-    /// `redis` is the hub's one connection ([`crate::store::open_redis`]).
-    pub fn open(config: &Config, redis: Option<crate::store::redis::RedisStore>) -> Users {
+    /// `redis` is the hub's one connection ([`crate::store::open_redis`]);
+    /// the poll thread is owned by `threads` (it ends at its shutdown).
+    pub fn open(config: &Config, redis: Option<crate::store::redis::RedisStore>, threads: &crate::threads::Threads) -> Users {
         let backend = match redis {
             Some(store) => Backend::Redis(store),
             None => Backend::File(state_dir(config)),
@@ -342,7 +343,7 @@ impl Users {
         }
         if matches!(users.inner.backend, Backend::Redis(_)) {
             let weak = Arc::downgrade(&users.inner);
-            if let Err(e) = std::thread::Builder::new().name("users-reload".into()).spawn(move || poll_loop(weak)) {
+            if let Err(e) = threads.spawn_owned("users-reload", crate::threads::Kind::Poller, move |stop| poll_loop(weak, stop)) {
                 log::error!("users: cannot start the reload thread ({e}); other instances' changes are not seen");
             }
         }
@@ -842,10 +843,12 @@ impl Users {
 
 /// While the registry lives: every [`RELOAD_INTERVAL`], reload when
 /// `mcp:users:version` moved (or the first load failed).
-fn poll_loop(users: Weak<Shared>) {
+fn poll_loop(users: Weak<Shared>, stop: &crate::threads::Stop) {
     let mut failing = false;
     loop {
-        std::thread::sleep(RELOAD_INTERVAL);
+        if stop.sleep(RELOAD_INTERVAL) {
+            return;
+        }
         let Some(inner) = users.upgrade() else { return };
         let users = Users { inner };
         let (known, loaded) = {

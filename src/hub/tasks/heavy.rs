@@ -287,9 +287,8 @@ pub fn start(
     ctx.client_capabilities = None;
     let era = down.era;
     let (h, tid) = (hub.clone(), hub_id.clone());
-    let spawned = std::thread::Builder::new()
-        .name("hub-task".into())
-        .spawn(move || run_task(&h, &tid, &upstream, params, &ctx, &extra_headers, concurrency));
+    // One run, bounded by its deadline (ttl, at most MAX_RUN): counted, detached.
+    let spawned = hub.threads().spawn("hub-task", crate::threads::Kind::Task, move || run_task(&h, &tid, &upstream, params, &ctx, &extra_headers, concurrency));
     if let Err(e) = spawned {
         let runs = hub.tasks().runs();
         let mut st = runs.state.lock();

@@ -185,10 +185,13 @@ pub fn watch(hub: &Hub) {
         return;
     }
     let watcher = hub.clone();
-    let spawned = std::thread::Builder::new().name("hub-task-watch".into()).spawn(move || loop {
+    let spawned = hub.threads().spawn_owned("hub-task-watch", crate::threads::Kind::Poller, move |stop| loop {
         let hub = &watcher;
-        std::thread::sleep(WATCH_EVERY);
+        let stopped = stop.sleep(WATCH_EVERY);
         let runs: &Runs = hub.tasks().runs();
+        if stopped {
+            return;
+        }
         let live = runs.live_modern();
         if live.is_empty() && runs.stop_watching() {
             return;
