@@ -590,7 +590,7 @@ impl Hub {
         // Rate limits of the edge (user, then global): every request and
         // notification, never a client's answer (above).
         if let Err(limited) = self.limits().check_request(user.as_deref().map(|u| u.name.as_str())) {
-            return limited.to_response(id.as_ref());
+            return methods::rate_limited(&limited, id.as_ref());
         }
         let era = era::classify(&method, &params, req.header(headers::PROTOCOL_VERSION));
         crate::trace::note(|i| i.era = era.as_str());

@@ -31,10 +31,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-/// Default `maxQueue`: calls waiting for a slot of one server.
-pub const DEFAULT_MAX_QUEUE: usize = 64;
-/// Largest `maxConcurrency` / `maxQueue` accepted.
-pub const MAX_LIMIT: usize = 100_000;
+// `maxQueue`'s default and the largest accepted value are config rules (docs/module-order.md).
+pub use crate::config::limits::{DEFAULT_MAX_QUEUE, MAX_LIMIT};
 /// The longest hold an upstream's `Retry-After` can impose.
 pub const MAX_HOLD: Duration = Duration::from_secs(60);
 /// The hold after a 429/503 whose `Retry-After` the hub cannot see.
