@@ -1,7 +1,7 @@
 # MCPHub — the two set-up commands are `make run` and `make test` (README.md).
 CARGO ?= cargo
 
-.PHONY: build run install test unit e2e conformance fuzz bench bench-shaping soak attack clippy clean
+.PHONY: build run install test check-order unit e2e conformance fuzz bench bench-shaping soak attack clippy clean
 
 build:
 	$(CARGO) build --release --locked
@@ -19,9 +19,13 @@ install: build
 ## The whole suite: unit + integration (real sockets) + fuzz smoke, e2e with
 ## real MCP clients and servers from npm and PyPI, and the official MCP
 ## conformance suite directly against mcphub-mock and through the hub.
-test: build unit e2e conformance
+test: check-order build unit e2e conformance
 
-unit:
+## The module order of the library (docs/module-order.md): fails on an import that runs upward.
+check-order:
+	python3 scripts/check-module-order.py
+
+unit: check-order
 	$(CARGO) test --release --locked --workspace --all-targets
 
 e2e: build

@@ -18,6 +18,8 @@
 //! }
 //! ```
 
+pub mod limits;
+
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -130,7 +132,7 @@ pub struct ServerConfig {
     pub max_queue: usize,
     /// `heavyTools`: tool names or glob patterns (`*`, `?`) of this server's
     /// heavy tools, run through their own queue (crate::limits::heavy).
-    pub heavy_tools: crate::limits::heavy::HeavyTools,
+    pub heavy_tools: limits::HeavyTools,
     /// `heavyConcurrency`: heavy calls in flight at once (default 1).
     pub heavy_concurrency: usize,
     /// `heavyQueue`: heavy calls waiting (default 16); full → 503.
@@ -217,7 +219,7 @@ pub struct Config {
     /// (systemd) or `./state`.
     pub state_dir: Option<std::path::PathBuf>,
     /// Rate limits (`rateLimits` and `mcpServers.NAME.rateLimit`; see `crate::limits`).
-    pub rate_limits: crate::limits::RateLimitConfig,
+    pub rate_limits: limits::RateLimitConfig,
     /// Most tasks one user (the anonymous identity counting as one) holds in
     /// the hub at once, upstream-run and hub-run, both eras
     /// (`maxTasksPerUser`, 1..=10,000, default 100; issue 14 hole 5; see
@@ -749,7 +751,7 @@ fn parse_users(
                 return Err(invalid(format!("{key}.tokens"), format!("'{t}': token names are [A-Za-z0-9_]+")));
             }
             let v = substitute_env(&v).map_err(|m| invalid(format!("{key}.tokens.{t}"), m))?;
-            crate::users::check_token_value(&t, &v).map_err(|m| invalid(format!("{key}.tokens.{t}"), m))?;
+            check_token_value(&t, &v).map_err(|m| invalid(format!("{key}.tokens.{t}"), m))?;
             tokens.push((t, v));
         }
         out.push(UserConfig { name, key_digests, admin: u.admin, servers, tokens });
@@ -916,6 +918,41 @@ pub const DEFAULT_SERVER_TIMEOUT_MS: u64 = 20_000;
 pub const DEFAULT_DRAIN_TIMEOUT_MS: u64 = 10_000;
 /// Largest `drainTimeoutMs`: one hour.
 pub const MAX_DRAIN_TIMEOUT_MS: u64 = 3_600_000;
+/// Most tasks the hub keeps at once, upstream-run and hub-run together, when
+/// the config does not say (`maxTasks`); a task-creating call beyond is refused
+/// (`crate::hub::tasks`).
+pub const DEFAULT_MAX_TASKS: usize = 10_000;
+
+/// Longest token value, bytes (it goes into an HTTP header).
+pub const MAX_TOKEN_BYTES: usize = 8192;
+
+/// Checks a service token value when it is set — through the API (`PUT
+/// /api/me/tokens/NAME`, `PUT /api/admin/users/NAME/tokens/NAME`) and in the
+/// config (`users.NAME.tokens`) — because it is sent in an upstream request
+/// header (issue 14, hole 2): it must be an HTTP field value (RFC 9110 §5.5:
+/// visible ASCII, space and horizontal tab; no control characters, nothing
+/// outside ASCII), 1..=[`MAX_TOKEN_BYTES`] bytes, and neither start nor end
+/// with a space or tab (RFC 9110 §5.5 has them stripped by the receiver).
+///
+/// Errors: the rule broken, naming `token` (the token's name) and the
+/// character's position — never the value or any part of it.
+pub fn check_token_value(token: &str, value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Err(format!("token {token} is empty"));
+    }
+    if value.len() > MAX_TOKEN_BYTES {
+        return Err(format!("token {token} is longer than {MAX_TOKEN_BYTES} bytes"));
+    }
+    let rule = "is not a valid HTTP field value (RFC 9110 §5.5: visible ASCII, space and tab only)";
+    if let Some((i, c)) = value.chars().enumerate().find(|(_, c)| !matches!(c, ' ' | '\t' | '!'..='~')) {
+        let what = if c.is_ascii() { "a control character" } else { "not ASCII" };
+        return Err(format!("token {token} {rule}: character {} is {what}", i + 1));
+    }
+    if value.starts_with([' ', '\t']) || value.ends_with([' ', '\t']) {
+        return Err(format!("token {token} starts or ends with a space or tab (RFC 9110 §5.5: a receiver strips them)"));
+    }
+    Ok(())
+}
 
 impl Config {
     /// The HTTP layer's settings taken from this configuration (the rest stay
@@ -1043,7 +1080,7 @@ impl Config {
                 ));
             }
             if let Some(r) = &server.rate_limit {
-                rate_overrides.insert(name.clone(), crate::limits::parse_rate(&format!("{key}.rateLimit"), r)?);
+                rate_overrides.insert(name.clone(), limits::parse_rate(&format!("{key}.rateLimit"), r)?);
             }
             servers.push(ServerConfig {
                 name,
@@ -1061,12 +1098,12 @@ impl Config {
                 forward_user: server.forward_user,
                 max_concurrency: match server.max_concurrency {
                     None => None,
-                    n => Some(bounded(&format!("{key}.maxConcurrency"), n, 1, 1, crate::limits::bulkhead::MAX_LIMIT as u64)? as usize),
+                    n => Some(bounded(&format!("{key}.maxConcurrency"), n, 1, 1, limits::MAX_LIMIT as u64)? as usize),
                 },
-                max_queue: bounded(&format!("{key}.maxQueue"), server.max_queue, crate::limits::bulkhead::DEFAULT_MAX_QUEUE as u64, 0, crate::limits::bulkhead::MAX_LIMIT as u64)? as usize,
-                heavy_tools: crate::limits::heavy::HeavyTools(server.heavy_tools),
-                heavy_concurrency: bounded(&format!("{key}.heavyConcurrency"), server.heavy_concurrency, 1, 1, crate::limits::bulkhead::MAX_LIMIT as u64)? as usize,
-                heavy_queue: bounded(&format!("{key}.heavyQueue"), server.heavy_queue, 16, 0, crate::limits::bulkhead::MAX_LIMIT as u64)? as usize,
+                max_queue: bounded(&format!("{key}.maxQueue"), server.max_queue, limits::DEFAULT_MAX_QUEUE as u64, 0, limits::MAX_LIMIT as u64)? as usize,
+                heavy_tools: limits::HeavyTools(server.heavy_tools),
+                heavy_concurrency: bounded(&format!("{key}.heavyConcurrency"), server.heavy_concurrency, 1, 1, limits::MAX_LIMIT as u64)? as usize,
+                heavy_queue: bounded(&format!("{key}.heavyQueue"), server.heavy_queue, 16, 0, limits::MAX_LIMIT as u64)? as usize,
             });
         }
         let redis = match raw.redis {
@@ -1099,7 +1136,7 @@ impl Config {
         let users = parse_users(raw.users, &raw.groups, &servers, &skipped)?;
         warnings.extend(token_warnings(&users, &servers));
         Ok(Config {
-            rate_limits: crate::limits::RateLimitConfig::parse(raw.rate_limits.as_ref(), rate_overrides)?,
+            rate_limits: limits::RateLimitConfig::parse(raw.rate_limits.as_ref(), rate_overrides)?,
             users,
             allow_anonymous: raw.allow_anonymous.unwrap_or(false),
             state_dir: match raw.state_dir {
@@ -1132,7 +1169,7 @@ impl Config {
             servers,
             skipped,
             max_tasks_per_user: bounded("maxTasksPerUser", raw.max_tasks_per_user, 100, 1, 10_000)? as usize,
-            max_tasks: bounded("maxTasks", raw.max_tasks, crate::hub::tasks::DEFAULT_MAX_TASKS as u64, 1, 100_000)? as usize,
+            max_tasks: bounded("maxTasks", raw.max_tasks, DEFAULT_MAX_TASKS as u64, 1, 100_000)? as usize,
             warnings,
         })
     }
@@ -1155,7 +1192,7 @@ impl Config {
             None => "memory".to_string(),
         };
         out.insert_str(0, &format!("session store: {store} (ttl {} s)\n", self.session_ttl.as_secs()));
-        let rate = |r: &Option<crate::limits::Rate>| match r {
+        let rate = |r: &Option<limits::Rate>| match r {
             Some(r) => format!("{}/{} s burst {}", r.count, r.period.as_secs(), r.burst),
             None => "unlimited".into(),
         };

@@ -3,7 +3,7 @@
 //! `MCPHUB_LOG_FORMAT`), for log shippers.
 //!
 //! Both formats: hub keys in a message or field are masked
-//! ([`crate::users::mask_keys`], `mcphub_***`); a line written while a
+//! ([`mask_keys`], `mcphub_***`); a line written while a
 //! request is served carries its request id ([`crate::trace`]): text
 //! appends ` [req ID]`, JSON has `request_id`. The per-request line
 //! ([`REQUEST_TARGET`], info) carries its fields as log key-values.
@@ -76,7 +76,7 @@ impl Log for TextLogger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let text = crate::users::mask_keys(&record.args().to_string());
+        let text = mask_keys(&record.args().to_string());
         let id = if record.target() == REQUEST_TARGET { None } else { trace::current_id() };
         let build = |args: std::fmt::Arguments| {
             self.inner.log(
@@ -132,7 +132,7 @@ pub fn json_line(record: &Record, ms: u64) -> String {
     let mut obj = Map::new();
     obj.insert("ts".into(), Value::String(rfc3339(ms)));
     obj.insert("level".into(), Value::String(record.level().as_str().to_ascii_lowercase()));
-    obj.insert("msg".into(), Value::String(crate::users::mask_keys(&record.args().to_string())));
+    obj.insert("msg".into(), Value::String(mask_keys(&record.args().to_string())));
     let mut fields = Fields(Map::new());
     let _ = record.key_values().visit(&mut fields);
     if !fields.0.contains_key("request_id") {
@@ -159,7 +159,7 @@ struct ToJson(Value);
 
 impl<'v> VisitValue<'v> for ToJson {
     fn visit_any(&mut self, value: KvValue) -> Result<(), log::kv::Error> {
-        self.0 = Value::String(crate::users::mask_keys(&value.to_string()));
+        self.0 = Value::String(mask_keys(&value.to_string()));
         Ok(())
     }
     fn visit_null(&mut self) -> Result<(), log::kv::Error> {
@@ -183,7 +183,7 @@ impl<'v> VisitValue<'v> for ToJson {
         Ok(())
     }
     fn visit_str(&mut self, value: &str) -> Result<(), log::kv::Error> {
-        self.0 = Value::String(crate::users::mask_keys(value));
+        self.0 = Value::String(mask_keys(value));
         Ok(())
     }
 }
@@ -226,6 +226,21 @@ fn stamp(secs: u64, millis: Option<u64>) -> String {
         Some(ms) => format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{ms:03}Z"),
         None => format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}Z"),
     }
+}
+
+/// `text` with every hub key (`mcphub_` + 64 hex) replaced by `mcphub_***`.
+pub fn mask_keys(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("mcphub_") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 7..];
+        let hex_len = after.bytes().take_while(u8::is_ascii_hexdigit).count();
+        out.push_str(if hex_len >= 16 { "mcphub_***" } else { "mcphub_" });
+        rest = if hex_len >= 16 { &after[hex_len..] } else { after };
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]

@@ -28,12 +28,14 @@
 //! - `store_up{kind}` (gauge: 1 healthy, 0 degraded; `kind` = `memory` or `redis`),
 //!   `client_sessions` (gauge: legacy client sessions).
 //! - `threads{kind}` (gauge): the hub's background threads running now, by
-//!   [`crate::threads::Kind`] (`http`, `stream`, `listen`, `poller`, `task`,
+//!   `threads::Kind` (`http`, `stream`, `listen`, `poller`, `task`,
 //!   `call`, `control`; every kind listed, zeros included).
 //!
 //! Label values never come from client input unbounded: methods from
-//! [`METHODS`], servers from the configuration. Gauges are read from the
-//! live structures at scrape time; the request path pays one counter
+//! [`METHODS`], servers from the configuration. Gauges are read at scrape
+//! time from a [`Snapshot`] of the live structures that the hub builds
+//! (`Hub::metrics_snapshot`), so this module knows neither the hub nor the
+//! upstreams (docs/module-order.md); the request path pays one counter
 //! increment (a pre-resolved child) and one histogram observation.
 
 use crate::http::ServerStats;
@@ -213,6 +215,62 @@ pub fn upstream_latency_histogram(server: &str) -> Histogram {
     })
 }
 
+/// The live figures of one scrape, read by the hub from its structures
+/// (`Hub::metrics_snapshot`) and rendered by [`Metrics::render`].
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Each upstream's latency histogram ([`upstream_latency_histogram`]),
+    /// merged into one family.
+    pub latencies: Vec<Histogram>,
+    /// Each upstream server, in the catalog's order.
+    pub upstreams: Vec<UpstreamFigures>,
+    /// Requests refused by a rate limit, by scope (`global`, `user`, `server`).
+    pub rate_limited: Vec<(&'static str, u64)>,
+    /// Failed authentications, by kind (`hub_key`, `admin`).
+    pub auth_failures: Vec<(&'static str, u64)>,
+    /// The session store's kind (`memory` or `redis`).
+    pub store_kind: &'static str,
+    /// Whether the session store is healthy (not degraded).
+    pub store_up: bool,
+    /// Legacy client sessions of this hub.
+    pub client_sessions: usize,
+    /// Background threads running now, by kind (`crate::threads::Kind`
+    /// names, every kind listed).
+    pub threads: Vec<(&'static str, usize)>,
+}
+
+/// One upstream server's figures in a [`Snapshot`].
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamFigures {
+    /// Server name (the `server` label).
+    pub name: String,
+    /// Legacy upstream sessions cached.
+    pub sessions_active: usize,
+    /// Legacy upstream sessions initialized so far.
+    pub sessions_created: u64,
+    /// Legacy upstream sessions found dead and re-established so far.
+    pub sessions_reestablished: u64,
+    /// Its bulkhead queues: `calls`, and `heavy` when it has heavy tools.
+    pub queues: Vec<QueueFigures>,
+    /// Whether the circuit breaker refuses calls (open or half-open).
+    pub circuit_open: bool,
+}
+
+/// One bulkhead queue's figures (`crate::limits::bulkhead::Snapshot`).
+#[derive(Debug, Clone, Default)]
+pub struct QueueFigures {
+    /// `"calls"` or `"heavy"` (the `queue` label).
+    pub queue: &'static str,
+    /// Calls holding a slot.
+    pub in_flight: usize,
+    /// Calls waiting for one.
+    pub queued: usize,
+    /// Calls refused so far because the queue was full.
+    pub refused_queue_full: u64,
+    /// Calls refused so far because the circuit was open.
+    pub refused_circuit_open: u64,
+}
+
 /// One hub's metrics: request counters and histograms (hot path), and the
 /// sources read at scrape time.
 pub struct Metrics {
@@ -285,10 +343,10 @@ impl Metrics {
         }
     }
 
-    /// The text exposition of every family, gauges read from `hub` now.
-    pub fn render(&self, hub: &crate::hub::Hub) -> String {
+    /// The text exposition of every family, gauges from `live` (read now).
+    pub fn render(&self, live: &Snapshot) -> String {
         let mut families = self.registry.gather();
-        families.extend(live(hub, self.http.get().map(Arc::as_ref)));
+        families.extend(live_families(live, self.http.get().map(Arc::as_ref)));
         families.retain(|f| !f.get_metric().is_empty());
         families.sort_by(|a, b| a.name().cmp(b.name()));
         let mut out = String::new();
@@ -328,41 +386,40 @@ fn merged(parts: impl Iterator<Item = MetricFamily>) -> Option<MetricFamily> {
     first
 }
 
-fn live(hub: &crate::hub::Hub, http: Option<&ServerStats>) -> Vec<MetricFamily> {
-    let upstreams = hub.catalog().upstreams();
+fn live_families(live: &Snapshot, http: Option<&ServerStats>) -> Vec<MetricFamily> {
     let mut out = Vec::new();
-    if let Some(f) = merged(upstreams.iter().flat_map(|u| u.latency().collect())) {
+    if let Some(f) = merged(live.latencies.iter().flat_map(|h| h.collect())) {
         out.push(f);
     }
-    let states: Vec<_> = upstreams.iter().map(|u| (u.name(), u.state(), u.session_counts(), u.sessions().len())).collect();
+    let states = &live.upstreams;
     out.extend(gauges(
         "mcphub_upstream_sessions_active",
         "Legacy upstream sessions cached by this hub, per server",
         &["server"],
-        states.iter().map(|(n, _, _, active)| (vec![*n], *active as f64)).collect(),
+        states.iter().map(|u| (vec![u.name.as_str()], u.sessions_active as f64)).collect(),
     ));
     out.extend(counters(
         "mcphub_upstream_sessions_created_total",
         "Legacy upstream sessions initialized by this hub, per server",
         &["server"],
-        states.iter().map(|(n, _, (created, _), _)| (vec![*n], *created)).collect(),
+        states.iter().map(|u| (vec![u.name.as_str()], u.sessions_created)).collect(),
     ));
     out.extend(counters(
         "mcphub_upstream_sessions_reestablished_total",
         "Legacy upstream sessions found dead (404/expired) and re-established, per server",
         &["server"],
-        states.iter().map(|(n, _, (_, re), _)| (vec![*n], *re)).collect(),
+        states.iter().map(|u| (vec![u.name.as_str()], u.sessions_reestablished)).collect(),
     ));
     let mut in_flight = Vec::new();
     let mut queued = Vec::new();
     let mut refused = Vec::new();
-    for (name, s, _, _) in &states {
-        for (queue, snap) in std::iter::once(("calls", Some(&s.bulkhead))).chain(std::iter::once(("heavy", s.heavy.as_ref()))) {
-            let Some(snap) = snap else { continue };
-            in_flight.push((vec![*name, queue], snap.in_flight as f64));
-            queued.push((vec![*name, queue], snap.queued as f64));
-            refused.push((vec![*name, queue, "queue_full"], snap.refused_queue_full));
-            refused.push((vec![*name, queue, "circuit_open"], snap.refused_circuit_open));
+    for u in states {
+        let name = u.name.as_str();
+        for q in &u.queues {
+            in_flight.push((vec![name, q.queue], q.in_flight as f64));
+            queued.push((vec![name, q.queue], q.queued as f64));
+            refused.push((vec![name, q.queue, "queue_full"], q.refused_queue_full));
+            refused.push((vec![name, q.queue, "circuit_open"], q.refused_circuit_open));
         }
     }
     out.extend(gauges("mcphub_bulkhead_in_flight", "Upstream calls holding a bulkhead slot", &["server", "queue"], in_flight));
@@ -372,7 +429,7 @@ fn live(hub: &crate::hub::Hub, http: Option<&ServerStats>) -> Vec<MetricFamily> 
         "mcphub_circuit_open",
         "Whether the server's circuit breaker refuses calls (1: open or half-open)",
         &["server"],
-        states.iter().map(|(n, s, _, _)| (vec![*n], if s.bulkhead.circuit == "closed" { 0.0 } else { 1.0 })).collect(),
+        states.iter().map(|u| (vec![u.name.as_str()], if u.circuit_open { 1.0 } else { 0.0 })).collect(),
     ));
     if let Some(http) = http {
         out.extend(gauges("mcphub_http_queue_depth", "Complete requests waiting for an HTTP worker", &[], vec![(vec![], http.queue_depth() as f64)]));
@@ -389,23 +446,22 @@ fn live(hub: &crate::hub::Hub, http: Option<&ServerStats>) -> Vec<MetricFamily> 
         "mcphub_rate_limited_total",
         "Requests refused by a rate limit (429), by scope",
         &["scope"],
-        hub.limits().refused().iter().map(|(scope, n)| (vec![scope.as_str()], *n)).collect(),
+        live.rate_limited.iter().map(|(scope, n)| (vec![*scope], *n)).collect(),
     ));
     out.extend(counters(
         "mcphub_auth_failures_total",
         "Failed authentications (unknown hub key, wrong admin credential), by kind",
         &["kind"],
-        hub.auth_failures().counts().iter().map(|(kind, n)| (vec![*kind], *n)).collect(),
+        live.auth_failures.iter().map(|(kind, n)| (vec![*kind], *n)).collect(),
     ));
-    let store = hub.store();
-    let up = if matches!(store.health(), crate::store::Health::Degraded { .. }) { 0.0 } else { 1.0 };
-    out.extend(gauges("mcphub_store_up", "Session store health (1 healthy, 0 degraded)", &["kind"], vec![(vec![store.kind()], up)]));
-    out.extend(gauges("mcphub_client_sessions", "Legacy client sessions of this hub", &[], vec![(vec![], hub.sessions().len() as f64)]));
+    let up = if live.store_up { 1.0 } else { 0.0 };
+    out.extend(gauges("mcphub_store_up", "Session store health (1 healthy, 0 degraded)", &["kind"], vec![(vec![live.store_kind], up)]));
+    out.extend(gauges("mcphub_client_sessions", "Legacy client sessions of this hub", &[], vec![(vec![], live.client_sessions as f64)]));
     out.extend(gauges(
         "mcphub_threads",
         "Background threads of this hub running now, by kind",
         &["kind"],
-        hub.threads().live().into_iter().map(|(kind, n)| (vec![kind.as_str()], n as f64)).collect(),
+        live.threads.iter().map(|(kind, n)| (vec![*kind], *n as f64)).collect(),
     ));
     out
 }

@@ -367,7 +367,7 @@ fn threads_are_counted_by_kind_named_and_joined_at_shutdown() {
 
     // The server joins its threads in its drain; the hub's owner joins the rest.
     h.handle.shutdown();
-    let after = parse(&h.hub.metrics().render(&h.hub));
+    let after = parse(&h.hub.metrics().render(&h.hub.metrics_snapshot()));
     assert_eq!(value(&after, "mcphub_threads", &[("kind", "http")]), 0.0, "the drain joined the HTTP threads");
     let joined = h.hub.threads().shutdown_join(std::time::Instant::now() + std::time::Duration::from_secs(5));
     assert!(joined.blocked.is_empty(), "threads ignored the stop: {:?}", joined.blocked);
@@ -394,6 +394,6 @@ fn with_redis_the_probe_and_users_poll_are_owned_pollers_that_stop_at_shutdown()
     // tests of `Stop::sleep` check that; no wall-clock bound here, which a
     // loaded machine can miss).
     println!("pollers joined {:?} after the stop", started.elapsed());
-    let after = parse(&h.hub.metrics().render(&h.hub));
+    let after = parse(&h.hub.metrics().render(&h.hub.metrics_snapshot()));
     assert_eq!(value(&after, "mcphub_threads", &[("kind", "poller")]), 0.0);
 }

@@ -20,6 +20,7 @@ use std::time::Duration;
 pub mod parse;
 pub mod server;
 pub mod sse;
+pub mod write;
 
 pub use server::{Drained, Probe, Server, ServerHandle, ServerStats, Stalled};
 pub use sse::{ClientGone, SseEvent, SseSink};

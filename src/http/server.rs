@@ -28,6 +28,7 @@
 
 use super::parse::{Limits, Outcome, Parsed, RequestReader};
 use super::sse::{SseSink, StreamShared};
+use super::write::write_all_budget;
 use super::{Body, Handler, Response, ServerConfig};
 use crate::threads::Kind;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -50,8 +51,6 @@ pub const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
 /// After the drain deadline, how long cut streams get to write their terminal
 /// chunk and their threads to return before they are left detached.
 pub const CUT_GRACE: Duration = Duration::from_millis(500);
-/// Longest single blocking write slice (`SO_SNDTIMEO`); the budget is checked between slices.
-const WRITE_SLICE: Duration = Duration::from_secs(1);
 /// Deadline scan period of the reactor.
 const TICK: Duration = Duration::from_millis(25);
 
@@ -512,47 +511,6 @@ fn end_streams(shared: &Shared, open_ended_only: bool, deadline: Instant) -> usi
         .filter(|s| !s.is_gone() && (!open_ended_only || s.is_open_ended()))
         .filter(|s| s.end_politely(deadline))
         .count()
-}
-
-/// Writes all of `buf` to a blocking socket within `budget` (wall clock).
-/// `SO_SNDTIMEO` is set to at most one second per slice and the budget is
-/// checked between slices, since a send timeout alone restarts with every
-/// byte a zero-window probe lets through.
-pub(crate) fn write_all_budget(
-    sock: &mut TcpStream,
-    buf: &[u8],
-    budget: Duration,
-) -> std::io::Result<()> {
-    let deadline = Instant::now() + budget;
-    let mut slice_set: Option<Duration> = None;
-    let mut off = 0;
-    while off < buf.len() {
-        let now = Instant::now();
-        if now >= deadline {
-            return Err(std::io::Error::new(
-                ErrorKind::TimedOut,
-                "write budget exceeded",
-            ));
-        }
-        let slice = (deadline - now)
-            .min(WRITE_SLICE)
-            .max(Duration::from_millis(1));
-        if slice_set.is_none_or(|s| slice < s) {
-            sock.set_write_timeout(Some(slice))?;
-            slice_set = Some(slice);
-        }
-        match sock.write(&buf[off..]) {
-            Ok(0) => return Err(ErrorKind::WriteZero.into()),
-            Ok(n) => off += n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// Reason phrase for the status codes the hub uses.

@@ -134,7 +134,7 @@ impl StreamShared {
                 let budget = deadline
                     .saturating_duration_since(Instant::now())
                     .clamp(Duration::from_millis(10), self.write_budget.max(Duration::from_millis(10)));
-                if let Err(e) = super::server::write_all_budget(&mut sock, b"0\r\n\r\n", budget) {
+                if let Err(e) = super::write::write_all_budget(&mut sock, b"0\r\n\r\n", budget) {
                     log::debug!("sse: terminal chunk at shutdown: {e}");
                 }
             }
@@ -178,7 +178,7 @@ impl StreamShared {
         if self.is_gone() || self.ending.load(Ordering::SeqCst) {
             return Err(ClientGone);
         }
-        match super::server::write_all_budget(sock, &framed, self.write_budget) {
+        match super::write::write_all_budget(sock, &framed, self.write_budget) {
             Ok(()) => {
                 self.last_write_ms.store(self.now_ms(), Ordering::Release);
                 self.blocked_since_ms.store(0, Ordering::Release);
@@ -263,7 +263,7 @@ impl StreamShared {
             }
         };
         let rest_ok = n >= framed.len()
-            || super::server::write_all_budget(sock, &framed[n..], self.write_budget).is_ok();
+            || super::write::write_all_budget(sock, &framed[n..], self.write_budget).is_ok();
         if rest_ok {
             self.last_write_ms.store(self.now_ms(), Ordering::Release);
             self.blocked_since_ms.store(0, Ordering::Release);
@@ -282,7 +282,7 @@ impl StreamShared {
             return None;
         }
         if self.chunked {
-            super::server::write_all_budget(&mut sock, b"0\r\n\r\n", self.write_budget).ok()?;
+            super::write::write_all_budget(&mut sock, b"0\r\n\r\n", self.write_budget).ok()?;
         }
         Some(sock)
     }

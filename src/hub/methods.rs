@@ -16,6 +16,12 @@ type MethodResult = Result<Value, ErrorObject>;
 /// ids, see [`super::tasks`]).
 pub type Rewrite = Arc<dyn Fn(&mut Value) + Send + Sync>;
 
+/// HTTP 429, `Retry-After: N` and the limit's JSON-RPC error
+/// ([`crate::limits::Limited::to_error`]; `id` null when `None`).
+pub fn rate_limited(limited: &crate::limits::Limited, id: Option<&Value>) -> Response {
+    Response::json(429, &limited.to_error().to_response(id)).with_header("Retry-After", &limited.retry_after_secs().to_string())
+}
+
 fn invalid_params(msg: impl Into<String>) -> ErrorObject {
     ErrorObject::new(codes::INVALID_PARAMS, msg)
 }
@@ -463,7 +469,7 @@ pub fn forward_with(
     // open, queue full, rate limited; issue 14 hole 11).
     crate::trace::note_server(upstream.name());
     if let Err(limited) = hub.limits().check_server(upstream.name()) {
-        return limited.to_response(Some(&id));
+        return rate_limited(&limited, Some(&id));
     }
     if let Some(resumed) = super::mrtr::resume(hub, down, &id, method, &params, &upstream) {
         return resumed; // a modern client's retry of a parked call
@@ -637,6 +643,27 @@ fn warn_throttled(server: &str, line: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rate_limited_request_gets_429_retry_after_and_the_notes_body() {
+        use crate::limits::{Limited, Scope};
+        let l = Limited { scope: Scope::Server, server: Some("jira".into()), retry_after: std::time::Duration::from_millis(1200) };
+        let r = rate_limited(&l, Some(&json!(7)));
+        assert_eq!(r.status, 429);
+        assert!(r.headers.iter().any(|(k, v)| k == "Retry-After" && v == "2"), "{:?}", r.headers);
+        let crate::http::Body::Full(body) = &r.body else { panic!("a full body") };
+        let v: Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(
+            v,
+            json!({"jsonrpc": "2.0", "id": 7, "error": {"code": -32000, "message": "Rate limit exceeded",
+                "data": {"retry_after_seconds": 2, "scope": "server", "server": "jira"}}})
+        );
+        let g = Limited { scope: Scope::Global, server: None, retry_after: std::time::Duration::ZERO };
+        let crate::http::Body::Full(body) = &rate_limited(&g, None).body else { panic!("a full body") };
+        let v: Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(v["id"], Value::Null);
+        assert!(rate_limited(&g, None).headers.iter().any(|(k, v)| k == "Retry-After" && v == "1"), "never Retry-After: 0");
+    }
 
     #[test]
     fn results_carry_result_type_only_for_modern_clients() {

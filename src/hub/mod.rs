@@ -237,6 +237,49 @@ impl Hub {
         &self.inner.metrics
     }
 
+    /// The live figures `GET /metrics` renders ([`crate::metrics::Snapshot`]),
+    /// read now from the catalog's upstreams, the rate limits, the
+    /// authentication counters, the store and the client sessions.
+    pub fn metrics_snapshot(&self) -> crate::metrics::Snapshot {
+        use crate::metrics::{QueueFigures, Snapshot, UpstreamFigures};
+        let upstreams = self.catalog().upstreams();
+        let queue = |queue, b: &crate::limits::bulkhead::Snapshot| QueueFigures {
+            queue,
+            in_flight: b.in_flight,
+            queued: b.queued,
+            refused_queue_full: b.refused_queue_full,
+            refused_circuit_open: b.refused_circuit_open,
+        };
+        let figures = upstreams
+            .iter()
+            .map(|u| {
+                let state = u.state();
+                let (created, reestablished) = u.session_counts();
+                let mut queues = vec![queue("calls", &state.bulkhead)];
+                queues.extend(state.heavy.as_ref().map(|h| queue("heavy", h)));
+                UpstreamFigures {
+                    name: u.name().to_string(),
+                    sessions_active: u.sessions().len(),
+                    sessions_created: created,
+                    sessions_reestablished: reestablished,
+                    queues,
+                    circuit_open: state.bulkhead.circuit != "closed",
+                }
+            })
+            .collect();
+        let store = self.store();
+        Snapshot {
+            latencies: upstreams.iter().map(|u| u.latency().clone()).collect(),
+            upstreams: figures,
+            rate_limited: self.limits().refused().iter().map(|(scope, n)| (scope.as_str(), *n)).collect(),
+            auth_failures: self.auth_failures().counts().to_vec(),
+            store_kind: store.kind(),
+            store_up: !matches!(store.health(), crate::store::Health::Degraded { .. }),
+            client_sessions: self.sessions().len(),
+            threads: self.threads().live().into_iter().map(|(kind, n)| (kind.as_str(), n)).collect(),
+        }
+    }
+
     /// Failed authentications by source address: counts, log lines, throttle ([`auth::Failures`]).
     pub fn auth_failures(&self) -> &auth::Failures {
         &self.inner.auth_failures
@@ -608,7 +651,7 @@ impl Hub {
         // Rate limits of the edge (user, then global): every request and
         // notification, never a client's answer (above).
         if let Err(limited) = self.limits().check_request(user.as_deref().map(|u| u.name.as_str())) {
-            return limited.to_response(id.as_ref());
+            return methods::rate_limited(&limited, id.as_ref());
         }
         let era = era::classify(&method, &params, req.header(headers::PROTOCOL_VERSION));
         crate::trace::note(|i| i.era = era.as_str());
@@ -764,7 +807,7 @@ impl Handler for Hub {
             ("GET", "/healthz") => Response::json(200, &json!({"status": "ok"})),
             ("GET", "/readyz") => self.readyz(),
             ("GET", "/metrics") => {
-                let mut r = Response::text(200, &self.metrics().render(self));
+                let mut r = Response::text(200, &self.metrics().render(&self.metrics_snapshot()));
                 r.headers = vec![("Content-Type".into(), "text/plain; version=0.0.4; charset=utf-8".into())];
                 r
             }

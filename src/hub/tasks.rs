@@ -65,9 +65,7 @@ use std::time::{Duration, Instant};
 pub const EXTENSION: &str = "io.modelcontextprotocol/tasks";
 /// `_meta` key tying a message to a task (2025-11-25 tasks, Related Task Metadata).
 pub const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
-/// Most tasks the hub keeps at once, upstream-run and hub-run together, when
-/// the config does not say (`maxTasks`); a task-creating call beyond is refused.
-pub const DEFAULT_MAX_TASKS: usize = 10_000;
+pub use crate::config::DEFAULT_MAX_TASKS;
 /// Most tasks one legacy client session may hold (fixed; `data.limit`
 /// `"maxTasksPerSession"` when reached), so one client cannot fill the
 /// table for everyone.

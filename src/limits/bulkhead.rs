@@ -12,35 +12,70 @@
 //!   calls and the hub's own list fetches alike.
 //! - **Wait queue** (`maxQueue`, default [`DEFAULT_MAX_QUEUE`]): calls
 //!   waiting for a slot, first come first served, each within its request
-//!   deadline. Queue full → `UpstreamError::Overloaded` (HTTP 503,
+//!   deadline. Queue full → [`Refused::Overloaded`] (`UpstreamError::Overloaded`, HTTP 503,
 //!   `Retry-After`, `data.retry_after_seconds`); the deadline passes while
-//!   queued → `UpstreamError::Timeout`.
+//!   queued → [`Refused::Timeout`].
 //! - **Hold** (back-pressure): an upstream answer HTTP 429 or 503 makes the
 //!   hub hold the server's new calls for the `Retry-After` it names (capped
 //!   at [`MAX_HOLD`]; [`DEFAULT_HOLD`] when none is known), shared by every
 //!   worker; held calls wait in the queue. A call whose deadline ends before
 //!   the hold does fails at once with `Overloaded` naming the hold.
 //! - **Circuit breaker** ([`super::breaker`]): after 5 consecutive connect
-//!   failures calls fail fast with `UpstreamError::Unavailable` for a
+//!   failures calls fail fast with [`Refused::Unavailable`] for a
 //!   cool-down, then one probe goes through.
 
 use super::breaker::Breaker;
-use crate::upstream::UpstreamError;
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-/// Default `maxQueue`: calls waiting for a slot of one server.
-pub const DEFAULT_MAX_QUEUE: usize = 64;
-/// Largest `maxConcurrency` / `maxQueue` accepted.
-pub const MAX_LIMIT: usize = 100_000;
+// `maxQueue`'s default and the largest accepted value are config rules (docs/module-order.md).
+pub use crate::config::limits::{DEFAULT_MAX_QUEUE, MAX_LIMIT};
 /// The longest hold an upstream's `Retry-After` can impose.
 pub const MAX_HOLD: Duration = Duration::from_secs(60);
 /// The hold after a 429/503 whose `Retry-After` the hub cannot see.
 pub const DEFAULT_HOLD: Duration = Duration::from_secs(1);
 /// `retry_after_seconds` when the queue is full and no hold is running.
 const QUEUE_FULL_RETRY: Duration = Duration::from_secs(1);
+
+/// Why a call got no slot. `crate::upstream` turns it into the
+/// `UpstreamError` variant of the same name and fields (`From`), which the
+/// client gets as HTTP 503 + `Retry-After` or -32001; kept here so the
+/// bulkhead does not import the upstream layer above it (docs/module-order.md).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// The queue is full, or an upstream-imposed hold lasts past the deadline.
+    #[error("server '{server}' is overloaded: {cause}; retry after {retry_after_secs} s")]
+    Overloaded {
+        /// Server name.
+        server: String,
+        /// When to try again, whole seconds ≥ 1.
+        retry_after_secs: u64,
+        /// `"queue_full"` or `"upstream_busy"`.
+        reason: &'static str,
+        /// What is full or busy, for the message.
+        cause: String,
+    },
+    /// The circuit is open ([`super::breaker`]).
+    #[error("server '{server}' is unavailable (circuit open after {failures} connect failures); retrying in {retry_after_secs} s")]
+    Unavailable {
+        /// Server name.
+        server: String,
+        /// The consecutive connect failures that opened the circuit.
+        failures: u32,
+        /// Until the next probe, whole seconds ≥ 1.
+        retry_after_secs: u64,
+    },
+    /// The deadline passed while queued.
+    #[error("upstream '{server}' timed out after {timeout_ms} ms")]
+    Timeout {
+        /// Server name.
+        server: String,
+        /// The time waited, milliseconds.
+        timeout_ms: u64,
+    },
+}
 
 /// One server's slots, wait queue, hold and breaker.
 #[derive(Debug)]
@@ -147,8 +182,8 @@ impl Bulkhead {
         })
     }
 
-    fn overloaded(&self, retry_after: Duration, reason: &'static str, cause: String) -> UpstreamError {
-        UpstreamError::Overloaded { server: self.server.clone(), retry_after_secs: secs(retry_after), reason, cause }
+    fn overloaded(&self, retry_after: Duration, reason: &'static str, cause: String) -> Refused {
+        Refused::Overloaded { server: self.server.clone(), retry_after_secs: secs(retry_after), reason, cause }
     }
 
     /// Takes a slot, waiting in the queue until `deadline` if needed.
@@ -156,10 +191,10 @@ impl Bulkhead {
     /// Errors: `Unavailable` (circuit open), `Overloaded` (queue full, or a
     /// hold lasting past `deadline`), `Timeout` (the deadline passed while
     /// queued; `timeout_ms` = the time waited).
-    pub fn acquire(self: &Arc<Self>, deadline: Instant) -> Result<Permit, UpstreamError> {
+    pub fn acquire(self: &Arc<Self>, deadline: Instant) -> Result<Permit, Refused> {
         let started = Instant::now();
         let mut st = self.state.lock();
-        let unavailable = |open: super::breaker::Open| UpstreamError::Unavailable {
+        let unavailable = |open: super::breaker::Open| Refused::Unavailable {
             server: self.server.clone(),
             failures: open.failures,
             retry_after_secs: secs(open.retry_after),
@@ -215,7 +250,7 @@ impl Bulkhead {
             }
             if now >= deadline {
                 leave(&mut st);
-                return Err(UpstreamError::Timeout { server: self.server.clone(), timeout_ms: (now - started).as_millis() as u64 });
+                return Err(Refused::Timeout { server: self.server.clone(), timeout_ms: (now - started).as_millis() as u64 });
             }
             if let Some(h) = hold.filter(|h| *h >= deadline) {
                 leave(&mut st);
@@ -324,7 +359,7 @@ mod tests {
             std::thread::yield_now();
         }
         let full = b.acquire(soon()).unwrap_err();
-        assert!(matches!(full, UpstreamError::Overloaded { reason: "queue_full", retry_after_secs: 1, .. }), "{full}");
+        assert!(matches!(full, Refused::Overloaded { reason: "queue_full", retry_after_secs: 1, .. }), "{full}");
         drop(first);
         waiter.join().unwrap().expect("the queued call got the freed slot");
         let s = b.snapshot();
@@ -336,7 +371,7 @@ mod tests {
         let b = Bulkhead::new("s", Some(1), 4);
         let _held = b.acquire(Instant::now() + Duration::from_secs(1)).unwrap();
         let e = b.acquire(Instant::now() + Duration::from_millis(30)).unwrap_err();
-        assert!(matches!(e, UpstreamError::Timeout { .. }), "{e}");
+        assert!(matches!(e, Refused::Timeout { .. }), "{e}");
         assert_eq!(b.snapshot().queued, 0, "it left the queue");
     }
 
@@ -345,7 +380,7 @@ mod tests {
         let b = Bulkhead::new("s", None, 4);
         b.hold(Duration::from_secs(30));
         let e = b.acquire(Instant::now() + Duration::from_secs(1)).unwrap_err();
-        assert!(matches!(e, UpstreamError::Overloaded { reason: "upstream_busy", retry_after_secs: 30, .. }), "{e}");
+        assert!(matches!(e, Refused::Overloaded { reason: "upstream_busy", retry_after_secs: 30, .. }), "{e}");
         let b = Bulkhead::new("s", None, 4);
         b.hold(Duration::from_millis(40));
         assert!(b.snapshot().hold_ms > 0);
@@ -360,6 +395,10 @@ mod tests {
         }
         let e = b.acquire(Instant::now() + Duration::from_secs(1)).unwrap_err();
         assert_eq!(e.to_string(), "server 'jira' is unavailable (circuit open after 5 connect failures); retrying in 1 s");
+        // The client sees it as the upstream error of the same name, same message.
+        let up = crate::upstream::UpstreamError::from(e.clone());
+        assert!(matches!(up, crate::upstream::UpstreamError::Unavailable { failures: 5, retry_after_secs: 1, .. }), "{up}");
+        assert_eq!(up.to_string(), e.to_string());
         assert_eq!(b.snapshot().circuit, "open");
     }
 }

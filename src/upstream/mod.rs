@@ -130,6 +130,18 @@ pub enum UpstreamError {
     },
 }
 
+impl From<crate::limits::bulkhead::Refused> for UpstreamError {
+    /// The bulkhead's refusal as the upstream error of the same name and fields.
+    fn from(r: crate::limits::bulkhead::Refused) -> UpstreamError {
+        use crate::limits::bulkhead::Refused;
+        match r {
+            Refused::Overloaded { server, retry_after_secs, reason, cause } => UpstreamError::Overloaded { server, retry_after_secs, reason, cause },
+            Refused::Unavailable { server, failures, retry_after_secs } => UpstreamError::Unavailable { server, failures, retry_after_secs },
+            Refused::Timeout { server, timeout_ms } => UpstreamError::Timeout { server, timeout_ms },
+        }
+    }
+}
+
 impl UpstreamError {
     /// The JSON-RPC error the client gets for this failure (`-32000`, or for
     /// a timeout `-32001` "Request timed out" with `data: {layer: "hub" |

@@ -106,56 +106,16 @@ pub fn looks_like_key(key: &str) -> bool {
     key.strip_prefix("mcphub_").is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// `text` with every hub key (`mcphub_` + 64 hex) replaced by `mcphub_***`.
-pub fn mask_keys(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("mcphub_") {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 7..];
-        let hex_len = after.bytes().take_while(u8::is_ascii_hexdigit).count();
-        out.push_str(if hex_len >= 16 { "mcphub_***" } else { "mcphub_" });
-        rest = if hex_len >= 16 { &after[hex_len..] } else { after };
-    }
-    out.push_str(rest);
-    out
-}
+/// Hub-key masking lives with the log formatter, which needs it too (docs/module-order.md).
+pub use crate::logging::mask_keys;
 
 /// How often another instance's changes are looked for (Redis), and the
 /// least time between two Redis look-ups of one unknown key digest.
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 /// Most unknown digests remembered for the once-a-second rule.
 const MISSES_CAP: usize = 10_000;
-/// Longest token value, bytes (it goes into an HTTP header).
-pub const MAX_TOKEN_BYTES: usize = 8192;
-
-/// Checks a service token value when it is set — through the API (`PUT
-/// /api/me/tokens/NAME`, `PUT /api/admin/users/NAME/tokens/NAME`) and in the
-/// config (`users.NAME.tokens`) — because it is sent in an upstream request
-/// header (issue 14, hole 2): it must be an HTTP field value (RFC 9110 §5.5:
-/// visible ASCII, space and horizontal tab; no control characters, nothing
-/// outside ASCII), 1..=[`MAX_TOKEN_BYTES`] bytes, and neither start nor end
-/// with a space or tab (RFC 9110 §5.5 has them stripped by the receiver).
-///
-/// Errors: the rule broken, naming `token` (the token's name) and the
-/// character's position — never the value or any part of it.
-pub fn check_token_value(token: &str, value: &str) -> Result<(), String> {
-    if value.is_empty() {
-        return Err(format!("token {token} is empty"));
-    }
-    if value.len() > MAX_TOKEN_BYTES {
-        return Err(format!("token {token} is longer than {MAX_TOKEN_BYTES} bytes"));
-    }
-    let rule = "is not a valid HTTP field value (RFC 9110 §5.5: visible ASCII, space and tab only)";
-    if let Some((i, c)) = value.chars().enumerate().find(|(_, c)| !matches!(c, ' ' | '\t' | '!'..='~')) {
-        let what = if c.is_ascii() { "a control character" } else { "not ASCII" };
-        return Err(format!("token {token} {rule}: character {} is {what}", i + 1));
-    }
-    if value.starts_with([' ', '\t']) || value.ends_with([' ', '\t']) {
-        return Err(format!("token {token} starts or ends with a space or tab (RFC 9110 §5.5: a receiver strips them)"));
-    }
-    Ok(())
-}
+// The token-value rule is read by the config too (docs/module-order.md).
+pub use crate::config::{check_token_value, MAX_TOKEN_BYTES};
 
 /// Why a registry change was refused. `Display` never contains a secret.
 #[derive(Debug, thiserror::Error)]

@@ -218,7 +218,7 @@ pub fn start(
     extra_headers: Vec<(String, String)>,
 ) -> Response {
     if let Err(limited) = hub.limits().check_server(upstream.name()) {
-        return limited.to_response(Some(&id));
+        return crate::hub::methods::rate_limited(&limited, Some(&id));
     }
     let server = upstream.name().to_string();
     let config = hub.config();
