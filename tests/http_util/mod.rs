@@ -287,7 +287,7 @@ impl SseStream {
         let head = read_response(&mut reader, true).expect("a response head");
         let chunked = head.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
         let raw = reader.buffer().to_vec();
-        SseStream {
+        let mut stream = SseStream {
             status: head.status,
             headers: head.headers,
             sock: reader.into_inner(),
@@ -298,21 +298,25 @@ impl SseStream {
             ended: false,
             parser: Default::default(),
             last_id: None,
-        }
+        };
+        // What came with the head.
+        stream.unframe();
+        stream
     }
 
-    /// `GET` of `url` with `headers` (`Accept: text/event-stream` added).
+    /// `GET` of `url` with `headers` (`Host` from the URL and `Accept:
+    /// text/event-stream` added).
     pub fn get(url: &str, headers: &[(&str, &str)]) -> SseStream {
-        let mut h = vec![("Accept", "text/event-stream")];
+        let mut h = vec![("Host", addr_of(url)), ("Accept", "text/event-stream")];
         h.extend_from_slice(headers);
         SseStream::open(addr_of(url), &request("GET", url_path(url), &h, ""))
     }
 
-    /// `POST` of `body` to `url` with `headers` (`Content-Type:
-    /// application/json` and `Accept: application/json, text/event-stream`
-    /// added).
+    /// `POST` of `body` to `url` with `headers` (`Host` from the URL,
+    /// `Content-Type: application/json` and `Accept: application/json,
+    /// text/event-stream` added).
     pub fn post(url: &str, headers: &[(&str, &str)], body: &str) -> SseStream {
-        let mut h = vec![("Content-Type", "application/json"), ("Accept", "application/json, text/event-stream")];
+        let mut h = vec![("Host", addr_of(url)), ("Content-Type", "application/json"), ("Accept", "application/json, text/event-stream")];
         h.extend_from_slice(headers);
         SseStream::open(addr_of(url), &request("POST", url_path(url), &h, body))
     }
