@@ -6,10 +6,9 @@
 //! terminal chunk, exit status 0; a call outliving `drainTimeoutMs` is cut
 //! and the process still exits 0 soon after.
 
-mod http_util;
 mod hub_util;
 
-use hub_util::{wait_until, PATIENCE};
+use hub_util::{http_util, wait_until, PATIENCE};
 use mcphub::mock::Era;
 use serde_json::{json, Value};
 use std::io::{BufReader, Read};

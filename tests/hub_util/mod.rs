@@ -14,7 +14,7 @@ use std::time::Duration;
 mod wait_util;
 pub use wait_util::{wait_until, PATIENCE};
 #[path = "../http_util/mod.rs"]
-mod http_util;
+pub mod http_util;
 #[allow(unused_imports)] // each test file uses some
 pub use http_util::{events_of, Event, SseStream, IO_TIMEOUT};
 
