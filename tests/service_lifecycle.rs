@@ -93,13 +93,8 @@ impl Hub {
     /// Waits (≤ `within`) for the exit; returns the status and how long it took.
     fn wait_exit(&mut self, within: Duration) -> (ExitStatus, Duration) {
         let t0 = Instant::now();
-        while t0.elapsed() < within {
-            if let Some(st) = self.child.try_wait().expect("try_wait") {
-                return (st, t0.elapsed());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!("mcphub did not exit within {within:?}: {}", self.log_text());
+        let st = wait_until(&format!("mcphub to exit (log: {})", self.log.display()), within, || self.child.try_wait().expect("try_wait"));
+        (st, t0.elapsed())
     }
 
     fn healthz(&self) -> u16 {

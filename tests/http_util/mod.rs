@@ -95,10 +95,14 @@ pub fn start_observed(
 /// A connection to `addr` (`SocketAddr` or `"host:port"`) with
 /// [`IO_TIMEOUT`] on reads and writes.
 pub fn connect(addr: impl ToSocketAddrs) -> TcpStream {
-    let s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
-    s.set_write_timeout(Some(IO_TIMEOUT)).expect("timeout");
-    s
+    try_connect(addr).expect("connect")
+}
+
+fn try_connect(addr: impl ToSocketAddrs) -> std::io::Result<TcpStream> {
+    let s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(IO_TIMEOUT))?;
+    s.set_write_timeout(Some(IO_TIMEOUT))?;
+    Ok(s)
 }
 
 /// `"host:port"` of an `http://host:port/path` URL.
@@ -212,9 +216,12 @@ pub fn read_chunk<R: BufRead>(r: &mut R) -> std::io::Result<Option<Vec<u8>>> {
     Ok(Some(data))
 }
 
-/// Sends raw bytes on a new connection and reads one response.
+/// Sends raw bytes on a new connection and reads one response: the one raw
+/// HTTP exchange. A refused connect is an error too, not a panic.
 pub fn roundtrip(addr: impl ToSocketAddrs, raw: &[u8]) -> std::io::Result<Resp> {
-    read_response(&mut send_raw(addr, raw), false)
+    let mut s = try_connect(addr)?;
+    s.write_all(raw)?;
+    read_response(&mut BufReader::new(s), false)
 }
 
 pub fn get(addr: SocketAddr, path: &str) -> std::io::Result<Resp> {
