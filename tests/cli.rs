@@ -1,7 +1,12 @@
 //! The `mcphub` binary itself: `check-config` and `serve` with env overrides.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod http_util;
+mod wait_util;
+
+use http_util::roundtrip;
+use wait_util::wait_until;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -90,23 +95,12 @@ fn serve_takes_its_config_and_port_from_the_environment_and_stops_on_sigterm() {
             break;
         }
     }
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let resp = roundtrip(("127.0.0.1", port), b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("an answer");
+    assert_eq!(resp.status, 200, "{}", resp.text());
 
     // SIGTERM drains and exits 0.
     unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(st) = child.0.try_wait().unwrap() {
-            break st;
-        }
-        assert!(Instant::now() < deadline, "the hub did not stop after SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_until("the hub to stop after SIGTERM", Duration::from_secs(10), || child.0.try_wait().unwrap());
     assert!(status.success(), "{status:?}");
 }
 

@@ -226,7 +226,7 @@ fn queue_full_answers_503_with_retry_after_quickly() {
     // were answered while no worker was free. (The queue's 2 slots also
     // hold jobs a worker has not picked up yet, so 2 to 4 are accepted.)
     let dispatched = || started.load(Ordering::SeqCst) + stats.queue_depth() + stats.rejected().0 as usize;
-    wait_until(PATIENCE, "all 20 requests dispatched or rejected", || dispatched() == 20);
+    wait_until("all 20 requests dispatched or rejected", PATIENCE, || dispatched() == 20);
     let rejected = stats.rejected().0 as usize;
     assert!((16..=18).contains(&rejected), "{rejected} rejected with 2 workers and a queue of 2");
     let answered = |conns: &[BufReader<std::net::TcpStream>]| {
@@ -241,7 +241,7 @@ fn queue_full_answers_503_with_retry_after_quickly() {
             })
             .count()
     };
-    wait_until(PATIENCE, "every rejected request answered while the workers are blocked", || {
+    wait_until("every rejected request answered while the workers are blocked", PATIENCE, || {
         answered(&conns) == rejected
     });
     release.store(true, Ordering::SeqCst);
@@ -282,13 +282,13 @@ fn queue_full_503_is_answered_while_every_worker_is_blocked() {
     let mut a = connect(addr);
     a.write_all(b"GET /block HTTP/1.1\r\nHost: t\r\n\r\n")
         .expect("write");
-    wait_until(PATIENCE, "the only worker to take request a", || {
+    wait_until("the only worker to take request a", PATIENCE, || {
         started.load(Ordering::SeqCst) == 1
     });
     let mut b = connect(addr);
     b.write_all(b"GET /block HTTP/1.1\r\nHost: t\r\n\r\n")
         .expect("write");
-    wait_until(PATIENCE, "request b to wait in the worker queue", || {
+    wait_until("request b to wait in the worker queue", PATIENCE, || {
         stats.queue_depth() == 1
     });
     // The only worker stays blocked until `release`, so a 503 that arrives at

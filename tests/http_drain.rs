@@ -10,28 +10,24 @@ use crossbeam_channel::bounded;
 use http_util::*;
 use wait_util::{wait_until, PATIENCE};
 use mcphub::http::{Probe, Response, ServerConfig, SseEvent, Stalled};
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Read};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+/// A GET of the stream at `path`; the reader of what comes back.
 fn send_get(addr: std::net::SocketAddr, path: &str) -> BufReader<TcpStream> {
-    let mut s = connect(addr);
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n").as_bytes())
-        .expect("write");
-    BufReader::new(s)
+    send_raw(addr, request("GET", path, &[("Accept", "text/event-stream")], "").as_bytes())
 }
 
+/// A POST of `{}` to `path`; the reader of what comes back.
 fn send_post(addr: std::net::SocketAddr, path: &str) -> BufReader<TcpStream> {
-    let mut s = connect(addr);
-    s.write_all(format!("POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{{}}").as_bytes())
-        .expect("write");
-    BufReader::new(s)
+    send_raw(addr, request("POST", path, &[], "{}").as_bytes())
 }
 
 /// Waits until a new connection to `addr` is refused (the reactor closes
 /// the listener within one poll of the shutdown).
 fn wait_refused(addr: std::net::SocketAddr) {
-    wait_until(PATIENCE, "new connections to be refused after the shutdown began", || {
+    wait_until("new connections to be refused after the shutdown began", PATIENCE, || {
         TcpStream::connect_timeout(&addr, Duration::from_millis(200))
             .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused)
     });
@@ -142,7 +138,7 @@ fn work_outliving_the_drain_timeout_is_cut_and_counted() {
     let mut call = send_post(addr, "/call");
     assert_eq!(read_response(&mut call, true).expect("head").status, 200);
     assert_eq!(read_chunk(&mut call).expect("c1").as_deref(), Some(&b"data: working\n\n"[..]));
-    wait_until(PATIENCE, "the stuck request to be in a handler", || srv.in_flight() == 1);
+    wait_until("the stuck request to be in a handler", PATIENCE, || srv.in_flight() == 1);
     let t0 = Instant::now();
     let drained = srv.shutdown();
     let took = t0.elapsed();
@@ -195,14 +191,14 @@ fn the_liveness_probe_sees_the_reactor_turn_and_a_wedged_pool() {
     // A turning reactor is seen as healthy (how soon it turns after a wake
     // depends on the machine's load, so wait for it rather than sleep).
     for _ in 0..3 {
-        wait_until(PATIENCE, "the probe to see the reactor turn", || srv.probe(&mut probe).is_ok());
+        wait_until("the probe to see the reactor turn", PATIENCE, || srv.probe(&mut probe).is_ok());
     }
     let _wedge = send_post(srv.local_addr(), "/wedge");
-    wait_until(PATIENCE, "the wedge request to be in the only worker", || srv.in_flight() == 1);
-    wait_until(PATIENCE, "the probe to report the pool whose only worker is stuck past the limit", || {
+    wait_until("the wedge request to be in the only worker", PATIENCE, || srv.in_flight() == 1);
+    wait_until("the probe to report the pool whose only worker is stuck past the limit", PATIENCE, || {
         matches!(srv.probe(&mut probe), Err(Stalled::Pool { workers: 1, .. }))
     });
     release_tx.send(()).expect("release");
-    wait_until(PATIENCE, "the probe to be healthy again after the release", || srv.probe(&mut probe).is_ok());
+    wait_until("the probe to be healthy again after the release", PATIENCE, || srv.probe(&mut probe).is_ok());
     srv.shutdown();
 }

@@ -6,10 +6,11 @@
 //! checks its exit status and that an accept error was logged.
 
 mod http_util;
+mod wait_util;
 
 use http_util::*;
+use wait_util::wait_until;
 use mcphub::http::ServerConfig;
-use std::io::{BufReader, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -58,24 +59,9 @@ fn emfile_child() {
     drop(clients);
     // Later requests are answered.
     let t0 = Instant::now();
-    let mut ok = false;
-    while t0.elapsed() < Duration::from_secs(10) && !ok {
-        if let Ok(mut s) = TcpStream::connect(addr) {
-            s.set_read_timeout(Some(Duration::from_secs(2)))
-                .expect("timeout");
-            if s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-                .is_ok()
-            {
-                ok = read_response(&mut BufReader::new(s), false)
-                    .map(|r| r.status == 200)
-                    .unwrap_or(false);
-            }
-        }
-        if !ok {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    assert!(ok, "no 200 after the fd storm");
+    wait_until("a 200 after the fd storm", Duration::from_secs(10), || {
+        roundtrip(addr, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").is_ok_and(|r| r.status == 200)
+    });
     println!(
         "EMFILE-CHILD-OK opened={opened} refused_by_client_side={refused} recovered_in={:?}",
         t0.elapsed()

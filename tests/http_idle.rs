@@ -56,6 +56,6 @@ fn thousand_idle_keep_alive_connections() {
     drop(idle);
     srv.shutdown();
     drop(srv);
-    wait_until(PATIENCE, "the server's threads to end", || thread_count() <= threads_before);
-    wait_until(PATIENCE, "the 1000 connections' fds to be closed", || fd_count() <= fds_before);
+    wait_until("the server's threads to end", PATIENCE, || thread_count() <= threads_before);
+    wait_until("the 1000 connections' fds to be closed", PATIENCE, || fd_count() <= fds_before);
 }

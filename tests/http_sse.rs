@@ -11,13 +11,10 @@ use mcphub::http::{Response, ServerConfig, SseEvent};
 use std::io::{BufRead, BufReader, Write};
 use std::time::{Duration, Instant};
 
-fn open_stream(addr: std::net::SocketAddr, path: &str) -> BufReader<std::net::TcpStream> {
-    let mut s = connect(addr);
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n").as_bytes(),
-    )
-    .expect("write");
-    let mut r = BufReader::new(s);
+/// A GET of the stream at `path`, read up to its head: what follows is
+/// checked chunk by chunk, byte for byte (the framing is under test here).
+fn open_chunked(addr: std::net::SocketAddr, path: &str) -> BufReader<std::net::TcpStream> {
+    let mut r = send_raw(addr, request("GET", path, &[("Accept", "text/event-stream")], "").as_bytes());
     let head = read_response(&mut r, true).expect("head");
     assert_eq!(head.status, 200);
     assert_eq!(head.header("content-type"), Some("text/event-stream"));
@@ -54,7 +51,7 @@ fn events_arrive_one_by_one_then_keep_alive() {
             })
         },
     );
-    let mut r = open_stream(srv.local_addr(), "/sse");
+    let mut r = open_chunked(srv.local_addr(), "/sse");
     let first = read_chunk(&mut r).expect("chunk").expect("not terminal");
     assert_eq!(
         String::from_utf8_lossy(&first),
@@ -113,7 +110,7 @@ fn client_that_stops_reading_is_cut_within_write_budget() {
             })
         },
     );
-    let r = open_stream(srv.local_addr(), "/sse");
+    let r = open_chunked(srv.local_addr(), "/sse");
     let (total, since_last_ok, sent) = done_rx
         .recv_timeout(Duration::from_secs(10))
         .expect("producer saw ClientGone");
@@ -145,11 +142,11 @@ fn pinger_detects_a_client_that_left_while_the_producer_is_blocked() {
                 return;
             };
             // "Blocked elsewhere": never writes, only looks at is_gone.
-            wait_until(PATIENCE, "the sink to notice the departed client", || sink.is_gone());
+            wait_until("the sink to notice the departed client", PATIENCE, || sink.is_gone());
             let _ = done.send(Some(at.elapsed()));
         })
     });
-    let mut r = open_stream(srv.local_addr(), "/sse");
+    let mut r = open_chunked(srv.local_addr(), "/sse");
     read_chunk(&mut r).expect("first").expect("not terminal");
     drop(r);
     left_tx.send(Instant::now()).expect("left");
@@ -175,7 +172,7 @@ fn pings_are_written_on_a_silent_stream() {
             let _ = gate.recv_timeout(Duration::from_secs(5));
         })
     });
-    let mut r = open_stream(srv.local_addr(), "/sse");
+    let mut r = open_chunked(srv.local_addr(), "/sse");
     let ping = read_chunk(&mut r).expect("ping").expect("not terminal");
     assert_eq!(ping, b": ping\n\n");
     gate_tx.send(()).expect("gate");
@@ -200,8 +197,8 @@ fn streams_beyond_max_streams_get_503_and_shutdown_ends_streams() {
             }
         })
     });
-    let a = open_stream(srv.local_addr(), "/sse");
-    let b = open_stream(srv.local_addr(), "/sse");
+    let a = open_chunked(srv.local_addr(), "/sse");
+    let b = open_chunked(srv.local_addr(), "/sse");
     let r = get(srv.local_addr(), "/sse").expect("503");
     assert_eq!(r.status, 503);
     assert!(r.header("retry-after").is_some());

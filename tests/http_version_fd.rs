@@ -25,7 +25,7 @@ fn http2_request_lines_get_505_without_leaks() {
     }
     let r = roundtrip(addr, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").expect("505");
     assert_eq!(r.status, 505);
-    wait_until(PATIENCE, "the 505 connections' fds to be closed", || fd_count() <= fds);
+    wait_until("the 505 connections' fds to be closed", PATIENCE, || fd_count() <= fds);
     assert_eq!(thread_count(), threads);
     eprintln!(
         "50 × 505; fds {fds} → {}, threads {threads} → {}",

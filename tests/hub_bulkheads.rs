@@ -57,7 +57,7 @@ fn a_full_queue_answers_503_with_retry_after() {
         })
         .collect();
     let c = Client::connect(&h.url);
-    wait_until(PATIENCE, "one call in flight and one queued", || {
+    wait_until("one call in flight and one queued", PATIENCE, || {
         let b = &readyz(&h.url)["servers"]["slow"]["bulkhead"];
         b["in_flight"] == 1 && b["queued"] == 1
     });
@@ -139,8 +139,8 @@ fn a_saturated_server_does_not_slow_another() {
         let b = readyz(&h.url)["servers"]["a"]["bulkhead"].clone();
         b["queued"] == 2 && b["in_flight"] == 2
     };
-    wait_until(PATIENCE, "A saturated (2 in flight, queue of 2 full)", saturated);
-    wait_until(PATIENCE, "a call to A refused (its queue is full)", || refused.load(Ordering::Relaxed) > 0);
+    wait_until("A saturated (2 in flight, queue of 2 full)", PATIENCE, saturated);
+    wait_until("a call to A refused (its queue is full)", PATIENCE, || refused.load(Ordering::Relaxed) > 0);
     // 40 calls to B while A holds its 2 slots and queue: each is served by a
     // free hub worker. Were B stuck behind A (no bulkhead), B's calls would
     // wait for A's A_CALL_MS calls to end, and `a_done` would have moved.
@@ -263,12 +263,12 @@ fn a_clients_cancel_releases_its_slot_at_once() {
         let body = json!({"jsonrpc": "2.0", "id": 41, "method": "tools/call", "params": {"name": "sleep", "arguments": {"ms": 4000}}});
         Client::post(&agent, &url, None, Some(&sid), &body)
     });
-    wait_until(PATIENCE, "the call holding the slot", || readyz(&h.url)["servers"]["slow"]["bulkhead"]["in_flight"] == 1);
+    wait_until("the call holding the slot", PATIENCE, || readyz(&h.url)["servers"]["slow"]["bulkhead"]["in_flight"] == 1);
     let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 41, "reason": "user"}});
     let (status, _, _) = Client::post(&c.agent, &c.url, None, Some(&c.sid), &cancel).unwrap();
     assert_eq!(status, 202);
     // Released now, not when the 4 s sleep ends (half of it is a generous bound).
-    wait_until(Duration::from_millis(2000), "the slot released", || readyz(&h.url)["servers"]["slow"]["bulkhead"]["in_flight"] == 0);
+    wait_until("the slot released", Duration::from_millis(2000), || readyz(&h.url)["servers"]["slow"]["bulkhead"]["in_flight"] == 0);
     let other = Client::connect(&h.url);
     let msg = sleep_call(&other, "sleep", 1).expect("the freed slot serves the next call (maxQueue 0)");
     assert!(msg.get("result").is_some(), "{msg}");

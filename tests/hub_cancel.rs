@@ -6,9 +6,9 @@
 mod hub_util;
 
 use hub_util::*;
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,27 +18,14 @@ struct Seen {
     log: Mutex<Vec<Value>>,
     call_ids: Mutex<Vec<Value>>,
     stream_closed: Mutex<bool>,
-    /// Guards only the condvar: conditions take the other locks themselves.
-    gate: Mutex<()>,
-    changed: Condvar,
 }
 
 impl Seen {
     fn wait_for(&self, what: &str, cond: impl Fn(&Seen) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut guard = self.gate.lock();
-        while !cond(self) {
-            assert!(Instant::now() < deadline, "the upstream never saw {what}");
-            self.changed.wait_for(&mut guard, Duration::from_millis(50));
-        }
+        wait_until(&format!("the upstream to see {what}"), PATIENCE, || cond(self));
     }
     fn note(&self, m: Value) {
         self.log.lock().push(m);
-        self.wake();
-    }
-    fn wake(&self) {
-        let _gate = self.gate.lock();
-        self.changed.notify_all();
     }
 }
 
@@ -73,14 +60,12 @@ fn hanging_upstream(legacy: bool, sse: bool, seen: Arc<Seen>) -> FakeUpstream {
                 match out.read(&mut buf) {
                     Ok(0) => {
                         *seen.stream_closed.lock() = true;
-                        seen.wake();
                         return;
                     }
                     Ok(_) => {}
                     Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
                     Err(_) => {
                         *seen.stream_closed.lock() = true;
-                        seen.wake();
                         return;
                     }
                 }
@@ -135,23 +120,15 @@ fn a_legacy_clients_cancel_ends_its_streamed_call_without_a_response() {
     let h = hub_for(&up, true);
     let sid = legacy_session(&h.url);
     let body = json!({"jsonrpc": "2.0", "id": "c-7", "method": "tools/call", "params": {"name": "hang", "arguments": {}}}).to_string();
-    let resp = agent()
-        .post(&h.url)
-        .header("Content-Type", "application/json")
-        .header("Accept", "application/json, text/event-stream")
-        .header("Mcp-Session-Id", &sid)
-        .header("MCP-Protocol-Version", "2025-06-18")
-        .send(&body)
-        .expect("call");
-    let mut lines = BufReader::new(resp.into_body().into_reader()).lines();
+    let mut stream = SseStream::post(&h.url, &[("Mcp-Session-Id", &sid), ("MCP-Protocol-Version", "2025-06-18")], &body);
     // After the priming event (empty data), the log message arrives first.
-    let first = lines.by_ref().map_while(Result::ok).find(|l| l.starts_with("data:") && l.len() > "data: ".len()).expect("an event");
+    let first = stream.next().expect("an event").text;
     assert!(first.contains("notifications/message"), "{first}");
     let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "c-7"}});
     let r = send("POST", &h.url, &[ACCEPT, JSON, ("Mcp-Session-Id", &sid), ("MCP-Protocol-Version", "2025-06-18")], &cancel.to_string());
     assert_eq!(r.status, 202);
     // The stream ends with no response to the cancelled request.
-    let rest: Vec<String> = lines.map_while(Result::ok).filter(|l| l.starts_with("data:")).collect();
+    let rest: Vec<String> = std::iter::from_fn(|| stream.next()).map(|e| e.text).collect();
     assert!(rest.iter().all(|l| !l.contains("\"c-7\"")), "{rest:?}");
     seen.wait_for("notifications/cancelled", |s| !cancelled_notes(s).is_empty());
     assert!(h.hub.in_flight().is_empty());
@@ -164,19 +141,10 @@ fn a_modern_client_closing_its_stream_closes_the_upstream_stream() {
     let h = hub_for(&up, false);
     let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}, "io.modelcontextprotocol/logLevel": "debug"});
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "hang", "arguments": {}, "_meta": meta}}).to_string();
-    let mut s = std::net::TcpStream::connect(h.url.trim_start_matches("http://").trim_end_matches("/mcp")).unwrap();
-    write!(
-        s,
-        "POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/call\r\nMcp-Name: hang\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut reader = BufReader::new(s.try_clone().unwrap());
-    let first = reader.by_ref().lines().map_while(Result::ok).find(|l| l.contains("notifications/message"));
+    let mut s = SseStream::post(&h.url, &[("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", "tools/call"), ("Mcp-Name", "hang")], &body);
+    let first = std::iter::from_fn(|| s.next()).find(|e| e.text.contains("notifications/message"));
     assert!(first.is_some(), "the log message reached the client");
-    drop(reader);
-    drop(s); // the client goes away: 2026-07-28 cancellation
+    s.close(); // the client goes away: 2026-07-28 cancellation
     seen.wait_for("its stream closed", |s| *s.stream_closed.lock());
     assert!(cancelled_notes(&seen).is_empty(), "a modern server gets no notifications/cancelled");
 }

@@ -27,7 +27,7 @@ fn hub_for(mock: &Mock, server: Value, hub_ms: u64) -> HubUnderTest {
 
 /// Waits until the mock has received `n` `notifications/cancelled`.
 fn wait_for_cancelled(mock: &Mock, n: u64) {
-    wait_until(PATIENCE, &format!("the upstream to get notifications/cancelled #{n}"), || {
+    wait_until(&format!("the upstream to get notifications/cancelled #{n}"), PATIENCE, || {
         mock.stats()["cancelled"].as_u64().unwrap_or(0) >= n
     });
 }

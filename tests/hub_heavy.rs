@@ -33,7 +33,7 @@ fn heavy_tools_never_exceed_their_concurrency_and_do_not_block_other_calls() {
             })
         })
         .collect();
-    wait_until(PATIENCE, "one heavy call running and four queued", || {
+    wait_until("one heavy call running and four queued", PATIENCE, || {
         let q = heavy(&h);
         q["in_flight"] == 1 && q["queued"] == 4
     });
@@ -76,9 +76,9 @@ fn a_full_heavy_queue_answers_503_with_retry_after() {
     };
     // The one slot, then the one queue place, taken in turn.
     let running = start();
-    wait_until(PATIENCE, "the first heavy call in its slot", || heavy(&h)["in_flight"] == 1);
+    wait_until("the first heavy call in its slot", PATIENCE, || heavy(&h)["in_flight"] == 1);
     let queued = start();
-    wait_until(PATIENCE, "the second heavy call queued", || {
+    wait_until("the second heavy call queued", PATIENCE, || {
         let q = heavy(&h);
         q["in_flight"] == 1 && q["queued"] == 1
     });

@@ -7,12 +7,9 @@
 
 mod hub_util;
 
-use hub_util::{hub, mock_with, wait_until, Client, HubUnderTest, Mock, PATIENCE};
+use hub_util::{hub, mock_with, wait_until, Client, HubUnderTest, Mock, task_statuses_until, SseStream, PATIENCE};
 use mcphub_mock::{Era, MockConfig};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
-use std::time::Duration;
 
 const RELATED: &str = "io.modelcontextprotocol/related-task";
 
@@ -38,13 +35,11 @@ fn get(c: &Client, id: &str) -> Value {
 
 /// Polls `tasks/get` until the task is no longer `working`; its last status.
 fn wait_done(c: &Client, id: &str) -> String {
-    let mut status = String::new();
-    wait_until(PATIENCE, &format!("task {id} to end"), || {
+    wait_until(&format!("task {id} to end"), PATIENCE, || {
         let r = get(c, id);
-        status = r.pointer("/result/status").and_then(Value::as_str).unwrap_or_else(|| panic!("no status: {r}")).to_string();
-        status != "working"
-    });
-    status
+        let status = r.pointer("/result/status").and_then(Value::as_str).unwrap_or_else(|| panic!("no status: {r}"));
+        (status != "working").then(|| status.to_string())
+    })
 }
 
 #[test]
@@ -132,56 +127,19 @@ fn a_task_cancelled_while_it_waits_never_reaches_the_upstream() {
     assert_eq!(stats["tools"]["sleep"], 2, "the cancelled task never ran: {stats}");
 }
 
-/// Opens a legacy session's standalone GET stream on the hub.
-fn open_stream(url: &str, sid: &str) -> BufReader<TcpStream> {
-    let addr = url.trim_start_matches("http://").trim_end_matches("/mcp");
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET /mcp HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\nMcp-Session-Id: {sid}\r\nMCP-Protocol-Version: 2025-11-25\r\n\r\n").unwrap();
-    let mut r = BufReader::new(s);
-    let mut line = String::new();
-    r.read_line(&mut line).unwrap();
-    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
-    while line != "\r\n" {
-        line.clear();
-        r.read_line(&mut line).unwrap();
-    }
-    r
-}
-
-/// Reads status notifications until one says `id` is `status`; every
-/// `(taskId, status)` seen meanwhile. Bounded (10 s read timeout, 1000 lines).
-fn until_status(r: &mut BufReader<TcpStream>, id: &str, status: &str) -> Vec<(String, String)> {
-    let mut seen = Vec::new();
-    let mut line = String::new();
-    for _ in 0..1000 {
-        line.clear();
-        assert!(r.read_line(&mut line).unwrap_or(0) > 0, "the stream ended before {id} was {status}");
-        let Some(data) = line.trim_end().strip_prefix("data:") else { continue };
-        let Ok(n) = serde_json::from_str::<Value>(data.trim()) else { continue };
-        if n["method"] == "notifications/tasks/status" {
-            let (tid, st) = (n["params"]["taskId"].as_str().unwrap().to_string(), n["params"]["status"].as_str().unwrap().to_string());
-            let done = tid == id && st == status;
-            seen.push((tid, st));
-            if done {
-                return seen;
-            }
-        }
-    }
-    panic!("no {status} notification for {id}");
-}
-
 #[test]
 fn status_changes_reach_the_owning_session_stream_only() {
     let (_mock, h) = setup();
     let (a, b) = (Client::connect(&h.url), Client::connect(&h.url));
-    let (mut sa, mut sb) = (open_stream(&h.url, &a.sid), open_stream(&h.url, &b.sid));
+    let stream = |sid: &str| SseStream::get(&h.url, &[("Mcp-Session-Id", sid), ("MCP-Protocol-Version", "2025-11-25")]);
+    let (mut sa, mut sb) = (stream(&a.sid), stream(&b.sid));
+    assert_eq!((sa.status, sb.status), (200, 200));
     let ta = create(&a, 1000)["taskId"].as_str().unwrap().to_string();
     let tb = create(&b, 100)["taskId"].as_str().unwrap().to_string();
     let cancelled = create(&a, 100)["taskId"].as_str().unwrap().to_string();
     a.request("tasks/cancel", json!({"taskId": cancelled})).unwrap();
-    let seen_a = until_status(&mut sa, &ta, "completed");
-    let seen_b = until_status(&mut sb, &tb, "completed");
+    let seen_a = task_statuses_until(&mut sa, &ta, "completed");
+    let seen_b = task_statuses_until(&mut sb, &tb, "completed");
     assert!(seen_a.iter().all(|(t, _)| *t != tb) && seen_b.iter().all(|(t, _)| *t == tb), "{seen_a:?} {seen_b:?}");
     // The cancel was answered before the first task ended: its notification came first.
     assert!(seen_a.contains(&(cancelled.clone(), "cancelled".into())), "{seen_a:?}");

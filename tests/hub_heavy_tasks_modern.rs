@@ -79,7 +79,7 @@ fn get(url: &str, key: &str, id: &str) -> Value {
 /// Polls `tasks/get` until the task is no longer `working`; the last `DetailedTask`.
 fn wait_done(url: &str, key: &str, id: &str) -> Value {
     let mut task = Value::Null;
-    wait_until(PATIENCE, &format!("task {id} to end"), || {
+    wait_until(&format!("task {id} to end"), PATIENCE, || {
         let r = get(url, key, id);
         task = r.get("result").cloned().unwrap_or_else(|| panic!("tasks/get failed: {r}"));
         task["status"] != "working"
@@ -89,12 +89,12 @@ fn wait_done(url: &str, key: &str, id: &str) -> Value {
 
 /// Waits until the mock has started `n` `sleep` calls.
 fn wait_sleeps(mock: &Mock, n: u64) {
-    wait_until(PATIENCE, &format!("the upstream to start sleep call {n}"), || mock.stats()["tools"]["sleep"] == n);
+    wait_until(&format!("the upstream to start sleep call {n}"), PATIENCE, || mock.stats()["tools"]["sleep"] == n);
 }
 
 /// Waits until the mock heard `notifications/cancelled`.
 fn wait_upstream_cancelled(mock: &Mock) {
-    wait_until(PATIENCE, "the upstream to hear of the cancellation", || mock.stats()["cancelled"].as_u64() >= Some(1));
+    wait_until("the upstream to hear of the cancellation", PATIENCE, || mock.stats()["cancelled"].as_u64() >= Some(1));
 }
 
 #[test]
@@ -183,7 +183,7 @@ fn another_instance_answers_tasks_get_and_cancel_from_redis() {
     wait_sleeps(&mock, 2);
     let (_, ack) = modern(&b.url, &keys.alice, "tasks/cancel", json!({"taskId": long}), true);
     assert!(ack["result"].is_object() && ack.get("error").is_none(), "{ack}");
-    wait_until(PATIENCE, "A to learn of B's cancellation", || get(&a.url, &keys.alice, &long)["result"]["status"] == "cancelled");
+    wait_until("A to learn of B's cancellation", PATIENCE, || get(&a.url, &keys.alice, &long)["result"]["status"] == "cancelled");
     wait_upstream_cancelled(&mock);
     assert_eq!(get(&b.url, &keys.alice, &long)["result"]["status"], "cancelled");
 

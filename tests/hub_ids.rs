@@ -36,8 +36,7 @@ fn with_id(message: Value, id_text: &str) -> String {
 /// The answer's JSON-RPC message text: the body, or the last SSE event's data.
 fn answer_text(r: &Reply) -> String {
     if r.header("content-type").is_some_and(|c| c.starts_with("text/event-stream")) {
-        let events = mcphub::protocol::sse::parse_all(&r.text);
-        return events.last().map(|e| e.data.clone()).unwrap_or_default();
+        return events_of(&r.text).pop().map(|e| e.text).unwrap_or_default();
     }
     r.text.clone()
 }

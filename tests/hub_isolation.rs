@@ -21,7 +21,7 @@
 
 mod hub_util;
 
-use hub_util::{mock_restartable, HubProcess, Mock, ACCEPT, JSON};
+use hub_util::{events_of, mock_restartable, HubProcess, Mock, ACCEPT, JSON};
 use mcphub_mock::{reflect_marker, Era, MockConfig};
 use mcphub::users::{key_digest, new_key};
 use serde_json::{json, Value};
@@ -162,7 +162,7 @@ impl Caller {
         let msg = if text.trim_start().starts_with('{') {
             serde_json::from_str(&text).unwrap_or(Value::Null)
         } else {
-            mcphub::protocol::sse::parse_all(&text).last().and_then(|e| serde_json::from_str(&e.data).ok()).unwrap_or(Value::Null)
+            events_of(&text).pop().map_or(Value::Null, |e| e.data)
         };
         (status, text, msg)
     }

@@ -8,7 +8,6 @@ mod hub_util;
 use hub_util::*;
 use mcphub_mock::Era;
 use serde_json::json;
-use std::time::{Duration, Instant};
 
 #[test]
 fn warm_up_names_per_user_servers_and_a_circuit_open_line_names_its_server() {
@@ -20,11 +19,7 @@ fn warm_up_names_per_user_servers_and_a_circuit_open_line_names_its_server() {
         },
     });
     let mut hub = HubProcess::start("list-logs", &config);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !hub.log_text().contains("catalog ready") {
-        assert!(Instant::now() < deadline, "no warm-up line within 20 s:\n{}", hub.log_text());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the warm-up line (catalog ready) in the log", PATIENCE, || hub.log_text().contains("catalog ready"));
     let log = hub.log_text();
     assert!(log.contains("shared tools; 1 server(s) with per-user tools, listed with each user's tokens"), "{log}");
 

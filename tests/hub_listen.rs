@@ -9,7 +9,7 @@ mod hub_util;
 use hub_util::*;
 use mcphub_mock::Era;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,83 +17,22 @@ use std::time::{Duration, Instant};
 
 const SUB_ID: &str = "io.modelcontextprotocol/subscriptionId";
 
-fn addr_of(url: &str) -> String {
-    url.trim_start_matches("http://").trim_end_matches("/mcp").to_string()
-}
-
-/// An open event stream read on a raw socket (10 s per read at most).
-struct Stream {
-    reader: BufReader<TcpStream>,
-    status: u16,
-}
-
-impl Stream {
-    fn open(url: &str, head: &str, body: &str) -> Stream {
-        let mut s = TcpStream::connect(addr_of(url)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        write!(s, "{head}Host: localhost\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
-        let mut reader = BufReader::new(s);
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        let status = line.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-        loop {
-            line.clear();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                return Stream { reader, status };
-            }
-        }
-    }
-
-    /// The next event's data as JSON (framing and comment lines skipped);
-    /// None when the stream ends or stays silent for 10 s.
-    fn next(&mut self) -> Option<Value> {
-        let (mut data, mut line) = (None::<String>, String::new());
-        loop {
-            line.clear();
-            if self.reader.read_line(&mut line).ok()? == 0 {
-                return None;
-            }
-            let l = line.trim_end();
-            if let Some(v) = l.strip_prefix("data:") {
-                data = Some(v.trim_start().to_string());
-            } else if l.is_empty() {
-                if let Some(d) = data.take() {
-                    if let Ok(v) = serde_json::from_str(&d) {
-                        return Some(v);
-                    }
-                }
-            }
-        }
-    }
-
-    /// The method of the next event.
-    fn next_method(&mut self) -> String {
-        let e = self.next().expect("an event within 10 s");
-        e["method"].as_str().unwrap_or_default().to_string()
-    }
-
-    fn close(self) {
-        let _ = self.reader.get_ref().shutdown(std::net::Shutdown::Both);
-    }
-}
-
 /// A modern client's `subscriptions/listen` with request id `id`.
-fn listen(url: &str, id: &str, notifications: Value) -> Stream {
+fn listen(url: &str, id: &str, notifications: Value) -> SseStream {
     let body = json!({"jsonrpc": "2.0", "id": id, "method": "subscriptions/listen", "params": {
         "notifications": notifications,
         "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"}, "io.modelcontextprotocol/clientCapabilities": {}},
     }})
     .to_string();
-    let head = "POST /mcp HTTP/1.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: subscriptions/listen\r\n";
-    Stream::open(url, head, &body)
+    SseStream::post(url, &[("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", "subscriptions/listen")], &body)
 }
 
 /// A listen stream whose acknowledgement was read and checked; returns the
 /// stream and the accepted filter.
-fn listen_acked(url: &str, id: &str, notifications: Value) -> (Stream, Value) {
+fn listen_acked(url: &str, id: &str, notifications: Value) -> (SseStream, Value) {
     let mut s = listen(url, id, notifications);
     assert_eq!(s.status, 200);
-    let ack = s.next().expect("the acknowledgement");
+    let ack = s.next().expect("the acknowledgement").data;
     assert_eq!(ack["method"], "notifications/subscriptions/acknowledged", "the first message: {ack}");
     assert_eq!(ack["params"]["_meta"][SUB_ID], id, "{ack}");
     let accepted = ack["params"]["notifications"].clone();
@@ -101,8 +40,8 @@ fn listen_acked(url: &str, id: &str, notifications: Value) -> (Stream, Value) {
 }
 
 /// A legacy client's standalone GET stream.
-fn get_stream(url: &str, sid: &str) -> Stream {
-    Stream::open(url, &format!("GET /mcp HTTP/1.1\r\nAccept: text/event-stream\r\nMcp-Session-Id: {sid}\r\n"), "")
+fn get_stream(url: &str, sid: &str) -> SseStream {
+    SseStream::get(url, &[("Mcp-Session-Id", sid)])
 }
 
 
@@ -110,7 +49,7 @@ fn get_stream(url: &str, sid: &str) -> Stream {
 fn hub_listening_on(up: &Mock) -> HubUnderTest {
     let h = hub(&[("m", &up.url)], json!({}));
     assert_eq!(modern(&h.url, "tools/list", json!({})).status, 200);
-    wait_until(PATIENCE, "the hub opens its listen stream upstream", || up.server.listen_streams() == 1);
+    wait_until("the hub opens its listen stream upstream", PATIENCE, || up.server.listen_streams() == 1);
     h
 }
 
@@ -143,14 +82,14 @@ fn a_modern_upstreams_list_change_reaches_listen_and_get_streams_and_drops_the_c
     up.server.announce_list_changed("tools");
     up.server.announce_list_changed("prompts");
     up.server.announce_list_changed("tools");
-    let change = tools_only.next().unwrap();
+    let change = tools_only.next().unwrap().data;
     assert_eq!(change["method"], "notifications/tools/list_changed");
     assert_eq!(change["params"]["_meta"][SUB_ID], "L1", "tagged with the client's own subscription: {change}");
-    assert_eq!(tools_only.next_method(), "notifications/tools/list_changed", "the prompts change is not for L1");
-    let change = prompts_only.next().unwrap();
+    assert_eq!(tools_only.next().expect("an event within 10 s").method(), "notifications/tools/list_changed", "the prompts change is not for L1");
+    let change = prompts_only.next().unwrap().data;
     assert_eq!(change["method"], "notifications/prompts/list_changed", "{change}");
     assert_eq!(change["params"]["_meta"][SUB_ID], "L2");
-    let legacy_seen: Vec<Value> = (0..3).map(|_| get.next().expect("a notification on the GET stream")).collect();
+    let legacy_seen: Vec<Value> = (0..3).map(|_| get.next().expect("a notification on the GET stream").data).collect();
     let methods: Vec<&str> = legacy_seen.iter().map(|m| m["method"].as_str().unwrap_or_default()).collect();
     assert_eq!(methods, ["notifications/tools/list_changed", "notifications/prompts/list_changed", "notifications/tools/list_changed"]);
     assert!(legacy_seen.iter().all(|m| m.get("params").is_none()), "no modern _meta for a legacy client: {legacy_seen:?}");
@@ -176,20 +115,20 @@ fn resources_updated_reaches_only_the_clients_of_either_era_subscribed_to_that_u
     assert_eq!(legacy(&h.url, &c_sid, "resources/subscribe", json!({"uri": "mock://info"})).json()["result"], json!({}));
     let (mut c, mut d) = (get_stream(&h.url, &c_sid), get_stream(&h.url, &d_sid));
     // The hub's own listen stream upstream now asks for that URI (once).
-    wait_until(PATIENCE, "the upstream filter names mock://info", || watched(&up) == ["mock://info"] && up.server.listen_streams() == 1);
+    wait_until("the upstream filter names mock://info", PATIENCE, || watched(&up) == ["mock://info"] && up.server.listen_streams() == 1);
 
     up.server.announce_resource_updated("mock://info");
     up.server.announce_list_changed("tools"); // a sentinel every stream but A sees
-    let got = a.next().unwrap();
+    let got = a.next().unwrap().data;
     assert_eq!(got["method"], "notifications/resources/updated", "{got}");
     assert_eq!(got["params"]["uri"], "mock://info");
     assert_eq!(got["params"]["_meta"][SUB_ID], "A", "the client's subscription id, not the hub's upstream one: {got}");
-    assert_eq!(b.next_method(), "notifications/tools/list_changed", "B did not subscribe to mock://info");
-    let got = c.next().unwrap();
+    assert_eq!(b.next().expect("an event within 10 s").method(), "notifications/tools/list_changed", "B did not subscribe to mock://info");
+    let got = c.next().unwrap().data;
     assert_eq!(got["method"], "notifications/resources/updated");
     assert_eq!(got["params"], json!({"uri": "mock://info"}), "no modern _meta for a legacy client");
-    assert_eq!(c.next_method(), "notifications/tools/list_changed");
-    assert_eq!(d.next_method(), "notifications/tools/list_changed", "D did not subscribe");
+    assert_eq!(c.next().expect("an event within 10 s").method(), "notifications/tools/list_changed");
+    assert_eq!(d.next().expect("an event within 10 s").method(), "notifications/tools/list_changed", "D did not subscribe");
 
     // The legacy client unsubscribes; A still watches, so the upstream filter stays.
     legacy(&h.url, &c_sid, "resources/unsubscribe", json!({"uri": "mock://info"}));
@@ -198,8 +137,8 @@ fn resources_updated_reaches_only_the_clients_of_either_era_subscribed_to_that_u
         s.close();
     }
     // A was the last: the hub reopens its upstream stream without the URI.
-    wait_until(PATIENCE, "the upstream filter drops mock://info", || watched(&up).is_empty() && up.server.listen_streams() == 1);
-    wait_until(PATIENCE, "every listen stream is gone", || h.hub.listen_streams().is_empty());
+    wait_until("the upstream filter drops mock://info", PATIENCE, || watched(&up).is_empty() && up.server.listen_streams() == 1);
+    wait_until("every listen stream is gone", PATIENCE, || h.hub.listen_streams().is_empty());
 }
 
 #[test]
@@ -209,13 +148,13 @@ fn a_closed_listen_stream_frees_its_registration_and_the_last_subscriber_unsubsc
     let (a, _) = listen_acked(&h.url, "A", json!({"resourceSubscriptions": ["mock://item/7"]}));
     let (b, _) = listen_acked(&h.url, "B", json!({"resourceSubscriptions": ["mock://item/7"]}));
     assert_eq!(h.hub.listen_streams().len(), 2);
-    wait_until(PATIENCE, "the upstream filter names the templated URI", || watched(&up) == ["mock://item/7"]);
+    wait_until("the upstream filter names the templated URI", PATIENCE, || watched(&up) == ["mock://item/7"]);
     a.close();
-    wait_until(PATIENCE, "A's registration is dropped", || h.hub.listen_streams().len() == 1);
+    wait_until("A's registration is dropped", PATIENCE, || h.hub.listen_streams().len() == 1);
     assert_eq!(watched(&up), ["mock://item/7"], "B still watches it");
     b.close();
-    wait_until(PATIENCE, "B's registration is dropped", || h.hub.listen_streams().is_empty());
-    wait_until(PATIENCE, "the upstream filter is empty again", || watched(&up).is_empty() && up.server.listen_streams() == 1);
+    wait_until("B's registration is dropped", PATIENCE, || h.hub.listen_streams().is_empty());
+    wait_until("the upstream filter is empty again", PATIENCE, || watched(&up).is_empty() && up.server.listen_streams() == 1);
     // The stream threads are free again: a new listen is served at once.
     let (again, _) = listen_acked(&h.url, "C", json!({"toolsListChanged": true}));
     again.close();
@@ -296,7 +235,7 @@ fn a_legacy_upstreams_changes_reach_modern_listen_streams_and_listen_uris_subscr
     servers.insert("l".into(), json!({"url": up.url, "protocol": "legacy"}));
     let h = hub(&[], json!({"mcpServers": servers}));
     assert_eq!(modern(&h.url, "tools/list", json!({})).status, 200);
-    wait_until(PATIENCE, "the hub opens the upstream GET stream", || log.get_open.load(Ordering::SeqCst));
+    wait_until("the hub opens the upstream GET stream", PATIENCE, || log.get_open.load(Ordering::SeqCst));
 
     // A modern client's listen URIs become a resources/subscribe on the shared session.
     let (mut a, accepted) = listen_acked(&h.url, "A", json!({"toolsListChanged": true, "resourceSubscriptions": ["res://a"]}));
@@ -307,18 +246,18 @@ fn a_legacy_upstreams_changes_reach_modern_listen_streams_and_listen_uris_subscr
     push.send(json!({"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {"uri": "res://a"}})).unwrap();
     push.send(json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})).unwrap();
     push.send(json!({"jsonrpc": "2.0", "method": "notifications/resources/list_changed"})).unwrap();
-    let got = a.next().unwrap();
+    let got = a.next().unwrap().data;
     assert_eq!((got["method"].as_str(), got["params"]["uri"].as_str()), (Some("notifications/resources/updated"), Some("res://a")), "{got}");
     assert_eq!(got["params"]["_meta"][SUB_ID], "A");
-    let got = a.next().unwrap();
+    let got = a.next().unwrap().data;
     assert_eq!(got["method"], "notifications/tools/list_changed", "{got}");
     assert_eq!(got["params"]["_meta"][SUB_ID], "A");
-    assert_eq!(b.next_method(), "notifications/resources/list_changed", "B wanted neither res://a nor tool changes");
+    assert_eq!(b.next().expect("an event within 10 s").method(), "notifications/resources/list_changed", "B wanted neither res://a nor tool changes");
 
     // The last subscriber leaving sends the unsubscribe, once per URI.
     a.close();
     b.close();
-    wait_until(PATIENCE, "both unsubscribed upstream", || log.calls.lock().unwrap().len() == 4);
+    wait_until("both unsubscribed upstream", PATIENCE, || log.calls.lock().unwrap().len() == 4);
     let mut calls = log.calls.lock().unwrap().clone();
     calls.sort();
     assert_eq!(calls, ["resources/subscribe res://a", "resources/subscribe res://b", "resources/unsubscribe res://a", "resources/unsubscribe res://b"]);
@@ -334,9 +273,9 @@ fn the_mock_acknowledges_and_tags_its_own_listen_stream() {
     let r = modern(&up.url, "tools/call", json!({"name": "test_trigger_tool_change", "arguments": {}}));
     assert_eq!(r.json()["result"]["resultType"], "complete");
     modern(&up.url, "tools/call", json!({"name": "test_trigger_prompt_change", "arguments": {}}));
-    let got = s.next().unwrap();
+    let got = s.next().unwrap().data;
     assert_eq!(got["method"], "notifications/prompts/list_changed", "the tool change was not asked for: {got}");
     assert_eq!(got["params"]["_meta"][SUB_ID], "X");
     s.close();
-    wait_until(PATIENCE, "the mock drops the closed stream", || up.server.listen_streams() == 0);
+    wait_until("the mock drops the closed stream", PATIENCE, || up.server.listen_streams() == 0);
 }

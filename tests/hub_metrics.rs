@@ -291,7 +291,7 @@ fn bulkhead_depths_are_read_at_scrape_time_and_refusals_counted() {
             std::thread::spawn(move || call(&url, &sid, "sleep", json!({"ms": 1500})).status)
         })
         .collect();
-    wait_until(PATIENCE, "one call in flight and one queued in /metrics", || {
+    wait_until("one call in flight and one queued in /metrics", PATIENCE, || {
         let (_, s) = scrape(&h);
         let depth = |name: &str| value(&s, name, &[("server", "slow"), ("queue", "calls")]);
         depth("mcphub_bulkhead_in_flight") == 1.0 && depth("mcphub_bulkhead_queued") == 1.0
@@ -334,7 +334,7 @@ fn store_up_follows_redis() {
     assert_eq!(value(&s, "mcphub_store_up", &[("kind", "redis")]), 1.0, "{text}");
     assert!(!text.contains(&redis.url()), "no Redis URL in /metrics");
     redis.stop();
-    wait_until(PATIENCE, "mcphub_store_up 0 after Redis stopped", || {
+    wait_until("mcphub_store_up 0 after Redis stopped", PATIENCE, || {
         let _ = call(&h.url, &sid, "echo", json!({"text": "y"}));
         let (_, s) = scrape(&h);
         value(&s, "mcphub_store_up", &[("kind", "redis")]) == 0.0

@@ -11,7 +11,7 @@ use mcphub_mock::{Era, MockConfig, MockServer};
 use parking_lot::{Condvar, Mutex};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,27 +29,14 @@ fn session_with(url: &str, capabilities: Value) -> String {
 /// (the requests seen, the call's final message).
 fn legacy_call(url: &str, sid: &str, tool: &str, args: Value, answer: impl Fn(&Value) -> Value) -> (Vec<Value>, Value) {
     let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": tool, "arguments": args}}).to_string();
-    let resp = agent()
-        .post(url)
-        .header("Content-Type", "application/json")
-        .header("Accept", "application/json, text/event-stream")
-        .header("Mcp-Session-Id", sid)
-        .header("MCP-Protocol-Version", "2025-11-25")
-        .send(&body)
-        .expect("call reached the hub");
-    let ct = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    if !ct.starts_with("text/event-stream") {
-        let v: Value = serde_json::from_str(&resp.into_body().read_to_string().unwrap()).unwrap();
+    let mut stream = SseStream::post(url, &[("Mcp-Session-Id", sid), ("MCP-Protocol-Version", "2025-11-25")], &body);
+    if !stream.header("content-type").unwrap_or("").starts_with("text/event-stream") {
+        let v: Value = serde_json::from_str(&stream.text()).unwrap();
         return (Vec::new(), v);
     }
     let mut seen = Vec::new();
-    for line in BufReader::new(resp.into_body().into_reader()).lines() {
-        let line = line.expect("stream read");
-        let Some(data) = line.strip_prefix("data: ").or_else(|| line.strip_prefix("data:")) else { continue };
-        if data.is_empty() {
-            continue; // the priming event
-        }
-        let m: Value = serde_json::from_str(data).expect("JSON event");
+    while let Some(event) = stream.next() {
+        let m = event.data;
         if m.get("method").is_some() && m.get("id").is_some() {
             seen.push(m.clone());
             let reply = json!({"jsonrpc": "2.0", "id": m["id"], "result": answer(&m)});
@@ -436,10 +423,9 @@ fn a_parked_call_never_retried_is_released_and_the_upstream_call_cancelled() {
     let h = hub(&[], json!({"mcpServers": servers}));
     let (key, _, token) = input_of(&modern_call(&h.url, "c1", "ask", caps(), json!({})).json());
     assert_eq!(h.hub.mrtr().parked_len(), 1);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while (h.hub.mrtr().parked_len() > 0 || state.cancelled.lock().is_empty()) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("the parked call to be released and the upstream call cancelled", Duration::from_secs(15), || {
+        h.hub.mrtr().parked_len() == 0 && !state.cancelled.lock().is_empty()
+    });
     assert_eq!(h.hub.mrtr().parked_len(), 0, "released within 15 s");
     assert_eq!(state.cancelled.lock().len(), 1, "the upstream was told the call ended");
     let r = modern_call(&h.url, "late", "ask", caps(), json!({"requestState": token, "inputResponses": {key: sampled("late")}}));

@@ -7,7 +7,7 @@ use hub_util::*;
 use parking_lot::{Condvar, Mutex};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -82,23 +82,11 @@ fn call_and_answer(url: &str, sid: &str, reply: &str) -> (Vec<String>, String) {
 /// Like [`call_and_answer`]; `before_answer` runs with each hub id first.
 fn call_and_answer_with(url: &str, sid: &str, reply: &str, before_answer: impl Fn(&str)) -> (Vec<String>, String) {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "ask", "arguments": {}}}).to_string();
-    let resp = agent()
-        .post(url)
-        .header("Content-Type", "application/json")
-        .header("Accept", "application/json, text/event-stream")
-        .header("Mcp-Session-Id", sid)
-        .header("MCP-Protocol-Version", "2025-06-18")
-        .send(&body)
-        .expect("call reached the hub");
-    assert!(resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").starts_with("text/event-stream"));
+    let mut stream = SseStream::post(url, &[("Mcp-Session-Id", sid), ("MCP-Protocol-Version", "2025-06-18")], &body);
+    assert!(stream.header("content-type").unwrap_or("").starts_with("text/event-stream"));
     let mut seen = Vec::new();
-    for line in BufReader::new(resp.into_body().into_reader()).lines() {
-        let line = line.expect("stream read");
-        let Some(data) = line.strip_prefix("data: ").or_else(|| line.strip_prefix("data:")) else { continue };
-        if data.is_empty() {
-            continue; // the priming event
-        }
-        let m: Value = serde_json::from_str(data).expect("JSON event");
+    while let Some(event) = stream.next() {
+        let m = event.data;
         if m["method"] == "sampling/createMessage" {
             let hub_id = m["id"].as_str().expect("a string id").to_string();
             seen.push(hub_id.clone());
@@ -289,20 +277,12 @@ fn standalone_upstream() -> StandaloneUpstream {
 /// answers, on a thread, the first `sampling/createMessage` it carries with
 /// `reply`; the thread returns the hub id it answered.
 fn answer_on_get_stream(url: &str, sid: &str, reply: &str) -> std::thread::JoinHandle<Option<String>> {
-    let resp = agent()
-        .get(url)
-        .header("Accept", "text/event-stream")
-        .header("Mcp-Session-Id", sid)
-        .header("MCP-Protocol-Version", "2025-11-25")
-        .call()
-        .expect("GET reached the hub");
-    assert_eq!(resp.status(), 200);
+    let mut stream = SseStream::get(url, &[("Mcp-Session-Id", sid), ("MCP-Protocol-Version", "2025-11-25")]);
+    assert_eq!(stream.status, 200);
     let (url, sid, reply) = (url.to_string(), sid.to_string(), reply.to_string());
     std::thread::spawn(move || {
-        for line in BufReader::new(resp.into_body().into_reader()).lines() {
-            let Ok(line) = line else { return None };
-            let Some(data) = line.strip_prefix("data: ").or_else(|| line.strip_prefix("data:")) else { continue };
-            let Ok(m) = serde_json::from_str::<Value>(data) else { continue };
+        while let Some(event) = stream.next_within(PATIENCE) {
+            let m = event.data;
             if m["method"] == "sampling/createMessage" {
                 let hub_id = m["id"].as_str()?.to_string();
                 let answer = json!({"jsonrpc": "2.0", "id": hub_id, "result": {"role": "assistant", "content": {"type": "text", "text": reply}, "model": "m"}});
@@ -365,20 +345,11 @@ fn a_call_keeps_its_id_as_sent_through_a_sampling_round_answered_with_an_escaped
     let sid = session_with(&h.url, json!({"sampling": {}}));
     for (i, call_id) in ["1E3", r#""\u0041\/b""#].into_iter().enumerate() {
         let body = format!(r#"{{"jsonrpc":"2.0","id":{call_id},"method":"tools/call","params":{{"name":"ask","arguments":{{}}}}}}"#);
-        let resp = agent()
-            .post(&h.url)
-            .header("Content-Type", "application/json")
-            .header("Accept", "application/json, text/event-stream")
-            .header("Mcp-Session-Id", &sid)
-            .header("MCP-Protocol-Version", "2025-06-18")
-            .send(&body)
-            .expect("call reached the hub");
+        let mut stream = SseStream::post(&h.url, &[("Mcp-Session-Id", &sid), ("MCP-Protocol-Version", "2025-06-18")], &body);
         let mut asked = 0;
         let mut last = None;
-        for line in BufReader::new(resp.into_body().into_reader()).lines() {
-            let line = line.expect("stream read");
-            let Some(data) = line.strip_prefix("data: ").filter(|d| !d.is_empty()) else { continue };
-            let m: Value = serde_json::from_str(data).expect("JSON event");
+        while let Some(event) = stream.next() {
+            let m = event.data;
             if m["method"] == "sampling/createMessage" {
                 asked += 1;
                 let hub_id = m["id"].as_str().expect("a string id");
@@ -389,7 +360,7 @@ fn a_call_keeps_its_id_as_sent_through_a_sampling_round_answered_with_an_escaped
                 let r = send("POST", &h.url, &[ACCEPT, JSON, ("Mcp-Session-Id", sid.as_str()), ("MCP-Protocol-Version", "2025-06-18")], &answer);
                 assert_eq!(r.status, 202, "{}", r.text);
             } else if m.get("result").is_some() || m.get("error").is_some() {
-                last = Some(data.to_string());
+                last = Some(event.text);
                 break;
             }
         }

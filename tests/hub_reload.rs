@@ -13,8 +13,6 @@ use mcphub::hub::reload::{ReloadError, ReloadReport};
 use mcphub_mock::Era;
 use mcphub::users::{key_digest, new_key};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -95,7 +93,7 @@ fn a_removed_server_vanishes_and_its_tools_are_unknown() {
     assert!(gone["error"]["message"].as_str().unwrap().contains("Unknown tool"), "{gone}");
     assert_eq!(text_of(&call(&c, "a__echo", json!({"text": "y"}))), "one: y");
     // With the memory store the removed server's session is ended (DELETE).
-    wait_until(PATIENCE, "the removed server's upstream session is deleted", || b.stats()["sessions_active"] == 0);
+    wait_until("the removed server's upstream session is deleted", PATIENCE, || b.stats()["sessions_active"] == 0);
     assert_eq!(a.stats()["sessions_active"], 1, "the kept server's session stays");
 }
 
@@ -134,52 +132,12 @@ fn a_changed_server_is_routed_to_its_new_url() {
 
     assert_eq!(text_of(&call(&c, "echo", json!({"text": "y"}))), "new: y");
     assert_eq!(new.stats()["initialize"], 1, "the new server got its own session");
-    wait_until(PATIENCE, "the old server's upstream session is deleted", || old.stats()["sessions_active"] == 0);
+    wait_until("the old server's upstream session is deleted", PATIENCE, || old.stats()["sessions_active"] == 0);
 }
 
-/// An open event stream read on a raw socket (10 s per read at most).
-struct Stream {
-    reader: BufReader<TcpStream>,
-    status: u16,
-}
-
-impl Stream {
-    fn open(url: &str, head: &str, body: &str) -> Stream {
-        let addr = url.trim_start_matches("http://").trim_end_matches("/mcp").to_string();
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        write!(s, "{head}Host: localhost\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
-        let mut reader = BufReader::new(s);
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        let status = line.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-        loop {
-            line.clear();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                return Stream { reader, status };
-            }
-        }
-    }
-
-    /// The method of the next event (framing and comment lines skipped);
-    /// None when the stream ends or stays silent for 10 s.
-    fn next_method(&mut self) -> Option<String> {
-        let (mut data, mut line) = (None::<String>, String::new());
-        loop {
-            line.clear();
-            if self.reader.read_line(&mut line).ok()? == 0 {
-                return None;
-            }
-            let l = line.trim_end();
-            if let Some(v) = l.strip_prefix("data:") {
-                data = Some(v.trim_start().to_string());
-            } else if l.is_empty() {
-                if let Some(v) = data.take().and_then(|d| serde_json::from_str::<Value>(&d).ok()) {
-                    return Some(v["method"].as_str().unwrap_or_default().to_string());
-                }
-            }
-        }
-    }
+/// The method of the next event; None when the stream ends or stays silent for 10 s.
+fn next_method(s: &mut SseStream) -> Option<String> {
+    s.next().map(|e| e.method().to_string())
 }
 
 #[test]
@@ -187,27 +145,26 @@ fn clients_streams_hear_list_changed_when_the_set_changes() {
     let (a, b) = (mock(Era::Legacy, "one"), mock(Era::Legacy, "two"));
     let h = hub(&[("a", &a.url)], prefix());
     let c = Client::connect(&h.url);
-    let mut get = Stream::open(&h.url, &format!("GET /mcp HTTP/1.1\r\nAccept: text/event-stream\r\nMcp-Session-Id: {}\r\n", c.sid), "");
+    let mut get = SseStream::get(&h.url, &[("Mcp-Session-Id", &c.sid)]);
     assert_eq!(get.status, 200);
     let body = json!({"jsonrpc": "2.0", "id": "L", "method": "subscriptions/listen", "params": {
         "notifications": {"toolsListChanged": true},
         "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"}, "io.modelcontextprotocol/clientCapabilities": {}},
     }});
-    let head = "POST /mcp HTTP/1.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: subscriptions/listen\r\n";
-    let mut listen = Stream::open(&h.url, head, &body.to_string());
+    let mut listen = SseStream::post(&h.url, &[("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", "subscriptions/listen")], &body.to_string());
     assert_eq!(listen.status, 200);
-    assert_eq!(listen.next_method().as_deref(), Some("notifications/subscriptions/acknowledged"));
+    assert_eq!(next_method(&mut listen).as_deref(), Some("notifications/subscriptions/acknowledged"));
 
     // A reload that changes nothing announces nothing; one that adds a server does.
     assert!(!reload(&h, &[("a", &a.url)], prefix()).servers_changed());
     reload(&h, &[("a", &a.url), ("b", &b.url)], prefix());
-    let heard: Vec<String> = (0..3).filter_map(|_| get.next_method()).collect();
+    let heard: Vec<String> = (0..3).filter_map(|_| next_method(&mut get)).collect();
     assert_eq!(
         heard,
         vec!["notifications/tools/list_changed", "notifications/prompts/list_changed", "notifications/resources/list_changed"],
         "the legacy GET stream"
     );
-    assert_eq!(listen.next_method().as_deref(), Some("notifications/tools/list_changed"), "the modern listen stream (tools only, as asked)");
+    assert_eq!(next_method(&mut listen).as_deref(), Some("notifications/tools/list_changed"), "the modern listen stream (tools only, as asked)");
     assert!(tools(&c).contains(&"b__echo".to_string()));
 }
 
@@ -252,7 +209,7 @@ fn a_call_in_flight_on_a_removed_server_completes() {
         let c = c.clone();
         std::thread::spawn(move || call(&c, "b__sleep", json!({"ms": 3000})))
     };
-    wait_until(PATIENCE, "the call reaches 'b'", || upstream_b.calls_in_flight() == 1);
+    wait_until("the call reaches 'b'", PATIENCE, || upstream_b.calls_in_flight() == 1);
     let report = reload(&h, &[("a", &a.url)], prefix());
     assert_eq!(report.removed, vec!["b"]);
     // For as long as the call runs (3 s; the retiring thread looks every
@@ -286,7 +243,7 @@ fn a_call_in_flight_on_a_removed_server_completes() {
     assert_eq!(closed, None, "the session of a call in flight was closed ({samples} samples)");
     assert!(samples > 1, "the watcher saw the call in flight after the reload");
     assert_eq!(b.stats()["initialize"], 1, "no new session for the call in flight");
-    wait_until(PATIENCE, "the removed server's session is deleted after its last call", || b.stats()["sessions_active"] == 0);
+    wait_until("the removed server's session is deleted after its last call", PATIENCE, || b.stats()["sessions_active"] == 0);
     assert_eq!(upstream_b.calls_in_flight(), 0);
 }
 
@@ -389,7 +346,7 @@ fn with_redis_a_removed_servers_session_stays_for_its_return() {
     let upstream_b = h.hub.catalog().upstream("b").unwrap();
 
     reload(&h, &[("a", &a.url)], extra.clone());
-    wait_until(PATIENCE, "the retired upstream lets its sessions go", || upstream_b.sessions().is_empty());
+    wait_until("the retired upstream lets its sessions go", PATIENCE, || upstream_b.sessions().is_empty());
     // Like at shutdown with Redis: no DELETE, the record stays.
     assert_eq!(b.stats()["sessions_active"], 1);
     assert!(!stored().is_empty(), "the record stays in Redis");
@@ -451,7 +408,7 @@ fn sighup_reloads_servers() {
     let sighup = |hub: &HubProcess| assert_eq!(unsafe { libc::kill(hub.child.id() as i32, libc::SIGHUP) }, 0);
     std::fs::write(&path, servers(&[("a", &a.url), ("c", &c.url)]).to_string()).unwrap();
     sighup(&hub);
-    wait_until(PATIENCE, "the new server's tools are listed", || listed().contains(&"c__echo".to_string()));
+    wait_until("the new server's tools are listed", PATIENCE, || listed().contains(&"c__echo".to_string()));
     let now = listed();
     assert!(!now.iter().any(|t| t.starts_with("b__")), "{now:?}");
     assert_eq!(text_of(&call(&client, "c__echo", json!({"text": "hi"}))), "three: hi");
@@ -459,7 +416,7 @@ fn sighup_reloads_servers() {
 
     std::fs::write(&path, r#"{"mcpServers": {"a": {"url": "not a url"}}}"#).unwrap();
     sighup(&hub);
-    wait_until(PATIENCE, "the bad file is rejected", || hub.log_text().contains("config reload rejected"));
+    wait_until("the bad file is rejected", PATIENCE, || hub.log_text().contains("config reload rejected"));
     let line = hub.log_text().lines().find(|l| l.contains("config reload rejected")).unwrap().to_string();
     assert!(line.contains("mcpServers.a.url") && line.contains("the old configuration keeps serving"), "{line}");
     assert_eq!(listed(), now, "the old configuration keeps serving");

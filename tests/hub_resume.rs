@@ -7,43 +7,12 @@ mod hub_util;
 use hub_util::*;
 use mcphub_mock::Era;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::time::Duration;
 
-/// Raw-socket request; returns the reader positioned after the head.
-fn open(addr: &str, head: &str, body: &str) -> BufReader<TcpStream> {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "{head}Content-Length: {}\r\n\r\n{body}", body.len()).unwrap();
-    let mut r = BufReader::new(s);
-    let mut line = String::new();
-    loop {
-        line.clear();
-        r.read_line(&mut line).unwrap();
-        if line == "\r\n" {
-            return r;
-        }
-    }
-}
-
-/// The next SSE event (id, data) from a chunked stream, skipping framing lines.
-fn next_event(r: &mut BufReader<TcpStream>) -> Option<(Option<String>, String)> {
-    let (mut id, mut data, mut line) = (None, None::<String>, String::new());
-    loop {
-        line.clear();
-        if r.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        let l = line.trim_end();
-        if let Some(v) = l.strip_prefix("id: ") {
-            id = Some(v.to_string());
-        } else if let Some(v) = l.strip_prefix("data:") {
-            data = Some(v.trim_start().to_string());
-        } else if l.is_empty() && data.is_some() {
-            return Some((id, data.unwrap_or_default()));
-        }
-    }
+/// The next event as (id, data as sent), the priming event (empty data) included.
+fn next_event(r: &mut SseStream) -> Option<(Option<String>, String)> {
+    r.next_raw_within(IO_TIMEOUT).map(|e| (e.id, e.data))
 }
 
 #[test]
@@ -51,10 +20,8 @@ fn a_cut_stream_is_resumed_with_last_event_id_and_loses_nothing() {
     let up = mock(Era::Legacy, "m");
     let h = hub(&[("m", &up.url)], json!({}));
     let sid = legacy_session(&h.url);
-    let addr = h.url.trim_start_matches("http://").trim_end_matches("/mcp").to_string();
     let call = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "progress", "arguments": {"steps": 6, "ms": 60}, "_meta": {"progressToken": "p"}}}).to_string();
-    let head = format!("POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMcp-Session-Id: {sid}\r\nMCP-Protocol-Version: 2025-11-25\r\n");
-    let mut r = open(&addr, &head, &call);
+    let mut r = SseStream::post(&h.url, &[("Mcp-Session-Id", &sid), ("MCP-Protocol-Version", "2025-11-25")], &call);
 
     // Priming event: an id and empty data (and a retry: line before it).
     let (priming_id, data) = next_event(&mut r).expect("priming event");
@@ -64,8 +31,7 @@ fn a_cut_stream_is_resumed_with_last_event_id_and_loses_nothing() {
     assert!(first.contains("notifications/progress"), "{first}");
     drop(r); // the connection breaks; the call goes on
 
-    let get = format!("GET /mcp HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\nMcp-Session-Id: {sid}\r\nLast-Event-ID: {}\r\n", first_id.clone().unwrap());
-    let mut r = open(&addr, &get, "");
+    let mut r = SseStream::get(&h.url, &[("Mcp-Session-Id", &sid), ("Last-Event-ID", &first_id.clone().unwrap())]);
     let mut rest = Vec::new();
     while let Some((_, data)) = next_event(&mut r) {
         let m: Value = serde_json::from_str(&data).unwrap();
@@ -156,11 +122,10 @@ fn upstream_change_notifications_reach_the_right_clients_standalone_streams() {
     let h = hub(&[], json!({"mcpServers": servers}));
     let (a, b) = (legacy_session(&h.url), legacy_session(&h.url));
     assert_eq!(legacy(&h.url, &a, "resources/subscribe", json!({"uri": "res://a"})).json()["result"], json!({}));
-    let addr = h.url.trim_start_matches("http://").trim_end_matches("/mcp").to_string();
-    let get = |sid: &str| open(&addr, &format!("GET /mcp HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\nMcp-Session-Id: {sid}\r\n"), "");
+    let get = |sid: &str| SseStream::get(&h.url, &[("Mcp-Session-Id", sid)]);
     let (mut ra, mut rb) = (get(&a), get(&b));
     // The hub listens on the upstream session's GET stream once that session exists.
-    wait_until(PATIENCE, "the hub to open the upstream GET stream", || get_open.load(Ordering::SeqCst));
+    wait_until("the hub to open the upstream GET stream", PATIENCE, || get_open.load(Ordering::SeqCst));
     let lists_before = lists.load(Ordering::SeqCst);
     push.send(json!({"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {"uri": "res://a"}})).unwrap();
     push.send(json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})).unwrap();
@@ -182,15 +147,12 @@ fn a_resumed_stream_replays_the_answer_with_its_id_as_sent() {
     let up = mock(Era::Legacy, "m");
     let h = hub(&[("m", &up.url)], json!({}));
     let sid = legacy_session(&h.url);
-    let addr = h.url.trim_start_matches("http://").trim_end_matches("/mcp").to_string();
     let call = r#"{"jsonrpc":"2.0","id":1E3,"method":"tools/call","params":{"name":"progress","arguments":{"steps":3,"ms":60},"_meta":{"progressToken":"p"}}}"#;
-    let head = format!("POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMcp-Session-Id: {sid}\r\nMCP-Protocol-Version: 2025-11-25\r\n");
-    let mut r = open(&addr, &head, call);
+    let mut r = SseStream::post(&h.url, &[("Mcp-Session-Id", &sid), ("MCP-Protocol-Version", "2025-11-25")], call);
     let (priming_id, _) = next_event(&mut r).expect("priming event");
     drop(r); // the connection breaks before any message; the call goes on
 
-    let get = format!("GET /mcp HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\nMcp-Session-Id: {sid}\r\nLast-Event-ID: {}\r\n", priming_id.expect("an event id"));
-    let mut r = open(&addr, &get, "");
+    let mut r = SseStream::get(&h.url, &[("Mcp-Session-Id", &sid), ("Last-Event-ID", &priming_id.expect("an event id"))]);
     let last = loop {
         let (_, data) = next_event(&mut r).expect("the stream ended without the call's response");
         let m: Value = serde_json::from_str(&data).unwrap();

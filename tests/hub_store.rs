@@ -121,20 +121,20 @@ fn redis_stopped_mid_load_costs_no_call_and_sessions_are_written_again() {
         .collect();
     let made = || calls.load(std::sync::atomic::Ordering::Relaxed);
     let expired = || mock.stats()["expired_404"].as_u64().unwrap();
-    wait_until(PATIENCE, "200 calls before Redis stops", || made() >= 200);
+    wait_until("200 calls before Redis stops", PATIENCE, || made() >= 200);
     redis.stop();
     // The breaker opens on the first failed store call; readyz says so.
-    wait_until(PATIENCE, "readyz to show the store degraded while Redis is down", || {
+    wait_until("readyz to show the store degraded while Redis is down", PATIENCE, || {
         status(&h.url)["store"]["health"]["state"] == "degraded"
     });
     // Some sessions expire and heal while Redis is down.
     let (calls_at_stop, expired_at_stop) = (made(), expired());
-    wait_until(PATIENCE, "an upstream session to expire (and heal) and 300 calls while Redis is down", || {
+    wait_until("an upstream session to expire (and heal) and 300 calls while Redis is down", PATIENCE, || {
         expired() > expired_at_stop && made() >= calls_at_stop + 300
     });
     redis.restart();
     let calls_at_restart = made();
-    wait_until(PATIENCE, "200 calls after Redis restarted", || made() >= calls_at_restart + 200);
+    wait_until("200 calls after Redis restarted", PATIENCE, || made() >= calls_at_restart + 200);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     loaders.into_iter().for_each(|t| t.join().unwrap());
     let failed = failed.lock().unwrap();
@@ -142,7 +142,7 @@ fn redis_stopped_mid_load_costs_no_call_and_sessions_are_written_again() {
     // The session in use is written through to the restarted (empty) Redis.
     let current = Client::connect(&h.url).call("get_session_id").unwrap();
     let mut stored = String::new();
-    wait_until(PATIENCE, "the hub to write its session to Redis again", || {
+    wait_until("the hub to write its session to Redis again", PATIENCE, || {
         stored = redis.cli(&["GET", key()]);
         stored == current
     });
@@ -205,7 +205,7 @@ fn session_sharing_client_gives_each_client_session_its_own_upstream_session() {
     let before = mock.stats()["sessions_active"].as_u64().unwrap();
     let r = hub_util::send("DELETE", &a.url, &[("Mcp-Session-Id", &a.sid), ("MCP-Protocol-Version", "2025-11-25")], "");
     assert_eq!(r.status, 200);
-    wait_until(PATIENCE, "the upstream session of the ended client to be DELETEd", || {
+    wait_until("the upstream session of the ended client to be DELETEd", PATIENCE, || {
         mock.stats()["sessions_active"].as_u64().unwrap() < before
     });
     assert_eq!(mock.stats()["sessions_active"].as_u64().unwrap(), before - 1, "only the ended client's upstream session was DELETEd");

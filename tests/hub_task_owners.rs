@@ -13,12 +13,12 @@
 mod hub_util;
 mod redis_util;
 
-use hub_util::{hub, mock_with, send, HubUnderTest, Mock, Reply, ACCEPT, JSON};
+use hub_util::{hub, mock_with, send, wait_until, HubUnderTest, Mock, Reply, ACCEPT, JSON};
 use mcphub_mock::{Era, MockConfig};
 use mcphub::users::{key_digest, new_key};
 use redis_util::RedisServer;
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const EXT: &str = "io.modelcontextprotocol/tasks";
 /// A well-formed hub task id that no hub ever minted.
@@ -160,16 +160,11 @@ fn same_as_unknown(what: &str, theirs: &Reply, never: &Reply) {
 
 /// Polls modern `tasks/get` until the task's status is not `working` (fails after 30 s).
 fn modern_wait_done(url: &str, key: &str, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    wait_until(&format!("task {id} to end"), Duration::from_secs(30), || {
         let r = modern(url, key, "tasks/get", json!({"taskId": id})).json();
         let task = r.get("result").cloned().unwrap_or_else(|| panic!("tasks/get failed: {r}"));
-        if task["status"] != "working" {
-            return task;
-        }
-        assert!(Instant::now() < deadline, "task {id} still working after 30 s: {task}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        (task["status"] != "working").then_some(task)
+    })
 }
 
 #[test]
@@ -264,11 +259,7 @@ fn a_user_at_max_tasks_per_user_is_refused_before_the_upstream_and_others_still_
     task_id_of(&modern(&h.url, &keys.alice, "tools/call", json!({"name": "mm__slow_task", "arguments": {"ms": 60_000}})).json());
     task_id_of(&alice.create("jobs__sleep", 6000));
     // The hub-run task reaches its upstream on its own thread: wait for it.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while up.jobs.stats()["tools"]["sleep"] != 1 {
-        assert!(Instant::now() < deadline, "the heavy task never reached its upstream: {}", up.jobs.stats());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until("the heavy task to reach its upstream", Duration::from_secs(30), || up.jobs.stats()["tools"]["sleep"] == 1);
 
     // At the cap: every task-creating call is refused, and nothing reaches an upstream.
     let before = (requests(&up.lm), requests(&up.mm), requests(&up.jobs));
@@ -331,11 +322,7 @@ fn at_max_tasks_nothing_reaches_an_upstream_and_calls_that_create_no_task_give_t
     task_id_of(&alice.create("lm__slow_task", 60_000));
     task_id_of(&modern(&h.url, &keys.alice, "tools/call", json!({"name": "mm__slow_task", "arguments": {"ms": 60_000}})).json());
     task_id_of(&alice.create("jobs__sleep", 6000));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while up.jobs.stats()["tools"]["sleep"] != 1 {
-        assert!(Instant::now() < deadline, "the heavy task never reached its upstream: {}", up.jobs.stats());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until("the heavy task to reach its upstream", Duration::from_secs(30), || up.jobs.stats()["tools"]["sleep"] == 1);
 
     // At maxTasks: another user (far below maxTasksPerUser) is refused every
     // kind of task, and nothing reaches an upstream.
@@ -390,16 +377,13 @@ fn an_expired_task_gives_its_slot_back() {
     let id = task_id_of(&short);
     let r = alice.call("tasks/result", json!({"taskId": id})).json();
     assert_eq!(r.pointer("/result/content/0/text"), Some(&json!("jobs: slept 0 ms")), "{r}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let created = loop {
+    let created = wait_until("the expired task to give its slot back", Duration::from_secs(30), || {
         let again = alice.call("tools/call", json!({"name": "jobs__sleep", "arguments": {"ms": 0}, "task": {"ttl": 300}})).json();
-        if again.get("result").is_some() {
-            break again;
+        if again.get("result").is_none() {
+            assert_eq!(again["error"]["data"]["limit"], "maxTasksPerUser", "{again}");
         }
-        assert_eq!(again["error"]["data"]["limit"], "maxTasksPerUser", "{again}");
-        assert!(Instant::now() < deadline, "the expired task never gave its slot back");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+        again.get("result").is_some().then_some(again)
+    });
     assert!(task_id_of(&created) != id);
 }
 

@@ -10,9 +10,7 @@ use hub_util::*;
 use mcphub_mock::Era;
 use serde_json::{json, Value};
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
-use std::time::Duration;
+use std::io::Write;
 
 const EXT: &str = "io.modelcontextprotocol/tasks";
 const RELATED: &str = "io.modelcontextprotocol/related-task";
@@ -152,43 +150,9 @@ fn a_cancelled_task_is_cancelled_only_by_its_owner() {
     assert_eq!(again["error"]["code"], -32602, "a terminal task cannot be cancelled (2025-11-25)");
 }
 
-/// Opens a legacy session's standalone GET stream on the hub.
-fn open_stream(url: &str, sid: &str) -> BufReader<TcpStream> {
-    let addr = url.trim_start_matches("http://").trim_end_matches("/mcp");
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET /mcp HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\nMcp-Session-Id: {sid}\r\nMCP-Protocol-Version: 2025-06-18\r\n\r\n").unwrap();
-    let mut r = BufReader::new(s);
-    let mut line = String::new();
-    r.read_line(&mut line).unwrap();
-    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
-    while line != "\r\n" {
-        line.clear();
-        r.read_line(&mut line).unwrap();
-    }
-    r
-}
-
-/// Reads status notifications until one says `id` is `status`; returns every
-/// task id seen on the stream meanwhile. Bounded (10 s read timeout, 1000 lines).
-fn until_status(r: &mut BufReader<TcpStream>, id: &str, status: &str) -> Vec<String> {
-    let mut seen = Vec::new();
-    let mut line = String::new();
-    for _ in 0..1000 {
-        line.clear();
-        assert!(r.read_line(&mut line).unwrap_or(0) > 0, "the stream ended before {id} was {status}");
-        let Some(data) = line.trim_end().strip_prefix("data:") else { continue };
-        let Ok(n) = serde_json::from_str::<Value>(data.trim()) else { continue };
-        if n["method"] == "notifications/tasks/status" {
-            let tid = n["params"]["taskId"].as_str().unwrap().to_string();
-            let done = tid == id && n["params"]["status"] == status;
-            seen.push(tid);
-            if done {
-                return seen;
-            }
-        }
-    }
-    panic!("no {status} notification for {id}");
+/// The task ids of [`task_statuses_until`].
+fn until_status(r: &mut SseStream, id: &str, status: &str) -> Vec<String> {
+    task_statuses_until(r, id, status).into_iter().map(|(t, _)| t).collect()
 }
 
 #[test]
@@ -196,7 +160,9 @@ fn status_notifications_reach_the_owning_client_only() {
     let up = tasks_mock(Era::Legacy, "m");
     let h = hub(&[("m", &up.url)], json!({}));
     let (a, b) = (legacy_session(&h.url), legacy_session(&h.url));
-    let (mut sa, mut sb) = (open_stream(&h.url, &a), open_stream(&h.url, &b));
+    let stream = |sid: &str| SseStream::get(&h.url, &[("Mcp-Session-Id", sid), ("MCP-Protocol-Version", "2025-06-18")]);
+    let (mut sa, mut sb) = (stream(&a), stream(&b));
+    assert_eq!((sa.status, sb.status), (200, 200));
     let ta = create(&h.url, &a, "slow_task", 100);
     let tb = create(&h.url, &b, "slow_task", 300);
     let tc = create(&h.url, &a, "slow_task", 60_000);
@@ -241,7 +207,7 @@ fn a_modern_client_runs_extension_tasks_on_a_modern_upstream() {
     assert!(ta.starts_with("mcphub-t") && ta != tb);
     for (id, server) in [(&ta, "a"), (&tb, "b")] {
         let mut done = Value::Null;
-        wait_until(PATIENCE, &format!("task {id} to complete"), || {
+        wait_until(&format!("task {id} to complete"), PATIENCE, || {
             done = modern_tasks(&h.url, "tasks/get", json!({"taskId": id}), true, Some(id)).json();
             done["result"]["status"] == "completed"
         });

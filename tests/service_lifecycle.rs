@@ -6,13 +6,12 @@
 //! terminal chunk, exit status 0; a call outliving `drainTimeoutMs` is cut
 //! and the process still exits 0 soon after.
 
-mod http_util;
 mod hub_util;
 
-use hub_util::{wait_until, PATIENCE};
+use hub_util::{http_util, wait_until, PATIENCE};
 use mcphub_mock::Era;
 use serde_json::{json, Value};
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Read};
 use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -88,19 +87,14 @@ impl Hub {
     }
 
     fn wait_listening(&self) {
-        wait_until(PATIENCE, "mcphub to listen", || TcpStream::connect(("127.0.0.1", self.port)).is_ok());
+        wait_until("mcphub to listen", PATIENCE, || TcpStream::connect(("127.0.0.1", self.port)).is_ok());
     }
 
     /// Waits (≤ `within`) for the exit; returns the status and how long it took.
     fn wait_exit(&mut self, within: Duration) -> (ExitStatus, Duration) {
         let t0 = Instant::now();
-        while t0.elapsed() < within {
-            if let Some(st) = self.child.try_wait().expect("try_wait") {
-                return (st, t0.elapsed());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!("mcphub did not exit within {within:?}: {}", self.log_text());
+        let st = wait_until(&format!("mcphub to exit (log: {})", self.log.display()), within, || self.child.try_wait().expect("try_wait"));
+        (st, t0.elapsed())
     }
 
     fn healthz(&self) -> u16 {
@@ -200,13 +194,8 @@ fn ready_watchdog_reload_and_stopping_reach_the_notify_socket() {
 
 /// Opens the legacy standalone GET stream of `sid` and reads its head.
 fn open_get_stream(port: u16, sid: &str) -> BufReader<TcpStream> {
-    let mut s = http_util::connect(format!("127.0.0.1:{port}").parse().unwrap());
-    write!(
-        s,
-        "GET /mcp HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\nMcp-Session-Id: {sid}\r\nMCP-Protocol-Version: 2025-06-18\r\n\r\n"
-    )
-    .unwrap();
-    let mut r = BufReader::new(s);
+    let headers = [("Accept", "text/event-stream"), ("Mcp-Session-Id", sid), ("MCP-Protocol-Version", "2025-06-18")];
+    let mut r = http_util::send_raw(("127.0.0.1", port), http_util::request("GET", "/mcp", &headers, "").as_bytes());
     let head = http_util::read_response(&mut r, true).expect("stream head");
     assert_eq!(head.status, 200);
     assert_eq!(head.header("transfer-encoding"), Some("chunked"));
@@ -233,13 +222,13 @@ fn sigterm_drains_in_flight_calls_refuses_new_connects_and_ends_streams_politely
     };
     // The call is in flight at the hub once the mock has counted it (4 s
     // of sleep leave time to signal; the 15 s drain, time to finish it).
-    wait_until(PATIENCE, "the call to reach the upstream", || mock.stats()["tools"]["sleep"].as_u64() == Some(1));
+    wait_until("the call to reach the upstream", PATIENCE, || mock.stats()["tools"]["sleep"].as_u64() == Some(1));
     hub.signal(libc::SIGTERM);
     let signalled = Instant::now();
     assert!(!call.is_finished(), "the call ended before SIGTERM: the test would prove nothing");
 
     // New connections are refused once the drain began.
-    wait_until(PATIENCE, "new connections to be refused after SIGTERM", || {
+    wait_until("new connections to be refused after SIGTERM", PATIENCE, || {
         TcpStream::connect_timeout(&format!("127.0.0.1:{}", hub.port).parse().unwrap(), Duration::from_millis(200))
             .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused)
     });
@@ -293,7 +282,7 @@ fn a_call_outliving_the_drain_timeout_is_cut_and_the_hub_still_exits_0() {
             .send(&body)
             .map(|mut r| r.body_mut().read_to_string().unwrap_or_default())
     });
-    wait_until(PATIENCE, "the call to reach the upstream", || mock.stats()["tools"]["sleep"].as_u64() == Some(1));
+    wait_until("the call to reach the upstream", PATIENCE, || mock.stats()["tools"]["sleep"].as_u64() == Some(1));
     hub.signal(libc::SIGTERM);
     let (status, took) = hub.wait_exit(PATIENCE);
     eprintln!("drainTimeoutMs {} ms: exited {took:?} after SIGTERM", drain.as_millis());
@@ -321,14 +310,13 @@ fn a_listen_stream_is_ended_at_once_not_waited_for_the_whole_drain() {
         "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"}, "io.modelcontextprotocol/clientCapabilities": {}},
     }})
     .to_string();
-    let mut s = http_util::connect(format!("127.0.0.1:{}", hub.port).parse().unwrap());
-    write!(
-        s,
-        "POST /mcp HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: subscriptions/listen\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut stream = BufReader::new(s);
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json, text/event-stream"),
+        ("MCP-Protocol-Version", "2026-07-28"),
+        ("Mcp-Method", "subscriptions/listen"),
+    ];
+    let mut stream = http_util::send_raw(("127.0.0.1", hub.port), http_util::request("POST", "/mcp", &headers, &body).as_bytes());
     let head = http_util::read_response(&mut stream, true).expect("listen head");
     assert_eq!(head.status, 200);
     let ack = http_util::read_chunk(&mut stream).expect("ack chunk").expect("not terminal");

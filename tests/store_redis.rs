@@ -3,15 +3,17 @@
 //! the circuit breaker across a stop and a restart.
 
 mod redis_util;
+mod wait_util;
 
 use mcphub::config::RedisConfig;
 use mcphub::store::redis::RedisStore;
 use mcphub::store::{Health, LockToken, SessionMeta, SessionRecord, SessionStore, StoreError};
 use redis_util::RedisServer;
+use wait_util::wait_until;
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn store(url: &str) -> RedisStore {
     RedisStore::new(&RedisConfig::new(url)).expect("a valid URL")
@@ -30,16 +32,9 @@ fn rec(id: &str) -> SessionRecord {
 
 const HOUR: Duration = Duration::from_secs(3600);
 
-/// Polls `health()` every 50 ms for at most 10 s until it is `Up`.
-fn wait_up(s: &RedisStore) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if s.health() == Health::Up {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
+/// Waits (≤ 10 s) until `health()` is `Up`; fails naming `after`.
+fn wait_up(s: &RedisStore, after: &str) {
+    wait_until(&format!("the store's health to be Up {after}"), Duration::from_secs(10), || s.health() == Health::Up);
 }
 
 /// 8 threads × 50 get/touch pairs at once, all of which must succeed.
@@ -242,7 +237,7 @@ fn the_breaker_opens_when_redis_stops_and_closes_when_it_is_back() {
     assert_eq!(recovered.load(Ordering::SeqCst), 0);
 
     r.restart();
-    assert!(wait_up(&s), "health still {:?} 10 s after the restart", s.health());
+    wait_up(&s, "after the restart");
     assert!(recovered.load(Ordering::SeqCst) >= 1, "the on_recovered hook ran");
     // The restarted Redis is empty; pooled connections from before are not
     // reused (one would fail and reopen the breaker).
@@ -264,7 +259,7 @@ fn a_store_created_while_redis_is_down_answers_unavailable_then_recovers() {
     assert!(matches!(s.health(), Health::Degraded { .. }));
     unavailable(s.get("srv", "shared"));
     r.restart();
-    assert!(wait_up(&s), "health still {:?}", s.health());
+    wait_up(&s, "again");
     s.put("srv", "shared", &rec("x"), HOUR).unwrap();
     assert_eq!(r.cli(&["GET", "mcp:upstream:session:srv:shared"]), "x");
 }
@@ -278,7 +273,7 @@ fn a_hung_redis_times_out_instead_of_blocking() {
     assert_eq!(r.cli(&["CLIENT", "PAUSE", "3000", "ALL"]), "OK");
     unavailable(s.get("srv", "shared"));
     assert!(matches!(s.health(), Health::Degraded { .. }));
-    assert!(wait_up(&s), "health still {:?} after the pause", s.health());
+    wait_up(&s, "after the pause");
     assert_eq!(s.get("srv", "shared").unwrap(), Some(rec("x")));
 }
 

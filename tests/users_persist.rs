@@ -136,11 +136,11 @@ fn two_hubs_on_one_redis_see_each_others_changes() {
     assert_eq!(admin(&a, &root, "POST", "/api/admin/users", Some(json!({"name": "alice"}))).status, 201);
     let key = issue(&a, &root, "alice");
     assert!(a.hub.users().authenticate(&key).is_some(), "at once on the issuing hub");
-    wait_until(PATIENCE, "the key to reach hub B", || b.hub.users().authenticate(&key).is_some_and(|u| u.name == "alice"));
+    wait_until("the key to reach hub B", PATIENCE, || b.hub.users().authenticate(&key).is_some_and(|u| u.name == "alice"));
     let value = "ghp_shared_via_redis_1";
     let r = admin(&b, &root, "PUT", "/api/admin/users/alice/tokens/GITHUB_TOKEN", Some(json!({"value": value})));
     assert_eq!(r.status, 200, "{}", r.text);
-    wait_until(PATIENCE, "the token set on B to reach hub A", || {
+    wait_until("the token set on B to reach hub A", PATIENCE, || {
         a.hub.users().get("alice").and_then(|u| u.token("GITHUB_TOKEN").map(|t| t.expose() == value)) == Some(true)
     });
     // Records in Redis: JSON with sealed tokens and digests only.
@@ -152,7 +152,7 @@ fn two_hubs_on_one_redis_see_each_others_changes() {
     let id = &key_digest(&key)[..8];
     assert_eq!(admin(&a, &root, "DELETE", &format!("/api/admin/users/alice/keys/{id}"), None).status, 200);
     assert!(a.hub.users().authenticate(&key).is_none());
-    wait_until(PATIENCE, "the revocation to reach hub B", || b.hub.users().authenticate(&key).is_none());
+    wait_until("the revocation to reach hub B", PATIENCE, || b.hub.users().authenticate(&key).is_none());
 
     // A key this hub has not loaded, whose record arrived without a version
     // bump (so the once-a-second poll does not reload): the key index finds it.
@@ -165,7 +165,7 @@ fn two_hubs_on_one_redis_see_each_others_changes() {
 
     // Redis down: loaded users still authenticate, changes are refused with 503.
     let key2 = issue(&a, &root, "alice");
-    wait_until(PATIENCE, "the second key to reach hub B", || b.hub.users().authenticate(&key2).is_some());
+    wait_until("the second key to reach hub B", PATIENCE, || b.hub.users().authenticate(&key2).is_some());
     redis.stop();
     for h in [&a, &b] {
         assert_eq!(h.hub.users().authenticate(&key2).unwrap().name, "alice");
@@ -211,7 +211,7 @@ impl Serve {
     /// The base URL once the log says where it listens.
     fn base(&self) -> String {
         let mut found = None;
-        wait_until(PATIENCE, "the 'listening on' line", || {
+        wait_until("the 'listening on' line", PATIENCE, || {
             found = self.stderr.lock().lines().find_map(|l| {
                 l.split("listening on ").nth(1).and_then(|r| r.split("/mcp").next()).map(str::to_string)
             });
@@ -223,7 +223,7 @@ impl Serve {
     /// SIGTERM, wait for the exit; the whole stderr.
     fn stop(mut self) -> String {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        wait_until(PATIENCE, "mcphub serve to exit after SIGTERM", || self.child.try_wait().ok().flatten().is_some());
+        wait_until("mcphub serve to exit after SIGTERM", PATIENCE, || self.child.try_wait().ok().flatten().is_some());
         // The reader ends at the pipe's EOF: every line is in.
         if let Some(reader) = self.reader.take() {
             let _ = reader.join();

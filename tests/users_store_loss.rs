@@ -10,11 +10,11 @@
 mod hub_util;
 mod redis_util;
 
-use hub_util::{send, HubProcess, Reply, JSON};
+use hub_util::{send, wait_until, HubProcess, Reply, JSON};
 use mcphub::users::{key_digest, new_key};
 use redis_util::RedisServer;
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn config(redis: &RedisServer, root: &str) -> Value {
     json!({"redis": {"url": redis.url()}, "users": {"root": {"keys": [key_digest(root)], "admin": true}}, "mcpServers": {}})
@@ -39,17 +39,8 @@ fn create_with_key(hub: &HubProcess, root: &str, name: &str) -> (String, String)
     (d["key"].as_str().unwrap().to_string(), d["id"].as_str().unwrap().to_string())
 }
 
-/// Polls `what` every 50 ms until it is `Some`, for at most 15 s; then fails naming `waiting_for`.
-fn wait_for<T>(waiting_for: &str, mut what: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(v) = what() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "gave up waiting for {waiting_for}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+/// How long the hub may take to see Redis again.
+const REDIS_BACK: Duration = Duration::from_secs(15);
 
 fn initialize(hub: &HubProcess, key: &str) -> Reply {
     let body = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
@@ -95,7 +86,7 @@ fn while_redis_is_unreachable_at_start_a_runtime_key_gets_503_not_401() {
         redis.cli(&["SET", k, v]);
     }
     redis.cli(&["SADD", "mcp:users", "bob"]);
-    wait_for("bob's key to work once Redis answers", || (me(&second, &bob) == 200).then_some(()));
+    wait_until("bob's key to work once Redis answers", REDIS_BACK, || (me(&second, &bob) == 200).then_some(()));
     assert_eq!(me(&second, &new_key()), 401, "with Redis back, an unknown key is unknown");
     assert!(!second.log_text().contains(&bob), "the key never reaches the log");
 }
@@ -116,7 +107,7 @@ fn a_redis_back_empty_is_an_error_with_the_counts_and_resurrects_nothing() {
 
     redis.restart(); // no persistence: it comes back empty
     let ready_url = format!("http://127.0.0.1:{}/readyz", hub.port);
-    let lost = wait_for("/readyz store.usersLost", || {
+    let lost = wait_until("/readyz store.usersLost", REDIS_BACK, || {
         let v: Value = serde_json::from_str(&send("GET", &ready_url, &[], "").text).ok()?;
         v["store"].get("usersLost").cloned()
     });
@@ -171,7 +162,7 @@ fn without_config_users_a_keyless_request_is_503_until_the_store_is_read_then_a_
         redis.cli(&["SET", k, v]);
     }
     redis.cli(&["SADD", "mcp:users", "bob"]);
-    let r = wait_for("the key-less request to be decided once Redis answers", || Some(keyless()).filter(|r| r.status != 503));
+    let r = wait_until("the key-less request to be decided once Redis answers", REDIS_BACK, || Some(keyless()).filter(|r| r.status != 503));
     assert_eq!(r.status, 401, "bob exists: a key is required: {}", r.text);
     assert!(r.text.contains("an MCPHub key is required"), "{}", r.text);
 }
@@ -182,6 +173,6 @@ fn without_any_users_a_keyless_request_is_served_once_the_empty_store_is_read() 
     let hub = HubProcess::start("keyless-empty", &json!({"redis": {"url": redis.url()}, "mcpServers": {}}));
     let body = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
         "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
-    let r = wait_for("the empty store to be read", || Some(send("POST", &hub.url(), &[JSON, hub_util::ACCEPT], &body.to_string())).filter(|r| r.status != 503));
+    let r = wait_until("the empty store to be read", REDIS_BACK, || Some(send("POST", &hub.url(), &[JSON, hub_util::ACCEPT], &body.to_string())).filter(|r| r.status != 503));
     assert_eq!(r.status, 200, "no users anywhere: served without a key: {}", r.text);
 }

@@ -13,6 +13,10 @@ use std::time::Duration;
 #[path = "../wait_util/mod.rs"]
 mod wait_util;
 pub use wait_util::{wait_until, PATIENCE};
+#[path = "../http_util/mod.rs"]
+pub mod http_util;
+#[allow(unused_imports)] // each test file uses some
+pub use http_util::{events_of, Event, SseStream, IO_TIMEOUT};
 
 /// A running mock upstream; stopped on drop.
 pub struct Mock {
@@ -105,7 +109,7 @@ impl Reply {
     }
     /// Every SSE event's data as JSON.
     pub fn events(&self) -> Vec<Value> {
-        mcphub::protocol::sse::parse_all(&self.text).iter().filter_map(|e| serde_json::from_str(&e.data).ok()).collect()
+        events_of(&self.text).into_iter().map(|e| e.data).collect()
     }
 }
 
@@ -198,6 +202,26 @@ pub fn names(msg: &Value, field: &str) -> Vec<String> {
         .iter()
         .filter_map(|t| t["name"].as_str().map(str::to_string))
         .collect()
+}
+
+/// Reads a session's stream until a `notifications/tasks/status` says task
+/// `id` is `status`; every `(taskId, status)` seen meanwhile, in order.
+/// Fails when the stream ends or stays silent for 10 s first, or after 1000
+/// events.
+pub fn task_statuses_until(stream: &mut SseStream, id: &str, status: &str) -> Vec<(String, String)> {
+    let mut seen = Vec::new();
+    for _ in 0..1000 {
+        let n = stream.next().unwrap_or_else(|| panic!("the stream ended before {id} was {status}")).data;
+        if n["method"] == "notifications/tasks/status" {
+            let (tid, st) = (n["params"]["taskId"].as_str().unwrap().to_string(), n["params"]["status"].as_str().unwrap().to_string());
+            let done = tid == id && st == status;
+            seen.push((tid, st));
+            if done {
+                return seen;
+            }
+        }
+    }
+    panic!("no {status} notification for {id}");
 }
 
 /// A scripted upstream on a raw socket, for behaviour no well-behaved server
@@ -362,9 +386,7 @@ impl Client {
         let msg: Value = if text.starts_with('{') {
             serde_json::from_str(&text).map_err(|e| format!("HTTP {status}: {e}: {text}"))?
         } else {
-            let events = mcphub::protocol::sse::parse_all(&text);
-            let last = events.last().ok_or_else(|| format!("HTTP {status}: empty stream"))?;
-            serde_json::from_str(&last.data).map_err(|e| format!("{e}"))?
+            events_of(&text).pop().ok_or_else(|| format!("HTTP {status}: empty stream"))?.data
         };
         if status >= 400 {
             return Err(format!("HTTP {status}: {msg}"));
@@ -454,7 +476,7 @@ impl HubProcess {
             .spawn()
             .expect("start mcphub");
         let mut p = HubProcess { child, port, log };
-        wait_until(PATIENCE, "mcphub to listen", || {
+        wait_until("mcphub to listen", PATIENCE, || {
             let exited = p.child.try_wait().ok().flatten();
             assert!(exited.is_none(), "mcphub exited ({exited:?}) before listening: {}", p.log_text());
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -475,15 +497,8 @@ impl HubProcess {
     /// SIGTERM and wait (≤ 15 s) for a clean exit.
     pub fn terminate(&mut self) {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                assert!(st.success(), "{st:?}: {}", self.log_text());
-                return;
-            }
-            assert!(std::time::Instant::now() < deadline, "mcphub did not stop after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let st = wait_until("mcphub to stop after SIGTERM", Duration::from_secs(15), || self.child.try_wait().unwrap());
+        assert!(st.success(), "{st:?}: {}", self.log_text());
     }
 
     pub fn kill(&mut self) {
@@ -524,17 +539,9 @@ impl Mock {
         if self.server.tasks_enabled() {
             server.enable_tasks();
         }
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let handle = loop {
-            match Server::bind(addr, restartable_http(), server.clone()) {
-                Ok(h) => break h,
-                Err(e) if std::time::Instant::now() < deadline => {
-                    eprintln!("mock restart: {addr} not free yet ({e})");
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(e) => panic!("the mock cannot listen on {addr} again: {e}"),
-            }
-        };
+        let handle = wait_until(&format!("the mock to listen on {addr} again"), Duration::from_secs(10), || {
+            Server::bind(addr, restartable_http(), server.clone()).inspect_err(|e| eprintln!("mock restart: {addr} not free yet ({e})")).ok()
+        });
         self.server = server;
         self.handle = handle;
     }
