@@ -48,7 +48,7 @@ fuzz:
 bench: build
 	scripts/bench.sh
 
-## Shaping benchmark (issue 6, seeds/000's scenario): 70 clients against mcphub-mock
+## Shaping benchmark (issue 6, docs/decisions.md D8's scenario): 70 clients against mcphub-mock
 ## --max-concurrency 8 --latency-ms 200, through the hub (maxConcurrency 8) and directly; SHAPING_SECS (60).
 bench-shaping: build
 	SHAPING_SECS=$${SHAPING_SECS:-60} scripts/bench-shaping.sh

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""`make attack`: the HTTP attack battery of /work/shared/notes/http-layer.md,
+"""`make attack`: the HTTP attack battery of docs/decisions.md D2a,
 run against the real `mcphub` binary (not a test server).
 
 A measurement tool run by hand, not part of `make test`. Prints one table row

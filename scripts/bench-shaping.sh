@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench-shaping`: the source notes' concurrency run (seeds/000: 70 clients against an
+# `make bench-shaping`: the source notes' concurrency run (docs/decisions.md D8: 70 clients against an
 # upstream that limits concurrency got 253 of 8,260 calls through) as a benchmark.
 #
 #   SHAPING_SECS=60 scripts/bench-shaping.sh     (needs target/release/{mcphub,mcphub-mock,mcphub-load})

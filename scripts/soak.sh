@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make soak`: the concurrency test of the source notes (seeds/000) as a soak run, with restarts.
+# `make soak`: the concurrency test of the source notes (docs/decisions.md D8) as a soak run, with restarts.
 #
 #   SOAK_SECS=600 scripts/soak.sh      (needs target/release/{mcphub,mcphub-mock,mcphub-load}
 #                                       and redis-server on PATH)

@@ -1,5 +1,5 @@
 //! One merged view of every server's tools, prompts, resources and resource
-//! templates, and the routing table back to the owning server (DESIGN.md §4).
+//! templates, and the routing table back to the owning server (docs/decisions.md D4).
 //!
 //! - Names are exposed unchanged; when two servers offer the same name both
 //!   become `{server}__{name}` (a warning is logged); `"toolNaming": "prefix"`
@@ -151,7 +151,7 @@ impl Merged {
     }
 }
 
-/// Applies the naming rule to per-server item lists (pure; DESIGN.md §4).
+/// Applies the naming rule to per-server item lists (pure; docs/decisions.md D4).
 ///
 /// Returns the exposed items and the route of every exposed name. Items
 /// without a string `name` are dropped; that, collisions and duplicates are
@@ -1254,7 +1254,7 @@ mod tests {
             // alice's view is reused (not rebuilt) although bob's came between
             assert!(Arc::ptr_eq(&a, &catalog.merged(Kind::Tools, &alice)));
         }
-        // the same token value is the same context (DESIGN.md §3): carol shares alice's lists
+        // the same token value is the same context (docs/decisions.md D3): carol shares alice's lists
         assert_eq!(tool_names(&catalog.merged(Kind::Tools, &carol)), vec!["alice_repo"]);
         assert_eq!(catalog.cached_contexts(), 2);
         // routing uses the caller's lists

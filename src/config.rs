@@ -1,9 +1,9 @@
 //! The hub's configuration: one typed struct, read from JSON, validated once
-//! at load with messages that name the offending key (STYLE.md).
+//! at load with messages that name the offending key (docs/decisions.md D9).
 //!
 //! The `mcpServers` map reads the same JSON that Claude Desktop, Cursor and
 //! other hubs use (`type`, `url`, `headers`, `command`, `args`, `env`) plus the
-//! hub's own keys (DESIGN.md §8). Entries of types the hub cannot serve yet
+//! hub's own keys (docs/decisions.md D8). Entries of types the hub cannot serve yet
 //! (stdio `command`, legacy `sse`) load with a warning instead of failing the file.
 //!
 //! ```json
@@ -56,7 +56,7 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key: key.into(), message: message.into() }
 }
 
-/// How exposed tool and prompt names are formed (DESIGN.md §4).
+/// How exposed tool and prompt names are formed (docs/decisions.md D4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ToolNaming {
@@ -80,7 +80,7 @@ pub enum ProtocolPin {
     Modern,
 }
 
-/// How upstream sessions are shared (DESIGN.md §3).
+/// How upstream sessions are shared (docs/decisions.md D3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum SessionSharing {
@@ -101,7 +101,7 @@ pub struct ServerConfig {
     /// Extra request headers sent to this server only (no user references).
     pub headers: Vec<(String, String)>,
     /// Header templates naming a user's service tokens (`${user.NAME}`),
-    /// resolved per request for the calling user (DESIGN.md §6).
+    /// resolved per request for the calling user (docs/decisions.md D6).
     pub user_headers: Vec<(String, String)>,
     /// The token names `user_headers` reference (sorted, unique): a user
     /// lacking one does not see this server.
@@ -153,7 +153,7 @@ pub struct SkippedServer {
 pub struct Config {
     /// Listen port (env `PORT`, `--port`).
     pub port: u16,
-    /// Listen address; 127.0.0.1 unless told otherwise (DESIGN.md §6).
+    /// Listen address; 127.0.0.1 unless told otherwise (docs/decisions.md D6).
     pub bind: IpAddr,
     /// Naming mode of tools and prompts.
     pub tool_naming: ToolNaming,
@@ -236,7 +236,7 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
-/// One user of the config file (`"users": {"alice": {…}}`, DESIGN.md §6).
+/// One user of the config file (`"users": {"alice": {…}}`, docs/decisions.md D6).
 #[derive(Debug, Clone, PartialEq)]
 pub struct UserConfig {
     /// The user's name (`[A-Za-z0-9_.@-]`, ≤ 64).
@@ -855,7 +855,7 @@ pub fn substitute_env(text: &str) -> Result<String, String> {
 }
 
 /// Like [`substitute_env`], but `${user.NAME}` references (a user's service
-/// token, DESIGN.md §6) are kept as they are and their names returned, for
+/// token, docs/decisions.md D6) are kept as they are and their names returned, for
 /// server header templates resolved per request.
 pub fn substitute_keeping_user_refs(text: &str) -> Result<(String, Vec<String>), String> {
     substitute(text, true)
@@ -907,7 +907,7 @@ fn bounded(key: &str, value: Option<u64>, default: u64, min: u64, max: u64) -> R
     Ok(v)
 }
 
-/// Default hub deadline (DESIGN.md §7: client 30 s > hub 25 s > server 20 s).
+/// Default hub deadline (docs/decisions.md D7: client 30 s > hub 25 s > server 20 s).
 pub const DEFAULT_HUB_TIMEOUT_MS: u64 = 25_000;
 /// Default of `timeouts.clientMs`, the client's own timeout: not enforced by
 /// the hub (clients set it), only checked to be longer than `timeouts.hubMs`.
@@ -984,7 +984,7 @@ impl Config {
     /// Errors name the key: unknown top-level keys, a server without `url`, a
     /// URL that is not http(s), a server name outside `[A-Za-z0-9_.-]` (it
     /// becomes a tool-name prefix), header values that are not single-line, a
-    /// timeout layer not shorter than the one outside it (DESIGN.md §7:
+    /// timeout layer not shorter than the one outside it (docs/decisions.md D7:
     /// `timeouts.clientMs` > `timeouts.hubMs` > `mcpServers.NAME.timeoutMs` >
     /// `timeouts.externalMs` when set; `timeoutMs` ≤ `maxTotalTimeoutMs` ≤ `hubMs`).
     pub fn parse(text: &str) -> Result<Config, ConfigError> {

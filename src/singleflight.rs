@@ -1,6 +1,6 @@
 //! A map of slots filled at most once at a time per key ("single flight"):
 //! concurrent callers for one key wait for the one filling it, callers for
-//! other keys never wait. Used for upstream sessions (DESIGN.md §3: 70 clients
+//! other keys never wait. Used for upstream sessions (docs/decisions.md D3: 70 clients
 //! → one `initialize`) and for cached upstream lists.
 
 use parking_lot::Mutex;

@@ -1,4 +1,4 @@
-//! The attack battery of shared/notes/http-layer.md against the hub's own
+//! The attack battery of docs/decisions.md D2a against the hub's own
 //! HTTP/1.1 server, plus protocol cases (pipelining, chunked, 100-continue,
 //! HEAD, handler panic). Real sockets on 127.0.0.1, port 0.
 

@@ -1,5 +1,5 @@
 //! Per-server bulkheads, upstream back-pressure and the circuit breaker
-//! (issue 6, DESIGN.md §7; src/limits/bulkhead.rs, src/limits/breaker.rs).
+//! (issue 6, docs/decisions.md D7; src/limits/bulkhead.rs, src/limits/breaker.rs).
 
 mod hub_util;
 

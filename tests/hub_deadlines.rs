@@ -1,4 +1,4 @@
-//! Layered deadlines (issue 6, DESIGN.md §7): a call past the server's
+//! Layered deadlines (issue 6, docs/decisions.md D7): a call past the server's
 //! `timeoutMs` or the hub's `timeouts.hubMs` is answered at once with
 //! `-32001` naming the layer, server and limit, on a JSON answer or on the
 //! call's event stream, and the upstream hears `notifications/cancelled`;

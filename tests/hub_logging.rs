@@ -2,7 +2,7 @@
 //! clients share one upstream session: each client sees only its own call's
 //! messages, filtered by its own level (legacy: `logging/setLevel` on its
 //! session; modern: `io.modelcontextprotocol/logLevel` in `_meta`), and the
-//! shared upstream session's level is never changed (DESIGN.md §5).
+//! shared upstream session's level is never changed (docs/decisions.md D5).
 
 mod hub_util;
 

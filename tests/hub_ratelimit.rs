@@ -1,4 +1,4 @@
-//! Rate limits at three levels (issue 6, DESIGN.md §7, seeds/004 §8.3):
+//! Rate limits at three levels (issue 6, docs/decisions.md D7):
 //! global, per user, per server, each answered 429 + `Retry-After` + the
 //! note's JSON-RPC error; two hub instances on one Redis share one limit;
 //! with Redis stopped the limits still hold, per instance.

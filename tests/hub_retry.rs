@@ -1,4 +1,4 @@
-//! Transport errors are retried only where safe (DESIGN.md §3, issue 6): a
+//! Transport errors are retried only where safe (docs/decisions.md D3, issue 6): a
 //! call that may have reached the server is sent again only for tools
 //! annotated `readOnlyHint`/`idempotentHint` (and for reads); others get
 //! the error, and the server saw the request once.

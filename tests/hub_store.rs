@@ -1,4 +1,4 @@
-//! Shared upstream sessions in the store (issue 4, DESIGN.md §3), against a
+//! Shared upstream sessions in the store (issue 4, docs/decisions.md D3), against a
 //! real `redis-server` each test starts on a free port and stops, and
 //! `mcphub-mock` (its `/stats` counts `initialize`).
 

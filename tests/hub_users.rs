@@ -1,4 +1,4 @@
-//! Users on the request path (issue 5, DESIGN.md §6): hub keys, per-user
+//! Users on the request path (issue 5, docs/decisions.md D6): hub keys, per-user
 //! service tokens injected into upstream headers, context keys, isolation
 //! under concurrent load, 401/404 cases, and servers a user may not use.
 //! `mcphub-mock`'s `whoami` answers the first 12 hex of SHA-256 of the

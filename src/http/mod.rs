@@ -2,7 +2,7 @@
 //! plus stream threads for Server-Sent Events.
 //!
 //! Why the hub owns this layer (tiny_http, oxhttp and astra were measured and
-//! rejected) is in `shared/notes/http-layer.md`; the shape is DESIGN.md §2.
+//! rejected) is in docs/decisions.md D2a; the shape is docs/decisions.md D2.
 //!
 //! - [`parse`] is sans-IO: it turns bytes into a [`Request`] or a limit error
 //!   (head deadline → 408, head > limit → 431, body > limit → 413, HTTP/2 → 505)

@@ -1,4 +1,4 @@
-//! The admin API (`/api/admin/*`; seeds/001 "관리 API", DESIGN.md §3):
+//! The admin API (`/api/admin/*`; the source notes' admin API, docs/decisions.md D3):
 //!
 //! - `GET /api/admin/upstream-sessions` → `200 {"success": true, "data":
 //!   [{serverName, contextKey, sessionId, ttl}]}`: the store's sessions (ttl in

@@ -1,4 +1,4 @@
-//! Who is calling `/mcp`: the hub key (DESIGN.md §6, seeds/003).
+//! Who is calling `/mcp`: the hub key (docs/decisions.md D6).
 //!
 //! A key is accepted as `Authorization: Bearer mcphub_…` or as `?key=…` on
 //! the URL (Cursor's form: `http://host:3000/mcp?key=mcphub_…`). No key is

@@ -173,7 +173,7 @@ pub(super) fn ctx(down: &Downstream) -> CallContext {
 }
 
 /// Whether the caller may see and use `server`: its allow-list, and every
-/// service token the server's templates need (DESIGN.md §6).
+/// service token the server's templates need (docs/decisions.md D6).
 pub fn visible(hub: &Hub, user: Option<&crate::users::User>, server: &str) -> bool {
     super::auth::may_use(user, server) && hub.catalog().upstream(server).is_some_and(|u| u.missing_tokens(user).is_empty())
 }
@@ -260,7 +260,7 @@ fn set_level(down: &Downstream, params: &Map<String, Value>) -> MethodResult {
     let Some(level) = level else {
         return Err(invalid_params(format!("params.level must be one of {}", LOG_LEVELS.join(", "))));
     };
-    // Recorded per client; a shared upstream session is never changed (DESIGN.md §5).
+    // Recorded per client; a shared upstream session is never changed (docs/decisions.md D5).
     if let Some(s) = &down.session {
         *s.log_level.lock() = Some(level.to_string());
     }
@@ -434,7 +434,7 @@ fn complete(hub: &Hub, down: &Downstream, id: Value, mut params: Map<String, Val
 /// stream thread when the client accepts SSE, and [`relay::relay`] forwards
 /// what belongs to this client (its progress with its own token, log
 /// messages at its level, server→client requests) before the final response
-/// (DESIGN.md §5). A client that does not accept SSE gets the final response
+/// (docs/decisions.md D5). A client that does not accept SSE gets the final response
 /// as JSON, the stream drained on the worker. Input rounds between the eras
 /// (`input_required` for a legacy client, a legacy upstream's requests for a
 /// modern one, and the modern client's retry) go through [`super::mrtr`].

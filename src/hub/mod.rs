@@ -1,4 +1,4 @@
-//! The downstream MCP endpoint `/mcp` (dual era, DESIGN.md §1) and the
+//! The downstream MCP endpoint `/mcp` (dual era, docs/decisions.md D1) and the
 //! operational endpoints (`/healthz`, `/readyz`, `/metrics`).
 //!
 //! Every `/mcp` request gets a request id (`X-Request-Id`, [`crate::trace`]),
@@ -346,7 +346,7 @@ impl Hub {
         &self.inner.in_flight
     }
 
-    /// A progress token unique in this hub process (DESIGN.md §5).
+    /// A progress token unique in this hub process (docs/decisions.md D5).
     pub fn next_progress_token(&self) -> String {
         format!("mcphub-{}", self.inner.next_progress.fetch_add(1, Ordering::Relaxed))
     }

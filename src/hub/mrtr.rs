@@ -1,4 +1,4 @@
-//! Translating client input between the two eras (DESIGN.md §1, §5).
+//! Translating client input between the two eras (docs/decisions.md D1, D5).
 //!
 //! A 2025-11-25 server asks its client for input with server→client requests
 //! (`sampling/createMessage`, `elicitation/create`, `roots/list`) on the

@@ -1,5 +1,5 @@
 //! Relaying one call's upstream event stream to the client that made the
-//! call (DESIGN.md §5), on a stream thread:
+//! call (docs/decisions.md D5), on a stream thread:
 //!
 //! - `notifications/progress` carry a hub token upstream (unique across the
 //!   clients sharing an upstream session) and go back with the client's own;

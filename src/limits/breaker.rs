@@ -1,4 +1,4 @@
-//! A circuit breaker per upstream server (issue 6, DESIGN.md §7).
+//! A circuit breaker per upstream server (issue 6, docs/decisions.md D7).
 //!
 //! Closed → after [`FAILURES_TO_OPEN`] consecutive connect failures
 //! (`UpstreamError::Transport` with `sent: false`: refused, unresolvable)

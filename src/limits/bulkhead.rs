@@ -1,6 +1,6 @@
-//! Per-server bulkheads and upstream back-pressure (issue 6, DESIGN.md §7,
-//! `seeds/004` §8.3; `seeds/000`: 70 clients passed straight on to a server
-//! that limited concurrency got 3 % through).
+//! Per-server bulkheads and upstream back-pressure (issue 6, docs/decisions.md
+//! D7; D8: 70 clients passed straight on to a server that limited concurrency
+//! got 3 % through).
 //!
 //! Each upstream server has one [`Bulkhead`]:
 //!

@@ -1,7 +1,8 @@
-//! Heavy tools (issue 6, seeds/004 §8.4 "무거운 작업은 큐에 넣고 순차 처리"):
-//! a server's `heavyTools` (names or glob patterns) run through a queue of
-//! their own with `heavyConcurrency` slots, so a burst of slow jobs never
-//! takes the server's ordinary call slots.
+//! Heavy tools (issue 6, docs/decisions.md D7: heavy jobs queued and run one
+//! after another): a server's `heavyTools` (names or glob patterns) run
+//! through a queue of their own with `heavyConcurrency` slots (1 = strictly
+//! sequential), so a burst of slow jobs never takes the server's ordinary
+//! call slots.
 
 // The patterns are config data (below this module, docs/module-order.md).
 pub use crate::config::limits::{glob_match, HeavyTools};

@@ -1,4 +1,4 @@
-//! Time, load and isolation (issue 6, DESIGN.md §7, `seeds/004` §8.3).
+//! Time, load and isolation (issue 6, docs/decisions.md D7).
 //!
 //! This part: rate limits at three levels ([`rate::RateLimits`]) — global
 //! (requests/second), per user (requests/minute, keyed by user name;
@@ -73,7 +73,7 @@ impl Limited {
         self.retry_after.as_millis().div_ceil(1000).clamp(1, u64::MAX as u128) as u64
     }
 
-    /// The JSON-RPC error (seeds/004's shape): `{"code":-32000,"message":"Rate limit exceeded",
+    /// The JSON-RPC error (docs/decisions.md D7): `{"code":-32000,"message":"Rate limit exceeded",
     /// "data":{"retry_after_seconds":N,"scope":"global|user|server","server":"…"}}`
     /// (`server` only for scope server). The hub sends it with HTTP 429 and
     /// `Retry-After: N` (`crate::hub::methods::rate_limited`).

@@ -1,4 +1,4 @@
-//! The three rate limits (DESIGN.md §7): GCRA in memory (the `governor`
+//! The three rate limits (docs/decisions.md D7): GCRA in memory (the `governor`
 //! crate) and, with `redis` configured, a GCRA Lua script in Redis so
 //! several hub instances share one limit.
 //!

@@ -1,4 +1,4 @@
-//! Protocol versions and eras (DESIGN.md §1; 2026-07-28 `basic/versioning.mdx`).
+//! Protocol versions and eras (docs/decisions.md D1; 2026-07-28 `basic/versioning.mdx`).
 
 use super::META_PROTOCOL_VERSION;
 use serde_json::{Map, Value};

@@ -1,4 +1,4 @@
-//! MCP protocol rules as pure functions and types, no I/O (STYLE.md: keep the
+//! MCP protocol rules as pure functions and types, no I/O (docs/decisions.md D9: keep the
 //! protocol sans-IO, tested with literal JSON).
 //!
 //! - [`jsonrpc`]: parsing JSON-RPC 2.0 messages and shaping responses/errors.
@@ -40,7 +40,7 @@ pub mod codes {
     /// Internal error (JSON-RPC 2.0).
     pub const INTERNAL_ERROR: i64 = -32603;
     /// Implementation-defined server error; the hub uses it for upstream failures
-    /// and rate limits (seeds/004 shape).
+    /// and rate limits (docs/decisions.md D7).
     pub const SERVER_ERROR: i64 = -32000;
     /// Headers do not match the body (2026-07-28 streamable-http, Server Validation).
     pub const HEADER_MISMATCH: i64 = -32020;

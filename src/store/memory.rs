@@ -1,6 +1,6 @@
 //! The embedded default store: one process, records in a map with TTLs.
 //! Nothing survives a restart; a memory-only hub DELETEs its upstream
-//! sessions at shutdown instead (DESIGN.md §3, issue 4).
+//! sessions at shutdown instead (docs/decisions.md D3, issue 4).
 
 use super::{Health, ListedSession, LockToken, RecoveredHook, SessionRecord, SessionStore, StoreError};
 use parking_lot::Mutex;

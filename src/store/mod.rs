@@ -1,7 +1,7 @@
-//! Where upstream session records live (DESIGN.md §3), shared by every hub
+//! Where upstream session records live (docs/decisions.md D3), shared by every hub
 //! instance that points at the same store.
 //!
-//! Keys (the notes' format, `seeds/001`, `002`):
+//! Keys (the source notes' format, docs/decisions.md D3):
 //! - `mcp:upstream:session:{server}:{contextKey}` → the upstream
 //!   `Mcp-Session-Id` as a plain string, so `redis-cli GET` shows the id;
 //! - `mcp:upstream:session-meta:{server}:{contextKey}` → JSON metadata
@@ -54,10 +54,11 @@ pub fn parse_session_key(key: &str) -> Option<(&str, &str)> {
     (!server.is_empty() && !context.is_empty()).then_some((server, context))
 }
 
-/// The context key of an upstream session (DESIGN.md §3): `shared` when the
-/// server injects no per-user credential, else `tok:` + the first 32 hex
-/// chars of SHA-256 over the sorted `NAME=value` lines of the credentials
-/// actually injected. Same credentials → same key; different credentials →
+/// The context key of an upstream session (docs/decisions.md D3): `shared`
+/// when the server injects no per-user credential, else `tok:` + the first 32
+/// hex chars of SHA-256 over the sorted `NAME=value` lines of the credentials
+/// actually injected (not the source notes' `tok:` + sorted token names, which
+/// would give two users with different tokens one session). Same credentials → same key; different credentials →
 /// different keys; no secret appears in the key.
 pub fn context_key(injected: &[(&str, &str)]) -> String {
     use sha2::{Digest, Sha256};

@@ -1,5 +1,5 @@
-//! The Redis store: several hub instances share one Redis (DESIGN.md §3,
-//! issue 4). Keys and values are those of [`super`] (`seeds/001`, `002`).
+//! The Redis store: several hub instances share one Redis (docs/decisions.md
+//! D3, issue 4). Keys and values are those of [`super`].
 //!
 //! Three layers:
 //! - an r2d2 pool of [`redis::Connection`]s opened by our own [`Manager`],

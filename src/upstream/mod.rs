@@ -1,16 +1,17 @@
 //! The hub's client side: one [`Upstream`] per configured MCP server.
 //!
 //! - One ureq agent per server, keep-alive pool sized to the workers; every
-//!   call has one total deadline (`timeout_global` = `min(hub deadline, server
-//!   timeoutMs)`), made thread-free by [`transport`]'s blocking resolver (ureq's
-//!   default one spawns a thread per lookup under a global timeout:
-//!   shared/notes/http-layer.md).
+//!   call has one total deadline, not one per phase (`timeout_global` =
+//!   `min(hub deadline, server timeoutMs)`; docs/decisions.md D2), made
+//!   thread-free by [`transport`]'s blocking resolver (ureq's default one
+//!   spawns a thread per lookup under a global timeout: docs/decisions.md D2a).
 //! - Era detection once per server ([`era`]): a modern `server/discover` probe
 //!   first; a 4xx without a recognised modern error means legacy → `initialize`.
 //!   Cached; pinned by `"protocol"` in the server config.
 //! - Legacy sessions ([`session`]): created once per (server, context key),
 //!   single-flight, reused by every client; 404 (or 400 naming the session) →
-//!   re-initialize and retry once (DESIGN.md §3).
+//!   re-initialize and send again, up to [`MAX_HEALS`] times within the
+//!   deadline (docs/decisions.md D3: why not just once).
 //! - Responses may be JSON or SSE ([`transport`]); notifications that arrive
 //!   before the final response are handed to the caller.
 
@@ -74,7 +75,7 @@ pub enum UpstreamError {
         /// A short excerpt of the body.
         detail: String,
     },
-    /// The server needs service tokens the caller has not set (DESIGN.md §6).
+    /// The server needs service tokens the caller has not set (docs/decisions.md D6).
     #[error("server '{server}' needs your {}: set it with PUT /api/me/tokens/{} (your hub key as Bearer)", tokens.join(", "), tokens.first().map(String::as_str).unwrap_or("NAME"))]
     MissingToken {
         /// Server name.
@@ -145,7 +146,7 @@ impl From<crate::limits::bulkhead::Refused> for UpstreamError {
 impl UpstreamError {
     /// The JSON-RPC error the client gets for this failure (`-32000`, or for
     /// a timeout `-32001` "Request timed out" with `data: {layer: "hub" |
-    /// "upstream", server, timeoutMs}`, issue 6 / DESIGN.md §7).
+    /// "upstream", server, timeoutMs}`, issue 6 / docs/decisions.md D7).
     pub fn to_error_object(&self) -> jsonrpc::ErrorObject {
         match self {
             UpstreamError::Timeout { server, timeout_ms } | UpstreamError::HubTimeout { server, timeout_ms } => {
@@ -288,7 +289,7 @@ impl CallContext {
 pub struct Credentials {
     /// Header name → value (values print as `***`).
     pub headers: Vec<(String, crate::users::Secret)>,
-    /// `shared` or `tok:…` (DESIGN.md §3).
+    /// `shared` or `tok:…` (docs/decisions.md D3).
     pub context_key: String,
 }
 
@@ -482,7 +483,7 @@ impl Upstream {
     }
 
     /// Records which of the server's tools may be re-sent after a transport
-    /// error: those annotated `readOnlyHint` or `idempotentHint` (DESIGN.md §3).
+    /// error: those annotated `readOnlyHint` or `idempotentHint` (docs/decisions.md D3).
     pub fn note_tools(&self, tools: &[Value]) {
         let hinted = |t: &Value, hint: &str| t.pointer(&format!("/annotations/{hint}")) == Some(&Value::Bool(true));
         let safe = tools
@@ -496,7 +497,7 @@ impl Upstream {
     /// Whether a request may be sent again after a transport error that may
     /// have reached the server: reads (lists, `resources/read`,
     /// `prompts/get`, `completion/complete`, `server/discover`) and calls of
-    /// tools annotated `readOnlyHint`/`idempotentHint` (DESIGN.md §3).
+    /// tools annotated `readOnlyHint`/`idempotentHint` (docs/decisions.md D3).
     fn retry_safe(&self, method: &str, params: &Map<String, Value>) -> bool {
         match method {
             "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" | "resources/read" | "prompts/get"
@@ -535,8 +536,8 @@ impl Upstream {
 
     /// The headers this server gets for the caller: its `${user.NAME}`
     /// templates filled with the user's tokens, and `X-MCPHub-User` with
-    /// `forwardUser`; and the context key of those credentials (DESIGN.md
-    /// §3: `shared`, or `tok:` + digest of the `NAME=value` pairs injected).
+    /// `forwardUser`; and the context key of those credentials
+    /// (docs/decisions.md D3: `shared`, or `tok:` + digest of the `NAME=value` pairs injected).
     /// The hub key is never among them.
     ///
     /// Errors: `MissingToken` naming the tokens the caller has not set.
@@ -844,7 +845,7 @@ impl Upstream {
             });
             // A transport error: a request that never left may always be
             // sent once more; one that may have reached the server only if
-            // it is safe to repeat (DESIGN.md §3). Not after a client's cancel.
+            // it is safe to repeat (docs/decisions.md D3). Not after a client's cancel.
             if let Err(UpstreamError::Transport { sent, .. }) = &result {
                 let cut = ctx.call.as_ref().is_some_and(|h| h.is_cut());
                 if !resent && !cut && Instant::now() < ctx.deadline && (!*sent || self.retry_safe(method, &params)) {
@@ -887,7 +888,7 @@ impl Upstream {
             return Ok(());
         }
         // Retry-After (seconds or HTTP-date, ≤ 60 s), else the body's
-        // retry_after_seconds (seeds/004's shape), else 1 s.
+        // retry_after_seconds (docs/decisions.md D7), else 1 s.
         let wait = reply
             .retry_after
             .as_deref()
@@ -1267,8 +1268,9 @@ impl Upstream {
 
 /// How many times one request may meet a session the server no longer knows
 /// (404, or 400 naming the session) and be sent again on a re-established
-/// session. DESIGN.md §3 says "retry once"; but a shared session serves many
-/// clients at once, and when the server expires sessions often (the issue-4
+/// session: more than once, though the first design said "retry once"
+/// (docs/decisions.md D3), because a shared session serves many clients at
+/// once, and when the server expires sessions often (the issue-4
 /// test: every 50th request, 70 clients) a retry lands on a session that
 /// expires in turn with a probability near the share of calls in flight
 /// (measured: 197 of 66 164 calls failed after 3 heals). A 404 means the

@@ -1,5 +1,5 @@
 //! Legacy upstream sessions: one per (server, context key), created once and
-//! shared by every client of that context (DESIGN.md §3), kept in a
+//! shared by every client of that context (docs/decisions.md D3), kept in a
 //! [`SessionStore`] (Redis when configured) so a restarted hub or a second
 //! instance reuses them.
 //!
@@ -18,8 +18,8 @@
 //!   sessions are then created and kept locally, and written through again by
 //!   [`SessionPool::write_through`] when the store is back.
 //!
-//! Log markers (debug, `DEBUG_MCPHUB=true`) are the notes' own (`seeds/000`,
-//! `001`): 📨 session applied, 🪪 session confirmed by `initialize`, 💾 session
+//! Log markers (debug, `DEBUG_MCPHUB=true`) are the source notes' own
+//! (docs/decisions.md D3): 📨 session applied, 🪪 session confirmed by `initialize`, 💾 session
 //! saved, ♻️ session invalidated.
 
 use super::transport::Transport;

@@ -31,7 +31,7 @@ pub struct HttpReply {
 
 impl HttpReply {
     /// The upstream says the session is gone: 404, or 400 whose message names
-    /// the session (DESIGN.md §3: the request was not executed).
+    /// the session (docs/decisions.md D3: the request was not executed).
     pub fn is_session_expired(&self) -> bool {
         let text = self
             .message
@@ -55,7 +55,7 @@ pub const LISTEN_READ_TIMEOUT: Duration = Duration::from_secs(300);
 /// Longest wait for the hub's answer to a server→client request to be taken.
 pub const ANSWER_BUDGET: Duration = Duration::from_secs(5);
 
-/// The deadlines of one upstream call (DESIGN.md §7, issue 6), as offsets
+/// The deadlines of one upstream call (docs/decisions.md D7, issue 6), as offsets
 /// from its start: the request's hub deadline (`timeouts.hubMs`), and the
 /// call's own (`timeoutMs`), which a `notifications/progress` moves to now +
 /// `timeoutMs` with `resetTimeoutOnProgress`, up to `maxTotalTimeoutMs` from
@@ -147,7 +147,7 @@ impl Deadline {
 /// Resolves host names synchronously (getaddrinfo, bounded by the system
 /// resolver's own timeouts) so that a per-request `timeout_global` costs no
 /// thread: ureq's default resolver spawns one per lookup whenever a timeout
-/// covers the resolve phase (shared/notes/http-layer.md: 20k → 7.6k req/s).
+/// covers the resolve phase (docs/decisions.md D2a: 20k → 7.6k req/s).
 /// IP-literal URLs are never looked up at all; answers are kept for
 /// [`RESOLVE_TTL`] so a keep-alive request does not pay a lookup each time.
 #[derive(Debug, Default)]

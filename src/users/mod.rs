@@ -1,4 +1,4 @@
-//! Users of the hub (DESIGN.md §6, seeds/003): hub keys, service tokens and
+//! Users of the hub (docs/decisions.md D6): hub keys, service tokens and
 //! the servers each user may use.
 //!
 //! - A hub key is `mcphub_` + 64 hex chars (256 random bits); only its

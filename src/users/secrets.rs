@@ -1,7 +1,7 @@
 //! Service tokens at rest: AES-256-GCM (RustCrypto `aes-gcm`), a random
 //! 96-bit nonce per value, associated data `user + "\0" + token name`, so a
 //! ciphertext moved to another user or token name fails to decrypt
-//! (issue 5, DESIGN.md §6).
+//! (issue 5, docs/decisions.md D6).
 //!
 //! The 32-byte key comes from `MCPHUB_SECRET_KEY_FILE` (a file holding 64 hex
 //! chars, or exactly 32 raw bytes) or `MCPHUB_SECRET_KEY` (64 hex chars). The

@@ -9,7 +9,7 @@
 //! `mcphub::protocol`, `mcphub::logging`) and used by the hub's tests as a
 //! dev-dependency; the hub itself never links it.
 //!
-//! It speaks both MCP eras (DESIGN.md §1), selected by [`Era`]:
+//! It speaks both MCP eras (docs/decisions.md D1), selected by [`Era`]:
 //!
 //! - **legacy** (2024-11-05 … 2025-11-25): `initialize` mints an
 //!   `Mcp-Session-Id`; any other message without it → 400, with an unknown

@@ -2,7 +2,7 @@
 //! `mcphub::protocol`, `mcphub::config`); the hub itself never links them.
 //!
 //! - [`load`] and the `mcphub-load` binary: N concurrent MCP clients calling
-//!   one tool in rounds (seeds/000), with a summary of outcomes by kind.
+//!   one tool in rounds (docs/decisions.md D8), with a summary of outcomes by kind.
 //! - the `mcphub-forward` binary: a bare HTTP forwarder on the hub's HTTP
 //!   layer, the floor any gateway pays (`make bench`); it shares
 //!   [`load::UntimedResolver`].

@@ -1,5 +1,5 @@
-//! `mcphub-load`: the concurrency test of the source notes (seeds/000: "N
-//! concurrent clients in rounds", `round=R ok=X/N`, `agg_ok=A/B`).
+//! `mcphub-load`: the concurrency test of the source notes (docs/decisions.md
+//! D8: N concurrent clients in rounds, `round=R ok=X/N`, `agg_ok=A/B`).
 //!
 //! N clients, each its own MCP client on its own thread with its own ureq
 //! agent (keep-alive), call one tool at the same moment (a barrier), wait
@@ -494,7 +494,7 @@ fn client_thread(
 }
 
 /// Resolves without ureq's resolver thread: ureq spawns one per lookup
-/// whenever a timeout covers the resolve phase (shared/notes/http-layer.md);
+/// whenever a timeout covers the resolve phase (docs/decisions.md D2a);
 /// loopback IP literals never reach DNS anyway. (Also `mcphub-forward`'s.)
 #[derive(Debug, Default)]
 pub struct UntimedResolver(DefaultResolver);

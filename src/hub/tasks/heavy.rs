@@ -1,4 +1,4 @@
-//! Heavy tools as hub-run tasks (issue 6 "Heavy jobs"; seeds/004 §8.1, the
+//! Heavy tools as hub-run tasks (issue 6 "Heavy jobs"; docs/decisions.md D7, the
 //! async model accept → progress → completion; 2025-11-25 tasks and the
 //! 2026-07-28 extension `io.modelcontextprotocol/tasks`, SEP-2663).
 //!

@@ -1,4 +1,4 @@
-//! `mcphub-load`: the concurrency test of seeds/000 — N concurrent MCP
+//! `mcphub-load`: the concurrency test of docs/decisions.md D8 — N concurrent MCP
 //! clients call one tool in rounds. See [`mcphub_tools::load`].
 //!
 //! ```text
