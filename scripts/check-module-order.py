@@ -22,6 +22,7 @@ SRC = os.path.join(ROOT, "src")
 
 # Bottom first. Modules on one line are one layer: they may not import each other.
 LAYERS = [
+    ["random"],
     ["protocol", "trace", "singleflight", "threads"],
     ["http"],
     ["config"],

@@ -16,3 +16,4 @@ pub mod metrics;
 pub mod trace;
 pub mod logging;
 pub mod threads;
+pub mod random;

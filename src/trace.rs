@@ -137,15 +137,10 @@ pub fn valid_request_id(v: &str) -> bool {
     !v.is_empty() && v.len() <= MAX_REQUEST_ID && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
-/// A new request id: 16 lowercase hex characters (64 bits from the OS RNG;
-/// a counter-based id if the RNG fails).
+/// A new request id: 16 lowercase hex characters (64 bits from the OS RNG,
+/// [`crate::random`]'s one failure policy).
 pub fn mint_request_id() -> String {
-    let mut b = [0u8; 8];
-    if getrandom::fill(&mut b).is_err() {
-        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-        b = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed).to_be_bytes();
-    }
-    hex::encode(b)
+    crate::random::hex::<8>()
 }
 
 /// Whether `v` is a W3C `traceparent` the hub passes on: `00-` + 32 hex +

@@ -46,13 +46,7 @@ pub struct SessionsFull(pub usize);
 
 /// A fresh random session id: 32 lowercase hex characters (128 bits).
 pub fn new_session_id() -> String {
-    let mut bytes = [0u8; 16];
-    if getrandom::fill(&mut bytes).is_err() {
-        // getrandom failing means the OS has no entropy source; refuse to
-        // mint predictable ids rather than fall back to a weak generator.
-        panic!("the operating system's random number generator is unavailable");
-    }
-    hex::encode(bytes)
+    crate::random::hex::<16>()
 }
 
 impl ClientSessions {

@@ -264,21 +264,19 @@ pub struct Tasks {
 }
 
 /// A fresh hub task id: `mcphub-t` + 32 hex digits (128 random bits).
-fn new_hub_id() -> Option<String> {
-    let mut buf = [0u8; 16];
-    getrandom::fill(&mut buf).ok()?;
-    Some(format!("mcphub-t{}", hex::encode(buf)))
+fn new_hub_id() -> String {
+    format!("mcphub-t{}", crate::random::hex::<16>())
 }
 
 impl Tasks {
     /// Enters an upstream task for `owner` under the `slot` reserved for it
     /// ([`Tasks::reserve`], which checked the caps; the entry counts instead
-    /// once the slot is dropped here); returns its hub id, `None` only
-    /// without randomness for one. `ttl_ms`: the task's ttl (None = unlimited).
-    pub fn register(&self, server: &str, upstream_id: &str, owner: Owner, ttl_ms: Option<u64>, slot: Slot) -> Option<String> {
+    /// once the slot is dropped here); returns its hub id. `ttl_ms`: the
+    /// task's ttl (None = unlimited).
+    pub fn register(&self, server: &str, upstream_id: &str, owner: Owner, ttl_ms: Option<u64>, slot: Slot) -> String {
         let keep = ttl_ms.map_or(DEFAULT_TTL, Duration::from_millis).min(MAX_TTL);
         let now = Instant::now();
-        let hub_id = new_hub_id()?;
+        let hub_id = new_hub_id();
         let mut t = self.table.lock();
         let key = (server.to_string(), upstream_id.to_string());
         if let Some(old) = t.by_upstream.get(&key).cloned() {
@@ -288,7 +286,7 @@ impl Tasks {
         t.by_hub.insert(hub_id.clone(), Entry { server: server.into(), upstream_id: upstream_id.into(), owner, expires: now + keep });
         drop(t);
         drop(slot);
-        Some(hub_id)
+        hub_id
     }
 
     /// `(server, upstream id)` of hub task `hub_id` if `owner` may use it.
@@ -565,13 +563,8 @@ pub fn on_tools_call(hub: &Hub, down: &Downstream, upstream: &Upstream, params: 
                 }
             },
         };
-        match hub.tasks().register(&server, &upstream_id, owner.clone(), ttl, slot) {
-            Some(hub_id) => rewrite_ids(msg, &upstream_id, &hub_id),
-            None => {
-                log::warn!("task {upstream_id} of '{server}' not tracked: no randomness for a task id");
-                *msg = ErrorObject::new(codes::INTERNAL_ERROR, "no randomness for a task id").to_response(msg.get("id"));
-            }
-        }
+        let hub_id = hub.tasks().register(&server, &upstream_id, owner.clone(), ttl, slot);
+        rewrite_ids(msg, &upstream_id, &hub_id);
     }))
 }
 
@@ -751,7 +744,7 @@ mod tests {
     /// Enters a task for `owner` under a slot (caps of 100 per user, 10,000 in all).
     fn enter(t: &Tasks, server: &str, upstream_id: &str, owner: Owner, ttl_ms: Option<u64>) -> Option<String> {
         let slot = t.reserve(&owner, 10_000, 10_000).ok()?;
-        t.register(server, upstream_id, owner, ttl_ms, slot)
+        Some(t.register(server, upstream_id, owner, ttl_ms, slot))
     }
 
     #[test]
@@ -801,7 +794,7 @@ mod tests {
         let t = Tasks::default();
         let alice = modern(Some("alice"));
         let first = t.reserve(&alice, 3, 100).expect("a slot");
-        t.register("a", "task-1", alice.clone(), None, first).unwrap();
+        t.register("a", "task-1", alice.clone(), None, first);
         let held = [t.reserve(&alice, 3, 100).unwrap(), t.reserve(&alice, 3, 100).unwrap()];
         let refused = t.reserve(&alice, 3, 100).err().expect("1 entered + 2 reserved = the cap");
         assert_eq!((refused.limit, refused.max), ("maxTasksPerUser", 3));
@@ -819,7 +812,7 @@ mod tests {
     fn the_hub_wide_cap_counts_entries_and_reservations_of_everyone() {
         let t = Tasks::default();
         let slot = t.reserve(&legacy(Some("a"), "s1"), 100, 3).unwrap();
-        t.register("x", "task-1", legacy(Some("a"), "s1"), None, slot).unwrap();
+        t.register("x", "task-1", legacy(Some("a"), "s1"), None, slot);
         let held = t.reserve(&modern(Some("b")), 100, 3).unwrap();
         let _also = t.reserve(&modern(None), 100, 3).unwrap();
         let refused = t.reserve(&legacy(Some("c"), "s3"), 100, 3).err().expect("1 entered + 2 reserved = maxTasks");

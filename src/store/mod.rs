@@ -122,9 +122,7 @@ pub struct LockToken(pub String);
 impl LockToken {
     /// A new random 128-bit token.
     pub fn random() -> LockToken {
-        let mut b = [0u8; 16];
-        getrandom::fill(&mut b).expect("OS randomness");
-        LockToken(hex::encode(b))
+        LockToken(crate::random::hex::<16>())
     }
 }
 

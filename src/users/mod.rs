@@ -91,9 +91,7 @@ impl User {
 
 /// `mcphub_` + 64 lowercase hex chars from 256 OS-random bits.
 pub fn new_key() -> String {
-    let mut b = [0u8; 32];
-    getrandom::fill(&mut b).expect("the operating system's random number generator is unavailable");
-    format!("mcphub_{}", hex::encode(b))
+    format!("mcphub_{}", crate::random::hex::<32>())
 }
 
 /// SHA-256 of a presented key, 64 lowercase hex (what is stored).

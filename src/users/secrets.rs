@@ -108,7 +108,7 @@ impl SecretKey {
     pub fn seal(&self, user: &str, token: &str, value: &str) -> Sealed {
         let cipher = Aes256Gcm::new(&self.0.into());
         let mut nonce = [0u8; 12];
-        getrandom::fill(&mut nonce).expect("the operating system's random number generator is unavailable");
+        crate::random::fill(&mut nonce);
         let ad = aad(user, token);
         // Encryption fails only for inputs beyond 2^36 bytes; values are ≤ 8 KiB.
         let ct = cipher

@@ -436,10 +436,7 @@ fn state_key() -> &'static [u8; 16] {
     static KEY: std::sync::OnceLock<[u8; 16]> = std::sync::OnceLock::new();
     KEY.get_or_init(|| {
         let mut k = [0u8; 16];
-        if getrandom::fill(&mut k).is_err() {
-            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-            k.copy_from_slice(&nanos.to_le_bytes());
-        }
+        mcphub::random::fill(&mut k);
         k
     })
 }

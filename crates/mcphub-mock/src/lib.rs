@@ -384,16 +384,7 @@ fn full_sha(value: &str) -> String {
 
 /// A fresh legacy session id: `sess-` + 32 random hex digits.
 pub fn new_session_id() -> String {
-    let mut buf = [0u8; 16];
-    if getrandom::fill(&mut buf).is_err() {
-        // Practically unreachable; still unique enough for a mock.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        buf.copy_from_slice(&nanos.to_le_bytes());
-    }
-    format!("sess-{}", hex::encode(buf))
+    format!("sess-{}", mcphub::random::hex::<16>())
 }
 
 impl MockServer {

@@ -254,9 +254,7 @@ pub fn start(
         outcome: None,
         handle: handle.clone(),
     };
-    let Some(hub_id) = super::new_hub_id() else {
-        return Response::json(200, &ErrorObject::new(codes::INTERNAL_ERROR, "no randomness for a task id").to_response(Some(&id)));
-    };
+    let hub_id = super::new_hub_id();
     let created = {
         let runs = hub.tasks().runs();
         let mut st = runs.state.lock();
