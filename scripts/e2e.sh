@@ -358,17 +358,21 @@ need() { # need FLAGVAR... : the processes a check needs are up
 # ---------------------------------------------------------------------------------------------
 # Client helpers (their output goes to the wire transcript so failures show it)
 # ---------------------------------------------------------------------------------------------
-pyc() { # pyc URL ARGS... : the Python SDK client; its last line is FAIL: reason on failure
-  local out rc
-  out=$(timeout "$CLIENT_TIMEOUT" "$VENV/bin/python" "$E2E_DIR/py_client.py" "$@" 2>&1)
+client_run() { # client_run LABEL CMD... : runs an SDK client; its last line is FAIL: reason on failure
+  local label=$1 out rc
+  shift
+  out=$(timeout "$CLIENT_TIMEOUT" "$@" 2>&1)
   rc=$?
-  echo "$ python py_client.py $*" >>"$WIRE_LOG"
+  echo "$ $label" >>"$WIRE_LOG"
   echo "$out" | head -c 3000 >>"$WIRE_LOG"
   echo >>"$WIRE_LOG"
   [ $rc -eq 0 ] && return 0
   [ $rc -eq 124 ] && { echo "timed out after ${CLIENT_TIMEOUT}s"; return 1; }
   echo "$out" | grep '^FAIL: ' | tail -n 1 | sed 's/^FAIL: //'
   return 1
+}
+pyc() { # pyc URL ARGS... : the Python SDK client
+  client_run "python py_client.py $*" "$VENV/bin/python" "$E2E_DIR/py_client.py" "$@"
 }
 INSPECTOR_OUT=""
 insp() { # insp ARGS... : the inspector CLI on Node 22, JSON output in INSPECTOR_OUT
@@ -387,16 +391,7 @@ insp() { # insp ARGS... : the inspector CLI on Node 22, JSON output in INSPECTOR
 }
 insp_tools() { jq -r '.result.tools[]?.name' <<<"$INSPECTOR_OUT" 2>/dev/null; }
 tsc() { # tsc URL TAG CALL... : the TypeScript SDK client (sdk_client.cjs) on Node 22
-  local out rc
-  out=$(NODE_PATH="$NPM_PREFIX/node_modules" timeout "$CLIENT_TIMEOUT" "$NODE22_BIN_DIR/node" "$E2E_DIR/sdk_client.cjs" "$@" 2>&1)
-  rc=$?
-  echo "$ node sdk_client.cjs $*" >>"$WIRE_LOG"
-  echo "$out" | head -c 3000 >>"$WIRE_LOG"
-  echo >>"$WIRE_LOG"
-  [ $rc -eq 0 ] && return 0
-  [ $rc -eq 124 ] && { echo "timed out after ${CLIENT_TIMEOUT}s"; return 1; }
-  echo "$out" | grep '^FAIL: ' | tail -n 1 | sed 's/^FAIL: //'
-  return 1
+  client_run "node sdk_client.cjs $*" env NODE_PATH="$NPM_PREFIX/node_modules" "$NODE22_BIN_DIR/node" "$E2E_DIR/sdk_client.cjs" "$@"
 }
 insp_text() { jq -r '[.result.content[]?.text // empty]|join(" ")' <<<"$INSPECTOR_OUT" 2>/dev/null; }
 
