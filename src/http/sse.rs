@@ -316,10 +316,17 @@ impl SseSink {
         }
     }
 
+    /// [`SseSink::send`] for an event whose data already went through
+    /// [`SseSink::mapped`] (a producer that logs what the client gets): the
+    /// rewrite is not applied a second time.
+    pub(crate) fn send_premapped(&mut self, event: &SseEvent<'_>) -> Result<(), ClientGone> {
+        self.shared.write_event(&format_event(event))
+    }
+
     /// Sets a rewrite of every event's data before it is written: `map`
-    /// returns the new data, or `None` to write it unchanged. It must be
-    /// idempotent (a producer may apply it first through
-    /// [`SseSink::mapped`], e.g. to log what the client gets). The hub uses
+    /// returns the new data, or `None` to write it unchanged (a producer may
+    /// apply it first through [`SseSink::mapped`], e.g. to log what the
+    /// client gets, and then write with `send_premapped`). The hub uses
     /// it to write a request's id as the client sent it
     /// (`protocol::jsonrpc::IdText`).
     pub fn map_data(&mut self, map: impl Fn(&str) -> Option<String> + Send + 'static) {

@@ -387,7 +387,7 @@ pub fn relay(hub: &Hub, upstream: &Arc<Upstream>, first: Outcome, client: &mut C
         // As the client gets it (its id as sent), for the resume log too.
         let data = sink.mapped(data);
         let id = log.as_ref().map(|l| l.push(data.clone()));
-        let sent = sink.send(&SseEvent { id: id.as_deref(), data: &data, ..Default::default() }).is_ok();
+        let sent = sink.send_premapped(&SseEvent { id: id.as_deref(), data: &data, ..Default::default() }).is_ok();
         sent || log.is_some()
     };
     let mut forwarded: Vec<String> = Vec::new();
