@@ -71,7 +71,7 @@ impl Request {
 pub fn percent_decode(s: &str) -> String {
     // `+` first: `%2B` still decodes to a literal `+`, and `+` is not a hex
     // digit, so no escape changes validity.
-    let spaced = s.replace('+', " ");
+    let spaced: std::borrow::Cow<str> = if s.contains('+') { s.replace('+', " ").into() } else { s.into() };
     percent_encoding::percent_decode_str(&spaced).decode_utf8_lossy().into_owned()
 }
 
