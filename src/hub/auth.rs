@@ -167,11 +167,17 @@ pub struct Failures {
     sources: parking_lot::Mutex<std::collections::HashMap<std::net::IpAddr, Source>>,
     hub_key: std::sync::atomic::AtomicU64,
     admin: std::sync::atomic::AtomicU64,
+    /// Whether any source was ever throttled: until then every request's
+    /// [`Failures::throttled`] skips the map's lock.
+    any_blocked: std::sync::atomic::AtomicBool,
 }
 
 impl Failures {
     /// `Some(seconds)` to wait while `ip` is throttled, else `None`.
     pub fn throttled(&self, ip: std::net::IpAddr) -> Option<u64> {
+        if !self.any_blocked.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
         let now = std::time::Instant::now();
         let sources = self.sources.lock();
         let until = sources.get(&ip)?.blocked_until.filter(|u| *u > now)?;
@@ -206,6 +212,7 @@ impl Failures {
         }
         if s.window.1 >= MAX_FAILURES && s.blocked_until.is_none_or(|u| u <= now) {
             s.blocked_until = Some(now + FAILURE_WINDOW);
+            self.any_blocked.store(true, Relaxed);
             log::warn!("auth: {ip} throttled for {} s after {} failed authentications within {} s", FAILURE_WINDOW.as_secs(), s.window.1, FAILURE_WINDOW.as_secs());
         }
     }
