@@ -140,7 +140,7 @@ impl TaskLimit {
         TaskLimit { who: "this session".into(), have: "holds", limit: "maxTasksPerSession", max }
     }
 
-    fn hub(max: usize) -> TaskLimit {
+    pub(super) fn hub(max: usize) -> TaskLimit {
         TaskLimit { who: "MCPHub (all users together)".into(), have: "holds", limit: "maxTasks", max }
     }
 
