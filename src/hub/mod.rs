@@ -67,6 +67,8 @@ struct Inner {
     auth_failures: auth::Failures,
     /// The owner of the hub's background threads ([`crate::threads`]).
     threads: crate::threads::Threads,
+    /// Makes each server's transport (at start and on reload).
+    connector: crate::upstream::Connector,
 }
 
 /// Who sent one downstream request and how to answer them.
@@ -132,21 +134,37 @@ impl Hub {
     ///
     /// Errors: a Redis URL the client cannot use.
     pub fn new(config: Config) -> Result<Hub, crate::store::StoreError> {
+        Hub::with_connector(config, crate::upstream::http_connector())
+    }
+
+    /// [`Hub::new`] reaching its servers through `connector`'s transports
+    /// (the seam at the upstream boundary: [`crate::upstream::transport::Transport`]);
+    /// the product uses [`crate::upstream::http_connector`], a test a
+    /// transport that answers in memory. Reloads build new servers with it too.
+    ///
+    /// Errors: a Redis URL the client cannot use.
+    pub fn with_connector(config: Config, connector: crate::upstream::Connector) -> Result<Hub, crate::store::StoreError> {
         let threads = crate::threads::Threads::new();
         let redis = crate::store::open_redis(&config, &threads)?;
-        Ok(Hub::build(config, redis, threads))
+        Ok(Hub::build(config, redis, threads, connector))
     }
 
     /// Builds the hub on one Redis connection (or none): sessions, users and
     /// rate limits share its pool and breaker. The connection's probe thread
     /// stays with the owner it was opened with.
     pub fn with_redis(config: Config, redis: Option<crate::store::redis::RedisStore>) -> Hub {
-        Hub::build(config, redis, crate::threads::Threads::new())
+        Hub::build(config, redis, crate::threads::Threads::new(), crate::upstream::http_connector())
     }
 
-    fn build(config: Config, redis: Option<crate::store::redis::RedisStore>, threads: crate::threads::Threads) -> Hub {
+    fn build(
+        config: Config,
+        redis: Option<crate::store::redis::RedisStore>,
+        threads: crate::threads::Threads,
+        connector: crate::upstream::Connector,
+    ) -> Hub {
         let store = crate::store::sessions(redis.as_ref());
-        let upstreams: Vec<Arc<Upstream>> = config.servers.iter().map(|s| reload::new_upstream(s, &config, &store, &threads)).collect();
+        let upstreams: Vec<Arc<Upstream>> =
+            config.servers.iter().map(|s| reload::new_upstream(s, &config, &store, &threads, &connector)).collect();
         let catalog = Catalog::new(upstreams, config.tool_naming, config.list_cache_ttl, config.list_timeout, config.list_cache_contexts);
         let sessions = ClientSessions::new(config.client_session_idle, config.max_client_sessions);
         let limits = crate::limits::RateLimits::new(&config.rate_limits, redis.clone());
@@ -172,6 +190,7 @@ impl Hub {
                 metrics: crate::metrics::Metrics::new(),
                 auth_failures: auth::Failures::default(),
                 threads,
+                connector,
             }),
         };
         // Notifications upstreams send outside calls (their GET streams).

@@ -143,10 +143,18 @@ pub enum ReloadError {
     },
 }
 
-/// The upstream of one server entry, built like at start (`workers`
-/// keep-alive connections, sessions kept in `store` for `sessionTtlSecs`).
-pub(super) fn new_upstream(server: &ServerConfig, config: &Config, store: &Arc<dyn SessionStore>, threads: &crate::threads::Threads) -> Arc<Upstream> {
-    let upstream = Arc::new_cyclic(|me| Upstream::new(server.clone(), config.workers, store.clone(), config.session_ttl, me.clone()));
+/// The upstream of one server entry, built like at start: its transport from
+/// `connector` (`workers` keep-alive connections), sessions kept in `store`
+/// for `sessionTtlSecs`.
+pub(super) fn new_upstream(
+    server: &ServerConfig,
+    config: &Config,
+    store: &Arc<dyn SessionStore>,
+    threads: &crate::threads::Threads,
+    connector: &crate::upstream::Connector,
+) -> Arc<Upstream> {
+    let transport = connector(server, config.workers);
+    let upstream = Arc::new_cyclic(|me| Upstream::with_transport(server.clone(), transport, store.clone(), config.session_ttl, me.clone()));
     upstream.attach_threads(threads.clone());
     upstream
 }
@@ -284,7 +292,7 @@ impl Hub {
                     next.push(u.clone());
                 }
                 found => {
-                    let upstream = new_upstream(s, &new, self.store(), self.threads());
+                    let upstream = new_upstream(s, &new, self.store(), self.threads(), &self.inner.connector);
                     wire_notifications(self, &upstream);
                     match found {
                         Some(old_upstream) => {

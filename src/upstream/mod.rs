@@ -19,7 +19,9 @@ pub mod cancel;
 pub mod era;
 pub mod listen;
 pub mod scrub;
+pub mod retry;
 pub mod session;
+pub mod streamable;
 pub mod transport;
 
 use crate::config::{ProtocolPin, ServerConfig};
@@ -33,6 +35,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use transport::{Answer, EventStream, HttpReply, Transport};
+
+pub use retry::{MAX_HEALS, MAX_REFUSALS};
+
+/// Makes the [`Transport`] of one server from its configuration and the
+/// keep-alive pool size (the hub's worker count): [`http_connector`] in the
+/// product; a test gives the hub its own (`Hub::with_connector`).
+pub type Connector = Arc<dyn Fn(&ServerConfig, usize) -> Box<dyn Transport> + Send + Sync>;
+
+/// The product's connector: Streamable HTTP ([`streamable::HttpTransport`])
+/// for every server.
+pub fn http_connector() -> Connector {
+    Arc::new(|config: &ServerConfig, pool_size: usize| Box::new(streamable::HttpTransport::new(config, pool_size)) as Box<dyn Transport>)
+}
 
 /// Why an upstream call failed. Messages name the server, never a credential.
 #[derive(Debug, thiserror::Error)]
@@ -308,6 +323,21 @@ pub enum Outcome {
     Streaming(CallStream),
 }
 
+/// A legacy call's context key, credentials and request body, fixed for all
+/// its attempts ([`Upstream::request_open`]).
+struct LegacyCall {
+    key: String,
+    scope: Scope,
+    creds: Credentials,
+    body: Value,
+}
+
+/// The legacy session one attempt went out on, and its headers.
+struct SentOn {
+    session: Arc<LegacySession>,
+    headers: Vec<(String, String)>,
+}
+
 /// An upstream call whose answer is an open event stream.
 pub struct CallStream {
     /// The stream; read with [`EventStream::next_item`].
@@ -344,7 +374,7 @@ pub struct ServerState {
 pub struct Upstream {
     /// The server's configuration.
     pub config: ServerConfig,
-    transport: Transport,
+    transport: Box<dyn Transport>,
     era: RwLock<Option<Era>>,
     /// Held while probing, so concurrent first calls send one probe.
     probe: parking_lot::Mutex<()>,
@@ -419,13 +449,25 @@ impl Upstream {
         session_ttl: Duration,
         me: std::sync::Weak<Upstream>,
     ) -> Upstream {
+        let transport = Box::new(streamable::HttpTransport::new(&config, pool_size));
+        Upstream::with_transport(config, transport, store, session_ttl, me)
+    }
+
+    /// [`Upstream::new`] over a given [`Transport`] (any transport; see [`Connector`]).
+    pub fn with_transport(
+        config: ServerConfig,
+        transport: Box<dyn Transport>,
+        store: Arc<dyn SessionStore>,
+        session_ttl: Duration,
+        me: std::sync::Weak<Upstream>,
+    ) -> Upstream {
         let pinned = match config.protocol {
             ProtocolPin::Auto => None,
             ProtocolPin::Legacy => Some(Era::Legacy),
             ProtocolPin::Modern => Some(Era::Modern),
         };
         Upstream {
-            transport: Transport::new(&config, pool_size),
+            transport,
             era: RwLock::new(pinned),
             probe: parking_lot::Mutex::new(()),
             sessions: SessionPool::new(&config.name, store, session_ttl),
@@ -808,6 +850,13 @@ impl Upstream {
     /// Like [`Upstream::request`], but returns as soon as the answer's head is
     /// in: the final message of a JSON answer, or the open stream of an SSE
     /// answer for the caller to read (on a stream thread) and relay.
+    ///
+    /// One bulkhead slot for the whole call ([`crate::limits::bulkhead`]); a
+    /// heavy tool first waits for one of its own slots (`heavyTools`: heavy
+    /// jobs queue among themselves, never in front of other calls). Each
+    /// attempt's outcome goes through [`retry::next`]: heal the legacy
+    /// session and send again, hold the server (429/503) and send again
+    /// once the hold ends, send again after a transport failure, or answer.
     pub fn request_open(
         &self,
         method: &str,
@@ -815,27 +864,73 @@ impl Upstream {
         ctx: &CallContext,
         extra_headers: &[(String, String)],
     ) -> Result<Outcome, UpstreamError> {
-        // One bulkhead slot for the whole call (crate::limits::bulkhead); an
-        // upstream 429/503 (not executed) holds the server and the call is
-        // sent again once the hold ends, within the deadline.
-        // A heavy tool first waits for one of its own slots (heavyTools):
-        // heavy jobs queue among themselves, never in front of other calls.
         let heavy_permit = match (&self.heavy, method, params.get("name").and_then(Value::as_str)) {
             (Some(h), "tools/call", Some(tool)) if self.config.heavy_tools.matches(tool) => Some(Box::new(h.acquire(ctx.deadline)?)),
             _ => None,
         };
-        let mut refusals = 0;
-        let mut resent = false;
+        let mut tally = retry::Tally::default();
+        let mut permit = None;
+        let mut legacy: Option<LegacyCall> = None;
         loop {
-            let mut permit = self.bulkhead.acquire(ctx.deadline)?;
-            let result = match self.era(ctx) {
-                Ok(Era::Modern) => self.open_modern(method, params.clone(), ctx, extra_headers),
-                Ok(Era::Legacy) => self.open_legacy(method, params.clone(), ctx),
+            if permit.is_none() {
+                permit = Some(self.bulkhead.acquire(ctx.deadline)?);
+            }
+            let attempt = match self.era(ctx) {
+                Ok(Era::Modern) => self.send_modern(method, params.clone(), ctx, extra_headers).map(|a| (a, None)),
+                Ok(Era::Legacy) => self.send_legacy(method, &params, ctx, &mut legacy).map(|(a, s)| (a, Some(s))),
                 Err(e) => Err(e),
             }
             .map_err(|e| self.classify(e));
+            let seen = match &attempt {
+                Ok((Answer::Reply(reply), session)) => retry::seen(reply, session.is_some(), std::time::SystemTime::now()),
+                Ok((Answer::Stream(_), _)) => retry::Seen::Answer,
+                Err(UpstreamError::Transport { sent, .. }) => retry::Seen::TransportFailed { sent: *sent },
+                Err(_) => retry::Seen::Failed,
+            };
+            if let (retry::Seen::Busy { wait }, Ok((Answer::Reply(reply), _))) = (seen, &attempt) {
+                // Not executed: the server's new calls wait too (docs/decisions.md D7).
+                self.bulkhead.hold(wait);
+                log::info!("upstream '{}' answered HTTP {}: holding its calls for {} ms", self.config.name, reply.status, wait.as_millis());
+            }
+            let call = retry::Call {
+                left: ctx.deadline.saturating_duration_since(Instant::now()),
+                cut: ctx.call.as_ref().is_some_and(|h| h.is_cut()),
+                repeatable: matches!(seen, retry::Seen::TransportFailed { sent: true }) && self.retry_safe(method, &params),
+            };
+            let next = retry::next(seen, &call, &tally);
+            let result = match (next, attempt) {
+                (retry::Next::Heal, Ok((Answer::Reply(reply), Some(sent)))) => {
+                    if let Some(l) = &legacy {
+                        self.sessions.invalidate(&l.key, &sent.session, &format!("HTTP {}", reply.status));
+                    }
+                    tally.heals += 1;
+                    continue; // the same slot: the request was not executed
+                }
+                (retry::Next::Answer, Ok((answer, session))) => {
+                    if seen == retry::Seen::SessionExpired {
+                        log::warn!("upstream '{}' kept answering with unknown sessions ({MAX_HEALS} re-established in one request)", self.config.name);
+                    }
+                    let (headers, answerable) = session.map_or((Vec::new(), false), |s| (s.headers, true));
+                    self.outcome(answer, headers, answerable).map_err(|e| self.classify(e))
+                }
+                (_, Ok((Answer::Reply(reply), _))) if matches!(seen, retry::Seen::Busy { .. }) => {
+                    let wait = if let retry::Seen::Busy { wait } = seen { wait } else { Duration::ZERO };
+                    Err(UpstreamError::Overloaded {
+                        server: self.config.name.clone(),
+                        retry_after_secs: retry::whole_secs(wait),
+                        reason: "upstream_busy",
+                        cause: format!("it answered HTTP {}", reply.status),
+                    })
+                }
+                (_, Ok((answer, session))) => {
+                    let (headers, answerable) = session.map_or((Vec::new(), false), |s| (s.headers, true));
+                    self.outcome(answer, headers, answerable).map_err(|e| self.classify(e))
+                }
+                (_, Err(e)) => Err(e),
+            };
             let result = self.scrub_outcome(result, ctx);
-            permit.record(match &result {
+            let mut slot = permit.take().expect("acquired above");
+            slot.record(match &result {
                 Ok(_)
                 | Err(
                     UpstreamError::Status { .. } | UpstreamError::Protocol { .. } | UpstreamError::Overloaded { .. } | UpstreamError::Rejected { .. },
@@ -843,23 +938,17 @@ impl Upstream {
                 Err(UpstreamError::Transport { sent: false, .. }) => Some(false),
                 Err(_) => None,
             });
-            // A transport error: a request that never left may always be
-            // sent once more; one that may have reached the server only if
-            // it is safe to repeat (docs/decisions.md D3). Not after a client's cancel.
-            if let Err(UpstreamError::Transport { sent, .. }) = &result {
-                let cut = ctx.call.as_ref().is_some_and(|h| h.is_cut());
-                if !resent && !cut && Instant::now() < ctx.deadline && (!*sent || self.retry_safe(method, &params)) {
-                    resent = true;
+            match next {
+                retry::Next::Resend => {
+                    tally.resends += 1;
                     log::debug!("{method} to '{}' failed in transit; sending it again", self.config.name);
                     continue;
                 }
-            }
-            if let Err(UpstreamError::Overloaded { retry_after_secs, reason: "upstream_busy", .. }) = &result {
-                let hold_ends = Instant::now() + Duration::from_secs(*retry_after_secs).min(crate::limits::bulkhead::MAX_HOLD);
-                if refusals < MAX_REFUSALS && hold_ends < ctx.deadline {
-                    refusals += 1;
+                retry::Next::Hold(_) => {
+                    tally.holds += 1;
                     continue; // the next acquire waits out the hold
                 }
+                _ => {}
             }
             // A rejected credential is one caller's, not the server's health:
             // the server answered (issue 14: it affects no one else).
@@ -869,40 +958,12 @@ impl Upstream {
             });
             return result.map(|outcome| match outcome {
                 Outcome::Streaming(mut call) => {
-                    call.permit = Some(Box::new((permit, heavy_permit)));
+                    call.permit = Some(Box::new((slot, heavy_permit)));
                     Outcome::Streaming(call)
                 }
                 done => done,
             });
         }
-    }
-
-    /// After `post_open`: an HTTP 429 or 503 reply (the request was not
-    /// executed) holds the server's new calls for the wait it names (body
-    /// `error.data.retry_after_seconds`, else [`crate::limits::bulkhead::DEFAULT_HOLD`])
-    /// and becomes `Overloaded` ("upstream_busy"), which `request_open` retries.
-    fn refused(&self, answer: &Answer) -> Result<(), UpstreamError> {
-        use crate::limits::bulkhead;
-        let Answer::Reply(reply) = answer else { return Ok(()) };
-        if !matches!(reply.status, 429 | 503) {
-            return Ok(());
-        }
-        // Retry-After (seconds or HTTP-date, ≤ 60 s), else the body's
-        // retry_after_seconds (docs/decisions.md D7), else 1 s.
-        let wait = reply
-            .retry_after
-            .as_deref()
-            .and_then(|v| bulkhead::parse_retry_after(v, std::time::SystemTime::now()))
-            .or_else(|| bulkhead::retry_after_in_body(reply.message.as_ref()))
-            .unwrap_or(bulkhead::DEFAULT_HOLD);
-        self.bulkhead.hold(wait);
-        log::info!("upstream '{}' answered HTTP {}: holding its calls for {} ms", self.config.name, reply.status, wait.as_millis());
-        Err(UpstreamError::Overloaded {
-            server: self.config.name.clone(),
-            retry_after_secs: wait.as_millis().div_ceil(1000).max(1) as u64,
-            reason: "upstream_busy",
-            cause: format!("it answered HTTP {}", reply.status),
-        })
     }
 
     /// Reads a call's stream to its final message; notifications go to
@@ -976,13 +1037,16 @@ impl Upstream {
         }
     }
 
-    fn open_modern(
+    /// One attempt of a call to a 2026-07-28 server: `_meta` and the standard
+    /// headers added, sent within the call's deadline. A modern stream is not
+    /// answerable (2026-07-28 clients never POST responses).
+    fn send_modern(
         &self,
         method: &str,
         mut params: Map<String, Value>,
         ctx: &CallContext,
         extra_headers: &[(String, String)],
-    ) -> Result<Outcome, UpstreamError> {
+    ) -> Result<Answer, UpstreamError> {
         let meta = params.entry("_meta").or_insert_with(|| json!({}));
         if !meta.is_object() {
             *meta = json!({});
@@ -1018,54 +1082,43 @@ impl Upstream {
             h.record_call(cancel::UpstreamCall { id: upstream_id.clone(), session_headers: Vec::new(), legacy: false, method: method.into() });
         }
         let body = jsonrpc::request(&upstream_id, method, Value::Object(params));
-        let answer = {
-            let _bound = ctx.call.as_ref().map(cancel::bind);
-            self.transport.post_call(&body, &hdrs, self.call_deadline(ctx)?)?
-        };
-        self.refused(&answer)?;
-        // 2026-07-28 clients never POST responses: a modern stream is not answerable.
-        self.outcome(answer, Vec::new(), false)
+        let _bound = ctx.call.as_ref().map(cancel::bind);
+        self.transport.post_call(&body, &hdrs, self.call_deadline(ctx)?)
     }
 
-    fn open_legacy(&self, method: &str, mut params: Map<String, Value>, ctx: &CallContext) -> Result<Outcome, UpstreamError> {
-        strip_modern_meta(&mut params);
-        // One body for every attempt: only its id changes (no params copy per heal).
-        let mut body = jsonrpc::request(&Value::Null, method, Value::Object(params));
-        let (key, scope, creds) = self.session_key(ctx)?;
-        let mut heals = 0;
-        loop {
-            let session = self.legacy_session_at(&key, scope, &creds, ctx)?;
-            self.sessions.applied(&session);
-            let upstream_id = self.next_id();
-            let session_headers = session.headers();
-            if let Some(h) = &ctx.call {
-                h.record_call(cancel::UpstreamCall {
-                    id: upstream_id.clone(),
-                    session_headers: session_headers.clone(),
-                    legacy: true,
-                    method: method.into(),
-                });
+    /// One attempt of a call to a legacy server, on the session of the
+    /// caller's context (created or adopted once, single-flight); `legacy`
+    /// keeps the context key and the body across the call's attempts (a heal
+    /// changes only the session and the id).
+    fn send_legacy(
+        &self,
+        method: &str,
+        params: &Map<String, Value>,
+        ctx: &CallContext,
+        legacy: &mut Option<LegacyCall>,
+    ) -> Result<(Answer, SentOn), UpstreamError> {
+        let l = match legacy {
+            Some(l) => l,
+            None => {
+                let mut params = params.clone();
+                strip_modern_meta(&mut params);
+                let (key, scope, creds) = self.session_key(ctx)?;
+                legacy.insert(LegacyCall { key, scope, creds, body: jsonrpc::request(&Value::Null, method, Value::Object(params)) })
             }
-            body["id"] = upstream_id;
-            let answer = {
-                let _bound = ctx.call.as_ref().map(cancel::bind);
-                self.transport.post_call(&body, &session_headers, self.call_deadline(ctx)?)?
-            };
-            self.refused(&answer)?;
-            if let Answer::Reply(reply) = &answer {
-                // The request was not executed: heal and send it again, on a
-                // new session each time (at most MAX_HEALS, within the deadline).
-                if reply.is_session_expired() {
-                    if heals < MAX_HEALS {
-                        self.sessions.invalidate(&key, &session, &format!("HTTP {}", reply.status));
-                        heals += 1;
-                        continue;
-                    }
-                    log::warn!("upstream '{}' kept answering with unknown sessions ({MAX_HEALS} re-established in one request)", self.config.name);
-                }
-            }
-            return self.outcome(answer, session_headers, true);
+        };
+        let session = self.legacy_session_at(&l.key, l.scope, &l.creds, ctx)?;
+        self.sessions.applied(&session);
+        let upstream_id = self.next_id();
+        let headers = session.headers();
+        if let Some(h) = &ctx.call {
+            h.record_call(cancel::UpstreamCall { id: upstream_id.clone(), session_headers: headers.clone(), legacy: true, method: method.into() });
         }
+        l.body["id"] = upstream_id;
+        let answer = {
+            let _bound = ctx.call.as_ref().map(cancel::bind);
+            self.transport.post_call(&l.body, &headers, self.call_deadline(ctx)?)?
+        };
+        Ok((answer, SentOn { session, headers }))
     }
 
     /// The legacy session for this call's context, created once (single-flight).
@@ -1079,7 +1132,7 @@ impl Upstream {
         let session = self.sessions.get_or_create(key, scope, ctx.deadline, &creds.headers, || {
             fresh = true;
             let budget = self.budget(ctx)?;
-            session::initialize(&self.transport, &self.config.name, key, &creds.headers, self.next_id(), budget)
+            session::initialize(self.transport.as_ref(), &self.config.name, key, &creds.headers, self.next_id(), budget)
         })?;
         if fresh {
             // Created or adopted from the store by this call: listen on it.
@@ -1266,27 +1319,9 @@ impl Upstream {
     }
 }
 
-/// How many times one request may meet a session the server no longer knows
-/// (404, or 400 naming the session) and be sent again on a re-established
-/// session: more than once, though the first design said "retry once"
-/// (docs/decisions.md D3), because a shared session serves many clients at
-/// once, and when the server expires sessions often (the issue-4
-/// test: every 50th request, 70 clients) a retry lands on a session that
-/// expires in turn with a probability near the share of calls in flight
-/// (measured: 197 of 66 164 calls failed after 3 heals). A 404 means the
-/// request was not executed, so re-sending is safe; each retry uses a session
-/// newer than the one that failed, concurrent retries share one
-/// re-establishment (single flight), and the hub deadline bounds it all.
-pub const MAX_HEALS: u32 = 10;
-
 /// Most `notifications/cancelled` for timed-out calls sent at once from
 /// their own threads ([`Upstream::timed_out`]); beyond, they are sent inline.
 pub const MAX_CANCEL_NOTES: u64 = 32;
-
-/// How many times one request refused by its server (HTTP 429/503: not
-/// executed) is sent again after the hold the refusal imposed, within the
-/// deadline ([`crate::limits::bulkhead`]).
-pub const MAX_REFUSALS: u32 = 5;
 
 /// Longest wait of a `sessionSharing: "client"` session's first call for the
 /// session's GET stream to open (see [`Upstream::listen`]).

@@ -383,7 +383,7 @@ impl SessionPool {
 /// Errors: transport errors and timeouts; an `initialize` answered with a
 /// JSON-RPC error or without a result → `Protocol`.
 pub fn initialize(
-    transport: &Transport,
+    transport: &dyn Transport,
     server: &str,
     context_key: &str,
     credentials: &[(String, Secret)],

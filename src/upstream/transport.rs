@@ -1,14 +1,13 @@
-//! Streamable HTTP POSTs to one server with ureq 3, JSON or SSE answers.
+//! The upstream boundary: the [`Transport`] trait every way of reaching an
+//! MCP server implements, and what crosses it — [`HttpReply`], [`Answer`],
+//! the [`EventStream`] of a streamed answer, the call's [`Deadline`].
 
 use super::UpstreamError;
-use crate::config::ServerConfig;
 use crate::protocol::{codes, jsonrpc, sse};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
-use ureq::unversioned::transport::{Connector, NextTimeout, RustlsConnector};
 
 /// Largest JSON body or SSE event the hub accepts from an upstream.
 pub const MAX_UPSTREAM_MESSAGE: u64 = 32 * 1024 * 1024;
@@ -144,98 +143,53 @@ impl Deadline {
     }
 }
 
-/// Resolves host names synchronously (getaddrinfo, bounded by the system
-/// resolver's own timeouts) so that a per-request `timeout_global` costs no
-/// thread: ureq's default resolver spawns one per lookup whenever a timeout
-/// covers the resolve phase (docs/decisions.md D2a: 20k → 7.6k req/s).
-/// IP-literal URLs are never looked up at all; answers are kept for
-/// [`RESOLVE_TTL`] so a keep-alive request does not pay a lookup each time.
-#[derive(Debug, Default)]
-struct BlockingResolver {
-    inner: DefaultResolver,
-    cache: parking_lot::Mutex<Option<(String, Instant, ResolvedSocketAddrs)>>,
-}
+/// The wire to one upstream server: what the rest of [`super`] needs from a
+/// transport, whatever carries the messages (Streamable HTTP today:
+/// [`super::streamable::HttpTransport`]; stdio and the 2024-11-05 HTTP+SSE
+/// transport plug in here, issue 19). Session sharing, era handling, the
+/// bulkhead, the breaker and the retry decision ([`super::retry`]) sit above
+/// it and stay the same for every transport.
+///
+/// Every method is bounded: by the [`Deadline`] or budget it is given, or,
+/// for the long-lived streams ([`Transport::post_long`], [`Transport::listen`]),
+/// by [`LISTEN_READ_TIMEOUT`] per read. None may panic on what a server sends.
+/// `headers` are the session's or the caller's header fields (name, value)
+/// sent besides the server's configured ones; a transport without headers
+/// reads what it needs from them (the session id, the credentials).
+pub trait Transport: Send + Sync {
+    /// The server's name, for errors and log lines.
+    fn server(&self) -> &str;
 
-/// How long a resolved address list is reused.
-pub const RESOLVE_TTL: Duration = Duration::from_secs(30);
-
-impl Resolver for BlockingResolver {
-    fn resolve(&self, uri: &ureq::http::Uri, config: &ureq::config::Config, timeout: NextTimeout) -> Result<ResolvedSocketAddrs, ureq::Error> {
-        let key = uri.authority().map(|a| a.as_str()).unwrap_or_default();
-        if let Some((k, at, addrs)) = self.cache.lock().as_ref() {
-            if k == key && at.elapsed() < RESOLVE_TTL {
-                return Ok(addrs.clone());
-            }
-        }
-        let untimed = NextTimeout { per_read: timeout.per_read, per_write: timeout.per_write, ..NextTimeout::default() };
-        let addrs = self.inner.resolve(uri, config, untimed)?;
-        *self.cache.lock() = Some((key.to_string(), Instant::now(), addrs.clone()));
-        Ok(addrs)
-    }
-}
-
-/// The HTTP side of an [`super::Upstream`].
-pub struct Transport {
-    agent: ureq::Agent,
-    url: String,
-    server: String,
-    static_headers: Vec<(String, String)>,
-    /// Seconds from sending a POST to its answer's head (or failure), for
+    /// Seconds from sending a request to its answer's head (or failure), for
     /// `/metrics` (`mcphub_upstream_request_duration_seconds{server}`).
-    latency: prometheus::Histogram,
-}
+    fn latency(&self) -> &prometheus::Histogram;
 
-impl Transport {
-    /// One agent per server: keep-alive pool of `pool_size`, TCP_NODELAY,
-    /// connect timeout from the config, statuses as values (not errors), and
-    /// a blocking resolver (see `BlockingResolver`) so every call can carry a
-    /// total deadline without a resolver thread.
-    pub fn new(config: &ServerConfig, pool_size: usize) -> Transport {
-        let agent_config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .no_delay(true)
-            .max_redirects(0)
-            .timeout_connect(Some(config.connect_timeout))
-            .max_idle_connections_per_host(pool_size.max(1))
-            .max_idle_connections(pool_size.max(1) * 2)
-            .input_buffer_size(32 * 1024)
-            .output_buffer_size(32 * 1024)
-            .user_agent(concat!("mcphub/", env!("CARGO_PKG_VERSION")))
-            .build();
-        // Plain TCP through the tracked connector (so a call can be cut from
-        // another thread, see `cancel`), TLS on top for https.
-        let connector = ().chain(super::cancel::TrackedTcpConnector).chain(RustlsConnector::default());
-        let agent = ureq::Agent::with_parts(agent_config, connector, BlockingResolver::default());
-        Transport {
-            agent,
-            url: config.url.clone(),
-            server: config.name.clone(),
-            static_headers: config.headers.clone(),
-            latency: crate::metrics::upstream_latency_histogram(&config.name),
-        }
-    }
+    /// Sends one JSON-RPC request and returns as soon as the answer's head
+    /// is in: a complete [`HttpReply`] (a JSON body, 202, an error status) or
+    /// the open [`EventStream`] of a streamed answer for the caller to read,
+    /// possibly on another thread, all within `deadline`.
+    ///
+    /// Errors: `Transport { sent }` (whether the request may have reached the
+    /// server), `Timeout`/`HubTimeout` naming the deadline that ran out.
+    fn post_call(&self, body: &Value, headers: &[(String, String)], deadline: Deadline) -> Result<Answer, UpstreamError>;
 
-    /// Latency of this server's POSTs (to the answer's head), seconds.
-    pub fn latency(&self) -> &prometheus::Histogram {
-        &self.latency
-    }
+    /// Sends a long-lived request (2026-07-28 `subscriptions/listen`): the
+    /// answer's head within 10 s, then no total deadline, only
+    /// [`LISTEN_READ_TIMEOUT`] per read, after which the caller reconnects.
+    fn post_long(&self, body: &Value, headers: &[(String, String)]) -> Result<Answer, UpstreamError>;
 
-    fn map_err(&self, e: ureq::Error, deadline: &Deadline) -> UpstreamError {
-        match e {
-            ureq::Error::Timeout(_) => deadline.error(&self.server),
-            ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => UpstreamError::Transport {
-                server: self.server.clone(),
-                detail: e.to_string(),
-                sent: false,
-            },
-            ureq::Error::Io(ref io) if io.kind() == std::io::ErrorKind::ConnectionRefused => UpstreamError::Transport {
-                server: self.server.clone(),
-                detail: "connection refused".into(),
-                sent: false,
-            },
-            other => UpstreamError::Transport { server: self.server.clone(), detail: other.to_string(), sent: true },
-        }
-    }
+    /// Sends the hub's answer to a server→client request (or a notification)
+    /// within `budget` and discards whatever comes back: an answer never
+    /// starts another exchange. Failures are logged, not returned.
+    fn answer(&self, message: &Value, headers: &[(String, String)], budget: Duration);
+
+    /// Opens the legacy standalone server→client stream on the session
+    /// `headers` name: `Ok(None)` when the server offers none. No total
+    /// deadline; each read waits at most [`LISTEN_READ_TIMEOUT`].
+    fn listen(&self, headers: &[(String, String)]) -> Result<Option<Box<EventStream>>, UpstreamError>;
+
+    /// Ends a legacy session (HTTP `DELETE`); failures are logged, not returned.
+    fn delete(&self, headers: &[(String, String)]);
 
     /// POSTs one JSON-RPC message and reads the answer within `budget`: the
     /// whole exchange — connect, send, response head, every byte of the body
@@ -246,7 +200,7 @@ impl Transport {
     /// response whose id equals the request's id ends the read; other messages
     /// go to `on_message`, except server→client requests, which are refused
     /// ([`Refusal::Client`]) so the upstream does not wait for an answer nobody will give.
-    pub fn post(
+    fn post(
         &self,
         body: &Value,
         headers: &[(String, String)],
@@ -263,66 +217,14 @@ impl Transport {
     /// in: a complete [`HttpReply`] for JSON bodies, 202 and errors, or the
     /// open [`EventStream`] of an SSE answer for the caller to read (possibly
     /// on another thread), within the same budget.
-    pub fn post_open(&self, body: &Value, headers: &[(String, String)], budget: Duration) -> Result<Answer, UpstreamError> {
+    fn post_open(&self, body: &Value, headers: &[(String, String)], budget: Duration) -> Result<Answer, UpstreamError> {
         self.post_call(body, headers, Deadline::fixed(budget))
-    }
-
-    /// [`Transport::post_open`] for a client's call: bounded by `deadline`
-    /// (ureq's `timeout_global` = [`Deadline::total`], reads also by the
-    /// call's movable read deadline), timeouts naming the layer that ran out.
-    pub fn post_call(&self, body: &Value, headers: &[(String, String)], deadline: Deadline) -> Result<Answer, UpstreamError> {
-        let resp = self.send_post(body, headers, deadline.total()).map_err(|e| self.map_err(e, &deadline))?;
-        self.read_answer(resp, body, deadline)
-    }
-
-    /// POSTs a long-lived request (2026-07-28 `subscriptions/listen`): the
-    /// answer's head must come within 10 s; an SSE answer then has no total
-    /// deadline, only [`LISTEN_READ_TIMEOUT`] per read (the server's keep-alive
-    /// comments reset it), after which the caller reconnects.
-    pub fn post_long(&self, body: &Value, headers: &[(String, String)]) -> Result<Answer, UpstreamError> {
-        let head = Duration::from_secs(10);
-        let bytes = serde_json::to_vec(body).unwrap_or_default();
-        let req = self.agent.post(&self.url).header("Content-Type", "application/json").header("Accept", "application/json, text/event-stream");
-        let resp = self
-            .headed(req, headers)
-            .config()
-            .timeout_recv_response(Some(head))
-            .timeout_per_read(Some(LISTEN_READ_TIMEOUT))
-            .build()
-            .send(&bytes[..])
-            .map_err(|e| self.map_err(e, &Deadline::fixed(head)))?;
-        self.read_answer(resp, body, Deadline::fixed(Duration::MAX))
-    }
-
-    fn read_answer(&self, resp: ureq::http::Response<ureq::Body>, body: &Value, deadline: Deadline) -> Result<Answer, UpstreamError> {
-        let status = resp.status().as_u16();
-        let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let session_id = header("mcp-session-id");
-        let content_type = header("content-type").unwrap_or_default().to_ascii_lowercase();
-        let retry_after = header("retry-after");
-        let mut reply = HttpReply { status, session_id, message: None, excerpt: String::new(), retry_after };
-        if status == 202 {
-            return Ok(Answer::Reply(reply));
-        }
-        let mut body_reader = resp.into_body().into_with_config().limit(MAX_UPSTREAM_MESSAGE).reader();
-        if content_type.starts_with("text/event-stream") {
-            let want_id = body.get("id").cloned();
-            let stream = EventStream::open(body_reader, want_id, deadline, &self.server, status, reply.session_id);
-            return Ok(Answer::Stream(stream));
-        }
-        let mut raw = Vec::new();
-        body_reader.read_to_end(&mut raw).map_err(|e| io_error(&self.server, e, &deadline))?;
-        match serde_json::from_slice::<Value>(&raw) {
-            Ok(v) if v.get("result").is_some() || v.get("error").is_some() => reply.message = Some(v),
-            _ => reply.excerpt = excerpt(&raw),
-        }
-        Ok(Answer::Reply(reply))
     }
 
     /// Reads an event stream to its final response: notifications go to
     /// `on_message`, server→client requests are refused ([`Refusal::Client`])
     /// on the session `headers` name.
-    pub fn drain(
+    fn drain(
         &self,
         mut stream: Box<EventStream>,
         headers: &[(String, String)],
@@ -352,110 +254,25 @@ impl Transport {
     /// (issue 21: never a bare "Method not found"), on the session `headers`
     /// name (never waiting more than [`ANSWER_BUDGET`]), and logs it: the
     /// upstream otherwise only shows its users "MCP error …".
-    pub fn refuse(&self, request: &Value, headers: &[(String, String)], budget: Duration, why: Refusal<'_>) {
+    fn refuse(&self, request: &Value, headers: &[(String, String)], budget: Duration, why: Refusal<'_>) {
         let method = request.get("method").and_then(Value::as_str).unwrap_or("?");
-        let answer = why.error(&self.server, method);
+        let answer = why.error(&self.server(), method);
         match why {
-            Refusal::Client(_) => log::info!("upstream '{}' sent '{method}'; answered: {}", self.server, answer.message),
+            Refusal::Client(_) => log::info!("upstream '{}' sent '{method}'; answered: {}", self.server(), answer.message),
             Refusal::Unattributable(_) | Refusal::Hub(_) => {
-                log::warn!("upstream '{}' sent '{method}'; answered: {}", self.server, answer.message)
+                log::warn!("upstream '{}' sent '{method}'; answered: {}", self.server(), answer.message)
             }
         }
         let Some(id) = request.get("id") else { return };
         self.answer(&answer.to_response(Some(id)), headers, budget.min(ANSWER_BUDGET));
     }
 
-    /// POSTs one JSON-RPC message with the server's configured headers plus
-    /// `headers`, the whole exchange bounded by `budget` (`timeout_global`).
-    fn send_post(
-        &self,
-        message: &Value,
-        headers: &[(String, String)],
-        budget: Duration,
-    ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
-        let bytes = serde_json::to_vec(message).unwrap_or_default();
-        let req = self
-            .agent
-            .post(&self.url)
-            .header("Content-Type", "application/json")
-            .header("Accept", "application/json, text/event-stream");
-        crate::trace::note_server(&self.server);
-        let started = Instant::now();
-        let sent = self.headed(req, headers).config().timeout_global(Some(budget)).build().send(&bytes[..]);
-        self.latency.observe(started.elapsed().as_secs_f64());
-        sent
-    }
-
-    /// POSTs the hub's answer to a server→client request and discards
-    /// whatever comes back (read up to 64 KiB, never parsed): an answer can
-    /// never start another exchange, however the server replies.
-    pub fn answer(&self, message: &Value, headers: &[(String, String)], budget: Duration) {
-        if budget.is_zero() {
-            return;
-        }
-        match self.send_post(message, headers, budget) {
-            Ok(resp) => {
-                let _ = resp.into_body().into_with_config().limit(64 * 1024).read_to_vec();
-            }
-            Err(e) => log::debug!("answer to a server→client request on '{}' failed: {e}", self.server),
-        }
-    }
-
-    /// Opens the legacy standalone server→client stream (`GET`, 2025-11-25
-    /// transports) on the session `headers` name. `Ok(None)` when the server
-    /// offers none (405, or any answer that is not an event stream). The
-    /// stream has no total deadline (it is long-lived); each read waits at
-    /// most [`LISTEN_READ_TIMEOUT`], after which the caller reconnects.
-    pub fn listen(&self, headers: &[(String, String)]) -> Result<Option<Box<EventStream>>, UpstreamError> {
-        let req = self.headed(self.agent.get(&self.url).header("Accept", "text/event-stream"), headers);
-        let connect = Duration::from_secs(10);
-        let resp = req
-            .config()
-            .timeout_recv_response(Some(connect))
-            .timeout_per_read(Some(LISTEN_READ_TIMEOUT))
-            .build()
-            .call()
-            .map_err(|e| self.map_err(e, &Deadline::fixed(connect)))?;
-        let status = resp.status().as_u16();
-        let is_stream = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|c| c.to_ascii_lowercase().starts_with("text/event-stream"));
-        if status != 200 || !is_stream {
-            return Ok(None);
-        }
-        let reader = resp.into_body().into_with_config().limit(u64::MAX).reader();
-        Ok(Some(EventStream::open(reader, None, Deadline::fixed(Duration::MAX), &self.server, status, None)))
-    }
-
-    /// Adds the server's configured headers, then `headers` (the session's).
-    /// The server's configured headers, `headers`, and for a call made for a
-    /// downstream request its `X-Request-Id` and W3C trace context
-    /// ([`crate::trace::upstream_headers`]).
-    fn headed<B>(&self, mut req: ureq::RequestBuilder<B>, headers: &[(String, String)]) -> ureq::RequestBuilder<B> {
-        for (k, v) in self.static_headers.iter().chain(headers) {
-            req = req.header(k.as_str(), v.as_str());
-        }
-        for (k, v) in crate::trace::upstream_headers() {
-            req = req.header(k, v);
-        }
-        req
-    }
-
-    /// Sends `DELETE` to end a legacy session; errors are logged, not returned.
-    pub fn delete(&self, headers: &[(String, String)]) {
-        let req = self.headed(self.agent.delete(&self.url), headers);
-        if let Err(e) = req.config().timeout_global(Some(Duration::from_secs(2))).build().call() {
-            log::debug!("DELETE of an upstream session on '{}' failed: {}", self.server, e);
-        }
-    }
 }
 
 /// An io error while reading an upstream body as an [`UpstreamError`]. ureq
 /// reports its own deadlines as an io::Error wrapping `ureq::Error::Timeout`;
 /// any failure once the deadline has passed counts as the timeout.
-fn io_error(server: &str, e: std::io::Error, deadline: &Deadline) -> UpstreamError {
+pub(super) fn io_error(server: &str, e: std::io::Error, deadline: &Deadline) -> UpstreamError {
     let ureq_timeout = e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<ureq::Error>())
@@ -529,7 +346,7 @@ pub enum StreamItem {
 /// that opened it. It can move to another thread (a stream thread); dropping
 /// it closes the upstream connection (the 2026-07-28 cancellation signal).
 pub struct EventStream {
-    lines: BufReader<ureq::BodyReader<'static>>,
+    lines: BufReader<Box<dyn Read + Send>>,
     parser: sse::Parser,
     want_id: Option<Value>,
     deadline: Deadline,
@@ -543,10 +360,12 @@ pub struct EventStream {
 }
 
 impl EventStream {
-    /// A stream over an SSE body; `want_id` is the id of the response that
-    /// ends it (None: any response), read within `deadline`.
-    fn open(
-        reader: ureq::BodyReader<'static>,
+    /// A stream over the bytes of an SSE body (`text/event-stream`, read
+    /// line by line, at most [`MAX_UPSTREAM_MESSAGE`] per line); `want_id` is
+    /// the id of the response that ends it (None: any response), read within
+    /// `deadline`; `status` and `session_id` are those of the answer's head.
+    pub fn new(
+        reader: impl Read + Send + 'static,
         want_id: Option<Value>,
         deadline: Deadline,
         server: &str,
@@ -554,7 +373,7 @@ impl EventStream {
         session_id: Option<String>,
     ) -> Box<EventStream> {
         Box::new(EventStream {
-            lines: BufReader::new(reader),
+            lines: BufReader::new(Box::new(reader) as Box<dyn Read + Send>),
             parser: sse::Parser::new(),
             want_id,
             deadline,
