@@ -9,8 +9,11 @@
 use mcphub::config::Config;
 use mcphub::http::{Body, Handler, Request};
 use mcphub::hub::Hub;
+use mcphub::upstream::transport::{Answer as UpstreamAnswer, Deadline, EventStream, HttpReply, Transport};
+use mcphub::upstream::UpstreamError;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
 /// Events an SSE answer is read to (a stream the hub ends on its own stops earlier).
 pub const MAX_EVENTS: usize = 1000;
@@ -25,6 +28,11 @@ pub const JSON: (&str, &str) = ("Content-Type", "application/json");
 /// `mcpServers`, a hub deadline of 8 s, a state directory of its own): the
 /// memory session store unless `extra` names Redis.
 pub fn hub(extra: Value) -> Hub {
+    hub_from(extra, None)
+}
+
+/// [`hub`], its servers reached through `connector` when given.
+fn hub_from(extra: Value, connector: Option<mcphub::upstream::Connector>) -> Hub {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let state = std::env::temp_dir().join(format!("mcphub-core-state-{}-{n}", std::process::id()));
@@ -36,7 +44,10 @@ pub fn hub(extra: Value) -> Hub {
         }
     }
     let config = Config::parse(&cfg.to_string()).unwrap_or_else(|e| panic!("invalid test config {cfg}: {e}"));
-    Hub::new(config).expect("memory session store")
+    match connector {
+        Some(c) => Hub::with_connector(config, c).expect("memory session store"),
+        None => Hub::new(config).expect("memory session store"),
+    }
 }
 
 /// A `users` config entry holding `key` (stored as its SHA-256).
@@ -216,4 +227,261 @@ pub fn modern(hub: &Hub, method: &str, params: Value) -> Answer {
 pub fn metric(hub: &Hub, start: &str) -> String {
     let text = get(hub, "/metrics", &[]).text;
     text.lines().find(|l| l.starts_with(start)).unwrap_or_else(|| panic!("no {start} in {text}")).to_string()
+}
+
+// ---------------------------------------------------------------------------
+// Scripted upstreams: a `Transport` answering from a closure with literal
+// replies, given to the hub through `Hub::with_connector` (no socket, no
+// upstream process).
+
+/// What a scripted upstream answers one POST with.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    /// `Mcp-Session-Id` of the answer.
+    pub session: Option<String>,
+    /// `Retry-After` of the answer.
+    pub retry_after: Option<String>,
+    pub body: ReplyBody,
+}
+
+/// The body of a [`Reply`].
+#[derive(Debug, Clone)]
+pub enum ReplyBody {
+    /// One JSON-RPC message (`application/json`).
+    Json(Value),
+    /// An event stream of these messages, in order (`text/event-stream`).
+    Events(Vec<Value>),
+    /// A body that is not JSON-RPC.
+    Text(String),
+    /// No body (202, or an error status without one).
+    Empty,
+}
+
+impl Reply {
+    /// 200 with this JSON-RPC message.
+    pub fn json(message: Value) -> Reply {
+        Reply { status: 200, session: None, retry_after: None, body: ReplyBody::Json(message) }
+    }
+    /// 200 with the result of the request `body` (its id echoed).
+    pub fn result(body: &Value, result: Value) -> Reply {
+        Reply::json(json!({"jsonrpc": "2.0", "id": body["id"], "result": result}))
+    }
+    /// 200 with a JSON-RPC error answering the request `body`.
+    pub fn error(body: &Value, code: i64, message: &str) -> Reply {
+        Reply::json(json!({"jsonrpc": "2.0", "id": body["id"], "error": {"code": code, "message": message}}))
+    }
+    /// 200 with an event stream of `messages`.
+    pub fn events(messages: Vec<Value>) -> Reply {
+        Reply { status: 200, session: None, retry_after: None, body: ReplyBody::Events(messages) }
+    }
+    /// `status` with no body (202 for a notification).
+    pub fn status(status: u16) -> Reply {
+        Reply { status, session: None, retry_after: None, body: ReplyBody::Empty }
+    }
+    /// `status` with a body that is not JSON-RPC.
+    pub fn text(status: u16, text: &str) -> Reply {
+        Reply { status, session: None, retry_after: None, body: ReplyBody::Text(text.into()) }
+    }
+    /// With this HTTP status.
+    pub fn with_status(mut self, status: u16) -> Reply {
+        self.status = status;
+        self
+    }
+    /// With `Mcp-Session-Id: id`.
+    pub fn session(mut self, id: &str) -> Reply {
+        self.session = Some(id.into());
+        self
+    }
+    /// With `Retry-After: value`.
+    pub fn retry_after(mut self, value: &str) -> Reply {
+        self.retry_after = Some(value.into());
+        self
+    }
+}
+
+/// How a scripted upstream answers: `(request body, headers) → reply`.
+pub type Script = Arc<dyn Fn(&Value, &[(String, String)]) -> Reply + Send + Sync>;
+
+/// One message a scripted upstream received.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub server: String,
+    /// `post` (a request or notification), `answer` (the hub's answer to a
+    /// server→client request), `delete`.
+    pub kind: &'static str,
+    pub body: Value,
+    pub headers: Vec<(String, String)>,
+    /// When it arrived.
+    pub at: std::time::Instant,
+}
+
+impl Seen {
+    pub fn method(&self) -> &str {
+        self.body["method"].as_str().unwrap_or("")
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Everything the scripted upstreams of one hub received, in order.
+#[derive(Clone, Default)]
+pub struct Traffic(Arc<Mutex<Vec<Seen>>>);
+
+impl Traffic {
+    /// What `server` received (POSTs), in order.
+    pub fn posts(&self, server: &str) -> Vec<Seen> {
+        self.0.lock().unwrap().iter().filter(|s| s.server == server && s.kind == "post").cloned().collect()
+    }
+    /// The `method` requests `server` received.
+    pub fn calls(&self, server: &str, method: &str) -> Vec<Seen> {
+        self.posts(server).into_iter().filter(|s| s.method() == method).collect()
+    }
+    /// Everything received, in order.
+    pub fn all(&self) -> Vec<Seen> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+struct Scripted {
+    server: String,
+    script: Script,
+    traffic: Traffic,
+    latency: prometheus::Histogram,
+}
+
+impl Scripted {
+    fn record(&self, kind: &'static str, body: &Value, headers: &[(String, String)]) {
+        let seen = Seen { server: self.server.clone(), kind, body: body.clone(), headers: headers.to_vec(), at: std::time::Instant::now() };
+        self.traffic.0.lock().unwrap().push(seen);
+    }
+
+    fn reply(&self, body: &Value, headers: &[(String, String)], deadline: Deadline) -> UpstreamAnswer {
+        self.record("post", body, headers);
+        let reply = (self.script)(body, headers);
+        match reply.body {
+            ReplyBody::Events(messages) => {
+                let text: String = messages.iter().map(|m| format!("data: {m}\n\n")).collect();
+                let reader = std::io::Cursor::new(text.into_bytes());
+                UpstreamAnswer::Stream(EventStream::new(reader, body.get("id").cloned(), deadline, &self.server, reply.status, reply.session))
+            }
+            other => {
+                let (message, excerpt) = match other {
+                    ReplyBody::Json(m) => (Some(m), String::new()),
+                    ReplyBody::Text(t) => (None, t),
+                    _ => (None, String::new()),
+                };
+                UpstreamAnswer::Reply(HttpReply { status: reply.status, session_id: reply.session, message, excerpt, retry_after: reply.retry_after })
+            }
+        }
+    }
+}
+
+impl Transport for Scripted {
+    fn server(&self) -> &str {
+        &self.server
+    }
+    fn latency(&self) -> &prometheus::Histogram {
+        &self.latency
+    }
+    fn post_call(&self, body: &Value, headers: &[(String, String)], deadline: Deadline) -> Result<UpstreamAnswer, UpstreamError> {
+        Ok(self.reply(body, headers, deadline))
+    }
+    fn post_long(&self, body: &Value, headers: &[(String, String)]) -> Result<UpstreamAnswer, UpstreamError> {
+        Ok(self.reply(body, headers, Deadline::fixed(std::time::Duration::from_secs(10))))
+    }
+    fn answer(&self, message: &Value, headers: &[(String, String)], _budget: std::time::Duration) {
+        self.record("answer", message, headers);
+    }
+    fn listen(&self, _headers: &[(String, String)]) -> Result<Option<Box<EventStream>>, UpstreamError> {
+        Ok(None)
+    }
+    fn delete(&self, headers: &[(String, String)]) {
+        self.record("delete", &Value::Null, headers);
+    }
+}
+
+/// A hub whose `mcpServers` are the scripted `servers` (name, extra server
+/// config keys, script), plus `extra` top-level config keys; the traffic
+/// they received.
+pub fn hub_with_servers(extra: Value, servers: Vec<(&str, Value, Script)>) -> (Hub, Traffic) {
+    let mut map = serde_json::Map::new();
+    let mut scripts = std::collections::HashMap::new();
+    for (name, keys, script) in servers {
+        let mut s = json!({"url": format!("http://{name}.scripted.invalid/mcp"), "timeoutMs": 5000});
+        if let (Some(o), Some(k)) = (s.as_object_mut(), keys.as_object()) {
+            o.extend(k.clone());
+        }
+        map.insert(name.to_string(), s);
+        scripts.insert(name.to_string(), script);
+    }
+    let mut cfg = extra;
+    cfg["mcpServers"] = Value::Object(map);
+    let traffic = Traffic::default();
+    let t = traffic.clone();
+    let connector: mcphub::upstream::Connector = Arc::new(move |config: &mcphub::config::ServerConfig, _pool: usize| {
+        let script = scripts.get(&config.name).cloned().unwrap_or_else(|| panic!("no script for server '{}'", config.name));
+        let opts = prometheus::HistogramOpts::new("scripted_upstream_seconds", "scripted upstream latency");
+        Box::new(Scripted { server: config.name.clone(), script, traffic: t.clone(), latency: prometheus::Histogram::with_opts(opts).unwrap() }) as Box<dyn Transport>
+    });
+    (hub_from(cfg, Some(connector)), traffic)
+}
+
+/// A legacy (2025-11-25) server: refuses `server/discover` like an SDK
+/// server (-32601), `initialize` → session `{name}-s1`, notifications 202,
+/// `tools/list` → `tools`, `tools/call` → text `"{name}: {arguments.text}"`.
+pub fn legacy_server(name: &str, tools: Value) -> Script {
+    let name = name.to_string();
+    Arc::new(move |body: &Value, _headers: &[(String, String)]| match body["method"].as_str().unwrap_or("") {
+        "server/discover" => Reply::error(body, -32601, "Method not found"),
+        "initialize" => Reply::result(
+            body,
+            json!({"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}, "serverInfo": {"name": name, "version": "1"}}),
+        )
+        .session(&format!("{name}-s1")),
+        m if m.starts_with("notifications/") => Reply::status(202),
+        "tools/list" => Reply::result(body, json!({"tools": tools})),
+        "tools/call" => tool_text(body, &name),
+        _ => Reply::error(body, -32601, "Method not found"),
+    })
+}
+
+/// A 2026-07-28 server: `server/discover` names 2026-07-28, no
+/// `subscriptions/listen` (405), `tools/list` → `tools`, `tools/call` →
+/// text `"{name}: {arguments.text}"` with `resultType`.
+pub fn modern_server(name: &str, tools: Value) -> Script {
+    let name = name.to_string();
+    Arc::new(move |body: &Value, _headers: &[(String, String)]| match body["method"].as_str().unwrap_or("") {
+        "server/discover" => Reply::result(
+            body,
+            json!({"supportedVersions": ["2026-07-28"], "capabilities": {"tools": {}}, "serverInfo": {"name": name, "version": "1"}, "resultType": "complete"}),
+        ),
+        "subscriptions/listen" => Reply::status(405),
+        "tools/list" => Reply::result(body, json!({"tools": tools, "resultType": "complete"})),
+        "tools/call" => {
+            let mut r = tool_text(body, &name);
+            if let ReplyBody::Json(m) = &mut r.body {
+                m["result"]["resultType"] = json!("complete");
+            }
+            r
+        }
+        _ => Reply::error(body, -32601, "Method not found").with_status(404),
+    })
+}
+
+/// The answer of a `tools/call`: text `"{server}: {arguments.text}"`.
+pub fn tool_text(body: &Value, server: &str) -> Reply {
+    let text = format!("{server}: {}", body["params"]["arguments"]["text"].as_str().unwrap_or(""));
+    Reply::result(body, json!({"content": [{"type": "text", "text": text}], "isError": false}))
+}
+
+/// A tool list entry named `name`.
+pub fn tool(name: &str) -> Value {
+    json!({"name": name, "description": format!("the {name} tool"), "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}}})
+}
+
+/// Names in a list result.
+pub fn names(msg: &Value, field: &str) -> Vec<String> {
+    msg["result"][field].as_array().unwrap_or_else(|| panic!("no {field} in {msg}")).iter().filter_map(|t| t["name"].as_str().map(str::to_string)).collect()
 }

@@ -1,0 +1,237 @@
+//! The hub in front of scripted upstreams (a `Transport` answering literal
+//! JSON, given through `Hub::with_connector`), Request → Response without a
+//! socket (issue 15 item 7): era bridging both ways, merged lists and
+//! names, upstream errors (HTTP 500, 429 + Retry-After held then retried,
+//! an expired session healed), a streamed answer relayed with its
+//! notification before the result. The same against real mock servers on
+//! loopback is in tests/hub_endpoint.rs and tests/hub_retry.rs.
+
+mod core_util;
+
+use core_util::*;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+fn text_of(msg: &Value) -> String {
+    msg.pointer("/result/content/0/text").and_then(Value::as_str).unwrap_or_else(|| panic!("no text content in {msg}")).to_string()
+}
+
+fn call(h: &mcphub::hub::Hub, sid: &str, tool: &str, text: &str) -> Answer {
+    legacy(h, sid, "tools/call", json!({"name": tool, "arguments": {"text": text}}))
+}
+
+#[test]
+fn a_legacy_client_calls_tools_of_a_legacy_and_a_modern_server_each_in_its_own_era() {
+    let (h, traffic) = hub_with_servers(
+        json!({}),
+        vec![("old", json!({}), legacy_server("old", json!([tool("echo")]))), ("new", json!({}), modern_server("new", json!([tool("echo")])))],
+    );
+    let sid = legacy_session(&h);
+    let list = legacy(&h, &sid, "tools/list", json!({})).json();
+    // Both offer `echo`: the collision exposes both with their server prefix.
+    assert_eq!(names(&list, "tools").into_iter().collect::<BTreeSet<_>>(), BTreeSet::from(["new__echo".into(), "old__echo".into()]));
+    assert!(list["result"].get("ttlMs").is_none() && list["result"].get("resultType").is_none(), "a legacy result: {list}");
+
+    let a = call(&h, &sid, "old__echo", "a");
+    assert_eq!((a.status, a.sse), (200, false));
+    let a = a.json();
+    assert_eq!((text_of(&a), a["id"].clone()), ("old: a".to_string(), json!(1)));
+    let b = call(&h, &sid, "new__echo", "b").json();
+    assert_eq!((text_of(&b), b["id"].clone()), ("new: b".to_string(), json!(1)));
+    assert!(b["result"].get("resultType").is_none(), "the modern server's resultType is not for a legacy client: {b}");
+
+    // The legacy server: one session (initialize, initialized), the call on
+    // it under its own name, no 2026-07-28 _meta.
+    let old = traffic.posts("old");
+    let methods: Vec<&str> = old.iter().map(Seen::method).collect();
+    assert_eq!(methods, ["server/discover", "initialize", "notifications/initialized", "tools/list", "tools/call"]);
+    let c = &traffic.calls("old", "tools/call")[0];
+    assert_eq!(c.body["params"]["name"], "echo");
+    assert_eq!(c.header("Mcp-Session-Id"), Some("old-s1"));
+    assert!(c.body["params"].get("_meta").is_none_or(|m| m.get("io.modelcontextprotocol/protocolVersion").is_none()), "{}", c.body);
+    // The modern server: no initialize, each request with its headers and _meta.
+    assert!(traffic.calls("new", "initialize").is_empty());
+    let c = &traffic.calls("new", "tools/call")[0];
+    assert_eq!(c.body["params"]["name"], "echo");
+    assert_eq!(c.body["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"], "2026-07-28");
+    assert_eq!((c.header("MCP-Protocol-Version"), c.header("Mcp-Method"), c.header("Mcp-Name")), (Some("2026-07-28"), Some("tools/call"), Some("echo")));
+    assert!(c.header("Mcp-Session-Id").is_none());
+}
+
+#[test]
+fn a_modern_client_reaches_a_legacy_server_and_gets_modern_results() {
+    let (h, traffic) = hub_with_servers(json!({}), vec![("old", json!({}), legacy_server("old", json!([tool("echo")])))]);
+    let list = modern(&h, "tools/list", json!({})).json();
+    assert_eq!(names(&list, "tools"), ["echo"], "a single server keeps its names");
+    assert_eq!((list["result"]["resultType"].as_str(), list["result"]["cacheScope"].as_str()), (Some("complete"), Some("private")));
+    assert!(list["result"]["ttlMs"].as_u64().is_some_and(|t| t > 0), "{list}");
+    for text in ["hi", "again"] {
+        let r = modern(&h, "tools/call", json!({"name": "echo", "arguments": {"text": text}}));
+        assert_eq!(r.status, 200, "{}", r.text);
+        let m = r.json();
+        assert_eq!((text_of(&m), m["id"].clone(), m["result"]["resultType"].clone()), (format!("old: {text}"), json!("m1"), json!("complete")));
+    }
+    // Spoken to in its own era: one initialize, one session for both calls.
+    assert_eq!(traffic.calls("old", "initialize").len(), 1);
+    assert!(traffic.calls("old", "tools/call").iter().all(|c| c.header("Mcp-Session-Id") == Some("old-s1")));
+}
+
+#[test]
+fn lists_merge_across_servers_and_name_only_collisions_unless_prefix_is_asked() {
+    let servers = || {
+        vec![
+            ("a", json!({}), legacy_server("a", json!([tool("echo"), tool("only_a")]))),
+            ("b", json!({}), modern_server("b", json!([tool("echo"), tool("only_b")]))),
+        ]
+    };
+    let (h, traffic) = hub_with_servers(json!({}), servers());
+    let sid = legacy_session(&h);
+    let list = legacy(&h, &sid, "tools/list", json!({})).json();
+    let got: BTreeSet<String> = names(&list, "tools").into_iter().collect();
+    assert_eq!(got, ["a__echo", "b__echo", "only_a", "only_b"].iter().map(|s| s.to_string()).collect());
+    let only_b = list["result"]["tools"].as_array().unwrap().iter().find(|t| t["name"] == "only_b").unwrap().clone();
+    assert_eq!(only_b["description"], "the only_b tool", "items pass through unchanged but for the name");
+    // Each name routes to its server under the server's own name.
+    assert_eq!(text_of(&call(&h, &sid, "only_b", "x").json()), "b: x");
+    assert_eq!(text_of(&call(&h, &sid, "a__echo", "y").json()), "a: y");
+    assert_eq!(traffic.calls("b", "tools/call")[0].body["params"]["name"], "only_b");
+    assert_eq!(traffic.calls("a", "tools/call")[0].body["params"]["name"], "echo");
+
+    let (h, _) = hub_with_servers(json!({"toolNaming": "prefix"}), servers());
+    let got: BTreeSet<String> = names(&modern(&h, "tools/list", json!({})).json(), "tools").into_iter().collect();
+    assert_eq!(got, ["a__echo", "a__only_a", "b__echo", "b__only_b"].iter().map(|s| s.to_string()).collect());
+}
+
+#[test]
+fn one_failing_server_is_left_out_of_a_list() {
+    let broken: Script = Arc::new(|body: &Value, _h: &[(String, String)]| match body["method"].as_str().unwrap_or("") {
+        "server/discover" => Reply::error(body, -32601, "Method not found"),
+        _ => Reply::text(500, "boom"),
+    });
+    let (h, _) = hub_with_servers(json!({}), vec![("ok", json!({}), modern_server("ok", json!([tool("echo")]))), ("down", json!({}), broken)]);
+    let list = modern(&h, "tools/list", json!({}));
+    assert_eq!(list.status, 200, "{}", list.text);
+    assert_eq!(names(&list.json(), "tools"), ["echo"]);
+    let ready = get(&h, "/readyz", &[]).json();
+    assert_eq!(ready["servers"]["ok"]["ok"], true, "{ready}");
+    assert_eq!(ready["servers"]["down"]["ok"], false, "{ready}");
+}
+
+#[test]
+fn an_upstream_http_500_is_a_32000_naming_the_server_and_its_json_rpc_errors_pass_through() {
+    let script: Script = Arc::new(|body: &Value, _h: &[(String, String)]| match body["method"].as_str().unwrap_or("") {
+        "server/discover" => Reply::result(body, json!({"supportedVersions": ["2026-07-28"], "capabilities": {"tools": {}}})),
+        "subscriptions/listen" => Reply::status(405),
+        "tools/list" => Reply::result(body, json!({"tools": [tool("boom"), tool("refuse")]})),
+        "tools/call" if body["params"]["name"] == "boom" => Reply::text(500, "internal failure"),
+        "tools/call" => Reply::error(body, -32602, "refuse: bad arguments").with_status(200),
+        _ => Reply::status(404),
+    });
+    let (h, traffic) = hub_with_servers(json!({}), vec![("m", json!({}), script)]);
+    let r = modern(&h, "tools/call", json!({"name": "boom", "arguments": {}}));
+    let m = r.json();
+    assert_eq!(m["id"], "m1");
+    assert_eq!(m["error"]["code"], -32000, "{m}");
+    assert_eq!(m["error"]["message"], "upstream 'm' answered HTTP 500: internal failure");
+    assert_eq!(m["error"]["data"], json!({"server": "m"}));
+    assert_eq!(traffic.calls("m", "tools/call").len(), 1, "a tool call is never repeated after a 500");
+    let r = modern(&h, "tools/call", json!({"name": "refuse", "arguments": {}}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json(), json!({"jsonrpc": "2.0", "id": "m1", "error": {"code": -32602, "message": "refuse: bad arguments"}}));
+}
+
+#[test]
+fn a_429_with_retry_after_holds_the_server_then_the_call_is_sent_again() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let n = calls.clone();
+    let script: Script = Arc::new(move |body: &Value, h: &[(String, String)]| match body["method"].as_str().unwrap_or("") {
+        "tools/call" if n.fetch_add(1, Ordering::SeqCst) == 0 => {
+            Reply::json(json!({"jsonrpc": "2.0", "id": body["id"], "error": {"code": -32000, "message": "slow down"}})).with_status(429).retry_after("1")
+        }
+        _ => (legacy_server("old", json!([tool("echo")])))(body, h),
+    });
+    let (h, traffic) = hub_with_servers(json!({}), vec![("old", json!({}), script)]);
+    let sid = legacy_session(&h);
+    let r = call(&h, &sid, "echo", "patient");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(text_of(&r.json()), "old: patient");
+    let sent = traffic.calls("old", "tools/call");
+    assert_eq!(sent.len(), 2, "refused once, then sent again");
+    let held = sent[1].at.duration_since(sent[0].at);
+    assert!(held.as_millis() >= 900, "the hold the server asked for (1 s) was waited out: {held:?}");
+    assert_eq!(sent[0].body["params"], sent[1].body["params"]);
+}
+
+#[test]
+fn an_expired_legacy_session_is_healed_once_and_the_call_sent_again() {
+    let inits = Arc::new(AtomicUsize::new(0));
+    let expired = Arc::new(AtomicUsize::new(0));
+    let (i, e) = (inits.clone(), expired.clone());
+    let script: Script = Arc::new(move |body: &Value, h: &[(String, String)]| {
+        let session = h.iter().find(|(k, _)| k.eq_ignore_ascii_case("Mcp-Session-Id")).map(|(_, v)| v.clone());
+        match body["method"].as_str().unwrap_or("") {
+            "server/discover" => Reply::error(body, -32601, "Method not found"),
+            "initialize" => {
+                let n = i.fetch_add(1, Ordering::SeqCst) + 1;
+                Reply::result(body, json!({"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}})).session(&format!("s{n}"))
+            }
+            m if m.starts_with("notifications/") => Reply::status(202),
+            "tools/list" => Reply::result(body, json!({"tools": [tool("echo")]})),
+            // The first session expires at the first call.
+            "tools/call" if session.as_deref() == Some("s1") => {
+                e.fetch_add(1, Ordering::SeqCst);
+                Reply::json(json!({"jsonrpc": "2.0", "id": body["id"], "error": {"code": -32001, "message": "Session not found"}})).with_status(404)
+            }
+            "tools/call" => tool_text(body, &format!("old@{}", session.unwrap_or_default())),
+            _ => Reply::error(body, -32601, "Method not found"),
+        }
+    });
+    let (h, traffic) = hub_with_servers(json!({}), vec![("old", json!({}), script)]);
+    let sid = legacy_session(&h);
+    let r = call(&h, &sid, "echo", "one");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(text_of(&r.json()), "old@s2: one", "sent again on the new session");
+    assert_eq!((inits.load(Ordering::SeqCst), expired.load(Ordering::SeqCst)), (2, 1), "one re-initialize for one expiry");
+    let sessions: Vec<String> = traffic.calls("old", "tools/call").iter().map(|c| c.header("Mcp-Session-Id").unwrap_or("-").to_string()).collect();
+    assert_eq!(sessions, ["s1", "s2"]);
+    // The next call goes straight to the new session.
+    assert_eq!(text_of(&call(&h, &sid, "echo", "two").json()), "old@s2: two");
+    assert_eq!(inits.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn a_streamed_answer_is_relayed_with_its_notification_before_the_result() {
+    let script: Script = Arc::new(|body: &Value, h: &[(String, String)]| match body["method"].as_str().unwrap_or("") {
+        "tools/call" => {
+            // The token the hub put in place of the client's, echoed back.
+            let token = body["params"]["_meta"]["progressToken"].clone();
+            let progress = json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": token, "progress": 1, "total": 2}});
+            let log = json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": "working"}});
+            let result = json!({"jsonrpc": "2.0", "id": body["id"], "result": {"content": [{"type": "text", "text": "done"}]}});
+            Reply::events(vec![progress, log, result])
+        }
+        _ => (legacy_server("old", json!([tool("slow")])))(body, h),
+    });
+    let (h, traffic) = hub_with_servers(json!({}), vec![("old", json!({}), script)]);
+    let sid = legacy_session(&h);
+    let r = legacy(&h, &sid, "tools/call", json!({"name": "slow", "arguments": {}, "_meta": {"progressToken": "tok-A"}}));
+    assert_eq!(r.status, 200);
+    assert!(r.sse, "a streamed answer for a client that accepts text/event-stream: {:?}", r.headers);
+    assert_eq!(r.header("content-type"), Some("text/event-stream"));
+    let events = r.events();
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert_eq!(events[0], json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": "tok-A", "progress": 1, "total": 2}}));
+    assert_eq!(events[1]["method"], "notifications/message");
+    assert_eq!(events[2], json!({"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": "done"}]}}));
+    let sent = &traffic.calls("old", "tools/call")[0];
+    let hub_token = sent.body["params"]["_meta"]["progressToken"].as_str().unwrap();
+    assert!(hub_token.starts_with("mcphub-"), "the client's token is not sent upstream: {hub_token}");
+
+    // A client that does not accept an event stream gets the result alone, as JSON.
+    let body = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "slow", "arguments": {}}}).to_string();
+    let r = post(&h, &body, &[("Accept", "application/json"), JSON, ("Mcp-Session-Id", &sid), ("MCP-Protocol-Version", "2025-06-18")]);
+    assert_eq!((r.status, r.sse), (200, false));
+    assert_eq!(r.json(), json!({"jsonrpc": "2.0", "id": 2, "result": {"content": [{"type": "text", "text": "done"}]}}));
+}
