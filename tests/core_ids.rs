@@ -119,3 +119,55 @@ fn a_modern_client_gets_every_id_back_as_sent_from_the_hubs_own_answers() {
         assert_error(&post(&h, &with_id(no_meta, id), &headers("tools/list", None)), 400, id, -32602, "-32602 missing _meta");
     }
 }
+
+/// A server of `era` whose `echo` answers JSON, and whose `progress` answers
+/// an event stream: a progress notification, then the result.
+fn relaying_server(era: &str) -> Script {
+    let base = if era == "legacy" { legacy_server("up", json!([tool("echo"), tool("progress")])) } else { modern_server("up", json!([tool("echo"), tool("progress")])) };
+    std::sync::Arc::new(move |body: &Value, h: &[(String, String)]| {
+        if body["method"] == "tools/call" && body["params"]["name"] == "progress" {
+            let token = body["params"]["_meta"]["progressToken"].clone();
+            let progress = json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": token, "progress": 1}});
+            let result = json!({"jsonrpc": "2.0", "id": body["id"], "result": {"content": [{"type": "text", "text": "2 steps"}]}});
+            return Reply::events(vec![progress, result]);
+        }
+        base(body, h)
+    })
+}
+
+#[test]
+fn ids_are_echoed_as_sent_on_relayed_json_and_sse_answers_in_both_eras() {
+    for era in ["legacy", "modern"] {
+        let (h, traffic) = hub_with_servers(json!({}), vec![("up", json!({}), relaying_server(era))]);
+        let sid = legacy_session(&h);
+        let meta = modern_meta();
+        for id in IDS {
+            let call = json!({"jsonrpc": "2.0", "id": "__ID__", "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "hi"}}});
+            let r = post(&h, &with_id(call, id), &legacy_headers(&sid));
+            assert_eq!((r.status, r.sse), (200, false), "{era}: {}", r.text);
+            assert_echoed(&r, id, "a legacy client's relayed tools/call");
+            let progress = json!({"jsonrpc": "2.0", "id": "__ID__", "method": "tools/call",
+                "params": {"name": "progress", "arguments": {}, "_meta": {"progressToken": "p"}}});
+            let r = post(&h, &with_id(progress, id), &legacy_headers(&sid));
+            assert!(r.sse, "{era}: {:?}", r.headers);
+            assert_echoed(&r, id, "a legacy client's streamed tools/call");
+            assert_eq!(r.events()[0]["params"]["progressToken"], "p");
+
+            let modern_headers = |name: &'static str| vec![ACCEPT, JSON, ("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", "tools/call"), ("Mcp-Name", name)];
+            let call = json!({"jsonrpc": "2.0", "id": "__ID__", "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "hi"}, "_meta": meta}});
+            let r = post(&h, &with_id(call, id), &modern_headers("echo"));
+            assert_eq!((r.status, r.sse), (200, false), "{era}: {}", r.text);
+            assert_echoed(&r, id, "a modern client's relayed tools/call");
+            let mut m = meta.clone();
+            m["progressToken"] = json!("p");
+            let progress = json!({"jsonrpc": "2.0", "id": "__ID__", "method": "tools/call", "params": {"name": "progress", "arguments": {}, "_meta": m}});
+            let r = post(&h, &with_id(progress, id), &modern_headers("progress"));
+            assert!(r.sse, "{era}: {:?}", r.headers);
+            assert_echoed(&r, id, "a modern client's streamed tools/call");
+        }
+        // Upstream ids are the hub's own, never the client's text.
+        let calls = traffic.calls("up", "tools/call");
+        assert_eq!(calls.len(), IDS.len() * 4);
+        assert!(calls.iter().all(|c| !IDS.contains(&c.body["id"].to_string().as_str())), "{era}");
+    }
+}
