@@ -235,3 +235,41 @@ fn a_streamed_answer_is_relayed_with_its_notification_before_the_result() {
     assert_eq!((r.status, r.sse), (200, false));
     assert_eq!(r.json(), json!({"jsonrpc": "2.0", "id": 2, "result": {"content": [{"type": "text", "text": "done"}]}}));
 }
+
+#[test]
+fn a_legacy_client_that_left_a_call_stream_resumes_it_with_last_event_id() {
+    let script: Script = Arc::new(|body: &Value, h: &[(String, String)]| match body["method"].as_str().unwrap_or("") {
+        "tools/call" => {
+            let token = body["params"]["_meta"]["progressToken"].clone();
+            let step = |n: u64| json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": token, "progress": n}});
+            let result = json!({"jsonrpc": "2.0", "id": body["id"], "result": {"content": [{"type": "text", "text": "done"}]}});
+            Reply::events(vec![step(1), step(2), result])
+        }
+        _ => (legacy_server("old", json!([tool("slow")])))(body, h),
+    });
+    let (h, _) = hub_with_servers(json!({}), vec![("old", json!({}), script)]);
+    let sid = legacy_session(&h);
+    let body = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "slow", "arguments": {}, "_meta": {"progressToken": "t"}}}).to_string();
+    // The client reads the priming event and the first progress, then its connection breaks.
+    let first = post_leaving_after(&h, &body, &legacy_headers(&sid), 2);
+    assert!(first.sse);
+    let read = mcphub::protocol::sse::parse_all(&first.text);
+    assert_eq!(read.len(), 1, "the priming event has no data: {:?}", first.text);
+    assert!(first.text.starts_with("id: ") && first.text.contains("\nretry: 1000\n"), "a priming event opens the stream: {:?}", first.text);
+    let last_id = read[0].id.clone().expect("events carry ids");
+    assert_eq!(serde_json::from_str::<Value>(&read[0].data).unwrap()["params"]["progress"], 1);
+    // The rest, written while it was away, comes back on GET with Last-Event-ID.
+    let mut hdrs = legacy_headers(&sid);
+    hdrs.push(("Last-Event-ID", &last_id));
+    let resumed = get(&h, "/mcp", &hdrs);
+    assert_eq!((resumed.status, resumed.sse), (200, true), "{}", resumed.text);
+    let events = resumed.events();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0]["params"], json!({"progressToken": "t", "progress": 2}));
+    assert_eq!(events[1], json!({"jsonrpc": "2.0", "id": 5, "result": {"content": [{"type": "text", "text": "done"}]}}));
+    // Another session cannot resume it.
+    let other = legacy_session(&h);
+    let mut hdrs = legacy_headers(&other);
+    hdrs.push(("Last-Event-ID", &last_id));
+    assert_eq!(get(&h, "/mcp", &hdrs).status, 404);
+}

@@ -109,6 +109,16 @@ impl Answer {
 
 /// Sends one request from `peer` to the hub and reads its answer.
 pub fn request_from(hub: &Hub, peer: &str, method: &str, target: &str, headers: &[(&str, &str)], body: &str) -> Answer {
+    exchange(hub, peer, method, target, headers, body, MAX_EVENTS)
+}
+
+/// `POST /mcp` from a client that reads `max_events` events of an SSE
+/// answer (the priming event counts) and then disconnects.
+pub fn post_leaving_after(hub: &Hub, body: &str, headers: &[(&str, &str)], max_events: usize) -> Answer {
+    exchange(hub, PEER, "POST", "/mcp", headers, body, max_events)
+}
+
+fn exchange(hub: &Hub, peer: &str, method: &str, target: &str, headers: &[(&str, &str)], body: &str, max_events: usize) -> Answer {
     let peer: SocketAddr = peer.parse().expect("a socket address");
     let req = Request {
         method: method.into(),
@@ -120,7 +130,7 @@ pub fn request_from(hub: &Hub, peer: &str, method: &str, target: &str, headers: 
     let resp = hub.handle(req);
     let (text, sse) = match resp.body {
         Body::Full(bytes) => (String::from_utf8(bytes).expect("a UTF-8 body"), false),
-        Body::Sse(producer) => (mcphub::http::sse::collect(producer, MAX_EVENTS), true),
+        Body::Sse(producer) => (mcphub::http::sse::collect(producer, max_events), true),
     };
     Answer { status: resp.status, headers: resp.headers, text, sse }
 }
