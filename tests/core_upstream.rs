@@ -273,3 +273,47 @@ fn a_legacy_client_that_left_a_call_stream_resumes_it_with_last_event_id() {
     hdrs.push(("Last-Event-ID", &last_id));
     assert_eq!(get(&h, "/mcp", &hdrs).status, 404);
 }
+
+#[test]
+fn an_unreachable_server_opens_its_circuit_and_calls_then_fail_fast_with_503() {
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let d = down.clone();
+    let script: Script = Arc::new(move |body: &Value, h: &[(String, String)]| {
+        if d.load(Ordering::SeqCst) {
+            return Reply::unreachable();
+        }
+        (modern_server("m", json!([tool("echo")])))(body, h)
+    });
+    let (h, traffic) = hub_with_servers(json!({}), vec![("m", json!({"protocol": "modern"}), script)]);
+    assert_eq!(text_of(&modern(&h, "tools/call", json!({"name": "echo", "arguments": {"text": "up"}})).json()), "m: up");
+    down.store(true, Ordering::SeqCst);
+    // Connect failures: -32000 naming the server, until the breaker opens.
+    let mut failed = 0;
+    let refused = loop {
+        let r = modern(&h, "tools/call", json!({"name": "echo", "arguments": {"text": "x"}}));
+        if r.status == 503 {
+            break r;
+        }
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.json()["error"]["code"], -32000, "{}", r.text);
+        assert_eq!(r.json()["error"]["message"], "upstream 'm' unreachable: connection refused");
+        failed += 1;
+        assert!(failed < mcphub::limits::breaker::FAILURES_TO_OPEN as usize + 1, "the circuit never opened");
+    };
+    // Each failed call was tried twice (a request that never left is sent
+    // again once); the fifth connect failure opened the circuit, so the
+    // third call's second attempt was refused.
+    let sent = traffic.calls("m", "tools/call").len();
+    assert_eq!((failed, sent), (2, 1 + mcphub::limits::breaker::FAILURES_TO_OPEN as usize));
+    assert_eq!(refused.header("retry-after"), Some("1"), "the first cool-down");
+    let e = refused.json();
+    assert_eq!(e["id"], "m1");
+    assert_eq!(e["error"]["code"], -32000);
+    assert_eq!(e["error"]["data"], json!({"server": "m", "retry_after_seconds": 1, "reason": "circuit_open"}));
+    // While open, a call fails at once without reaching the server.
+    assert_eq!(modern(&h, "tools/call", json!({"name": "echo", "arguments": {"text": "y"}})).status, 503);
+    assert_eq!(traffic.calls("m", "tools/call").len(), sent);
+    let ready = get(&h, "/readyz", &[]).json();
+    assert_eq!(ready["servers"]["m"]["breaker"], "open", "{ready}");
+    assert_eq!(metric(&h, "mcphub_circuit_open{server=\"m\"}"), "mcphub_circuit_open{server=\"m\"} 1");
+}

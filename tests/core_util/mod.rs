@@ -266,6 +266,8 @@ pub enum ReplyBody {
     Text(String),
     /// No body (202, or an error status without one).
     Empty,
+    /// No answer at all: the connection was refused (the request never left).
+    Unreachable,
 }
 
 impl Reply {
@@ -292,6 +294,10 @@ impl Reply {
     /// `status` with a body that is not JSON-RPC.
     pub fn text(status: u16, text: &str) -> Reply {
         Reply { status, session: None, retry_after: None, body: ReplyBody::Text(text.into()) }
+    }
+    /// A server that cannot be reached (connection refused, nothing sent).
+    pub fn unreachable() -> Reply {
+        Reply { status: 0, session: None, retry_after: None, body: ReplyBody::Unreachable }
     }
     /// With this HTTP status.
     pub fn with_status(mut self, status: u16) -> Reply {
@@ -367,10 +373,13 @@ impl Scripted {
         self.traffic.0.lock().unwrap().push(seen);
     }
 
-    fn reply(&self, body: &Value, headers: &[(String, String)], deadline: Deadline) -> UpstreamAnswer {
+    fn reply(&self, body: &Value, headers: &[(String, String)], deadline: Deadline) -> Result<UpstreamAnswer, UpstreamError> {
         self.record("post", body, headers);
         let reply = (self.script)(body, headers);
-        match reply.body {
+        Ok(match reply.body {
+            ReplyBody::Unreachable => {
+                return Err(UpstreamError::Transport { server: self.server.clone(), detail: "connection refused".into(), sent: false })
+            }
             ReplyBody::Events(messages) => {
                 let text: String = messages.iter().map(|m| format!("data: {m}\n\n")).collect();
                 let reader = std::io::Cursor::new(text.into_bytes());
@@ -384,7 +393,7 @@ impl Scripted {
                 };
                 UpstreamAnswer::Reply(HttpReply { status: reply.status, session_id: reply.session, message, excerpt, retry_after: reply.retry_after })
             }
-        }
+        })
     }
 }
 
@@ -396,10 +405,10 @@ impl Transport for Scripted {
         &self.latency
     }
     fn post_call(&self, body: &Value, headers: &[(String, String)], deadline: Deadline) -> Result<UpstreamAnswer, UpstreamError> {
-        Ok(self.reply(body, headers, deadline))
+        self.reply(body, headers, deadline)
     }
     fn post_long(&self, body: &Value, headers: &[(String, String)]) -> Result<UpstreamAnswer, UpstreamError> {
-        Ok(self.reply(body, headers, Deadline::fixed(std::time::Duration::from_secs(10))))
+        self.reply(body, headers, Deadline::fixed(std::time::Duration::from_secs(10)))
     }
     fn answer(&self, message: &Value, headers: &[(String, String)], _budget: std::time::Duration) {
         self.record("answer", message, headers);
