@@ -317,3 +317,63 @@ fn an_unreachable_server_opens_its_circuit_and_calls_then_fail_fast_with_503() {
     assert_eq!(ready["servers"]["m"]["breaker"], "open", "{ready}");
     assert_eq!(metric(&h, "mcphub_circuit_open{server=\"m\"}"), "mcphub_circuit_open{server=\"m\"} 1");
 }
+
+#[test]
+fn x_mcp_header_params_are_checked_for_modern_clients_and_sent_to_the_server() {
+    let region = json!({"name": "region", "inputSchema": {"type": "object", "properties": {"zone": {"type": "string", "x-mcp-header": "Region"}}}});
+    let (h, traffic) = hub_with_servers(json!({}), vec![("m", json!({}), modern_server("m", json!([region])))]);
+    let call = |zone: &str, header: Option<&str>| {
+        let extra: Vec<(&str, &str)> = header.map(|v| ("Mcp-Param-Region", v)).into_iter().collect();
+        modern_with(&h, "tools/call", json!({"name": "region", "arguments": {"zone": zone}}), &extra)
+    };
+    let missing = call("us-west1", None);
+    assert_eq!((missing.status, missing.code()), (400, Some(-32020)), "{}", missing.text);
+    assert_eq!(missing.message(), "Header mismatch: Mcp-Param-Region header is missing");
+    let wrong = call("us-west1", Some("eu-west1"));
+    assert_eq!((wrong.status, wrong.code()), (400, Some(-32020)));
+    assert_eq!(wrong.message(), "Header mismatch: Mcp-Param-Region header value 'eu-west1' does not match body value 'us-west1'");
+    assert!(traffic.calls("m", "tools/call").is_empty(), "refused calls never reach the server");
+    let ok = call("us-west1", Some("us-west1"));
+    assert_eq!(ok.status, 200, "{}", ok.text);
+    assert_eq!(traffic.calls("m", "tools/call")[0].header("Mcp-Param-Region"), Some("us-west1"));
+    // A legacy client sends no such header; the hub adds it for the modern server.
+    let sid = legacy_session(&h);
+    let r = legacy(&h, &sid, "tools/call", json!({"name": "region", "arguments": {"zone": "asia-east1"}}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.json().get("result").is_some(), "{}", r.text);
+    assert_eq!(traffic.calls("m", "tools/call")[1].header("Mcp-Param-Region"), Some("asia-east1"));
+}
+
+#[test]
+fn log_messages_of_a_call_reach_a_client_at_its_level_only() {
+    let script: Script = Arc::new(|body: &Value, h: &[(String, String)]| match body["method"].as_str().unwrap_or("") {
+        "tools/call" => {
+            let log = |level: &str| json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": level, "data": level}});
+            let result = json!({"jsonrpc": "2.0", "id": body["id"], "result": {"content": [{"type": "text", "text": "done"}]}});
+            Reply::events(vec![log("debug"), log("info"), log("error"), result])
+        }
+        _ => (legacy_server("old", json!([tool("noisy")])))(body, h),
+    });
+    let (h, _) = hub_with_servers(json!({}), vec![("old", json!({}), script)]);
+    let levels = |a: &Answer| -> Vec<String> {
+        a.events().iter().filter(|e| e["method"] == "notifications/message").map(|e| e["params"]["level"].as_str().unwrap().to_string()).collect()
+    };
+    // A legacy client gets every level until it sets one.
+    let sid = legacy_session(&h);
+    let all = legacy(&h, &sid, "tools/call", json!({"name": "noisy", "arguments": {}}));
+    assert_eq!(levels(&all), ["debug", "info", "error"]);
+    assert_eq!(legacy(&h, &sid, "logging/setLevel", json!({"level": "warning"})).json()["result"], json!({}));
+    let some = legacy(&h, &sid, "tools/call", json!({"name": "noisy", "arguments": {}}));
+    assert_eq!(levels(&some), ["error"]);
+    assert_eq!(some.json()["result"]["content"][0]["text"], "done");
+    // Another client's level is its own.
+    let other = legacy_session(&h);
+    assert_eq!(levels(&legacy(&h, &other, "tools/call", json!({"name": "noisy", "arguments": {}}))).len(), 3);
+    // A modern client gets none without a logLevel, and those at or above the one it names.
+    let none = modern(&h, "tools/call", json!({"name": "noisy", "arguments": {}}));
+    assert!(none.sse, "the upstream's stream is relayed: {:?}", none.headers);
+    assert!(levels(&none).is_empty(), "{}", none.text);
+    assert_eq!(none.json()["result"]["content"][0]["text"], "done");
+    let info = modern(&h, "tools/call", json!({"name": "noisy", "arguments": {}, "_meta": {"io.modelcontextprotocol/logLevel": "info"}}));
+    assert_eq!(levels(&info), ["info", "error"]);
+}
