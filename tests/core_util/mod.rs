@@ -319,7 +319,8 @@ impl Reply {
 /// How a scripted upstream answers: `(request body, headers) → reply`.
 pub type Script = Arc<dyn Fn(&Value, &[(String, String)]) -> Reply + Send + Sync>;
 
-/// One message a scripted upstream received.
+/// One message a scripted upstream received (with the server's configured
+/// headers first, as the HTTP transport sends them).
 #[derive(Debug, Clone)]
 pub struct Seen {
     pub server: String,
@@ -362,6 +363,8 @@ impl Traffic {
 
 struct Scripted {
     server: String,
+    /// The server's configured headers, sent first as the HTTP transport does.
+    static_headers: Vec<(String, String)>,
     script: Script,
     traffic: Traffic,
     latency: prometheus::Histogram,
@@ -374,8 +377,9 @@ impl Scripted {
     }
 
     fn reply(&self, body: &Value, headers: &[(String, String)], deadline: Deadline) -> Result<UpstreamAnswer, UpstreamError> {
-        self.record("post", body, headers);
-        let reply = (self.script)(body, headers);
+        let headers: Vec<(String, String)> = self.static_headers.iter().chain(headers).cloned().collect();
+        self.record("post", body, &headers);
+        let reply = (self.script)(body, &headers);
         Ok(match reply.body {
             ReplyBody::Unreachable => {
                 return Err(UpstreamError::Transport { server: self.server.clone(), detail: "connection refused".into(), sent: false })
@@ -442,7 +446,7 @@ pub fn hub_with_servers(extra: Value, servers: Vec<(&str, Value, Script)>) -> (H
     let connector: mcphub::upstream::Connector = Arc::new(move |config: &mcphub::config::ServerConfig, _pool: usize| {
         let script = scripts.get(&config.name).cloned().unwrap_or_else(|| panic!("no script for server '{}'", config.name));
         let opts = prometheus::HistogramOpts::new("scripted_upstream_seconds", "scripted upstream latency");
-        Box::new(Scripted { server: config.name.clone(), script, traffic: t.clone(), latency: prometheus::Histogram::with_opts(opts).unwrap() }) as Box<dyn Transport>
+        Box::new(Scripted { server: config.name.clone(), static_headers: config.headers.clone(), script, traffic: t.clone(), latency: prometheus::Histogram::with_opts(opts).unwrap() }) as Box<dyn Transport>
     });
     (hub_from(cfg, Some(connector)), traffic)
 }
