@@ -7,6 +7,9 @@
 //! either shows the client gone it marks the stream gone and shuts the socket
 //! down, so a producer blocked elsewhere learns it at its next call.
 //!
+//! A sink can also keep its stream in memory ([`collect`]): a handler's SSE
+//! answer run on the calling thread, without a server (tests, tools).
+//!
 //! Framing: HTTP/1.1 clients get each event as one chunk
 //! (`{len:x}\r\n{event}\r\n`) written by one `write` loop within the write
 //! budget; HTTP/1.0 clients get the raw event bytes and the connection closes
@@ -292,9 +295,70 @@ impl StreamShared {
 /// after `ping_interval` of silence so a gone client is noticed while the
 /// producer is blocked elsewhere.
 pub struct SseSink {
-    shared: Arc<StreamShared>,
+    target: Target,
     /// Applied to each event's data before it is written (see [`SseSink::map_data`]).
     map: Option<DataMap>,
+}
+
+/// Where a sink's events go: a client's socket, or memory ([`collect`]).
+enum Target {
+    Stream(Arc<StreamShared>),
+    Memory(Memory),
+}
+
+/// The in-memory end of a stream: the event text a client would read (SSE
+/// framing, no HTTP chunking), and a client that leaves after `max_events`
+/// events.
+struct Memory {
+    text: Vec<u8>,
+    events: usize,
+    max_events: usize,
+    gone: bool,
+    on_gone: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl Memory {
+    /// Appends one event (or comment); the client leaves at the event after
+    /// its `max_events`-th.
+    fn write(&mut self, bytes: &[u8], is_event: bool) -> Result<(), ClientGone> {
+        if self.gone {
+            return Err(ClientGone);
+        }
+        if is_event && self.events >= self.max_events {
+            self.gone = true;
+            if let Some(hook) = self.on_gone.take() {
+                hook();
+            }
+            return Err(ClientGone);
+        }
+        self.events += usize::from(is_event);
+        self.text.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+/// Runs an SSE producer (the closure of a [`super::Body::Sse`] answer) to
+/// its end on the calling thread with a sink that keeps the stream in memory
+/// instead of writing it to a socket, and returns the text a client would
+/// have read: each event in its wire form (`id:`/`event:`/`data:` lines and
+/// the blank line; comments as `: …` lines), without HTTP chunk framing.
+/// Read it with [`crate::protocol::sse::parse_all`].
+///
+/// The client reads at most `max_events` events: the producer's next
+/// [`SseSink::send`] fails with [`ClientGone`] and its [`SseSink::on_gone`]
+/// hook runs, as when a real client disconnects. An open-ended producer (one
+/// waiting for notifications) therefore returns only once it tried to send
+/// more than `max_events` events or stops on its own; there is no pinger and
+/// no write budget. For in-process use of a handler without a server (tests
+/// of a [`super::Handler`] that answer `Request` → `Response`, tools).
+pub fn collect(producer: impl FnOnce(&mut SseSink), max_events: usize) -> String {
+    let memory = Memory { text: Vec::new(), events: 0, max_events, gone: false, on_gone: None };
+    let mut sink = SseSink { target: Target::Memory(memory), map: None };
+    producer(&mut sink);
+    match sink.target {
+        Target::Memory(m) => String::from_utf8_lossy(&m.text).into_owned(),
+        Target::Stream(_) => unreachable!("a memory sink stays one"),
+    }
 }
 
 /// A rewrite of an event's data: the new data, or `None` to keep it.
@@ -302,7 +366,15 @@ type DataMap = Box<dyn Fn(&str) -> Option<String> + Send>;
 
 impl SseSink {
     pub(crate) fn new(shared: Arc<StreamShared>) -> SseSink {
-        SseSink { shared, map: None }
+        SseSink { target: Target::Stream(shared), map: None }
+    }
+
+    /// Writes one event's (or comment's) wire bytes to the target.
+    fn write(&mut self, bytes: &[u8], is_event: bool) -> Result<(), ClientGone> {
+        match &mut self.target {
+            Target::Stream(shared) => shared.write_event(bytes),
+            Target::Memory(m) => m.write(bytes, is_event),
+        }
     }
 
     /// Writes one event in a single chunk (one write loop, flushed, within the
@@ -311,8 +383,8 @@ impl SseSink {
     /// spaces; `data` goes through [`SseSink::map_data`]'s rewrite, if any.
     pub fn send(&mut self, event: &SseEvent<'_>) -> Result<(), ClientGone> {
         match self.map.as_ref().and_then(|map| map(event.data)) {
-            Some(data) => self.shared.write_event(&format_event(&SseEvent { data: &data, ..event.clone() })),
-            None => self.shared.write_event(&format_event(event)),
+            Some(data) => self.write(&format_event(&SseEvent { data: &data, ..event.clone() }), true),
+            None => self.write(&format_event(event), true),
         }
     }
 
@@ -320,7 +392,7 @@ impl SseSink {
     /// [`SseSink::mapped`] (a producer that logs what the client gets): the
     /// rewrite is not applied a second time.
     pub(crate) fn send_premapped(&mut self, event: &SseEvent<'_>) -> Result<(), ClientGone> {
-        self.shared.write_event(&format_event(event))
+        self.write(&format_event(event), true)
     }
 
     /// Sets a rewrite of every event's data before it is written: `map`
@@ -348,13 +420,16 @@ impl SseSink {
             out.push('\n');
         }
         out.push('\n');
-        self.shared.write_event(out.as_bytes())
+        self.write(out.as_bytes(), false)
     }
 
     /// Whether a previous write (or the pinger) found the client gone, or the
     /// server ended the stream (shutdown).
     pub fn is_gone(&self) -> bool {
-        self.shared.is_gone()
+        match &self.target {
+            Target::Stream(shared) => shared.is_gone(),
+            Target::Memory(m) => m.gone,
+        }
     }
 
     /// Declares this stream open-ended: it waits for notifications and has no
@@ -364,7 +439,9 @@ impl SseSink {
     /// drain timeout (`drainTimeoutMs`); if a shutdown already began, it ends
     /// now. Streams answering a GET are open-ended without this call.
     pub fn open_ended(&mut self) {
-        self.shared.set_open_ended();
+        if let Target::Stream(shared) = &self.target {
+            shared.set_open_ended();
+        }
     }
 
     /// Runs `hook` once when the client is found gone (at once if it already
@@ -372,9 +449,17 @@ impl SseSink {
     /// shutdown. It must not block (cut a socket, set a flag), since the
     /// pinger serves every stream.
     pub fn on_gone(&mut self, hook: impl FnOnce() + Send + 'static) {
-        *self.shared.on_gone.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(hook));
-        if self.shared.is_gone() {
-            let hook = self.shared.on_gone.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let shared = match &mut self.target {
+            Target::Stream(shared) => shared,
+            Target::Memory(m) if m.gone => return hook(),
+            Target::Memory(m) => {
+                m.on_gone = Some(Box::new(hook));
+                return;
+            }
+        };
+        *shared.on_gone.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(hook));
+        if shared.is_gone() {
+            let hook = shared.on_gone.lock().unwrap_or_else(|e| e.into_inner()).take();
             if let Some(hook) = hook {
                 hook();
             }
@@ -457,5 +542,42 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(format_event(&ev), b"id: x y\ndata: {}\n\n");
+    }
+
+    #[test]
+    fn collect_keeps_the_stream_in_memory_and_the_client_leaves_after_max_events() {
+        let gone = Arc::new(AtomicBool::new(false));
+        let seen_gone = gone.clone();
+        let text = collect(
+            move |sink: &mut SseSink| {
+                sink.map_data(|d| d.contains("two").then(|| d.replace("two", "2")));
+                sink.on_gone(move || seen_gone.store(true, Ordering::SeqCst));
+                sink.open_ended(); // no server: nothing to end at shutdown
+                assert_eq!(sink.send(&SseEvent { id: Some("1"), data: "one", ..Default::default() }), Ok(()));
+                assert_eq!(sink.comment("note"), Ok(()), "a comment is not an event");
+                assert_eq!(sink.send(&SseEvent { event: Some("e"), data: "two\nlines", ..Default::default() }), Ok(()));
+                assert!(!sink.is_gone());
+                assert_eq!(sink.send(&SseEvent { data: "three", ..Default::default() }), Err(ClientGone), "the third of 2 events");
+                assert!(sink.is_gone());
+                assert_eq!(sink.comment("late"), Err(ClientGone));
+            },
+            2,
+        );
+        assert_eq!(text, "id: 1\ndata: one\n\n: note\n\nevent: e\ndata: 2\ndata: lines\n\n");
+        assert!(gone.load(Ordering::SeqCst), "the on_gone hook ran when the client left");
+        let events = crate::protocol::sse::parse_all(&text);
+        assert_eq!(events.iter().map(|e| e.data.as_str()).collect::<Vec<_>>(), ["one", "2\nlines"]);
+        // A hook set after the client left runs at once.
+        let late = Arc::new(AtomicBool::new(false));
+        let l = late.clone();
+        let text = collect(
+            move |sink: &mut SseSink| {
+                assert_eq!(sink.send(&SseEvent { data: "x", ..Default::default() }), Err(ClientGone));
+                sink.on_gone(move || l.store(true, Ordering::SeqCst));
+            },
+            0,
+        );
+        assert_eq!(text, "");
+        assert!(late.load(Ordering::SeqCst));
     }
 }

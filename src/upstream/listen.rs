@@ -14,8 +14,8 @@
 //! - Notifications go to the hub's notification sink with the upstream's
 //!   `io.modelcontextprotocol/subscriptionId` removed (it names the hub's
 //!   subscription, not a client's); the acknowledgement is only logged.
-//! - A broken or refused stream is reopened after a back-off (250 ms doubling,
-//!   at most [`MAX_BACKOFF`]); a server that answers `-32601` / 404 (no
+//! - A broken or refused stream is reopened after a back-off
+//!   ([`super::retry::reconnect_backoff`], the legacy GET listener's too); a server that answers `-32601` / 404 (no
 //!   `subscriptions/listen`) is not asked again. The thread holds the upstream
 //!   only weakly and ends when it is dropped (the open stream is cut then).
 
@@ -26,14 +26,10 @@ use crate::protocol::{self, codes, headers, jsonrpc, MODERN_VERSION};
 use parking_lot::{Condvar, Mutex};
 use serde_json::{json, Map, Value};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
 
 /// `_meta` key naming the subscription a notification was delivered on
 /// (2026-07-28 schema `NotificationMetaObject`).
 pub const META_SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
-
-/// Longest pause between two attempts to open a server's listen stream.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// One server's listen stream: the wanted URI set and the thread's controls.
 #[derive(Default)]
@@ -126,11 +122,6 @@ pub fn strip_subscription_id(message: &mut Value) {
     }
 }
 
-/// The back-off before attempt `failures + 1` (250 ms doubling, capped).
-fn backoff(failures: u32) -> Duration {
-    Duration::from_millis(250u64.saturating_mul(1 << failures.min(10))).min(MAX_BACKOFF)
-}
-
 /// How one stream ended.
 enum End {
     /// Cut for a new URI set, or the upstream is gone: go on at once.
@@ -210,7 +201,7 @@ fn run(me: &Weak<Upstream>, shared: &Shared, sink: &NotificationSink, name: &str
             End::Superseded => continue,
             End::Failed if superseded => continue,
             End::Failed => {
-                let pause = backoff(failures);
+                let pause = super::retry::reconnect_backoff(failures);
                 failures = failures.saturating_add(1);
                 // Wake early for a new URI set or the end of the upstream.
                 let _ = shared.wake.wait_while_for(&mut s, |s| s.generation == generation && !s.stopped, pause);
@@ -298,13 +289,6 @@ mod tests {
         let mut bare = json!({"method": "notifications/tools/list_changed"});
         strip_subscription_id(&mut bare);
         assert_eq!(bare, json!({"method": "notifications/tools/list_changed"}));
-    }
-
-    #[test]
-    fn back_off_doubles_up_to_its_cap() {
-        assert_eq!(backoff(0), Duration::from_millis(250));
-        assert_eq!(backoff(2), Duration::from_secs(1));
-        assert_eq!(backoff(40), MAX_BACKOFF);
     }
 
     #[test]

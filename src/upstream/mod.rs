@@ -1144,7 +1144,8 @@ impl Upstream {
     /// Listens on a new legacy session's standalone GET stream for
     /// notifications sent outside any call (`list_changed`,
     /// `resources/updated`), on a thread of its own: reconnects after a
-    /// break (backing off, up to 5 failures in a row), stops when the server
+    /// break (backing off by [`retry::reconnect_backoff`], like the modern
+    /// listener, without giving up), stops when the server
     /// offers no GET stream (405) or the session is replaced.
     ///
     /// Server→client requests there are related to no call (an SDK sends a
@@ -1167,7 +1168,7 @@ impl Upstream {
         let name = format!("listen-{}", self.config.name);
         let spawned = self.threads().spawn_owned(&name, crate::threads::Kind::Listen, move |stop| {
             let mut failures = 0u32;
-            while alive.upgrade().is_some() && failures < 5 && !stop.is_stopped() {
+            while alive.upgrade().is_some() && !stop.is_stopped() {
                 let opened = me.transport.listen(&headers);
                 let _ = ready_tx.try_send(());
                 match opened {
@@ -1194,7 +1195,7 @@ impl Upstream {
                         failures += 1;
                     }
                 }
-                if stop.sleep(Duration::from_millis(250 * 2u64.pow(failures.min(6)))) {
+                if stop.sleep(retry::reconnect_backoff(failures)) {
                     return;
                 }
             }

@@ -37,6 +37,18 @@ pub const MAX_REFUSALS: u32 = 5;
 /// How many times a call is sent again after a transport failure.
 pub const MAX_RESENDS: u32 = 1;
 
+/// Longest pause between two attempts to reopen a server's long-lived
+/// stream (a legacy session's GET stream, a modern `subscriptions/listen`).
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The pause before reopening a long-lived stream after `failures` failures
+/// in a row: 250 ms doubling, at most [`MAX_BACKOFF`]. Both listeners use
+/// it and never give up while their session or server is served (a server
+/// that restarts is heard again within [`MAX_BACKOFF`]).
+pub fn reconnect_backoff(failures: u32) -> Duration {
+    Duration::from_millis(250u64.saturating_mul(1 << failures.min(10))).min(MAX_BACKOFF)
+}
+
 /// What one attempt came back with, as far as the decision needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Seen {
@@ -244,6 +256,10 @@ mod tests {
         for (seen, call, tally, want) in cases {
             assert_eq!(next(seen, &call, &tally), want, "{seen:?} {call:?} {tally:?}");
         }
+        assert_eq!(
+            [0, 1, 2, 6, 7, 40].map(reconnect_backoff),
+            [Duration::from_millis(250), Duration::from_millis(500), s(1), s(16), MAX_BACKOFF, MAX_BACKOFF]
+        );
         assert_eq!((whole_secs(Duration::ZERO), whole_secs(Duration::from_millis(1001)), whole_secs(s(60))), (1, 2, 60));
     }
 }

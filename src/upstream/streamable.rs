@@ -145,6 +145,9 @@ impl HttpTransport {
         sent
     }
 
+    /// Adds the server's configured headers, then `headers` (the session's
+    /// or the caller's), and for a call made for a downstream request its
+    /// `X-Request-Id` and W3C trace context ([`crate::trace::upstream_headers`]).
     fn headed<B>(&self, mut req: ureq::RequestBuilder<B>, headers: &[(String, String)]) -> ureq::RequestBuilder<B> {
         for (k, v) in self.static_headers.iter().chain(headers) {
             req = req.header(k.as_str(), v.as_str());
@@ -237,10 +240,6 @@ impl Transport for HttpTransport {
         let reader = resp.into_body().into_with_config().limit(u64::MAX).reader();
         Ok(Some(EventStream::new(reader, None, Deadline::fixed(Duration::MAX), &self.server, status, None)))
     }
-
-    /// Adds the server's configured headers, then `headers` (the session's).
-    /// The server's configured headers, `headers`, and for a call made for a
-    /// downstream request its `X-Request-Id` and W3C trace context
 
     /// Sends `DELETE` to end a legacy session; errors are logged, not returned.
     fn delete(&self, headers: &[(String, String)]) {

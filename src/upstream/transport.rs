@@ -256,7 +256,7 @@ pub trait Transport: Send + Sync {
     /// upstream otherwise only shows its users "MCP error …".
     fn refuse(&self, request: &Value, headers: &[(String, String)], budget: Duration, why: Refusal<'_>) {
         let method = request.get("method").and_then(Value::as_str).unwrap_or("?");
-        let answer = why.error(&self.server(), method);
+        let answer = why.error(self.server(), method);
         match why {
             Refusal::Client(_) => log::info!("upstream '{}' sent '{method}'; answered: {}", self.server(), answer.message),
             Refusal::Unattributable(_) | Refusal::Hub(_) => {

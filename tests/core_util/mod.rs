@@ -1,0 +1,510 @@
+//! Socket-free harness for the hub's protocol behaviour (issue 15 item 7):
+//! a `Hub` built from a literal JSON config, answered through
+//! `Handler::handle` with a constructed `Request` (the peer is a value, no
+//! connection), SSE answers run in memory (`http::sse::collect`). No
+//! server, no upstream process; `tests/core_*.rs` import it with
+//! `mod core_util;`.
+#![allow(dead_code)]
+
+use mcphub::config::Config;
+use mcphub::http::{Body, Handler, Request};
+use mcphub::hub::Hub;
+use mcphub::upstream::transport::{Answer as UpstreamAnswer, Deadline, EventStream, HttpReply, Transport};
+use mcphub::upstream::UpstreamError;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+/// Events an SSE answer is read to (a stream the hub ends on its own stops earlier).
+pub const MAX_EVENTS: usize = 1000;
+
+/// The default client address of a request.
+pub const PEER: &str = "127.0.0.1:40000";
+
+pub const ACCEPT: (&str, &str) = ("Accept", "application/json, text/event-stream");
+pub const JSON: (&str, &str) = ("Content-Type", "application/json");
+
+/// A hub from `extra` top-level config keys over the defaults (no
+/// `mcpServers`, a hub deadline of 8 s, a state directory of its own): the
+/// memory session store unless `extra` names Redis.
+pub fn hub(extra: Value) -> Hub {
+    hub_from(extra, None)
+}
+
+/// [`hub`], its servers reached through `connector` when given.
+fn hub_from(extra: Value, connector: Option<mcphub::upstream::Connector>) -> Hub {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let state = std::env::temp_dir().join(format!("mcphub-core-state-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    let mut cfg = json!({"mcpServers": {}, "timeouts": {"hubMs": 8000}, "stateDir": state});
+    if let (Some(o), Some(e)) = (cfg.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            o.insert(k.clone(), v.clone());
+        }
+    }
+    let config = Config::parse(&cfg.to_string()).unwrap_or_else(|e| panic!("invalid test config {cfg}: {e}"));
+    match connector {
+        Some(c) => Hub::with_connector(config, c).expect("memory session store"),
+        None => Hub::new(config).expect("memory session store"),
+    }
+}
+
+/// A `users` config entry holding `key` (stored as its SHA-256).
+pub fn user_with_key(key: &str) -> Value {
+    json!({"keys": [format!("sha256:{}", mcphub::users::key_digest(key))]})
+}
+
+/// One answer of the hub, its SSE body already read.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    /// The body text; for an SSE answer the stream's text (`http::sse::collect`).
+    pub text: String,
+    /// Whether the body was an event stream (`Body::Sse`).
+    pub sse: bool,
+}
+
+impl Answer {
+    /// The first header with this name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON; for an SSE answer, the last event's data.
+    pub fn json(&self) -> Value {
+        if self.sse {
+            return self.events().pop().unwrap_or(Value::Null);
+        }
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text))
+    }
+
+    /// The JSON-RPC message text: the body, or the last SSE event's data.
+    pub fn message_text(&self) -> String {
+        if self.sse {
+            return mcphub::protocol::sse::parse_all(&self.text).pop().map(|e| e.data).unwrap_or_default();
+        }
+        self.text.clone()
+    }
+
+    /// Every SSE event's data as JSON.
+    pub fn events(&self) -> Vec<Value> {
+        mcphub::protocol::sse::parse_all(&self.text)
+            .into_iter()
+            .map(|e| serde_json::from_str(&e.data).unwrap_or_else(|err| panic!("event data not JSON ({err}): {:?}", e.data)))
+            .collect()
+    }
+
+    /// `error.code` of the JSON-RPC answer.
+    pub fn code(&self) -> Option<i64> {
+        self.json()["error"]["code"].as_i64()
+    }
+
+    /// `error.message` of the JSON-RPC answer (empty when none).
+    pub fn message(&self) -> String {
+        self.json()["error"]["message"].as_str().unwrap_or_default().to_string()
+    }
+}
+
+/// Sends one request from `peer` to the hub and reads its answer.
+pub fn request_from(hub: &Hub, peer: &str, method: &str, target: &str, headers: &[(&str, &str)], body: &str) -> Answer {
+    exchange(hub, peer, method, target, headers, body, MAX_EVENTS)
+}
+
+/// `POST /mcp` from a client that reads `max_events` events of an SSE
+/// answer (the priming event counts) and then disconnects.
+pub fn post_leaving_after(hub: &Hub, body: &str, headers: &[(&str, &str)], max_events: usize) -> Answer {
+    exchange(hub, PEER, "POST", "/mcp", headers, body, max_events)
+}
+
+fn exchange(hub: &Hub, peer: &str, method: &str, target: &str, headers: &[(&str, &str)], body: &str, max_events: usize) -> Answer {
+    let peer: SocketAddr = peer.parse().expect("a socket address");
+    let req = Request {
+        method: method.into(),
+        target: target.into(),
+        headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        body: body.as_bytes().to_vec(),
+        peer,
+    };
+    let resp = hub.handle(req);
+    let (text, sse) = match resp.body {
+        Body::Full(bytes) => (String::from_utf8(bytes).expect("a UTF-8 body"), false),
+        Body::Sse(producer) => (mcphub::http::sse::collect(producer, max_events), true),
+    };
+    Answer { status: resp.status, headers: resp.headers, text, sse }
+}
+
+/// Sends one request from [`PEER`].
+pub fn request(hub: &Hub, method: &str, target: &str, headers: &[(&str, &str)], body: &str) -> Answer {
+    request_from(hub, PEER, method, target, headers, body)
+}
+
+/// `POST /mcp` with `body` and `headers`.
+pub fn post(hub: &Hub, body: &str, headers: &[(&str, &str)]) -> Answer {
+    request(hub, "POST", "/mcp", headers, body)
+}
+
+/// `GET path` with `headers`.
+pub fn get(hub: &Hub, path: &str, headers: &[(&str, &str)]) -> Answer {
+    request(hub, "GET", path, headers, "")
+}
+
+/// `DELETE /mcp` with `headers`.
+pub fn delete(hub: &Hub, headers: &[(&str, &str)]) -> Answer {
+    request(hub, "DELETE", "/mcp", headers, "")
+}
+
+/// A legacy `initialize` body at `version` with id 0.
+pub fn initialize_body(version: &str) -> String {
+    json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {"protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "core", "version": "1"}}})
+    .to_string()
+}
+
+/// A legacy client with `headers` added (a key): `initialize` at 2025-06-18
+/// and `notifications/initialized`; the session id.
+pub fn legacy_session_with(hub: &Hub, extra: &[(&str, &str)]) -> String {
+    let mut h = vec![ACCEPT, JSON];
+    h.extend_from_slice(extra);
+    let r = post(hub, &initialize_body("2025-06-18"), &h);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let sid = r.header("mcp-session-id").expect("the hub mints a session id").to_string();
+    h.extend([("Mcp-Session-Id", sid.as_str()), ("MCP-Protocol-Version", "2025-06-18")]);
+    let n = post(hub, r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#, &h);
+    assert_eq!((n.status, n.text.as_str()), (202, ""));
+    sid
+}
+
+/// A legacy client: `initialize` + `notifications/initialized`; the session id.
+pub fn legacy_session(hub: &Hub) -> String {
+    legacy_session_with(hub, &[])
+}
+
+/// The headers of a legacy request on session `sid`.
+pub fn legacy_headers(sid: &str) -> Vec<(&str, &str)> {
+    vec![ACCEPT, JSON, ("Mcp-Session-Id", sid), ("MCP-Protocol-Version", "2025-06-18")]
+}
+
+/// A legacy request (id 1) on a session.
+pub fn legacy(hub: &Hub, sid: &str, method: &str, params: Value) -> Answer {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+    post(hub, &body, &legacy_headers(sid))
+}
+
+/// The `_meta` of a 2026-07-28 request.
+pub fn modern_meta() -> Value {
+    json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "core", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {}
+    })
+}
+
+/// The body (id "m1", `_meta` added) and headers (`MCP-Protocol-Version`,
+/// `Mcp-Method`, `Mcp-Name` where the method has one) of a 2026-07-28 request.
+pub fn modern_request(method: &str, mut params: Value) -> (String, Vec<(String, String)>) {
+    match params.get_mut("_meta").and_then(Value::as_object_mut) {
+        Some(m) => m.extend(modern_meta().as_object().unwrap().clone()),
+        None => params["_meta"] = modern_meta(),
+    }
+    let mut h: Vec<(String, String)> = [ACCEPT, JSON, ("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", method)]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    if let Some(field) = mcphub::protocol::headers::name_field(method) {
+        let name = params.get(field).and_then(Value::as_str).map(mcphub::protocol::headers::encode_value).unwrap_or_default();
+        h.push(("Mcp-Name".into(), name));
+    }
+    let body = json!({"jsonrpc": "2.0", "id": "m1", "method": method, "params": params}).to_string();
+    (body, h)
+}
+
+/// A 2026-07-28 request with correct headers and `_meta`, plus `extra` headers.
+pub fn modern_with(hub: &Hub, method: &str, params: Value, extra: &[(&str, &str)]) -> Answer {
+    let (body, h) = modern_request(method, params);
+    let mut all: Vec<(&str, &str)> = h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    all.extend_from_slice(extra);
+    post(hub, &body, &all)
+}
+
+/// A 2026-07-28 request with correct headers and `_meta`.
+pub fn modern(hub: &Hub, method: &str, params: Value) -> Answer {
+    modern_with(hub, method, params, &[])
+}
+
+/// The line of `/metrics` starting with `start`.
+pub fn metric(hub: &Hub, start: &str) -> String {
+    let text = get(hub, "/metrics", &[]).text;
+    text.lines().find(|l| l.starts_with(start)).unwrap_or_else(|| panic!("no {start} in {text}")).to_string()
+}
+
+// ---------------------------------------------------------------------------
+// Scripted upstreams: a `Transport` answering from a closure with literal
+// replies, given to the hub through `Hub::with_connector` (no socket, no
+// upstream process).
+
+/// What a scripted upstream answers one POST with.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    /// `Mcp-Session-Id` of the answer.
+    pub session: Option<String>,
+    /// `Retry-After` of the answer.
+    pub retry_after: Option<String>,
+    pub body: ReplyBody,
+}
+
+/// The body of a [`Reply`].
+#[derive(Debug, Clone)]
+pub enum ReplyBody {
+    /// One JSON-RPC message (`application/json`).
+    Json(Value),
+    /// An event stream of these messages, in order (`text/event-stream`).
+    Events(Vec<Value>),
+    /// A body that is not JSON-RPC.
+    Text(String),
+    /// No body (202, or an error status without one).
+    Empty,
+    /// No answer at all: the connection was refused (the request never left).
+    Unreachable,
+}
+
+impl Reply {
+    /// 200 with this JSON-RPC message.
+    pub fn json(message: Value) -> Reply {
+        Reply { status: 200, session: None, retry_after: None, body: ReplyBody::Json(message) }
+    }
+    /// 200 with the result of the request `body` (its id echoed).
+    pub fn result(body: &Value, result: Value) -> Reply {
+        Reply::json(json!({"jsonrpc": "2.0", "id": body["id"], "result": result}))
+    }
+    /// 200 with a JSON-RPC error answering the request `body`.
+    pub fn error(body: &Value, code: i64, message: &str) -> Reply {
+        Reply::json(json!({"jsonrpc": "2.0", "id": body["id"], "error": {"code": code, "message": message}}))
+    }
+    /// 200 with an event stream of `messages`.
+    pub fn events(messages: Vec<Value>) -> Reply {
+        Reply { status: 200, session: None, retry_after: None, body: ReplyBody::Events(messages) }
+    }
+    /// `status` with no body (202 for a notification).
+    pub fn status(status: u16) -> Reply {
+        Reply { status, session: None, retry_after: None, body: ReplyBody::Empty }
+    }
+    /// `status` with a body that is not JSON-RPC.
+    pub fn text(status: u16, text: &str) -> Reply {
+        Reply { status, session: None, retry_after: None, body: ReplyBody::Text(text.into()) }
+    }
+    /// A server that cannot be reached (connection refused, nothing sent).
+    pub fn unreachable() -> Reply {
+        Reply { status: 0, session: None, retry_after: None, body: ReplyBody::Unreachable }
+    }
+    /// With this HTTP status.
+    pub fn with_status(mut self, status: u16) -> Reply {
+        self.status = status;
+        self
+    }
+    /// With `Mcp-Session-Id: id`.
+    pub fn session(mut self, id: &str) -> Reply {
+        self.session = Some(id.into());
+        self
+    }
+    /// With `Retry-After: value`.
+    pub fn retry_after(mut self, value: &str) -> Reply {
+        self.retry_after = Some(value.into());
+        self
+    }
+}
+
+/// How a scripted upstream answers: `(request body, headers) → reply`.
+pub type Script = Arc<dyn Fn(&Value, &[(String, String)]) -> Reply + Send + Sync>;
+
+/// One message a scripted upstream received (with the server's configured
+/// headers first, as the HTTP transport sends them).
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub server: String,
+    /// `post` (a request or notification), `answer` (the hub's answer to a
+    /// server→client request), `delete`.
+    pub kind: &'static str,
+    pub body: Value,
+    pub headers: Vec<(String, String)>,
+    /// When it arrived.
+    pub at: std::time::Instant,
+}
+
+impl Seen {
+    pub fn method(&self) -> &str {
+        self.body["method"].as_str().unwrap_or("")
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Everything the scripted upstreams of one hub received, in order.
+#[derive(Clone, Default)]
+pub struct Traffic(Arc<Mutex<Vec<Seen>>>);
+
+impl Traffic {
+    /// What `server` received (POSTs), in order.
+    pub fn posts(&self, server: &str) -> Vec<Seen> {
+        self.0.lock().unwrap().iter().filter(|s| s.server == server && s.kind == "post").cloned().collect()
+    }
+    /// The `method` requests `server` received.
+    pub fn calls(&self, server: &str, method: &str) -> Vec<Seen> {
+        self.posts(server).into_iter().filter(|s| s.method() == method).collect()
+    }
+    /// Everything received, in order.
+    pub fn all(&self) -> Vec<Seen> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+struct Scripted {
+    server: String,
+    /// The server's configured headers, sent first as the HTTP transport does.
+    static_headers: Vec<(String, String)>,
+    script: Script,
+    traffic: Traffic,
+    latency: prometheus::Histogram,
+}
+
+impl Scripted {
+    fn record(&self, kind: &'static str, body: &Value, headers: &[(String, String)]) {
+        let seen = Seen { server: self.server.clone(), kind, body: body.clone(), headers: headers.to_vec(), at: std::time::Instant::now() };
+        self.traffic.0.lock().unwrap().push(seen);
+    }
+
+    fn reply(&self, body: &Value, headers: &[(String, String)], deadline: Deadline) -> Result<UpstreamAnswer, UpstreamError> {
+        let headers: Vec<(String, String)> = self.static_headers.iter().chain(headers).cloned().collect();
+        self.record("post", body, &headers);
+        let reply = (self.script)(body, &headers);
+        Ok(match reply.body {
+            ReplyBody::Unreachable => {
+                return Err(UpstreamError::Transport { server: self.server.clone(), detail: "connection refused".into(), sent: false })
+            }
+            ReplyBody::Events(messages) => {
+                let text: String = messages.iter().map(|m| format!("data: {m}\n\n")).collect();
+                let reader = std::io::Cursor::new(text.into_bytes());
+                UpstreamAnswer::Stream(EventStream::new(reader, body.get("id").cloned(), deadline, &self.server, reply.status, reply.session))
+            }
+            other => {
+                let (message, excerpt) = match other {
+                    ReplyBody::Json(m) => (Some(m), String::new()),
+                    ReplyBody::Text(t) => (None, t),
+                    _ => (None, String::new()),
+                };
+                UpstreamAnswer::Reply(HttpReply { status: reply.status, session_id: reply.session, message, excerpt, retry_after: reply.retry_after })
+            }
+        })
+    }
+}
+
+impl Transport for Scripted {
+    fn server(&self) -> &str {
+        &self.server
+    }
+    fn latency(&self) -> &prometheus::Histogram {
+        &self.latency
+    }
+    fn post_call(&self, body: &Value, headers: &[(String, String)], deadline: Deadline) -> Result<UpstreamAnswer, UpstreamError> {
+        self.reply(body, headers, deadline)
+    }
+    fn post_long(&self, body: &Value, headers: &[(String, String)]) -> Result<UpstreamAnswer, UpstreamError> {
+        self.reply(body, headers, Deadline::fixed(std::time::Duration::from_secs(10)))
+    }
+    fn answer(&self, message: &Value, headers: &[(String, String)], _budget: std::time::Duration) {
+        self.record("answer", message, headers);
+    }
+    fn listen(&self, _headers: &[(String, String)]) -> Result<Option<Box<EventStream>>, UpstreamError> {
+        Ok(None)
+    }
+    fn delete(&self, headers: &[(String, String)]) {
+        self.record("delete", &Value::Null, headers);
+    }
+}
+
+/// A hub whose `mcpServers` are the scripted `servers` (name, extra server
+/// config keys, script), plus `extra` top-level config keys; the traffic
+/// they received.
+pub fn hub_with_servers(extra: Value, servers: Vec<(&str, Value, Script)>) -> (Hub, Traffic) {
+    let mut map = serde_json::Map::new();
+    let mut scripts = std::collections::HashMap::new();
+    for (name, keys, script) in servers {
+        let mut s = json!({"url": format!("http://{name}.scripted.invalid/mcp"), "timeoutMs": 5000});
+        if let (Some(o), Some(k)) = (s.as_object_mut(), keys.as_object()) {
+            o.extend(k.clone());
+        }
+        map.insert(name.to_string(), s);
+        scripts.insert(name.to_string(), script);
+    }
+    let mut cfg = extra;
+    cfg["mcpServers"] = Value::Object(map);
+    let traffic = Traffic::default();
+    let t = traffic.clone();
+    let connector: mcphub::upstream::Connector = Arc::new(move |config: &mcphub::config::ServerConfig, _pool: usize| {
+        let script = scripts.get(&config.name).cloned().unwrap_or_else(|| panic!("no script for server '{}'", config.name));
+        let opts = prometheus::HistogramOpts::new("scripted_upstream_seconds", "scripted upstream latency");
+        Box::new(Scripted { server: config.name.clone(), static_headers: config.headers.clone(), script, traffic: t.clone(), latency: prometheus::Histogram::with_opts(opts).unwrap() }) as Box<dyn Transport>
+    });
+    (hub_from(cfg, Some(connector)), traffic)
+}
+
+/// A legacy (2025-11-25) server: refuses `server/discover` like an SDK
+/// server (-32601), `initialize` → session `{name}-s1`, notifications 202,
+/// `tools/list` → `tools`, `tools/call` → text `"{name}: {arguments.text}"`.
+pub fn legacy_server(name: &str, tools: Value) -> Script {
+    let name = name.to_string();
+    Arc::new(move |body: &Value, _headers: &[(String, String)]| match body["method"].as_str().unwrap_or("") {
+        "server/discover" => Reply::error(body, -32601, "Method not found"),
+        "initialize" => Reply::result(
+            body,
+            json!({"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}, "serverInfo": {"name": name, "version": "1"}}),
+        )
+        .session(&format!("{name}-s1")),
+        m if m.starts_with("notifications/") => Reply::status(202),
+        "tools/list" => Reply::result(body, json!({"tools": tools})),
+        "tools/call" => tool_text(body, &name),
+        _ => Reply::error(body, -32601, "Method not found"),
+    })
+}
+
+/// A 2026-07-28 server: `server/discover` names 2026-07-28, no
+/// `subscriptions/listen` (405), `tools/list` → `tools`, `tools/call` →
+/// text `"{name}: {arguments.text}"` with `resultType`.
+pub fn modern_server(name: &str, tools: Value) -> Script {
+    let name = name.to_string();
+    Arc::new(move |body: &Value, _headers: &[(String, String)]| match body["method"].as_str().unwrap_or("") {
+        "server/discover" => Reply::result(
+            body,
+            json!({"supportedVersions": ["2026-07-28"], "capabilities": {"tools": {}}, "serverInfo": {"name": name, "version": "1"}, "resultType": "complete"}),
+        ),
+        "subscriptions/listen" => Reply::status(405),
+        "tools/list" => Reply::result(body, json!({"tools": tools, "resultType": "complete"})),
+        "tools/call" => {
+            let mut r = tool_text(body, &name);
+            if let ReplyBody::Json(m) = &mut r.body {
+                m["result"]["resultType"] = json!("complete");
+            }
+            r
+        }
+        _ => Reply::error(body, -32601, "Method not found").with_status(404),
+    })
+}
+
+/// The answer of a `tools/call`: text `"{server}: {arguments.text}"`.
+pub fn tool_text(body: &Value, server: &str) -> Reply {
+    let text = format!("{server}: {}", body["params"]["arguments"]["text"].as_str().unwrap_or(""));
+    Reply::result(body, json!({"content": [{"type": "text", "text": text}], "isError": false}))
+}
+
+/// A tool list entry named `name`.
+pub fn tool(name: &str) -> Value {
+    json!({"name": name, "description": format!("the {name} tool"), "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}}})
+}
+
+/// Names in a list result.
+pub fn names(msg: &Value, field: &str) -> Vec<String> {
+    msg["result"][field].as_array().unwrap_or_else(|| panic!("no {field} in {msg}")).iter().filter_map(|t| t["name"].as_str().map(str::to_string)).collect()
+}
