@@ -2,7 +2,9 @@
 //! route, call upstream(s), shape the result for the client's era.
 
 use super::refusal::{self, Refusal};
-use super::{relay, Downstream, Hub, SESSION_HEADER};
+use super::relay::{self, finish};
+use super::shape::{self, Rewrite, LOG_LEVELS};
+use super::{Downstream, Hub, SESSION_HEADER};
 use crate::catalog::Kind;
 use crate::http::{Response, SseSink};
 use crate::protocol::{era, headers, jsonrpc, Era, ErrorObject};
@@ -12,10 +14,6 @@ use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
 type MethodResult = Result<Value, ErrorObject>;
-
-/// Rewrites a message of a relayed call before the client sees it (hub task
-/// ids, see [`super::tasks`]).
-pub type Rewrite = Arc<dyn Fn(&mut Value) + Send + Sync>;
 
 /// HTTP 429, `Retry-After: N` and the limit's JSON-RPC error
 /// ([`Refusal::RateLimited`]; `id` null when `None`).
@@ -91,28 +89,9 @@ pub fn dispatch(hub: &Hub, down: &Downstream, id: Value, method: &str, params: M
 /// A JSON response for a result or an error, shaped for the era.
 fn respond(era: Era, id: &Value, outcome: MethodResult) -> Response {
     match outcome {
-        Ok(result) => Response::json(200, &jsonrpc::result_response(id, shape_result(era, result))),
+        Ok(result) => Response::json(200, &jsonrpc::result_response(id, shape::result(era, result))),
         Err(e) => Response::json(200, &e.to_response(Some(id))),
     }
-}
-
-/// Adapts a result object to the client's era: modern results carry
-/// `resultType` ("complete" when absent; 2026-07-28 schema `Result`), legacy
-/// ones do not.
-pub fn shape_result(era: Era, mut result: Value) -> Value {
-    if let Some(obj) = result.as_object_mut() {
-        match era {
-            Era::Modern => {
-                obj.entry("resultType").or_insert_with(|| json!("complete"));
-            }
-            Era::Legacy => {
-                if obj.get("resultType").and_then(Value::as_str) == Some("complete") {
-                    obj.remove("resultType");
-                }
-            }
-        }
-    }
-    result
 }
 
 fn initialize(hub: &Hub, down: &Downstream, id: &Value, params: &Map<String, Value>) -> Response {
@@ -248,9 +227,6 @@ fn offerings(hub: &Hub, down: &Downstream) -> Value {
     })
 }
 
-/// Levels of `notifications/message`, least severe first (RFC 5424 as MCP uses them).
-pub const LOG_LEVELS: &[&str] = &["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"];
-
 fn set_level(down: &Downstream, params: &Map<String, Value>) -> MethodResult {
     let level = params.get("level").and_then(Value::as_str).filter(|l| LOG_LEVELS.contains(l));
     let Some(level) = level else {
@@ -261,21 +237,6 @@ fn set_level(down: &Downstream, params: &Map<String, Value>) -> MethodResult {
         *s.log_level.lock() = Some(level.to_string());
     }
     Ok(json!({}))
-}
-
-/// Whether a `notifications/message` at `level` reaches a client whose
-/// threshold is `threshold` (legacy: none set → everything; modern: none set
-/// → nothing, 2026-07-28 `RequestMetaObject.logLevel`).
-pub fn log_passes(era: Era, threshold: Option<&str>, level: Option<&str>) -> bool {
-    let rank = |l: &str| LOG_LEVELS.iter().position(|x| *x == l);
-    match (threshold, era) {
-        (None, Era::Legacy) => true,
-        (None, Era::Modern) => false,
-        (Some(t), _) => match (rank(t), level.and_then(rank)) {
-            (Some(t), Some(l)) => l >= t,
-            _ => true,
-        },
-    }
 }
 
 fn call_routed(hub: &Hub, down: &Downstream, id: Value, method: &str, mut params: Map<String, Value>, kind: Kind) -> Response {
@@ -561,70 +522,9 @@ fn cancelled(id: &Value) -> Response {
     Refusal::Cancelled.response(Some(id))
 }
 
-/// The client-facing response message for an upstream outcome.
-pub fn finish(era: Era, id: &Value, reply: Result<Value, crate::upstream::UpstreamError>) -> Value {
-    match reply {
-        Ok(mut msg) => {
-            if let Some(obj) = msg.as_object_mut() {
-                obj.insert("id".into(), id.clone());
-                obj.insert("jsonrpc".into(), json!("2.0"));
-            }
-            let input_required = msg.pointer("/result/resultType").and_then(Value::as_str) == Some("input_required");
-            if input_required && era == Era::Legacy {
-                return super::mrtr::untranslated(&msg).to_response(Some(id));
-            }
-            if let Some(result) = msg.get_mut("result") {
-                *result = shape_result(era, result.take());
-            }
-            msg
-        }
-        Err(e) => {
-            match (e.timeout_layer(), e.retry_after_secs()) {
-                (Some(_), _) => log::debug!("{e}"), // logged where it happened (Upstream::timed_out)
-                // Circuit open, queue full: one line per server per 10 s,
-                // not one per refused call (a storm of them is the point).
-                (None, Some(_)) => warn_throttled(e.server(), &e.to_string()),
-                // One user's token, never its value nor the upstream's text;
-                // the request line names the user (issue 14).
-                (None, None) if matches!(e, crate::upstream::UpstreamError::Rejected { .. }) => {
-                    let user = crate::trace::with(|i| i.and_then(|i| i.user.clone())).unwrap_or_else(|| "-".into());
-                    log::warn!("user '{user}': {e}");
-                }
-                (None, None) => log::warn!("{e}"),
-            }
-            Refusal::Upstream(e).message(Some(id))
-        }
-    }
-}
-
-/// How often a refusal (circuit open, queue full) is logged per server.
-const REFUSAL_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Logs `line` at warn for `server` at most once per [`REFUSAL_LOG_EVERY`],
-/// saying how many like it were not logged since.
-fn warn_throttled(server: &str, line: &str) {
-    static LAST: parking_lot::Mutex<Option<std::collections::HashMap<String, (std::time::Instant, u64)>>> = parking_lot::Mutex::new(None);
-    let now = std::time::Instant::now();
-    let mut last = LAST.lock();
-    let map = last.get_or_insert_with(Default::default);
-    match map.get_mut(server) {
-        Some((at, skipped)) if now.duration_since(*at) < REFUSAL_LOG_EVERY => *skipped += 1,
-        entry => {
-            let skipped = entry.map_or(0, |(_, n)| *n);
-            map.insert(server.to_string(), (now, 0));
-            drop(last);
-            match skipped {
-                0 => log::warn!("{line}"),
-                n => log::warn!("{line} ({n} more refusals of '{server}' since the last such line)"),
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::codes;
 
     #[test]
     fn a_rate_limited_request_gets_429_retry_after_and_the_notes_body() {
@@ -645,31 +545,6 @@ mod tests {
         let v: Value = serde_json::from_slice(body).unwrap();
         assert_eq!(v["id"], Value::Null);
         assert!(rate_limited(&g, None).headers.iter().any(|(k, v)| k == "Retry-After" && v == "1"), "never Retry-After: 0");
-    }
-
-    #[test]
-    fn results_carry_result_type_only_for_modern_clients() {
-        assert_eq!(shape_result(Era::Modern, json!({"tools": []})), json!({"tools": [], "resultType": "complete"}));
-        assert_eq!(shape_result(Era::Legacy, json!({"content": [], "resultType": "complete"})), json!({"content": []}));
-        assert_eq!(shape_result(Era::Modern, json!({"resultType": "input_required"}))["resultType"], "input_required");
-    }
-
-    #[test]
-    fn log_levels_filter_per_client() {
-        assert!(log_passes(Era::Legacy, None, Some("debug")));
-        assert!(!log_passes(Era::Modern, None, Some("error")));
-        assert!(log_passes(Era::Modern, Some("warning"), Some("error")));
-        assert!(!log_passes(Era::Legacy, Some("warning"), Some("info")));
-    }
-
-    #[test]
-    fn upstream_answers_are_reidentified_with_the_client_id() {
-        let up = json!({"jsonrpc": "2.0", "id": 991, "result": {"content": [{"type": "text", "text": "hi"}]}});
-        let m = finish(Era::Modern, &json!("c-1"), Ok(up));
-        assert_eq!(m["id"], "c-1");
-        assert_eq!(m["result"]["resultType"], "complete");
-        let mrtr = json!({"jsonrpc": "2.0", "id": 1, "result": {"resultType": "input_required", "inputRequests": {}}});
-        assert_eq!(finish(Era::Legacy, &json!(5), Ok(mrtr))["error"]["code"], codes::INVALID_REQUEST);
     }
 }
 

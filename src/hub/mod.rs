@@ -20,6 +20,7 @@ pub mod relay;
 pub mod reload;
 pub mod resume;
 pub mod sessions;
+pub mod shape;
 pub mod tasks;
 
 use crate::catalog::Catalog;
@@ -100,29 +101,6 @@ impl Downstream {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
-}
-
-/// `resp`, the answer to a request whose id was sent as `sent_as`, with that
-/// text in place of the id wherever the answer's messages carry it at their
-/// top level (issue 14, hole 9): a JSON body, and each event of an event
-/// stream (`SseSink::map_data`). Nothing to do (the common case) when the id
-/// was sent as serde_json writes it.
-fn echo_id(mut resp: Response, sent_as: Option<jsonrpc::IdText>) -> Response {
-    let Some(sent_as) = sent_as else { return resp };
-    resp.body = match resp.body {
-        Body::Full(bytes) => {
-            let json = resp.headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("content-type") && v.starts_with("application/json"));
-            match json.then(|| sent_as.echo(&bytes)).flatten() {
-                Some(echoed) => Body::Full(echoed),
-                None => Body::Full(bytes),
-            }
-        }
-        Body::Sse(producer) => Body::Sse(Box::new(move |sink: &mut crate::http::SseSink| {
-            sink.map_data(move |data| sent_as.echo_str(data));
-            producer(sink)
-        })),
-    };
-    resp
 }
 
 impl Hub {
@@ -623,16 +601,16 @@ impl Hub {
     }
 
     /// A POST: one JSON-RPC message. Every answer to a request carries its id
-    /// as the client sent it ([`echo_id`]).
+    /// as the client sent it ([`shape::echo_id`]).
     fn post(&self, req: Request, user: Option<Arc<crate::users::User>>) -> Response {
         let started = Instant::now();
         match jsonrpc::parse(&req.body) {
             Ok(Incoming::Request { id, sent_as, method, params }) => {
-                echo_id(self.post_message(req, user, started, Some(id), method, params), sent_as)
+                shape::echo_id(self.post_message(req, user, started, Some(id), method, params), sent_as)
             }
             Ok(Incoming::Notification { method, params }) => self.post_message(req, user, started, None, method, params),
             Ok(Incoming::Response { message, .. }) => self.client_answer(&req, &message, user.as_deref()),
-            Err(r) => echo_id(Refusal::Malformed(r.error).response(r.id.as_ref()), r.sent_as),
+            Err(r) => shape::echo_id(Refusal::Malformed(r.error).response(r.id.as_ref()), r.sent_as),
         }
     }
 
@@ -820,37 +798,5 @@ impl Handler for Hub {
             ("GET", "/") => Response::text(200, "MCPHub: the MCP endpoint is /mcp\n"),
             _ => Response::text(404, "not found; the MCP endpoint is /mcp\n"),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sent_as(body: &str) -> Option<jsonrpc::IdText> {
-        match jsonrpc::parse(body.as_bytes()) {
-            Ok(Incoming::Request { sent_as, .. }) => sent_as,
-            other => panic!("{other:?}"),
-        }
-    }
-
-    fn body(r: &Response) -> &[u8] {
-        match &r.body {
-            Body::Full(b) => b,
-            Body::Sse(_) => panic!("a full body"),
-        }
-    }
-
-    #[test]
-    fn a_json_answer_gets_the_id_as_sent_and_other_bodies_are_left_alone() {
-        let s = sent_as(r#"{"jsonrpc":"2.0","id":"\u0041","method":"x"}"#);
-        let answer = Refusal::MethodNotFound { method: "x".into(), era: Era::Legacy }.response(Some(&json!("A")));
-        let echoed = echo_id(answer, s.clone());
-        assert_eq!(body(&echoed), br#"{"jsonrpc":"2.0","id":"\u0041","error":{"code":-32601,"message":"Method not found: x"}}"#);
-        // Not JSON (a text body that happens to look like it), or no id text: unchanged.
-        let text = Response::text(200, r#"{"id":"A"}"#);
-        assert_eq!(body(&echo_id(text, s)), br#"{"id":"A"}"#);
-        let plain = Refusal::Cancelled.response(Some(&json!(7)));
-        assert!(body(&echo_id(plain, None)).starts_with(br#"{"jsonrpc":"2.0","id":7,"#));
     }
 }

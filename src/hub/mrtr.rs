@@ -91,17 +91,6 @@ impl Origin {
     }
 }
 
-/// The client-facing error for an `InputRequiredResult` a legacy client
-/// cannot be asked about on this request (no event stream to ask on).
-pub fn untranslated(message: &Value) -> ErrorObject {
-    Refusal::InputNeedsEventStream { methods: requested_methods(message) }.error()
-}
-
-fn requested_methods(message: &Value) -> Vec<String> {
-    let requests = message.pointer("/result/inputRequests").and_then(Value::as_object);
-    requests.map(|r| r.values().filter_map(|v| v.get("method").and_then(Value::as_str)).map(str::to_string).collect()).unwrap_or_default()
-}
-
 /// The hub's MRTR state: legacy-client answers awaited (modern upstream →
 /// legacy client) and parked upstream calls (legacy upstream → modern client).
 #[derive(Default)]
@@ -158,7 +147,7 @@ pub fn next_round(
     reply: Result<Value, crate::upstream::UpstreamError>,
     emit: &mut dyn FnMut(&Value) -> bool,
 ) -> Result<Outcome, Value> {
-    let finish = |reply| super::methods::finish(client.era, &client.id, reply);
+    let finish = |reply| relay::finish(client.era, &client.id, reply);
     let (Ok(message), Era::Legacy, Some(session)) = (&reply, client.era, client.session.clone()) else {
         return Err(finish(reply));
     };
@@ -193,7 +182,7 @@ pub fn next_round(
     log::debug!("input round {} answered by the client; re-issuing {} upstream", origin.rounds, origin.method);
     match upstream.request_open(&origin.method, params, &origin.ctx, &origin.extra_headers) {
         Ok(outcome) => Ok(outcome),
-        Err(e) => Err(super::methods::finish(client.era, &client.id, Err(e))),
+        Err(e) => Err(relay::finish(client.era, &client.id, Err(e))),
     }
 }
 
@@ -356,7 +345,7 @@ pub fn park(hub: &Hub, upstream: &Arc<Upstream>, call: CallStream, request: Valu
     match store(hub, parked) {
         Ok((_, result)) => {
             log::debug!("upstream '{}' asked a modern client for input; call parked", upstream.name());
-            Ok(super::methods::finish(Era::Modern, &client.id, Ok(json!({"result": result}))))
+            Ok(relay::finish(Era::Modern, &client.id, Ok(json!({"result": result}))))
         }
         Err(p) => {
             let request = p.outstanding.into_iter().next().map(|o| o.2).unwrap_or(Value::Null);
@@ -468,7 +457,7 @@ pub fn resume(hub: &Hub, down: &Downstream, id: &Value, method: &str, params: &M
     if !missing.is_empty() {
         parked.outstanding = missing;
         return Some(match store(hub, parked) {
-            Ok((_, result)) => Response::json(200, &super::methods::finish(Era::Modern, id, Ok(json!({"result": result})))),
+            Ok((_, result)) => Response::json(200, &relay::finish(Era::Modern, id, Ok(json!({"result": result})))),
             Err(p) => {
                 p.release("too many parked calls");
                 Refusal::ParkedFull.response(Some(id))
@@ -501,7 +490,7 @@ fn continue_call(hub: &Hub, down: &Downstream, id: &Value, params: &Map<String, 
             }
         });
         handle.finish();
-        return Response::json(200, &super::methods::finish(Era::Modern, id, reply));
+        return Response::json(200, &relay::finish(Era::Modern, id, reply));
     }
     let hub = hub.clone();
     Response::sse(move |sink: &mut SseSink| {
@@ -531,14 +520,6 @@ mod tests {
         assert_eq!(input_requests(&json!({"inputRequests": {"x": {"method": "tools/call"}}}), Some(&both)).unwrap_err().code, codes::INTERNAL_ERROR);
         assert_eq!(input_requests(&json!({"inputRequests": []}), Some(&both)).unwrap_err().code, codes::INTERNAL_ERROR);
         assert!(input_requests(&json!({"requestState": "s"}), None).unwrap().is_empty(), "state only: retry at once");
-    }
-
-    #[test]
-    fn an_untranslated_input_request_names_the_methods() {
-        let m = json!({"result": {"resultType": "input_required", "inputRequests": {"k": {"method": "elicitation/create"}}}});
-        assert!(is_input_required(&m));
-        let e = untranslated(&m);
-        assert!(e.message.contains("elicitation/create") && e.message.contains("text/event-stream"), "{}", e.message);
     }
 
     #[test]

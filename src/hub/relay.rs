@@ -325,12 +325,12 @@ pub struct ClientSide {
     pub capabilities: Option<Value>,
     /// The client's progress token and the hub token that replaced it.
     pub progress: Option<(Value, String)>,
-    /// The client's log threshold (see [`super::methods::log_passes`]).
+    /// The client's log threshold (see [`super::shape::log_passes`]).
     pub log_threshold: Option<String>,
     /// The call's cancellation handle.
     pub handle: Arc<CallHandle>,
     /// Applied to every message before it is written (task id rewriting).
-    pub rewrite: Option<super::methods::Rewrite>,
+    pub rewrite: Option<super::shape::Rewrite>,
     /// How to re-issue or park the call for input rounds ([`super::mrtr`]).
     pub mrtr: Option<super::mrtr::Origin>,
 }
@@ -511,7 +511,7 @@ fn notification_for_client(hub: &Hub, server: &str, mut n: Value, client: &Clien
         }
         "notifications/message" => {
             let level = n.pointer("/params/level").and_then(Value::as_str);
-            super::methods::log_passes(client.era, client.log_threshold.as_deref(), level).then_some(n)
+            super::shape::log_passes(client.era, client.log_threshold.as_deref(), level).then_some(n)
         }
         "notifications/tasks/status" => {
             let session = client.session.as_deref().filter(|_| client.era == Era::Legacy)?;
@@ -548,6 +548,55 @@ fn forward_request(
     };
     r["id"] = json!(hub_id);
     Ok((hub_id, r))
+}
+
+/// The client-facing response message for an upstream outcome: a reply
+/// re-identified and shaped for `era` ([`super::shape::reply`]), or the
+/// upstream failure logged (throttled) and refused ([`Refusal::Upstream`]).
+pub fn finish(era: Era, id: &Value, reply: Result<Value, crate::upstream::UpstreamError>) -> Value {
+    match reply {
+        Ok(msg) => super::shape::reply(era, id, msg),
+        Err(e) => {
+            match (e.timeout_layer(), e.retry_after_secs()) {
+                (Some(_), _) => log::debug!("{e}"), // logged where it happened (Upstream::timed_out)
+                // Circuit open, queue full: one line per server per 10 s,
+                // not one per refused call (a storm of them is the point).
+                (None, Some(_)) => warn_throttled(e.server(), &e.to_string()),
+                // One user's token, never its value nor the upstream's text;
+                // the request line names the user (issue 14).
+                (None, None) if matches!(e, crate::upstream::UpstreamError::Rejected { .. }) => {
+                    let user = crate::trace::with(|i| i.and_then(|i| i.user.clone())).unwrap_or_else(|| "-".into());
+                    log::warn!("user '{user}': {e}");
+                }
+                (None, None) => log::warn!("{e}"),
+            }
+            super::refusal::Refusal::Upstream(e).message(Some(id))
+        }
+    }
+}
+
+/// How often a refusal (circuit open, queue full) is logged per server.
+const REFUSAL_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Logs `line` at warn for `server` at most once per [`REFUSAL_LOG_EVERY`],
+/// saying how many like it were not logged since.
+fn warn_throttled(server: &str, line: &str) {
+    static LAST: parking_lot::Mutex<Option<std::collections::HashMap<String, (std::time::Instant, u64)>>> = parking_lot::Mutex::new(None);
+    let now = std::time::Instant::now();
+    let mut last = LAST.lock();
+    let map = last.get_or_insert_with(Default::default);
+    match map.get_mut(server) {
+        Some((at, skipped)) if now.duration_since(*at) < REFUSAL_LOG_EVERY => *skipped += 1,
+        entry => {
+            let skipped = entry.map_or(0, |(_, n)| *n);
+            map.insert(server.to_string(), (now, 0));
+            drop(last);
+            match skipped {
+                0 => log::warn!("{line}"),
+                n => log::warn!("{line} ({n} more refusals of '{server}' since the last such line)"),
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -49,7 +49,8 @@
 pub mod heavy;
 pub mod shared;
 
-use super::methods::{self, shape_result};
+use super::methods;
+use super::shape::{self, rewrite_ids, Rewrite};
 use super::refusal::Refusal;
 use super::{Downstream, Hub};
 use crate::http::Response;
@@ -64,8 +65,7 @@ use std::time::{Duration, Instant};
 
 /// The extension identifier (SEP-2663).
 pub const EXTENSION: &str = "io.modelcontextprotocol/tasks";
-/// `_meta` key tying a message to a task (2025-11-25 tasks, Related Task Metadata).
-pub const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
+pub use super::shape::RELATED_TASK;
 pub use crate::config::DEFAULT_MAX_TASKS;
 /// Most tasks one legacy client session may hold (fixed; `data.limit`
 /// `"maxTasksPerSession"` when reached), so one client cannot fill the
@@ -486,23 +486,6 @@ pub fn created_task(result: &Value) -> Option<(String, Option<u64>)> {
     Some((id.to_string(), task.get("ttl").and_then(Value::as_u64)))
 }
 
-/// Replaces `from` by `to` wherever a message names a task (pure): the
-/// `taskId` of `result` / `params` / `result.task`, and the related-task
-/// `_meta` of `result`, `params` and `error.data`.
-pub fn rewrite_ids(msg: &mut Value, from: &str, to: &str) {
-    for path in ["/result", "/params", "/result/task", "/error/data"] {
-        let Some(obj) = msg.pointer_mut(path).and_then(Value::as_object_mut) else { continue };
-        if obj.get("taskId").and_then(Value::as_str) == Some(from) {
-            obj.insert("taskId".into(), json!(to));
-        }
-        if let Some(related) = obj.get_mut("_meta").and_then(|m| m.get_mut(RELATED_TASK)).and_then(Value::as_object_mut) {
-            if related.get("taskId").and_then(Value::as_str) == Some(from) {
-                related.insert("taskId".into(), json!(to));
-            }
-        }
-    }
-}
-
 /// The rewrite of a routed `tools/call`'s messages, decided before the call
 /// leaves. A call that may create an upstream task — a legacy client's
 /// `params.task` (an object), or a modern client declaring the extension,
@@ -517,7 +500,7 @@ pub fn rewrite_ids(msg: &mut Value, from: &str, to: &str) {
 /// that ends with no answer at all when the rewrite is dropped. A task the upstream created
 /// unasked (its support unknown or changed) is checked when it arrives; at
 /// a cap then, the client gets the [`TaskLimit`] error.
-pub fn on_tools_call(hub: &Hub, down: &Downstream, upstream: &Upstream, params: &Map<String, Value>) -> Result<methods::Rewrite, ErrorObject> {
+pub fn on_tools_call(hub: &Hub, down: &Downstream, upstream: &Upstream, params: &Map<String, Value>) -> Result<Rewrite, ErrorObject> {
     let owner = Owner::of(down);
     let asks = match down.era {
         Era::Legacy => params.get("task").is_some_and(Value::is_object),
@@ -567,7 +550,7 @@ pub fn on_tools_call(hub: &Hub, down: &Downstream, upstream: &Upstream, params: 
 
 fn reply(down: &Downstream, id: &Value, outcome: Result<Value, ErrorObject>) -> Response {
     match outcome {
-        Ok(result) => Response::json(200, &jsonrpc::result_response(id, shape_result(down.era, result))),
+        Ok(result) => Response::json(200, &jsonrpc::result_response(id, shape::result(down.era, result))),
         Err(e) => Response::json(200, &e.to_response(Some(id))),
     }
 }
@@ -615,7 +598,7 @@ pub fn handle(hub: &Hub, down: &Downstream, id: Value, method: &str, mut params:
     let Some((server, upstream_id)) = found else { return reply(down, &id, Err(not_found())) };
     let Some(upstream) = hub.catalog().upstream(&server) else { return reply(down, &id, Err(not_found())) };
     params.insert("taskId".into(), json!(upstream_id));
-    let rewrite: methods::Rewrite = Arc::new(move |m: &mut Value| rewrite_ids(m, &upstream_id, &hub_id));
+    let rewrite: Rewrite = Arc::new(move |m: &mut Value| rewrite_ids(m, &upstream_id, &hub_id));
     methods::forward_with(hub, down, id, method, params, upstream, Vec::new(), Some(rewrite))
 }
 
@@ -832,19 +815,6 @@ mod tests {
         let modern = json!({"resultType": "task", "taskId": "task-4", "status": "working", "ttlMs": null});
         assert_eq!(created_task(&modern), Some(("task-4".into(), None)));
         assert_eq!(created_task(&json!({"content": [], "resultType": "complete"})), None);
-    }
-
-    #[test]
-    fn task_ids_and_related_task_meta_are_rewritten() {
-        let mut m = json!({"result": {"content": [], "_meta": {RELATED_TASK: {"taskId": "task-1"}}}});
-        rewrite_ids(&mut m, "task-1", "mcphub-tx");
-        assert_eq!(m["result"]["_meta"][RELATED_TASK]["taskId"], "mcphub-tx");
-        let mut c = json!({"result": {"task": {"taskId": "task-1"}}});
-        rewrite_ids(&mut c, "task-1", "mcphub-tx");
-        assert_eq!(c["result"]["task"]["taskId"], "mcphub-tx");
-        let mut n = json!({"method": "notifications/tasks/status", "params": {"taskId": "task-2"}});
-        rewrite_ids(&mut n, "task-1", "mcphub-tx");
-        assert_eq!(n["params"]["taskId"], "task-2", "another task's id is left alone");
     }
 
     #[test]

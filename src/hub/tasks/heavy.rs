@@ -58,7 +58,7 @@
 //! [`super::DEFAULT_TTL`] when the client gave none), and legacy ones go
 //! with their session (DELETE cancels the run).
 
-use super::methods::shape_result;
+use crate::hub::shape;
 use super::{Held, Owner, DEFAULT_TTL, MAX_TTL, RELATED_TASK};
 use crate::hub::refusal::{self, Refusal};
 use crate::hub::{Downstream, Hub};
@@ -448,7 +448,7 @@ fn run_task(
     if let Err(e) = &reply {
         upstream.timed_out(handle.as_ref(), e);
     }
-    let msg = super::methods::finish(Era::Legacy, &Value::Null, reply);
+    let msg = crate::hub::relay::finish(Era::Legacy, &Value::Null, reply);
     match (msg.get("result"), msg.get("error")) {
         (Some(r), _) => {
             // 2025-11-25: a tool error fails the task; SEP-2663: it completes
@@ -490,15 +490,15 @@ pub fn handle(hub: &Hub, down: &Downstream, id: &Value, method: &str, task_id: &
     }
     match (method, down.era) {
         ("tasks/get", Era::Legacy) => Some(reply(id, Ok(run.task(task_id)))),
-        ("tasks/get", Era::Modern) => Some(reply(id, Ok(shape_result(Era::Modern, run.detailed(task_id))))),
+        ("tasks/get", Era::Modern) => Some(reply(id, Ok(shape::result(Era::Modern, run.detailed(task_id))))),
         // SEP-2663 Task Update Requests: answers to keys not outstanding are
         // ignored; a hub-run task never asks for input.
-        ("tasks/update", Era::Modern) => Some(reply(id, Ok(shape_result(Era::Modern, json!({}))))),
+        ("tasks/update", Era::Modern) => Some(reply(id, Ok(shape::result(Era::Modern, json!({}))))),
         ("tasks/cancel", era) => {
             if run.terminal() {
                 // 2025-11-25: -32602 for a terminal task; SEP-2663: the same empty ack.
                 if era == Era::Modern {
-                    return Some(reply(id, Ok(shape_result(Era::Modern, json!({})))));
+                    return Some(reply(id, Ok(shape::result(Era::Modern, json!({})))));
                 }
                 return Some(reply(id, Err(Refusal::TaskTerminal { status: run.status.to_string() }.error())));
             }
@@ -512,7 +512,7 @@ pub fn handle(hub: &Hub, down: &Downstream, id: &Value, method: &str, task_id: &
                 m.publish(hub); // a cancellation is always written
             }
             log::info!("hub task {task_id} cancelled by its client");
-            Some(reply(id, Ok(if era == Era::Modern { shape_result(Era::Modern, json!({})) } else { task })))
+            Some(reply(id, Ok(if era == Era::Modern { shape::result(Era::Modern, json!({})) } else { task })))
         }
         ("tasks/result", Era::Legacy) => loop {
             let Some(run) = st.runs.get(task_id) else { return Some(reply(id, Err(super::not_found()))) };

@@ -150,7 +150,7 @@ fn cancelled_record(task: Value, user: Option<&str>, now: &str) -> Result<String
 }
 
 fn reply(id: &Value, result: Value) -> Response {
-    Response::json(200, &jsonrpc::result_response(id, crate::hub::methods::shape_result(Era::Modern, result)))
+    Response::json(200, &jsonrpc::result_response(id, crate::hub::shape::result(Era::Modern, result)))
 }
 
 /// Answers a modern `tasks/get|update|cancel` for a hub task another
