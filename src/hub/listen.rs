@@ -22,7 +22,7 @@
 //!   gone) the stream ends within a second and its registrations are dropped.
 
 use super::refusal::Refusal;
-use super::{methods, Downstream, Hub};
+use super::{Downstream, Hub};
 use crate::http::{Response, SseEvent, SseSink};
 use crate::protocol::{jsonrpc, Era};
 use crate::upstream::listen::META_SUBSCRIPTION_ID;
@@ -256,7 +256,7 @@ pub fn listen(hub: &Hub, down: &Downstream, id: Value, params: Map<String, Value
     }
     let (token, rx) = hub.listen_streams().open(filter.clone());
     let key = subscriber_key(token);
-    let ctx = methods::ctx(down);
+    let ctx = down.call_context();
     // Only URIs some server owns (and that server accepted) are honoured.
     let mut watched: Vec<(String, String)> = Vec::new();
     for uri in filter.uris.iter().flatten() {

@@ -9,7 +9,7 @@ use crate::catalog::Kind;
 use crate::http::{Response, SseSink};
 use crate::protocol::{era, headers, jsonrpc, Era, ErrorObject};
 use crate::upstream::cancel::CallHandle;
-use crate::upstream::{self as upstream_api, CallContext, Upstream};
+use crate::upstream::{self as upstream_api, Upstream};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
@@ -124,29 +124,6 @@ fn initialize(hub: &Hub, down: &Downstream, id: &Value, params: &Map<String, Val
     Response::json(200, &jsonrpc::result_response(id, result)).with_header(SESSION_HEADER, &session.id)
 }
 
-/// The upstream call context of a downstream request.
-pub fn call_context(down: &Downstream) -> CallContext {
-    ctx(down)
-}
-
-pub(super) fn ctx(down: &Downstream) -> CallContext {
-    CallContext {
-        user: down.user.clone(),
-        client_info: down.client_info.clone(),
-        client_capabilities: super::mrtr::upstream_capabilities(down),
-        deadline: down.deadline,
-        call: None,
-        // A legacy client gets every log level until it sets one; a modern
-        // server sends none without logLevel, so the hub asks for its level
-        // (or all) and filters per client on the way back.
-        log_level: match (&down.session, down.era) {
-            (Some(s), Era::Legacy) => Some(s.log_level.lock().clone().unwrap_or_else(|| "debug".into())),
-            _ => None,
-        },
-        client_session: down.session.as_ref().map(|s| s.id.clone()),
-    }
-}
-
 /// Whether the caller may see and use `server`: its allow-list, and every
 /// service token the server's templates need (docs/decisions.md D6).
 pub fn visible(hub: &Hub, user: Option<&crate::users::User>, server: &str) -> bool {
@@ -203,7 +180,7 @@ fn mark_heavy_tools(hub: &Hub, merged: &crate::catalog::Merged, items: &mut [Val
 }
 
 fn list(hub: &Hub, down: &Downstream, kind: Kind) -> Value {
-    let merged = hub.catalog().merged(kind, &ctx(down));
+    let merged = hub.catalog().merged(kind, &down.call_context());
     let mut result = Map::new();
     let mut items = visible_items(hub, down, kind, &merged);
     if kind == Kind::Tools {
@@ -219,7 +196,7 @@ fn list(hub: &Hub, down: &Downstream, kind: Kind) -> Value {
 }
 
 fn offerings(hub: &Hub, down: &Downstream) -> Value {
-    let c = ctx(down);
+    let c = down.call_context();
     json!({
         "tools": visible_items(hub, down, Kind::Tools, &hub.catalog().merged(Kind::Tools, &c)),
         "prompts": visible_items(hub, down, Kind::Prompts, &hub.catalog().merged(Kind::Prompts, &c)),
@@ -243,7 +220,7 @@ fn call_routed(hub: &Hub, down: &Downstream, id: Value, method: &str, mut params
     let Some(name) = params.get("name").and_then(Value::as_str).map(str::to_string) else {
         return respond(down.era, &id, Err(invalid_params(format!("{method} needs params.name"))));
     };
-    let c = ctx(down);
+    let c = down.call_context();
     // One view serves the route and the tool's schema; an unknown name goes
     // through route_name, which may refresh the lists (throttled), once.
     let mut view = hub.catalog().merged(kind, &c);
@@ -302,7 +279,7 @@ fn read_resource(hub: &Hub, down: &Downstream, id: Value, params: Map<String, Va
     }
     // Resource not found: -32602 with data.uri (2026-07-28, SEP-2164).
     let not_found = || Refusal::UnknownResource { uri: uri.clone() }.error();
-    let c = ctx(down);
+    let c = down.call_context();
     let Some(server) = hub.catalog().route_uri(&uri, &c) else {
         let may_use = |s: &str| super::auth::may_use(down.user.as_deref(), s);
         if let Some(e) = hub.catalog().rejection(&[Kind::Resources, Kind::Templates], &c, may_use) {
@@ -332,7 +309,7 @@ fn subscription(hub: &Hub, down: &Downstream, id: Value, method: &str, params: M
     let Some(session) = down.session.as_ref().map(|s| s.id.clone()) else {
         return respond(down.era, &id, Err(invalid_params("a session is required")));
     };
-    let Some(server) = hub.catalog().route_uri(&uri, &ctx(down)) else {
+    let Some(server) = hub.catalog().route_uri(&uri, &down.call_context()) else {
         return respond(down.era, &id, Err(invalid_params(format!("Unknown resource: {}", truncate(&uri)))));
     };
     let Some(upstream) = hub.catalog().upstream(&server) else {
@@ -343,7 +320,7 @@ fn subscription(hub: &Hub, down: &Downstream, id: Value, method: &str, params: M
     if !goes_upstream {
         return respond(down.era, &id, Ok(json!({})));
     }
-    let reply = super::listen::watch_upstream(hub, &upstream, &uri, subscribe, params, &ctx(down));
+    let reply = super::listen::watch_upstream(hub, &upstream, &uri, subscribe, params, &down.call_context());
     if subscribe && !reply.as_ref().is_ok_and(|m| m.get("result").is_some()) {
         hub.subscriptions().update(&server, &uri, &session, false); // not subscribed after all
     }
@@ -360,7 +337,7 @@ fn truncate(uri: &str) -> &str {
 }
 
 fn complete(hub: &Hub, down: &Downstream, id: Value, mut params: Map<String, Value>) -> Response {
-    let c = ctx(down);
+    let c = down.call_context();
     let reference = params.get("ref").cloned().unwrap_or(Value::Null);
     let server = match reference.get("type").and_then(Value::as_str) {
         Some("ref/prompt") => {
@@ -462,7 +439,7 @@ pub fn forward_with(
         }
         refusal::relayed(down.era, &msg, retry_after)
     };
-    let mut c = ctx(down);
+    let mut c = down.call_context();
     c.call = Some(handle.clone());
     // Input can only need translating across eras (a client that can be asked:
     // modern, or legacy on an event stream); only then is the call kept for

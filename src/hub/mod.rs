@@ -101,6 +101,25 @@ impl Downstream {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
+
+    /// The upstream call context of this request (no call handle yet).
+    pub fn call_context(&self) -> crate::upstream::CallContext {
+        crate::upstream::CallContext {
+            user: self.user.clone(),
+            client_info: self.client_info.clone(),
+            client_capabilities: mrtr::upstream_capabilities(self),
+            deadline: self.deadline,
+            call: None,
+            // A legacy client gets every log level until it sets one; a modern
+            // server sends none without logLevel, so the hub asks for its level
+            // (or all) and filters per client on the way back.
+            log_level: match (&self.session, self.era) {
+                (Some(s), Era::Legacy) => Some(s.log_level.lock().clone().unwrap_or_else(|| "debug".into())),
+                _ => None,
+            },
+            client_session: self.session.as_ref().map(|s| s.id.clone()),
+        }
+    }
 }
 
 impl Hub {

@@ -630,7 +630,7 @@ fn list(hub: &Hub, down: &Downstream, params: &Map<String, Value>) -> Result<Val
     let owner = Owner::of(down);
     let upstreams = hub.catalog().upstreams();
     let budget = hub.config().list_timeout;
-    let ctx = methods::call_context(down);
+    let ctx = down.call_context();
     let mut tasks = Vec::new();
     let mut pages = 0;
     while index < upstreams.len() {

@@ -1021,7 +1021,7 @@ impl Upstream {
         if let Some(m) = meta.as_object_mut() {
             m.insert(protocol::META_PROTOCOL_VERSION.into(), json!(MODERN_VERSION));
             m.insert(protocol::META_CLIENT_INFO.into(), ctx.client_info.clone().unwrap_or_else(hub_client_info));
-            // The hub decides what is relayed (hub::methods::ctx); never a non-object.
+            // The hub decides what is relayed (hub::Downstream::call_context); never a non-object.
             let caps = ctx.client_capabilities.clone().filter(Value::is_object).unwrap_or_else(|| json!({}));
             m.insert(protocol::META_CLIENT_CAPABILITIES.into(), caps);
             if let Some(level) = &ctx.log_level {

@@ -219,7 +219,7 @@ pub fn start(
     extra_headers: Vec<(String, String)>,
 ) -> Response {
     if let Err(limited) = hub.limits().check_server(upstream.name()) {
-        return crate::hub::methods::rate_limited(&limited, Some(&id));
+        return crate::hub::refusal::Refusal::RateLimited(limited).response(Some(&id));
     }
     let server = upstream.name().to_string();
     let config = hub.config();
@@ -278,7 +278,7 @@ pub fn start(
     if let Some(m) = mirror {
         m.publish(hub); // before the run starts: nothing can have cancelled it elsewhere
     }
-    let mut ctx = super::methods::call_context(down);
+    let mut ctx = down.call_context();
     ctx.deadline = now + ttl.min(MAX_RUN);
     ctx.call = Some(handle);
     // Nobody is there to answer the upstream's questions (sampling,
