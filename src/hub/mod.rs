@@ -521,8 +521,8 @@ impl Hub {
         }
         if req.method != "POST" {
             // GET streams and DELETEs: the era their MCP-Protocol-Version names.
-            let modern = req.header(headers::PROTOCOL_VERSION).is_some_and(|v| !era::is_legacy_version(v));
-            crate::trace::note(|i| i.era = if modern { "modern" } else { "legacy" });
+            let era = stream_era(&req);
+            crate::trace::note(|i| i.era = era.as_str());
         }
         if let Some(wait) = self.auth_failures().throttled(req.peer.ip()) {
             return auth::throttled_response(wait);
@@ -552,7 +552,7 @@ impl Hub {
     /// continues live until the call's end); without it, the standalone
     /// server→client stream of notifications unrelated to any call.
     fn get(&self, req: &Request, user: Option<&crate::users::User>) -> Response {
-        if req.header(headers::PROTOCOL_VERSION).is_some_and(|v| !era::is_legacy_version(v)) {
+        if stream_era(req) == Era::Modern {
             return Response::text(405, "2026-07-28 has no GET stream; use subscriptions/listen").with_header("Allow", "POST");
         }
         let session = match self.legacy_session(req.header(SESSION_HEADER), None, user) {
@@ -604,8 +604,7 @@ impl Hub {
     }
 
     fn delete(&self, req: &Request, user: Option<&crate::users::User>) -> Response {
-        let modern = req.header(headers::PROTOCOL_VERSION).is_some_and(|v| !era::is_legacy_version(v));
-        if modern {
+        if stream_era(req) == Era::Modern {
             return Response::text(405, "2026-07-28 has no sessions to delete").with_header("Allow", "POST");
         }
         match req.header(SESSION_HEADER) {
@@ -768,6 +767,16 @@ impl Hub {
     }
 }
 
+/// The era of a GET (stream) or DELETE on `/mcp`: modern when its
+/// `MCP-Protocol-Version` names a version that is not a legacy one, legacy
+/// otherwise (no header included).
+fn stream_era(req: &Request) -> Era {
+    match req.header(headers::PROTOCOL_VERSION) {
+        Some(v) if !era::is_legacy_version(v) => Era::Modern,
+        _ => Era::Legacy,
+    }
+}
+
 /// Records the JSON-RPC method, the name it acts on (tool, prompt or
 /// resource URI, sanitized for a log line) and a trace context carried in
 /// `_meta` (SEP-414 keys; the headers win) in the request's context.
@@ -817,5 +826,29 @@ impl Handler for Hub {
             ("GET", "/") => Response::text(200, "MCPHub: the MCP endpoint is /mcp\n"),
             _ => Response::text(404, "not found; the MCP endpoint is /mcp\n"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(version: Option<&str>) -> Request {
+        Request {
+            method: "GET".into(),
+            target: "/mcp".into(),
+            headers: version.map(|v| ("mcp-protocol-version".to_string(), v.to_string())).into_iter().collect(),
+            body: Vec::new(),
+            peer: "127.0.0.1:1".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_stream_or_delete_is_modern_only_when_its_version_header_names_a_modern_version() {
+        assert_eq!(stream_era(&get(None)), Era::Legacy);
+        assert_eq!(stream_era(&get(Some("2025-11-25"))), Era::Legacy);
+        assert_eq!(stream_era(&get(Some("2025-06-18"))), Era::Legacy);
+        assert_eq!(stream_era(&get(Some(MODERN_VERSION))), Era::Modern);
+        assert_eq!(stream_era(&get(Some("2099-01-01"))), Era::Modern, "an unknown version is not a legacy one");
     }
 }
