@@ -5,7 +5,7 @@ use super::refusal::{self, Refusal};
 use super::relay::{self, finish};
 use super::shape::{self, Rewrite, LOG_LEVELS};
 use super::{Downstream, Hub, SESSION_HEADER};
-use crate::catalog::Kind;
+use crate::catalog::{Catalog, Kind};
 use crate::http::{Response, SseSink};
 use crate::protocol::{era, headers, jsonrpc, Era, ErrorObject};
 use crate::upstream::cancel::CallHandle;
@@ -66,11 +66,11 @@ pub fn dispatch(hub: &Hub, down: &Downstream, id: Value, method: &str, params: M
         })),
         // ping and logging/setLevel are legacy-only (removed in 2026-07-28: 404 + -32601 below).
         "ping" if down.era == Era::Legacy => Ok(json!({})),
-        "tools/list" => Ok(list(hub, down, Kind::Tools)),
-        "prompts/list" => Ok(list(hub, down, Kind::Prompts)),
-        "resources/list" => Ok(list(hub, down, Kind::Resources)),
-        "resources/templates/list" => Ok(list(hub, down, Kind::Templates)),
-        "offerings/list" => Ok(offerings(hub, down)),
+        "tools/list" => Ok(list(hub.catalog(), down, Kind::Tools)),
+        "prompts/list" => Ok(list(hub.catalog(), down, Kind::Prompts)),
+        "resources/list" => Ok(list(hub.catalog(), down, Kind::Resources)),
+        "resources/templates/list" => Ok(list(hub.catalog(), down, Kind::Templates)),
+        "offerings/list" => Ok(offerings(hub.catalog(), down)),
         "logging/setLevel" if down.era == Era::Legacy => set_level(down, &params),
         "tools/call" => return call_routed(hub, down, id, method, params, Kind::Tools),
         "prompts/get" => return call_routed(hub, down, id, method, params, Kind::Prompts),
@@ -126,16 +126,16 @@ fn initialize(hub: &Hub, down: &Downstream, id: &Value, params: &Map<String, Val
 
 /// Whether the caller may see and use `server`: its allow-list, and every
 /// service token the server's templates need (docs/decisions.md D6).
-pub fn visible(hub: &Hub, user: Option<&crate::users::User>, server: &str) -> bool {
-    super::auth::may_use(user, server) && hub.catalog().upstream(server).is_some_and(|u| u.missing_tokens(user).is_empty())
+pub fn visible(catalog: &Catalog, user: Option<&crate::users::User>, server: &str) -> bool {
+    super::auth::may_use(user, server) && catalog.upstream(server).is_some_and(|u| u.missing_tokens(user).is_empty())
 }
 
 /// The items of a merged list the caller may see (all of them, cloned, when
 /// every server is visible to them).
-fn visible_items(hub: &Hub, down: &Downstream, kind: Kind, merged: &crate::catalog::Merged) -> Vec<Value> {
+fn visible_items(catalog: &Catalog, down: &Downstream, kind: Kind, merged: &crate::catalog::Merged) -> Vec<Value> {
     let user = down.user.as_deref();
-    let upstreams = hub.catalog().upstreams();
-    let hidden: Vec<&str> = upstreams.iter().map(|u| u.name()).filter(|s| !visible(hub, user, s)).collect();
+    let upstreams = catalog.upstreams();
+    let hidden: Vec<&str> = upstreams.iter().map(|u| u.name()).filter(|s| !visible(catalog, user, s)).collect();
     if hidden.is_empty() {
         return merged.items.iter().map(|v| Value::clone(v)).collect();
     }
@@ -159,13 +159,13 @@ fn visible_items(hub: &Hub, down: &Downstream, kind: Kind, merged: &crate::catal
 /// means "forbidden": a 2025-11-25 client must not ask for a task otherwise;
 /// SEP-2663 uses the same field), since the hub runs them as tasks
 /// (`tasks::heavy`); a tool the server itself marks "required" keeps it.
-fn mark_heavy_tools(hub: &Hub, merged: &crate::catalog::Merged, items: &mut [Value]) {
-    if hub.catalog().upstreams().iter().all(|u| u.config.heavy_tools.0.is_empty()) {
+fn mark_heavy_tools(catalog: &Catalog, merged: &crate::catalog::Merged, items: &mut [Value]) {
+    if catalog.upstreams().iter().all(|u| u.config.heavy_tools.0.is_empty()) {
         return;
     }
     for item in items.iter_mut() {
         let route = item.get("name").and_then(Value::as_str).and_then(|n| merged.routes.get(n));
-        let heavy = route.is_some_and(|r| hub.catalog().upstream(&r.server).is_some_and(|u| u.config.heavy_tools.matches(&r.original)));
+        let heavy = route.is_some_and(|r| catalog.upstream(&r.server).is_some_and(|u| u.config.heavy_tools.matches(&r.original)));
         if !heavy || item.pointer("/execution/taskSupport").and_then(Value::as_str) == Some("required") {
             continue;
         }
@@ -179,12 +179,12 @@ fn mark_heavy_tools(hub: &Hub, merged: &crate::catalog::Merged, items: &mut [Val
     }
 }
 
-fn list(hub: &Hub, down: &Downstream, kind: Kind) -> Value {
-    let merged = hub.catalog().merged(kind, &down.call_context());
+fn list(catalog: &Catalog, down: &Downstream, kind: Kind) -> Value {
+    let merged = catalog.merged(kind, &down.call_context());
     let mut result = Map::new();
-    let mut items = visible_items(hub, down, kind, &merged);
+    let mut items = visible_items(catalog, down, kind, &merged);
     if kind == Kind::Tools {
-        mark_heavy_tools(hub, &merged, &mut items);
+        mark_heavy_tools(catalog, &merged, &mut items);
     }
     result.insert(kind.field().into(), Value::Array(items));
     if down.era == Era::Modern {
@@ -195,12 +195,12 @@ fn list(hub: &Hub, down: &Downstream, kind: Kind) -> Value {
     Value::Object(result)
 }
 
-fn offerings(hub: &Hub, down: &Downstream) -> Value {
+fn offerings(catalog: &Catalog, down: &Downstream) -> Value {
     let c = down.call_context();
     json!({
-        "tools": visible_items(hub, down, Kind::Tools, &hub.catalog().merged(Kind::Tools, &c)),
-        "prompts": visible_items(hub, down, Kind::Prompts, &hub.catalog().merged(Kind::Prompts, &c)),
-        "resources": visible_items(hub, down, Kind::Resources, &hub.catalog().merged(Kind::Resources, &c)),
+        "tools": visible_items(catalog, down, Kind::Tools, &catalog.merged(Kind::Tools, &c)),
+        "prompts": visible_items(catalog, down, Kind::Prompts, &catalog.merged(Kind::Prompts, &c)),
+        "resources": visible_items(catalog, down, Kind::Resources, &catalog.merged(Kind::Resources, &c)),
     })
 }
 

@@ -580,7 +580,7 @@ pub fn handle(hub: &Hub, down: &Downstream, id: Value, method: &str, mut params:
         let mut outcome = list(hub, down, &params);
         if let (true, Ok(page)) = (first_page && down.era == Era::Legacy, &mut outcome) {
             // The hub-run tasks head the first page.
-            let mut all = heavy::list(hub, &Owner::of(down));
+            let mut all = hub.tasks().runs().list(&Owner::of(down));
             if let Some(Value::Array(theirs)) = page.get_mut("tasks") {
                 all.append(theirs);
                 *theirs = all;

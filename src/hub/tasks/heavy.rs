@@ -198,9 +198,9 @@ fn status_note(id: &str, run: &Run) -> Value {
     jsonrpc::notification("notifications/tasks/status", run.task(id))
 }
 
-fn notify(hub: &Hub, id: &str, run: &Run) {
+fn notify(listeners: &crate::hub::relay::Listeners, id: &str, run: &Run) {
     if let Some(s) = &run.owner.session {
-        hub.listeners().send_to(std::slice::from_ref(s), &status_note(id, run));
+        listeners.send_to(std::slice::from_ref(s), &status_note(id, run));
     }
 }
 
@@ -256,22 +256,12 @@ pub fn start(
         handle: handle.clone(),
     };
     let hub_id = super::new_hub_id();
-    let created = {
-        let runs = hub.tasks().runs();
-        let mut st = runs.state.lock();
-        st.prune(now);
-        let gate = st.gates.entry(server.clone()).or_default();
-        if gate.queue.len() >= queue_len {
-            let cause = format!("{} heavy tasks running and its task queue of {queue_len} is full", gate.running);
-            let err = UpstreamError::Overloaded { server: server.clone(), retry_after_secs: 1, reason: "queue_full", cause };
+    let created = match hub.tasks().runs().enqueue(&hub_id, run, queue_len, now) {
+        Ok(created) => created,
+        Err(err) => {
             log::warn!("{err}");
             return Refusal::Upstream(err).response(Some(&id));
         }
-        st.gates.entry(server.clone()).or_default().queue.push_back(hub_id.clone());
-        let task = run.task(&hub_id);
-        let mirror = Mirror::of(&hub_id, &run);
-        st.runs.insert(hub_id.clone(), run);
-        (task, mirror)
     };
     drop(slot);
     let (created, mirror) = created;
@@ -289,13 +279,7 @@ pub fn start(
     // One run, bounded by its deadline (ttl, at most MAX_RUN): counted, detached.
     let spawned = hub.threads().spawn("hub-task", crate::threads::Kind::Task, move || run_task(&h, &tid, &upstream, params, &ctx, &extra_headers, concurrency));
     if let Err(e) = spawned {
-        let runs = hub.tasks().runs();
-        let mut st = runs.state.lock();
-        st.runs.remove(&hub_id);
-        if let Some(g) = st.gates.get_mut(&server) {
-            g.queue.retain(|t| *t != hub_id);
-        }
-        runs.changed.notify_all();
+        hub.tasks().runs().withdraw(&hub_id, &server);
         log::warn!("hub task for '{server}' not started: {e}");
         return Refusal::TaskNotStarted.response(Some(&id));
     }
@@ -341,23 +325,9 @@ impl Mirror {
 /// Ends task `id` with `outcome` (unless cancelled meanwhile) and tells its owner.
 fn settle(hub: &Hub, id: &str, status: &'static str, message: Option<String>, outcome: Result<Value, Value>) {
     let runs = hub.tasks().runs();
-    let mut st = runs.state.lock();
-    let Some(run) = st.runs.get_mut(id).filter(|r| !r.terminal()) else { return };
-    run.status = status;
-    run.message = message;
-    run.outcome = Some(outcome);
-    run.updated_at = now_iso();
-    notify(hub, id, run);
-    runs.changed.notify_all();
-    let Some(mirror) = Mirror::of(id, run) else { return };
-    drop(st);
-    if !mirror.publish(hub) {
-        // Cancelled through another instance meanwhile: that stands.
-        let mut st = runs.state.lock();
-        if let Some(run) = st.runs.get_mut(id) {
-            mark_cancelled(run);
-            runs.changed.notify_all();
-        }
+    let mirror = runs.settle(id, status, message, outcome, |run| notify(hub.listeners(), id, run));
+    if mirror.is_some_and(|m| !m.publish(hub)) {
+        runs.cancelled_elsewhere(id, None); // cancelled through another instance meanwhile: that stands
     }
 }
 
@@ -380,63 +350,25 @@ fn run_task(
     concurrency: usize,
 ) {
     let runs = hub.tasks().runs();
-    let era = runs.state.lock().runs.get(id).map_or(Era::Legacy, |r| r.era);
+    let era = runs.era_of(id);
     let server = upstream.name().to_string();
     // Wait for a turn in the server's task queue (first come, first served).
-    let mut running = None;
-    {
-        let mut st = runs.state.lock();
-        loop {
-            let now = Instant::now();
-            let live = st.runs.get(id).is_some_and(|r| !r.terminal());
-            let gate = st.gates.entry(server.clone()).or_default();
-            if !live {
-                gate.queue.retain(|t| t != id);
-                runs.changed.notify_all();
-                return; // cancelled (or its session ended) while waiting
-            }
-            if gate.queue.front().map(String::as_str) == Some(id) && gate.running < concurrency {
-                gate.queue.pop_front();
-                gate.running += 1;
-                runs.changed.notify_all();
-                if let Some(run) = st.runs.get_mut(id) {
-                    run.message = Some("Running".into());
-                    run.updated_at = now_iso();
-                    running = Mirror::of(id, run);
-                }
-                break;
-            }
-            if now >= ctx.deadline {
-                gate.queue.retain(|t| t != id);
-                runs.changed.notify_all();
-                drop(st);
-                let err = UpstreamError::HubTimeout { server: server.clone(), timeout_ms: MAX_RUN.as_millis() as u64 };
-                let obj = refusal::upstream_error(&err).to_response(None).get("error").cloned().unwrap_or(Value::Null);
-                return settle(hub, id, "failed", Some("Timed out waiting for a heavy-job slot".into()), Err(obj));
-            }
-            runs.changed.wait_until(&mut st, ctx.deadline);
+    let running = match runs.wait_turn(id, &server, concurrency, ctx.deadline) {
+        Turn::Gone => return, // cancelled (or its session ended) while waiting
+        Turn::TimedOut => {
+            let err = UpstreamError::HubTimeout { server: server.clone(), timeout_ms: MAX_RUN.as_millis() as u64 };
+            let obj = refusal::upstream_error(&err).to_response(None).get("error").cloned().unwrap_or(Value::Null);
+            return settle(hub, id, "failed", Some("Timed out waiting for a heavy-job slot".into()), Err(obj));
         }
-    }
+        Turn::Running(mirror) => mirror,
+    };
     if running.is_some_and(|m| !m.publish(hub)) {
         // Cancelled through another instance before it ran: give the slot back.
-        let mut st = runs.state.lock();
-        if let Some(run) = st.runs.get_mut(id) {
-            mark_cancelled(run);
-        }
-        if let Some(g) = st.gates.get_mut(&server) {
-            g.running = g.running.saturating_sub(1);
-        }
-        runs.changed.notify_all();
+        runs.cancelled_elsewhere(id, Some(&server));
         return;
     }
     let reply = upstream.request("tools/call", params, ctx, extra_headers, &mut |_| {});
-    {
-        let mut st = runs.state.lock();
-        if let Some(g) = st.gates.get_mut(&server) {
-            g.running = g.running.saturating_sub(1);
-        }
-        runs.changed.notify_all();
-    }
+    runs.release(&server);
     let handle = ctx.call.clone();
     if let Some(h) = &handle {
         h.finish();
@@ -478,82 +410,228 @@ fn reply(id: &Value, outcome: Result<Value, ErrorObject>) -> Response {
 /// unknown one. A modern task another instance runs is answered from the
 /// shared store ([`super::shared`]).
 pub fn handle(hub: &Hub, down: &Downstream, id: &Value, method: &str, task_id: &str) -> Option<Response> {
-    let runs = hub.tasks().runs();
-    let mut st = runs.state.lock();
-    let now = Instant::now();
-    let Some(run) = st.runs.get_mut(task_id).filter(|r| r.expires > now || !r.terminal()) else {
-        drop(st);
-        return (down.era == Era::Modern).then(|| super::shared::handle(hub, down, id, method, task_id)).flatten();
-    };
-    if !run.usable_by(down) {
-        return Some(reply(id, Err(super::not_found())));
-    }
-    match (method, down.era) {
-        ("tasks/get", Era::Legacy) => Some(reply(id, Ok(run.task(task_id)))),
-        ("tasks/get", Era::Modern) => Some(reply(id, Ok(shape::result(Era::Modern, run.detailed(task_id))))),
-        // SEP-2663 Task Update Requests: answers to keys not outstanding are
-        // ignored; a hub-run task never asks for input.
-        ("tasks/update", Era::Modern) => Some(reply(id, Ok(shape::result(Era::Modern, json!({}))))),
-        ("tasks/cancel", era) => {
-            if run.terminal() {
-                // 2025-11-25: -32602 for a terminal task; SEP-2663: the same empty ack.
-                if era == Era::Modern {
-                    return Some(reply(id, Ok(shape::result(Era::Modern, json!({})))));
-                }
-                return Some(reply(id, Err(Refusal::TaskTerminal { status: run.status.to_string() }.error())));
-            }
-            mark_cancelled(run);
-            notify(hub, task_id, run);
-            let task = run.task(task_id);
-            let mirror = Mirror::of(task_id, run);
-            runs.changed.notify_all();
-            drop(st);
+    let hub_timeout = || hub.config().hub_timeout;
+    match hub.tasks().runs().answer(down, id, method, task_id, hub.listeners(), hub_timeout) {
+        Answer::NotHere => (down.era == Era::Modern).then(|| super::shared::handle(hub, down, id, method, task_id)).flatten(),
+        Answer::Cancelled(response, mirror) => {
             if let Some(m) = mirror {
                 m.publish(hub); // a cancellation is always written
             }
             log::info!("hub task {task_id} cancelled by its client");
-            Some(reply(id, Ok(if era == Era::Modern { shape::result(Era::Modern, json!({})) } else { task })))
+            Some(response)
         }
-        ("tasks/result", Era::Legacy) => loop {
-            let Some(run) = st.runs.get(task_id) else { return Some(reply(id, Err(super::not_found()))) };
-            if let Some(outcome) = &run.outcome {
-                let msg = match outcome {
-                    Ok(r) => {
-                        let mut r = r.clone();
-                        if let Some(o) = r.as_object_mut() {
-                            let meta = o.entry("_meta").or_insert_with(|| json!({}));
-                            if let Some(m) = meta.as_object_mut() {
-                                m.insert(RELATED_TASK.into(), json!({"taskId": task_id}));
-                            }
-                        }
-                        jsonrpc::result_response(id, r)
-                    }
-                    Err(e) => json!({"jsonrpc": "2.0", "id": id, "error": e}),
-                };
-                return Some(Response::json(200, &msg));
-            }
-            if Instant::now() >= down.deadline {
-                let ms = hub.config().hub_timeout.as_millis() as u64;
-                let err = UpstreamError::HubTimeout { server: run.server.clone(), timeout_ms: ms };
-                return Some(reply(id, Err(refusal::upstream_error(&err))));
-            }
-            runs.changed.wait_until(&mut st, down.deadline);
-        },
-        _ => None,
+        Answer::Done(response) => response,
     }
 }
 
-/// The caller's hub-run tasks (`Task` objects), oldest first.
-pub fn list(hub: &Hub, owner: &Owner) -> Vec<Value> {
-    let st = hub.tasks().runs().state.lock();
-    let now = Instant::now();
-    let mut mine: Vec<(&String, &Run)> =
-        st.runs.iter().filter(|(_, r)| r.era == Era::Legacy && r.owner == *owner && (r.expires > now || !r.terminal())).collect();
-    mine.sort_by(|a, b| a.1.created_at.cmp(&b.1.created_at).then(a.0.cmp(b.0)));
-    mine.into_iter().map(|(id, r)| r.task(id)).collect()
+/// What [`Runs::answer`] made of a task request.
+enum Answer {
+    /// No hub-run task `task_id` here (it may be an upstream's, or another instance's).
+    NotHere,
+    /// Cancelled now: the answer, and the state to mirror (modern runs).
+    Cancelled(Response, Option<Mirror>),
+    /// The answer (`None`: a method a hub-run task does not answer).
+    Done(Option<Response>),
+}
+
+/// How a run's wait for its turn in its server's task queue ended ([`Runs::wait_turn`]).
+enum Turn {
+    /// Cancelled, or its session ended, while it waited: nothing to run.
+    Gone,
+    /// The deadline passed in the queue (out of the queue now).
+    TimedOut,
+    /// It holds one of the server's heavy slots now (its state to mirror, modern runs).
+    Running(Option<Mirror>),
 }
 
 impl Runs {
+    /// Answers task request `method` for hub-run task `task_id` here (see
+    /// [`handle`]): the owner is told of a cancellation on `listeners`;
+    /// `hub_timeout` is what a `tasks/result` that timed out names.
+    fn answer(
+        &self,
+        down: &Downstream,
+        id: &Value,
+        method: &str,
+        task_id: &str,
+        listeners: &crate::hub::relay::Listeners,
+        hub_timeout: impl Fn() -> Duration,
+    ) -> Answer {
+        let runs = self;
+        let mut st = runs.state.lock();
+        let now = Instant::now();
+        let Some(run) = st.runs.get_mut(task_id).filter(|r| r.expires > now || !r.terminal()) else {
+            return Answer::NotHere;
+        };
+        if !run.usable_by(down) {
+            return Answer::Done(Some(reply(id, Err(super::not_found()))));
+        }
+        Answer::Done(match (method, down.era) {
+            ("tasks/get", Era::Legacy) => Some(reply(id, Ok(run.task(task_id)))),
+            ("tasks/get", Era::Modern) => Some(reply(id, Ok(shape::result(Era::Modern, run.detailed(task_id))))),
+            // SEP-2663 Task Update Requests: answers to keys not outstanding are
+            // ignored; a hub-run task never asks for input.
+            ("tasks/update", Era::Modern) => Some(reply(id, Ok(shape::result(Era::Modern, json!({}))))),
+            ("tasks/cancel", era) => {
+                if run.terminal() {
+                    // 2025-11-25: -32602 for a terminal task; SEP-2663: the same empty ack.
+                    if era == Era::Modern {
+                        return Answer::Done(Some(reply(id, Ok(shape::result(Era::Modern, json!({}))))));
+                    }
+                    return Answer::Done(Some(reply(id, Err(Refusal::TaskTerminal { status: run.status.to_string() }.error()))));
+                }
+                mark_cancelled(run);
+                notify(listeners, task_id, run);
+                let task = run.task(task_id);
+                let mirror = Mirror::of(task_id, run);
+                runs.changed.notify_all();
+                drop(st);
+                let response = reply(id, Ok(if era == Era::Modern { shape::result(Era::Modern, json!({})) } else { task }));
+                return Answer::Cancelled(response, mirror);
+            }
+            ("tasks/result", Era::Legacy) => loop {
+                let Some(run) = st.runs.get(task_id) else { return Answer::Done(Some(reply(id, Err(super::not_found())))) };
+                if let Some(outcome) = &run.outcome {
+                    let msg = match outcome {
+                        Ok(r) => {
+                            let mut r = r.clone();
+                            if let Some(o) = r.as_object_mut() {
+                                let meta = o.entry("_meta").or_insert_with(|| json!({}));
+                                if let Some(m) = meta.as_object_mut() {
+                                    m.insert(RELATED_TASK.into(), json!({"taskId": task_id}));
+                                }
+                            }
+                            jsonrpc::result_response(id, r)
+                        }
+                        Err(e) => json!({"jsonrpc": "2.0", "id": id, "error": e}),
+                    };
+                    return Answer::Done(Some(Response::json(200, &msg)));
+                }
+                if Instant::now() >= down.deadline {
+                    let ms = hub_timeout().as_millis() as u64;
+                    let err = UpstreamError::HubTimeout { server: run.server.clone(), timeout_ms: ms };
+                    return Answer::Done(Some(reply(id, Err(refusal::upstream_error(&err)))));
+                }
+                runs.changed.wait_until(&mut st, down.deadline);
+            },
+            _ => None,
+        })
+    }
+
+    /// The caller's legacy hub-run tasks (`Task` objects), oldest first.
+    pub fn list(&self, owner: &Owner) -> Vec<Value> {
+        let st = self.state.lock();
+        let now = Instant::now();
+        let mut mine: Vec<(&String, &Run)> =
+            st.runs.iter().filter(|(_, r)| r.era == Era::Legacy && r.owner == *owner && (r.expires > now || !r.terminal())).collect();
+        mine.sort_by(|a, b| a.1.created_at.cmp(&b.1.created_at).then(a.0.cmp(b.0)));
+        mine.into_iter().map(|(id, r)| r.task(id)).collect()
+    }
+
+    /// Enters run `id` at the back of its server's task queue (expired runs
+    /// pruned first, as of `now`): its `Task` and the state to mirror; the
+    /// queue at `queue_len`: the overload error, nothing entered.
+    fn enqueue(&self, id: &str, run: Run, queue_len: usize, now: Instant) -> Result<(Value, Option<Mirror>), UpstreamError> {
+        let mut st = self.state.lock();
+        st.prune(now);
+        let gate = st.gates.entry(run.server.clone()).or_default();
+        if gate.queue.len() >= queue_len {
+            let cause = format!("{} heavy tasks running and its task queue of {queue_len} is full", gate.running);
+            return Err(UpstreamError::Overloaded { server: run.server.clone(), retry_after_secs: 1, reason: "queue_full", cause });
+        }
+        gate.queue.push_back(id.to_string());
+        let task = run.task(id);
+        let mirror = Mirror::of(id, &run);
+        st.runs.insert(id.to_string(), run);
+        Ok((task, mirror))
+    }
+
+    /// Takes run `id` (never started) back out of the runs and `server`'s queue.
+    fn withdraw(&self, id: &str, server: &str) {
+        let mut st = self.state.lock();
+        st.runs.remove(id);
+        if let Some(g) = st.gates.get_mut(server) {
+            g.queue.retain(|t| t != id);
+        }
+        self.changed.notify_all();
+    }
+
+    /// The era of run `id`'s creator (legacy when it is gone).
+    fn era_of(&self, id: &str) -> Era {
+        self.state.lock().runs.get(id).map_or(Era::Legacy, |r| r.era)
+    }
+
+    /// Waits until run `id` is first in `server`'s queue with fewer than
+    /// `concurrency` running, then takes a slot (message "Running"); or until
+    /// it is gone or `deadline` passes (out of the queue then).
+    fn wait_turn(&self, id: &str, server: &str, concurrency: usize, deadline: Instant) -> Turn {
+        let mut st = self.state.lock();
+        loop {
+            let now = Instant::now();
+            let live = st.runs.get(id).is_some_and(|r| !r.terminal());
+            let gate = st.gates.entry(server.to_string()).or_default();
+            if !live {
+                gate.queue.retain(|t| t != id);
+                self.changed.notify_all();
+                return Turn::Gone;
+            }
+            if gate.queue.front().map(String::as_str) == Some(id) && gate.running < concurrency {
+                gate.queue.pop_front();
+                gate.running += 1;
+                self.changed.notify_all();
+                let mut running = None;
+                if let Some(run) = st.runs.get_mut(id) {
+                    run.message = Some("Running".into());
+                    run.updated_at = now_iso();
+                    running = Mirror::of(id, run);
+                }
+                return Turn::Running(running);
+            }
+            if now >= deadline {
+                gate.queue.retain(|t| t != id);
+                self.changed.notify_all();
+                return Turn::TimedOut;
+            }
+            self.changed.wait_until(&mut st, deadline);
+        }
+    }
+
+    /// Gives one of `server`'s heavy slots back.
+    fn release(&self, server: &str) {
+        let mut st = self.state.lock();
+        if let Some(g) = st.gates.get_mut(server) {
+            g.running = g.running.saturating_sub(1);
+        }
+        self.changed.notify_all();
+    }
+
+    /// Ends run `id` with `outcome` unless it has ended (then `None`), calls
+    /// `notify` with it under the lock, and returns its state to mirror.
+    fn settle(&self, id: &str, status: &'static str, message: Option<String>, outcome: Result<Value, Value>, notify: impl FnOnce(&Run)) -> Option<Mirror> {
+        let mut st = self.state.lock();
+        let run = st.runs.get_mut(id).filter(|r| !r.terminal())?;
+        run.status = status;
+        run.message = message;
+        run.outcome = Some(outcome);
+        run.updated_at = now_iso();
+        notify(run);
+        self.changed.notify_all();
+        Mirror::of(id, run)
+    }
+
+    /// Marks run `id` cancelled (another instance cancelled it: that stands,
+    /// whatever it had reached here), giving `server`'s slot back when it held one.
+    fn cancelled_elsewhere(&self, id: &str, held_slot_of: Option<&str>) {
+        let mut st = self.state.lock();
+        let found = st.runs.get_mut(id).map(mark_cancelled).is_some();
+        if let Some(g) = held_slot_of.and_then(|s| st.gates.get_mut(s)) {
+            g.running = g.running.saturating_sub(1);
+        }
+        if found || held_slot_of.is_some() {
+            self.changed.notify_all();
+        }
+    }
+
     /// A legacy session ended (DELETE): its runs are cut and forgotten.
     pub fn forget_session(&self, session: &str) {
         let mut st = self.state.lock();
