@@ -13,7 +13,13 @@ use mcphub::upstream::transport::{Answer as UpstreamAnswer, Deadline, EventStrea
 use mcphub::upstream::UpstreamError;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+#[path = "../wait_util/mod.rs"]
+mod wait_util;
+#[allow(unused_imports)]
+pub use wait_util::{wait_until, PATIENCE};
 
 /// Events an SSE answer is read to (a stream the hub ends on its own stops earlier).
 pub const MAX_EVENTS: usize = 1000;
@@ -118,16 +124,52 @@ pub fn post_leaving_after(hub: &Hub, body: &str, headers: &[(&str, &str)], max_e
     exchange(hub, PEER, "POST", "/mcp", headers, body, max_events)
 }
 
-fn exchange(hub: &Hub, peer: &str, method: &str, target: &str, headers: &[(&str, &str)], body: &str, max_events: usize) -> Answer {
+fn build(peer: &str, method: &str, target: &str, headers: &[(&str, &str)], body: &str) -> Request {
     let peer: SocketAddr = peer.parse().expect("a socket address");
-    let req = Request {
+    Request {
         method: method.into(),
         target: target.into(),
         headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         body: body.as_bytes().to_vec(),
         peer,
+    }
+}
+
+/// `POST /mcp` whose SSE answer is read while it is still open: the stream
+/// runs on a scoped thread (`http::sse::collect_observed`) and `on_event`
+/// runs on this one with each event's data as JSON as soon as the hub writes
+/// it, so the client can act mid-stream (POST an answer to a relayed
+/// request, cancel the call). Each event is awaited at most [`PATIENCE`].
+/// A JSON answer is returned as is, `on_event` never running.
+pub fn post_streaming(hub: &Hub, body: &str, headers: &[(&str, &str)], mut on_event: impl FnMut(&Value)) -> Answer {
+    let resp = hub.handle(build(PEER, "POST", "/mcp", headers, body));
+    let producer = match resp.body {
+        Body::Full(bytes) => return Answer { status: resp.status, headers: resp.headers, text: String::from_utf8(bytes).expect("a UTF-8 body"), sse: false },
+        Body::Sse(producer) => producer,
     };
-    let resp = hub.handle(req);
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let text = std::thread::scope(|scope| {
+        let stream = scope.spawn(move || mcphub::http::sse::collect_observed(producer, MAX_EVENTS, tx));
+        loop {
+            match rx.recv_timeout(PATIENCE) {
+                Ok(wire) => {
+                    for event in mcphub::protocol::sse::parse_all(&wire) {
+                        if let Ok(v) = serde_json::from_str::<Value>(&event.data) {
+                            on_event(&v);
+                        }
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("no event and no end of the stream within {PATIENCE:?}"),
+            }
+        }
+        stream.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
+    });
+    Answer { status: resp.status, headers: resp.headers, text, sse: true }
+}
+
+fn exchange(hub: &Hub, peer: &str, method: &str, target: &str, headers: &[(&str, &str)], body: &str, max_events: usize) -> Answer {
+    let resp = hub.handle(build(peer, method, target, headers, body));
     let (text, sse) = match resp.body {
         Body::Full(bytes) => (String::from_utf8(bytes).expect("a UTF-8 body"), false),
         Body::Sse(producer) => (mcphub::http::sse::collect(producer, max_events), true),
@@ -268,6 +310,59 @@ pub enum ReplyBody {
     Empty,
     /// No answer at all: the connection was refused (the request never left).
     Unreachable,
+    /// An event stream written as it goes ([`Live`]).
+    Live(Live),
+}
+
+/// The messages of an event stream produced one at a time while the hub
+/// reads it: `next` runs when the hub wants the next event and may block
+/// (bounded: wait with [`Traffic::wait_for`]) until, say, the hub answered a
+/// request sent earlier on the stream; `None` ends the stream. Dropping the
+/// stream (the hub closing the upstream connection) is recorded in the
+/// traffic as `closed`.
+#[derive(Clone)]
+pub struct Live(Arc<Mutex<Option<Box<dyn FnMut() -> Option<Value> + Send>>>>);
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Live(..)")
+    }
+}
+
+/// The `Read` side of a [`Live`] stream, given to `EventStream::new`.
+struct LiveReader {
+    next: Box<dyn FnMut() -> Option<Value> + Send>,
+    buf: Vec<u8>,
+    at: usize,
+    /// Recorded as `closed` on drop.
+    server: String,
+    id: Value,
+    traffic: Traffic,
+}
+
+impl std::io::Read for LiveReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.at == self.buf.len() {
+            match (self.next)() {
+                Some(m) => {
+                    self.buf = format!("data: {m}\n\n").into_bytes();
+                    self.at = 0;
+                }
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.at);
+        out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+impl Drop for LiveReader {
+    fn drop(&mut self) {
+        let seen = Seen { server: self.server.clone(), kind: "closed", body: json!({"id": self.id}), headers: Vec::new(), at: std::time::Instant::now() };
+        self.traffic.push(seen);
+    }
 }
 
 impl Reply {
@@ -294,6 +389,11 @@ impl Reply {
     /// `status` with a body that is not JSON-RPC.
     pub fn text(status: u16, text: &str) -> Reply {
         Reply { status, session: None, retry_after: None, body: ReplyBody::Text(text.into()) }
+    }
+    /// 200 with an event stream whose messages `next` produces as the hub reads ([`Live`]).
+    pub fn live(next: impl FnMut() -> Option<Value> + Send + 'static) -> Reply {
+        let live = Live(Arc::new(Mutex::new(Some(Box::new(next)))));
+        Reply { status: 200, session: None, retry_after: None, body: ReplyBody::Live(live) }
     }
     /// A server that cannot be reached (connection refused, nothing sent).
     pub fn unreachable() -> Reply {
@@ -325,7 +425,8 @@ pub type Script = Arc<dyn Fn(&Value, &[(String, String)]) -> Reply + Send + Sync
 pub struct Seen {
     pub server: String,
     /// `post` (a request or notification), `answer` (the hub's answer to a
-    /// server→client request), `delete`.
+    /// server→client request), `delete`, `closed` (the hub dropped a
+    /// [`Live`] stream; `body.id` is the id of the request it answered).
     pub kind: &'static str,
     pub body: Value,
     pub headers: Vec<(String, String)>,
@@ -344,12 +445,37 @@ impl Seen {
 
 /// Everything the scripted upstreams of one hub received, in order.
 #[derive(Clone, Default)]
-pub struct Traffic(Arc<Mutex<Vec<Seen>>>);
+pub struct Traffic(Arc<(Mutex<Vec<Seen>>, Condvar)>);
 
 impl Traffic {
+    fn push(&self, seen: Seen) {
+        self.0 .0.lock().unwrap().push(seen);
+        self.0 .1.notify_all();
+    }
+    /// Blocks until something received matches `pred` (the first such), at
+    /// most `within`; `None` if nothing did. For scripts that wait for the
+    /// hub (an answer, a cancellation) before they go on.
+    pub fn wait_for(&self, within: Duration, pred: impl Fn(&Seen) -> bool) -> Option<Seen> {
+        let end = std::time::Instant::now() + within;
+        let mut seen = self.0 .0.lock().unwrap();
+        loop {
+            if let Some(s) = seen.iter().find(|s| pred(s)) {
+                return Some(s.clone());
+            }
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            seen = self.0 .1.wait_timeout(seen, left).unwrap().0;
+        }
+    }
+    /// The hub's answers to `server`'s requests (`answer`), in order.
+    pub fn answers(&self, server: &str) -> Vec<Seen> {
+        self.all().into_iter().filter(|s| s.server == server && s.kind == "answer").collect()
+    }
     /// What `server` received (POSTs), in order.
     pub fn posts(&self, server: &str) -> Vec<Seen> {
-        self.0.lock().unwrap().iter().filter(|s| s.server == server && s.kind == "post").cloned().collect()
+        self.0 .0.lock().unwrap().iter().filter(|s| s.server == server && s.kind == "post").cloned().collect()
     }
     /// The `method` requests `server` received.
     pub fn calls(&self, server: &str, method: &str) -> Vec<Seen> {
@@ -357,7 +483,7 @@ impl Traffic {
     }
     /// Everything received, in order.
     pub fn all(&self) -> Vec<Seen> {
-        self.0.lock().unwrap().clone()
+        self.0 .0.lock().unwrap().clone()
     }
 }
 
@@ -373,7 +499,7 @@ struct Scripted {
 impl Scripted {
     fn record(&self, kind: &'static str, body: &Value, headers: &[(String, String)]) {
         let seen = Seen { server: self.server.clone(), kind, body: body.clone(), headers: headers.to_vec(), at: std::time::Instant::now() };
-        self.traffic.0.lock().unwrap().push(seen);
+        self.traffic.push(seen);
     }
 
     fn reply(&self, body: &Value, headers: &[(String, String)], deadline: Deadline) -> Result<UpstreamAnswer, UpstreamError> {
@@ -383,6 +509,11 @@ impl Scripted {
         Ok(match reply.body {
             ReplyBody::Unreachable => {
                 return Err(UpstreamError::Transport { server: self.server.clone(), detail: "connection refused".into(), sent: false })
+            }
+            ReplyBody::Live(Live(next)) => {
+                let next = next.lock().unwrap().take().expect("a live stream is read once");
+                let reader = LiveReader { next, buf: Vec::new(), at: 0, server: self.server.clone(), id: body.get("id").cloned().unwrap_or(Value::Null), traffic: self.traffic.clone() };
+                UpstreamAnswer::Stream(EventStream::new(reader, body.get("id").cloned(), deadline, &self.server, reply.status, reply.session))
             }
             ReplyBody::Events(messages) => {
                 let text: String = messages.iter().map(|m| format!("data: {m}\n\n")).collect();
@@ -429,6 +560,13 @@ impl Transport for Scripted {
 /// config keys, script), plus `extra` top-level config keys; the traffic
 /// they received.
 pub fn hub_with_servers(extra: Value, servers: Vec<(&str, Value, Script)>) -> (Hub, Traffic) {
+    let traffic = Traffic::default();
+    (hub_with_traffic(extra, servers, traffic.clone()), traffic)
+}
+
+/// [`hub_with_servers`] recording into `traffic`, made beforehand so that
+/// scripts can wait on it ([`Traffic::wait_for`]).
+pub fn hub_with_traffic(extra: Value, servers: Vec<(&str, Value, Script)>, traffic: Traffic) -> Hub {
     let mut map = serde_json::Map::new();
     let mut scripts = std::collections::HashMap::new();
     for (name, keys, script) in servers {
@@ -441,14 +579,13 @@ pub fn hub_with_servers(extra: Value, servers: Vec<(&str, Value, Script)>) -> (H
     }
     let mut cfg = extra;
     cfg["mcpServers"] = Value::Object(map);
-    let traffic = Traffic::default();
     let t = traffic.clone();
     let connector: mcphub::upstream::Connector = Arc::new(move |config: &mcphub::config::ServerConfig, _pool: usize| {
         let script = scripts.get(&config.name).cloned().unwrap_or_else(|| panic!("no script for server '{}'", config.name));
         let opts = prometheus::HistogramOpts::new("scripted_upstream_seconds", "scripted upstream latency");
         Box::new(Scripted { server: config.name.clone(), static_headers: config.headers.clone(), script, traffic: t.clone(), latency: prometheus::Histogram::with_opts(opts).unwrap() }) as Box<dyn Transport>
     });
-    (hub_from(cfg, Some(connector)), traffic)
+    hub_from(cfg, Some(connector))
 }
 
 /// A legacy (2025-11-25) server: refuses `server/discover` like an SDK

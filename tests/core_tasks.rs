@@ -1,0 +1,260 @@
+//! Tasks through the hub, Request → Response without a socket (issue 15
+//! item 7): scripted 2025-11-25 upstreams with tasks (`task-1`, `task-2`, …
+//! per server, so two servers collide), the hub's own task ids, routing of
+//! `tasks/get`, `tasks/result`, `tasks/list`, `tasks/cancel` to the owning
+//! server under its own id, ownership per user (another user's task is
+//! byte for byte an unknown one), the per-user cap checked before anything
+//! leaves, and status notifications on a result stream reaching only their
+//! owner. The same against the mock's real task engine on loopback is in
+//! tests/hub_tasks.rs and tests/hub_task_owners.rs.
+
+mod core_util;
+
+use core_util::*;
+use mcphub::hub::Hub;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+const RELATED: &str = "io.modelcontextprotocol/related-task";
+/// A well-formed hub task id that no hub ever minted.
+const NEVER: &str = "mcphub-t00000000000000000000000000000000";
+
+fn task(id: &str, status: &str) -> Value {
+    json!({"taskId": id, "status": status, "createdAt": "2025-11-25T10:30:00Z", "lastUpdatedAt": "2025-11-25T10:30:00Z", "ttl": 60000})
+}
+
+/// A legacy (2025-11-25) server with tasks: `job` (taskSupport optional);
+/// a task-augmented call creates `task-N` (working); `tasks/result`
+/// completes it and answers `"{name}: {id} done"`; `tasks/cancel` cancels a
+/// working task (a terminal one: -32602); `tasks/list` lists every task of
+/// the server (one shared upstream session: every client's).
+fn tasks_server(name: &str) -> Script {
+    let name = name.to_string();
+    let tasks: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    Arc::new(move |body: &Value, _h: &[(String, String)]| {
+        let mut tasks = tasks.lock().unwrap();
+        let id = body["params"]["taskId"].as_str().unwrap_or("").to_string();
+        let unknown = |body: &Value| Reply::error(body, -32602, "Failed to retrieve task: Task not found");
+        match body["method"].as_str().unwrap_or("") {
+            "server/discover" => Reply::error(body, -32601, "Method not found"),
+            "initialize" => {
+                let caps = json!({"tools": {}, "tasks": {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}});
+                Reply::result(body, json!({"protocolVersion": "2025-11-25", "capabilities": caps, "serverInfo": {"name": name, "version": "1"}})).session(&format!("{name}-s1"))
+            }
+            m if m.starts_with("notifications/") => Reply::status(202),
+            "tools/list" => Reply::result(body, json!({"tools": [{"name": "job", "inputSchema": {"type": "object"}, "execution": {"taskSupport": "optional"}}]})),
+            "tools/call" if body["params"]["task"].is_object() => {
+                let id = format!("task-{}", tasks.len() + 1);
+                tasks.push((id.clone(), "working".into()));
+                Reply::result(body, json!({"task": task(&id, "working")}))
+            }
+            "tools/call" => Reply::result(body, json!({"content": [{"type": "text", "text": format!("{name}: no task")}]})),
+            "tasks/get" => match tasks.iter().find(|(t, _)| *t == id) {
+                Some((t, s)) => Reply::result(body, task(t, s)),
+                None => unknown(body),
+            },
+            "tasks/result" => match tasks.iter_mut().find(|(t, _)| *t == id) {
+                Some((t, s)) => {
+                    *s = "completed".into();
+                    Reply::result(body, json!({"content": [{"type": "text", "text": format!("{name}: {t} done")}], "_meta": {RELATED: {"taskId": t}}}))
+                }
+                None => unknown(body),
+            },
+            "tasks/cancel" => match tasks.iter_mut().find(|(t, _)| *t == id) {
+                Some((t, s)) if s == "working" => {
+                    *s = "cancelled".into();
+                    Reply::result(body, task(t, "cancelled"))
+                }
+                Some((_, s)) => Reply::error(body, -32602, &format!("Cannot cancel task: already {s}")),
+                None => unknown(body),
+            },
+            "tasks/list" => Reply::result(body, json!({"tasks": tasks.iter().map(|(t, s)| task(t, s)).collect::<Vec<_>>()})),
+            _ => Reply::error(body, -32601, "Method not found"),
+        }
+    })
+}
+
+/// A legacy client of the user holding `key` (none: anonymous).
+struct Client<'a> {
+    hub: &'a Hub,
+    sid: String,
+    auth: Option<String>,
+}
+
+impl<'a> Client<'a> {
+    fn open(hub: &'a Hub, key: Option<&str>) -> Client<'a> {
+        let auth = key.map(|k| format!("Bearer {k}"));
+        let extra: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+        let sid = legacy_session_with(hub, &extra);
+        Client { hub, sid, auth }
+    }
+
+    fn call(&self, method: &str, params: Value) -> Answer {
+        let mut h = legacy_headers(&self.sid);
+        if let Some(a) = &self.auth {
+            h.push(("Authorization", a.as_str()));
+        }
+        post(self.hub, &json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string(), &h)
+    }
+
+    /// A task-augmented call of `tool`: the hub's task id.
+    fn create(&self, tool: &str) -> String {
+        let r = self.call("tools/call", json!({"name": tool, "arguments": {}, "task": {"ttl": 60000}})).json();
+        r.pointer("/result/task/taskId").and_then(Value::as_str).unwrap_or_else(|| panic!("no CreateTaskResult: {r}")).to_string()
+    }
+
+    /// Every task id `tasks/list` gives, following the hub's cursor.
+    fn list(&self) -> Vec<String> {
+        let (mut ids, mut cursor) = (Vec::new(), Value::Null);
+        for _ in 0..20 {
+            let params = if cursor.is_null() { json!({}) } else { json!({"cursor": cursor}) };
+            let r = self.call("tasks/list", params).json();
+            let page = r.pointer("/result/tasks").and_then(Value::as_array).unwrap_or_else(|| panic!("no tasks: {r}"));
+            ids.extend(page.iter().map(|t| t["taskId"].as_str().unwrap().to_string()));
+            cursor = r["result"].get("nextCursor").cloned().unwrap_or(Value::Null);
+            if cursor.is_null() {
+                return ids;
+            }
+        }
+        panic!("tasks/list never ended");
+    }
+}
+
+fn text_of(msg: &Value) -> String {
+    msg.pointer("/result/content/0/text").and_then(Value::as_str).unwrap_or_else(|| panic!("no text content in {msg}")).to_string()
+}
+
+fn unknown_task(r: &Answer, what: &str) {
+    assert_eq!(r.status, 200, "{what}: {}", r.text);
+    assert_eq!(r.json(), json!({"jsonrpc": "2.0", "id": 1, "error": {"code": -32602, "message": "Failed to retrieve task: Task not found"}}), "{what}");
+}
+
+#[test]
+fn tasks_of_two_servers_with_colliding_ids_get_hub_ids_and_route_to_their_own_server() {
+    let (h, traffic) = hub_with_servers(json!({}), vec![("a", json!({}), tasks_server("a")), ("b", json!({}), tasks_server("b"))]);
+    let init = post(&h, &initialize_body("2025-11-25"), &[ACCEPT, JSON]).json();
+    assert_eq!(init["result"]["capabilities"]["tasks"], json!({"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}), "{init}");
+    let c = Client::open(&h, None);
+    let tools = c.call("tools/list", json!({})).json();
+    let job = tools["result"]["tools"].as_array().unwrap().iter().find(|t| t["name"] == "a__job").cloned().expect("a__job");
+    assert_eq!(job["execution"]["taskSupport"], "optional", "execution.taskSupport passes through");
+
+    let (ta, tb) = (c.create("a__job"), c.create("b__job"));
+    assert_ne!(ta, tb);
+    for id in [&ta, &tb] {
+        assert!(id.starts_with("mcphub-t") && id.len() == NEVER.len(), "a hub id, not the upstream's task-1: {id}");
+    }
+    for (id, server) in [(&ta, "a"), (&tb, "b")] {
+        let got = c.call("tasks/get", json!({"taskId": id})).json();
+        assert_eq!((got["result"]["taskId"].as_str(), got["result"]["status"].as_str()), (Some(id.as_str()), Some("working")), "{got}");
+        let r = c.call("tasks/result", json!({"taskId": id})).json();
+        assert_eq!(text_of(&r), format!("{server}: task-1 done"), "routed to {server}");
+        assert_eq!(r["result"]["_meta"][RELATED]["taskId"], *id, "related-task names the hub id");
+        assert_eq!(c.call("tasks/get", json!({"taskId": id})).json()["result"]["status"], "completed");
+        // Each server was asked under its own id.
+        let asked: Vec<Value> = traffic.posts(server).iter().filter(|s| s.method().starts_with("tasks/")).map(|s| s.body["params"]["taskId"].clone()).collect();
+        assert_eq!(asked, vec![json!("task-1"); 3], "{server}");
+    }
+    assert!(!c.call("tasks/get", json!({"taskId": ta})).text.contains("task-1"), "no upstream id reaches the client");
+    unknown_task(&c.call("tasks/get", json!({"taskId": "task-1"})), "an upstream id is not a hub id");
+    unknown_task(&c.call("tasks/get", json!({"taskId": NEVER})), "an id never minted");
+    assert_eq!(c.list().into_iter().collect::<BTreeSet<_>>(), BTreeSet::from([ta, tb]));
+    let bad = c.call("tasks/list", json!({"cursor": "not-a-hub-cursor"})).json();
+    assert_eq!(bad["error"]["code"], -32602, "{bad}");
+}
+
+#[test]
+fn another_users_task_is_exactly_an_unknown_one_and_stays_untouched() {
+    let users = json!({"users": {"alice": user_with_key("alice-key"), "bob": user_with_key("bob-key")}});
+    let (h, traffic) = hub_with_servers(users, vec![("m", json!({}), tasks_server("m"))]);
+    let (alice, bob) = (Client::open(&h, Some("alice-key")), Client::open(&h, Some("bob-key")));
+    let id = bob.create("job");
+    let upstream_before = traffic.posts("m").len();
+    for method in ["tasks/get", "tasks/result", "tasks/cancel"] {
+        let theirs = alice.call(method, json!({"taskId": id}));
+        let never = alice.call(method, json!({"taskId": NEVER}));
+        assert_eq!((theirs.status, &theirs.text), (never.status, &never.text), "{method}: bob's task looks exactly like an unknown one");
+        unknown_task(&theirs, method);
+    }
+    assert_eq!(traffic.posts("m").len(), upstream_before, "none of alice's requests reached the upstream");
+    // One upstream session lists every task; the hub shows each user its own.
+    assert!(alice.list().is_empty(), "alice lists none of bob's tasks");
+    assert_eq!(bob.list(), [id.clone()]);
+    // Another session of the same user is another owner for a legacy task.
+    let bob2 = Client::open(&h, Some("bob-key"));
+    unknown_task(&bob2.call("tasks/get", json!({"taskId": id})), "bob's other session");
+    let got = bob.call("tasks/get", json!({"taskId": id})).json();
+    assert_eq!(got["result"]["status"], "working", "alice's cancel did not reach it: {got}");
+    assert_eq!(text_of(&bob.call("tasks/result", json!({"taskId": id})).json()), "m: task-1 done");
+}
+
+#[test]
+fn a_task_is_cancelled_by_its_owner_once() {
+    let (h, traffic) = hub_with_servers(json!({}), vec![("m", json!({}), tasks_server("m"))]);
+    let (owner, other) = (Client::open(&h, None), Client::open(&h, None));
+    let id = owner.create("job");
+    unknown_task(&other.call("tasks/cancel", json!({"taskId": id})), "another session's cancel");
+    assert!(traffic.calls("m", "tasks/cancel").is_empty(), "refused before the upstream");
+    let cancelled = owner.call("tasks/cancel", json!({"taskId": id})).json();
+    assert_eq!((cancelled["result"]["taskId"].as_str(), cancelled["result"]["status"].as_str()), (Some(id.as_str()), Some("cancelled")), "{cancelled}");
+    assert_eq!(traffic.calls("m", "tasks/cancel")[0].body["params"]["taskId"], "task-1", "sent under the upstream's id");
+    assert_eq!(owner.call("tasks/get", json!({"taskId": id})).json()["result"]["status"], "cancelled");
+    let again = owner.call("tasks/cancel", json!({"taskId": id})).json();
+    assert_eq!(again["error"]["code"], -32602, "a terminal task cannot be cancelled (2025-11-25): {again}");
+}
+
+#[test]
+fn a_user_at_max_tasks_per_user_is_refused_before_the_upstream_and_others_still_create() {
+    let cfg = json!({"maxTasksPerUser": 2, "users": {"alice": user_with_key("alice-key"), "bob": user_with_key("bob-key")}});
+    let (h, traffic) = hub_with_servers(cfg, vec![("m", json!({}), tasks_server("m"))]);
+    let alice = Client::open(&h, Some("alice-key"));
+    alice.create("job");
+    alice.create("job");
+    let sent = traffic.calls("m", "tools/call").len();
+    let refused = alice.call("tools/call", json!({"name": "job", "arguments": {}, "task": {"ttl": 60000}})).json();
+    assert_eq!(refused["error"]["code"], -32000, "{refused}");
+    assert_eq!((refused["error"]["data"]["limit"].as_str(), refused["error"]["data"]["max"].as_u64()), (Some("maxTasksPerUser"), Some(2)), "{refused}");
+    let msg = refused["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("user 'alice'") && msg.contains("maxTasksPerUser"), "{msg}");
+    // Another session of alice's is alice too.
+    let again = Client::open(&h, Some("alice-key")).call("tools/call", json!({"name": "job", "arguments": {}, "task": {}})).json();
+    assert_eq!(again["error"]["data"]["limit"], "maxTasksPerUser", "{again}");
+    assert_eq!(traffic.calls("m", "tools/call").len(), sent, "no refused call reached the upstream");
+    assert_eq!(h.tasks().len(), 2);
+    // A call without a task is not a task: it runs.
+    assert_eq!(text_of(&alice.call("tools/call", json!({"name": "job", "arguments": {}})).json()), "m: no task");
+    let bob = Client::open(&h, Some("bob-key"));
+    let id = bob.create("job");
+    assert_eq!(bob.list(), [id]);
+}
+
+#[test]
+fn status_notifications_on_a_result_stream_reach_only_their_owner() {
+    // An upstream whose `tasks/result` stream carries the status of every
+    // task it knows (both clients' — one upstream session) before the result.
+    let inner = tasks_server("chatty");
+    let script: Script = Arc::new(move |body: &Value, h: &[(String, String)]| match body["method"].as_str().unwrap_or("") {
+        "tasks/result" => {
+            let id = body["params"]["taskId"].as_str().unwrap_or("");
+            let mut events: Vec<Value> = ["task-1", "task-2"].iter().map(|t| json!({"jsonrpc": "2.0", "method": "notifications/tasks/status", "params": task(t, "completed")})).collect();
+            events.push(json!({"jsonrpc": "2.0", "id": body["id"], "result": {"content": [{"type": "text", "text": format!("{id} done")}], "_meta": {RELATED: {"taskId": id}}}}));
+            Reply::events(events)
+        }
+        _ => inner(body, h),
+    });
+    let (h, _) = hub_with_servers(json!({}), vec![("chatty", json!({}), script)]);
+    let (a, b) = (Client::open(&h, None), Client::open(&h, None));
+    let (ta, tb) = (a.create("job"), b.create("job"));
+    let r = a.call("tasks/result", json!({"taskId": ta}));
+    assert!(r.sse, "{:?}", r.headers);
+    let events = r.events();
+    let statuses: Vec<&Value> = events.iter().filter(|e| e["method"] == "notifications/tasks/status").collect();
+    assert_eq!(statuses.len(), 1, "only a's own status: {events:?}");
+    assert_eq!(statuses[0]["params"]["taskId"], ta.as_str());
+    assert_eq!(statuses[0]["params"]["status"], "completed");
+    let last = r.json();
+    assert_eq!(text_of(&last), "task-1 done");
+    assert_eq!(last["result"]["_meta"][RELATED]["taskId"], ta.as_str());
+    assert!(!r.text.contains(&tb) && !r.text.contains("\"task-2\""), "nothing of b's task on a's stream: {}", r.text);
+}
