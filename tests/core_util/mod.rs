@@ -424,8 +424,8 @@ pub type Script = Arc<dyn Fn(&Value, &[(String, String)]) -> Reply + Send + Sync
 #[derive(Debug, Clone)]
 pub struct Seen {
     pub server: String,
-    /// `post` (a request or notification), `answer` (the hub's answer to a
-    /// server→client request), `delete`, `closed` (the hub dropped a
+    /// `post` (a request or notification, however the hub sent it),
+    /// `answer` (the hub's answer to a server→client request), `delete`, `closed` (the hub dropped a
     /// [`Live`] stream; `body.id` is the id of the request it answered).
     pub kind: &'static str,
     pub body: Value,
@@ -546,7 +546,9 @@ impl Transport for Scripted {
         self.reply(body, headers, Deadline::fixed(std::time::Duration::from_secs(10)))
     }
     fn answer(&self, message: &Value, headers: &[(String, String)], _budget: std::time::Duration) {
-        self.record("answer", message, headers);
+        // A notification sent this way (`notifications/cancelled`) is a POST like any other.
+        let kind = if message.get("method").is_some() { "post" } else { "answer" };
+        self.record(kind, message, headers);
     }
     fn listen(&self, _headers: &[(String, String)]) -> Result<Option<Box<EventStream>>, UpstreamError> {
         Ok(None)
