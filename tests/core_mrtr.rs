@@ -163,14 +163,14 @@ fn asking_server(traffic: Traffic) -> Script {
         let traffic = traffic.clone();
         let mut step = 0;
         let mut sampled_text = String::new();
-        Reply::live(move || {
+        Reply::live(move |cut: &Cut| {
             step += 1;
             if step == 1 && token.is_none() {
                 step = 2; // no token, no progress
             }
             // The hub's answer to `id`, unless the call is cancelled first.
             let answer = |id: &str| {
-                let seen = traffic.wait_for(Duration::from_secs(10), |s| {
+                let seen = cut.wait_for(&traffic, Duration::from_secs(10), |s| {
                     (s.kind == "answer" && s.body["id"] == id) || (s.method() == "notifications/cancelled" && s.body["params"]["requestId"] == call_id)
                 })?;
                 (seen.kind == "answer").then_some(seen.body)

@@ -28,12 +28,12 @@ fn sampling_server(traffic: Traffic) -> Script {
         let up_id = format!("up-{}", counter.fetch_add(1, Ordering::SeqCst));
         let (call_id, traffic) = (body["id"].clone(), traffic.clone());
         let mut step = 0;
-        Reply::live(move || {
+        Reply::live(move |cut: &Cut| {
             step += 1;
             match step {
                 1 => Some(json!({"jsonrpc": "2.0", "id": up_id, "method": "sampling/createMessage", "params": {"messages": [], "maxTokens": 5}})),
                 2 => {
-                    let a = traffic.wait_for(Duration::from_secs(10), |s| s.kind == "answer" && s.body["id"] == up_id.as_str()).map(|s| s.body);
+                    let a = cut.wait_for(&traffic, Duration::from_secs(10), |s| s.kind == "answer" && s.body["id"] == up_id.as_str()).map(|s| s.body);
                     let text = match a {
                         Some(a) if a.get("result").is_some() => format!("sampled: {}", a["result"]["content"]["text"].as_str().unwrap_or("?")),
                         Some(a) => format!("refused: {}", a["error"]["code"]),

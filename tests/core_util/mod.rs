@@ -316,12 +316,16 @@ pub enum ReplyBody {
 
 /// The messages of an event stream produced one at a time while the hub
 /// reads it: `next` runs when the hub wants the next event and may block
-/// (bounded: wait with [`Traffic::wait_for`]) until, say, the hub answered a
-/// request sent earlier on the stream; `None` ends the stream. Dropping the
-/// stream (the hub closing the upstream connection) is recorded in the
-/// traffic as `closed`.
+/// (bounded: wait with [`Cut::wait_for`]) until, say, the hub answered a
+/// request sent earlier on the stream; `None` ends the stream. Once the hub
+/// cuts the call (`CallHandle::cut`: the client cancelled or left) the next
+/// read fails as on a shut-down socket, and a [`Cut::wait_for`] in progress
+/// returns `None`. Dropping the stream (the hub closing the upstream
+/// connection) is recorded in the traffic as `closed`.
 #[derive(Clone)]
-pub struct Live(Arc<Mutex<Option<Box<dyn FnMut() -> Option<Value> + Send>>>>);
+pub struct Live(Arc<Mutex<Option<LiveFn>>>);
+
+type LiveFn = Box<dyn FnMut(&Cut) -> Option<Value> + Send>;
 
 impl std::fmt::Debug for Live {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -329,9 +333,36 @@ impl std::fmt::Debug for Live {
     }
 }
 
+/// The cancellation handle of the call a [`Live`] stream answers.
+pub struct Cut(Option<Arc<mcphub::upstream::cancel::CallHandle>>);
+
+impl Cut {
+    /// Whether the hub cut the call.
+    pub fn is_cut(&self) -> bool {
+        self.0.as_ref().is_some_and(|h| h.is_cut())
+    }
+
+    /// [`Traffic::wait_for`] that gives up (`None`) once the call is cut,
+    /// as a blocked socket read would fail; checked every 10 ms.
+    pub fn wait_for(&self, traffic: &Traffic, within: Duration, pred: impl Fn(&Seen) -> bool) -> Option<Seen> {
+        let end = std::time::Instant::now() + within;
+        while !self.is_cut() {
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            if let Some(s) = traffic.wait_for(left.min(Duration::from_millis(10)), &pred) {
+                return Some(s);
+            }
+        }
+        None
+    }
+}
+
 /// The `Read` side of a [`Live`] stream, given to `EventStream::new`.
 struct LiveReader {
-    next: Box<dyn FnMut() -> Option<Value> + Send>,
+    next: LiveFn,
+    cut: Cut,
     buf: Vec<u8>,
     at: usize,
     /// Recorded as `closed` on drop.
@@ -342,8 +373,11 @@ struct LiveReader {
 
 impl std::io::Read for LiveReader {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.cut.is_cut() {
+            return Err(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "the call was cut"));
+        }
         if self.at == self.buf.len() {
-            match (self.next)() {
+            match (self.next)(&self.cut) {
                 Some(m) => {
                     self.buf = format!("data: {m}\n\n").into_bytes();
                     self.at = 0;
@@ -391,7 +425,7 @@ impl Reply {
         Reply { status, session: None, retry_after: None, body: ReplyBody::Text(text.into()) }
     }
     /// 200 with an event stream whose messages `next` produces as the hub reads ([`Live`]).
-    pub fn live(next: impl FnMut() -> Option<Value> + Send + 'static) -> Reply {
+    pub fn live(next: impl FnMut(&Cut) -> Option<Value> + Send + 'static) -> Reply {
         let live = Live(Arc::new(Mutex::new(Some(Box::new(next)))));
         Reply { status: 200, session: None, retry_after: None, body: ReplyBody::Live(live) }
     }
@@ -512,7 +546,7 @@ impl Scripted {
             }
             ReplyBody::Live(Live(next)) => {
                 let next = next.lock().unwrap().take().expect("a live stream is read once");
-                let reader = LiveReader { next, buf: Vec::new(), at: 0, server: self.server.clone(), id: body.get("id").cloned().unwrap_or(Value::Null), traffic: self.traffic.clone() };
+                let reader = LiveReader { next, cut: Cut(mcphub::upstream::cancel::current()), buf: Vec::new(), at: 0, server: self.server.clone(), id: body.get("id").cloned().unwrap_or(Value::Null), traffic: self.traffic.clone() };
                 UpstreamAnswer::Stream(EventStream::new(reader, body.get("id").cloned(), deadline, &self.server, reply.status, reply.session))
             }
             ReplyBody::Events(messages) => {
