@@ -326,7 +326,9 @@ impl Memory {
         if self.gone {
             return Err(ClientGone);
         }
-        if is_event && self.events >= self.max_events {
+        let left = is_event
+            && (self.events >= self.max_events || self.observer.as_ref().is_some_and(|o| o.send(String::from_utf8_lossy(bytes).into_owned()).is_err()));
+        if left {
             self.gone = true;
             if let Some(hook) = self.on_gone.take() {
                 hook();
@@ -335,9 +337,6 @@ impl Memory {
         }
         self.events += usize::from(is_event);
         self.text.extend_from_slice(bytes);
-        if let (true, Some(observer)) = (is_event, &self.observer) {
-            let _ = observer.send(String::from_utf8_lossy(bytes).into_owned());
-        }
         Ok(())
     }
 }
@@ -363,7 +362,10 @@ pub fn collect(producer: impl FnOnce(&mut SseSink), max_events: usize) -> String
 /// [`collect`], also sending each event's wire text to `observer` as it is
 /// written, so that a client on another thread can act on an event while the
 /// stream is still open (answer a server→client request, cancel the call).
-/// The channel disconnects when the producer is done.
+/// The channel disconnects when the producer is done; a dropped receiver is
+/// a client that left: the next event is not written and the producer's
+/// [`SseSink::send`] fails as for a disconnected client (an event-writing
+/// producer finds out at its next event, there is no pinger).
 pub fn collect_observed(producer: impl FnOnce(&mut SseSink), max_events: usize, observer: std::sync::mpsc::Sender<String>) -> String {
     collect_with(producer, max_events, Some(observer))
 }

@@ -168,6 +168,63 @@ pub fn post_streaming(hub: &Hub, body: &str, headers: &[(&str, &str)], mut on_ev
     Answer { status: resp.status, headers: resp.headers, text, sse: true }
 }
 
+/// An open-ended SSE answer (a listen or GET stream) read event by event
+/// while the test goes on: its producer runs on a thread of its own
+/// (`http::sse::collect_observed`), events arrive through a channel.
+/// Dropping it (or [`OpenStream::close`]) is the client leaving: the hub
+/// finds out at its next write to the stream, as there is no pinger.
+pub struct OpenStream {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    /// The body of an answer that was not a stream.
+    pub text: String,
+    events: Option<std::sync::mpsc::Receiver<String>>,
+    ready: std::collections::VecDeque<Value>,
+}
+
+impl OpenStream {
+    /// The next event's data as JSON (events without JSON data, like the
+    /// priming event, are skipped); fails after [`PATIENCE`] without one.
+    pub fn next(&mut self) -> Value {
+        self.next_within(PATIENCE).unwrap_or_else(|| panic!("no event within {PATIENCE:?}"))
+    }
+
+    /// The next event within `within`; `None` if none came or the stream ended.
+    pub fn next_within(&mut self, within: Duration) -> Option<Value> {
+        let end = std::time::Instant::now() + within;
+        while self.ready.is_empty() {
+            let rx = self.events.as_ref()?;
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            let wire = rx.recv_timeout(left).ok()?;
+            for e in mcphub::protocol::sse::parse_all(&wire) {
+                if let Ok(v) = serde_json::from_str::<Value>(&e.data) {
+                    self.ready.push_back(v);
+                }
+            }
+        }
+        self.ready.pop_front()
+    }
+
+    /// The client leaves.
+    pub fn close(self) {}
+}
+
+/// Sends a request whose answer is an open-ended stream ([`OpenStream`]).
+pub fn open_stream(hub: &Hub, method: &str, headers: &[(&str, &str)], body: &str) -> OpenStream {
+    let resp = hub.handle(build(PEER, method, "/mcp", headers, body));
+    let producer = match resp.body {
+        Body::Full(bytes) => {
+            let text = String::from_utf8(bytes).expect("a UTF-8 body");
+            return OpenStream { status: resp.status, headers: resp.headers, text, events: None, ready: Default::default() };
+        }
+        Body::Sse(producer) => producer,
+    };
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    // Detached: it ends when the hub ends the stream or finds the client gone.
+    std::thread::spawn(move || mcphub::http::sse::collect_observed(producer, MAX_EVENTS, tx));
+    OpenStream { status: resp.status, headers: resp.headers, text: String::new(), events: Some(rx), ready: Default::default() }
+}
+
 fn exchange(hub: &Hub, peer: &str, method: &str, target: &str, headers: &[(&str, &str)], body: &str, max_events: usize) -> Answer {
     let resp = hub.handle(build(peer, method, target, headers, body));
     let (text, sse) = match resp.body {
