@@ -352,6 +352,8 @@ pub struct Reply {
     /// `Retry-After` of the answer.
     pub retry_after: Option<String>,
     pub body: ReplyBody,
+    /// How long the server takes to answer ([`Reply::after`]).
+    pub delay: Option<Duration>,
 }
 
 /// The body of a [`Reply`].
@@ -390,29 +392,67 @@ impl std::fmt::Debug for Live {
     }
 }
 
-/// The cancellation handle of the call a [`Live`] stream answers.
-pub struct Cut(Option<Arc<mcphub::upstream::cancel::CallHandle>>);
+/// The call a scripted answer belongs to: its cancellation handle and its
+/// deadline, which the scripted server honours as a socket would.
+pub struct Cut {
+    handle: Option<Arc<mcphub::upstream::cancel::CallHandle>>,
+    deadline: Deadline,
+}
 
 impl Cut {
     /// Whether the hub cut the call.
     pub fn is_cut(&self) -> bool {
-        self.0.as_ref().is_some_and(|h| h.is_cut())
+        self.handle.as_ref().is_some_and(|h| h.is_cut())
     }
 
-    /// [`Traffic::wait_for`] that gives up (`None`) once the call is cut,
-    /// as a blocked socket read would fail; checked every 10 ms.
+    /// Time left until the call's read deadline (moved by progress with
+    /// `resetTimeoutOnProgress`, else the call's deadline).
+    pub fn left(&self) -> Duration {
+        match self.handle.as_ref().and_then(|h| h.read_deadline().get()) {
+            Some(at) => at.saturating_duration_since(std::time::Instant::now()),
+            None => self.deadline.remaining(),
+        }
+    }
+
+    /// The server taking `d` to do its work: `true` once `d` passed, `false`
+    /// as soon as the call is cut or its deadline passes (a socket read
+    /// would fail then).
+    pub fn pause(&self, d: Duration) -> bool {
+        let end = std::time::Instant::now() + d;
+        loop {
+            let now = std::time::Instant::now();
+            if now >= end {
+                return true;
+            }
+            if self.is_cut() || self.left().is_zero() {
+                return false;
+            }
+            std::thread::sleep((end - now).min(self.left()).min(Duration::from_millis(10)));
+        }
+    }
+
+    /// [`Traffic::wait_for`] that gives up (`None`) once the call is cut or
+    /// its deadline passed, as a blocked socket read would fail.
     pub fn wait_for(&self, traffic: &Traffic, within: Duration, pred: impl Fn(&Seen) -> bool) -> Option<Seen> {
         let end = std::time::Instant::now() + within;
-        while !self.is_cut() {
+        while !self.is_cut() && !self.left().is_zero() {
             let left = end.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
                 return None;
             }
-            if let Some(s) = traffic.wait_for(left.min(Duration::from_millis(10)), &pred) {
+            if let Some(s) = traffic.wait_for(left.min(self.left()).min(Duration::from_millis(10)), &pred) {
                 return Some(s);
             }
         }
         None
+    }
+
+    /// The read error of a cut call or one past its deadline, if so.
+    fn read_error(&self) -> Option<std::io::Error> {
+        if self.is_cut() {
+            return Some(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "the call was cut"));
+        }
+        self.left().is_zero().then(|| std::io::Error::new(std::io::ErrorKind::TimedOut, "read timed out"))
     }
 }
 
@@ -430,11 +470,15 @@ struct LiveReader {
 
 impl std::io::Read for LiveReader {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        if self.cut.is_cut() {
-            return Err(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "the call was cut"));
+        if let Some(e) = self.cut.read_error() {
+            return Err(e);
         }
         if self.at == self.buf.len() {
-            match (self.next)(&self.cut) {
+            let next = (self.next)(&self.cut);
+            if let Some(e) = self.cut.read_error() {
+                return Err(e);
+            }
+            match next {
                 Some(m) => {
                     self.buf = format!("data: {m}\n\n").into_bytes();
                     self.at = 0;
@@ -459,7 +503,7 @@ impl Drop for LiveReader {
 impl Reply {
     /// 200 with this JSON-RPC message.
     pub fn json(message: Value) -> Reply {
-        Reply { status: 200, session: None, retry_after: None, body: ReplyBody::Json(message) }
+        Reply { status: 200, session: None, retry_after: None, body: ReplyBody::Json(message), delay: None }
     }
     /// 200 with the result of the request `body` (its id echoed).
     pub fn result(body: &Value, result: Value) -> Reply {
@@ -471,24 +515,24 @@ impl Reply {
     }
     /// 200 with an event stream of `messages`.
     pub fn events(messages: Vec<Value>) -> Reply {
-        Reply { status: 200, session: None, retry_after: None, body: ReplyBody::Events(messages) }
+        Reply { status: 200, session: None, retry_after: None, body: ReplyBody::Events(messages), delay: None }
     }
     /// `status` with no body (202 for a notification).
     pub fn status(status: u16) -> Reply {
-        Reply { status, session: None, retry_after: None, body: ReplyBody::Empty }
+        Reply { status, session: None, retry_after: None, body: ReplyBody::Empty, delay: None }
     }
     /// `status` with a body that is not JSON-RPC.
     pub fn text(status: u16, text: &str) -> Reply {
-        Reply { status, session: None, retry_after: None, body: ReplyBody::Text(text.into()) }
+        Reply { status, session: None, retry_after: None, body: ReplyBody::Text(text.into()), delay: None }
     }
     /// 200 with an event stream whose messages `next` produces as the hub reads ([`Live`]).
     pub fn live(next: impl FnMut(&Cut) -> Option<Value> + Send + 'static) -> Reply {
         let live = Live(Arc::new(Mutex::new(Some(Box::new(next)))));
-        Reply { status: 200, session: None, retry_after: None, body: ReplyBody::Live(live) }
+        Reply { status: 200, session: None, retry_after: None, body: ReplyBody::Live(live), delay: None }
     }
     /// A server that cannot be reached (connection refused, nothing sent).
     pub fn unreachable() -> Reply {
-        Reply { status: 0, session: None, retry_after: None, body: ReplyBody::Unreachable }
+        Reply { status: 0, session: None, retry_after: None, body: ReplyBody::Unreachable, delay: None }
     }
     /// With this HTTP status.
     pub fn with_status(mut self, status: u16) -> Reply {
@@ -498,6 +542,12 @@ impl Reply {
     /// With `Mcp-Session-Id: id`.
     pub fn session(mut self, id: &str) -> Reply {
         self.session = Some(id.into());
+        self
+    }
+    /// Answered after `delay` (the server's latency): a call whose deadline
+    /// ends first fails as a timed-out read would, at its deadline.
+    pub fn after(mut self, delay: Duration) -> Reply {
+        self.delay = Some(delay);
         self
     }
     /// With `Retry-After: value`.
@@ -597,13 +647,22 @@ impl Scripted {
         let headers: Vec<(String, String)> = self.static_headers.iter().chain(headers).cloned().collect();
         self.record("post", body, &headers);
         let reply = (self.script)(body, &headers);
+        if let Some(delay) = reply.delay {
+            let cut = Cut { handle: mcphub::upstream::cancel::current(), deadline: deadline.clone() };
+            if !cut.pause(delay) {
+                return Err(match cut.read_error() {
+                    Some(e) if e.kind() == std::io::ErrorKind::TimedOut => deadline.error(&self.server),
+                    _ => UpstreamError::Transport { server: self.server.clone(), detail: "the call was cut".into(), sent: true },
+                });
+            }
+        }
         Ok(match reply.body {
             ReplyBody::Unreachable => {
                 return Err(UpstreamError::Transport { server: self.server.clone(), detail: "connection refused".into(), sent: false })
             }
             ReplyBody::Live(Live(next)) => {
                 let next = next.lock().unwrap().take().expect("a live stream is read once");
-                let reader = LiveReader { next, cut: Cut(mcphub::upstream::cancel::current()), buf: Vec::new(), at: 0, server: self.server.clone(), id: body.get("id").cloned().unwrap_or(Value::Null), traffic: self.traffic.clone() };
+                let reader = LiveReader { next, cut: Cut { handle: mcphub::upstream::cancel::current(), deadline: deadline.clone() }, buf: Vec::new(), at: 0, server: self.server.clone(), id: body.get("id").cloned().unwrap_or(Value::Null), traffic: self.traffic.clone() };
                 UpstreamAnswer::Stream(EventStream::new(reader, body.get("id").cloned(), deadline, &self.server, reply.status, reply.session))
             }
             ReplyBody::Events(messages) => {
