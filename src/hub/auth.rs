@@ -7,16 +7,16 @@
 //! (`-32000`, `data.httpStatus` 401) whose message says what to do; the
 //! presented key never appears in it or in a log line.
 
+use super::refusal::Refusal;
 use super::Hub;
 use crate::http::{Request, Response};
-use crate::protocol::{codes, ErrorObject};
 use crate::users::User;
-use serde_json::json;
 use std::sync::Arc;
 
-/// Why a request was refused.
+/// Why a request's key was refused; answered as
+/// [`super::refusal::Refusal::Key`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub enum KeyRefusal {
     /// No key, and anonymous access is off.
     Missing,
     /// A key that is not (or no longer) a user's.
@@ -30,28 +30,28 @@ pub enum Refusal {
     StoreUnavailable,
 }
 
-/// `Retry-After` seconds of a [`Refusal::StoreUnavailable`] (the user
+/// `Retry-After` seconds of a [`KeyRefusal::StoreUnavailable`] (the user
 /// registry polls Redis once a second, [`crate::users::RELOAD_INTERVAL`]).
 pub const STORE_RETRY_AFTER_SECS: u64 = 2;
 
-impl Refusal {
+impl KeyRefusal {
     /// The message the client gets: what went wrong and what to do.
     pub fn message(self) -> &'static str {
         match self {
-            Refusal::Missing => {
+            KeyRefusal::Missing => {
                 "Unauthorized: an MCPHub key is required. Send it as 'Authorization: Bearer mcphub_…' or add \
                  '?key=mcphub_…' to the /mcp URL (Cursor: \"url\": \"http://HOST:3000/mcp?key=mcphub_…\"). \
                  Your MCPHub admin issues keys (mcphub keygen, or POST /api/admin/users/NAME/keys)."
             }
-            Refusal::Unknown => {
+            KeyRefusal::Unknown => {
                 "Unauthorized: this MCPHub key is unknown or revoked. Check the key was copied whole \
                  (mcphub_ followed by 64 hex characters, no quotes or spaces) or ask your MCPHub admin for a new one."
             }
-            Refusal::WrongScheme => {
+            KeyRefusal::WrongScheme => {
                 "Unauthorized: send the MCPHub key as 'Authorization: Bearer mcphub_…' (other schemes are not accepted) \
                  or as '?key=mcphub_…' on the URL."
             }
-            Refusal::StoreUnavailable => {
+            KeyRefusal::StoreUnavailable => {
                 "Service unavailable: the MCPHub user store (Redis) cannot be read, so MCPHub cannot check keys (or whether one is needed) now. \
                  Retry shortly; if it lasts, ask your MCPHub admin to check Redis."
             }
@@ -61,25 +61,19 @@ impl Refusal {
     /// The answer: 401 with `WWW-Authenticate: Bearer`, or for
     /// `StoreUnavailable` 503 with `Retry-After` ([`STORE_RETRY_AFTER_SECS`]).
     pub fn response(self) -> Response {
-        if self == Refusal::StoreUnavailable {
-            let data = json!({"httpStatus": 503, "retry_after_seconds": STORE_RETRY_AFTER_SECS, "reason": "user_store_unavailable"});
-            let err = ErrorObject::with_data(codes::SERVER_ERROR, self.message(), data);
-            return Response::json(503, &err.to_response(None)).with_header("Retry-After", &STORE_RETRY_AFTER_SECS.to_string());
-        }
-        let err = ErrorObject::with_data(codes::SERVER_ERROR, self.message(), json!({"httpStatus": 401}));
-        Response::json(401, &err.to_response(None)).with_header("WWW-Authenticate", "Bearer realm=\"mcphub\"")
+        Refusal::Key(self).response(None)
     }
 }
 
 /// The key a request presents: `Authorization: Bearer …`, else `?key=…`.
 ///
 /// Errors: `WrongScheme` for another `Authorization` scheme.
-pub fn presented_key(req: &Request) -> Result<Option<String>, Refusal> {
+pub fn presented_key(req: &Request) -> Result<Option<String>, KeyRefusal> {
     if let Some(auth) = req.header("Authorization") {
         let auth = auth.trim();
         let (scheme, rest) = auth.split_once(' ').unwrap_or((auth, ""));
         if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(Refusal::WrongScheme);
+            return Err(KeyRefusal::WrongScheme);
         }
         return Ok(Some(rest.trim().to_string()));
     }
@@ -87,17 +81,17 @@ pub fn presented_key(req: &Request) -> Result<Option<String>, Refusal> {
 }
 
 /// The calling user: `Ok(None)` for an anonymous request the hub serves.
-pub fn authenticate(hub: &Hub, req: &Request) -> Result<Option<Arc<User>>, Refusal> {
+pub fn authenticate(hub: &Hub, req: &Request) -> Result<Option<Arc<User>>, KeyRefusal> {
     match presented_key(req)? {
         Some(key) if !key.is_empty() => match hub.users().authenticate_checked(&key) {
             Ok(Some(user)) => Ok(Some(user)),
-            Ok(None) => Err(Refusal::Unknown),
-            Err(_) => Err(Refusal::StoreUnavailable),
+            Ok(None) => Err(KeyRefusal::Unknown),
+            Err(_) => Err(KeyRefusal::StoreUnavailable),
         },
         _ => match hub.users().anonymous_access() {
             Ok(true) => Ok(None),
-            Ok(false) => Err(Refusal::Missing),
-            Err(_) => Err(Refusal::StoreUnavailable),
+            Ok(false) => Err(KeyRefusal::Missing),
+            Err(_) => Err(KeyRefusal::StoreUnavailable),
         },
     }
 }
@@ -226,11 +220,7 @@ impl Failures {
 
 /// The 429 a throttled source gets on `/mcp` (JSON-RPC error, `-32000`).
 pub fn throttled_response(retry_after_secs: u64) -> Response {
-    let msg = format!(
-        "Too many failed authentications from this address: retry after {retry_after_secs} s (check the MCPHub key you send)"
-    );
-    let err = ErrorObject::with_data(codes::SERVER_ERROR, msg, json!({"httpStatus": 429, "retry_after_seconds": retry_after_secs, "reason": "auth_failures"}));
-    Response::json(429, &err.to_response(None)).with_header("Retry-After", &retry_after_secs.to_string())
+    Refusal::AuthThrottled { retry_after_secs }.response(None)
 }
 
 #[cfg(test)]

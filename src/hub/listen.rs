@@ -21,9 +21,10 @@
 //! - When the client goes away (the pinger or a failed write marks the sink
 //!   gone) the stream ends within a second and its registrations are dropped.
 
+use super::refusal::Refusal;
 use super::{methods, Downstream, Hub};
 use crate::http::{Response, SseEvent, SseSink};
-use crate::protocol::{codes, jsonrpc, Era, ErrorObject};
+use crate::protocol::{jsonrpc, Era};
 use crate::upstream::listen::META_SUBSCRIPTION_ID;
 use crate::upstream::{CallContext, Upstream, UpstreamError};
 use parking_lot::Mutex;
@@ -248,11 +249,10 @@ fn update_interest(hub: &Hub, server: &str, uri: &str, key: &str, subscribe: boo
 pub fn listen(hub: &Hub, down: &Downstream, id: Value, params: Map<String, Value>) -> Response {
     let filter = match Filter::parse(&params) {
         Ok(f) => f,
-        Err(why) => return Response::json(200, &ErrorObject::new(codes::INVALID_PARAMS, why).to_response(Some(&id))),
+        Err(why) => return Refusal::InvalidParams(why).response(Some(&id)),
     };
     if !down.accepts_sse {
-        let err = ErrorObject::new(codes::INVALID_REQUEST, "subscriptions/listen answers with an event stream: accept text/event-stream");
-        return Response::json(406, &err.to_response(Some(&id)));
+        return Refusal::ListenNeedsEventStream.response(Some(&id));
     }
     let (token, rx) = hub.listen_streams().open(filter.clone());
     let key = subscriber_key(token);

@@ -1,10 +1,11 @@
 //! One function per MCP method, each the same shape: read params, decide the
 //! route, call upstream(s), shape the result for the client's era.
 
+use super::refusal::{self, Refusal};
 use super::{relay, Downstream, Hub, SESSION_HEADER};
 use crate::catalog::Kind;
 use crate::http::{Response, SseSink};
-use crate::protocol::{codes, era, headers, jsonrpc, Era, ErrorObject};
+use crate::protocol::{era, headers, jsonrpc, Era, ErrorObject};
 use crate::upstream::cancel::CallHandle;
 use crate::upstream::{self as upstream_api, CallContext, Upstream};
 use serde_json::{json, Map, Value};
@@ -17,13 +18,13 @@ type MethodResult = Result<Value, ErrorObject>;
 pub type Rewrite = Arc<dyn Fn(&mut Value) + Send + Sync>;
 
 /// HTTP 429, `Retry-After: N` and the limit's JSON-RPC error
-/// ([`crate::limits::Limited::to_error`]; `id` null when `None`).
+/// ([`Refusal::RateLimited`]; `id` null when `None`).
 pub fn rate_limited(limited: &crate::limits::Limited, id: Option<&Value>) -> Response {
-    Response::json(429, &limited.to_error().to_response(id)).with_header("Retry-After", &limited.retry_after_secs().to_string())
+    Refusal::RateLimited(limited.clone()).response(id)
 }
 
 fn invalid_params(msg: impl Into<String>) -> ErrorObject {
-    ErrorObject::new(codes::INVALID_PARAMS, msg)
+    Refusal::InvalidParams(msg.into()).error()
 }
 
 /// The capabilities the hub offers downstream: change notifications reach
@@ -82,11 +83,7 @@ pub fn dispatch(hub: &Hub, down: &Downstream, id: Value, method: &str, params: M
             return subscription(hub, down, id, method, params)
         }
         "subscriptions/listen" if down.era == Era::Modern => return super::listen::listen(hub, down, id, params),
-        _ => {
-            let err = ErrorObject::new(codes::METHOD_NOT_FOUND, format!("Method not found: {method}"));
-            let status = if down.era == Era::Modern { 404 } else { 200 };
-            return Response::json(status, &err.to_response(Some(&id)));
-        }
+        _ => return Refusal::MethodNotFound { method: method.to_string(), era: down.era }.response(Some(&id)),
     };
     respond(down.era, &id, outcome)
 }
@@ -135,8 +132,7 @@ fn initialize(hub: &Hub, down: &Downstream, id: &Value, params: &Map<String, Val
         Ok(s) => s,
         Err(full) => {
             log::warn!("initialize refused: {full}");
-            let err = ErrorObject::with_data(codes::SERVER_ERROR, full.to_string(), json!({"retry_after_seconds": 5}));
-            return Response::json(503, &err.to_response(Some(id))).with_header("Retry-After", "5");
+            return Refusal::SessionsFull(full.to_string()).response(Some(id));
         }
     };
     let result = json!({
@@ -316,7 +312,7 @@ fn call_routed(hub: &Hub, down: &Downstream, id: Value, method: &str, mut params
         let arguments = params.get("arguments").unwrap_or(&no_arguments);
         if down.era == Era::Modern {
             if let Err(e) = headers::validate_params(|n| down.header(n), schema, arguments) {
-                return Response::json(400, &e.to_response(Some(&id)));
+                return Refusal::HeaderMismatch(e).response(Some(&id));
             }
         }
         extra_headers = headers::param_headers(schema, arguments);
@@ -344,7 +340,7 @@ fn read_resource(hub: &Hub, down: &Downstream, id: Value, params: Map<String, Va
         return respond(down.era, &id, Err(invalid_params(msg)));
     }
     // Resource not found: -32602 with data.uri (2026-07-28, SEP-2164).
-    let not_found = || ErrorObject::with_data(codes::INVALID_PARAMS, format!("Unknown resource: {uri}"), json!({"uri": uri}));
+    let not_found = || Refusal::UnknownResource { uri: uri.clone() }.error();
     let c = ctx(down);
     let Some(server) = hub.catalog().route_uri(&uri, &c) else {
         let may_use = |s: &str| super::auth::may_use(down.user.as_deref(), s);
@@ -486,7 +482,7 @@ pub fn forward_with(
     // A call answered on the worker ends here: unregister, and answer
     // nothing useful if its client cancelled it (the upstream is told).
     let answer_on_worker = |reply: Result<Value, crate::upstream::UpstreamError>| {
-        // Bulkhead full, server busy, circuit open: HTTP 503 + Retry-After.
+        // Bulkhead full, server busy, circuit open: HTTP 503 + Retry-After (Refusal::Upstream).
         let retry_after = reply.as_ref().err().and_then(crate::upstream::UpstreamError::retry_after_secs);
         if let Some(k) = &key {
             hub.in_flight().unregister(k);
@@ -503,10 +499,7 @@ pub fn forward_with(
         if let Some(rewrite) = &rewrite {
             rewrite(&mut msg);
         }
-        match retry_after {
-            Some(secs) => Response::json(503, &msg).with_header("Retry-After", &secs.to_string()),
-            None => Response::json(error_status(down.era, &msg), &msg),
-        }
+        refusal::relayed(down.era, &msg, retry_after)
     };
     let mut c = ctx(down);
     c.call = Some(handle.clone());
@@ -565,19 +558,7 @@ pub fn forward_with(
 /// The answer to a call its client cancelled. The client ignores it
 /// (2025-11-25 cancellation), but an HTTP request needs an answer.
 fn cancelled(id: &Value) -> Response {
-    Response::json(200, &ErrorObject::new(codes::SERVER_ERROR, "Request cancelled by the client").to_response(Some(id)))
-}
-
-/// The HTTP status of a response message answered from the worker: 400 for a
-/// modern client's `-32021` MissingRequiredClientCapability (2026-07-28
-/// streamable-http, SEP-2575), 200 otherwise.
-fn error_status(era: Era, msg: &Value) -> u16 {
-    let code = msg.pointer("/error/code").and_then(Value::as_i64);
-    if era == Era::Modern && code == Some(codes::MISSING_CLIENT_CAPABILITY) {
-        400
-    } else {
-        200
-    }
+    Refusal::Cancelled.response(Some(id))
 }
 
 /// The client-facing response message for an upstream outcome.
@@ -611,7 +592,7 @@ pub fn finish(era: Era, id: &Value, reply: Result<Value, crate::upstream::Upstre
                 }
                 (None, None) => log::warn!("{e}"),
             }
-            e.to_error_object().to_response(Some(id))
+            Refusal::Upstream(e).message(Some(id))
         }
     }
 }
@@ -643,6 +624,7 @@ fn warn_throttled(server: &str, line: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::codes;
 
     #[test]
     fn a_rate_limited_request_gets_429_retry_after_and_the_notes_body() {

@@ -15,6 +15,7 @@ pub mod listen;
 pub mod me;
 pub mod methods;
 pub mod mrtr;
+pub mod refusal;
 pub mod relay;
 pub mod reload;
 pub mod resume;
@@ -24,9 +25,10 @@ pub mod tasks;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::http::{Body, Handler, Request, Response};
-use crate::protocol::{self, codes, era, headers, jsonrpc, Era, ErrorObject, Incoming, MODERN_VERSION};
+use crate::protocol::{self, era, headers, jsonrpc, Era, Incoming, MODERN_VERSION};
 use crate::store::SessionStore;
 use crate::upstream::Upstream;
+use refusal::Refusal;
 use serde_json::{json, Map, Value};
 use sessions::{ClientSession, ClientSessions};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -98,11 +100,6 @@ impl Downstream {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
-}
-
-/// A JSON-RPC error answered with an HTTP status.
-fn rpc_error(status: u16, err: &ErrorObject, id: Option<&Value>) -> Response {
-    Response::json(status, &err.to_response(id))
 }
 
 /// `resp`, the answer to a request whose id was sent as `sent_as`, with that
@@ -523,8 +520,7 @@ impl Hub {
 
     fn handle_mcp(&self, req: Request) -> Response {
         if !self.origin_allowed(req.header("Origin")) {
-            let err = ErrorObject::new(codes::INVALID_REQUEST, "Forbidden: Origin not allowed");
-            return Response::json(403, &json!({"jsonrpc": "2.0", "error": {"code": err.code, "message": err.message}}));
+            return Refusal::ForbiddenOrigin.response(None);
         }
         if req.method != "POST" {
             // GET streams and DELETEs: the era their MCP-Protocol-Version names.
@@ -537,7 +533,7 @@ impl Hub {
         let user = match auth::authenticate(self, &req) {
             Ok(u) => u,
             Err(refusal) => {
-                if matches!(refusal, auth::Refusal::Unknown | auth::Refusal::WrongScheme) {
+                if matches!(refusal, auth::KeyRefusal::Unknown | auth::KeyRefusal::WrongScheme) {
                     self.auth_failures().record(req.peer.ip(), auth::FailureKind::HubKey);
                 }
                 return refusal.response();
@@ -571,8 +567,7 @@ impl Hub {
         };
         let found = resume::parse_event_id(last).and_then(|(stream, seq)| Some((self.streams().find(&session.id, stream)?, seq)));
         let Some((log, mut seq)) = found else {
-            let err = ErrorObject::new(codes::INVALID_REQUEST, "Unknown or expired Last-Event-ID for this session");
-            return rpc_error(404, &err, None);
+            return Refusal::UnknownEventId.response(None);
         };
         Response::sse(move |sink: &mut crate::http::SseSink| loop {
             let (events, ended) = log.after(seq, std::time::Duration::from_secs(1));
@@ -617,13 +612,13 @@ impl Hub {
             return Response::text(405, "2026-07-28 has no sessions to delete").with_header("Allow", "POST");
         }
         match req.header(SESSION_HEADER) {
-            None => rpc_error(400, &ErrorObject::new(codes::INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required"), None),
+            None => Refusal::DeleteSessionIdMissing.response(None),
             Some(id) if self.sessions().get(id).is_some_and(|s| s.user.as_deref() == user.map(|u| u.name.as_str())) && self.sessions().remove(id) => {
                 self.listeners().remove(id);
                 self.tasks().forget_session(id);
                 Response::empty(200)
             }
-            Some(_) => rpc_error(404, &ErrorObject::new(codes::INVALID_REQUEST, "Session not found"), None),
+            Some(_) => Refusal::DeleteSessionNotFound.response(None),
         }
     }
 
@@ -637,7 +632,7 @@ impl Hub {
             }
             Ok(Incoming::Notification { method, params }) => self.post_message(req, user, started, None, method, params),
             Ok(Incoming::Response { message, .. }) => self.client_answer(&req, &message, user.as_deref()),
-            Err(r) => echo_id(rpc_error(400, &r.error, r.id.as_ref()), r.sent_as),
+            Err(r) => echo_id(Refusal::Malformed(r.error).response(r.id.as_ref()), r.sent_as),
         }
     }
 
@@ -722,13 +717,10 @@ impl Hub {
     /// (another user's session id is "not found": 404, never access).
     fn legacy_session(&self, sid: Option<&str>, id: Option<&Value>, user: Option<&crate::users::User>) -> Result<Arc<ClientSession>, Response> {
         let Some(sid) = sid else {
-            let err = ErrorObject::new(codes::INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required (send initialize first)");
-            return Err(rpc_error(400, &err, id));
+            return Err(Refusal::SessionIdMissing.response(id));
         };
-        self.sessions().get(sid).filter(|s| s.user.as_deref() == user.map(|u| u.name.as_str())).ok_or_else(|| {
-            let err = ErrorObject::new(codes::INVALID_REQUEST, "Session not found or expired; initialize again");
-            rpc_error(404, &err, id)
-        })
+        let session = self.sessions().get(sid).filter(|s| s.user.as_deref() == user.map(|u| u.name.as_str()));
+        session.ok_or_else(|| Refusal::SessionNotFound.response(id))
     }
 
     fn admit_legacy(&self, id: Option<&Value>, down: &mut Downstream) -> Option<Response> {
@@ -750,14 +742,7 @@ impl Hub {
         down: &mut Downstream,
     ) -> Result<(), Response> {
         let meta = params.get("_meta");
-        let unsupported = |v: &str| {
-            let err = ErrorObject::with_data(
-                codes::UNSUPPORTED_PROTOCOL_VERSION,
-                "Unsupported protocol version",
-                json!({"supported": era::supported_versions(), "requested": v}),
-            );
-            Err(rpc_error(400, &err, id))
-        };
+        let unsupported = |v: &str| Err(Refusal::UnsupportedVersion { requested: v.to_string() }.response(id));
         // Only a header naming an unknown version: nothing to compare, -32022.
         if era::meta_version(params).is_none() {
             if let Some(v) = down.header(headers::PROTOCOL_VERSION).filter(|v| *v != MODERN_VERSION) {
@@ -768,13 +753,13 @@ impl Hub {
         // _meta (400 + -32602, SEP-2575) before headers and body are compared.
         if down.header(headers::PROTOCOL_VERSION) == Some(MODERN_VERSION) {
             if let Err(why) = era::check_request_meta(params) {
-                return Err(rpc_error(400, &ErrorObject::new(codes::INVALID_PARAMS, why), id));
+                return Err(Refusal::MissingRequestMeta(why).response(id));
             }
         }
         // Headers must agree with the body first (-32020), then the version
         // must be one the hub speaks (-32022); server/discover included.
         if let Err(err) = headers::validate_standard(|n| down.header(n), method, params) {
-            return Err(rpc_error(400, &err, id));
+            return Err(Refusal::HeaderMismatch(err).response(id));
         }
         if let Some(v) = era::meta_version(params).filter(|v| *v != MODERN_VERSION) {
             return unsupported(v);
@@ -859,13 +844,13 @@ mod tests {
     #[test]
     fn a_json_answer_gets_the_id_as_sent_and_other_bodies_are_left_alone() {
         let s = sent_as(r#"{"jsonrpc":"2.0","id":"\u0041","method":"x"}"#);
-        let answer = rpc_error(200, &ErrorObject::new(codes::METHOD_NOT_FOUND, "Method not found"), Some(&json!("A")));
+        let answer = Refusal::MethodNotFound { method: "x".into(), era: Era::Legacy }.response(Some(&json!("A")));
         let echoed = echo_id(answer, s.clone());
-        assert_eq!(body(&echoed), br#"{"jsonrpc":"2.0","id":"\u0041","error":{"code":-32601,"message":"Method not found"}}"#);
+        assert_eq!(body(&echoed), br#"{"jsonrpc":"2.0","id":"\u0041","error":{"code":-32601,"message":"Method not found: x"}}"#);
         // Not JSON (a text body that happens to look like it), or no id text: unchanged.
         let text = Response::text(200, r#"{"id":"A"}"#);
         assert_eq!(body(&echo_id(text, s)), br#"{"id":"A"}"#);
-        let plain = rpc_error(200, &ErrorObject::new(codes::METHOD_NOT_FOUND, "x"), Some(&json!(7)));
+        let plain = Refusal::Cancelled.response(Some(&json!(7)));
         assert!(body(&echo_id(plain, None)).starts_with(br#"{"jsonrpc":"2.0","id":7,"#));
     }
 }

@@ -25,6 +25,7 @@
 //!   ends it (`notifications/cancelled` upstream) and its token is unknown.
 
 use super::relay::{self, ClientSide};
+use super::refusal::Refusal;
 use super::{Downstream, Hub};
 use crate::http::{Response, SseSink};
 use crate::protocol::{codes, Era, ErrorObject};
@@ -93,15 +94,7 @@ impl Origin {
 /// The client-facing error for an `InputRequiredResult` a legacy client
 /// cannot be asked about on this request (no event stream to ask on).
 pub fn untranslated(message: &Value) -> ErrorObject {
-    let methods = requested_methods(message);
-    ErrorObject::with_data(
-        codes::INVALID_REQUEST,
-        format!(
-            "The upstream server needs client input ({}); MCPHub relays it to legacy clients only on an event stream: send Accept: application/json, text/event-stream",
-            methods.join(", ")
-        ),
-        json!({"inputRequests": methods}),
-    )
+    Refusal::InputNeedsEventStream { methods: requested_methods(message) }.error()
 }
 
 fn requested_methods(message: &Value) -> Vec<String> {
@@ -177,7 +170,7 @@ pub fn next_round(
     let Some(origin) = client.mrtr.as_mut() else { return Err(Value::Null) };
     origin.rounds += 1;
     if origin.rounds > MAX_ROUNDS {
-        return fail(ErrorObject::new(codes::INTERNAL_ERROR, format!("The upstream server asked for client input more than {MAX_ROUNDS} times; MCPHub stopped")));
+        return fail(Refusal::InputRoundsExceeded { max: MAX_ROUNDS }.error());
     }
     let requests = match input_requests(result, client.capabilities.as_ref()) {
         Ok(r) => r,
@@ -208,20 +201,16 @@ pub fn next_round(
 /// each checked against the capabilities the legacy client declared.
 fn input_requests(result: &Value, capabilities: Option<&Value>) -> Result<Vec<(String, String, Value)>, ErrorObject> {
     let Some(map) = result.get("inputRequests") else { return Ok(Vec::new()) };
-    let malformed = || ErrorObject::new(codes::INTERNAL_ERROR, "The upstream server sent a malformed inputRequests map");
+    let malformed = || Refusal::InputRequestsMalformed.error();
     let map = map.as_object().ok_or_else(malformed)?;
     let mut out = Vec::with_capacity(map.len());
     for (key, request) in map {
         let method = request.get("method").and_then(Value::as_str).ok_or_else(malformed)?;
         let Some(capability) = relay::capability_for(method) else {
-            return Err(ErrorObject::new(codes::INTERNAL_ERROR, format!("The upstream server asked for unknown client input '{method}'")));
+            return Err(Refusal::InputUnknown { method: method.to_string() }.error());
         };
         if capabilities.and_then(|c| c.get(capability)).is_none() {
-            return Err(ErrorObject::with_data(
-                codes::MISSING_CLIENT_CAPABILITY,
-                format!("The upstream server needs the client's {capability} capability ({method}), which this client did not declare at initialize"),
-                json!({"requiredCapabilities": {capability: {}}}),
-            ));
+            return Err(Refusal::InputCapabilityMissing { capability: capability.to_string(), method: method.to_string() }.error());
         }
         let mut params = request.get("params").cloned().unwrap_or_else(|| json!({}));
         if let Some(p) = params.as_object_mut() {
@@ -251,7 +240,7 @@ fn ask(
             {
                 let mut waiting = mrtr.waiting.lock();
                 if waiting.len() >= MAX_WAITING {
-                    return Err(Some(ErrorObject::new(codes::SERVER_ERROR, "Too many client answers are awaited; retry later")));
+                    return Err(Some(Refusal::InputAwaitedFull.error()));
                 }
                 waiting.insert(hub_id.clone(), Waiter { client_session: session.to_string(), key: key.clone(), tx: tx.clone() });
             }
@@ -267,8 +256,7 @@ fn ask(
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                let e = ErrorObject::with_data(-32001, "Request timed out waiting for the client's input", json!({"layer": "hub"}));
-                return Err(Some(e));
+                return Err(Some(Refusal::InputTimeout.error()));
             }
             let Ok((key, response)) = rx.recv_timeout(left.min(Duration::from_millis(200))) else { continue };
             match (response.get("result"), response.get("error")) {
@@ -279,9 +267,9 @@ fn ask(
                     let code = error.get("code").and_then(Value::as_i64).unwrap_or(codes::INTERNAL_ERROR);
                     let msg = error.get("message").and_then(Value::as_str).unwrap_or("");
                     let method = requests.iter().find(|r| r.0 == key).map(|r| r.1.as_str()).unwrap_or("?");
-                    return Err(Some(ErrorObject::new(code, format!("The client refused {method}: {msg}"))));
+                    return Err(Some(Refusal::InputRefused { code, method: method.to_string(), message: msg.to_string() }.error()));
                 }
-                _ => return Err(Some(ErrorObject::new(codes::INVALID_REQUEST, "The client's answer had neither result nor error"))),
+                _ => return Err(Some(Refusal::InputAnswerEmpty.error())),
             }
         }
         Ok(answers)
@@ -454,10 +442,7 @@ pub fn resume(hub: &Hub, down: &Downstream, id: &Value, method: &str, params: &M
     if down.era != Era::Modern || upstream.state().era != Some(Era::Legacy) {
         return None;
     }
-    let invalid = || {
-        let e = ErrorObject::new(codes::INVALID_PARAMS, "Invalid params: requestState is unknown, expired, already used, or was issued for another request");
-        Some(Response::json(200, &e.to_response(Some(id))))
-    };
+    let invalid = || Some(Refusal::RequestStateInvalid.response(Some(id)));
     let Some(token) = state.as_str().filter(|t| t.starts_with(TOKEN_PREFIX)) else { return invalid() };
     let target = params.get("name").or_else(|| params.get("uri"));
     let parked = {
@@ -486,8 +471,7 @@ pub fn resume(hub: &Hub, down: &Downstream, id: &Value, method: &str, params: &M
             Ok((_, result)) => Response::json(200, &super::methods::finish(Era::Modern, id, Ok(json!({"result": result})))),
             Err(p) => {
                 p.release("too many parked calls");
-                let e = ErrorObject::new(codes::SERVER_ERROR, "Too many calls wait for client input; retry later");
-                Response::json(200, &e.to_response(Some(id)))
+                Refusal::ParkedFull.response(Some(id))
             }
         });
     }

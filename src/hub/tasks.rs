@@ -50,9 +50,10 @@ pub mod heavy;
 pub mod shared;
 
 use super::methods::{self, shape_result};
+use super::refusal::Refusal;
 use super::{Downstream, Hub};
 use crate::http::Response;
-use crate::protocol::{codes, jsonrpc, Era, ErrorObject};
+use crate::protocol::{jsonrpc, Era, ErrorObject};
 use crate::upstream::{CallContext, Upstream};
 use base64::Engine;
 use parking_lot::Mutex;
@@ -140,14 +141,10 @@ impl TaskLimit {
         TaskLimit { who: "this session".into(), have: "holds", limit: "maxTasksPerSession", max }
     }
 
-    fn hub(max: usize) -> TaskLimit {
+    pub(super) fn hub(max: usize) -> TaskLimit {
         TaskLimit { who: "MCPHub (all users together)".into(), have: "holds", limit: "maxTasks", max }
     }
 
-    /// The JSON-RPC error object (see the type's doc).
-    pub fn to_error_object(&self) -> ErrorObject {
-        ErrorObject::with_data(codes::SERVER_ERROR, self.to_string(), json!({"limit": self.limit, "max": self.max, "reason": "task_limit"}))
-    }
 }
 
 /// Task slots reserved and not yet entered ([`Slot`]): in all, by user, by
@@ -534,7 +531,7 @@ pub fn on_tools_call(hub: &Hub, down: &Downstream, upstream: &Upstream, params: 
         });
     let config = hub.config();
     let slot = match may_create {
-        true => Some(hub.tasks().reserve(&owner, config.max_tasks_per_user, config.max_tasks).map_err(|e| e.to_error_object())?),
+        true => Some(hub.tasks().reserve(&owner, config.max_tasks_per_user, config.max_tasks).map_err(|e| Refusal::TaskLimit(e).error())?),
         false => None,
     };
     let slot = Mutex::new(slot);
@@ -558,7 +555,7 @@ pub fn on_tools_call(hub: &Hub, down: &Downstream, upstream: &Upstream, params: 
                 Ok(s) => s,
                 Err(limit) => {
                     log::warn!("task {upstream_id} of '{server}' not tracked: {limit}");
-                    *msg = limit.to_error_object().to_response(msg.get("id"));
+                    *msg = Refusal::TaskLimit(limit).message(msg.get("id"));
                     return;
                 }
             },
@@ -576,7 +573,7 @@ fn reply(down: &Downstream, id: &Value, outcome: Result<Value, ErrorObject>) -> 
 }
 
 fn not_found() -> ErrorObject {
-    ErrorObject::new(codes::INVALID_PARAMS, "Failed to retrieve task: Task not found")
+    Refusal::TaskNotFound.error()
 }
 
 /// Answers a `tasks/*` request. Legacy clients: `tasks/get`, `tasks/result`,
@@ -590,16 +587,10 @@ pub fn handle(hub: &Hub, down: &Downstream, id: Value, method: &str, mut params:
         Era::Modern => matches!(method, "tasks/get" | "tasks/update" | "tasks/cancel"),
     };
     if !known {
-        let err = ErrorObject::new(codes::METHOD_NOT_FOUND, format!("Method not found: {method}"));
-        return Response::json(if down.era == Era::Modern { 404 } else { 200 }, &err.to_response(Some(&id)));
+        return Refusal::MethodNotFound { method: method.to_string(), era: down.era }.response(Some(&id));
     }
     if down.era == Era::Modern && down.capabilities.as_ref().and_then(|c| c.pointer("/extensions")).and_then(|e| e.get(EXTENSION)).is_none() {
-        let err = ErrorObject::with_data(
-            codes::MISSING_CLIENT_CAPABILITY,
-            "Missing required client capability",
-            json!({"requiredCapabilities": {"extensions": {EXTENSION: {}}}}),
-        );
-        return reply(down, &id, Err(err));
+        return Refusal::TasksExtensionMissing.response(Some(&id));
     }
     if method == "tasks/list" {
         let first_page = params.get("cursor").is_none_or(Value::is_null);
@@ -615,7 +606,7 @@ pub fn handle(hub: &Hub, down: &Downstream, id: Value, method: &str, mut params:
         return reply(down, &id, outcome);
     }
     let Some(hub_id) = params.get("taskId").and_then(Value::as_str).map(str::to_string) else {
-        return reply(down, &id, Err(ErrorObject::new(codes::INVALID_PARAMS, format!("{method} needs params.taskId"))));
+        return reply(down, &id, Err(Refusal::InvalidParams(format!("{method} needs params.taskId")).error()));
     };
     if let Some(answer) = heavy::handle(hub, down, &id, method, &hub_id) {
         return answer;
@@ -651,7 +642,7 @@ pub fn decode_cursor(cursor: &str) -> Option<(usize, Option<Value>)> {
 fn list(hub: &Hub, down: &Downstream, params: &Map<String, Value>) -> Result<Value, ErrorObject> {
     let (mut index, mut cursor) = match params.get("cursor") {
         None | Some(Value::Null) => (0, None),
-        Some(c) => c.as_str().and_then(decode_cursor).ok_or_else(|| ErrorObject::new(codes::INVALID_PARAMS, "Invalid cursor"))?,
+        Some(c) => c.as_str().and_then(decode_cursor).ok_or_else(|| Refusal::InvalidParams("Invalid cursor".into()).error())?,
     };
     let owner = Owner::of(down);
     let upstreams = hub.catalog().upstreams();
@@ -732,6 +723,7 @@ pub fn route_status(hub: &Hub, server: &str, n: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::codes;
 
     fn legacy(user: Option<&str>, session: &str) -> Owner {
         Owner { user: user.map(str::to_string), session: Some(session.into()) }
@@ -798,7 +790,7 @@ mod tests {
         let held = [t.reserve(&alice, 3, 100).unwrap(), t.reserve(&alice, 3, 100).unwrap()];
         let refused = t.reserve(&alice, 3, 100).err().expect("1 entered + 2 reserved = the cap");
         assert_eq!((refused.limit, refused.max), ("maxTasksPerUser", 3));
-        let e = refused.to_error_object();
+        let e = Refusal::TaskLimit(refused).error();
         assert_eq!(e.code, codes::SERVER_ERROR);
         assert!(e.message.contains("user 'alice'") && e.message.contains("maxTasksPerUser"), "{}", e.message);
         assert!(t.reserve(&modern(Some("bob")), 3, 100).is_ok() && t.reserve(&modern(None), 3, 100).is_ok(), "other users keep creating tasks");
@@ -817,7 +809,7 @@ mod tests {
         let _also = t.reserve(&modern(None), 100, 3).unwrap();
         let refused = t.reserve(&legacy(Some("c"), "s3"), 100, 3).err().expect("1 entered + 2 reserved = maxTasks");
         assert_eq!((refused.limit, refused.max), ("maxTasks", 3));
-        let e = refused.to_error_object();
+        let e = Refusal::TaskLimit(refused).error();
         assert_eq!(e.code, codes::SERVER_ERROR);
         assert_eq!(e.data, Some(json!({"limit": "maxTasks", "max": 3, "reason": "task_limit"})));
         assert!(e.message.contains("maxTasks"), "{}", e.message);

@@ -5,7 +5,7 @@
 //! anonymous requests share the key `anonymous`) and per server
 //! (requests/second, keyed by server name), each with a burst. Over a limit
 //! the client gets HTTP 429 with `Retry-After` and the note's JSON-RPC error
-//! ([`Limited::to_error`]).
+//! (`crate::hub::refusal::Refusal::RateLimited`, docs/errors.md).
 //!
 //! Config (`rateLimits`, every scope optional; absent = unlimited):
 //! `{"global": {"perSecond": N, "burst": B}, "perUser": {"perMinute": N,
@@ -29,8 +29,6 @@ pub use rate::RateLimits;
 // re-exported here where the limiters read them.
 pub use crate::config::limits::{parse_rate, Rate, RateLimitConfig};
 
-use crate::protocol::{codes, ErrorObject};
-use serde_json::json;
 use std::time::Duration;
 
 /// Which limit refused a request.
@@ -72,36 +70,19 @@ impl Limited {
     pub fn retry_after_secs(&self) -> u64 {
         self.retry_after.as_millis().div_ceil(1000).clamp(1, u64::MAX as u128) as u64
     }
-
-    /// The JSON-RPC error (docs/decisions.md D7): `{"code":-32000,"message":"Rate limit exceeded",
-    /// "data":{"retry_after_seconds":N,"scope":"global|user|server","server":"…"}}`
-    /// (`server` only for scope server). The hub sends it with HTTP 429 and
-    /// `Retry-After: N` (`crate::hub::methods::rate_limited`).
-    pub fn to_error(&self) -> ErrorObject {
-        let mut data = json!({"retry_after_seconds": self.retry_after_secs(), "scope": self.scope.as_str()});
-        if let (Scope::Server, Some(s)) = (self.scope, &self.server) {
-            data["server"] = json!(s);
-        }
-        ErrorObject::with_data(codes::SERVER_ERROR, "Rate limit exceeded", data)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::Value;
 
+    /// The JSON-RPC error and HTTP answer are `hub::refusal`'s (its table test).
     #[test]
-    fn the_refusal_carries_the_notes_error() {
+    fn retry_after_is_whole_seconds_rounded_up_and_never_0() {
         let l = Limited { scope: Scope::Server, server: Some("jira".into()), retry_after: Duration::from_millis(1200) };
         assert_eq!(l.retry_after_secs(), 2);
-        assert_eq!(
-            l.to_error().to_response(None)["error"],
-            json!({"code": -32000, "message": "Rate limit exceeded", "data": {"retry_after_seconds": 2, "scope": "server", "server": "jira"}})
-        );
+        assert_eq!(Limited { retry_after: Duration::from_millis(2000), ..l }.retry_after_secs(), 2);
         let g = Limited { scope: Scope::Global, server: None, retry_after: Duration::ZERO };
         assert_eq!(g.retry_after_secs(), 1, "never Retry-After: 0");
-        let v: Value = g.to_error().to_response(None);
-        assert_eq!(v["error"]["data"], json!({"retry_after_seconds": 1, "scope": "global"}));
     }
 }

@@ -25,7 +25,7 @@ pub mod streamable;
 pub mod transport;
 
 use crate::config::{ProtocolPin, ServerConfig};
-use crate::protocol::{self, codes, headers, jsonrpc, Era, MODERN_VERSION};
+use crate::protocol::{self, headers, jsonrpc, Era, MODERN_VERSION};
 use parking_lot::RwLock;
 use serde_json::{json, Map, Value};
 use crate::config::SessionSharing;
@@ -159,39 +159,6 @@ impl From<crate::limits::bulkhead::Refused> for UpstreamError {
 }
 
 impl UpstreamError {
-    /// The JSON-RPC error the client gets for this failure (`-32000`, or for
-    /// a timeout `-32001` "Request timed out" with `data: {layer: "hub" |
-    /// "upstream", server, timeoutMs}`, issue 6 / docs/decisions.md D7).
-    pub fn to_error_object(&self) -> jsonrpc::ErrorObject {
-        match self {
-            UpstreamError::Timeout { server, timeout_ms } | UpstreamError::HubTimeout { server, timeout_ms } => {
-                let data = json!({"layer": self.timeout_layer().unwrap_or("upstream"), "server": server, "timeoutMs": timeout_ms});
-                jsonrpc::ErrorObject::with_data(-32001, "Request timed out", data)
-            }
-            UpstreamError::MissingToken { server, tokens } => jsonrpc::ErrorObject::with_data(
-                codes::SERVER_ERROR,
-                self.to_string(),
-                json!({"server": server, "missingTokens": tokens}),
-            ),
-            UpstreamError::Rejected { server, status, tokens } => jsonrpc::ErrorObject::with_data(
-                codes::SERVER_ERROR,
-                self.to_string(),
-                json!({"server": server, "status": status, "rejectedTokens": tokens}),
-            ),
-            UpstreamError::Overloaded { server, retry_after_secs, reason, .. } => jsonrpc::ErrorObject::with_data(
-                codes::SERVER_ERROR,
-                self.to_string(),
-                json!({"server": server, "retry_after_seconds": retry_after_secs, "reason": reason}),
-            ),
-            UpstreamError::Unavailable { server, retry_after_secs, .. } => jsonrpc::ErrorObject::with_data(
-                codes::SERVER_ERROR,
-                self.to_string(),
-                json!({"server": server, "retry_after_seconds": retry_after_secs, "reason": "circuit_open"}),
-            ),
-            other => jsonrpc::ErrorObject::with_data(codes::SERVER_ERROR, other.to_string(), json!({"server": other.server()})),
-        }
-    }
-
     /// For a timeout, the layer whose deadline ran out: `"upstream"` or `"hub"`.
     pub fn timeout_layer(&self) -> Option<&'static str> {
         match self {
@@ -1391,7 +1358,7 @@ mod tests {
         let reply = |status| HttpReply { status, session_id: None, message: Some(body.clone()), excerpt: String::new(), retry_after: None };
         let e = per_user.final_message(reply(401)).unwrap_err();
         assert_eq!(e.to_string(), "server 'gh' rejected your GITHUB_TOKEN (HTTP 401): update it with PUT /api/me/tokens/GITHUB_TOKEN");
-        let obj = e.to_error_object();
+        let obj = crate::hub::refusal::upstream_error(&e);
         assert_eq!(obj.data.unwrap(), json!({"server": "gh", "status": 401, "rejectedTokens": ["GITHUB_TOKEN"]}));
         assert!(!obj.message.contains("ghp_secret"));
         // an era probe's or initialize's bare 403 too
@@ -1401,14 +1368,5 @@ mod tests {
         assert_eq!(shared.final_message(reply(401)).unwrap(), body);
         let status = UpstreamError::Status { server: "gh".into(), status: 401, detail: String::new() };
         assert!(matches!(shared.classify(status), UpstreamError::Status { status: 401, .. }));
-    }
-
-    #[test]
-    fn timeouts_become_32001_naming_the_layer() {
-        let e = UpstreamError::Timeout { server: "jira".into(), timeout_ms: 20000 }.to_error_object();
-        assert_eq!((e.code, e.message.as_str()), (-32001, "Request timed out"));
-        assert_eq!(e.data.unwrap(), json!({"layer": "upstream", "server": "jira", "timeoutMs": 20000}));
-        let e = UpstreamError::HubTimeout { server: "jira".into(), timeout_ms: 25000 }.to_error_object();
-        assert_eq!(e.data.unwrap(), json!({"layer": "hub", "server": "jira", "timeoutMs": 25000}));
     }
 }

@@ -60,6 +60,7 @@
 
 use super::methods::shape_result;
 use super::{Held, Owner, DEFAULT_TTL, MAX_TTL, RELATED_TASK};
+use crate::hub::refusal::{self, Refusal};
 use crate::hub::{Downstream, Hub};
 use crate::http::Response;
 use crate::protocol::{codes, jsonrpc, Era, ErrorObject};
@@ -223,7 +224,7 @@ pub fn start(
     let server = upstream.name().to_string();
     let config = hub.config();
     let Some(cfg) = config.servers.iter().find(|s| s.name == server) else {
-        return Response::json(200, &ErrorObject::new(codes::INVALID_PARAMS, "Unknown server").to_response(Some(&id)));
+        return Refusal::InvalidParams("Unknown server".into()).response(Some(&id));
     };
     let (concurrency, queue_len) = (cfg.heavy_concurrency.max(1), cfg.heavy_queue);
     let requested = params.remove("task").and_then(|t| t.get("ttl").and_then(Value::as_u64));
@@ -236,7 +237,7 @@ pub fn start(
     // until the run is entered below, which then counts instead.
     let slot = match hub.tasks().reserve(&owner, config.max_tasks_per_user, config.max_tasks) {
         Ok(slot) => slot,
-        Err(limit) => return Response::json(200, &limit.to_error_object().to_response(Some(&id))),
+        Err(limit) => return Refusal::TaskLimit(limit).response(Some(&id)),
     };
     let now = Instant::now();
     let stamp = now_iso();
@@ -264,7 +265,7 @@ pub fn start(
             let cause = format!("{} heavy tasks running and its task queue of {queue_len} is full", gate.running);
             let err = UpstreamError::Overloaded { server: server.clone(), retry_after_secs: 1, reason: "queue_full", cause };
             log::warn!("{err}");
-            return Response::json(503, &err.to_error_object().to_response(Some(&id))).with_header("Retry-After", "1");
+            return Refusal::Upstream(err).response(Some(&id));
         }
         st.gates.entry(server.clone()).or_default().queue.push_back(hub_id.clone());
         let task = run.task(&hub_id);
@@ -296,7 +297,7 @@ pub fn start(
         }
         runs.changed.notify_all();
         log::warn!("hub task for '{server}' not started: {e}");
-        return Response::json(200, &ErrorObject::new(codes::INTERNAL_ERROR, "could not start the task").to_response(Some(&id)));
+        return Refusal::TaskNotStarted.response(Some(&id));
     }
     log::info!("hub task {hub_id} created for a heavy tool of '{server}' ({} client)", era.as_str());
     if era == Era::Modern {
@@ -410,7 +411,7 @@ fn run_task(
                 runs.changed.notify_all();
                 drop(st);
                 let err = UpstreamError::HubTimeout { server: server.clone(), timeout_ms: MAX_RUN.as_millis() as u64 };
-                let obj = err.to_error_object().to_response(None).get("error").cloned().unwrap_or(Value::Null);
+                let obj = refusal::upstream_error(&err).to_response(None).get("error").cloned().unwrap_or(Value::Null);
                 return settle(hub, id, "failed", Some("Timed out waiting for a heavy-job slot".into()), Err(obj));
             }
             runs.changed.wait_until(&mut st, ctx.deadline);
@@ -499,8 +500,7 @@ pub fn handle(hub: &Hub, down: &Downstream, id: &Value, method: &str, task_id: &
                 if era == Era::Modern {
                     return Some(reply(id, Ok(shape_result(Era::Modern, json!({})))));
                 }
-                let e = ErrorObject::new(codes::INVALID_PARAMS, format!("Cannot cancel task: already in terminal status '{}'", run.status));
-                return Some(reply(id, Err(e)));
+                return Some(reply(id, Err(Refusal::TaskTerminal { status: run.status.to_string() }.error())));
             }
             mark_cancelled(run);
             notify(hub, task_id, run);
@@ -535,7 +535,7 @@ pub fn handle(hub: &Hub, down: &Downstream, id: &Value, method: &str, task_id: &
             if Instant::now() >= down.deadline {
                 let ms = hub.config().hub_timeout.as_millis() as u64;
                 let err = UpstreamError::HubTimeout { server: run.server.clone(), timeout_ms: ms };
-                return Some(reply(id, Err(err.to_error_object())));
+                return Some(reply(id, Err(refusal::upstream_error(&err))));
             }
             runs.changed.wait_until(&mut st, down.deadline);
         },

@@ -24,7 +24,8 @@
 use super::heavy::Runs;
 use crate::hub::{Downstream, Hub};
 use crate::http::Response;
-use crate::protocol::{codes, jsonrpc, Era, ErrorObject};
+use crate::hub::refusal::Refusal;
+use crate::protocol::{jsonrpc, Era};
 use crate::store::redis::RedisStore;
 use serde_json::{json, Value};
 use std::sync::OnceLock;
@@ -133,6 +134,21 @@ fn parse_record(raw: &str) -> Option<(Value, Option<String>)> {
     }
 }
 
+/// The record marking `task` cancelled at `now` (no `result` nor `error`),
+/// for `user`. A task that is not a JSON object (never one `parse_record`
+/// passes on) is a clean refusal, never a panic on indexing it.
+fn cancelled_record(task: Value, user: Option<&str>, now: &str) -> Result<String, Refusal> {
+    let Value::Object(mut cancelled) = task else {
+        return Err(Refusal::TaskCancelFailed("the stored task record is malformed".into()));
+    };
+    cancelled.insert("status".into(), json!("cancelled"));
+    cancelled.insert("statusMessage".into(), json!("The task was cancelled by request."));
+    cancelled.insert("lastUpdatedAt".into(), json!(now));
+    cancelled.remove("result");
+    cancelled.remove("error");
+    Ok(json!({"task": cancelled, "user": user}).to_string())
+}
+
 fn reply(id: &Value, result: Value) -> Response {
     Response::json(200, &jsonrpc::result_response(id, crate::hub::methods::shape_result(Era::Modern, result)))
 }
@@ -148,26 +164,20 @@ pub fn handle(hub: &Hub, down: &Downstream, id: &Value, method: &str, task_id: &
     }
     let (task, user) = get(redis, task_id)?;
     if user.as_deref() != down.user.as_ref().map(|u| u.name.as_str()) {
-        return Some(Response::json(200, &super::not_found().to_response(Some(id))));
+        return Some(Refusal::TaskNotFound.response(Some(id)));
     }
     match method {
         "tasks/get" => Some(reply(id, task)),
         "tasks/update" => Some(reply(id, json!({}))),
         "tasks/cancel" => {
             if !terminal(task.get("status").and_then(Value::as_str)) {
-                let mut cancelled = task;
-                cancelled["status"] = json!("cancelled");
-                cancelled["statusMessage"] = json!("The task was cancelled by request.");
-                cancelled["lastUpdatedAt"] = json!(super::heavy::now_iso());
-                if let Some(o) = cancelled.as_object_mut() {
-                    o.remove("result");
-                    o.remove("error");
-                }
-                let record = json!({"task": cancelled, "user": user}).to_string();
+                let record = match cancelled_record(task, user.as_deref(), &super::heavy::now_iso()) {
+                    Ok(record) => record,
+                    Err(refusal) => return Some(refusal.response(Some(id))),
+                };
                 let done: Result<Option<String>, _> = redis.run(|c| script("cancel").key(key(task_id)).arg(record).invoke(c));
                 if let Err(e) = done {
-                    let err = ErrorObject::new(codes::INTERNAL_ERROR, format!("the task could not be cancelled: {e}"));
-                    return Some(Response::json(200, &err.to_response(Some(id))));
+                    return Some(Refusal::TaskCancelFailed(e.to_string()).response(Some(id)));
                 }
                 log::info!("hub task {task_id} cancelled by its client (through this instance; its instance stops it)");
             }
@@ -233,6 +243,20 @@ mod tests {
         assert_eq!(parse_record(r#"{"task": {"status": "working"}, "user": null}"#).map(|r| r.1), Some(None));
         for bad in ["7", "\"x\"", "[1]", "null", "not json", r#"{"task": 5, "user": null}"#, r#"{"task": [], "user": "a"}"#, r#"{"user": "a"}"#, r#"{"task": {}, "user": 5}"#] {
             assert_eq!(parse_record(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_cancelled_record_replaces_status_and_outcome_and_a_non_object_task_is_a_clean_error() {
+        let task = json!({"taskId": "t", "status": "working", "statusMessage": "Running", "result": {"x": 1}, "error": {"code": 1}});
+        let record = cancelled_record(task, Some("alice"), "2026-01-01T00:00:00Z").unwrap();
+        assert_eq!(
+            record,
+            r#"{"task":{"taskId":"t","status":"cancelled","statusMessage":"The task was cancelled by request.","lastUpdatedAt":"2026-01-01T00:00:00Z"},"user":"alice"}"#
+        );
+        for bad in [json!(5), json!("x"), json!([1]), Value::Null] {
+            let e = cancelled_record(bad.clone(), None, "now").unwrap_err().error();
+            assert_eq!((e.code, e.message.as_str()), (-32603, "the task could not be cancelled: the stored task record is malformed"), "{bad}");
         }
     }
 
