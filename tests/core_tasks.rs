@@ -180,7 +180,7 @@ fn another_users_task_is_exactly_an_unknown_one_and_stays_untouched() {
     assert_eq!(traffic.posts("m").len(), upstream_before, "none of alice's requests reached the upstream");
     // One upstream session lists every task; the hub shows each user its own.
     assert!(alice.list().is_empty(), "alice lists none of bob's tasks");
-    assert_eq!(bob.list(), [id.clone()]);
+    assert_eq!(bob.list(), vec![id.clone()]);
     // Another session of the same user is another owner for a legacy task.
     let bob2 = Client::open(&h, Some("bob-key"));
     unknown_task(&bob2.call("tasks/get", json!({"taskId": id})), "bob's other session");
