@@ -5,7 +5,10 @@
 //! server under its own id, ownership per user (another user's task is
 //! byte for byte an unknown one), the per-user cap checked before anything
 //! leaves, and status notifications on a result stream reaching only their
-//! owner. The same against the mock's real task engine on loopback is in
+//! owner; and the 2026-07-28 extension on scripted modern upstreams (a task
+//! only when the client declares it, results inlined in `tasks/get`,
+//! `-32021` without it, `Mcp-Name` checked, no `tasks/list`, another user's
+//! task unknown). The same against the mock's real task engine on loopback is in
 //! tests/hub_tasks.rs and tests/hub_task_owners.rs.
 
 mod core_util;
@@ -257,4 +260,121 @@ fn status_notifications_on_a_result_stream_reach_only_their_owner() {
     assert_eq!(text_of(&last), "task-1 done");
     assert_eq!(last["result"]["_meta"][RELATED]["taskId"], ta.as_str());
     assert!(!r.text.contains(&tb) && !r.text.contains("\"task-2\""), "nothing of b's task on a's stream: {}", r.text);
+}
+
+// ---------------------------------------------------------------- 2026-07-28 tasks extension
+
+const EXT: &str = "io.modelcontextprotocol/tasks";
+
+/// A 2026-07-28 server with the tasks extension: `job` (taskSupport
+/// optional) and `need` (required). A call declaring the extension creates
+/// `task-N` (working); `tasks/get` answers it completed with its result
+/// inlined (`"{name}: {id} done"`); `tasks/cancel` an empty ack; without the
+/// extension `need` and `tasks/*` are -32021.
+fn modern_tasks_server(name: &str) -> Script {
+    let name = name.to_string();
+    let count = Arc::new(Mutex::new(0));
+    Arc::new(move |body: &Value, _h: &[(String, String)]| {
+        let p = &body["params"];
+        let ext = p["_meta"]["io.modelcontextprotocol/clientCapabilities"]["extensions"].get(EXT).is_some();
+        let required = |body: &Value| Reply::json(json!({"jsonrpc": "2.0", "id": body["id"], "error": {"code": -32021, "message": "Missing required client capability", "data": {"requiredCapabilities": {"extensions": {EXT: {}}}}}})).with_status(400);
+        let modern_task = |id: &str, status: &str| json!({"taskId": id, "status": status, "createdAt": "2026-07-28T10:30:00Z", "lastUpdatedAt": "2026-07-28T10:30:00Z", "ttlMs": 60000, "pollIntervalMs": 100});
+        match body["method"].as_str().unwrap_or("") {
+            "server/discover" => Reply::result(body, json!({"supportedVersions": ["2026-07-28"], "resultType": "complete", "serverInfo": {"name": name, "version": "1"}, "capabilities": {"tools": {}, "extensions": {EXT: {}}}})),
+            "subscriptions/listen" => Reply::status(405),
+            "tools/list" => Reply::result(body, json!({"resultType": "complete", "tools": [
+                {"name": "job", "inputSchema": {"type": "object"}, "execution": {"taskSupport": "optional"}},
+                {"name": "need", "inputSchema": {"type": "object"}, "execution": {"taskSupport": "required"}}]})),
+            "tools/call" if ext => {
+                let mut n = count.lock().unwrap();
+                *n += 1;
+                let mut r = modern_task(&format!("task-{n}"), "working");
+                r["resultType"] = json!("task");
+                Reply::result(body, r)
+            }
+            "tools/call" if p["name"] == "need" => required(body),
+            "tools/call" => Reply::result(body, json!({"resultType": "complete", "content": [{"type": "text", "text": format!("{name}: no task")}]})),
+            m if m.starts_with("tasks/") && !ext => required(body),
+            "tasks/get" => {
+                let id = p["taskId"].as_str().unwrap_or("");
+                let mut r = modern_task(id, "completed");
+                r["result"] = json!({"content": [{"type": "text", "text": format!("{name}: {id} done")}]});
+                r["resultType"] = json!("complete");
+                Reply::result(body, r)
+            }
+            "tasks/cancel" | "tasks/update" => Reply::result(body, json!({"resultType": "complete"})),
+            _ => Reply::error(body, -32601, "Method not found").with_status(404),
+        }
+    })
+}
+
+/// A 2026-07-28 request of the user holding `key`, declaring the tasks
+/// extension or not; `Mcp-Name` as given (`None`: what the params name).
+fn modern_as(h: &Hub, key: &str, method: &str, params: Value, extension: bool, name: Option<&str>) -> Answer {
+    let (body, mut hdrs) = modern_request(method, params);
+    let mut body: Value = serde_json::from_str(&body).unwrap();
+    body["id"] = json!(7);
+    if extension {
+        body["params"]["_meta"]["io.modelcontextprotocol/clientCapabilities"] = json!({"extensions": {EXT: {}}});
+    }
+    if let Some(n) = name {
+        hdrs.retain(|(k, _)| k != "Mcp-Name");
+        hdrs.push(("Mcp-Name".into(), n.into()));
+    }
+    hdrs.push(("Authorization".into(), format!("Bearer {key}")));
+    let hdrs: Vec<(&str, &str)> = hdrs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    post(h, &body.to_string(), &hdrs)
+}
+
+#[test]
+fn a_modern_client_runs_extension_tasks_on_modern_upstreams_and_another_users_are_unknown() {
+    let users = json!({"users": {"alice": user_with_key("alice-key"), "bob": user_with_key("bob-key")}});
+    let (h, traffic) = hub_with_servers(users, vec![("a", json!({}), modern_tasks_server("a")), ("b", json!({}), modern_tasks_server("b"))]);
+    let discover = modern_as(&h, "bob-key", "server/discover", json!({}), true, None).json();
+    assert_eq!(discover["result"]["capabilities"]["extensions"][EXT], json!({}), "{discover}");
+    let call = |tool: &str, ext: bool| modern_as(&h, "bob-key", "tools/call", json!({"name": tool, "arguments": {}}), ext, None);
+    let sync = call("a__job", false).json();
+    assert_eq!((sync["result"]["resultType"].as_str(), text_of(&sync).as_str()), (Some("complete"), "a: no task"), "no extension, no task: {sync}");
+    let refused = call("a__need", false);
+    assert_eq!((refused.status, refused.code()), (400, Some(-32021)), "{}", refused.text);
+    assert_eq!(h.tasks().len(), 0, "calls that created no task hold no slot");
+
+    let (ca, cb) = (call("a__job", true).json(), call("b__job", true).json());
+    assert_eq!(ca["result"]["resultType"], "task", "{ca}");
+    let (ta, tb) = (ca["result"]["taskId"].as_str().unwrap().to_string(), cb["result"]["taskId"].as_str().unwrap().to_string());
+    assert!(ta.starts_with("mcphub-t") && tb.starts_with("mcphub-t") && ta != tb, "hub ids for both upstreams' task-1: {ta} {tb}");
+    for (id, server) in [(&ta, "a"), (&tb, "b")] {
+        let done = modern_as(&h, "bob-key", "tasks/get", json!({"taskId": id}), true, None).json();
+        assert_eq!((done["result"]["taskId"].as_str(), done["result"]["status"].as_str()), (Some(id.as_str()), Some("completed")), "{done}");
+        assert_eq!(done["result"]["result"]["content"][0]["text"], format!("{server}: task-1 done"), "routed to {server}: {done}");
+        let asked = traffic.calls(server, "tasks/get");
+        assert_eq!(asked.last().unwrap().body["params"]["taskId"], "task-1", "under the upstream's id");
+        assert_eq!(asked.last().unwrap().header("Mcp-Name"), Some("task-1"), "Mcp-Name mirrors the upstream id");
+    }
+    let no_ext = modern_as(&h, "bob-key", "tasks/get", json!({"taskId": ta}), false, None);
+    assert_eq!(no_ext.code(), Some(-32021), "{}", no_ext.text);
+    let mismatch = modern_as(&h, "bob-key", "tasks/get", json!({"taskId": ta}), true, Some("other"));
+    assert_eq!((mismatch.status, mismatch.code()), (400, Some(-32020)), "{}", mismatch.text);
+    let removed = modern_as(&h, "bob-key", "tasks/list", json!({}), true, None);
+    assert_eq!((removed.status, removed.code()), (404, Some(-32601)), "{}", removed.text);
+    assert_eq!(modern_as(&h, "bob-key", "tasks/get", json!({"taskId": "task-1"}), true, None).code(), Some(-32602), "an upstream id is not a hub id");
+
+    // Alice gets bob's task exactly as one that never existed, and nothing reaches an upstream.
+    let before = traffic.all().len();
+    for (method, params) in [
+        ("tasks/get", json!({"taskId": ta})),
+        ("tasks/update", json!({"taskId": ta, "inputResponses": {"confirm": {"action": "accept", "content": {"confirm": true}}}})),
+        ("tasks/cancel", json!({"taskId": ta})),
+    ] {
+        let theirs = modern_as(&h, "alice-key", method, params.clone(), true, None);
+        let mut unknown = params;
+        unknown["taskId"] = json!(NEVER);
+        let never = modern_as(&h, "alice-key", method, unknown, true, None);
+        assert_eq!((theirs.status, &theirs.text), (never.status, &never.text), "{method}: bob's task looks exactly like an unknown one");
+        assert_eq!(theirs.code(), Some(-32602), "{method}: {}", theirs.text);
+    }
+    assert_eq!(traffic.all().len(), before, "none of alice's requests reached an upstream");
+    let cancel = modern_as(&h, "bob-key", "tasks/cancel", json!({"taskId": ta}), true, None).json();
+    assert_eq!(cancel["result"], json!({"resultType": "complete"}), "{cancel}");
+    assert_eq!(traffic.calls("a", "tasks/cancel")[0].body["params"]["taskId"], "task-1");
 }
