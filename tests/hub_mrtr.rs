@@ -1,7 +1,10 @@
 //! Client input across the eras (2026-07-28 `basic/patterns/mrtr.mdx`):
 //! a modern upstream's `InputRequiredResult` answered by a legacy client on
 //! its call stream, and a legacy upstream's server→client requests answered
-//! by a modern client's retry with `inputResponses` + `requestState`.
+//! by a modern client's retry with `inputResponses` + `requestState`. The
+//! single-client rounds against scripted upstreams (keys, tokens, forgeries,
+//! parking, missing capabilities) are Request → Response tests in
+//! tests/core_mrtr.rs; here the mock's fixtures and many clients at once.
 
 mod hub_util;
 
@@ -185,46 +188,6 @@ fn quiz_answer(who: &str) -> impl Fn(&Value) -> Value + '_ {
 }
 
 #[test]
-fn two_input_rounds_reach_a_modern_upstream_keyed_as_it_asked_with_its_request_state() {
-    let seen = Arc::new(Seen::default());
-    let up = quiz_upstream(seen.clone());
-    let h = hub(&[("quiz", &up.url)], json!({}));
-    let sid = session_with(&h.url, json!({"sampling": {}, "elicitation": {}, "roots": {}}));
-    let (asked, last) = legacy_call(&h.url, &sid, "quiz", json!({}), quiz_answer("ann"));
-    let methods: Vec<&str> = asked.iter().map(|r| r["method"].as_str().unwrap()).collect();
-    assert_eq!(methods, ["sampling/createMessage", "elicitation/create", "roots/list"]);
-    assert_eq!(text_of(&last), "red-ann/ann/file:///ann");
-    let calls = seen.calls.lock();
-    assert_eq!(calls.len(), 3, "one call and two retries");
-    let caps = &calls[0]["_meta"]["io.modelcontextprotocol/clientCapabilities"];
-    assert!(caps["sampling"].is_object() && caps["roots"].is_object(), "the legacy client's capabilities go upstream: {caps}");
-    assert!(calls[0].get("requestState").is_none() && calls[0].get("inputResponses").is_none());
-    assert_eq!(calls[1]["requestState"], "round-1");
-    assert_eq!(calls[1]["inputResponses"]["q1"]["content"]["text"], "red-ann");
-    assert_eq!(calls[2]["requestState"], "round-2:red-ann");
-    let keys: Vec<&String> = calls[2]["inputResponses"].as_object().unwrap().keys().collect();
-    assert_eq!(keys, ["who", "where"], "only the last round's answers, keyed as asked");
-    assert_eq!(h.hub.mrtr().waiting_len(), 0);
-}
-
-#[test]
-fn a_capability_missing_in_a_later_round_is_a_clear_error() {
-    let up = quiz_upstream(Arc::new(Seen::default()));
-    let h = hub(&[("quiz", &up.url)], json!({}));
-    let sid = session_with(&h.url, json!({"sampling": {}}));
-    let (asked, last) = legacy_call(&h.url, &sid, "quiz", json!({}), quiz_answer("bob"));
-    assert_eq!(asked.len(), 1, "the sampling round ran: {asked:?}");
-    assert_eq!(last["error"]["code"], -32021, "{last}");
-    assert!(last["error"]["message"].as_str().unwrap().contains("elicitation"), "{last}");
-    // Without SSE the first round cannot be asked at all.
-    let body = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "quiz", "arguments": {}}});
-    let r = send("POST", &h.url, &[("Accept", "application/json"), JSON, ("Mcp-Session-Id", &sid), ("MCP-Protocol-Version", "2025-11-25")], &body.to_string());
-    let m = r.json();
-    assert_eq!(m["error"]["code"], -32600, "{m}");
-    assert!(m["error"]["message"].as_str().unwrap().contains("text/event-stream"), "{m}");
-}
-
-#[test]
 fn ten_legacy_clients_in_input_rounds_at_once_each_get_only_their_own_answers() {
     let up = quiz_upstream(Arc::new(Seen::default()));
     let h = hub(&[("quiz", &up.url)], json!({"workers": 8}));
@@ -350,100 +313,6 @@ fn input_of(m: &Value) -> (String, Value, String) {
     assert_eq!(map.len(), 1, "{m}");
     let (k, v) = map.iter().next().unwrap();
     (k.clone(), v.clone(), r["requestState"].as_str().expect("requestState").to_string())
-}
-
-#[test]
-fn a_modern_client_answers_a_legacy_servers_requests_by_retrying_with_input_responses() {
-    let state = Arc::new(Upstream::default());
-    let up = asking_upstream(state.clone());
-    let h = hub(&[("ask", &up.url)], json!({}));
-    // Round 1: the sampling request, after the call's progress (with the client's token).
-    let r = modern_call(&h.url, "c1", "ask", caps(), json!({"progressToken": "p1"}));
-    let events = r.events();
-    assert!(events.iter().any(|e| e["method"] == "notifications/progress" && e["params"]["progressToken"] == "p1"), "{}", r.text);
-    let last = r.json();
-    assert_eq!(last["id"], "c1");
-    let (key1, req1, state1) = input_of(&last);
-    assert_eq!(req1["method"], "sampling/createMessage");
-    assert_eq!(req1["params"]["maxTokens"], 5);
-    assert!(req1.get("id").is_none(), "no upstream id reaches the client: {req1}");
-    assert!(state1.len() >= 40, "an unguessable token: {state1}");
-    assert_eq!(h.hub.mrtr().parked_len(), 1);
-
-    // A retry that answers nothing is asked again, under a new token.
-    let r = modern_call(&h.url, "c2", "ask", caps(), json!({"requestState": state1}));
-    let (key1b, req1b, state1b) = input_of(&r.json());
-    assert_eq!((key1b.as_str(), &req1b), (key1.as_str(), &req1));
-    assert_ne!(state1b, state1);
-    // The used token is gone.
-    let r = modern_call(&h.url, "c3", "ask", caps(), json!({"requestState": state1, "inputResponses": {key1.clone(): sampled("x")}}));
-    assert_eq!(r.json()["error"]["code"], -32602, "{}", r.text);
-
-    // Round 2: the answer goes upstream; the same call goes on and asks for roots.
-    let r = modern_call(&h.url, "c4", "ask", caps(), json!({"requestState": state1b, "inputResponses": {key1.clone(): sampled("hello")}}));
-    let last = r.json();
-    assert_eq!(last["id"], "c4");
-    let (key2, req2, state2) = input_of(&last);
-    assert_eq!(req2["method"], "roots/list");
-    assert_ne!(key2, key1);
-    assert_eq!(state.answers.lock()["s-0"]["result"]["content"]["text"], "hello", "the upstream got the answer under its own id");
-
-    // The final result.
-    let r = modern_call(&h.url, "c5", "ask", caps(), json!({"requestState": state2, "inputResponses": {key2: {"roots": [{"uri": "file:///a"}, {"uri": "file:///b"}]}}}));
-    let last = r.json();
-    assert_eq!(last["id"], "c5");
-    assert_eq!(last["result"]["resultType"], "complete");
-    assert_eq!(text_of(&last), "sampled hello; 2 roots");
-    assert_eq!(h.hub.mrtr().parked_len(), 0);
-    assert_eq!(state.answers.lock().len(), 2);
-}
-
-#[test]
-fn a_forged_or_mismatched_request_state_is_invalid_params() {
-    let state = Arc::new(Upstream::default());
-    let up = asking_upstream(state.clone());
-    let h = hub(&[("ask", &up.url)], json!({}));
-    let (key, _, token) = input_of(&modern_call(&h.url, "c1", "ask", caps(), json!({})).json());
-    for forged in [json!("mcphub-state-00000000000000000000000000000000"), json!("anything"), json!(42), json!(format!("{token}x"))] {
-        let r = modern_call(&h.url, "f", "ask", caps(), json!({"requestState": forged, "inputResponses": {key.clone(): sampled("x")}}));
-        let m = r.json();
-        assert_eq!(m["error"]["code"], -32602, "{forged}: {m}");
-        assert!(m["error"]["message"].as_str().unwrap().contains("requestState"), "{m}");
-    }
-    assert_eq!(h.hub.mrtr().parked_len(), 1, "forgeries leave the real call parked");
-    assert!(state.answers.lock().is_empty(), "nothing forged reached the upstream");
-}
-
-#[test]
-fn a_parked_call_never_retried_is_released_and_the_upstream_call_cancelled() {
-    let state = Arc::new(Upstream::default());
-    let up = asking_upstream(state.clone());
-    // The upstream budget (timeoutMs 2000) bounds how long a call stays parked.
-    let servers = json!({"ask": {"type": "streamable-http", "url": up.url, "timeoutMs": 2000}});
-    let h = hub(&[], json!({"mcpServers": servers}));
-    let (key, _, token) = input_of(&modern_call(&h.url, "c1", "ask", caps(), json!({})).json());
-    assert_eq!(h.hub.mrtr().parked_len(), 1);
-    wait_until("the parked call to be released and the upstream call cancelled", Duration::from_secs(15), || {
-        h.hub.mrtr().parked_len() == 0 && !state.cancelled.lock().is_empty()
-    });
-    assert_eq!(h.hub.mrtr().parked_len(), 0, "released within 15 s");
-    assert_eq!(state.cancelled.lock().len(), 1, "the upstream was told the call ended");
-    let r = modern_call(&h.url, "late", "ask", caps(), json!({"requestState": token, "inputResponses": {key: sampled("late")}}));
-    assert_eq!(r.json()["error"]["code"], -32602, "an expired token is unknown: {}", r.text);
-}
-
-#[test]
-fn a_modern_client_without_the_capability_keeps_the_upstream_refusal() {
-    let state = Arc::new(Upstream::default());
-    let up = asking_upstream(state.clone());
-    let h = hub(&[("ask", &up.url)], json!({}));
-    let r = modern_call(&h.url, "c1", "ask", json!({"elicitation": {}}), json!({}));
-    let m = r.json();
-    assert_eq!(m["result"]["resultType"], "complete", "{m}");
-    assert_eq!(text_of(&m), "sampled ?; 0 roots");
-    assert_eq!(state.answers.lock()["s-0"]["error"]["code"], -32601, "sampling refused upstream");
-    assert_eq!(state.answers.lock()["r-0"]["error"]["code"], -32601, "roots refused upstream");
-    assert_eq!(h.hub.mrtr().parked_len(), 0);
 }
 
 #[test]

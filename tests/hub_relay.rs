@@ -1,5 +1,8 @@
 //! Server→client requests of a legacy upstream, relayed to the client whose
-//! call they belong to, while many clients share one upstream session.
+//! call they belong to, while many clients share one upstream session. One
+//! client's round, a client without the capability, an answer from another
+//! session and ids kept as sent are Request → Response tests in
+//! tests/core_relay.rs.
 
 mod hub_util;
 
@@ -131,34 +134,6 @@ fn twenty_clients_on_one_upstream_session_each_answer_only_their_own_sampling_re
     // The upstream got each answer under its own id, on one shared session.
     assert_eq!(answers.map.lock().len(), 20);
     assert!(h.hub.pending().is_empty(), "nothing left waiting");
-}
-
-#[test]
-fn a_client_without_the_capability_never_sees_the_request_and_the_upstream_is_told() {
-    let answers = Arc::new(Answers::default());
-    let up = sampling_upstream(answers.clone());
-    let h = hub(&[("ask", &up.url)], json!({}));
-    let sid = session_with(&h.url, json!({}));
-    let (seen, text) = call_and_answer(&h.url, &sid, "unused");
-    assert!(seen.is_empty(), "{seen:?}");
-    assert_eq!(text, "refused: -32601");
-}
-
-#[test]
-fn an_answer_from_another_session_is_not_routed() {
-    let answers = Arc::new(Answers::default());
-    let up = sampling_upstream(answers.clone());
-    let h = hub(&[("ask", &up.url)], json!({}));
-    let owner = session_with(&h.url, json!({"sampling": {}}));
-    let intruder = session_with(&h.url, json!({"sampling": {}}));
-    // The intruder answers first, with the very id the owner just received.
-    let (seen, text) = call_and_answer_with(&h.url, &owner, "owner", |hub_id| {
-        let fake = json!({"jsonrpc": "2.0", "id": hub_id, "result": {"role": "assistant", "content": {"type": "text", "text": "intruder"}, "model": "m"}});
-        let r = send("POST", &h.url, &[ACCEPT, JSON, ("Mcp-Session-Id", &intruder), ("MCP-Protocol-Version", "2025-06-18")], &fake.to_string());
-        assert_eq!(r.status, 202, "accepted, but not routed");
-    });
-    assert_eq!(seen.len(), 1);
-    assert_eq!(text, "sampled: owner");
 }
 
 #[test]
@@ -333,41 +308,3 @@ fn with_session_sharing_client_a_request_on_the_standalone_stream_reaches_that_c
     assert_eq!(bystander.join().unwrap(), None, "another client never saw the request");
 }
 
-/// A call whose id serde_json writes otherwise (`1E3`, a string with escapes)
-/// gets it back as sent, byte for byte, at the end of its stream after a
-/// server→client round (issue 14, hole 9); the client's answer, its hub id
-/// written with every character escaped (the same string), is still routed.
-#[test]
-fn a_call_keeps_its_id_as_sent_through_a_sampling_round_answered_with_an_escaped_hub_id() {
-    let answers = Arc::new(Answers::default());
-    let up = sampling_upstream(answers.clone());
-    let h = hub(&[("ask", &up.url)], json!({}));
-    let sid = session_with(&h.url, json!({"sampling": {}}));
-    for (i, call_id) in ["1E3", r#""\u0041\/b""#].into_iter().enumerate() {
-        let body = format!(r#"{{"jsonrpc":"2.0","id":{call_id},"method":"tools/call","params":{{"name":"ask","arguments":{{}}}}}}"#);
-        let mut stream = SseStream::post(&h.url, &[("Mcp-Session-Id", &sid), ("MCP-Protocol-Version", "2025-06-18")], &body);
-        let mut asked = 0;
-        let mut last = None;
-        while let Some(event) = stream.next() {
-            let m = event.data;
-            if m["method"] == "sampling/createMessage" {
-                asked += 1;
-                let hub_id = m["id"].as_str().expect("a string id");
-                let escaped: String = hub_id.chars().map(|c| format!("\\u{:04x}", c as u32)).collect();
-                let answer = format!(
-                    r#"{{"jsonrpc":"2.0","id":"{escaped}","result":{{"role":"assistant","content":{{"type":"text","text":"r{i}"}},"model":"m"}}}}"#
-                );
-                let r = send("POST", &h.url, &[ACCEPT, JSON, ("Mcp-Session-Id", sid.as_str()), ("MCP-Protocol-Version", "2025-06-18")], &answer);
-                assert_eq!(r.status, 202, "{}", r.text);
-            } else if m.get("result").is_some() || m.get("error").is_some() {
-                last = Some(event.text);
-                break;
-            }
-        }
-        let last = last.expect("the stream ended without the call's response");
-        assert_eq!(asked, 1, "one sampling request");
-        assert!(last.contains(&format!(r#""id":{call_id}"#)), "id {call_id} not echoed as sent: {last}");
-        assert_eq!(text_of(&serde_json::from_str(&last).unwrap()), format!("sampled: r{i}"), "the escaped answer was routed");
-    }
-    assert!(h.hub.pending().is_empty(), "nothing left waiting");
-}
