@@ -6,8 +6,10 @@
 //! open ([`OpenStream`]): acknowledgement first, each stream only the kinds
 //! it opted in to, tagged with the client's own subscription id, a list
 //! change dropping the cached list, `notifications/resources/updated` only
-//! for subscribers of either era; bad listen requests. The same against the
-//! mock over loopback is in tests/hub_listen.rs.
+//! for subscribers of either era; a legacy upstream's GET stream reaching
+//! modern listen streams, listen URIs subscribed and unsubscribed upstream
+//! once; bad listen requests. The same against the mock over loopback is in
+//! tests/hub_listen.rs.
 
 mod core_util;
 
@@ -187,4 +189,85 @@ fn bad_listen_requests_get_clear_errors() {
     let sid = legacy_session(&h);
     assert_eq!(legacy(&h, &sid, "subscriptions/listen", json!({"notifications": {}})).code(), Some(-32601));
     assert!(h.listen_streams().is_empty(), "refused requests register nothing");
+}
+
+/// A legacy server `l` with resources `res://a`, `res://b` (subscribable)
+/// whose standalone GET stream writes whatever is sent on the returned
+/// channel; each GET stream lasts 2 s (then the hub opens the next one).
+fn legacy_listening_server() -> (Script, Sender<Value>) {
+    let (push, pushed) = channel::<Value>();
+    let pushed: Arc<Mutex<Receiver<Value>>> = Arc::new(Mutex::new(pushed));
+    let script: Script = Arc::new(move |body: &Value, _h: &[(String, String)]| {
+        let ok = |result: Value| Reply::result(body, result);
+        match body["method"].as_str() {
+            None => {
+                let (pushed, end) = (pushed.clone(), std::time::Instant::now() + Duration::from_secs(2));
+                Reply::live(move |cut: &Cut| {
+                    let rx = pushed.lock().unwrap();
+                    while !cut.is_cut() && std::time::Instant::now() < end {
+                        if let Ok(m) = rx.recv_timeout(Duration::from_millis(10)) {
+                            return Some(m);
+                        }
+                    }
+                    None
+                })
+            }
+            Some("server/discover") => Reply::error(body, -32601, "Method not found"),
+            Some("initialize") => ok(json!({"protocolVersion": "2025-06-18", "capabilities": {"tools": {"listChanged": true}, "resources": {"subscribe": true, "listChanged": true}}, "serverInfo": {"name": "l", "version": "1"}})).session("s-l"),
+            Some(m) if m.starts_with("notifications/") => Reply::status(202),
+            Some("tools/list") => ok(json!({"tools": [tool("t")]})),
+            Some("resources/list") => ok(json!({"resources": [{"uri": "res://a", "name": "a"}, {"uri": "res://b", "name": "b"}]})),
+            Some("resources/subscribe" | "resources/unsubscribe") => ok(json!({})),
+            Some("prompts/list") => ok(json!({"prompts": []})),
+            Some("resources/templates/list") => ok(json!({"resourceTemplates": []})),
+            _ => Reply::error(body, -32601, "Method not found"),
+        }
+    });
+    (script, push)
+}
+
+/// What `l` was asked to (un)subscribe, in order: "resources/subscribe res://a".
+fn subscriptions(traffic: &Traffic) -> Vec<String> {
+    let calls = traffic.posts("l").into_iter().filter(|s| s.method().starts_with("resources/") && s.method().ends_with("subscribe"));
+    calls.map(|s| format!("{} {}", s.method(), s.body["params"]["uri"].as_str().unwrap_or("?"))).collect()
+}
+
+#[test]
+fn a_legacy_upstreams_changes_reach_modern_listen_streams_and_listen_uris_subscribe_upstream() {
+    let (script, push) = legacy_listening_server();
+    let (h, traffic) = hub_with_servers(json!({}), vec![("l", json!({"protocol": "legacy"}), script)]);
+    assert_eq!(modern(&h, "tools/list", json!({})).status, 200);
+    wait_until("the hub opens the upstream GET stream", PATIENCE, || traffic.all().iter().any(|s| s.kind == "get"));
+    assert_eq!(traffic.all().iter().find(|s| s.kind == "get").unwrap().header("Mcp-Session-Id"), Some("s-l"), "on the shared session");
+
+    // A modern client's listen URIs become a resources/subscribe on the shared session.
+    let (mut a, accepted) = listen(&h, "A", json!({"toolsListChanged": true, "resourceSubscriptions": ["res://a"]}));
+    assert_eq!(accepted, json!({"toolsListChanged": true, "resourceSubscriptions": ["res://a"]}));
+    let (mut b, _) = listen(&h, "B", json!({"resourcesListChanged": true, "resourceSubscriptions": ["res://b"]}));
+    assert_eq!(subscriptions(&traffic), ["resources/subscribe res://a", "resources/subscribe res://b"]);
+
+    push.send(json!({"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {"uri": "res://a"}})).unwrap();
+    push.send(json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})).unwrap();
+    push.send(json!({"jsonrpc": "2.0", "method": "notifications/resources/list_changed"})).unwrap();
+    let got = a.next();
+    assert_eq!((got["method"].as_str(), got["params"]["uri"].as_str()), (Some("notifications/resources/updated"), Some("res://a")), "{got}");
+    assert_eq!(got["params"]["_meta"][SUB_ID], "A");
+    let got = a.next();
+    assert_eq!(got["method"], "notifications/tools/list_changed", "{got}");
+    assert_eq!(got["params"]["_meta"][SUB_ID], "A");
+    let got = b.next();
+    assert_eq!(got["method"], "notifications/resources/list_changed", "B wanted neither res://a nor tool changes: {got}");
+    assert_eq!(got["params"]["_meta"][SUB_ID], "B");
+
+    // The last subscriber leaving sends the unsubscribe, once per URI (the
+    // hub finds each client gone at its next write to it).
+    a.close();
+    b.close();
+    push.send(json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})).unwrap();
+    push.send(json!({"jsonrpc": "2.0", "method": "notifications/resources/list_changed"})).unwrap();
+    wait_until("both unsubscribed upstream", PATIENCE, || subscriptions(&traffic).len() == 4);
+    let mut calls = subscriptions(&traffic);
+    calls.sort();
+    assert_eq!(calls, ["resources/subscribe res://a", "resources/subscribe res://b", "resources/unsubscribe res://a", "resources/unsubscribe res://b"]);
+    assert!(h.listen_streams().is_empty());
 }

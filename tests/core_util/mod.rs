@@ -565,7 +565,8 @@ pub type Script = Arc<dyn Fn(&Value, &[(String, String)]) -> Reply + Send + Sync
 #[derive(Debug, Clone)]
 pub struct Seen {
     pub server: String,
-    /// `post` (a request or notification, however the hub sent it),
+    /// `post` (a request or notification, however the hub sent it), `get`
+    /// (the legacy standalone stream opened),
     /// `answer` (the hub's answer to a server→client request), `delete`, `closed` (the hub dropped a
     /// [`Live`] stream; `body.id` is the id of the request it answered).
     pub kind: &'static str,
@@ -700,8 +701,19 @@ impl Transport for Scripted {
         let kind = if message.get("method").is_some() { "post" } else { "answer" };
         self.record(kind, message, headers);
     }
-    fn listen(&self, _headers: &[(String, String)]) -> Result<Option<Box<EventStream>>, UpstreamError> {
-        Ok(None)
+    /// The legacy standalone GET stream: the script is asked with a `null`
+    /// body (recorded as `get`); a [`Reply::live`] answer is the stream,
+    /// anything else is a server without one.
+    fn listen(&self, headers: &[(String, String)]) -> Result<Option<Box<EventStream>>, UpstreamError> {
+        let headers: Vec<(String, String)> = self.static_headers.iter().chain(headers).cloned().collect();
+        self.record("get", &Value::Null, &headers);
+        let reply = (self.script)(&Value::Null, &headers);
+        let ReplyBody::Live(Live(next)) = reply.body else { return Ok(None) };
+        let next = next.lock().unwrap().take().expect("a live stream is read once");
+        let deadline = Deadline::fixed(mcphub::upstream::transport::LISTEN_READ_TIMEOUT);
+        let cut = Cut { handle: mcphub::upstream::cancel::current(), deadline: deadline.clone() };
+        let reader = LiveReader { next, cut, buf: Vec::new(), at: 0, server: self.server.clone(), id: Value::Null, traffic: self.traffic.clone() };
+        Ok(Some(EventStream::new(reader, None, deadline, &self.server, reply.status, None)))
     }
     fn delete(&self, headers: &[(String, String)]) {
         self.record("delete", &Value::Null, headers);
