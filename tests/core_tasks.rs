@@ -378,3 +378,71 @@ fn a_modern_client_runs_extension_tasks_on_modern_upstreams_and_another_users_ar
     assert_eq!(cancel["result"], json!({"resultType": "complete"}), "{cancel}");
     assert_eq!(traffic.calls("a", "tasks/cancel")[0].body["params"]["taskId"], "task-1");
 }
+
+#[test]
+fn at_max_tasks_nothing_reaches_the_upstream_until_a_session_ends() {
+    let cfg = json!({"maxTasks": 2, "users": {"alice": user_with_key("alice-key"), "bob": user_with_key("bob-key")}});
+    let (h, traffic) = hub_with_servers(cfg, vec![("m", json!({}), tasks_server("m"))]);
+    let (alice, bob) = (Client::open(&h, Some("alice-key")), Client::open(&h, Some("bob-key")));
+    alice.create("job");
+    alice.create("job");
+    let sent = traffic.calls("m", "tools/call").len();
+    let full = bob.call("tools/call", json!({"name": "job", "arguments": {}, "task": {"ttl": 60000}}));
+    assert_eq!(full.status, 200);
+    let v = full.json();
+    assert_eq!(v["error"]["code"], -32000, "{v}");
+    assert_eq!(v["error"]["data"], json!({"limit": "maxTasks", "max": 2, "reason": "task_limit"}), "{v}");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("maxTasks") && msg.contains("all users"), "{msg}");
+    assert_eq!(traffic.calls("m", "tools/call").len(), sent, "the refused call never reached the upstream");
+    assert_eq!(text_of(&bob.call("tools/call", json!({"name": "job", "arguments": {}})).json()), "m: no task", "a call without a task still runs");
+    // Alice's session ends: its tasks go, and bob creates one.
+    let mut hdrs = legacy_headers(&alice.sid);
+    hdrs.push(("Authorization", "Bearer alice-key"));
+    assert_eq!(delete(&h, &hdrs).status, 200);
+    assert_eq!(h.tasks().len(), 0);
+    let id = bob.create("job");
+    assert_eq!(bob.list(), vec![id]);
+}
+
+#[test]
+fn status_notifications_on_the_upstream_get_stream_reach_only_the_owning_session() {
+    let (push, pushed) = std::sync::mpsc::channel::<Value>();
+    let pushed = Arc::new(Mutex::new(pushed));
+    let inner = tasks_server("m");
+    let script: Script = Arc::new(move |body: &Value, h: &[(String, String)]| {
+        if !body.is_null() {
+            return inner(body, h);
+        }
+        // The shared session's GET stream: whatever the test pushes, for 2 s.
+        let (pushed, end) = (pushed.clone(), std::time::Instant::now() + std::time::Duration::from_secs(2));
+        Reply::live(move |cut: &Cut| {
+            let rx = pushed.lock().unwrap();
+            while !cut.is_cut() && std::time::Instant::now() < end {
+                if let Ok(m) = rx.recv_timeout(std::time::Duration::from_millis(10)) {
+                    return Some(m);
+                }
+            }
+            None
+        })
+    });
+    let (h, traffic) = hub_with_servers(json!({}), vec![("m", json!({}), script)]);
+    let (a, b) = (Client::open(&h, None), Client::open(&h, None));
+    let (ta, tb) = (a.create("job"), b.create("job"));
+    wait_until("the hub opens the upstream GET stream", PATIENCE, || traffic.all().iter().any(|s| s.kind == "get"));
+    let stream = |sid: &str| {
+        let s = open_stream(&h, "GET", &[("Accept", "text/event-stream"), ("Mcp-Session-Id", sid), ("MCP-Protocol-Version", "2025-06-18")], "");
+        assert_eq!(s.status, 200, "{}", s.text);
+        s
+    };
+    let (mut sa, mut sb) = (stream(&a.sid), stream(&b.sid));
+    for (upstream_id, status) in [("task-1", "completed"), ("task-2", "cancelled")] {
+        push.send(json!({"jsonrpc": "2.0", "method": "notifications/tasks/status", "params": task(upstream_id, status)})).unwrap();
+    }
+    let got = sa.next();
+    assert_eq!((got["method"].as_str(), got["params"]["taskId"].as_str(), got["params"]["status"].as_str()), (Some("notifications/tasks/status"), Some(ta.as_str()), Some("completed")), "a's own task under its hub id: {got}");
+    let got = sb.next();
+    assert_eq!((got["params"]["taskId"].as_str(), got["params"]["status"].as_str()), (Some(tb.as_str()), Some("cancelled")), "b's own task: {got}");
+    assert_eq!(sa.next_within(std::time::Duration::from_millis(100)), None, "nothing of b's task on a's stream");
+    assert_eq!(sb.next_within(std::time::Duration::from_millis(100)), None, "nothing of a's task on b's stream");
+}
