@@ -3,8 +3,11 @@
 //! back upstream, Request → Response without a socket (issue 15 item 7):
 //! the upstream's stream is a [`Live`] one that waits for the hub's answer,
 //! the client reads its call stream while it is open (`post_streaming`) and
-//! POSTs the answer through `Hub::handle`. The same over loopback sockets is
-//! in tests/hub_relay.rs.
+//! POSTs the answer through `Hub::handle`. Requests on a legacy server's
+//! standalone GET stream: refused as unattributable on a shared session,
+//! relayed to the client's GET stream with `sessionSharing: client`. The
+//! many-clients and progress cases over loopback sockets are in
+//! tests/hub_relay.rs.
 
 mod core_util;
 
@@ -178,4 +181,125 @@ fn a_call_keeps_its_id_as_sent_through_a_sampling_round_answered_with_an_escaped
         assert_eq!(r.json()["result"]["content"][0]["text"], format!("sampled: r{i}"), "the escaped answer was routed");
     }
     assert!(h.pending().is_empty(), "nothing left waiting");
+}
+
+// ---------------------------------------------------------------- requests on the standalone stream
+
+/// A legacy server like an SDK server whose tool asks the client without
+/// relating the request to its call: each session (`sess-N`) has a GET
+/// stream; a `tools/call` sends one `sampling/createMessage` (id `get-N`)
+/// on every open GET stream, waits (≤ 10 s) for each answer, and returns
+/// them in id order as its text: `sampled: X` or `refused: CODE REASON`.
+fn standalone_server(traffic: Traffic) -> Script {
+    type Streams = Arc<std::sync::Mutex<Vec<std::sync::mpsc::Sender<Value>>>>;
+    let streams: Streams = Arc::default();
+    let (sessions, sent) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    Arc::new(move |body: &Value, _h: &[(String, String)]| {
+        if body.is_null() {
+            let (tx, rx) = std::sync::mpsc::channel::<Value>();
+            streams.lock().unwrap().push(tx);
+            let end = std::time::Instant::now() + Duration::from_secs(10);
+            return Reply::live(move |cut: &Cut| {
+                while !cut.is_cut() && std::time::Instant::now() < end {
+                    if let Ok(m) = rx.recv_timeout(Duration::from_millis(10)) {
+                        return Some(m);
+                    }
+                }
+                None
+            });
+        }
+        match body["method"].as_str().unwrap_or("") {
+            "server/discover" => Reply::error(body, -32601, "Method not found"),
+            "initialize" => {
+                let n = sessions.fetch_add(1, Ordering::SeqCst);
+                Reply::result(body, json!({"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}, "serverInfo": {"name": "standalone", "version": "1"}})).session(&format!("sess-{n}"))
+            }
+            m if m.starts_with("notifications/") => Reply::status(202),
+            "tools/list" => Reply::result(body, json!({"tools": [tool("ask")]})),
+            "tools/call" => {
+                let mut ids = Vec::new();
+                for stream in streams.lock().unwrap().iter() {
+                    let id = format!("get-{}", sent.fetch_add(1, Ordering::SeqCst));
+                    if stream.send(json!({"jsonrpc": "2.0", "id": id, "method": "sampling/createMessage", "params": {"messages": [], "maxTokens": 5}})).is_ok() {
+                        ids.push(id);
+                    }
+                }
+                let (call_id, traffic) = (body["id"].clone(), traffic.clone());
+                let mut done = false;
+                Reply::live(move |cut: &Cut| {
+                    if std::mem::replace(&mut done, true) {
+                        return None;
+                    }
+                    let outcomes: Vec<String> = ids.iter().map(|id| match cut.wait_for(&traffic, Duration::from_secs(10), |s| s.kind == "answer" && s.body["id"] == id.as_str()).map(|s| s.body) {
+                        Some(a) if a.get("result").is_some() => format!("sampled: {}", a["result"]["content"]["text"].as_str().unwrap_or("?")),
+                        Some(a) => format!("refused: {} {}", a["error"]["code"], a["error"]["data"]["reason"].as_str().unwrap_or("-")),
+                        None => "no answer".to_string(),
+                    }).collect();
+                    Some(json!({"jsonrpc": "2.0", "id": call_id, "result": {"content": [{"type": "text", "text": outcomes.join(" | ")}]}}))
+                })
+            }
+            _ => Reply::error(body, -32601, "Method not found"),
+        }
+    })
+}
+
+fn standalone_hub(server: Value) -> (Hub, Traffic) {
+    let traffic = Traffic::default();
+    let h = hub_with_traffic(json!({}), vec![("ask", server, standalone_server(traffic.clone()))], traffic.clone());
+    (h, traffic)
+}
+
+/// A legacy client's GET stream on the hub.
+fn get_stream(h: &Hub, sid: &str) -> OpenStream {
+    let s = open_stream(h, "GET", &[("Accept", "text/event-stream"), ("Mcp-Session-Id", sid), ("MCP-Protocol-Version", "2025-06-18")], "");
+    assert_eq!(s.status, 200, "{}", s.text);
+    s
+}
+
+fn upstream_gets(traffic: &Traffic) -> usize {
+    traffic.all().iter().filter(|s| s.kind == "get").count()
+}
+
+#[test]
+fn a_request_on_a_shared_sessions_standalone_stream_is_refused_as_unattributable_not_method_not_found() {
+    let (h, traffic) = standalone_hub(json!({}));
+    let sid = session_with(&h, json!({"sampling": {}}));
+    let mut listening = get_stream(&h, &sid);
+    assert_eq!(legacy(&h, &sid, "tools/list", json!({})).status, 200);
+    wait_until("the hub opens the shared session's GET stream", PATIENCE, || upstream_gets(&traffic) == 1);
+    let r = legacy(&h, &sid, "tools/call", json!({"name": "ask", "arguments": {}}));
+    assert_eq!(r.json()["result"]["content"][0]["text"], "refused: -32000 unattributable", "{}", r.text);
+    let answer = &traffic.answers("ask")[0];
+    assert_eq!((answer.body["id"].as_str(), answer.header("Mcp-Session-Id")), (Some("get-0"), Some("sess-0")), "answered on the shared session");
+    assert!(h.pending().is_empty(), "nothing waits for an answer");
+    assert_eq!(listening.next_within(Duration::from_millis(100)), None, "the client never saw the request");
+}
+
+#[test]
+fn with_session_sharing_client_a_request_on_the_standalone_stream_reaches_that_client() {
+    // The hub's own list fetches use the shared session, the client's call its own:
+    // two upstream sessions, each with a GET stream the server sends on.
+    let (h, traffic) = standalone_hub(json!({"sessionSharing": "client"}));
+    let mine = session_with(&h, json!({"sampling": {}}));
+    let other = session_with(&h, json!({"sampling": {}}));
+    let (mut mine_stream, mut bystander) = (get_stream(&h, &mine), get_stream(&h, &other));
+    assert_eq!(legacy(&h, &mine, "tools/list", json!({})).status, 200);
+    wait_until("both upstream GET streams are open", PATIENCE, || upstream_gets(&traffic) == 2);
+    let (text, answered) = std::thread::scope(|scope| {
+        let client = scope.spawn(|| {
+            let m = mine_stream.next();
+            assert_eq!(m["method"], "sampling/createMessage", "{m}");
+            let a = post(&h, &sampled(&m["id"], "mine"), &legacy_headers(&mine));
+            assert_eq!(a.status, 202);
+            m["id"].as_str().unwrap().to_string()
+        });
+        let r = legacy(&h, &mine, "tools/call", json!({"name": "ask", "arguments": {}}));
+        (r.json()["result"]["content"][0]["text"].as_str().unwrap_or_else(|| panic!("no tool text: {}", r.text)).to_string(), client.join().expect("the client"))
+    });
+    let mut outcomes: Vec<&str> = text.split(" | ").collect();
+    outcomes.sort();
+    assert_eq!(outcomes, ["refused: -32000 unattributable", "sampled: mine"], "the client's own session relays, the shared one refuses");
+    assert!(answered.starts_with("mcphub-r"), "the client answered under a hub id: {answered}");
+    assert!(h.pending().is_empty(), "nothing left waiting");
+    assert_eq!(bystander.next_within(Duration::from_millis(100)), None, "another client never saw the request");
 }
