@@ -325,3 +325,53 @@ fn a_modern_client_without_the_capability_keeps_the_upstream_refusal() {
     assert_eq!(refused, [(json!("s-0"), json!(-32601)), (json!("r-0"), json!(-32601))], "sampling and roots refused upstream");
     assert_eq!(h.mrtr().parked_len(), 0);
 }
+
+#[test]
+fn ten_legacy_clients_in_input_rounds_at_once_each_get_only_their_own_answers() {
+    let (h, _) = hub_with_servers(json!({}), vec![("quiz", json!({}), quiz_server())]);
+    let results: Vec<(String, usize, String)> = std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..10)
+            .map(|i| {
+                let h = &h;
+                scope.spawn(move || {
+                    let who = format!("c{i}");
+                    let sid = session_with(h, json!({"sampling": {}, "elicitation": {}, "roots": {}}));
+                    let (asked, last) = legacy_call(h, &sid, "quiz", quiz_answer(&who));
+                    (who, asked.len(), text_of(&last))
+                })
+            })
+            .collect();
+        clients.into_iter().map(|c| c.join().expect("a client")).collect()
+    });
+    for (who, asked, text) in results {
+        assert_eq!(asked, 3);
+        assert_eq!(text, format!("red-{who}/{who}/file:///{who}"), "answers crossed");
+    }
+    assert_eq!(h.mrtr().waiting_len(), 0);
+}
+
+#[test]
+fn eight_modern_clients_parked_at_once_each_resume_only_their_own_call() {
+    let (h, traffic) = asking_hub(json!({}));
+    let results: Vec<(usize, String)> = std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..8)
+            .map(|i| {
+                let h = &h;
+                scope.spawn(move || {
+                    let (k1, _, s1) = input_of(&modern_call(h, "a", caps(), json!({})).json());
+                    let said = format!("client-{i}");
+                    let (k2, _, s2) = input_of(&modern_call(h, "b", caps(), json!({"requestState": s1, "inputResponses": {k1: sampled(&said)}})).json());
+                    let roots: Vec<Value> = (0..i).map(|n| json!({"uri": format!("file:///{n}")})).collect();
+                    let last = modern_call(h, "c", caps(), json!({"requestState": s2, "inputResponses": {k2: {"roots": roots}}})).json();
+                    (i, text_of(&last))
+                })
+            })
+            .collect();
+        clients.into_iter().map(|c| c.join().expect("a client")).collect()
+    });
+    for (i, text) in results {
+        assert_eq!(text, format!("sampled client-{i}; {i} roots"), "answers crossed");
+    }
+    assert_eq!(h.mrtr().parked_len(), 0);
+    assert_eq!(traffic.answers("ask").len(), 16);
+}
