@@ -112,9 +112,9 @@ fn a_client_answers_its_own_sampling_request_and_the_answer_reaches_the_upstream
 }
 
 #[test]
-fn ten_clients_on_one_upstream_session_each_answer_only_their_own_request() {
+fn twenty_clients_on_one_upstream_session_each_answer_only_their_own_sampling_request() {
     let (h, traffic) = setup();
-    let sessions: Vec<String> = (0..10).map(|_| session_with(&h, json!({"sampling": {}}))).collect();
+    let sessions: Vec<String> = (0..20).map(|_| session_with(&h, json!({"sampling": {}}))).collect();
     let results: Vec<(Vec<String>, String)> = std::thread::scope(|scope| {
         let calls: Vec<_> = sessions.iter().enumerate().map(|(i, sid)| {
             let h = &h;
@@ -130,8 +130,8 @@ fn ten_clients_on_one_upstream_session_each_answer_only_their_own_request() {
     }
     ids.sort();
     ids.dedup();
-    assert_eq!(ids.len(), 10, "hub ids never collide");
-    assert_eq!(traffic.answers("ask").len(), 10);
+    assert_eq!(ids.len(), 20, "hub ids never collide");
+    assert_eq!(traffic.answers("ask").len(), 20);
     assert_eq!(traffic.calls("ask", "initialize").len(), 1, "one shared upstream session");
     assert!(h.pending().is_empty());
 }
