@@ -8,8 +8,11 @@
 //! owner; and the 2026-07-28 extension on scripted modern upstreams (a task
 //! only when the client declares it, results inlined in `tasks/get`,
 //! `-32021` without it, `Mcp-Name` checked, no `tasks/list`, another user's
-//! task unknown). The same against the mock's real task engine on loopback is in
-//! tests/hub_tasks.rs and tests/hub_task_owners.rs.
+//! task unknown); hub-run tasks of a heavy tool on a server without tasks
+//! (accepted at once, completing after the request ended, a queued task
+//! cancelled never reaching the server). The same against the mock's real
+//! task engine on loopback is in tests/hub_tasks.rs, tests/hub_task_owners.rs
+//! and tests/hub_heavy_tasks*.rs.
 
 mod core_util;
 
@@ -445,4 +448,100 @@ fn status_notifications_on_the_upstream_get_stream_reach_only_the_owning_session
     assert_eq!((got["params"]["taskId"].as_str(), got["params"]["status"].as_str()), (Some(tb.as_str()), Some("cancelled")), "b's own task: {got}");
     assert_eq!(sa.next_within(std::time::Duration::from_millis(100)), None, "nothing of b's task on a's stream");
     assert_eq!(sb.next_within(std::time::Duration::from_millis(100)), None, "nothing of a's task on b's stream");
+}
+
+// ---------------------------------------------------------------- hub-run (heavy) tasks
+
+/// A legacy server without tasks whose heavy tool `sleep` answers
+/// `"slept {arguments.n}"` only once the test sends on the returned channel
+/// (one send per call; at most 10 s).
+fn gated_server() -> (Script, std::sync::mpsc::Sender<()>) {
+    let (release, gate) = std::sync::mpsc::channel::<()>();
+    let gate = Arc::new(Mutex::new(gate));
+    let base = legacy_server("jobs", json!([tool("sleep")]));
+    let script: Script = Arc::new(move |body: &Value, h: &[(String, String)]| match body["method"].as_str() {
+        Some("tools/call") => {
+            let _ = gate.lock().unwrap().recv_timeout(std::time::Duration::from_secs(10));
+            Reply::result(body, json!({"content": [{"type": "text", "text": format!("slept {}", body["params"]["arguments"]["n"])}]}))
+        }
+        _ => base(body, h),
+    });
+    (script, release)
+}
+
+fn heavy_hub() -> (Hub, Traffic, std::sync::mpsc::Sender<()>) {
+    let (script, release) = gated_server();
+    let server = json!({"protocol": "legacy", "timeoutMs": 7000, "heavyTools": ["sleep"], "heavyConcurrency": 1, "heavyQueue": 8});
+    let (h, traffic) = hub_with_servers(json!({}), vec![("jobs", server, script)]);
+    (h, traffic, release)
+}
+
+/// A task-augmented `sleep` marked `n`: the `CreateTaskResult`'s task.
+fn create_heavy(c: &Client, n: u64) -> Value {
+    let r = c.call("tools/call", json!({"name": "sleep", "arguments": {"n": n}, "task": {"ttl": 60000}})).json();
+    r.pointer("/result/task").cloned().unwrap_or_else(|| panic!("no CreateTaskResult: {r}"))
+}
+
+fn status(c: &Client, id: &str) -> String {
+    let r = c.call("tasks/get", json!({"taskId": id})).json();
+    r.pointer("/result/status").and_then(Value::as_str).unwrap_or_else(|| panic!("no status: {r}")).to_string()
+}
+
+/// The markers of the `sleep` calls the server received.
+fn slept(traffic: &Traffic) -> Vec<u64> {
+    traffic.calls("jobs", "tools/call").iter().map(|s| s.body["params"]["arguments"]["n"].as_u64().unwrap()).collect()
+}
+
+#[test]
+fn a_heavy_task_is_accepted_at_once_and_completes_after_its_request_ended() {
+    let (h, traffic, release) = heavy_hub();
+    let init = post(&h, &initialize_body("2025-11-25"), &[ACCEPT, JSON]).json();
+    assert_eq!(init.pointer("/result/capabilities/tasks/requests/tools/call"), Some(&json!({})), "heavy tools make the hub offer tasks: {init}");
+    let c = Client::open(&h, None);
+    let task = create_heavy(&c, 1);
+    let id = task["taskId"].as_str().unwrap().to_string();
+    assert!(id.starts_with("mcphub-t"), "{task}");
+    assert_eq!(task["status"], "working");
+    assert!(task["createdAt"].as_str().is_some_and(|s| s.ends_with('Z')) && task["ttl"] == 60000 && task["pollInterval"].is_u64(), "{task}");
+    // The creating request is over while the upstream call still waits.
+    wait_until("the heavy call to reach the server", PATIENCE, || slept(&traffic) == [1]);
+    assert_eq!(status(&c, &id), "working");
+    assert_eq!(c.list(), vec![id.clone()]);
+    // Another session sees nothing of it.
+    let other = Client::open(&h, None);
+    for method in ["tasks/get", "tasks/result", "tasks/cancel"] {
+        unknown_task(&other.call(method, json!({"taskId": id})), method);
+    }
+    assert!(other.list().is_empty());
+
+    release.send(()).unwrap();
+    wait_until("the task to complete", PATIENCE, || status(&c, &id) == "completed");
+    let result = c.call("tasks/result", json!({"taskId": id})).json();
+    assert_eq!(text_of(&result), "slept 1", "{result}");
+    assert_eq!(result["result"]["_meta"][RELATED]["taskId"], id.as_str());
+    let r = c.call("tasks/cancel", json!({"taskId": id})).json();
+    assert_eq!(r["error"]["code"], -32602, "a finished task cannot be cancelled: {r}");
+    assert_eq!(slept(&traffic), [1], "the call reached the server once");
+}
+
+#[test]
+fn a_heavy_task_cancelled_while_it_waits_never_reaches_the_upstream() {
+    let (h, traffic, release) = heavy_hub();
+    let c = Client::open(&h, None);
+    let first = create_heavy(&c, 1)["taskId"].as_str().unwrap().to_string();
+    wait_until("the first call to hold the only heavy slot", PATIENCE, || slept(&traffic) == [1]);
+    let queued = create_heavy(&c, 2)["taskId"].as_str().unwrap().to_string();
+    let r = c.call("tasks/cancel", json!({"taskId": queued})).json();
+    assert_eq!((r["result"]["status"].as_str(), r["result"]["taskId"].as_str()), (Some("cancelled"), Some(queued.as_str())), "{r}");
+    assert_eq!(status(&c, &queued), "cancelled");
+    assert_eq!(c.call("tasks/cancel", json!({"taskId": queued})).json()["error"]["code"], -32602);
+    assert!(c.call("tasks/result", json!({"taskId": queued})).json().get("error").is_some());
+
+    release.send(()).unwrap();
+    wait_until("the first task to complete", PATIENCE, || status(&c, &first) == "completed");
+    // The queue moved on: a later task runs, the cancelled one never did.
+    let later = create_heavy(&c, 3)["taskId"].as_str().unwrap().to_string();
+    release.send(()).unwrap();
+    wait_until("the later task to complete", PATIENCE, || status(&c, &later) == "completed");
+    assert_eq!(slept(&traffic), [1, 3], "the cancelled task never reached the server");
 }
