@@ -2,18 +2,15 @@
 //! clients' listen streams (acknowledgement first, subscription ids, opt-in
 //! filters), the hub's own listen stream on modern upstreams (catalog
 //! invalidation, resource subscriptions of either era), and cleanup when a
-//! client goes away. Real sockets, in-process mocks and scripted upstreams.
+//! client goes away. Real sockets and in-process mocks. A legacy upstream's
+//! GET stream feeding listen streams is a Request → Response test in
+//! tests/core_listen.rs.
 
 mod hub_util;
 
 use hub_util::*;
 use mcphub_mock::Era;
 use serde_json::{json, Value};
-use std::io::Write;
-use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 const SUB_ID: &str = "io.modelcontextprotocol/subscriptionId";
 
@@ -173,95 +170,6 @@ fn bad_listen_requests_get_clear_errors() {
     let sid = legacy_session(&h.url);
     assert_eq!(legacy(&h.url, &sid, "subscriptions/listen", json!({"notifications": {}})).json()["error"]["code"], -32601);
     assert!(h.hub.listen_streams().is_empty(), "refused requests register nothing");
-}
-
-/// What a scripted legacy upstream was asked, and the channel feeding its GET stream.
-#[derive(Default)]
-struct LegacyLog {
-    calls: Mutex<Vec<String>>,
-    get_open: AtomicBool,
-}
-
-/// A legacy upstream with a standalone GET stream that writes whatever
-/// `push` receives; resources res://a and res://b; records subscribe calls.
-fn legacy_upstream(push: crossbeam_channel::Receiver<Value>, log: Arc<LegacyLog>) -> FakeUpstream {
-    fake_upstream(move |body, out, stop| {
-        let msg: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-        let method = msg["method"].as_str().unwrap_or("");
-        let ok = |out: &mut TcpStream, result: Value| write_json(out, &json!({"jsonrpc": "2.0", "id": msg["id"], "result": result}));
-        match method {
-            "initialize" => {
-                let r = json!({"jsonrpc": "2.0", "id": msg["id"], "result": {"protocolVersion": "2025-06-18", "capabilities": {"tools": {"listChanged": true}, "resources": {"subscribe": true, "listChanged": true}}, "serverInfo": {"name": "l", "version": "1"}}}).to_string();
-                let _ = write!(out, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nMcp-Session-Id: s-l\r\nContent-Length: {}\r\n\r\n{r}", r.len());
-            }
-            m if m.starts_with("notifications/") => {
-                let _ = out.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n");
-            }
-            "tools/list" => ok(out, json!({"tools": [{"name": "t", "inputSchema": {"type": "object"}}]})),
-            "resources/list" => ok(out, json!({"resources": [{"uri": "res://a", "name": "a"}, {"uri": "res://b", "name": "b"}]})),
-            "resources/subscribe" | "resources/unsubscribe" => {
-                log.calls.lock().unwrap().push(format!("{method} {}", msg["params"]["uri"].as_str().unwrap_or("?")));
-                ok(out, json!({}));
-            }
-            "prompts/list" => ok(out, json!({"prompts": []})),
-            "resources/templates/list" => ok(out, json!({"resourceTemplates": []})),
-            "" => {
-                let _ = out.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n");
-                let _ = out.flush();
-                log.get_open.store(true, Ordering::SeqCst);
-                let deadline = Instant::now() + Duration::from_secs(20);
-                while Instant::now() < deadline && !stop.load(Ordering::SeqCst) {
-                    if let Ok(m) = push.recv_timeout(Duration::from_millis(50)) {
-                        if write!(out, "data: {m}\n\n").and_then(|_| out.flush()).is_err() {
-                            return;
-                        }
-                    }
-                }
-                let _ = out.shutdown(std::net::Shutdown::Both);
-            }
-            _ => {
-                let _ = out.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
-            }
-        }
-    })
-}
-
-#[test]
-fn a_legacy_upstreams_changes_reach_modern_listen_streams_and_listen_uris_subscribe_upstream() {
-    let (push, pushed) = crossbeam_channel::unbounded();
-    let log = Arc::new(LegacyLog::default());
-    let up = legacy_upstream(pushed, log.clone());
-    let mut servers = serde_json::Map::new();
-    servers.insert("l".into(), json!({"url": up.url, "protocol": "legacy"}));
-    let h = hub(&[], json!({"mcpServers": servers}));
-    assert_eq!(modern(&h.url, "tools/list", json!({})).status, 200);
-    wait_until("the hub opens the upstream GET stream", PATIENCE, || log.get_open.load(Ordering::SeqCst));
-
-    // A modern client's listen URIs become a resources/subscribe on the shared session.
-    let (mut a, accepted) = listen_acked(&h.url, "A", json!({"toolsListChanged": true, "resourceSubscriptions": ["res://a"]}));
-    assert_eq!(accepted, json!({"toolsListChanged": true, "resourceSubscriptions": ["res://a"]}));
-    let (mut b, _) = listen_acked(&h.url, "B", json!({"resourcesListChanged": true, "resourceSubscriptions": ["res://b"]}));
-    assert_eq!(*log.calls.lock().unwrap(), ["resources/subscribe res://a", "resources/subscribe res://b"]);
-
-    push.send(json!({"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {"uri": "res://a"}})).unwrap();
-    push.send(json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})).unwrap();
-    push.send(json!({"jsonrpc": "2.0", "method": "notifications/resources/list_changed"})).unwrap();
-    let got = a.next().unwrap().data;
-    assert_eq!((got["method"].as_str(), got["params"]["uri"].as_str()), (Some("notifications/resources/updated"), Some("res://a")), "{got}");
-    assert_eq!(got["params"]["_meta"][SUB_ID], "A");
-    let got = a.next().unwrap().data;
-    assert_eq!(got["method"], "notifications/tools/list_changed", "{got}");
-    assert_eq!(got["params"]["_meta"][SUB_ID], "A");
-    assert_eq!(b.next().expect("an event within 10 s").method(), "notifications/resources/list_changed", "B wanted neither res://a nor tool changes");
-
-    // The last subscriber leaving sends the unsubscribe, once per URI.
-    a.close();
-    b.close();
-    wait_until("both unsubscribed upstream", PATIENCE, || log.calls.lock().unwrap().len() == 4);
-    let mut calls = log.calls.lock().unwrap().clone();
-    calls.sort();
-    assert_eq!(calls, ["resources/subscribe res://a", "resources/subscribe res://b", "resources/unsubscribe res://a", "resources/unsubscribe res://b"]);
-    assert!(h.hub.listen_streams().is_empty());
 }
 
 #[test]

@@ -3,6 +3,8 @@
 //! only its own tasks behind one shared upstream session, cancel and status
 //! notifications reach the owner only, and the capability is advertised
 //! only when an upstream has tasks. In-process mocks and hubs on loopback.
+//! Status notifications on a result stream and the scripted-upstream cases
+//! are Request → Response tests in tests/core_tasks.rs.
 
 mod hub_util;
 
@@ -10,7 +12,6 @@ use hub_util::*;
 use mcphub_mock::Era;
 use serde_json::{json, Value};
 use std::collections::HashSet;
-use std::io::Write;
 
 const EXT: &str = "io.modelcontextprotocol/tasks";
 const RELATED: &str = "io.modelcontextprotocol/related-task";
@@ -243,63 +244,4 @@ fn across_eras_a_task_request_runs_without_a_task() {
     assert_eq!(text_of(&r), "m: worked 0 ms", "the modern upstream ignored the legacy task param: {r}");
     let required = legacy(&h.url, &sid, "tools/call", json!({"name": "required_task", "arguments": {}, "task": {}})).json();
     assert_eq!(required["error"]["code"], -32021, "{required}");
-}
-
-/// A scripted legacy upstream with tasks whose `tasks/result` stream carries
-/// `notifications/tasks/status` for every task it knows (`task-1`, `task-2`)
-/// before the result: the hub must pass on only the caller's own.
-fn chatty_upstream() -> FakeUpstream {
-    let counter = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(1));
-    fake_upstream(move |body, out, _| {
-        let msg: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-        let task = |id: &str, status: &str| json!({"taskId": id, "status": status, "createdAt": "2025-11-25T10:30:00Z", "lastUpdatedAt": "2025-11-25T10:30:00Z", "ttl": 60000});
-        match msg["method"].as_str().unwrap_or("") {
-            "initialize" => {
-                let caps = json!({"tools": {}, "tasks": {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}});
-                let result = json!({"jsonrpc": "2.0", "id": msg["id"], "result": {"protocolVersion": "2025-11-25", "capabilities": caps, "serverInfo": {"name": "chatty", "version": "1"}}}).to_string();
-                let _ = write!(out, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nMcp-Session-Id: shared-1\r\nContent-Length: {}\r\n\r\n{result}", result.len());
-            }
-            m if m.starts_with("notifications/") => {
-                let _ = out.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n");
-            }
-            "tools/list" => write_json(out, &json!({"jsonrpc": "2.0", "id": msg["id"], "result": {"tools": [
-                {"name": "job", "inputSchema": {"type": "object"}, "execution": {"taskSupport": "required"}}]}})),
-            "tools/call" => {
-                let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                write_json(out, &json!({"jsonrpc": "2.0", "id": msg["id"], "result": {"task": task(&format!("task-{n}"), "working")}}));
-            }
-            "tasks/result" => {
-                let id = msg["params"]["taskId"].as_str().unwrap_or("").to_string();
-                let _ = write!(out, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n");
-                for t in ["task-1", "task-2"] {
-                    let n = json!({"jsonrpc": "2.0", "method": "notifications/tasks/status", "params": task(t, "completed")});
-                    let _ = write!(out, "data: {n}\n\n");
-                }
-                let done = json!({"jsonrpc": "2.0", "id": msg["id"], "result": {"content": [{"type": "text", "text": format!("{id} done")}], "_meta": {RELATED: {"taskId": id}}}});
-                let _ = write!(out, "data: {done}\n\n");
-                let _ = out.shutdown(std::net::Shutdown::Both);
-            }
-            _ => {
-                let _ = out.write_all(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n");
-            }
-        }
-    })
-}
-
-#[test]
-fn status_notifications_on_a_result_stream_reach_only_their_owner() {
-    let up = chatty_upstream();
-    let h = hub(&[("chatty", &up.url)], json!({}));
-    let (a, b) = (legacy_session(&h.url), legacy_session(&h.url));
-    let ta = create(&h.url, &a, "job", 0);
-    let tb = create(&h.url, &b, "job", 0);
-    let r = legacy(&h.url, &a, "tasks/result", json!({"taskId": ta}));
-    let events = r.events();
-    let statuses: Vec<&Value> = events.iter().filter(|e| e["method"] == "notifications/tasks/status").collect();
-    assert_eq!(statuses.len(), 1, "only a's own status notification: {events:?}");
-    assert_eq!(statuses[0]["params"]["taskId"], ta.as_str());
-    let last = r.json();
-    assert_eq!(text_of(&last), "task-1 done");
-    assert_eq!(last["result"]["_meta"][RELATED]["taskId"], ta.as_str());
-    assert!(!r.text.contains(&tb) && !r.text.contains("\"task-2\""), "nothing of b's task on a's stream: {}", r.text);
 }

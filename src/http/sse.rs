@@ -315,6 +315,8 @@ struct Memory {
     max_events: usize,
     gone: bool,
     on_gone: Option<Box<dyn FnOnce() + Send>>,
+    /// Gets each event's wire text as it is written ([`collect_observed`]).
+    observer: Option<std::sync::mpsc::Sender<String>>,
 }
 
 impl Memory {
@@ -324,7 +326,9 @@ impl Memory {
         if self.gone {
             return Err(ClientGone);
         }
-        if is_event && self.events >= self.max_events {
+        let left = is_event
+            && (self.events >= self.max_events || self.observer.as_ref().is_some_and(|o| o.send(String::from_utf8_lossy(bytes).into_owned()).is_err()));
+        if left {
             self.gone = true;
             if let Some(hook) = self.on_gone.take() {
                 hook();
@@ -352,7 +356,22 @@ impl Memory {
 /// no write budget. For in-process use of a handler without a server (tests
 /// of a [`super::Handler`] that answer `Request` → `Response`, tools).
 pub fn collect(producer: impl FnOnce(&mut SseSink), max_events: usize) -> String {
-    let memory = Memory { text: Vec::new(), events: 0, max_events, gone: false, on_gone: None };
+    collect_with(producer, max_events, None)
+}
+
+/// [`collect`], also sending each event's wire text to `observer` as it is
+/// written, so that a client on another thread can act on an event while the
+/// stream is still open (answer a server→client request, cancel the call).
+/// The channel disconnects when the producer is done; a dropped receiver is
+/// a client that left: the next event is not written and the producer's
+/// [`SseSink::send`] fails as for a disconnected client (an event-writing
+/// producer finds out at its next event, there is no pinger).
+pub fn collect_observed(producer: impl FnOnce(&mut SseSink), max_events: usize, observer: std::sync::mpsc::Sender<String>) -> String {
+    collect_with(producer, max_events, Some(observer))
+}
+
+fn collect_with(producer: impl FnOnce(&mut SseSink), max_events: usize, observer: Option<std::sync::mpsc::Sender<String>>) -> String {
+    let memory = Memory { text: Vec::new(), events: 0, max_events, gone: false, on_gone: None, observer };
     let mut sink = SseSink { target: Target::Memory(memory), map: None };
     producer(&mut sink);
     match sink.target {

@@ -134,6 +134,13 @@ pub fn bind(handle: &Arc<CallHandle>) -> Bound {
     Bound(())
 }
 
+/// The handle bound to this thread ([`bind`]), if any: for a transport
+/// without a tracked socket (an in-process one in tests), which checks
+/// [`CallHandle::is_cut`] itself to stop a read the way a cut socket would.
+pub fn current() -> Option<Arc<CallHandle>> {
+    CURRENT.with(|c| c.borrow().clone())
+}
+
 /// Unbinds on drop (see [`bind`]).
 pub struct Bound(());
 

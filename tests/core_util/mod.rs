@@ -13,7 +13,13 @@ use mcphub::upstream::transport::{Answer as UpstreamAnswer, Deadline, EventStrea
 use mcphub::upstream::UpstreamError;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+#[path = "../wait_util/mod.rs"]
+mod wait_util;
+#[allow(unused_imports)]
+pub use wait_util::{wait_until, PATIENCE};
 
 /// Events an SSE answer is read to (a stream the hub ends on its own stops earlier).
 pub const MAX_EVENTS: usize = 1000;
@@ -118,16 +124,109 @@ pub fn post_leaving_after(hub: &Hub, body: &str, headers: &[(&str, &str)], max_e
     exchange(hub, PEER, "POST", "/mcp", headers, body, max_events)
 }
 
-fn exchange(hub: &Hub, peer: &str, method: &str, target: &str, headers: &[(&str, &str)], body: &str, max_events: usize) -> Answer {
+fn build(peer: &str, method: &str, target: &str, headers: &[(&str, &str)], body: &str) -> Request {
     let peer: SocketAddr = peer.parse().expect("a socket address");
-    let req = Request {
+    Request {
         method: method.into(),
         target: target.into(),
         headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         body: body.as_bytes().to_vec(),
         peer,
+    }
+}
+
+/// `POST /mcp` whose SSE answer is read while it is still open: the stream
+/// runs on a scoped thread (`http::sse::collect_observed`) and `on_event`
+/// runs on this one with each event's data as JSON as soon as the hub writes
+/// it, so the client can act mid-stream (POST an answer to a relayed
+/// request, cancel the call). Each event is awaited at most [`PATIENCE`].
+/// A JSON answer is returned as is, `on_event` never running.
+pub fn post_streaming(hub: &Hub, body: &str, headers: &[(&str, &str)], mut on_event: impl FnMut(&Value)) -> Answer {
+    let resp = hub.handle(build(PEER, "POST", "/mcp", headers, body));
+    let producer = match resp.body {
+        Body::Full(bytes) => return Answer { status: resp.status, headers: resp.headers, text: String::from_utf8(bytes).expect("a UTF-8 body"), sse: false },
+        Body::Sse(producer) => producer,
     };
-    let resp = hub.handle(req);
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let text = std::thread::scope(|scope| {
+        let stream = scope.spawn(move || mcphub::http::sse::collect_observed(producer, MAX_EVENTS, tx));
+        loop {
+            match rx.recv_timeout(PATIENCE) {
+                Ok(wire) => {
+                    for event in mcphub::protocol::sse::parse_all(&wire) {
+                        if let Ok(v) = serde_json::from_str::<Value>(&event.data) {
+                            on_event(&v);
+                        }
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("no event and no end of the stream within {PATIENCE:?}"),
+            }
+        }
+        stream.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
+    });
+    Answer { status: resp.status, headers: resp.headers, text, sse: true }
+}
+
+/// An open-ended SSE answer (a listen or GET stream) read event by event
+/// while the test goes on: its producer runs on a thread of its own
+/// (`http::sse::collect_observed`), events arrive through a channel.
+/// Dropping it (or [`OpenStream::close`]) is the client leaving: the hub
+/// finds out at its next write to the stream, as there is no pinger.
+pub struct OpenStream {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    /// The body of an answer that was not a stream.
+    pub text: String,
+    events: Option<std::sync::mpsc::Receiver<String>>,
+    ready: std::collections::VecDeque<Value>,
+}
+
+impl OpenStream {
+    /// The next event's data as JSON (events without JSON data, like the
+    /// priming event, are skipped); fails after [`PATIENCE`] without one.
+    pub fn next(&mut self) -> Value {
+        self.next_within(PATIENCE).unwrap_or_else(|| panic!("no event within {PATIENCE:?}"))
+    }
+
+    /// The next event within `within`; `None` if none came or the stream ended.
+    pub fn next_within(&mut self, within: Duration) -> Option<Value> {
+        let end = std::time::Instant::now() + within;
+        while self.ready.is_empty() {
+            let rx = self.events.as_ref()?;
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            let wire = rx.recv_timeout(left).ok()?;
+            for e in mcphub::protocol::sse::parse_all(&wire) {
+                if let Ok(v) = serde_json::from_str::<Value>(&e.data) {
+                    self.ready.push_back(v);
+                }
+            }
+        }
+        self.ready.pop_front()
+    }
+
+    /// The client leaves.
+    pub fn close(self) {}
+}
+
+/// Sends a request whose answer is an open-ended stream ([`OpenStream`]).
+pub fn open_stream(hub: &Hub, method: &str, headers: &[(&str, &str)], body: &str) -> OpenStream {
+    let resp = hub.handle(build(PEER, method, "/mcp", headers, body));
+    let producer = match resp.body {
+        Body::Full(bytes) => {
+            let text = String::from_utf8(bytes).expect("a UTF-8 body");
+            return OpenStream { status: resp.status, headers: resp.headers, text, events: None, ready: Default::default() };
+        }
+        Body::Sse(producer) => producer,
+    };
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    // Detached: it ends when the hub ends the stream or finds the client gone.
+    std::thread::spawn(move || mcphub::http::sse::collect_observed(producer, MAX_EVENTS, tx));
+    OpenStream { status: resp.status, headers: resp.headers, text: String::new(), events: Some(rx), ready: Default::default() }
+}
+
+fn exchange(hub: &Hub, peer: &str, method: &str, target: &str, headers: &[(&str, &str)], body: &str, max_events: usize) -> Answer {
+    let resp = hub.handle(build(peer, method, target, headers, body));
     let (text, sse) = match resp.body {
         Body::Full(bytes) => (String::from_utf8(bytes).expect("a UTF-8 body"), false),
         Body::Sse(producer) => (mcphub::http::sse::collect(producer, max_events), true),
@@ -253,6 +352,8 @@ pub struct Reply {
     /// `Retry-After` of the answer.
     pub retry_after: Option<String>,
     pub body: ReplyBody,
+    /// How long the server takes to answer ([`Reply::after`]).
+    pub delay: Option<Duration>,
 }
 
 /// The body of a [`Reply`].
@@ -268,12 +369,141 @@ pub enum ReplyBody {
     Empty,
     /// No answer at all: the connection was refused (the request never left).
     Unreachable,
+    /// An event stream written as it goes ([`Live`]).
+    Live(Live),
+}
+
+/// The messages of an event stream produced one at a time while the hub
+/// reads it: `next` runs when the hub wants the next event and may block
+/// (bounded: wait with [`Cut::wait_for`]) until, say, the hub answered a
+/// request sent earlier on the stream; `None` ends the stream. Once the hub
+/// cuts the call (`CallHandle::cut`: the client cancelled or left) the next
+/// read fails as on a shut-down socket, and a [`Cut::wait_for`] in progress
+/// returns `None`. Dropping the stream (the hub closing the upstream
+/// connection) is recorded in the traffic as `closed`.
+#[derive(Clone)]
+pub struct Live(Arc<Mutex<Option<LiveFn>>>);
+
+type LiveFn = Box<dyn FnMut(&Cut) -> Option<Value> + Send>;
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Live(..)")
+    }
+}
+
+/// The call a scripted answer belongs to: its cancellation handle and its
+/// deadline, which the scripted server honours as a socket would.
+pub struct Cut {
+    handle: Option<Arc<mcphub::upstream::cancel::CallHandle>>,
+    deadline: Deadline,
+}
+
+impl Cut {
+    /// Whether the hub cut the call.
+    pub fn is_cut(&self) -> bool {
+        self.handle.as_ref().is_some_and(|h| h.is_cut())
+    }
+
+    /// Time left until the call's read deadline (moved by progress with
+    /// `resetTimeoutOnProgress`, else the call's deadline).
+    pub fn left(&self) -> Duration {
+        match self.handle.as_ref().and_then(|h| h.read_deadline().get()) {
+            Some(at) => at.saturating_duration_since(std::time::Instant::now()),
+            None => self.deadline.remaining(),
+        }
+    }
+
+    /// The server taking `d` to do its work: `true` once `d` passed, `false`
+    /// as soon as the call is cut or its deadline passes (a socket read
+    /// would fail then).
+    pub fn pause(&self, d: Duration) -> bool {
+        let end = std::time::Instant::now() + d;
+        loop {
+            let now = std::time::Instant::now();
+            if now >= end {
+                return true;
+            }
+            if self.is_cut() || self.left().is_zero() {
+                return false;
+            }
+            std::thread::sleep((end - now).min(self.left()).min(Duration::from_millis(10)));
+        }
+    }
+
+    /// [`Traffic::wait_for`] that gives up (`None`) once the call is cut or
+    /// its deadline passed, as a blocked socket read would fail.
+    pub fn wait_for(&self, traffic: &Traffic, within: Duration, pred: impl Fn(&Seen) -> bool) -> Option<Seen> {
+        let end = std::time::Instant::now() + within;
+        while !self.is_cut() && !self.left().is_zero() {
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            if let Some(s) = traffic.wait_for(left.min(self.left()).min(Duration::from_millis(10)), &pred) {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    /// The read error of a cut call or one past its deadline, if so.
+    fn read_error(&self) -> Option<std::io::Error> {
+        if self.is_cut() {
+            return Some(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "the call was cut"));
+        }
+        self.left().is_zero().then(|| std::io::Error::new(std::io::ErrorKind::TimedOut, "read timed out"))
+    }
+}
+
+/// The `Read` side of a [`Live`] stream, given to `EventStream::new`.
+struct LiveReader {
+    next: LiveFn,
+    cut: Cut,
+    buf: Vec<u8>,
+    at: usize,
+    /// Recorded as `closed` on drop.
+    server: String,
+    id: Value,
+    traffic: Traffic,
+}
+
+impl std::io::Read for LiveReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if let Some(e) = self.cut.read_error() {
+            return Err(e);
+        }
+        if self.at == self.buf.len() {
+            let next = (self.next)(&self.cut);
+            if let Some(e) = self.cut.read_error() {
+                return Err(e);
+            }
+            match next {
+                Some(m) => {
+                    self.buf = format!("data: {m}\n\n").into_bytes();
+                    self.at = 0;
+                }
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.at);
+        out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+impl Drop for LiveReader {
+    fn drop(&mut self) {
+        let seen = Seen { server: self.server.clone(), kind: "closed", body: json!({"id": self.id}), headers: Vec::new(), at: std::time::Instant::now() };
+        self.traffic.push(seen);
+    }
 }
 
 impl Reply {
     /// 200 with this JSON-RPC message.
     pub fn json(message: Value) -> Reply {
-        Reply { status: 200, session: None, retry_after: None, body: ReplyBody::Json(message) }
+        Reply { status: 200, session: None, retry_after: None, body: ReplyBody::Json(message), delay: None }
     }
     /// 200 with the result of the request `body` (its id echoed).
     pub fn result(body: &Value, result: Value) -> Reply {
@@ -285,19 +515,24 @@ impl Reply {
     }
     /// 200 with an event stream of `messages`.
     pub fn events(messages: Vec<Value>) -> Reply {
-        Reply { status: 200, session: None, retry_after: None, body: ReplyBody::Events(messages) }
+        Reply { status: 200, session: None, retry_after: None, body: ReplyBody::Events(messages), delay: None }
     }
     /// `status` with no body (202 for a notification).
     pub fn status(status: u16) -> Reply {
-        Reply { status, session: None, retry_after: None, body: ReplyBody::Empty }
+        Reply { status, session: None, retry_after: None, body: ReplyBody::Empty, delay: None }
     }
     /// `status` with a body that is not JSON-RPC.
     pub fn text(status: u16, text: &str) -> Reply {
-        Reply { status, session: None, retry_after: None, body: ReplyBody::Text(text.into()) }
+        Reply { status, session: None, retry_after: None, body: ReplyBody::Text(text.into()), delay: None }
+    }
+    /// 200 with an event stream whose messages `next` produces as the hub reads ([`Live`]).
+    pub fn live(next: impl FnMut(&Cut) -> Option<Value> + Send + 'static) -> Reply {
+        let live = Live(Arc::new(Mutex::new(Some(Box::new(next)))));
+        Reply { status: 200, session: None, retry_after: None, body: ReplyBody::Live(live), delay: None }
     }
     /// A server that cannot be reached (connection refused, nothing sent).
     pub fn unreachable() -> Reply {
-        Reply { status: 0, session: None, retry_after: None, body: ReplyBody::Unreachable }
+        Reply { status: 0, session: None, retry_after: None, body: ReplyBody::Unreachable, delay: None }
     }
     /// With this HTTP status.
     pub fn with_status(mut self, status: u16) -> Reply {
@@ -307,6 +542,12 @@ impl Reply {
     /// With `Mcp-Session-Id: id`.
     pub fn session(mut self, id: &str) -> Reply {
         self.session = Some(id.into());
+        self
+    }
+    /// Answered after `delay` (the server's latency): a call whose deadline
+    /// ends first fails as a timed-out read would, at its deadline.
+    pub fn after(mut self, delay: Duration) -> Reply {
+        self.delay = Some(delay);
         self
     }
     /// With `Retry-After: value`.
@@ -324,8 +565,10 @@ pub type Script = Arc<dyn Fn(&Value, &[(String, String)]) -> Reply + Send + Sync
 #[derive(Debug, Clone)]
 pub struct Seen {
     pub server: String,
-    /// `post` (a request or notification), `answer` (the hub's answer to a
-    /// server→client request), `delete`.
+    /// `post` (a request or notification, however the hub sent it), `get`
+    /// (the legacy standalone stream opened),
+    /// `answer` (the hub's answer to a server→client request), `delete`, `closed` (the hub dropped a
+    /// [`Live`] stream; `body.id` is the id of the request it answered).
     pub kind: &'static str,
     pub body: Value,
     pub headers: Vec<(String, String)>,
@@ -344,12 +587,37 @@ impl Seen {
 
 /// Everything the scripted upstreams of one hub received, in order.
 #[derive(Clone, Default)]
-pub struct Traffic(Arc<Mutex<Vec<Seen>>>);
+pub struct Traffic(Arc<(Mutex<Vec<Seen>>, Condvar)>);
 
 impl Traffic {
+    fn push(&self, seen: Seen) {
+        self.0 .0.lock().unwrap().push(seen);
+        self.0 .1.notify_all();
+    }
+    /// Blocks until something received matches `pred` (the first such), at
+    /// most `within`; `None` if nothing did. For scripts that wait for the
+    /// hub (an answer, a cancellation) before they go on.
+    pub fn wait_for(&self, within: Duration, pred: impl Fn(&Seen) -> bool) -> Option<Seen> {
+        let end = std::time::Instant::now() + within;
+        let mut seen = self.0 .0.lock().unwrap();
+        loop {
+            if let Some(s) = seen.iter().find(|s| pred(s)) {
+                return Some(s.clone());
+            }
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            seen = self.0 .1.wait_timeout(seen, left).unwrap().0;
+        }
+    }
+    /// The hub's answers to `server`'s requests (`answer`), in order.
+    pub fn answers(&self, server: &str) -> Vec<Seen> {
+        self.all().into_iter().filter(|s| s.server == server && s.kind == "answer").collect()
+    }
     /// What `server` received (POSTs), in order.
     pub fn posts(&self, server: &str) -> Vec<Seen> {
-        self.0.lock().unwrap().iter().filter(|s| s.server == server && s.kind == "post").cloned().collect()
+        self.0 .0.lock().unwrap().iter().filter(|s| s.server == server && s.kind == "post").cloned().collect()
     }
     /// The `method` requests `server` received.
     pub fn calls(&self, server: &str, method: &str) -> Vec<Seen> {
@@ -357,7 +625,7 @@ impl Traffic {
     }
     /// Everything received, in order.
     pub fn all(&self) -> Vec<Seen> {
-        self.0.lock().unwrap().clone()
+        self.0 .0.lock().unwrap().clone()
     }
 }
 
@@ -373,16 +641,30 @@ struct Scripted {
 impl Scripted {
     fn record(&self, kind: &'static str, body: &Value, headers: &[(String, String)]) {
         let seen = Seen { server: self.server.clone(), kind, body: body.clone(), headers: headers.to_vec(), at: std::time::Instant::now() };
-        self.traffic.0.lock().unwrap().push(seen);
+        self.traffic.push(seen);
     }
 
     fn reply(&self, body: &Value, headers: &[(String, String)], deadline: Deadline) -> Result<UpstreamAnswer, UpstreamError> {
         let headers: Vec<(String, String)> = self.static_headers.iter().chain(headers).cloned().collect();
         self.record("post", body, &headers);
         let reply = (self.script)(body, &headers);
+        if let Some(delay) = reply.delay {
+            let cut = Cut { handle: mcphub::upstream::cancel::current(), deadline: deadline.clone() };
+            if !cut.pause(delay) {
+                return Err(match cut.read_error() {
+                    Some(e) if e.kind() == std::io::ErrorKind::TimedOut => deadline.error(&self.server),
+                    _ => UpstreamError::Transport { server: self.server.clone(), detail: "the call was cut".into(), sent: true },
+                });
+            }
+        }
         Ok(match reply.body {
             ReplyBody::Unreachable => {
                 return Err(UpstreamError::Transport { server: self.server.clone(), detail: "connection refused".into(), sent: false })
+            }
+            ReplyBody::Live(Live(next)) => {
+                let next = next.lock().unwrap().take().expect("a live stream is read once");
+                let reader = LiveReader { next, cut: Cut { handle: mcphub::upstream::cancel::current(), deadline: deadline.clone() }, buf: Vec::new(), at: 0, server: self.server.clone(), id: body.get("id").cloned().unwrap_or(Value::Null), traffic: self.traffic.clone() };
+                UpstreamAnswer::Stream(EventStream::new(reader, body.get("id").cloned(), deadline, &self.server, reply.status, reply.session))
             }
             ReplyBody::Events(messages) => {
                 let text: String = messages.iter().map(|m| format!("data: {m}\n\n")).collect();
@@ -415,10 +697,23 @@ impl Transport for Scripted {
         self.reply(body, headers, Deadline::fixed(std::time::Duration::from_secs(10)))
     }
     fn answer(&self, message: &Value, headers: &[(String, String)], _budget: std::time::Duration) {
-        self.record("answer", message, headers);
+        // A notification sent this way (`notifications/cancelled`) is a POST like any other.
+        let kind = if message.get("method").is_some() { "post" } else { "answer" };
+        self.record(kind, message, headers);
     }
-    fn listen(&self, _headers: &[(String, String)]) -> Result<Option<Box<EventStream>>, UpstreamError> {
-        Ok(None)
+    /// The legacy standalone GET stream: the script is asked with a `null`
+    /// body (recorded as `get`); a [`Reply::live`] answer is the stream,
+    /// anything else is a server without one.
+    fn listen(&self, headers: &[(String, String)]) -> Result<Option<Box<EventStream>>, UpstreamError> {
+        let headers: Vec<(String, String)> = self.static_headers.iter().chain(headers).cloned().collect();
+        self.record("get", &Value::Null, &headers);
+        let reply = (self.script)(&Value::Null, &headers);
+        let ReplyBody::Live(Live(next)) = reply.body else { return Ok(None) };
+        let next = next.lock().unwrap().take().expect("a live stream is read once");
+        let deadline = Deadline::fixed(mcphub::upstream::transport::LISTEN_READ_TIMEOUT);
+        let cut = Cut { handle: mcphub::upstream::cancel::current(), deadline: deadline.clone() };
+        let reader = LiveReader { next, cut, buf: Vec::new(), at: 0, server: self.server.clone(), id: Value::Null, traffic: self.traffic.clone() };
+        Ok(Some(EventStream::new(reader, None, deadline, &self.server, reply.status, None)))
     }
     fn delete(&self, headers: &[(String, String)]) {
         self.record("delete", &Value::Null, headers);
@@ -429,6 +724,13 @@ impl Transport for Scripted {
 /// config keys, script), plus `extra` top-level config keys; the traffic
 /// they received.
 pub fn hub_with_servers(extra: Value, servers: Vec<(&str, Value, Script)>) -> (Hub, Traffic) {
+    let traffic = Traffic::default();
+    (hub_with_traffic(extra, servers, traffic.clone()), traffic)
+}
+
+/// [`hub_with_servers`] recording into `traffic`, made beforehand so that
+/// scripts can wait on it ([`Traffic::wait_for`]).
+pub fn hub_with_traffic(extra: Value, servers: Vec<(&str, Value, Script)>, traffic: Traffic) -> Hub {
     let mut map = serde_json::Map::new();
     let mut scripts = std::collections::HashMap::new();
     for (name, keys, script) in servers {
@@ -441,14 +743,13 @@ pub fn hub_with_servers(extra: Value, servers: Vec<(&str, Value, Script)>) -> (H
     }
     let mut cfg = extra;
     cfg["mcpServers"] = Value::Object(map);
-    let traffic = Traffic::default();
     let t = traffic.clone();
     let connector: mcphub::upstream::Connector = Arc::new(move |config: &mcphub::config::ServerConfig, _pool: usize| {
         let script = scripts.get(&config.name).cloned().unwrap_or_else(|| panic!("no script for server '{}'", config.name));
         let opts = prometheus::HistogramOpts::new("scripted_upstream_seconds", "scripted upstream latency");
         Box::new(Scripted { server: config.name.clone(), static_headers: config.headers.clone(), script, traffic: t.clone(), latency: prometheus::Histogram::with_opts(opts).unwrap() }) as Box<dyn Transport>
     });
-    (hub_from(cfg, Some(connector)), traffic)
+    hub_from(cfg, Some(connector))
 }
 
 /// A legacy (2025-11-25) server: refuses `server/discover` like an SDK
