@@ -207,11 +207,19 @@ impl ListenStreams {
 /// a modern one's listen stream is reopened with the hub's current URI set
 /// for it. Returns the upstream's response message (for a modern server, an
 /// empty result); its id is not the client's.
-pub fn watch_upstream(hub: &Hub, upstream: &Upstream, uri: &str, subscribe: bool, params: Map<String, Value>, ctx: &CallContext) -> Result<Value, UpstreamError> {
+pub fn watch_upstream(
+    streams: &ListenStreams,
+    subscriptions: &super::relay::Subscriptions,
+    upstream: &Upstream,
+    uri: &str,
+    subscribe: bool,
+    params: Map<String, Value>,
+    ctx: &CallContext,
+) -> Result<Value, UpstreamError> {
     match upstream.era(ctx)? {
         Era::Modern => {
-            let _in_order = hub.listen_streams().watch_order.lock();
-            upstream.watch_resources(hub.subscriptions().uris(upstream.name()));
+            let _in_order = streams.watch_order.lock();
+            upstream.watch_resources(subscriptions.uris(upstream.name()));
             Ok(json!({"jsonrpc": "2.0", "id": null, "result": {}}))
         }
         Era::Legacy => {
@@ -232,7 +240,7 @@ fn update_interest(hub: &Hub, server: &str, uri: &str, key: &str, subscribe: boo
         return true;
     }
     let Some(upstream) = hub.catalog().upstream(server) else { return !subscribe };
-    let reply = watch_upstream(hub, &upstream, uri, subscribe, Map::new(), ctx);
+    let reply = watch_upstream(hub.listen_streams(), hub.subscriptions(), &upstream, uri, subscribe, Map::new(), ctx);
     let ok = reply.as_ref().is_ok_and(|m| m.get("result").is_some());
     if subscribe && !ok {
         hub.subscriptions().update(server, uri, key, false);

@@ -320,7 +320,7 @@ fn subscription(hub: &Hub, down: &Downstream, id: Value, method: &str, params: M
     if !goes_upstream {
         return respond(down.era, &id, Ok(json!({})));
     }
-    let reply = super::listen::watch_upstream(hub, &upstream, &uri, subscribe, params, &down.call_context());
+    let reply = super::listen::watch_upstream(hub.listen_streams(), hub.subscriptions(), &upstream, &uri, subscribe, params, &down.call_context());
     if subscribe && !reply.as_ref().is_ok_and(|m| m.get("result").is_some()) {
         hub.subscriptions().update(&server, &uri, &session, false); // not subscribed after all
     }

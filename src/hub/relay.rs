@@ -269,7 +269,7 @@ pub fn upstream_notification(hub: &Hub, server: &str, message: &Value) {
             hub.listeners().send_to(&subscribers, message);
             hub.listen_streams().send_to(&subscribers, message);
         }
-        "notifications/tasks/status" => super::tasks::route_status(hub, server, message),
+        "notifications/tasks/status" => super::tasks::route_status(hub.tasks(), hub.listeners(), server, message),
         _ => {}
     }
 }
@@ -515,7 +515,7 @@ fn notification_for_client(hub: &Hub, server: &str, mut n: Value, client: &Clien
         }
         "notifications/tasks/status" => {
             let session = client.session.as_deref().filter(|_| client.era == Era::Legacy)?;
-            super::tasks::status_for(hub, server, n, session)
+            super::tasks::status_for(hub.tasks(), server, n, session)
         }
         _ => None,
     }

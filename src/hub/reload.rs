@@ -404,7 +404,7 @@ impl Hub {
             let ctx = CallContext::shared(Instant::now() + hub.config().hub_timeout);
             for (upstream, uris) in wanted {
                 for uri in uris {
-                    if let Err(e) = listen::watch_upstream(&hub, &upstream, &uri, true, serde_json::Map::new(), &ctx) {
+                    if let Err(e) = listen::watch_upstream(hub.listen_streams(), hub.subscriptions(), &upstream, &uri, true, serde_json::Map::new(), &ctx) {
                         log::debug!("config reload: subscribing again to a resource of '{}' failed: {e}", upstream.name());
                     }
                 }

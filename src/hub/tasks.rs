@@ -683,9 +683,9 @@ fn list(hub: &Hub, down: &Downstream, params: &Map<String, Value>) -> Result<Val
 /// (the only clients status notifications go to): its task id replaced by
 /// the hub id, when the task is that session's; `None` otherwise (another
 /// session's or user's task, an unknown one).
-pub fn status_for(hub: &Hub, server: &str, mut n: Value, session: &str) -> Option<Value> {
+pub fn status_for(tasks: &Tasks, server: &str, mut n: Value, session: &str) -> Option<Value> {
     let upstream_id = n.pointer("/params/taskId")?.as_str()?.to_string();
-    let (hub_id, o) = hub.tasks().hub_id(server, &upstream_id)?;
+    let (hub_id, o) = tasks.hub_id(server, &upstream_id)?;
     if o.session.as_deref() != Some(session) {
         return None;
     }
@@ -695,11 +695,11 @@ pub fn status_for(hub: &Hub, server: &str, mut n: Value, session: &str) -> Optio
 
 /// A `notifications/tasks/status` an upstream sent outside any call (its GET
 /// stream): to the owning legacy session's GET stream only.
-pub fn route_status(hub: &Hub, server: &str, n: &Value) {
+pub fn route_status(tasks: &Tasks, listeners: &super::relay::Listeners, server: &str, n: &Value) {
     let Some(upstream_id) = n.pointer("/params/taskId").and_then(Value::as_str) else { return };
-    let Some((_, Owner { session: Some(session), .. })) = hub.tasks().hub_id(server, upstream_id) else { return };
-    if let Some(m) = status_for(hub, server, n.clone(), &session) {
-        hub.listeners().send_to(&[session], &m);
+    let Some((_, Owner { session: Some(session), .. })) = tasks.hub_id(server, upstream_id) else { return };
+    if let Some(m) = status_for(tasks, server, n.clone(), &session) {
+        listeners.send_to(&[session], &m);
     }
 }
 
