@@ -258,7 +258,7 @@ fn call_routed(hub: &Hub, down: &Downstream, id: Value, method: &str, mut params
     params.insert("name".into(), Value::String(route.original.clone()));
     // A heavy tool called with a task (legacy `params.task`, modern
     // extension): the hub runs it as a task.
-    if kind == Kind::Tools && super::tasks::heavy::wanted(hub, down, &route.server, &route.original, &params) {
+    if kind == Kind::Tools && super::tasks::heavy::wanted(&hub.config(), down, &route.server, &route.original, &params) {
         return super::tasks::heavy::start(hub, down, id, upstream, params, extra_headers);
     }
     // A call that may create a task takes one of the user's task slots first (issue 14).

@@ -463,7 +463,7 @@ pub fn advertise(hub: &Hub, era: Era, caps: &mut Value) {
     }
     let mut supports: Vec<Support> = supports.into_iter().map(|s| s.unwrap_or(Support::None)).collect();
     // Heavy tools run as hub tasks for clients of either era (tasks::heavy).
-    if let Some(own) = heavy::capability(hub) {
+    if let Some(own) = heavy::capability(&hub.config()) {
         supports.push(Support::Legacy(own));
         supports.push(Support::Modern);
     }

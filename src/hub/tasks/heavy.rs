@@ -170,12 +170,12 @@ pub(super) fn now_iso() -> String {
 /// 2025-11-25 Task-augmented requests), or a modern client declared the
 /// extension in its request's client capabilities (SEP-2663: the server
 /// decides whether a call of a task-capable tool becomes a task).
-pub fn wanted(hub: &Hub, down: &Downstream, server: &str, original: &str, params: &Map<String, Value>) -> bool {
+pub fn wanted(config: &crate::config::Config, down: &Downstream, server: &str, original: &str, params: &Map<String, Value>) -> bool {
     let asked = match down.era {
         Era::Legacy => down.session.is_some() && params.get("task").is_some_and(Value::is_object),
         Era::Modern => declares_extension(down),
     };
-    asked && hub.config().servers.iter().any(|s| s.name == server && s.heavy_tools.matches(original))
+    asked && config.servers.iter().any(|s| s.name == server && s.heavy_tools.matches(original))
 }
 
 /// Whether a modern client's request capabilities carry the tasks extension.
@@ -186,8 +186,8 @@ pub fn declares_extension(down: &Downstream) -> bool {
 /// The tasks capability entries the hub-run tasks add for legacy clients:
 /// `list`, `cancel`, `requests.tools.call`, when a server has `heavyTools`
 /// (modern clients are offered the extension then).
-pub fn capability(hub: &Hub) -> Option<Value> {
-    hub.config()
+pub fn capability(config: &crate::config::Config) -> Option<Value> {
+    config
         .servers
         .iter()
         .any(|s| !s.heavy_tools.0.is_empty())
