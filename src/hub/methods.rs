@@ -29,9 +29,9 @@ fn invalid_params(msg: impl Into<String>) -> ErrorObject {
 /// legacy clients on their GET stream and 2026-07-28 clients on
 /// `subscriptions/listen` ([`super::listen`]). Tasks only when an upstream of
 /// the client's era has them ([`super::tasks::advertise`]).
-fn capabilities(hub: &Hub, era: Era) -> Value {
+fn capabilities(config: &crate::config::Config, catalog: &Catalog, tasks: &super::tasks::Tasks, era: Era) -> Value {
     let mut caps = base_capabilities();
-    super::tasks::advertise(hub, era, &mut caps);
+    super::tasks::advertise(config, catalog, tasks, era, &mut caps);
     caps
 }
 
@@ -53,10 +53,10 @@ fn server_info() -> Value {
 /// modern clients per 2026-07-28 streamable-http, 200 for legacy ones).
 pub fn dispatch(hub: &Hub, down: &Downstream, id: Value, method: &str, params: Map<String, Value>) -> Response {
     let outcome = match method {
-        "initialize" => return initialize(hub, down, &id, &params),
+        "initialize" => return initialize(hub.sessions(), &hub.config(), hub.catalog(), hub.tasks(), down, &id, &params),
         "server/discover" => Ok(json!({
             "supportedVersions": era::supported_versions(),
-            "capabilities": capabilities(hub, Era::Modern),
+            "capabilities": capabilities(&hub.config(), hub.catalog(), hub.tasks(), Era::Modern),
             "serverInfo": server_info(),
             "instructions": "MCPHub: the tools, prompts and resources of several MCP servers behind one endpoint.",
             // DiscoverResult is cacheable (2026-07-28 schema) and names the server in _meta.
@@ -78,7 +78,7 @@ pub fn dispatch(hub: &Hub, down: &Downstream, id: Value, method: &str, params: M
         "completion/complete" => return complete(hub, down, id, params),
         m if m.starts_with("tasks/") => return super::tasks::handle(hub, down, id, m, params),
         "resources/subscribe" | "resources/unsubscribe" if down.era == Era::Legacy => {
-            return subscription(hub, down, id, method, params)
+            return subscription(hub.catalog(), hub.subscriptions(), hub.listen_streams(), down, id, method, params)
         }
         "subscriptions/listen" if down.era == Era::Modern => return super::listen::listen(hub, down, id, params),
         _ => return Refusal::MethodNotFound { method: method.to_string(), era: down.era }.response(Some(&id)),
@@ -94,14 +94,24 @@ fn respond(era: Era, id: &Value, outcome: MethodResult) -> Response {
     }
 }
 
-fn initialize(hub: &Hub, down: &Downstream, id: &Value, params: &Map<String, Value>) -> Response {
+/// Creates the legacy client session; answers the capabilities
+/// ([`capabilities`]: the config, the catalog and the tasks decide them).
+fn initialize(
+    sessions: &super::sessions::ClientSessions,
+    config: &crate::config::Config,
+    catalog: &Catalog,
+    tasks: &super::tasks::Tasks,
+    down: &Downstream,
+    id: &Value,
+    params: &Map<String, Value>,
+) -> Response {
     let requested = params.get("protocolVersion").and_then(Value::as_str);
     if requested.is_none() {
         let err = invalid_params("initialize needs params.protocolVersion");
         return Response::json(200, &err.to_response(Some(id)));
     }
     let version = era::negotiate_legacy(requested);
-    let created = hub.sessions().create(
+    let created = sessions.create(
         version,
         params.get("clientInfo").cloned().unwrap_or(json!({})),
         params.get("capabilities").cloned().unwrap_or(json!({})),
@@ -116,7 +126,7 @@ fn initialize(hub: &Hub, down: &Downstream, id: &Value, params: &Map<String, Val
     };
     let result = json!({
         "protocolVersion": version,
-        "capabilities": capabilities(hub, Era::Legacy),
+        "capabilities": capabilities(config, catalog, tasks, Era::Legacy),
         "serverInfo": server_info(),
         "instructions": "MCPHub: the tools, prompts and resources of several MCP servers behind one endpoint.",
     });
@@ -302,27 +312,35 @@ fn read_resource(hub: &Hub, down: &Downstream, id: Value, params: Map<String, Va
 /// owner hears it as a new filter on the hub's listen stream
 /// ([`super::listen::watch_upstream`]). `notifications/resources/updated`
 /// reaches the subscribed sessions on their GET streams.
-fn subscription(hub: &Hub, down: &Downstream, id: Value, method: &str, params: Map<String, Value>) -> Response {
+fn subscription(
+    catalog: &Catalog,
+    subscriptions: &relay::Subscriptions,
+    listen_streams: &super::listen::ListenStreams,
+    down: &Downstream,
+    id: Value,
+    method: &str,
+    params: Map<String, Value>,
+) -> Response {
     let Some(uri) = params.get("uri").and_then(Value::as_str).map(str::to_string) else {
         return respond(down.era, &id, Err(invalid_params(format!("{method} needs params.uri"))));
     };
     let Some(session) = down.session.as_ref().map(|s| s.id.clone()) else {
         return respond(down.era, &id, Err(invalid_params("a session is required")));
     };
-    let Some(server) = hub.catalog().route_uri(&uri, &down.call_context()) else {
+    let Some(server) = catalog.route_uri(&uri, &down.call_context()) else {
         return respond(down.era, &id, Err(invalid_params(format!("Unknown resource: {}", truncate(&uri)))));
     };
-    let Some(upstream) = hub.catalog().upstream(&server) else {
+    let Some(upstream) = catalog.upstream(&server) else {
         return respond(down.era, &id, Err(invalid_params("Unknown resource")));
     };
     let subscribe = method == "resources/subscribe";
-    let goes_upstream = hub.subscriptions().update(&server, &uri, &session, subscribe);
+    let goes_upstream = subscriptions.update(&server, &uri, &session, subscribe);
     if !goes_upstream {
         return respond(down.era, &id, Ok(json!({})));
     }
-    let reply = super::listen::watch_upstream(hub.listen_streams(), hub.subscriptions(), &upstream, &uri, subscribe, params, &down.call_context());
+    let reply = super::listen::watch_upstream(listen_streams, subscriptions, &upstream, &uri, subscribe, params, &down.call_context());
     if subscribe && !reply.as_ref().is_ok_and(|m| m.get("result").is_some()) {
-        hub.subscriptions().update(&server, &uri, &session, false); // not subscribed after all
+        subscriptions.update(&server, &uri, &session, false); // not subscribed after all
     }
     Response::json(200, &finish(down.era, &id, reply))
 }

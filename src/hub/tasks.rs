@@ -442,18 +442,18 @@ pub fn advertised(era: Era, supports: &[Support]) -> Option<Value> {
 /// Adds the tasks capability to the hub's own capabilities for a client of
 /// `era` (legacy `capabilities.tasks`, modern `capabilities.extensions`),
 /// checking the upstreams in parallel (each within `listTimeoutMs`).
-pub fn advertise(hub: &Hub, era: Era, caps: &mut Value) {
-    let budget = hub.config().list_timeout;
-    let upstreams = hub.catalog().upstreams();
+pub fn advertise(config: &crate::config::Config, catalog: &crate::catalog::Catalog, tasks: &Tasks, era: Era, caps: &mut Value) {
+    let budget = config.list_timeout;
+    let upstreams = catalog.upstreams();
     // Known answers at once; the others asked in parallel (first clients only).
-    let mut supports: Vec<Option<Support>> = upstreams.iter().map(|u| hub.tasks().known_support(u.name())).collect();
+    let mut supports: Vec<Option<Support>> = upstreams.iter().map(|u| tasks.known_support(u.name())).collect();
     if supports.iter().any(Option::is_none) {
         std::thread::scope(|scope| {
             let handles: Vec<_> = upstreams
                 .iter()
                 .zip(&supports)
                 .filter(|(_, s)| s.is_none())
-                .map(|(u, _)| scope.spawn(move || hub.tasks().support(u, budget)))
+                .map(|(u, _)| scope.spawn(move || tasks.support(u, budget)))
                 .collect();
             let mut found = handles.into_iter().map(|h| h.join().unwrap_or(Support::None));
             for s in supports.iter_mut().filter(|s| s.is_none()) {
@@ -463,7 +463,7 @@ pub fn advertise(hub: &Hub, era: Era, caps: &mut Value) {
     }
     let mut supports: Vec<Support> = supports.into_iter().map(|s| s.unwrap_or(Support::None)).collect();
     // Heavy tools run as hub tasks for clients of either era (tasks::heavy).
-    if let Some(own) = heavy::capability(&hub.config()) {
+    if let Some(own) = heavy::capability(config) {
         supports.push(Support::Legacy(own));
         supports.push(Support::Modern);
     }
