@@ -163,8 +163,8 @@ pub fn handle(hub: &Hub, req: &Request) -> Response {
         Err(e) => users_failure(&e),
     };
     match (req.method.as_str(), parts.iter().map(String::as_str).collect::<Vec<_>>().as_slice()) {
-        ("GET", ["upstream-sessions"]) => list(hub),
-        ("DELETE", ["upstream-sessions", server, context]) => delete(hub, &caller, server, context),
+        ("GET", ["upstream-sessions"]) => list(hub.store().as_ref(), hub.catalog()),
+        ("DELETE", ["upstream-sessions", server, context]) => delete(hub.catalog(), &caller, server, context),
         (_, ["upstream-sessions", ..]) => failure(405, "use GET /api/admin/upstream-sessions or DELETE …/{serverName}/{contextKey}")
             .with_header("Allow", "GET, DELETE"),
         ("GET", ["users"]) => success(200, json!(users.list())),
@@ -283,12 +283,12 @@ pub fn token_value(req: &Request) -> Result<String, Response> {
     }
 }
 
-fn list(hub: &Hub) -> Response {
-    let mut data = match hub.store().list() {
+fn list(store: &dyn crate::store::SessionStore, catalog: &crate::catalog::Catalog) -> Response {
+    let mut data = match store.list() {
         Ok(d) => d,
         Err(e) => return failure(503, &e.to_string()),
     };
-    for u in hub.catalog().upstreams() {
+    for u in catalog.upstreams() {
         for (context_key, id, stored) in u.sessions() {
             if let (Some(session_id), false) = (id, stored) {
                 if context_key.starts_with("client:") {
@@ -300,8 +300,8 @@ fn list(hub: &Hub) -> Response {
     Response::json(200, &json!({"success": true, "data": data}))
 }
 
-fn delete(hub: &Hub, caller: &str, server: &str, context: &str) -> Response {
-    let Some(upstream) = hub.catalog().upstream(server) else {
+fn delete(catalog: &crate::catalog::Catalog, caller: &str, server: &str, context: &str) -> Response {
+    let Some(upstream) = catalog.upstream(server) else {
         return failure(404, &format!("no server named '{server}'"));
     };
     match upstream.drop_session(context) {

@@ -465,7 +465,7 @@ fn read_call(
         match call.events.next_item() {
             Ok(Some(StreamItem::Final(m))) => return Step::Final(Ok(m)),
             Ok(Some(StreamItem::Notification(n))) => {
-                if let Some(m) = notification_for_client(hub, upstream.name(), n, client) {
+                if let Some(m) = notification_for_client(hub.catalog(), hub.tasks(), upstream.name(), n, client) {
                     if !emit(&m) {
                         return Step::Gone;
                     }
@@ -497,9 +497,9 @@ fn read_call(
 
 /// The notification as the client should get it, or None when it is not for
 /// this client (another client's progress token, a log level below its threshold).
-fn notification_for_client(hub: &Hub, server: &str, mut n: Value, client: &ClientSide) -> Option<Value> {
+fn notification_for_client(catalog: &crate::catalog::Catalog, tasks: &super::tasks::Tasks, server: &str, mut n: Value, client: &ClientSide) -> Option<Value> {
     let method = n.get("method").and_then(Value::as_str)?.to_string();
-    hub.catalog().on_notification(server, &method);
+    catalog.on_notification(server, &method);
     match method.as_str() {
         "notifications/progress" => {
             let (client_token, hub_token) = client.progress.as_ref()?;
@@ -515,7 +515,7 @@ fn notification_for_client(hub: &Hub, server: &str, mut n: Value, client: &Clien
         }
         "notifications/tasks/status" => {
             let session = client.session.as_deref().filter(|_| client.era == Era::Legacy)?;
-            super::tasks::status_for(hub.tasks(), server, n, session)
+            super::tasks::status_for(tasks, server, n, session)
         }
         _ => None,
     }
