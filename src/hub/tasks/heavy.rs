@@ -266,7 +266,7 @@ pub fn start(
     drop(slot);
     let (created, mirror) = created;
     if let Some(m) = mirror {
-        m.publish(hub); // before the run starts: nothing can have cancelled it elsewhere
+        m.publish(hub.redis()); // before the run starts: nothing can have cancelled it elsewhere
     }
     let mut ctx = down.call_context();
     ctx.deadline = now + ttl.min(MAX_RUN);
@@ -317,8 +317,8 @@ impl Mirror {
 
     /// Writes it (without Redis: nothing to do); `false` when the stored
     /// record says another instance cancelled the task meanwhile.
-    fn publish(&self, hub: &Hub) -> bool {
-        hub.redis().is_none_or(|redis| super::shared::put(redis, &self.id, &self.task, self.user.as_deref(), self.expires))
+    fn publish(&self, redis: Option<&crate::store::redis::RedisStore>) -> bool {
+        redis.is_none_or(|redis| super::shared::put(redis, &self.id, &self.task, self.user.as_deref(), self.expires))
     }
 }
 
@@ -326,7 +326,7 @@ impl Mirror {
 fn settle(hub: &Hub, id: &str, status: &'static str, message: Option<String>, outcome: Result<Value, Value>) {
     let runs = hub.tasks().runs();
     let mirror = runs.settle(id, status, message, outcome, |run| notify(hub.listeners(), id, run));
-    if mirror.is_some_and(|m| !m.publish(hub)) {
+    if mirror.is_some_and(|m| !m.publish(hub.redis())) {
         runs.cancelled_elsewhere(id, None); // cancelled through another instance meanwhile: that stands
     }
 }
@@ -362,7 +362,7 @@ fn run_task(
         }
         Turn::Running(mirror) => mirror,
     };
-    if running.is_some_and(|m| !m.publish(hub)) {
+    if running.is_some_and(|m| !m.publish(hub.redis())) {
         // Cancelled through another instance before it ran: give the slot back.
         runs.cancelled_elsewhere(id, Some(&server));
         return;
@@ -415,7 +415,7 @@ pub fn handle(hub: &Hub, down: &Downstream, id: &Value, method: &str, task_id: &
         Answer::NotHere => (down.era == Era::Modern).then(|| super::shared::handle(hub, down, id, method, task_id)).flatten(),
         Answer::Cancelled(response, mirror) => {
             if let Some(m) = mirror {
-                m.publish(hub); // a cancellation is always written
+                m.publish(hub.redis()); // a cancellation is always written
             }
             log::info!("hub task {task_id} cancelled by its client");
             Some(response)
