@@ -577,7 +577,7 @@ pub fn handle(hub: &Hub, down: &Downstream, id: Value, method: &str, mut params:
     }
     if method == "tasks/list" {
         let first_page = params.get("cursor").is_none_or(Value::is_null);
-        let mut outcome = list(hub, down, &params);
+        let mut outcome = list(&hub.config(), hub.catalog(), hub.tasks(), down, &params);
         if let (true, Ok(page)) = (first_page && down.era == Era::Legacy, &mut outcome) {
             // The hub-run tasks head the first page.
             let mut all = hub.tasks().runs().list(&Owner::of(down));
@@ -622,14 +622,20 @@ pub fn decode_cursor(cursor: &str) -> Option<(usize, Option<Value>)> {
 /// Legacy `tasks/list`: the caller's own tasks across the upstreams that
 /// list tasks, in server order, at most [`LIST_PAGES`] upstream pages per
 /// call; `nextCursor` when the walk stopped before the end.
-fn list(hub: &Hub, down: &Downstream, params: &Map<String, Value>) -> Result<Value, ErrorObject> {
+fn list(
+    config: &crate::config::Config,
+    catalog: &crate::catalog::Catalog,
+    registry: &Tasks,
+    down: &Downstream,
+    params: &Map<String, Value>,
+) -> Result<Value, ErrorObject> {
     let (mut index, mut cursor) = match params.get("cursor") {
         None | Some(Value::Null) => (0, None),
         Some(c) => c.as_str().and_then(decode_cursor).ok_or_else(|| Refusal::InvalidParams("Invalid cursor".into()).error())?,
     };
     let owner = Owner::of(down);
-    let upstreams = hub.catalog().upstreams();
-    let budget = hub.config().list_timeout;
+    let upstreams = catalog.upstreams();
+    let budget = config.list_timeout;
     let ctx = down.call_context();
     let mut tasks = Vec::new();
     let mut pages = 0;
@@ -638,7 +644,7 @@ fn list(hub: &Hub, down: &Downstream, params: &Map<String, Value>) -> Result<Val
             return Ok(json!({"tasks": tasks, "nextCursor": encode_cursor(index, cursor.as_ref())}));
         }
         let upstream = &upstreams[index];
-        let lists = matches!(hub.tasks().support(upstream, budget), Support::Legacy(t) if t.get("list").is_some());
+        let lists = matches!(registry.support(upstream, budget), Support::Legacy(t) if t.get("list").is_some());
         if !lists {
             (index, cursor) = (index + 1, None);
             continue;
@@ -664,7 +670,7 @@ fn list(hub: &Hub, down: &Downstream, params: &Map<String, Value>) -> Result<Val
         };
         for mut task in result.get("tasks").and_then(Value::as_array).cloned().unwrap_or_default() {
             let Some(upstream_id) = task.get("taskId").and_then(Value::as_str).map(str::to_string) else { continue };
-            if let Some((hub_id, o)) = hub.tasks().hub_id(upstream.name(), &upstream_id) {
+            if let Some((hub_id, o)) = registry.hub_id(upstream.name(), &upstream_id) {
                 if o == owner {
                     task["taskId"] = json!(hub_id);
                     tasks.push(task);
