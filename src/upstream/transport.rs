@@ -31,15 +31,20 @@ pub struct HttpReply {
 impl HttpReply {
     /// The upstream says the session is gone: 404, or 400 whose message names
     /// the session (docs/decisions.md D3: the request was not executed).
+    /// Asked of every legacy reply: only a 400 has its text looked at.
     pub fn is_session_expired(&self) -> bool {
-        let text = self
-            .message
-            .as_ref()
-            .and_then(|m| m.pointer("/error/message"))
-            .and_then(Value::as_str)
-            .unwrap_or(&self.excerpt)
-            .to_ascii_lowercase();
-        self.status == 404 || (self.status == 400 && text.contains("session"))
+        match self.status {
+            404 => true,
+            400 => self
+                .message
+                .as_ref()
+                .and_then(|m| m.pointer("/error/message"))
+                .and_then(Value::as_str)
+                .unwrap_or(&self.excerpt)
+                .to_ascii_lowercase()
+                .contains("session"),
+            _ => false,
+        }
     }
 
     /// The JSON-RPC error code of the message, if it is an error.
@@ -207,18 +212,10 @@ pub trait Transport: Send + Sync {
         budget: Duration,
         on_message: &mut dyn FnMut(&Value),
     ) -> Result<HttpReply, UpstreamError> {
-        match self.post_open(body, headers, budget)? {
+        match self.post_call(body, headers, Deadline::fixed(budget))? {
             Answer::Reply(reply) => Ok(reply),
             Answer::Stream(stream) => self.drain(stream, headers, on_message),
         }
-    }
-
-    /// POSTs one JSON-RPC message and returns as soon as the answer's head is
-    /// in: a complete [`HttpReply`] for JSON bodies, 202 and errors, or the
-    /// open [`EventStream`] of an SSE answer for the caller to read (possibly
-    /// on another thread), within the same budget.
-    fn post_open(&self, body: &Value, headers: &[(String, String)], budget: Duration) -> Result<Answer, UpstreamError> {
-        self.post_call(body, headers, Deadline::fixed(budget))
     }
 
     /// Reads an event stream to its final response: notifications go to
