@@ -165,7 +165,9 @@ impl Drop for Permit {
     }
 }
 
-fn secs(d: Duration) -> u64 {
+/// `d` in whole seconds, rounded up, at least 1: a `Retry-After` value
+/// (RFC 9110 §10.2.3 takes whole seconds; 0 would invite an immediate retry).
+pub fn whole_secs(d: Duration) -> u64 {
     d.as_millis().div_ceil(1000).clamp(1, u64::MAX as u128) as u64
 }
 
@@ -183,7 +185,7 @@ impl Bulkhead {
     }
 
     fn overloaded(&self, retry_after: Duration, reason: &'static str, cause: String) -> Refused {
-        Refused::Overloaded { server: self.server.clone(), retry_after_secs: secs(retry_after), reason, cause }
+        Refused::Overloaded { server: self.server.clone(), retry_after_secs: whole_secs(retry_after), reason, cause }
     }
 
     /// Takes a slot, waiting in the queue until `deadline` if needed.
@@ -197,7 +199,7 @@ impl Bulkhead {
         let unavailable = |open: super::breaker::Open| Refused::Unavailable {
             server: self.server.clone(),
             failures: open.failures,
-            retry_after_secs: secs(open.retry_after),
+            retry_after_secs: whole_secs(open.retry_after),
         };
         let probe = match st.breaker.admit(started) {
             Ok(p) => p,
@@ -216,7 +218,7 @@ impl Bulkhead {
         let free = |st: &State| self.max_concurrency.is_none_or(|m| st.in_flight < m);
         let held = |st: &State, now: Instant| st.hold_until.filter(|h| *h > now);
         if let Some(h) = held(&st, started).filter(|h| *h >= deadline) {
-            let cause = format!("it asked the hub to wait {} s, past this request's deadline", secs(h - started));
+            let cause = format!("it asked the hub to wait {} s, past this request's deadline", whole_secs(h - started));
             return Err(self.overloaded(h - started, "upstream_busy", cause));
         }
         if st.queue.is_empty() && free(&st) && held(&st, started).is_none() {
@@ -254,7 +256,7 @@ impl Bulkhead {
             }
             if let Some(h) = hold.filter(|h| *h >= deadline) {
                 leave(&mut st);
-                let cause = format!("it asked the hub to wait {} s, past this request's deadline", secs(h - now));
+                let cause = format!("it asked the hub to wait {} s, past this request's deadline", whole_secs(h - now));
                 return Err(self.overloaded(h - now, "upstream_busy", cause));
             }
             let wake = hold.map_or(deadline, |h| h.min(deadline));

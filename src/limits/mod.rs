@@ -68,7 +68,7 @@ pub struct Limited {
 impl Limited {
     /// `retry_after` in whole seconds, rounded up, at least 1 (`Retry-After`).
     pub fn retry_after_secs(&self) -> u64 {
-        self.retry_after.as_millis().div_ceil(1000).clamp(1, u64::MAX as u128) as u64
+        bulkhead::whole_secs(self.retry_after)
     }
 }
 

@@ -854,46 +854,43 @@ impl Upstream {
                 Err(UpstreamError::Transport { sent, .. }) => retry::Seen::TransportFailed { sent: *sent },
                 Err(_) => retry::Seen::Failed,
             };
-            if let (retry::Seen::Busy { wait }, Ok((Answer::Reply(reply), _))) = (seen, &attempt) {
-                // Not executed: the server's new calls wait too (docs/decisions.md D7).
-                self.bulkhead.hold(wait);
-                log::info!("upstream '{}' answered HTTP {}: holding its calls for {} ms", self.config.name, reply.status, wait.as_millis());
-            }
+            // Not executed (429/503): the server's new calls wait too
+            // (docs/decisions.md D7), and this attempt's error is `Overloaded`.
+            let busy = match (seen, &attempt) {
+                (retry::Seen::Busy { wait }, Ok((Answer::Reply(reply), _))) => {
+                    self.bulkhead.hold(wait);
+                    log::info!("upstream '{}' answered HTTP {}: holding its calls for {} ms", self.config.name, reply.status, wait.as_millis());
+                    Some(UpstreamError::Overloaded {
+                        server: self.config.name.clone(),
+                        retry_after_secs: crate::limits::bulkhead::whole_secs(wait),
+                        reason: "upstream_busy",
+                        cause: format!("it answered HTTP {}", reply.status),
+                    })
+                }
+                _ => None,
+            };
             let call = retry::Call {
                 left: ctx.deadline.saturating_duration_since(Instant::now()),
                 cut: ctx.call.as_ref().is_some_and(|h| h.is_cut()),
                 repeatable: matches!(seen, retry::Seen::TransportFailed { sent: true }) && self.retry_safe(method, &params),
             };
             let next = retry::next(seen, &call, &tally);
-            let result = match (next, attempt) {
-                (retry::Next::Heal, Ok((Answer::Reply(reply), Some(sent)))) => {
+            let result = match (busy, attempt) {
+                (Some(e), _) | (None, Err(e)) => Err(e),
+                (None, Ok((Answer::Reply(reply), Some(sent)))) if next == retry::Next::Heal => {
                     if let Some(l) = &legacy {
                         self.sessions.invalidate(&l.key, &sent.session, &format!("HTTP {}", reply.status));
                     }
                     tally.heals += 1;
                     continue; // the same slot: the request was not executed
                 }
-                (retry::Next::Answer, Ok((answer, session))) => {
+                (None, Ok((answer, session))) => {
                     if seen == retry::Seen::SessionExpired {
                         log::warn!("upstream '{}' kept answering with unknown sessions ({MAX_HEALS} re-established in one request)", self.config.name);
                     }
                     let (headers, answerable) = session.map_or((Vec::new(), false), |s| (s.headers, true));
                     self.outcome(answer, headers, answerable).map_err(|e| self.classify(e))
                 }
-                (_, Ok((Answer::Reply(reply), _))) if matches!(seen, retry::Seen::Busy { .. }) => {
-                    let wait = if let retry::Seen::Busy { wait } = seen { wait } else { Duration::ZERO };
-                    Err(UpstreamError::Overloaded {
-                        server: self.config.name.clone(),
-                        retry_after_secs: retry::whole_secs(wait),
-                        reason: "upstream_busy",
-                        cause: format!("it answered HTTP {}", reply.status),
-                    })
-                }
-                (_, Ok((answer, session))) => {
-                    let (headers, answerable) = session.map_or((Vec::new(), false), |s| (s.headers, true));
-                    self.outcome(answer, headers, answerable).map_err(|e| self.classify(e))
-                }
-                (_, Err(e)) => Err(e),
             };
             let result = self.scrub_outcome(result, ctx);
             let mut slot = permit.take().expect("acquired above");
