@@ -27,3 +27,17 @@ pub const IDS: [&str; 14] = [
 pub fn with_id(message: Value, id_text: &str) -> String {
     message.to_string().replacen(r#""id":"__ID__""#, &format!(r#""id":{id_text}"#), 1)
 }
+
+/// The scrub tests' echoing tools and the masked text each one's answer
+/// carries. A 401 under a user's credential is that user's rejected token
+/// (issue 14 hole 2): the answer names the token, never the upstream's text.
+pub const SCRUB_MASKS: [(&str, &str); 8] = [
+    ("gh__echo401", "rejected your gh_token (http 401)"),
+    ("gh__echorpc", "authorization: ***"),
+    ("gh__echosse", "authorization: ***"),
+    ("gh__echotool", "authorization: ***"),
+    ("st__echo401", "x-api-key: ***"),
+    ("st__echorpc", "x-api-key: ***"),
+    ("st__echosse", "x-api-key: ***"),
+    ("st__echotool", "x-api-key: ***"),
+];
