@@ -41,3 +41,13 @@ pub const SCRUB_MASKS: [(&str, &str); 8] = [
     ("st__echosse", "x-api-key: ***"),
     ("st__echotool", "x-api-key: ***"),
 ];
+
+/// The one input request of an InputRequiredResult: (key, request, requestState).
+pub fn input_of(m: &Value) -> (String, Value, String) {
+    let r = &m["result"];
+    assert_eq!(r["resultType"], "input_required", "{m}");
+    let map = r["inputRequests"].as_object().expect("inputRequests");
+    assert_eq!(map.len(), 1, "{m}");
+    let (k, v) = map.iter().next().unwrap();
+    (k.clone(), v.clone(), r["requestState"].as_str().expect("requestState").to_string())
+}
