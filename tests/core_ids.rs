@@ -4,32 +4,15 @@
 //! are in tests/hub_ids.rs.
 
 mod core_util;
+mod shared_data;
 
 use core_util::*;
+use shared_data::{with_id, IDS};
 use serde_json::{json, Value};
 
-/// Ids whose text a lossy (f64) echo, or serde_json's own writing, would change.
-const IDS: [&str; 15] = [
-    "1E3",
-    "1e3",
-    "1E+03",
-    "-0",
-    "1.50",
-    "18446744073709551617",
-    "-18446744073709551617",
-    "123456789012345678901234567890",
-    "1.0",
-    "-2.5E-7",
-    r#""\u0041""#,
-    r#""a\/b""#,
-    r#""\ud83d\ude00""#,
-    r#""a\"b\\c\n""#,
-    r#""\u00e9\u0009""#,
-];
-
-/// `message` (JSON with `"id": "__ID__"`) with the id replaced by `id_text`.
-fn with_id(message: Value, id_text: &str) -> String {
-    message.to_string().replacen(r#""id":"__ID__""#, &format!(r#""id":{id_text}"#), 1)
+/// The shared ids, and `1E3` (an exponent in capitals without a sign).
+fn ids() -> Vec<&'static str> {
+    std::iter::once("1E3").chain(IDS).collect()
 }
 
 /// The answer carries the id as sent: the raw bytes of its message, and the
@@ -54,7 +37,7 @@ fn a_legacy_client_gets_every_id_back_as_sent_from_the_hubs_own_answers() {
     let h = hub(json!({}));
     let sid = legacy_session(&h);
     let headers = legacy_headers(&sid);
-    for id in IDS {
+    for id in ids() {
         let ping = json!({"jsonrpc": "2.0", "id": "__ID__", "method": "ping"});
         let r = post(&h, &with_id(ping, id), &headers);
         assert_eq!(r.status, 200);
@@ -84,7 +67,7 @@ fn a_legacy_client_gets_every_id_back_as_sent_from_the_hubs_own_answers() {
         let spaced = format!(r#"{{"jsonrpc": "2.0", "id" :  {id} , "method": "ping"}}"#);
         assert_echoed(&post(&h, &spaced, &headers), id, "ping with spacing");
     }
-    for id in IDS {
+    for id in ids() {
         let init = json!({"jsonrpc": "2.0", "id": "__ID__", "method": "initialize",
             "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
         assert_echoed(&post(&h, &with_id(init, id), &[ACCEPT, JSON]), id, "initialize");
@@ -102,7 +85,7 @@ fn a_modern_client_gets_every_id_back_as_sent_from_the_hubs_own_answers() {
         }
         h
     };
-    for id in IDS {
+    for id in ids() {
         let discover = json!({"jsonrpc": "2.0", "id": "__ID__", "method": "server/discover", "params": {"_meta": meta}});
         assert_echoed(&post(&h, &with_id(discover, id), &headers("server/discover", None)), id, "server/discover");
         let list = json!({"jsonrpc": "2.0", "id": "__ID__", "method": "tools/list", "params": {"_meta": meta}});
@@ -141,7 +124,7 @@ fn ids_are_echoed_as_sent_on_relayed_json_and_sse_answers_in_both_eras() {
         let (h, traffic) = hub_with_servers(json!({}), vec![("up", json!({}), relaying_server(era))]);
         let sid = legacy_session(&h);
         let meta = modern_meta();
-        for id in IDS {
+        for id in ids() {
             let call = json!({"jsonrpc": "2.0", "id": "__ID__", "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "hi"}}});
             let r = post(&h, &with_id(call, id), &legacy_headers(&sid));
             assert_eq!((r.status, r.sse), (200, false), "{era}: {}", r.text);
@@ -167,7 +150,7 @@ fn ids_are_echoed_as_sent_on_relayed_json_and_sse_answers_in_both_eras() {
         }
         // Upstream ids are the hub's own, never the client's text.
         let calls = traffic.calls("up", "tools/call");
-        assert_eq!(calls.len(), IDS.len() * 4);
-        assert!(calls.iter().all(|c| !IDS.contains(&c.body["id"].to_string().as_str())), "{era}");
+        assert_eq!(calls.len(), ids().len() * 4);
+        assert!(calls.iter().all(|c| !ids().contains(&c.body["id"].to_string().as_str())), "{era}");
     }
 }

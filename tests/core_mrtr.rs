@@ -8,8 +8,10 @@
 //! same over loopback sockets is in tests/hub_mrtr.rs.
 
 mod core_util;
+mod shared_data;
 
 use core_util::*;
+use shared_data::input_of;
 use mcphub::hub::Hub;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -215,16 +217,6 @@ fn modern_call(h: &Hub, id: &str, capabilities: Value, extra: Value) -> Answer {
     let body = body.to_string();
     let hdrs: Vec<(&str, &str)> = hdrs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     post(h, &body, &hdrs)
-}
-
-/// The one input request of an InputRequiredResult: (key, request, requestState).
-fn input_of(m: &Value) -> (String, Value, String) {
-    let r = &m["result"];
-    assert_eq!(r["resultType"], "input_required", "{m}");
-    let map = r["inputRequests"].as_object().expect("inputRequests");
-    assert_eq!(map.len(), 1, "{m}");
-    let (k, v) = map.iter().next().unwrap();
-    (k.clone(), v.clone(), r["requestState"].as_str().expect("requestState").to_string())
 }
 
 fn asking_hub(servers: Value) -> (Hub, Traffic) {

@@ -6,8 +6,10 @@
 //! the real binary in tests/hub_scrub.rs.
 
 mod core_util;
+mod shared_data;
 
 use core_util::*;
+use shared_data::SCRUB_MASKS;
 use mcphub::users::new_key;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -65,18 +67,7 @@ fn values_the_upstream_repeats_in_errors_reach_no_client_readyz_or_metrics() {
     );
     let leaks = |text: &str| text.contains(USER_TOKEN) || text.contains(ENV_VALUE);
     let auth = format!("Bearer {key}");
-    for (tool, masked) in [
-        // A 401 under a user's credential is that user's rejected token
-        // (issue 14 hole 2): the answer names the token, never the upstream's text.
-        ("gh__echo401", "rejected your gh_token (http 401)"),
-        ("gh__echorpc", "authorization: ***"),
-        ("gh__echosse", "authorization: ***"),
-        ("gh__echotool", "authorization: ***"),
-        ("st__echo401", "x-api-key: ***"),
-        ("st__echorpc", "x-api-key: ***"),
-        ("st__echosse", "x-api-key: ***"),
-        ("st__echotool", "x-api-key: ***"),
-    ] {
+    for (tool, masked) in SCRUB_MASKS {
         let r = modern_with(&h, "tools/call", json!({"name": tool, "arguments": {}}), &[("Authorization", &auth)]);
         let answer = r.message_text();
         assert!(!leaks(&answer), "{tool}: the client's answer carries an injected value: {answer}");

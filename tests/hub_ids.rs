@@ -6,32 +6,12 @@
 //! (-32601, -32602, -32600), in both eras; see `protocol::jsonrpc::IdText`.
 
 mod hub_util;
+mod shared_data;
 
 use hub_util::*;
+use shared_data::{with_id, IDS};
 use mcphub_mock::Era;
 use serde_json::{json, Value};
-
-/// Ids whose text a lossy (f64) echo, or serde_json's own writing, would change.
-const IDS: [&str; 14] = [
-    "1e3",
-    "1E+03",
-    "-0",
-    "1.50",
-    "18446744073709551617",
-    "-18446744073709551617",
-    "123456789012345678901234567890",
-    "1.0",
-    "-2.5E-7",
-    r#""\u0041""#,
-    r#""a\/b""#,
-    r#""\ud83d\ude00""#,
-    r#""a\"b\\c\n""#,
-    r#""\u00e9\u0009""#,
-];
-/// `message` (JSON with `"id": "__ID__"`) with the id replaced by `id_text`.
-fn with_id(message: Value, id_text: &str) -> String {
-    message.to_string().replacen(r#""id":"__ID__""#, &format!(r#""id":{id_text}"#), 1)
-}
 
 /// The answer's JSON-RPC message text: the body, or the last SSE event's data.
 fn answer_text(r: &Reply) -> String {

@@ -8,8 +8,10 @@
 //! tests/core_mrtr.rs.
 
 mod hub_util;
+mod shared_data;
 
 use hub_util::*;
+use shared_data::input_of;
 use mcphub::http::{Server, ServerConfig};
 use mcphub_mock::{Era, MockConfig, MockServer};
 use serde_json::{json, Value};
@@ -124,16 +126,6 @@ fn a_legacy_client_without_the_capability_or_without_sse_gets_a_clear_answer() {
 }
 
 // ---------------------------------------------------------------- modern upstream, modern client
-
-/// The one input request of an InputRequiredResult: (key, request, requestState).
-fn input_of(m: &Value) -> (String, Value, String) {
-    let r = &m["result"];
-    assert_eq!(r["resultType"], "input_required", "{m}");
-    let map = r["inputRequests"].as_object().expect("inputRequests");
-    assert_eq!(map.len(), 1, "{m}");
-    let (k, v) = map.iter().next().unwrap();
-    (k.clone(), v.clone(), r["requestState"].as_str().expect("requestState").to_string())
-}
 
 #[test]
 fn a_modern_servers_input_required_passes_through_to_a_modern_client_with_its_own_state() {

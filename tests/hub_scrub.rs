@@ -5,8 +5,10 @@
 //! client's error. The upstream here echoes what it received on purpose.
 
 mod hub_util;
+mod shared_data;
 
 use hub_util::*;
+use shared_data::SCRUB_MASKS;
 use mcphub::users::{key_digest, new_key};
 use serde_json::{json, Value};
 use std::io::Write;
@@ -84,18 +86,7 @@ fn values_the_upstream_repeats_in_errors_reach_no_log_readyz_metrics_or_client()
     let leaks = |text: &str| text.contains(USER_TOKEN) || text.contains(ENV_VALUE);
 
     let mut answers = Vec::new();
-    for (tool, masked) in [
-        // A 401 under a user's credential is that user's rejected token
-        // (issue 14 hole 2): the answer names the token, never the upstream's text.
-        ("gh__echo401", "rejected your gh_token (http 401)"),
-        ("gh__echorpc", "authorization: ***"),
-        ("gh__echosse", "authorization: ***"),
-        ("gh__echotool", "authorization: ***"),
-        ("st__echo401", "x-api-key: ***"),
-        ("st__echorpc", "x-api-key: ***"),
-        ("st__echosse", "x-api-key: ***"),
-        ("st__echotool", "x-api-key: ***"),
-    ] {
+    for (tool, masked) in SCRUB_MASKS {
         let answer = match alice.request("tools/call", json!({"name": tool, "arguments": {}})) {
             Ok(m) => m.to_string(),
             Err(e) => e,

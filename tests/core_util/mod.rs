@@ -9,6 +9,7 @@
 use mcphub::config::Config;
 use mcphub::http::{Body, Handler, Request};
 use mcphub::hub::Hub;
+use mcphub::protocol::jsonrpc;
 use mcphub::upstream::transport::{Answer as UpstreamAnswer, Deadline, EventStream, HttpReply, Transport};
 use mcphub::upstream::UpstreamError;
 use serde_json::{json, Value};
@@ -256,9 +257,8 @@ pub fn delete(hub: &Hub, headers: &[(&str, &str)]) -> Answer {
 
 /// A legacy `initialize` body at `version` with id 0.
 pub fn initialize_body(version: &str) -> String {
-    json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
-        "params": {"protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "core", "version": "1"}}})
-    .to_string()
+    jsonrpc::request(&json!(0), "initialize", json!({"protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "core", "version": "1"}}))
+        .to_string()
 }
 
 /// A legacy client with `headers` added (a key): `initialize` at 2025-06-18
@@ -287,7 +287,7 @@ pub fn legacy_headers(sid: &str) -> Vec<(&str, &str)> {
 
 /// A legacy request (id 1) on a session.
 pub fn legacy(hub: &Hub, sid: &str, method: &str, params: Value) -> Answer {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+    let body = jsonrpc::request(&json!(1), method, params).to_string();
     post(hub, &body, &legacy_headers(sid))
 }
 
@@ -315,7 +315,7 @@ pub fn modern_request(method: &str, mut params: Value) -> (String, Vec<(String, 
         let name = params.get(field).and_then(Value::as_str).map(mcphub::protocol::headers::encode_value).unwrap_or_default();
         h.push(("Mcp-Name".into(), name));
     }
-    let body = json!({"jsonrpc": "2.0", "id": "m1", "method": method, "params": params}).to_string();
+    let body = jsonrpc::request(&json!("m1"), method, params).to_string();
     (body, h)
 }
 
@@ -507,11 +507,11 @@ impl Reply {
     }
     /// 200 with the result of the request `body` (its id echoed).
     pub fn result(body: &Value, result: Value) -> Reply {
-        Reply::json(json!({"jsonrpc": "2.0", "id": body["id"], "result": result}))
+        Reply::json(jsonrpc::result_response(&body["id"], result))
     }
     /// 200 with a JSON-RPC error answering the request `body`.
     pub fn error(body: &Value, code: i64, message: &str) -> Reply {
-        Reply::json(json!({"jsonrpc": "2.0", "id": body["id"], "error": {"code": code, "message": message}}))
+        Reply::json(jsonrpc::ErrorObject::new(code, message).to_response(Some(&body["id"])))
     }
     /// 200 with an event stream of `messages`.
     pub fn events(messages: Vec<Value>) -> Reply {
