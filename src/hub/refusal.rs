@@ -296,7 +296,11 @@ impl Refusal {
     /// The JSON-RPC error message answering request `id` (null when `None`;
     /// [`Refusal::ForbiddenOrigin`] has no `id` member: the body was not read).
     pub fn message(&self, id: Option<&Value>) -> Value {
-        let error = self.error();
+        self.message_of(&self.error(), id)
+    }
+
+    /// [`Refusal::message`] of `error`, this refusal's error already built.
+    fn message_of(&self, error: &ErrorObject, id: Option<&Value>) -> Value {
         if matches!(self, Refusal::ForbiddenOrigin) {
             return json!({"jsonrpc": "2.0", "error": {"code": error.code, "message": error.message}});
         }
@@ -305,8 +309,8 @@ impl Refusal {
 
     /// The HTTP answer: [`Refusal::message`] as JSON with the status and headers of [`Refusal::shape`].
     pub fn response(&self, id: Option<&Value>) -> Response {
-        let Shape { status, headers, .. } = self.shape();
-        let mut resp = Response::json(status, &self.message(id));
+        let Shape { status, error, headers } = self.shape();
+        let mut resp = Response::json(status, &self.message_of(&error, id));
         for (name, value) in headers {
             resp = resp.with_header(name, &value);
         }
