@@ -296,7 +296,11 @@ impl Refusal {
     /// The JSON-RPC error message answering request `id` (null when `None`;
     /// [`Refusal::ForbiddenOrigin`] has no `id` member: the body was not read).
     pub fn message(&self, id: Option<&Value>) -> Value {
-        let error = self.error();
+        self.message_of(&self.error(), id)
+    }
+
+    /// [`Refusal::message`] of `error`, this refusal's error already built.
+    fn message_of(&self, error: &ErrorObject, id: Option<&Value>) -> Value {
         if matches!(self, Refusal::ForbiddenOrigin) {
             return json!({"jsonrpc": "2.0", "error": {"code": error.code, "message": error.message}});
         }
@@ -305,8 +309,8 @@ impl Refusal {
 
     /// The HTTP answer: [`Refusal::message`] as JSON with the status and headers of [`Refusal::shape`].
     pub fn response(&self, id: Option<&Value>) -> Response {
-        let Shape { status, headers, .. } = self.shape();
-        let mut resp = Response::json(status, &self.message(id));
+        let Shape { status, error, headers } = self.shape();
+        let mut resp = Response::json(status, &self.message_of(&error, id));
         for (name, value) in headers {
             resp = resp.with_header(name, &value);
         }
@@ -390,36 +394,20 @@ mod tests {
         Row { refusal, status, code, message, data, headers }
     }
 
+    /// A key refusal: 401, `-32000`, `data.httpStatus` and `WWW-Authenticate`.
+    fn unauthorized(key: KeyRefusal, message: &'static str) -> Row {
+        row(Refusal::Key(key), 401, -32000, message, Some(json!({"httpStatus": 401})), &[("WWW-Authenticate", "Bearer realm=\"mcphub\"")])
+    }
+
     fn table() -> Vec<Row> {
         use Refusal::*;
         let overloaded = UpstreamError::Overloaded { server: "jira".into(), retry_after_secs: 3, reason: "queue_full", cause: "4 calls in flight".into() };
         vec![
             row(Malformed(ErrorObject::new(-32700, "Parse error: EOF")), 400, -32700, "Parse error: EOF", None, &[]),
             row(ForbiddenOrigin, 403, -32600, "Forbidden: Origin not allowed", None, &[]),
-            row(
-                Key(KeyRefusal::Missing),
-                401,
-                -32000,
-                "Unauthorized: an MCPHub key is required. Send it as 'Authorization: Bearer mcphub_…' or add '?key=mcphub_…' to the /mcp URL (Cursor: \"url\": \"http://HOST:3000/mcp?key=mcphub_…\"). Your MCPHub admin issues keys (mcphub keygen, or POST /api/admin/users/NAME/keys).",
-                Some(json!({"httpStatus": 401})),
-                &[("WWW-Authenticate", "Bearer realm=\"mcphub\"")],
-            ),
-            row(
-                Key(KeyRefusal::Unknown),
-                401,
-                -32000,
-                "Unauthorized: this MCPHub key is unknown or revoked. Check the key was copied whole (mcphub_ followed by 64 hex characters, no quotes or spaces) or ask your MCPHub admin for a new one.",
-                Some(json!({"httpStatus": 401})),
-                &[("WWW-Authenticate", "Bearer realm=\"mcphub\"")],
-            ),
-            row(
-                Key(KeyRefusal::WrongScheme),
-                401,
-                -32000,
-                "Unauthorized: send the MCPHub key as 'Authorization: Bearer mcphub_…' (other schemes are not accepted) or as '?key=mcphub_…' on the URL.",
-                Some(json!({"httpStatus": 401})),
-                &[("WWW-Authenticate", "Bearer realm=\"mcphub\"")],
-            ),
+            unauthorized(KeyRefusal::Missing, "Unauthorized: an MCPHub key is required. Send it as 'Authorization: Bearer mcphub_…' or add '?key=mcphub_…' to the /mcp URL (Cursor: \"url\": \"http://HOST:3000/mcp?key=mcphub_…\"). Your MCPHub admin issues keys (mcphub keygen, or POST /api/admin/users/NAME/keys)."),
+            unauthorized(KeyRefusal::Unknown, "Unauthorized: this MCPHub key is unknown or revoked. Check the key was copied whole (mcphub_ followed by 64 hex characters, no quotes or spaces) or ask your MCPHub admin for a new one."),
+            unauthorized(KeyRefusal::WrongScheme, "Unauthorized: send the MCPHub key as 'Authorization: Bearer mcphub_…' (other schemes are not accepted) or as '?key=mcphub_…' on the URL."),
             row(
                 Key(KeyRefusal::StoreUnavailable),
                 503,

@@ -561,7 +561,7 @@ pub fn finish(era: Era, id: &Value, reply: Result<Value, crate::upstream::Upstre
                 (Some(_), _) => log::debug!("{e}"), // logged where it happened (Upstream::timed_out)
                 // Circuit open, queue full: one line per server per 10 s,
                 // not one per refused call (a storm of them is the point).
-                (None, Some(_)) => warn_throttled(e.server(), &e.to_string()),
+                (None, Some(_)) => warn_throttled(e.server(), &e),
                 // One user's token, never its value nor the upstream's text;
                 // the request line names the user (issue 14).
                 (None, None) if matches!(e, crate::upstream::UpstreamError::Rejected { .. }) => {
@@ -579,8 +579,9 @@ pub fn finish(era: Era, id: &Value, reply: Result<Value, crate::upstream::Upstre
 const REFUSAL_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Logs `line` at warn for `server` at most once per [`REFUSAL_LOG_EVERY`],
-/// saying how many like it were not logged since.
-fn warn_throttled(server: &str, line: &str) {
+/// saying how many like it were not logged since (`line` is formatted only
+/// when logged: a storm of refusals is the point).
+fn warn_throttled(server: &str, line: &dyn std::fmt::Display) {
     static LAST: parking_lot::Mutex<Option<std::collections::HashMap<String, (std::time::Instant, u64)>>> = parking_lot::Mutex::new(None);
     let now = std::time::Instant::now();
     let mut last = LAST.lock();
