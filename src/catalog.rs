@@ -11,7 +11,9 @@
 //!   (server, kind) with single-flight refresh, and dropped on `list_changed`
 //!   or when their TTL (`listCacheTtlSecs`, or a modern server's `ttlMs`) ends.
 //!   A server that fails is left out of the merged list with a warning, and is
-//!   not asked again for [`FAILURE_BACKOFF`].
+//!   not asked again for [`FAILURE_BACKOFF`]. A merged list keeps its items
+//!   serialised per caller view ([`Merged::rendered`], issue 16), so a warm
+//!   list answer copies bytes; they go when the merged list is replaced.
 //! - Servers whose headers template user tokens (`${user.*}`) are cached per
 //!   context key instead (issue 14: the key of the caller's upstream
 //!   sessions), so a caller only sees lists fetched with their own
@@ -33,6 +35,7 @@ use crate::config::ToolNaming;
 use crate::protocol::headers::x_mcp_header_problem;
 use crate::singleflight::SlotMap;
 use crate::upstream::{CallContext, Upstream, UpstreamError};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -137,6 +140,38 @@ pub struct Merged {
     pub index: HashMap<String, usize>,
     /// When the first part of this view goes stale.
     pub expires: Instant,
+    /// The items as the callers of a few views see them, serialised once
+    /// ([`Merged::rendered`]); they go with this view, so whatever replaces
+    /// the view (a `list_changed`, the TTL, a reload) replaces them too.
+    rendered: Rendered,
+}
+
+/// Most serialised item lists one merged view keeps ([`Merged::rendered`]),
+/// the least recently used replaced beyond: a caller's view is the set of
+/// servers left out for them, and the shared view is shared by every user,
+/// so without a cap each distinct server allow-list would keep a copy of the
+/// whole list. Deployments have a handful of such sets; beyond eight the
+/// ninth costs one serialisation per miss (what every list cost before).
+pub const MAX_RENDERED_VIEWS: usize = 8;
+
+/// One serialised item list and the servers left out of it.
+type RenderedView = (Box<[Box<str>]>, Arc<RawValue>);
+
+/// The serialised item lists of a [`Merged`], keyed by the servers left out,
+/// most recently used first (at most [`MAX_RENDERED_VIEWS`]).
+#[derive(Default)]
+struct Rendered(parking_lot::Mutex<Vec<RenderedView>>);
+
+impl Clone for Rendered {
+    fn clone(&self) -> Rendered {
+        Rendered(parking_lot::Mutex::new(self.0.lock().clone()))
+    }
+}
+
+impl std::fmt::Debug for Rendered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Rendered({} views)", self.0.lock().len())
+    }
 }
 
 impl Merged {
@@ -148,6 +183,33 @@ impl Merged {
     /// The item exposed under `key` (a tool or prompt name, a URI).
     pub fn item(&self, key: &str) -> Option<&Value> {
         self.index.get(key).and_then(|i| self.items.get(*i)).map(|v| &**v)
+    }
+
+    /// The items as a caller sees them, serialised (a JSON array): the
+    /// caller's view is named by the servers left out of it (`hidden`, in
+    /// server order); `render` makes it the first time (or after the view
+    /// was dropped, beyond [`MAX_RENDERED_VIEWS`]), then the same bytes are
+    /// returned until this merged view is replaced. `render` must depend on
+    /// nothing but this view, `hidden` and the configuration of the served
+    /// servers (a reload replaces the view). It runs without a lock held: two
+    /// first callers may both render, one result is kept.
+    pub fn rendered(&self, hidden: &[&str], render: impl FnOnce() -> Box<RawValue>) -> Arc<RawValue> {
+        let same = |key: &[Box<str>]| key.len() == hidden.len() && key.iter().zip(hidden).all(|(a, b)| **a == **b);
+        {
+            let mut views = self.rendered.0.lock();
+            if let Some(at) = views.iter().position(|(key, _)| same(key)) {
+                let bytes = views[at].1.clone();
+                views[..=at].rotate_right(1); // most recently used first
+                return bytes;
+            }
+        }
+        let bytes: Arc<RawValue> = Arc::from(render());
+        let mut views = self.rendered.0.lock();
+        if !views.iter().any(|(key, _)| same(key)) {
+            views.truncate(MAX_RENDERED_VIEWS - 1);
+            views.insert(0, (hidden.iter().map(|s| Box::from(*s)).collect(), bytes.clone()));
+        }
+        bytes
     }
 }
 
@@ -255,7 +317,7 @@ fn build_view(kind: Kind, per_server: &[(String, List)], naming: ToolNaming, exp
         .enumerate()
         .filter_map(|(i, it)| it.get(key).and_then(Value::as_str).map(|k| (k.to_string(), i)))
         .collect();
-    Merged { items, routes, index, expires }
+    Merged { items, routes, index, expires, rendered: Rendered::default() }
 }
 
 /// The per-server tool lists without the tools [`x_mcp_header_problem`]
@@ -1326,6 +1388,29 @@ mod tests {
             assert_eq!(warnings.len(), 3, "{warnings:?}"); // two collisions, one nameless tool
             assert_eq!(warned.log(warnings), if round == 0 { 3 } else { 0 });
         }
+    }
+
+    #[test]
+    fn written_items_are_kept_per_caller_view_at_most_eight() {
+        let input = lists(vec![("a", json!([{"name": "x"}]))]);
+        let view = build_view(Kind::Tools, &input, ToolNaming::Auto, Instant::now(), &mut Vec::new());
+        let renders = std::cell::Cell::new(0);
+        let render = |text: &str| {
+            renders.set(renders.get() + 1);
+            RawValue::from_string(text.to_string()).unwrap()
+        };
+        let all = view.rendered(&[], || render("[1]"));
+        assert!(Arc::ptr_eq(&all, &view.rendered(&[], || render("[2]"))), "written once");
+        assert_eq!(view.rendered(&["b"], || render("[3]")).get(), "[3]", "another view of the callers");
+        assert_eq!(renders.get(), 2);
+        // the cap: nine more views push out the least recently used ones
+        let names: Vec<String> = (0..MAX_RENDERED_VIEWS + 1).map(|i| format!("s{i}")).collect();
+        for n in &names {
+            view.rendered(&[n.as_str()], || render("[0]"));
+        }
+        assert_eq!(view.rendered.0.lock().len(), MAX_RENDERED_VIEWS);
+        assert_eq!(view.rendered(&[], || render("[4]")).get(), "[4]", "the oldest view was dropped");
+        assert_eq!(view.rendered(&[names[8].as_str()], || render("[5]")).get(), "[0]", "a recent one kept");
     }
 
     #[test]

@@ -104,7 +104,11 @@ impl Response {
 
     /// A JSON response (`Content-Type: application/json`).
     pub fn json(status: u16, value: &serde_json::Value) -> Response {
-        let body = serde_json::to_vec(value).unwrap_or_else(|_| b"null".to_vec());
+        Response::json_bytes(status, serde_json::to_vec(value).unwrap_or_else(|_| b"null".to_vec()))
+    }
+
+    /// A JSON response whose body is already written (`body`: one JSON value).
+    pub fn json_bytes(status: u16, body: Vec<u8>) -> Response {
         Response {
             status,
             headers: vec![("Content-Type".into(), "application/json".into())],

@@ -5,12 +5,14 @@ use super::refusal::{self, Refusal};
 use super::relay::{self, finish};
 use super::shape::{self, Rewrite, LOG_LEVELS};
 use super::{Downstream, Hub, SESSION_HEADER};
-use crate::catalog::{Catalog, Kind};
+use crate::catalog::{Catalog, Kind, Merged};
 use crate::http::{Response, SseSink};
 use crate::protocol::{era, headers, jsonrpc, Era, ErrorObject};
 use crate::upstream::cancel::CallHandle;
 use crate::upstream::{self as upstream_api, Upstream};
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 use std::sync::Arc;
 
 type MethodResult = Result<Value, ErrorObject>;
@@ -66,10 +68,10 @@ pub fn dispatch(hub: &Hub, down: &Downstream, id: Value, method: &str, params: M
         })),
         // ping and logging/setLevel are legacy-only (removed in 2026-07-28: 404 + -32601 below).
         "ping" if down.era == Era::Legacy => Ok(json!({})),
-        "tools/list" => Ok(list(hub.catalog(), down, Kind::Tools)),
-        "prompts/list" => Ok(list(hub.catalog(), down, Kind::Prompts)),
-        "resources/list" => Ok(list(hub.catalog(), down, Kind::Resources)),
-        "resources/templates/list" => Ok(list(hub.catalog(), down, Kind::Templates)),
+        "tools/list" => return list(hub.catalog(), down, &id, Kind::Tools),
+        "prompts/list" => return list(hub.catalog(), down, &id, Kind::Prompts),
+        "resources/list" => return list(hub.catalog(), down, &id, Kind::Resources),
+        "resources/templates/list" => return list(hub.catalog(), down, &id, Kind::Templates),
         "offerings/list" => Ok(offerings(hub.catalog(), down)),
         "logging/setLevel" if down.era == Era::Legacy => set_level(down, &params),
         "tools/call" => return call_routed(hub, down, id, method, params, Kind::Tools),
@@ -140,69 +142,115 @@ pub fn visible(catalog: &Catalog, user: Option<&crate::users::User>, server: &st
     super::auth::may_use(user, server) && catalog.upstream(server).is_some_and(|u| u.missing_tokens(user).is_empty())
 }
 
-/// The items of a merged list the caller may see (all of them, cloned, when
-/// every server is visible to them).
-fn visible_items(catalog: &Catalog, down: &Downstream, kind: Kind, merged: &crate::catalog::Merged) -> Vec<Value> {
-    let user = down.user.as_deref();
-    let upstreams = catalog.upstreams();
-    let hidden: Vec<&str> = upstreams.iter().map(|u| u.name()).filter(|s| !visible(catalog, user, s)).collect();
-    if hidden.is_empty() {
-        return merged.items.iter().map(|v| Value::clone(v)).collect();
-    }
-    let key = match kind {
-        Kind::Resources => "uri",
-        Kind::Templates => "uriTemplate",
-        Kind::Tools | Kind::Prompts => "name",
-    };
-    merged
-        .items
+/// The servers whose items the caller may not see, in server order: not
+/// [`visible`] to them (allow-list, missing service tokens).
+fn hidden_servers<'a>(upstreams: &'a crate::catalog::Upstreams, user: Option<&crate::users::User>) -> Vec<&'a str> {
+    upstreams
         .iter()
-        .filter(|it| {
-            let server = it.get(key).and_then(Value::as_str).and_then(|k| merged.routes.get(k)).map(|r| r.server.as_str());
-            server.is_some_and(|s| !hidden.contains(&s))
-        })
-        .map(|v| Value::clone(v))
+        .filter(|u| !(super::auth::may_use(user, u.name()) && u.missing_tokens(user).is_empty()))
+        .map(|u| u.name())
         .collect()
 }
 
-/// Marks a server's `heavyTools` `execution.taskSupport: "optional"` (absent
-/// means "forbidden": a 2025-11-25 client must not ask for a task otherwise;
-/// SEP-2663 uses the same field), since the hub runs them as tasks
-/// (`tasks::heavy`); a tool the server itself marks "required" keeps it.
-fn mark_heavy_tools(catalog: &Catalog, merged: &crate::catalog::Merged, items: &mut [Value]) {
-    if catalog.upstreams().iter().all(|u| u.config.heavy_tools.0.is_empty()) {
-        return;
-    }
-    for item in items.iter_mut() {
-        let route = item.get("name").and_then(Value::as_str).and_then(|n| merged.routes.get(n));
-        let heavy = route.is_some_and(|r| catalog.upstream(&r.server).is_some_and(|u| u.config.heavy_tools.matches(&r.original)));
-        if !heavy || item.pointer("/execution/taskSupport").and_then(Value::as_str) == Some("required") {
-            continue;
-        }
-        if let Some(obj) = item.as_object_mut() {
-            let execution = obj.entry("execution").or_insert_with(|| json!({}));
-            if !execution.is_object() {
-                *execution = json!({});
-            }
-            execution["taskSupport"] = json!("optional");
-        }
+/// The field naming an item of `kind` (its route key).
+fn item_key(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Resources => "uri",
+        Kind::Templates => "uriTemplate",
+        Kind::Tools | Kind::Prompts => "name",
     }
 }
 
-fn list(catalog: &Catalog, down: &Downstream, kind: Kind) -> Value {
+/// Whether `item` of `merged` is on a server in `hidden`, or on none.
+fn is_hidden(kind: Kind, merged: &Merged, hidden: &[&str], item: &Value) -> bool {
+    let server = item.get(item_key(kind)).and_then(Value::as_str).and_then(|k| merged.routes.get(k)).map(|r| r.server.as_str());
+    server.is_none_or(|s| hidden.contains(&s))
+}
+
+/// The items of a merged list the caller may see (all of them, cloned, when
+/// every server is visible to them).
+fn visible_items(catalog: &Catalog, down: &Downstream, kind: Kind, merged: &Merged) -> Vec<Value> {
+    let upstreams = catalog.upstreams();
+    let hidden = hidden_servers(&upstreams, down.user.as_deref());
+    merged.items.iter().filter(|it| hidden.is_empty() || !is_hidden(kind, merged, &hidden, it)).map(|v| Value::clone(v)).collect()
+}
+
+/// `item` as listed: a server's `heavyTools` marked `execution.taskSupport:
+/// "optional"` (absent means "forbidden": a 2025-11-25 client must not ask
+/// for a task otherwise; SEP-2663 uses the same field), since the hub runs
+/// them as tasks (`tasks::heavy`); a tool the server itself marks "required"
+/// keeps it.
+fn mark_heavy<'a>(upstreams: &crate::catalog::Upstreams, merged: &Merged, item: &'a Value) -> Cow<'a, Value> {
+    let route = item.get("name").and_then(Value::as_str).and_then(|n| merged.routes.get(n));
+    let heavy = route.is_some_and(|r| upstreams.iter().find(|u| u.name() == r.server).is_some_and(|u| u.config.heavy_tools.matches(&r.original)));
+    if !heavy || item.pointer("/execution/taskSupport").and_then(Value::as_str) == Some("required") {
+        return Cow::Borrowed(item);
+    }
+    let mut item = item.clone();
+    if let Some(obj) = item.as_object_mut() {
+        let execution = obj.entry("execution").or_insert_with(|| json!({}));
+        if !execution.is_object() {
+            *execution = json!({});
+        }
+        execution["taskSupport"] = json!("optional");
+    }
+    Cow::Owned(item)
+}
+
+/// The items of `merged` a caller without the `hidden` servers sees, heavy
+/// tools marked ([`mark_heavy`]), serialised as a JSON array.
+fn render_items(upstreams: &crate::catalog::Upstreams, kind: Kind, merged: &Merged, hidden: &[&str]) -> Box<RawValue> {
+    let heavy = kind == Kind::Tools && upstreams.iter().any(|u| !u.config.heavy_tools.0.is_empty());
+    let items: Vec<Cow<Value>> = merged
+        .items
+        .iter()
+        .filter(|it| hidden.is_empty() || !is_hidden(kind, merged, hidden, it))
+        .map(|it| if heavy { mark_heavy(upstreams, merged, it) } else { Cow::Borrowed(&**it) })
+        .collect();
+    serde_json::value::to_raw_value(&items).unwrap_or_else(|e| {
+        log::warn!("{} could not be written ({e}); answered empty", kind.method());
+        RawValue::from_string("[]".into()).expect("[] is JSON")
+    })
+}
+
+/// A list method's result with its items already written: `{"<field>":
+/// items}` and, for a 2026-07-28 client, the cache hints (SEP-2549) and the
+/// `resultType` [`shape::result`] gives every modern result, in that order.
+struct ListResult<'a> {
+    field: &'static str,
+    items: &'a RawValue,
+    /// `ttlMs` for a modern client; `None` for a legacy one.
+    modern_ttl_ms: Option<u64>,
+}
+
+impl serde::Serialize for ListResult<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry(self.field, self.items)?;
+        if let Some(ttl_ms) = self.modern_ttl_ms {
+            map.serialize_entry("ttlMs", &ttl_ms)?;
+            map.serialize_entry("cacheScope", "private")?;
+            map.serialize_entry("resultType", "complete")?;
+        }
+        map.end()
+    }
+}
+
+/// `tools/list`, `prompts/list`, `resources/list`, `resources/templates/list`:
+/// every page of every visible server in one answer (no `nextCursor`; a
+/// client's `cursor` is ignored). The items are written once per merged
+/// view and caller view ([`Merged::rendered`]); an answer copies them into
+/// its envelope, the bytes `serde_json::to_vec` gives for the result as a
+/// `Value` (tests/core_lists.rs).
+fn list(catalog: &Catalog, down: &Downstream, id: &Value, kind: Kind) -> Response {
     let merged = catalog.merged(kind, &down.call_context());
-    let mut result = Map::new();
-    let mut items = visible_items(catalog, down, kind, &merged);
-    if kind == Kind::Tools {
-        mark_heavy_tools(catalog, &merged, &mut items);
-    }
-    result.insert(kind.field().into(), Value::Array(items));
-    if down.era == Era::Modern {
-        // 2026-07-28 (SEP-2549): list results carry cache hints.
-        result.insert("ttlMs".into(), json!(merged.ttl_ms()));
-        result.insert("cacheScope".into(), json!("private"));
-    }
-    Value::Object(result)
+    let upstreams = catalog.upstreams();
+    let hidden = hidden_servers(&upstreams, down.user.as_deref());
+    let items = merged.rendered(&hidden, || render_items(&upstreams, kind, &merged, &hidden));
+    let result = ListResult { field: kind.field(), items: &items, modern_ttl_ms: (down.era == Era::Modern).then(|| merged.ttl_ms()) };
+    // The envelope and the hints are < 128 bytes; a long id grows the buffer once.
+    Response::json_bytes(200, jsonrpc::result_bytes(id, &result, items.get().len() + 128))
 }
 
 fn offerings(catalog: &Catalog, down: &Downstream) -> Value {

@@ -100,6 +100,24 @@ pub fn result_response(id: &RequestId, result: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "result": result})
 }
 
+/// The bytes of [`result_response`]`(id, result)` as `serde_json::to_vec`
+/// writes it, from a result that is not a `Value` (one holding already
+/// serialised parts, `RawValue`s, written as they are); `capacity`: the
+/// expected length, so the buffer is allocated once.
+pub fn result_bytes(id: &RequestId, result: &impl serde::Serialize, capacity: usize) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    struct Message<'a, R> {
+        jsonrpc: &'static str,
+        id: &'a RequestId,
+        result: &'a R,
+    }
+    let mut out = Vec::with_capacity(capacity);
+    match serde_json::to_writer(&mut out, &Message { jsonrpc: "2.0", id, result }) {
+        Ok(()) => out,
+        Err(_) => b"null".to_vec(), // as `Response::json` for a value that cannot be written
+    }
+}
+
 /// A notification message.
 pub fn notification(method: &str, params: Value) -> Value {
     json!({"jsonrpc": "2.0", "method": method, "params": params})
