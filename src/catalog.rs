@@ -482,7 +482,16 @@ type List = Arc<Vec<Arc<Value>>>;
 type Part = (u64, List);
 
 /// A merged view, the naming it was built with and the parts it was built from.
-type View = (Vec<Part>, ToolNaming, Arc<Merged>);
+struct View {
+    built_from: Vec<Part>,
+    naming: ToolNaming,
+    merged: Arc<Merged>,
+    /// The catalog's change count when its parts were last read: while the count
+    /// is the same, no part was fetched or dropped since.
+    changes: u64,
+    /// When the first of its parts (failed ones too) goes stale.
+    fresh_until: Instant,
+}
 
 /// The served set of upstreams: the upstreams in order and, beside each,
 /// its member id (new for every upstream a reload creates).
@@ -686,6 +695,9 @@ pub struct Catalog {
     unfetchable: List,
     /// View warnings already logged.
     warned: WarnOnce,
+    /// Counts every change of a cached list (fetched, dropped) and every
+    /// reload, each counted after it is made ([`Catalog::warm`]).
+    changes: std::sync::atomic::AtomicU64,
 }
 
 impl Catalog {
@@ -705,6 +717,7 @@ impl Catalog {
             contexts: Contexts { cap: max_contexts.max(1), lru: Default::default() },
             unfetchable: Arc::default(),
             warned: WarnOnce::default(),
+            changes: Default::default(),
         }
     }
 
@@ -735,6 +748,12 @@ impl Catalog {
             context.lists.clear_where(dead);
             context.views.lock().clear();
         }
+        self.changed();
+    }
+
+    /// Counts a change of the cached lists, after it is made ([`Catalog::warm`]).
+    fn changed(&self) {
+        self.changes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The upstream with this name.
@@ -768,6 +787,7 @@ impl Catalog {
                     context.lists.clear_where(matches);
                 }
             }
+            self.changed();
         }
     }
 
@@ -779,6 +799,7 @@ impl Catalog {
         for context in self.contexts.all() {
             context.lists.clear_where(healthy);
         }
+        self.changed();
     }
 
     /// Whether an unknown name may force a refetch of the shared lists of
@@ -809,6 +830,9 @@ impl Catalog {
                 }
             }
         }
+        if dropped {
+            self.changed();
+        }
         dropped
     }
 
@@ -828,6 +852,11 @@ impl Catalog {
     /// credentials fetched with the caller's own. Cached parts are used as
     /// they are; missing or stale ones are fetched, in parallel when several.
     pub fn merged(&self, kind: Kind, ctx: &CallContext) -> Arc<Merged> {
+        if let Some(view) = self.warm(kind) {
+            return view;
+        }
+        // Read before the parts: a change made while they are read counts later.
+        let changes = self.changes.load(std::sync::atomic::Ordering::SeqCst);
         let members = self.members.read().clone();
         let settings = *self.settings.read();
         // Without servers with per-user credentials every part is shared and
@@ -884,11 +913,13 @@ impl Catalog {
             Place::Context(c) => Some(c),
             _ => None,
         });
+        let fresh_until = parts.iter().map(|(_, _, c)| c.fetched + c.ttl).min().unwrap_or_else(Instant::now);
         let mut views = home.map_or(&self.views, |c| &c.views).lock();
-        if let Some((built_from, naming, view)) = views.get(&kind) {
+        if let Some(view) = views.get_mut(&kind) {
             let same = |(a, b): (&Part, &Part)| a.0 == b.0 && Arc::ptr_eq(&a.1, &b.1);
-            if *naming == settings.naming && built_from.len() == lists.len() && built_from.iter().zip(&lists).all(same) {
-                return view.clone();
+            if view.naming == settings.naming && view.built_from.len() == lists.len() && view.built_from.iter().zip(&lists).all(same) {
+                (view.changes, view.fresh_until) = (changes, fresh_until);
+                return view.merged.clone();
             }
         }
         let expires = parts
@@ -900,10 +931,26 @@ impl Catalog {
         let per_server: Vec<(String, List)> = parts.into_iter().map(|(s, _, c)| (s, c.items)).collect();
         let mut warnings = Vec::new();
         let view = Arc::new(build_view(kind, &per_server, settings.naming, expires, &mut warnings));
-        views.insert(kind, (lists, settings.naming, view.clone()));
+        views.insert(kind, View { built_from: lists, naming: settings.naming, merged: view.clone(), changes, fresh_until });
         drop(views);
         self.warned.log(warnings);
         view
+    }
+
+    /// The shared merged view of `kind` if it can be served without looking
+    /// at its parts (the warm path of a list, issue 16): no server has
+    /// per-user credentials, no cached list was fetched or dropped and no
+    /// reload happened since its parts were last read (the change count),
+    /// and none of them is stale yet. `None`: ask [`Catalog::merged`].
+    pub fn warm(&self, kind: Kind) -> Option<Arc<Merged>> {
+        let changes = self.changes.load(std::sync::atomic::Ordering::SeqCst);
+        if self.members.read().per_user {
+            return None;
+        }
+        let naming = self.settings.read().naming;
+        let views = self.views.lock();
+        let view = views.get(&kind)?;
+        (view.changes == changes && view.naming == naming && Instant::now() < view.fresh_until).then(|| view.merged.clone())
     }
 
     /// One server's list of `kind` in `slots` (the shared cache or the
@@ -969,6 +1016,7 @@ impl Catalog {
             };
             Ok(cached)
         });
+        self.changed(); // a list stored (or a concurrent caller's found)
         fetched.unwrap_or_else(|_: UpstreamError| Cached { items: Arc::default(), fetched: Instant::now(), ttl: Duration::ZERO, failed: true, rejected: None, source })
     }
 

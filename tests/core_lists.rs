@@ -252,3 +252,52 @@ fn changing_server() -> Script {
         _ => Reply::error(body, -32601, "Method not found"),
     })
 }
+
+/// A legacy server whose n-th `tools/list` lists one tool, `v{n}`, cached for
+/// `ttl_ms` (`ttlMs` of its result).
+fn changing_server_with_ttl(ttl_ms: u64) -> Script {
+    let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    std::sync::Arc::new(move |body: &Value, _h: &[(String, String)]| match body["method"].as_str().unwrap_or("") {
+        "initialize" => Reply::result(body, json!({"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}})).session("a-s1"),
+        m if m.starts_with("notifications/") => Reply::status(202),
+        "tools/list" => {
+            let v = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            Reply::result(body, json!({"tools": [{"name": format!("v{v}"), "inputSchema": {"type": "object"}}], "ttlMs": ttl_ms}))
+        }
+        _ => Reply::error(body, -32601, "Method not found"),
+    })
+}
+
+fn tool_names(hub: &mcphub::hub::Hub, sid: &str) -> Vec<String> {
+    let r = legacy(hub, sid, "tools/list", json!({}));
+    r.json()["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn a_list_past_its_ttl_is_fetched_and_written_again() {
+    let (hub, traffic) = hub_with_servers(json!({}), vec![("a", json!({"protocol": "legacy"}), changing_server_with_ttl(1))]);
+    let sid = legacy_session(&hub);
+    assert_eq!(tool_names(&hub, &sid), vec!["v1"]);
+    // 1 ms later the list is stale: the next answer comes from a new fetch
+    wait_until("a list fetched again", PATIENCE, || tool_names(&hub, &sid) != vec!["v1"]);
+    assert!(traffic.calls("a", "tools/list").len() >= 2);
+}
+
+#[test]
+fn a_reload_replaces_the_written_items() {
+    let (hub, _traffic) = hub_with_servers(json!({}), vec![("a", json!({"protocol": "legacy"}), changing_server_with_ttl(3_600_000))]);
+    let sid = legacy_session(&hub);
+    assert_eq!(tool_names(&hub, &sid), vec!["v1"]);
+    assert_eq!(tool_names(&hub, &sid), vec!["v1"], "cached");
+    // the server kept (same entry), the naming changed: the same list, named anew
+    let mut config = (*hub.config()).clone();
+    config.tool_naming = mcphub::config::ToolNaming::Prefix;
+    hub.reload(config).expect("a valid reload");
+    assert_eq!(tool_names(&hub, &sid), vec!["a__v1"]);
+    // the server's entry changed (heavyTools): a new upstream, its list fetched and marked
+    let mut config = (*hub.config()).clone();
+    config.servers[0].heavy_tools.0 = vec!["v*".into()];
+    hub.reload(config).expect("a valid reload");
+    let r = legacy(&hub, &sid, "tools/list", json!({}));
+    assert_eq!(r.json()["result"]["tools"], json!([{"name": "a__v2", "inputSchema": {"type": "object"}, "execution": {"taskSupport": "optional"}}]));
+}

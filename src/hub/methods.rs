@@ -244,7 +244,8 @@ impl serde::Serialize for ListResult<'_> {
 /// its envelope, the bytes `serde_json::to_vec` gives for the result as a
 /// `Value` (tests/core_lists.rs).
 fn list(catalog: &Catalog, down: &Downstream, id: &Value, kind: Kind) -> Response {
-    let merged = catalog.merged(kind, &down.call_context());
+    // Warm: no call context to build.
+    let merged = catalog.warm(kind).unwrap_or_else(|| catalog.merged(kind, &down.call_context()));
     let upstreams = catalog.upstreams();
     let hidden = hidden_servers(&upstreams, down.user.as_deref());
     let items = merged.rendered(&hidden, || render_items(&upstreams, kind, &merged, &hidden));
