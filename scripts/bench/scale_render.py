@@ -67,7 +67,7 @@ def metrics_of(points):
 
 
 def header(metric, unit):
-    return metric if not unit or unit == metric else f"{metric} ({unit})"
+    return metric if not unit or metric.endswith(unit) else f"{metric} ({unit})"
 
 
 def tables(curves, comments):
@@ -76,15 +76,19 @@ def tables(curves, comments):
         metrics = metrics_of(points)
         out.append(f"### {curve}")
         out.append("")
-        cols = ["x"] + [header(m, u) for m, u in metrics.items()] + ["notes"]
+        cols = ["x"] + [header(m, u) for m, u in metrics.items()]
         out.append("| " + " | ".join(cols) + " |")
-        out.append("| " + " | ".join(["---:"] * (len(cols) - 1) + ["---"]) + " |")
+        out.append("| " + " | ".join(["---:"] * len(cols)) + " |")
+        notes = []
         for x in sorted(points):
             row = points[x]
             cells = [fmt_x(x)] + [row[m][0] if m in row else "" for m in metrics]
-            notes = "; ".join(f"{m}: {row[m][2]}" for m in metrics if m in row and row[m][2])
-            out.append("| " + " | ".join(cells + [notes]) + " |")
+            out.append("| " + " | ".join(cells) + " |")
+            notes += [f"x={fmt_x(x)}, {m}: {row[m][2]}" for m in metrics if m in row and row[m][2]]
         out.append("")
+        if notes:
+            out.extend(f"- {n}" for n in notes)
+            out.append("")
     if comments:
         out.append("Notes of the run:")
         out.append("")
@@ -125,6 +129,14 @@ def series(points, metric):
     return xs, ys
 
 
+def throughput_metrics(metrics):
+    """Rates to plot: where "ok" rates (answers with a result) exist, only those and the other units."""
+    rates = [m for m, u in metrics.items() if u.endswith("/s") and u != "ms/s"]
+    if any(" ok " in f" {m} " for m in rates):
+        rates = [m for m in rates if " ok " in f" {m} " or metrics[m] != "req/s"]
+    return rates
+
+
 def plot(curves, outdir):
     plt = need_matplotlib()
     names = list(curves)
@@ -139,7 +151,7 @@ def plot(curves, outdir):
         rows = [
             ([m for m, u in metrics.items() if u in ("µs", "us", "ns")], "CPU per unit of work", None),
             ([m for m, u in metrics.items() if u == "KiB"], "memory (RSS)", 1 / 1024),
-            ([m for m, u in metrics.items() if u.endswith("/s")], "throughput", None),
+            (throughput_metrics(metrics), "throughput", None),
         ]
         for r, (ms, what, scale) in enumerate(rows):
             ax = axes[r][col]
@@ -170,6 +182,8 @@ def plot(curves, outdir):
                     ax.set_ylim(bottom=0)
             if r == 2:  # latency on a second axis
                 lat = [m for m, u in metrics.items() if u == "ms" and ("p50" in m or "p99" in m)]
+                if len(lat) > 3:  # too many lines: the tails only
+                    lat = [m for m in lat if "p99" in m] or lat
                 if lat:
                     ax2 = ax.twinx()
                     for i, m in enumerate(lat):
