@@ -6,10 +6,10 @@
 ROWS.tsv: lines `curve<TAB>x<TAB>metric<TAB>value<TAB>unit<TAB>note`; lines starting
 with `#` are comments (printed under the tables as the run's notes). Writes
 OUTDIR/tables.md (one markdown table per curve: a row per x, a column per metric,
-units in the headers, notes last) and prints it; then OUTDIR/scale.svg and
+units in the headers, the rows' notes listed under it) and prints it; then OUTDIR/scale.svg and
 OUTDIR/scale.png: one column of panels per curve, log-scale x, top row the CPU
-cost per unit of work (metrics with unit µs), middle row memory (unit KiB, drawn
-in MiB), bottom row throughput (units req/s, lists/s) and latency (ms, on a
+cost per unit of work (metrics with unit µs or ns, drawn in µs), middle row memory (unit KiB, drawn
+in MiB when a panel reaches 10 MiB), bottom row throughput (units req/s, lists/s) and latency (ms, on a
 second axis). matplotlib is pip-installed if missing.
 """
 
@@ -18,6 +18,7 @@ import sys
 from collections import OrderedDict
 from pathlib import Path
 
+TO_US = {"µs": 1.0, "us": 1.0, "ns": 1e-3}  # per-unit costs, drawn in µs
 CURVE_ORDER = ["connections", "servers", "sessions", "users"]
 X_LABEL = {
     "connections": "keep-alive client connections",
@@ -149,11 +150,11 @@ def plot(curves, outdir):
         metrics = metrics_of(points)
         xlabel = X_LABEL.get(curve, curve)
         rows = [
-            ([m for m, u in metrics.items() if u in ("µs", "us", "ns")], "CPU per unit of work", None),
-            ([m for m, u in metrics.items() if u == "KiB"], "memory (RSS)", 1 / 1024),
+            ([m for m, u in metrics.items() if u in TO_US], "CPU or time per unit of work", "µs"),
+            ([m for m, u in metrics.items() if u == "KiB"], "memory (RSS)", "MiB"),
             (throughput_metrics(metrics), "throughput", None),
         ]
-        for r, (ms, what, scale) in enumerate(rows):
+        for r, (ms, what, to) in enumerate(rows):
             ax = axes[r][col]
             ax.set_xscale("log")
             ax.grid(True, which="both", alpha=0.3)
@@ -161,16 +162,21 @@ def plot(curves, outdir):
             ax.set_title(f"{curve}: {what}", fontsize=11)
             drawn = 0
             units = set()
+            if to == "MiB":  # MiB for totals, KiB for small per-unit figures
+                kib = [y for m in ms for y in series(points, m)[1]]
+                to = "MiB" if kib and max(kib) >= 10 * 1024 else None
             for i, m in enumerate(ms):
                 xs, ys = series(points, m)
                 if not xs:
                     continue
                 unit = metrics[m]
-                if scale:
-                    ys = [y * scale for y in ys]
-                    unit = "MiB"
+                if to == "µs":
+                    ys, unit = [y * TO_US[unit] for y in ys], "µs"
+                elif to == "MiB":
+                    ys, unit = [y / 1024 for y in ys], "MiB"
                 units.add(unit)
-                ax.plot(xs, ys, marker=markers[i % len(markers)], label=header(m, unit))
+                label = header(m, unit) if unit == metrics[m] else f"{m} (in {unit})"
+                ax.plot(xs, ys, marker=markers[i % len(markers)], label=label)
                 drawn += 1
             if drawn:
                 ax.set_ylabel(" / ".join(sorted(units)))
@@ -202,7 +208,12 @@ def plot(curves, outdir):
             elif drawn:
                 ax.legend(fontsize=7, loc="best")
             if not drawn:
-                ax.text(0.5, 0.5, "no such metric", ha="center", va="center", transform=ax.transAxes, color="grey")
+                ax.text(0.5, 0.5, f"({curve}: no {what} metric)", ha="center", va="center", transform=ax.transAxes, color="grey")
+                ax.grid(False)
+                ax.set_xticks([], minor=True)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                continue
             xs = sorted(points)
             if xs:
                 ax.set_xticks(xs)
