@@ -183,7 +183,7 @@ fn visible_items(catalog: &Catalog, down: &Downstream, kind: Kind, merged: &Merg
 fn mark_heavy<'a>(upstreams: &crate::catalog::Upstreams, merged: &Merged, item: &'a Value) -> Cow<'a, Value> {
     let route = item.get("name").and_then(Value::as_str).and_then(|n| merged.routes.get(n));
     let heavy = route.is_some_and(|r| upstreams.iter().find(|u| u.name() == r.server).is_some_and(|u| u.config.heavy_tools.matches(&r.original)));
-    if !heavy || item.pointer("/execution/taskSupport").and_then(Value::as_str) == Some("required") {
+    if !heavy || crate::protocol::jsonrpc::at(item, &["execution", "taskSupport"]).and_then(Value::as_str) == Some("required") {
         return Cow::Borrowed(item);
     }
     let mut item = item.clone();
