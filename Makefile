@@ -1,7 +1,7 @@
 # MCPHub — the two set-up commands are `make run` and `make test` (README.md).
 CARGO ?= cargo
 
-.PHONY: build run install test check-order unit e2e conformance fuzz bench bench-scale bench-shaping soak attack clippy clean
+.PHONY: build run install test check-order unit e2e conformance fuzz bench bench-scale bench-instructions profile bench-shaping soak attack clippy clean
 
 build:
 	$(CARGO) build --release --locked
@@ -54,6 +54,17 @@ bench: build
 ## (target/bench-scale); BENCH_SCALE_SECS (5) s per wrk point. Figures only (needs wrk, python3).
 bench-scale: build
 	BENCH_SCALE_SECS=$${BENCH_SCALE_SECS:-5} scripts/bench-scale.sh
+
+## User-space instructions per request (callgrind; ~1 min; scripts/bench/instructions.sh): forwarder and hub
+## tools/call, hub warm tools/list — a figure that does not drift with the machine's load. INSTR_TOP=N: top functions.
+bench-instructions: build
+	scripts/bench/instructions.sh
+
+## Where the CPU goes (scripts/bench/profile.sh; perf record -g under wrk, inferno flame graph, top frames):
+## PROFILE="hub call-legacy" (default) | "forward call-legacy" | "hub call-modern" | "hub list-warm";
+## output in target/profile/<target>-<scenario>/ (needs linux-perf, inferno: cargo install inferno).
+profile: build
+	scripts/bench/profile.sh $${PROFILE:-hub call-legacy}
 
 ## Shaping benchmark (issue 6, docs/decisions.md D8's scenario): 70 clients against mcphub-mock
 ## --max-concurrency 8 --latency-ms 200, through the hub (maxConcurrency 8) and directly; SHAPING_SECS (60).

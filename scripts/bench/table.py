@@ -6,8 +6,11 @@
 Each input line: key, label, rps, p50_ms, p99_ms, proxy_cpu_us, mock_cpu_us,
 rss_kb, note (tab-separated; "" = not measured), or "#<title>" for a section
 heading. Ratio and difference rows are computed here from the rows' keys:
-call.{direct,fwd,hub}[_modern] and lat.{direct,fwd,hub}.
+call.{direct,fwd,hub}[_modern] and lat.{direct,fwd,hub}. A last section puts
+issue 16's goals beside the figures of this run ("met" or "not met"; nothing is
+asserted).
 """
+import re
 import sys
 
 
@@ -63,6 +66,47 @@ def main(path):
             print(f"── {r} " + "─" * max(0, min(total, 160) - len(r) - 4))
         else:
             print(line(r))
+    print_goals(rows)
+
+
+# Issue 16's goals: (label, unit, limit, "max" | "min", function of the rows → figure or None).
+def goals(rows):
+    g = lambda k, i: num(rows[k][i]) if k in rows else None  # noqa: E731
+
+    def div(a, b):
+        return None if a is None or b in (None, 0) else a / b
+
+    def sub(a, b):
+        return None if a is None or b is None else a - b
+
+    def per(key, what):
+        m = re.search(r"([+-][0-9.]+) KiB per " + what, rows[key][8]) if key in rows else None
+        return float(m.group(1)) if m else None
+
+    rss_after = max([x for x in (g("call.hub", 7), g("call.hub_modern", 7)) if x is not None], default=None)
+    return [
+        ("legacy tools/call req/s, hub ÷ forwarder", "×", 0.9, "min", div(g("call.hub", 2), g("call.fwd", 2))),
+        ("legacy tools/call, hub CPU per call", "µs", 45, "max", g("call.hub", 5)),
+        ("legacy tools/call, forwarder CPU per call (the floor)", "µs", 30, "max", g("call.fwd", 5)),
+        ("warm tools/list over 3 servers, hub CPU per list", "µs", 30, "max", g("list.warm", 5)),
+        ("latency added by the hub at 1 connection, p50", "ms", 0.07, "max", sub(g("lat.hub", 3), g("lat.direct", 3))),
+        ("p99 at 70 connections, hub ÷ direct", "×", 2.0, "max", div(g("call.hub", 4), g("call.direct", 4))),
+        ("hub RSS after the tools/call runs", "MiB", 11.4, "max", None if rss_after is None else rss_after / 1024),
+        ("RSS per idle client session", "KiB", 2.0, "max", per("mem.sessions", "session")),
+        ("RSS per idle keep-alive connection", "KiB", 0.74, "max", per("mem.conns", "connection")),
+    ]
+
+
+def print_goals(rows):
+    print("── goals (issue 16), beside this run's figures " + "─" * 40)
+    width = max(len(label) for label, *_ in goals(rows))
+    for label, unit, limit, way, figure in goals(rows):
+        bound = ("≥ " if way == "min" else "≤ ") + f"{limit:g} {unit}"
+        if figure is None:
+            print(f"{label.ljust(width)} | goal {bound:>10} | figure      ? | not measured")
+            continue
+        met = figure >= limit if way == "min" else figure <= limit
+        print(f"{label.ljust(width)} | goal {bound:>10} | figure {figure:7.2f} {unit} | {'met' if met else 'NOT met'}")
 
 
 def fmt(v, digits):
