@@ -11,7 +11,9 @@
 //!   them. It never makes a blocking write.
 //! - **Workers** (`workers` threads) take complete requests from a bounded
 //!   crossbeam queue (`queue`), run the handler under `catch_unwind` (panic →
-//!   500), write the response within `write_budget` and hand the connection
+//!   500), write the response (one non-blocking write; only what does not
+//!   fit in the send buffer goes out by bounded blocking writes within
+//!   `write_budget`, see `write_response`) and hand the connection
 //!   back to the reactor (channel + `mio::Waker`) for keep-alive, pipelined
 //!   bytes included.
 //! - **Rejecter**: when the queue is full the connection goes here and gets
@@ -70,7 +72,22 @@ impl Drop for ConnGuard {
 struct Conn {
     sock: TcpStream,
     reader: RequestReader,
+    /// Whether the socket is in blocking mode now. It is non-blocking for
+    /// its whole life except while a stream thread or the rejecter holds it,
+    /// and during a worker's fallback write ([`write_response`]).
+    blocking: bool,
     _guard: ConnGuard,
+}
+
+impl Conn {
+    /// Switches the socket to blocking or non-blocking mode (one `ioctl`, only when it changes).
+    fn set_blocking(&mut self, blocking: bool) -> std::io::Result<()> {
+        if self.blocking != blocking {
+            self.sock.set_nonblocking(!blocking)?;
+            self.blocking = blocking;
+        }
+        Ok(())
+    }
 }
 
 /// A connection coming back to the reactor.
@@ -135,8 +152,13 @@ struct Shared {
 }
 
 impl Shared {
-    /// Returns a connection to the reactor; closes it if the reactor is gone.
-    fn give_back(&self, conn: Conn, keep_alive: bool) {
+    /// Returns a connection to the reactor (non-blocking again); closes it
+    /// if the reactor is gone.
+    fn give_back(&self, mut conn: Conn, keep_alive: bool) {
+        if let Err(e) = conn.set_blocking(false) {
+            log::debug!("http: set_nonblocking: {e}");
+            return;
+        }
         let back = if keep_alive && !self.stopping.load(Ordering::Acquire) {
             Back::KeepAlive(conn)
         } else {
@@ -732,6 +754,7 @@ impl Reactor {
                     let conn = Conn {
                         sock,
                         reader: RequestReader::new(self.limits, peer),
+                        blocking: false,
                         _guard: ConnGuard(self.open.clone()),
                     };
                     let deadline = Instant::now() + self.shared.cfg.head_timeout;
@@ -768,15 +791,13 @@ impl Reactor {
     fn register(&mut self, conn: Conn, phase: Phase, deadline: Instant) -> Option<usize> {
         let token = self.next_token;
         self.next_token += 1;
+        // Non-blocking already: accepted so by mio, and `give_back` restores it.
         let Conn {
             sock,
             reader,
+            blocking: _,
             _guard: guard,
         } = conn;
-        if let Err(e) = sock.set_nonblocking(true) {
-            log::debug!("http: set_nonblocking: {e}");
-            return None;
-        }
         let mut sock = mio::net::TcpStream::from_std(sock);
         if let Err(e) = self
             .poll
@@ -807,6 +828,7 @@ impl Reactor {
         Some(Conn {
             sock,
             reader: rc.reader,
+            blocking: false,
             _guard: rc.guard,
         })
     }
@@ -965,9 +987,6 @@ fn serve(shared: &Arc<Shared>, job: Job) {
         head_only,
         ..
     } = *parsed;
-    if conn.sock.set_nonblocking(false).is_err() {
-        return;
-    }
     // A GET stream (legacy standalone or resumed stream) has no answer to
     // wait for: at shutdown it is ended at once.
     let open_ended = request.method.eq_ignore_ascii_case("GET");
@@ -1002,11 +1021,14 @@ fn serve(shared: &Arc<Shared>, job: Job) {
             if !head_only && !no_body {
                 out.extend_from_slice(&bytes);
             }
-            match write_all_budget(&mut conn.sock, &out, budget) {
+            match write_response(&mut conn, &out, budget) {
                 Ok(()) => shared.give_back(conn, keep_alive),
                 Err(e) => log::debug!("http: response write failed: {e}"),
             }
         }
+        // A stream thread writes with blocking writes within the write
+        // budget; `give_back` makes the socket non-blocking again.
+        Body::Sse(_) if conn.set_blocking(true).is_err() => {}
         Body::Sse(producer) => start_stream(
             shared,
             conn,
@@ -1021,6 +1043,25 @@ fn serve(shared: &Arc<Shared>, job: Job) {
             },
         ),
     }
+}
+
+/// Writes a whole response on a non-blocking socket: one `write`, which on
+/// keep-alive loopback and LAN answers nearly always takes it all; only when
+/// it does not (send buffer full: a large answer or a slow reader) the rest
+/// goes out by the bounded blocking path ([`write_all_budget`], within
+/// `budget`), and the socket is made non-blocking again.
+fn write_response(conn: &mut Conn, out: &[u8], budget: Duration) -> std::io::Result<()> {
+    let sent = match conn.sock.write(out) {
+        Ok(n) => n,
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => 0,
+        Err(e) => return Err(e),
+    };
+    if sent == out.len() {
+        return Ok(());
+    }
+    conn.set_blocking(true)?;
+    write_all_budget(&mut conn.sock, &out[sent..], budget)?;
+    conn.set_blocking(false)
 }
 
 /// What a worker hands to a stream thread.
@@ -1127,6 +1168,7 @@ fn run_stream(
     let Conn {
         sock,
         reader,
+        blocking,
         _guard,
     } = conn;
     let stream = match StreamShared::new(sock, mode.budget, mode.chunked, shared.stopping.clone()) {
@@ -1155,6 +1197,7 @@ fn run_stream(
             Conn {
                 sock,
                 reader,
+                blocking,
                 _guard,
             },
             mode.keep_alive,
@@ -1168,7 +1211,7 @@ fn rejecter_loop(shared: &Shared, rx: &Receiver<Job>) {
     let budget = shared.cfg.write_budget.min(Duration::from_millis(500));
     let response = busy_response(shared.cfg.retry_after_secs);
     while let Ok(Job { mut conn, .. }) = rx.recv() {
-        if conn.sock.set_nonblocking(false).is_err() {
+        if conn.set_blocking(true).is_err() {
             continue;
         }
         if write_all_budget(&mut conn.sock, &response, budget).is_ok() {
