@@ -72,6 +72,10 @@ impl Drop for ConnGuard {
 struct Conn {
     sock: TcpStream,
     reader: RequestReader,
+    /// Its poller token: the socket is registered once, at accept, and stays
+    /// registered (edge-triggered, readable) while a worker or stream thread
+    /// holds it. Tokens are never reused.
+    token: usize,
     /// Whether the socket is in blocking mode now. It is non-blocking for
     /// its whole life except while a stream thread or the rejecter holds it,
     /// and during a worker's fallback write ([`write_response`]).
@@ -741,8 +745,7 @@ impl Reactor {
                 return;
             };
             match listener.accept() {
-                Ok((stream, peer)) => {
-                    let sock = TcpStream::from(stream);
+                Ok((mut sock, peer)) => {
                     if self.open.load(Ordering::Acquire) >= self.shared.cfg.max_connections {
                         log::debug!("http: max_connections reached, closing {peer}");
                         continue;
@@ -750,17 +753,25 @@ impl Reactor {
                     if let Err(e) = sock.set_nodelay(true) {
                         log::debug!("http: TCP_NODELAY on {peer}: {e}");
                     }
-                    self.open.fetch_add(1, Ordering::AcqRel);
-                    let conn = Conn {
-                        sock,
-                        reader: RequestReader::new(self.limits, peer),
-                        blocking: false,
-                        _guard: ConnGuard(self.open.clone()),
-                    };
-                    let deadline = Instant::now() + self.shared.cfg.head_timeout;
-                    if let Some(t) = self.register(conn, Phase::Head, deadline) {
-                        self.drive(t);
+                    // Non-blocking (mio accepts so) for the connection's whole life.
+                    let token = self.next_token;
+                    self.next_token += 1;
+                    if let Err(e) = self.poll.registry().register(&mut sock, Token(token), Interest::READABLE) {
+                        log::warn!("http: register failed: {e}");
+                        continue;
                     }
+                    self.open.fetch_add(1, Ordering::AcqRel);
+                    self.conns.insert(
+                        token,
+                        RConn {
+                            sock,
+                            reader: RequestReader::new(self.limits, peer),
+                            guard: ConnGuard(self.open.clone()),
+                            phase: Phase::Head,
+                            deadline: Instant::now() + self.shared.cfg.head_timeout,
+                        },
+                    );
+                    self.drive(token);
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e)
@@ -788,46 +799,20 @@ impl Reactor {
         }
     }
 
-    fn register(&mut self, conn: Conn, phase: Phase, deadline: Instant) -> Option<usize> {
-        let token = self.next_token;
-        self.next_token += 1;
-        // Non-blocking already: accepted so by mio, and `give_back` restores it.
-        let Conn {
-            sock,
-            reader,
-            blocking: _,
-            _guard: guard,
-        } = conn;
-        let mut sock = mio::net::TcpStream::from_std(sock);
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut sock, Token(token), Interest::READABLE)
-        {
-            log::warn!("http: register failed: {e}");
-            return None;
-        }
-        self.conns.insert(
-            token,
-            RConn {
-                sock,
-                reader,
-                guard,
-                phase,
-                deadline,
-            },
-        );
-        Some(token)
+    /// Closes a connection the reactor holds. No deregistration: closing
+    /// the last fd of a socket drops it from the epoll set.
+    fn close(&mut self, token: usize) {
+        self.conns.remove(&token);
     }
 
-    /// Removes a connection from the reactor (deregistered, still open).
-    fn remove(&mut self, token: usize) -> Option<Conn> {
-        let mut rc = self.conns.remove(&token)?;
-        let _ = self.poll.registry().deregister(&mut rc.sock);
-        let sock = TcpStream::from(rc.sock);
+    /// Takes a connection out of the reactor for a worker; it stays
+    /// registered with the poller under its token.
+    fn take_out(&mut self, token: usize) -> Option<Conn> {
+        let rc = self.conns.remove(&token)?;
         Some(Conn {
-            sock,
+            sock: TcpStream::from(rc.sock),
             reader: rc.reader,
+            token,
             blocking: false,
             _guard: rc.guard,
         })
@@ -842,9 +827,27 @@ impl Reactor {
             ),
             Back::Linger(conn) => (conn, Phase::Linger, Instant::now() + LINGER),
         };
-        if let Some(t) = self.register(conn, phase, deadline) {
-            self.drive(t);
-        }
+        let Conn {
+            sock,
+            reader,
+            token,
+            blocking: _,
+            _guard: guard,
+        } = conn;
+        // Still registered under `token` (see `Conn::token`): wrapping it
+        // again is no syscall.
+        let sock = mio::net::TcpStream::from_std(sock);
+        self.conns.insert(
+            token,
+            RConn {
+                sock,
+                reader,
+                guard,
+                phase,
+                deadline,
+            },
+        );
+        self.drive(token);
     }
 
     /// Error answer from the reactor: one non-blocking write, half-close, linger.
@@ -868,14 +871,14 @@ impl Reactor {
             if rc.phase == Phase::Linger {
                 match rc.sock.read(&mut buf) {
                     Ok(0) => {
-                        self.remove(token);
+                        self.close(token);
                         return;
                     }
                     Ok(_) => continue,
                     Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                     Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                     Err(_) => {
-                        self.remove(token);
+                        self.close(token);
                         return;
                     }
                 }
@@ -899,14 +902,14 @@ impl Reactor {
                     }
                     match rc.sock.read(&mut buf) {
                         Ok(0) => {
-                            self.remove(token);
+                            self.close(token);
                             return;
                         }
                         Ok(n) => rc.reader.feed(&buf[..n]),
                         Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                         Err(e) if e.kind() == ErrorKind::Interrupted => {}
                         Err(_) => {
-                            self.remove(token);
+                            self.close(token);
                             return;
                         }
                     }
@@ -914,7 +917,7 @@ impl Reactor {
                 Outcome::Continue100 => {
                     const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
                     if !matches!(rc.sock.write(CONTINUE), Ok(n) if n == CONTINUE.len()) {
-                        self.remove(token);
+                        self.close(token);
                         return;
                     }
                 }
@@ -923,7 +926,7 @@ impl Reactor {
                     self.fail(token, status);
                 }
                 Outcome::Complete(parsed) => {
-                    let Some(conn) = self.remove(token) else {
+                    let Some(conn) = self.take_out(token) else {
                         return;
                     };
                     self.dispatch(Job { conn, parsed });
@@ -956,7 +959,7 @@ impl Reactor {
         for (token, phase) in expired {
             match phase {
                 Phase::Idle | Phase::Linger => {
-                    self.remove(token);
+                    self.close(token);
                 }
                 Phase::Head | Phase::Body => {
                     self.fail(token, 408);
@@ -1168,6 +1171,7 @@ fn run_stream(
     let Conn {
         sock,
         reader,
+        token,
         blocking,
         _guard,
     } = conn;
@@ -1197,6 +1201,7 @@ fn run_stream(
             Conn {
                 sock,
                 reader,
+                token,
                 blocking,
                 _guard,
             },
