@@ -14,8 +14,16 @@
 //!   500), write the response (one non-blocking write; only what does not
 //!   fit in the send buffer goes out by bounded blocking writes within
 //!   `write_budget`, see `write_response`) and hand the connection
-//!   back to the reactor (channel + `mio::Waker`) for keep-alive, pipelined
-//!   bytes included.
+//!   back to the reactor over a channel for keep-alive, pipelined bytes
+//!   included.
+//! - **Connections** are non-blocking and registered with the poller from
+//!   accept to close, also while a worker or stream thread holds them
+//!   ("out"): nothing is deregistered or registered per request. An event
+//!   for an out connection sets its "readable while out" flag; the worker
+//!   giving it back wakes the reactor (`mio::Waker`) only when that flag is
+//!   set, and otherwise the reactor takes it back at its next turn and waits
+//!   for readiness (races: `Reactor::take_back`). Stream threads and the
+//!   rejecter switch their connection to blocking and back.
 //! - **Rejecter**: when the queue is full the connection goes here and gets
 //!   `503` + `Retry-After` + a JSON-RPC error body, then is closed.
 //! - **Stream threads** (at most `max_streams`, one per SSE response) and the
@@ -39,7 +47,7 @@ use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -76,6 +84,10 @@ struct Conn {
     /// registered (edge-triggered, readable) while a worker or stream thread
     /// holds it. Tokens are never reused.
     token: usize,
+    /// "Readable while out": set by the reactor when a readiness event for
+    /// `token` comes while the connection is out (the reactor keeps only a
+    /// `Weak` of it then); see [`Reactor::take_back`].
+    readable: Arc<AtomicBool>,
     /// Whether the socket is in blocking mode now. It is non-blocking for
     /// its whole life except while a stream thread or the rejecter holds it,
     /// and during a worker's fallback write ([`write_response`]).
@@ -156,8 +168,9 @@ struct Shared {
 }
 
 impl Shared {
-    /// Returns a connection to the reactor (non-blocking again); closes it
-    /// if the reactor is gone.
+    /// Returns a connection to the reactor (non-blocking again, still
+    /// registered); closes it if the reactor is gone. Wakes the reactor only
+    /// when the connection became readable while it was out.
     fn give_back(&self, mut conn: Conn, keep_alive: bool) {
         if let Err(e) = conn.set_blocking(false) {
             log::debug!("http: set_nonblocking: {e}");
@@ -169,8 +182,17 @@ impl Shared {
             let _ = conn.sock.shutdown(Shutdown::Write);
             Back::Linger(conn)
         };
+        let readable = match &back {
+            Back::KeepAlive(c) | Back::Linger(c) => c.readable.clone(),
+        };
+        // No wake-up unless data came while the connection was out: the
+        // reactor takes it back at its next turn (an event or its TICK) and
+        // then waits for readiness. See `Reactor::take_back` for the races.
         if self.back_tx.send(back).is_ok() {
-            let _ = self.waker.wake();
+            fence(Ordering::SeqCst);
+            if readable.load(Ordering::Relaxed) {
+                let _ = self.waker.wake();
+            }
         }
     }
 }
@@ -303,6 +325,7 @@ impl Server {
             poll,
             listener: Some(listener),
             conns: HashMap::new(),
+            out: HashMap::new(),
             next_token: 2,
             job_tx,
             reject_tx,
@@ -670,6 +693,7 @@ struct RConn {
     sock: mio::net::TcpStream,
     reader: RequestReader,
     guard: ConnGuard,
+    readable: Arc<AtomicBool>,
     phase: Phase,
     deadline: Instant,
 }
@@ -678,6 +702,11 @@ struct Reactor {
     poll: Poll,
     listener: Option<mio::net::TcpListener>,
     conns: HashMap<usize, RConn>,
+    /// Connections out with a worker, the rejecter or a stream thread (or
+    /// given back and still in `back_rx`): token → their "readable while
+    /// out" flag. A dead `Weak` is a connection closed while out (closing
+    /// drops it from the epoll set); purged on its events and in `expire`.
+    out: HashMap<usize, Weak<AtomicBool>>,
     next_token: usize,
     job_tx: Sender<Job>,
     reject_tx: Sender<Job>,
@@ -696,7 +725,8 @@ impl Reactor {
         let mut last_scan = Instant::now();
         while !self.shared.stopping.load(Ordering::Acquire) {
             self.shared.reactor_turns.fetch_add(1, Ordering::AcqRel);
-            let timeout = if !self.conns.is_empty() {
+            // Out connections too: once back, their idle deadlines must run.
+            let timeout = if !self.conns.is_empty() || !self.out.is_empty() {
                 Some(TICK)
             } else {
                 self.accept_paused_until
@@ -717,7 +747,8 @@ impl Reactor {
                         }
                     }
                     WAKER => {}
-                    Token(t) => self.drive(t),
+                    Token(t) if self.conns.contains_key(&t) => self.drive(t),
+                    Token(t) => self.readable_while_out(t),
                 }
             }
             while let Ok(back) = self.back_rx.try_recv() {
@@ -767,6 +798,7 @@ impl Reactor {
                             sock,
                             reader: RequestReader::new(self.limits, peer),
                             guard: ConnGuard(self.open.clone()),
+                            readable: Arc::new(AtomicBool::new(false)),
                             phase: Phase::Head,
                             deadline: Instant::now() + self.shared.cfg.head_timeout,
                         },
@@ -809,15 +841,62 @@ impl Reactor {
     /// registered with the poller under its token.
     fn take_out(&mut self, token: usize) -> Option<Conn> {
         let rc = self.conns.remove(&token)?;
+        self.out.insert(token, Arc::downgrade(&rc.readable));
         Some(Conn {
             sock: TcpStream::from(rc.sock),
             reader: rc.reader,
             token,
+            readable: rc.readable,
             blocking: false,
             _guard: rc.guard,
         })
     }
 
+    /// A readiness event for a connection that is out: noted in its flag
+    /// for `take_back` (or purged if the connection was closed meanwhile).
+    fn readable_while_out(&mut self, token: usize) {
+        match self.out.get(&token).map(Weak::upgrade) {
+            Some(Some(flag)) => {
+                flag.store(true, Ordering::Relaxed);
+                // Pairs with the fence in `Shared::give_back`: either the
+                // worker sees the flag and wakes us, or our `back_rx` drain
+                // later in this turn sees its `Back`.
+                fence(Ordering::SeqCst);
+            }
+            Some(None) => {
+                self.out.remove(&token);
+            }
+            None => {} // closed by the reactor; a dup (a stream's) kept it in the set
+        }
+    }
+
+    /// A connection given back by a worker, the rejecter or a stream thread.
+    /// It is still registered (edge-triggered) under its token, so it is
+    /// only read now when something may already be waiting: its flag is set
+    /// (data or FIN came while it was out), the reader holds pipelined bytes
+    /// (no new event will come for those), or it lingers (read to EOF).
+    /// Otherwise the next readiness event drives it.
+    ///
+    /// Races (worker W: `send(Back)`, SeqCst fence, load flag → wake if set;
+    /// reactor R: event for an out token → store flag, SeqCst fence; later
+    /// in the same turn drain `back_rx`, here `swap(false)` the flag):
+    /// - event handled before W's load: W sees the flag and wakes R; R
+    ///   finds the `Back` (this turn or the next) with the flag set: drive.
+    /// - event handled after W's load (W saw no flag, no wake): R is awake
+    ///   handling that event, and the fences order W's send before R's
+    ///   drain later in the same turn, so this `take_back` sees the flag.
+    /// - event handled in the same turn as the `Back`: events come first in
+    ///   a turn, so the flag is set before this runs.
+    /// - data arriving after this `take_back`: an ordinary event on a token
+    ///   in `conns`: drive.
+    /// - data arrived while out but its event is not yet handled: it is
+    ///   still pending in epoll and comes at the next poll, now for a token
+    ///   in `conns`: drive.
+    ///
+    /// No request waits for the TICK. What may: taking back a connection
+    /// with nothing to read (its idle deadline starts up to one TICK late)
+    /// and a `Linger` give-back whose client stays silent (its close waits
+    /// for the client's FIN, or up to one TICK for the next turn).
     fn take_back(&mut self, back: Back) {
         let (conn, phase, deadline) = match back {
             Back::KeepAlive(conn) => (
@@ -831,9 +910,13 @@ impl Reactor {
             sock,
             reader,
             token,
+            readable,
             blocking: _,
             _guard: guard,
         } = conn;
+        self.out.remove(&token);
+        let read_now =
+            readable.swap(false, Ordering::Relaxed) || reader.buffered() > 0 || phase == Phase::Linger;
         // Still registered under `token` (see `Conn::token`): wrapping it
         // again is no syscall.
         let sock = mio::net::TcpStream::from_std(sock);
@@ -843,11 +926,14 @@ impl Reactor {
                 sock,
                 reader,
                 guard,
+                readable,
                 phase,
                 deadline,
             },
         );
-        self.drive(token);
+        if read_now {
+            self.drive(token);
+        }
     }
 
     /// Error answer from the reactor: one non-blocking write, half-close, linger.
@@ -950,6 +1036,7 @@ impl Reactor {
     }
 
     fn expire(&mut self, now: Instant) {
+        self.out.retain(|_, flag| flag.strong_count() > 0);
         let expired: Vec<(usize, Phase)> = self
             .conns
             .iter()
@@ -1172,6 +1259,7 @@ fn run_stream(
         sock,
         reader,
         token,
+        readable,
         blocking,
         _guard,
     } = conn;
@@ -1202,6 +1290,7 @@ fn run_stream(
                 sock,
                 reader,
                 token,
+                readable,
                 blocking,
                 _guard,
             },
