@@ -184,7 +184,17 @@ impl<In: Transport> Connector<In> for TrackedTcpConnector {
         let weak: Weak<dyn ShutdownHandle> = Arc::downgrade(&handle) as Weak<dyn ShutdownHandle>;
         (details.register_shutdown)(weak)?;
         let buffers = LazyBuffers::new(details.config.input_buffer_size(), details.config.output_buffer_size());
-        Ok(Some(Either::B(TrackedTcp { stream, shared, _handle: handle, buffers, read_deadline: None })))
+        Ok(Some(Either::B(TrackedTcp {
+            stream,
+            shared,
+            _handle: handle,
+            buffers,
+            read_deadline: None,
+            pending: Vec::new(),
+            pending_timeout: None,
+            read_timeout: TimeoutSlot::default(),
+            write_timeout: TimeoutSlot::default(),
+        })))
     }
 }
 
@@ -198,7 +208,16 @@ impl ShutdownHandle for Shutter {
     }
 }
 
-/// A TCP transport that records its socket on every send.
+/// A TCP transport that records its socket on every send, and costs as few
+/// system calls per request as it can (issue 16: ureq's own TCP transport made
+/// nine besides the one send and one receive of a pooled request):
+/// - the request's head and body go out in **one** `send` — ureq transmits the
+///   head and each body chunk separately; they wait in `pending` until ureq
+///   waits for the answer (or [`MAX_PENDING`] bytes are pending);
+/// - socket timeouts are set only when the one in place is no longer right
+///   ([`TimeoutSlot`]), not before every read and write;
+/// - the liveness probe of a pooled connection is one non-blocking `MSG_PEEK`
+///   instead of two `fcntl` toggles around a read.
 #[derive(Debug)]
 pub struct TrackedTcp {
     stream: TcpStream,
@@ -207,6 +226,47 @@ pub struct TrackedTcp {
     buffers: LazyBuffers,
     /// The read deadline of the call that sent the last request on this connection.
     read_deadline: Option<Arc<ReadDeadline>>,
+    /// Output ureq has transmitted that is not on the wire yet, and the write
+    /// timeout of its last part.
+    pending: Vec<u8>,
+    pending_timeout: Option<NextTimeout>,
+    read_timeout: TimeoutSlot,
+    write_timeout: TimeoutSlot,
+}
+
+/// Pending output above this is sent at once (a large body is not held whole).
+pub const MAX_PENDING: usize = 64 * 1024;
+
+/// The socket timeout (`SO_RCVTIMEO` or `SO_SNDTIMEO`) in place on a socket,
+/// so that it is set again only when it must change.
+///
+/// A timeout `t` is served by the one in place, `c`, when `t ≤ c ≤ t + t/32 + 2 ms`:
+/// a blocked read or write may outlast its exact budget by at most 1/32 of it
+/// plus 2 ms (≤ 0.94 s + 2 ms of a 30 s call timeout), never end early. When it
+/// must change it is set to `t + t/64 + 1 ms`, the middle of that window, so the
+/// next requests of a keep-alive connection (the same call timeout, a few µs
+/// less remaining) find it still right.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TimeoutSlot(Option<Option<Duration>>);
+
+impl TimeoutSlot {
+    /// The value to set for `want` (`None`: block without a timeout), or
+    /// `None` when the one in place serves it.
+    pub fn update(&mut self, want: Option<Duration>) -> Option<Option<Duration>> {
+        let set = match (self.0, want) {
+            (Some(None), None) => return None,
+            (_, None) => None,
+            (Some(Some(c)), Some(t)) if t <= c && c <= t + t / 32 + Duration::from_millis(2) => return None,
+            (_, Some(t)) => Some(t + t / 64 + Duration::from_millis(1)),
+        };
+        self.0 = Some(set);
+        Some(set)
+    }
+
+    /// Forgets what is in place (after a failed `setsockopt`).
+    pub fn reset(&mut self) {
+        self.0 = None;
+    }
 }
 
 fn timeout_error(e: io::Error, timeout: &NextTimeout) -> ureq::Error {
@@ -214,6 +274,25 @@ fn timeout_error(e: io::Error, timeout: &NextTimeout) -> ureq::Error {
         ureq::Error::Timeout(timeout.reason)
     } else {
         ureq::Error::Io(e)
+    }
+}
+
+impl TrackedTcp {
+    /// Sends what is pending, in one `write_all`, within the last part's write timeout.
+    fn flush_pending(&mut self) -> Result<(), ureq::Error> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let timeout = self.pending_timeout.take().unwrap_or_default();
+        if let Some(set) = self.write_timeout.update(timeout.not_zero().map(|t| *t)) {
+            if let Err(e) = self.stream.set_write_timeout(set) {
+                self.write_timeout.reset();
+                return Err(e.into());
+            }
+        }
+        let result = self.stream.write_all(&self.pending).map_err(|e| timeout_error(e, &timeout));
+        self.pending.clear();
+        result
     }
 }
 
@@ -229,13 +308,26 @@ impl Transport for TrackedTcp {
             handle.record_socket(&self.shared);
             Some(handle.read_deadline.clone())
         });
-        let timeout = timeout.for_write();
-        self.stream.set_write_timeout(timeout.not_zero().map(|t| *t))?;
         let output = &self.buffers.output()[..amount];
-        self.stream.write_all(output).map_err(|e| timeout_error(e, &timeout))
+        self.pending.extend_from_slice(output);
+        self.pending_timeout = Some(timeout.for_write());
+        if self.pending.len() >= MAX_PENDING {
+            self.flush_pending()?;
+        }
+        Ok(())
+    }
+
+    fn maybe_await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        // Whatever ureq transmitted goes out before anything is awaited.
+        self.flush_pending()?;
+        if self.buffers.can_use_input() {
+            return Ok(true);
+        }
+        self.await_input(timeout)
     }
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        self.flush_pending()?;
         let timeout = timeout.for_read();
         let mut wait = timeout.not_zero().map(|t| *t);
         if let Some(at) = self.read_deadline.as_ref().and_then(|d| d.get()) {
@@ -245,7 +337,12 @@ impl Transport for TrackedTcp {
             }
             wait = Some(wait.map_or(left, |w| w.min(left)));
         }
-        self.stream.set_read_timeout(wait)?;
+        if let Some(set) = self.read_timeout.update(wait) {
+            if let Err(e) = self.stream.set_read_timeout(set) {
+                self.read_timeout.reset();
+                return Err(e.into());
+            }
+        }
         let input = self.buffers.input_append_buf();
         let amount = loop {
             match self.stream.read(input) {
@@ -258,13 +355,45 @@ impl Transport for TrackedTcp {
     }
 
     fn is_open(&mut self) -> bool {
-        // Open when a non-blocking read finds nothing waiting (no EOF, no
-        // unexpected bytes from the server).
-        if self.stream.set_nonblocking(true).is_err() {
+        // Open when a non-blocking peek finds nothing waiting (no EOF, no
+        // unexpected bytes from the server), and nothing is left unsent.
+        if !self.pending.is_empty() {
             return false;
         }
-        let mut probe = [0u8; 1];
-        let open = matches!(self.stream.read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
-        self.stream.set_nonblocking(false).is_ok() && open
+        let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        let peeked = socket2::SockRef::from(&self.stream).recv_with_flags(&mut probe, libc::MSG_PEEK | libc::MSG_DONTWAIT);
+        matches!(peeked, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TimeoutSlot;
+    use std::time::Duration;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_socket_timeout_is_set_only_when_the_one_in_place_no_longer_serves() {
+        let mut slot = TimeoutSlot::default();
+        let t = Duration::from_secs(30);
+        // First use: set, a little above the budget.
+        let set = slot.update(Some(t)).expect("first use sets").expect("a timeout");
+        assert!(set >= t && set <= t + t / 32 + 2 * MS, "{set:?}");
+        // The next request of the connection: a few µs less remaining — kept.
+        assert_eq!(slot.update(Some(t - Duration::from_micros(40))), None);
+        assert_eq!(slot.update(Some(t)), None);
+        // Far less remaining (a call near its deadline): set again, never longer than allowed.
+        let short = Duration::from_millis(200);
+        let set = slot.update(Some(short)).expect("a shorter budget sets").expect("a timeout");
+        assert!(set >= short && set <= short + short / 32 + 2 * MS, "{set:?}");
+        // A longer budget than the one in place: set again (the read must not end early).
+        assert!(slot.update(Some(t)).is_some());
+        // No timeout at all, once.
+        assert_eq!(slot.update(None), Some(None));
+        assert_eq!(slot.update(None), None);
+        // After a failed setsockopt the next use sets again.
+        slot.reset();
+        assert_eq!(slot.update(None), Some(None));
     }
 }

@@ -15,6 +15,7 @@
 //!
 //! Same machinery as the hub's upstream side (`src/upstream/transport.rs`):
 //! the `mcphub::http` server (reactor + `--workers` workers), one ureq agent
+//! over the hub's TCP transport (`mcphub::upstream::cancel::TrackedTcp`)
 //! with a keep-alive pool sized to the workers, `TCP_NODELAY`, statuses as
 //! values, one total deadline per exchange (`--timeout-ms`) and a resolver
 //! that costs no thread per request.
@@ -34,7 +35,7 @@ use clap::Parser;
 use mcphub::http::{Body, Handler, Request, Response, Server, ServerConfig};
 use serde_json::json;
 use mcphub_tools::load::UntimedResolver;
-use ureq::unversioned::transport::DefaultConnector;
+use ureq::unversioned::transport::{Connector, RustlsConnector};
 
 /// Request headers passed upstream (compared case-insensitively).
 const REQUEST_HEADERS: [&str; 7] =
@@ -86,7 +87,10 @@ impl Forward {
             .output_buffer_size(32 * 1024)
             .user_agent(concat!("mcphub-forward/", env!("CARGO_PKG_VERSION")))
             .build();
-        let agent = ureq::Agent::with_parts(config, DefaultConnector::new(), UntimedResolver::default());
+        // The hub's own TCP transport (`mcphub::upstream::cancel::TrackedTcp`: one send per
+        // request, socket timeouts set only when they change), so the floor is the hub's client.
+        let connector = ().chain(mcphub::upstream::cancel::TrackedTcpConnector).chain(RustlsConnector::default());
+        let agent = ureq::Agent::with_parts(config, connector, UntimedResolver::default());
         Forward { agent, upstream, timeout }
     }
 
