@@ -1,7 +1,7 @@
 # MCPHub — the two set-up commands are `make run` and `make test` (README.md).
 CARGO ?= cargo
 
-.PHONY: build run install test check-order unit e2e conformance fuzz bench bench-shaping soak attack clippy clean
+.PHONY: build run install test check-order unit e2e conformance fuzz bench bench-scale bench-shaping soak attack clippy clean
 
 build:
 	$(CARGO) build --release --locked
@@ -47,6 +47,13 @@ fuzz:
 ## Figures printed, nothing asserted (needs wrk).
 bench: build
 	scripts/bench.sh
+
+## Scale benchmark (issue 16; ~5 min; scripts/bench-scale.sh): how the hub's cost grows with the work —
+## keep-alive connections (1…1000), upstream servers (1…100, 57 tools each), idle client sessions, users —
+## as tables (printed, tables.md), rows.tsv and a plot (scale.svg, scale.png) in BENCH_SCALE_OUT
+## (target/bench-scale); BENCH_SCALE_SECS (5) s per wrk point. Figures only (needs wrk, python3).
+bench-scale: build
+	BENCH_SCALE_SECS=$${BENCH_SCALE_SECS:-5} scripts/bench-scale.sh
 
 ## Shaping benchmark (issue 6, docs/decisions.md D8's scenario): 70 clients against mcphub-mock
 ## --max-concurrency 8 --latency-ms 200, through the hub (maxConcurrency 8) and directly; SHAPING_SECS (60).

@@ -12,16 +12,136 @@
 //! "request_id"?: …}` plus, for the request line, `method`, `tool` /
 //! `prompt` / `uri`, `server`, `user`, `status`, `rpc_code`,
 //! `duration_ms`, `era` (absent values are `null`). Written by a small
-//! `log::Log` of our own (serde_json, one `write` per line): the crates that
+//! `log::Log` of our own (serde_json): the crates that
 //! do this (`json_env_logger`, `slog-json`, `tracing-subscriber`) would each
 //! replace the `log` setup or bring a runtime the hub does not need.
 
+//!
+//! Output: one `write` per line until [`start_flusher`] runs (`mcphub serve`
+//! calls it once the hub exists); from then on lines gather in memory and go
+//! to stderr in one `write` every [`FLUSH_EVERY`] or per [`BATCH_BYTES`],
+//! WARN and ERROR lines at once (with what precedes them), and everything at
+//! shutdown. Issue 16: the per-request line was the hub's one `write`
+//! syscall per request beyond the forwarder's. The price: a process killed
+//! by SIGKILL loses at most the last [`FLUSH_EVERY`] of INFO/DEBUG lines.
+
 use crate::trace;
 use log::kv::{Key, Value as KvValue, VisitSource, VisitValue};
-use log::{LevelFilter, Log, Metadata, Record};
+use log::{Level, LevelFilter, Log, Metadata, Record};
 use serde_json::{Map, Value};
-use std::io::{LineWriter, Stderr, Write};
-use std::sync::Mutex;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// How long a batched line may wait before it is written.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+/// Batched output above this many bytes is written at once.
+pub const BATCH_BYTES: usize = 32 * 1024;
+
+/// Where [`Output`] writes (stderr in the process; a buffer in tests).
+type Sink = Box<dyn Fn(&[u8]) + Send + Sync>;
+
+/// The process's log output (stderr), batched or written through (module doc).
+pub struct Output {
+    buf: parking_lot::Mutex<Vec<u8>>,
+    batching: AtomicBool,
+    sink: Sink,
+}
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Output").field("batching", &self.is_batching()).finish_non_exhaustive()
+    }
+}
+
+impl Output {
+    fn new(sink: Sink) -> Output {
+        Output { buf: parking_lot::Mutex::new(Vec::new()), batching: AtomicBool::new(false), sink }
+    }
+
+    /// Appends `bytes`; writes through unless batching (then only past [`BATCH_BYTES`]).
+    fn push(&self, bytes: &[u8]) {
+        let mut buf = self.buf.lock();
+        buf.extend_from_slice(bytes);
+        if !self.batching.load(Ordering::Acquire) || buf.len() >= BATCH_BYTES {
+            self.write_out(&mut buf);
+        }
+    }
+
+    /// Writes whatever is gathered (one write).
+    pub fn flush(&self) {
+        self.write_out(&mut self.buf.lock());
+    }
+
+    fn write_out(&self, buf: &mut Vec<u8>) {
+        if buf.is_empty() {
+            return;
+        }
+        (self.sink)(buf);
+        buf.clear();
+        if buf.capacity() > 4 * BATCH_BYTES {
+            buf.shrink_to(BATCH_BYTES);
+        }
+    }
+
+    /// Whether lines are being batched (a flusher runs).
+    pub fn is_batching(&self) -> bool {
+        self.batching.load(Ordering::Acquire)
+    }
+}
+
+/// The one [`Output`] of the process.
+pub fn output() -> &'static Arc<Output> {
+    static OUTPUT: OnceLock<Arc<Output>> = OnceLock::new();
+    OUTPUT.get_or_init(|| {
+        Arc::new(Output::new(Box::new(|bytes| {
+            let mut err = std::io::stderr().lock();
+            let _ = err.write_all(bytes);
+            let _ = err.flush();
+        })))
+    })
+}
+
+/// A `Write` handle on [`output`] (for simplelog).
+struct OutputWriter(Arc<Output>);
+
+impl Write for OutputWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.push(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(()) // the logger flushes per record where it must (warn and error)
+    }
+}
+
+/// Starts batching [`output`]: a thread (`mcphub-log-flush`, owned by
+/// `threads`) writes the gathered lines every [`FLUSH_EVERY`]; when the
+/// owner stops, it writes the rest and output goes back to one write per line.
+///
+/// Errors: the OS refused the thread (output stays written through).
+pub fn start_flusher(threads: &crate::threads::Threads) -> std::io::Result<()> {
+    let out = output().clone();
+    out.batching.store(true, Ordering::Release);
+    let started = threads.spawn_owned("log-flush", crate::threads::Kind::Poller, {
+        let out = out.clone();
+        move |stop| {
+            while !stop.sleep(FLUSH_EVERY) {
+                out.flush();
+            }
+            out.batching.store(false, Ordering::Release);
+            out.flush();
+        }
+    });
+    if started.is_err() {
+        out.batching.store(false, Ordering::Release);
+        out.flush();
+    }
+    started
+}
 
 /// The log target of the one info line per `/mcp` request.
 pub const REQUEST_TARGET: &str = "mcphub::request";
@@ -49,9 +169,9 @@ pub fn init(format: LogFormat, level: LevelFilter) -> Result<(), log::SetLoggerE
                 .set_thread_level(LevelFilter::Off)
                 .set_time_format_rfc3339()
                 .build();
-            Box::new(TextLogger { inner: simplelog::WriteLogger::new(level, config, LineWriter::new(std::io::stderr())) })
+            Box::new(TextLogger { inner: simplelog::WriteLogger::new(level, config, OutputWriter(output().clone())) })
         }
-        LogFormat::Json => Box::new(JsonLogger { level, out: Mutex::new(LineWriter::new(std::io::stderr())) }),
+        LogFormat::Json => Box::new(JsonLogger { level }),
     };
     log::set_boxed_logger(logger)?;
     log::set_max_level(level);
@@ -64,7 +184,7 @@ fn ignored(target: &str) -> bool {
 
 /// simplelog's text layout, with keys masked and the request id appended.
 struct TextLogger {
-    inner: Box<simplelog::WriteLogger<LineWriter<Stderr>>>,
+    inner: Box<simplelog::WriteLogger<OutputWriter>>,
 }
 
 impl Log for TextLogger {
@@ -94,17 +214,19 @@ impl Log for TextLogger {
             Some(id) => build(format_args!("{text} [req {id}]")),
             None => build(format_args!("{text}")),
         }
+        if record.level() <= Level::Warn {
+            output().flush();
+        }
     }
 
     fn flush(&self) {
-        self.inner.flush();
+        output().flush();
     }
 }
 
 /// One JSON object per line.
 struct JsonLogger {
     level: LevelFilter,
-    out: Mutex<LineWriter<Stderr>>,
 }
 
 impl Log for JsonLogger {
@@ -118,12 +240,14 @@ impl Log for JsonLogger {
         }
         let mut line = json_line(record, now_ms());
         line.push('\n');
-        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = out.write_all(line.as_bytes());
+        output().push(line.as_bytes());
+        if record.level() <= Level::Warn {
+            output().flush();
+        }
     }
 
     fn flush(&self) {
-        let _ = self.out.lock().unwrap_or_else(|e| e.into_inner()).flush();
+        output().flush();
     }
 }
 
@@ -245,6 +369,27 @@ pub fn mask_keys(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn output_writes_through_until_batching_then_gathers_until_flushed() {
+        let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::<u8>::new()));
+        let out = super::Output::new(Box::new({
+            let seen = seen.clone();
+            move |b| seen.lock().extend_from_slice(b)
+        }));
+        out.push(b"one\n");
+        assert_eq!(seen.lock().as_slice(), b"one\n", "written through while not batching");
+        out.batching.store(true, std::sync::atomic::Ordering::Release);
+        out.push(b"two\n");
+        assert_eq!(seen.lock().as_slice(), b"one\n", "gathered while batching");
+        out.flush();
+        assert_eq!(seen.lock().as_slice(), b"one\ntwo\n", "written by a flush, in order");
+        let big = vec![b'x'; super::BATCH_BYTES];
+        out.push(&big);
+        assert_eq!(seen.lock().len(), 8 + super::BATCH_BYTES, "a full batch is written at once");
+        out.flush();
+        assert_eq!(seen.lock().len(), 8 + super::BATCH_BYTES, "nothing left to write");
+    }
+
     use super::*;
 
     #[test]

@@ -284,6 +284,9 @@ fn serve(config: Config, config_path: PathBuf) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Err(e) = mcphub::logging::start_flusher(hub.threads()) {
+        log::warn!("cannot start the log flusher thread ({e}); log lines are written one by one");
+    }
     let servers = hub.catalog().upstreams().len();
     log::info!("MCPHub listening on http://{}/mcp ({servers} servers)", server.local_addr());
     let status = format!("serving {servers} MCP servers on http://{}/mcp", server.local_addr());
@@ -337,6 +340,7 @@ fn serve(config: Config, config_path: PathBuf) -> ExitCode {
     let joined = hub.threads().shutdown_join(Instant::now() + THREADS_JOIN);
     log::info!("background threads joined: {} ({} left running)", joined.joined.len(), joined.blocked.len());
     log::info!("MCPHub stopped");
+    log::logger().flush();
     ExitCode::SUCCESS
 }
 

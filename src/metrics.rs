@@ -26,7 +26,9 @@
 //! - `rate_limited_total{scope="global"|"user"|"server"}`, `timeouts_total{layer="hub"|"upstream"}`.
 //! - `auth_failures_total{kind="hub_key"|"admin"}` (issue 14 hole 10).
 //! - `store_up{kind}` (gauge: 1 healthy, 0 degraded; `kind` = `memory` or `redis`),
-//!   `client_sessions` (gauge: legacy client sessions).
+//!   `client_sessions` (gauge: legacy client sessions),
+//!   `client_session_sweep_seconds` (histogram): each sweep of the client
+//!   sessions for idle ones (`hub::sessions`, under the sessions' lock).
 //! - `threads{kind}` (gauge): the hub's background threads running now, by
 //!   `threads::Kind` (`http`, `stream`, `listen`, `poller`, `task`,
 //!   `call`, `control`; every kind listed, zeros included).
@@ -83,6 +85,17 @@ pub const ERAS: [&str; 3] = ["legacy", "modern", "none"];
 
 /// Histogram buckets of request durations, seconds (0.5 ms … 60 s).
 pub const BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+/// Histogram buckets of one client-session sweep, seconds (10 µs … 5 s).
+pub const SWEEP_BUCKETS: &[f64] = &[0.00001, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
+
+/// A standalone histogram of the client-session sweeps, owned by the
+/// sessions (`hub::sessions`) and gathered by [`Metrics::render`].
+pub fn client_session_sweep_histogram() -> Histogram {
+    let opts = HistogramOpts::new("mcphub_client_session_sweep_seconds", "Sweeps of the legacy client sessions for idle ones, seconds each")
+        .buckets(SWEEP_BUCKETS.to_vec());
+    Histogram::with_opts(opts).expect("static histogram options are valid")
+}
 
 /// The index of `method` in [`METHODS`] (`other` when unknown).
 pub fn method_index(method: &str) -> usize {
@@ -234,6 +247,8 @@ pub struct Snapshot {
     pub store_up: bool,
     /// Legacy client sessions of this hub.
     pub client_sessions: usize,
+    /// Their sweeps for idle ones ([`client_session_sweep_histogram`]).
+    pub client_session_sweeps: Option<Histogram>,
     /// Background threads running now, by kind (`crate::threads::Kind`
     /// names, every kind listed).
     pub threads: Vec<(&'static str, usize)>,
@@ -391,6 +406,7 @@ fn live_families(live: &Snapshot, http: Option<&ServerStats>) -> Vec<MetricFamil
     if let Some(f) = merged(live.latencies.iter().flat_map(|h| h.collect())) {
         out.push(f);
     }
+    out.extend(live.client_session_sweeps.iter().flat_map(|h| h.collect()));
     let states = &live.upstreams;
     out.extend(gauges(
         "mcphub_upstream_sessions_active",

@@ -137,10 +137,29 @@ pub fn valid_request_id(v: &str) -> bool {
     !v.is_empty() && v.len() <= MAX_REQUEST_ID && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
-/// A new request id: 16 lowercase hex characters (64 bits from the OS RNG,
-/// [`crate::random`]'s one failure policy).
+/// A new request id: 16 lowercase hex characters, unique in the process and
+/// different in every process: a counter whose start is drawn once from the
+/// OS RNG ([`crate::random`]'s one failure policy), passed through a
+/// bijective 64-bit mix (SplitMix64's finaliser) so ids do not look
+/// sequential. A request id names a log line; it is not a secret, so it no
+/// longer costs a `getrandom` system call per request (issue 16).
 pub fn mint_request_id() -> String {
-    crate::random::hex::<8>()
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static NEXT: OnceLock<AtomicU64> = OnceLock::new();
+    let next = NEXT.get_or_init(|| {
+        let mut seed = [0u8; 8];
+        crate::random::fill(&mut seed);
+        AtomicU64::new(u64::from_le_bytes(seed))
+    });
+    format!("{:016x}", mix64(next.fetch_add(1, Ordering::Relaxed)))
+}
+
+/// SplitMix64's finaliser: a bijection on `u64` (distinct inputs, distinct outputs).
+fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// Whether `v` is a W3C `traceparent` the hub passes on: `00-` + 32 hex +
@@ -224,6 +243,10 @@ mod tests {
         let m = mint_request_id();
         assert_eq!(m.len(), 16);
         assert!(m.bytes().all(|b| b.is_ascii_hexdigit()));
+        let ids: std::collections::HashSet<String> = (0..10_000).map(|_| mint_request_id()).collect();
+        assert_eq!(ids.len(), 10_000, "request ids repeat");
+        assert_eq!(super::mix64(0), 0, "SplitMix64's finaliser fixes 0 (a known value)");
+        assert_eq!(super::mix64(1), 0x5692_161d_100b_05e5, "SplitMix64's finaliser of 1");
         let info = from_headers(|n| (n == "X-Request-Id").then_some("bad id\r\n"));
         assert_eq!(info.id.len(), 16);
         let info = from_headers(|n| (n == "X-Request-Id").then_some("client-1"));

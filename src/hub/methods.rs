@@ -176,7 +176,7 @@ fn mark_heavy_tools(catalog: &Catalog, merged: &crate::catalog::Merged, items: &
     for item in items.iter_mut() {
         let route = item.get("name").and_then(Value::as_str).and_then(|n| merged.routes.get(n));
         let heavy = route.is_some_and(|r| catalog.upstream(&r.server).is_some_and(|u| u.config.heavy_tools.matches(&r.original)));
-        if !heavy || item.pointer("/execution/taskSupport").and_then(Value::as_str) == Some("required") {
+        if !heavy || crate::protocol::jsonrpc::at(item, &["execution", "taskSupport"]).and_then(Value::as_str) == Some("required") {
             continue;
         }
         if let Some(obj) = item.as_object_mut() {

@@ -289,6 +289,7 @@ impl Hub {
             store_kind: store.kind(),
             store_up: !matches!(store.health(), crate::store::Health::Degraded { .. }),
             client_sessions: self.sessions().len(),
+            client_session_sweeps: Some(self.sessions().sweeps().clone()),
             threads: self.threads().live().into_iter().map(|(kind, n)| (kind.as_str(), n)).collect(),
         }
     }

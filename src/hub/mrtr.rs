@@ -51,7 +51,7 @@ const TOKEN_PREFIX: &str = "mcphub-state-";
 
 /// Whether a response message carries an `InputRequiredResult`.
 pub fn is_input_required(message: &Value) -> bool {
-    message.pointer("/result/resultType").and_then(Value::as_str) == Some("input_required")
+    crate::protocol::jsonrpc::at(message, &["result", "resultType"]).and_then(Value::as_str) == Some("input_required")
 }
 
 /// The client capabilities the hub declares to a 2026-07-28 upstream on a

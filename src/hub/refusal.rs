@@ -367,7 +367,7 @@ pub fn relayed(era: Era, msg: &Value, retry_after: Option<u64>) -> Response {
 /// MissingRequiredClientCapability (2026-07-28 streamable-http, SEP-2575),
 /// 200 otherwise. (An upstream failure with `Retry-After` is 503: [`Refusal::Upstream`].)
 pub fn relayed_status(era: Era, msg: &Value) -> u16 {
-    let code = msg.pointer("/error/code").and_then(Value::as_i64);
+    let code = crate::protocol::jsonrpc::at(msg, &["error", "code"]).and_then(Value::as_i64);
     if era == Era::Modern && code == Some(codes::MISSING_CLIENT_CAPABILITY) {
         400
     } else {

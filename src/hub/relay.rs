@@ -264,7 +264,7 @@ pub fn upstream_notification(hub: &Hub, server: &str, message: &Value) {
             hub.listen_streams().send_list_changed(method);
         }
         "notifications/resources/updated" => {
-            let Some(uri) = message.pointer("/params/uri").and_then(Value::as_str) else { return };
+            let Some(uri) = crate::protocol::jsonrpc::at(message, &["params", "uri"]).and_then(Value::as_str) else { return };
             let subscribers = hub.subscriptions().subscribers(server, uri);
             hub.listeners().send_to(&subscribers, message);
             hub.listen_streams().send_to(&subscribers, message);
@@ -503,14 +503,14 @@ fn notification_for_client(catalog: &crate::catalog::Catalog, tasks: &super::tas
     match method.as_str() {
         "notifications/progress" => {
             let (client_token, hub_token) = client.progress.as_ref()?;
-            if n.pointer("/params/progressToken").and_then(Value::as_str) != Some(hub_token.as_str()) {
+            if crate::protocol::jsonrpc::at(&n, &["params", "progressToken"]).and_then(Value::as_str) != Some(hub_token.as_str()) {
                 return None;
             }
             n["params"]["progressToken"] = client_token.clone();
             Some(n)
         }
         "notifications/message" => {
-            let level = n.pointer("/params/level").and_then(Value::as_str);
+            let level = crate::protocol::jsonrpc::at(&n, &["params", "level"]).and_then(Value::as_str);
             super::shape::log_passes(client.era, client.log_threshold.as_deref(), level).then_some(n)
         }
         "notifications/tasks/status" => {

@@ -34,6 +34,8 @@ pub struct ClientSessions {
     idle: Duration,
     max: usize,
     last_sweep: Mutex<Instant>,
+    /// How long each sweep for idle sessions took (`mcphub_client_session_sweep_seconds`).
+    sweeps: prometheus::Histogram,
 }
 
 /// Receives the ids of client sessions that ended.
@@ -52,7 +54,19 @@ pub fn new_session_id() -> String {
 impl ClientSessions {
     /// Sessions idle longer than `idle` expire; at most `max` live at once.
     pub fn new(idle: Duration, max: usize) -> ClientSessions {
-        ClientSessions { map: Mutex::new(HashMap::new()), on_end: std::sync::OnceLock::new(), idle, max, last_sweep: Mutex::new(Instant::now()) }
+        ClientSessions {
+            map: Mutex::new(HashMap::new()),
+            on_end: std::sync::OnceLock::new(),
+            idle,
+            max,
+            last_sweep: Mutex::new(Instant::now()),
+            sweeps: crate::metrics::client_session_sweep_histogram(),
+        }
+    }
+
+    /// The durations of the sweeps for idle sessions (`mcphub_client_session_sweep_seconds`).
+    pub fn sweeps(&self) -> &prometheus::Histogram {
+        &self.sweeps
     }
 
     /// Sets who is told when sessions end (once; later calls are ignored).
@@ -78,6 +92,7 @@ impl ClientSessions {
             let since = last.elapsed();
             let due = since >= Duration::from_secs(60) || (map.len() >= self.max && since >= Duration::from_secs(1));
             if due {
+                let timer = self.sweeps.start_timer();
                 let idle = self.idle;
                 map.retain(|id, s| {
                     let keep = s.last_seen.lock().elapsed() <= idle;
@@ -86,6 +101,7 @@ impl ClientSessions {
                     }
                     keep
                 });
+                timer.observe_duration();
                 *last = Instant::now();
             }
         }
@@ -181,7 +197,9 @@ mod tests {
         assert_eq!(sessions.create("2025-06-18", json!({}), json!({}), None).unwrap_err(), SessionsFull(2));
         // Forced sweeps run at most once a second.
         std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(sessions.sweeps().get_sample_count(), 0, "no sweep while the table had room");
         assert!(sessions.create("2025-06-18", json!({}), json!({}), None).is_ok(), "expired sessions make room");
         assert_eq!(sessions.len(), 1);
+        assert_eq!(sessions.sweeps().get_sample_count(), 1, "the forced sweep is observed once");
     }
 }

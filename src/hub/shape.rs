@@ -49,7 +49,7 @@ pub fn reply(era: Era, id: &Value, mut msg: Value) -> Value {
         obj.insert("id".into(), id.clone());
         obj.insert("jsonrpc".into(), json!("2.0"));
     }
-    let input_required = msg.pointer("/result/resultType").and_then(Value::as_str) == Some("input_required");
+    let input_required = crate::protocol::jsonrpc::at(&msg, &["result", "resultType"]).and_then(Value::as_str) == Some("input_required");
     if input_required && era == Era::Legacy {
         return untranslated(&msg).to_response(Some(id));
     }
@@ -66,7 +66,7 @@ pub fn untranslated(message: &Value) -> ErrorObject {
 }
 
 fn requested_methods(message: &Value) -> Vec<String> {
-    let requests = message.pointer("/result/inputRequests").and_then(Value::as_object);
+    let requests = crate::protocol::jsonrpc::at(message, &["result", "inputRequests"]).and_then(Value::as_object);
     requests.map(|r| r.values().filter_map(|v| v.get("method").and_then(Value::as_str)).map(str::to_string).collect()).unwrap_or_default()
 }
 

@@ -406,7 +406,7 @@ impl Tasks {
 pub fn support_of(era: Era, caps: &Value) -> Support {
     match era {
         Era::Legacy => caps.get("tasks").filter(|t| t.is_object()).map_or(Support::None, |t| Support::Legacy(t.clone())),
-        Era::Modern if caps.pointer("/extensions").and_then(|e| e.get(EXTENSION)).is_some() => Support::Modern,
+        Era::Modern if crate::protocol::jsonrpc::at(caps, &["extensions"]).and_then(|e| e.get(EXTENSION)).is_some() => Support::Modern,
         Era::Modern => Support::None,
     }
 }
@@ -431,7 +431,7 @@ pub fn advertised(era: Era, supports: &[Support]) -> Option<Value> {
             if legacy.iter().any(|t| t.get("cancel").is_some()) {
                 tasks["cancel"] = json!({});
             }
-            if legacy.iter().any(|t| t.pointer("/requests/tools/call").is_some()) {
+            if legacy.iter().any(|t| crate::protocol::jsonrpc::at(t, &["requests", "tools", "call"]).is_some()) {
                 tasks["requests"] = json!({"tools": {"call": {}}});
             }
             Some(tasks)
@@ -572,7 +572,7 @@ pub fn handle(hub: &Hub, down: &Downstream, id: Value, method: &str, mut params:
     if !known {
         return Refusal::MethodNotFound { method: method.to_string(), era: down.era }.response(Some(&id));
     }
-    if down.era == Era::Modern && down.capabilities.as_ref().and_then(|c| c.pointer("/extensions")).and_then(|e| e.get(EXTENSION)).is_none() {
+    if down.era == Era::Modern && down.capabilities.as_ref().and_then(|c| crate::protocol::jsonrpc::at(c, &["extensions"])).and_then(|e| e.get(EXTENSION)).is_none() {
         return Refusal::TasksExtensionMissing.response(Some(&id));
     }
     if method == "tasks/list" {
@@ -690,7 +690,7 @@ fn list(
 /// the hub id, when the task is that session's; `None` otherwise (another
 /// session's or user's task, an unknown one).
 pub fn status_for(tasks: &Tasks, server: &str, mut n: Value, session: &str) -> Option<Value> {
-    let upstream_id = n.pointer("/params/taskId")?.as_str()?.to_string();
+    let upstream_id = crate::protocol::jsonrpc::at(&n, &["params", "taskId"])?.as_str()?.to_string();
     let (hub_id, o) = tasks.hub_id(server, &upstream_id)?;
     if o.session.as_deref() != Some(session) {
         return None;
@@ -702,7 +702,7 @@ pub fn status_for(tasks: &Tasks, server: &str, mut n: Value, session: &str) -> O
 /// A `notifications/tasks/status` an upstream sent outside any call (its GET
 /// stream): to the owning legacy session's GET stream only.
 pub fn route_status(tasks: &Tasks, listeners: &super::relay::Listeners, server: &str, n: &Value) {
-    let Some(upstream_id) = n.pointer("/params/taskId").and_then(Value::as_str) else { return };
+    let Some(upstream_id) = crate::protocol::jsonrpc::at(n, &["params", "taskId"]).and_then(Value::as_str) else { return };
     let Some((_, Owner { session: Some(session), .. })) = tasks.hub_id(server, upstream_id) else { return };
     if let Some(m) = status_for(tasks, server, n.clone(), &session) {
         listeners.send_to(&[session], &m);

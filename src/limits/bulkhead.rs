@@ -308,7 +308,7 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 /// (`error.data.retry_after_seconds`, as MCPHub's own 429/503 carry), capped
 /// at [`MAX_HOLD`].
 pub fn retry_after_in_body(message: Option<&serde_json::Value>) -> Option<Duration> {
-    let s = message?.pointer("/error/data/retry_after_seconds")?.as_u64()?;
+    let s = crate::protocol::jsonrpc::at(message?, &["error", "data", "retry_after_seconds"])?.as_u64()?;
     Some(Duration::from_secs(s).min(MAX_HOLD))
 }
 

@@ -95,6 +95,15 @@ pub struct Rejection {
     pub sent_as: Option<IdText>,
 }
 
+/// `value[k0][k1]…` through objects only: a JSON pointer of plain keys
+/// (no escapes, no array indexes) without the parsing and the allocations
+/// `Value::pointer` makes on every call (issue 16: five lookups were 7 % of
+/// the hub's instructions per `tools/call`). `None` when a step is missing or
+/// not an object.
+pub fn at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter().try_fold(value, |v, k| v.as_object()?.get(*k))
+}
+
 /// A result response for `id`.
 pub fn result_response(id: &RequestId, result: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "result": result})

@@ -59,7 +59,7 @@ fn classify_message(reply: &HttpReply) -> Option<Era> {
     }
     match reply.error_code() {
         Some(codes::UNSUPPORTED_PROTOCOL_VERSION) => {
-            let supported = msg.pointer("/error/data/supported");
+            let supported = crate::protocol::jsonrpc::at(msg, &["error", "data", "supported"]);
             Some(if supported.is_some() && names_modern(supported) { Era::Modern } else { Era::Legacy })
         }
         Some(c) if codes::is_recognised_modern(c) => Some(Era::Modern),

@@ -247,7 +247,7 @@ fn listen_once(upstream: Arc<Upstream>, shared: &Shared, sink: &NotificationSink
         match events.next_item() {
             Ok(Some(StreamItem::Notification(mut n))) => {
                 if n.get("method").and_then(Value::as_str) == Some("notifications/subscriptions/acknowledged") {
-                    log::debug!("upstream '{name}' acknowledged the hub's subscription: {}", n.pointer("/params/notifications").unwrap_or(&Value::Null));
+                    log::debug!("upstream '{name}' acknowledged the hub's subscription: {}", crate::protocol::jsonrpc::at(&n, &["params", "notifications"]).unwrap_or(&Value::Null));
                     shared.state.lock().acknowledged = true;
                     continue;
                 }

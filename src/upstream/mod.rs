@@ -494,7 +494,7 @@ impl Upstream {
     /// Records which of the server's tools may be re-sent after a transport
     /// error: those annotated `readOnlyHint` or `idempotentHint` (docs/decisions.md D3).
     pub fn note_tools(&self, tools: &[Value]) {
-        let hinted = |t: &Value, hint: &str| t.pointer(&format!("/annotations/{hint}")) == Some(&Value::Bool(true));
+        let hinted = |t: &Value, hint: &str| crate::protocol::jsonrpc::at(t, &["annotations", hint]) == Some(&Value::Bool(true));
         let safe = tools
             .iter()
             .filter(|t| hinted(t, "readOnlyHint") || hinted(t, "idempotentHint"))
@@ -618,7 +618,7 @@ impl Upstream {
         match result {
             Err(e) => Err(e.scrubbed(&self.injected(ctx))),
             Ok(Outcome::Done(mut m)) => {
-                let erring = m.get("error").is_some() || m.pointer("/result/isError") == Some(&Value::Bool(true));
+                let erring = m.get("error").is_some() || crate::protocol::jsonrpc::at(&m, &["result", "isError"]) == Some(&Value::Bool(true));
                 if erring {
                     self.injected(ctx).scrub_message(&mut m);
                 }
@@ -1301,7 +1301,7 @@ pub fn client_session_key(client_session: &str) -> String {
 
 /// `result.capabilities` of a `server/discover` answer.
 fn outcome_capabilities(message: &Option<Value>) -> Option<Value> {
-    message.as_ref()?.pointer("/result/capabilities").cloned()
+    crate::protocol::jsonrpc::at(message.as_ref()?, &["result", "capabilities"]).cloned()
 }
 
 /// Removes the 2026-07-28 `_meta` keys a legacy server does not know

@@ -38,7 +38,7 @@ impl HttpReply {
             400 => self
                 .message
                 .as_ref()
-                .and_then(|m| m.pointer("/error/message"))
+                .and_then(|m| crate::protocol::jsonrpc::at(m, &["error", "message"]))
                 .and_then(Value::as_str)
                 .unwrap_or(&self.excerpt)
                 .to_ascii_lowercase()
@@ -49,7 +49,7 @@ impl HttpReply {
 
     /// The JSON-RPC error code of the message, if it is an error.
     pub fn error_code(&self) -> Option<i64> {
-        self.message.as_ref()?.pointer("/error/code")?.as_i64()
+        crate::protocol::jsonrpc::at(self.message.as_ref()?, &["error", "code"])?.as_i64()
     }
 }
 

@@ -140,6 +140,10 @@ pub struct MockConfig {
     /// request header whose value is the caller's credential (e.g.
     /// `Authorization`); `None` = off.
     pub reflect_credential: Option<String>,
+    /// Extra tools `tool-1` … `tool-N` listed after the mock's own tools
+    /// (scale benchmarks: many tools per server); each takes `text` and
+    /// answers like `echo`. `0` = none.
+    pub extra_tools: usize,
 }
 
 impl Default for MockConfig {
@@ -151,6 +155,7 @@ impl Default for MockConfig {
             max_concurrency: None,
             latency: Duration::ZERO,
             reflect_credential: None,
+            extra_tools: 0,
         }
     }
 }
@@ -978,7 +983,7 @@ impl MockServer {
         let mut st = self.inner.state.lock();
         if let Some(n) = st.counters.tools.get_mut(name) {
             *n += 1;
-        } else if self.inner.fixtures && CONFORMANCE_TOOL_NAMES.contains(&name) {
+        } else if (self.inner.fixtures && CONFORMANCE_TOOL_NAMES.contains(&name)) || self.is_extra_tool(name) {
             st.counters.tools.insert(name.to_string(), 1);
         }
     }

@@ -5,6 +5,7 @@
 //! mcphub-mock --port 9001 [--bind 127.0.0.1] [--era legacy|modern|dual]
 //!             [--name mock] [--expire-sessions-every N] [--max-concurrency K]
 //!             [--latency-ms X] [--workers W] [--reflect-credential HEADER]
+//!             [--extra-tools N]
 //! ```
 
 #![forbid(unsafe_code)]
@@ -47,6 +48,11 @@ struct Args {
     /// a value containing "bad" is answered 401 with the value echoed.
     #[arg(long, value_name = "HEADER")]
     reflect_credential: Option<String>,
+    /// Also list tools `tool-1` … `tool-N` (each takes `text` and answers like
+    /// `echo`), after the mock's own tools: many tools per server, for scale
+    /// benchmarks.
+    #[arg(long, default_value_t = 0)]
+    extra_tools: usize,
     /// Request worker threads of the HTTP server.
     #[arg(long, default_value_t = 64)]
     workers: usize,
@@ -69,6 +75,7 @@ fn main() {
         max_concurrency: args.max_concurrency,
         latency: Duration::from_millis(args.latency_ms),
         reflect_credential: args.reflect_credential,
+        extra_tools: args.extra_tools,
     };
     let era = cfg.era;
     let mock = MockServer::new(cfg);

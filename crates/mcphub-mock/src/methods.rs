@@ -67,6 +67,14 @@ fn tools() -> Value {
     ])
 }
 
+/// Tool `tool-{i}` of [`crate::MockConfig::extra_tools`]: a small input
+/// schema, answered like `echo`.
+fn extra_tool(i: usize) -> Value {
+    json!({"name": format!("tool-{i}"), "description": format!("Extra tool {i}: echoes `text` back."),
+           "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+           "annotations": {"readOnlyHint": true, "idempotentHint": true}})
+}
+
 /// The `inputSchema` of one of the mock's tools.
 pub(crate) fn tool_schema(name: &str) -> Option<Value> {
     tools().as_array()?.iter().find(|t| t["name"] == name).map(|t| t["inputSchema"].clone())
@@ -162,6 +170,7 @@ impl MockServer {
                 }
                 if let Some(a) = list.as_array_mut() {
                     a.extend(self.task_tools(ctx.modern));
+                    a.extend((1..=self.config().extra_tools).map(extra_tool));
                 }
                 Reply::Result(self.cacheable(ctx, json!({"tools": list})))
             }
@@ -262,6 +271,14 @@ impl MockServer {
         }
     }
 
+    /// Whether `name` is one of the extra tools `tool-1` … `tool-N`.
+    pub(crate) fn is_extra_tool(&self, name: &str) -> bool {
+        name.strip_prefix("tool-")
+            .filter(|i| !i.starts_with('0'))
+            .and_then(|i| i.parse::<usize>().ok())
+            .is_some_and(|i| (1..=self.config().extra_tools).contains(&i))
+    }
+
     fn call_tool(&self, ctx: &Ctx<'_>, params: &Map<String, Value>) -> Reply {
         let Some(name) = params.get("name").and_then(Value::as_str) else {
             return invalid("`name` is required");
@@ -279,11 +296,18 @@ impl MockServer {
             self.count_tool(name);
             return conformance::call(name, args, params, ctx.modern);
         }
+        let prefix = &self.config().name;
+        if self.is_extra_tool(name) {
+            self.count_tool(name);
+            return match args.get("text").and_then(Value::as_str) {
+                Some(t) => Reply::Result(text_result(format!("{prefix}: {t}"))),
+                None => Reply::Result(tool_error("invalid arguments: `text` must be a string".into())),
+            };
+        }
         if !TOOL_NAMES.contains(&name) {
             return invalid(format!("unknown tool: {name}"));
         }
         self.count_tool(name);
-        let prefix = &self.config().name;
         // Input validation failures are tool execution errors (isError), per
         // the 2025-11-25 tools spec; unknown tools stay -32602.
         let text = match name {

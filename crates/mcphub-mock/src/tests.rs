@@ -230,6 +230,39 @@ fn tools_answer_with_text_content() {
 }
 
 #[test]
+fn extra_tools_are_listed_after_the_own_tools_and_answer_like_echo() {
+    let m = mock(MockConfig { name: "big".into(), extra_tools: 50, ..MockConfig::default() });
+    let (_, sid) = initialize(&m, "2025-11-25");
+    let r = legacy_post(&m, Some(&sid), json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}));
+    let tools = json_of(&r)["result"]["tools"].as_array().unwrap().clone();
+    let names: Vec<&str> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), TOOL_NAMES.len() + 50);
+    assert_eq!(names[..TOOL_NAMES.len()], TOOL_NAMES, "the mock's own tools stay first");
+    let extra: Vec<String> = (1..=50).map(|i| format!("tool-{i}")).collect();
+    assert_eq!(names[TOOL_NAMES.len()..], extra);
+    assert!(tools.iter().all(|t| t["inputSchema"]["type"] == "object"));
+
+    assert_eq!(tool_text(&call(&m, &sid, 2, "tool-50", json!({"text":"hi"}))), "big: hi");
+    assert_eq!(tool_text(&call(&m, &sid, 3, "tool-1", json!({"text":"one"}))), "big: one");
+    assert_eq!(tool_text(&call(&m, &sid, 4, "echo", json!({"text":"own"}))), "big: own");
+    let r = call(&m, &sid, 5, "tool-7", json!({}));
+    assert_eq!(json_of(&r)["result"]["isError"], true, "missing `text` is a tool error");
+    for (id, name) in [(6, "tool-51"), (7, "tool-0"), (8, "tool-01"), (9, "tool-")] {
+        let r = call(&m, &sid, id, name, json!({"text":"x"}));
+        assert_eq!(json_of(&r)["error"]["code"], codes::INVALID_PARAMS, "{name} is unknown");
+    }
+    assert_eq!(m.stats()["tools"]["tool-50"], 1);
+
+    // Off by default: no tool-N listed or answered.
+    let plain = dual();
+    let (_, sid) = initialize(&plain, "2025-11-25");
+    let r = legacy_post(&plain, Some(&sid), json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}));
+    assert_eq!(json_of(&r)["result"]["tools"].as_array().unwrap().len(), TOOL_NAMES.len());
+    let r = call(&plain, &sid, 2, "tool-1", json!({"text":"x"}));
+    assert_eq!(json_of(&r)["error"]["code"], codes::INVALID_PARAMS);
+}
+
+#[test]
 fn prompts_resources_completion_logging_and_errors() {
     let m = dual();
     let (_, sid) = initialize(&m, "2025-11-25");

@@ -180,7 +180,7 @@ pub fn wanted(config: &crate::config::Config, down: &Downstream, server: &str, o
 
 /// Whether a modern client's request capabilities carry the tasks extension.
 pub fn declares_extension(down: &Downstream) -> bool {
-    down.capabilities.as_ref().and_then(|c| c.pointer("/extensions")).and_then(|e| e.get(super::EXTENSION)).is_some()
+    down.capabilities.as_ref().and_then(|c| crate::protocol::jsonrpc::at(c, &["extensions"])).and_then(|e| e.get(super::EXTENSION)).is_some()
 }
 
 /// The tasks capability entries the hub-run tasks add for legacy clients:
