@@ -11,9 +11,19 @@
 //!   them. It never makes a blocking write.
 //! - **Workers** (`workers` threads) take complete requests from a bounded
 //!   crossbeam queue (`queue`), run the handler under `catch_unwind` (panic →
-//!   500), write the response within `write_budget` and hand the connection
-//!   back to the reactor (channel + `mio::Waker`) for keep-alive, pipelined
-//!   bytes included.
+//!   500), write the response (one non-blocking write; only what does not
+//!   fit in the send buffer goes out by bounded blocking writes within
+//!   `write_budget`, see `write_response`) and hand the connection
+//!   back to the reactor over a channel for keep-alive, pipelined bytes
+//!   included.
+//! - **Connections** are non-blocking and registered with the poller from
+//!   accept to close, also while a worker or stream thread holds them
+//!   ("out"): nothing is deregistered or registered per request. An event
+//!   for an out connection sets its "readable while out" flag; the worker
+//!   giving it back wakes the reactor (`mio::Waker`) only when that flag is
+//!   set, and otherwise the reactor takes it back at its next turn and waits
+//!   for readiness (races: `Reactor::take_back`). Stream threads and the
+//!   rejecter switch their connection to blocking and back.
 //! - **Rejecter**: when the queue is full the connection goes here and gets
 //!   `503` + `Retry-After` + a JSON-RPC error body, then is closed.
 //! - **Stream threads** (at most `max_streams`, one per SSE response) and the
@@ -37,7 +47,7 @@ use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -70,7 +80,30 @@ impl Drop for ConnGuard {
 struct Conn {
     sock: TcpStream,
     reader: RequestReader,
+    /// Its poller token: the socket is registered once, at accept, and stays
+    /// registered (edge-triggered, readable) while a worker or stream thread
+    /// holds it. Tokens are never reused.
+    token: usize,
+    /// "Readable while out": set by the reactor when a readiness event for
+    /// `token` comes while the connection is out (the reactor keeps only a
+    /// `Weak` of it then); see [`Reactor::take_back`].
+    readable: Arc<AtomicBool>,
+    /// Whether the socket is in blocking mode now. It is non-blocking for
+    /// its whole life except while a stream thread or the rejecter holds it,
+    /// and during a worker's fallback write ([`write_response`]).
+    blocking: bool,
     _guard: ConnGuard,
+}
+
+impl Conn {
+    /// Switches the socket to blocking or non-blocking mode (one `ioctl`, only when it changes).
+    fn set_blocking(&mut self, blocking: bool) -> std::io::Result<()> {
+        if self.blocking != blocking {
+            self.sock.set_nonblocking(!blocking)?;
+            self.blocking = blocking;
+        }
+        Ok(())
+    }
 }
 
 /// A connection coming back to the reactor.
@@ -135,16 +168,31 @@ struct Shared {
 }
 
 impl Shared {
-    /// Returns a connection to the reactor; closes it if the reactor is gone.
-    fn give_back(&self, conn: Conn, keep_alive: bool) {
+    /// Returns a connection to the reactor (non-blocking again, still
+    /// registered); closes it if the reactor is gone. Wakes the reactor only
+    /// when the connection became readable while it was out.
+    fn give_back(&self, mut conn: Conn, keep_alive: bool) {
+        if let Err(e) = conn.set_blocking(false) {
+            log::debug!("http: set_nonblocking: {e}");
+            return;
+        }
         let back = if keep_alive && !self.stopping.load(Ordering::Acquire) {
             Back::KeepAlive(conn)
         } else {
             let _ = conn.sock.shutdown(Shutdown::Write);
             Back::Linger(conn)
         };
+        let readable = match &back {
+            Back::KeepAlive(c) | Back::Linger(c) => c.readable.clone(),
+        };
+        // No wake-up unless data came while the connection was out: the
+        // reactor takes it back at its next turn (an event or its TICK) and
+        // then waits for readiness. See `Reactor::take_back` for the races.
         if self.back_tx.send(back).is_ok() {
-            let _ = self.waker.wake();
+            fence(Ordering::SeqCst);
+            if readable.load(Ordering::Relaxed) {
+                let _ = self.waker.wake();
+            }
         }
     }
 }
@@ -277,6 +325,7 @@ impl Server {
             poll,
             listener: Some(listener),
             conns: HashMap::new(),
+            out: HashMap::new(),
             next_token: 2,
             job_tx,
             reject_tx,
@@ -644,6 +693,7 @@ struct RConn {
     sock: mio::net::TcpStream,
     reader: RequestReader,
     guard: ConnGuard,
+    readable: Arc<AtomicBool>,
     phase: Phase,
     deadline: Instant,
 }
@@ -652,6 +702,11 @@ struct Reactor {
     poll: Poll,
     listener: Option<mio::net::TcpListener>,
     conns: HashMap<usize, RConn>,
+    /// Connections out with a worker, the rejecter or a stream thread (or
+    /// given back and still in `back_rx`): token → their "readable while
+    /// out" flag. A dead `Weak` is a connection closed while out (closing
+    /// drops it from the epoll set); purged on its events and in `expire`.
+    out: HashMap<usize, Weak<AtomicBool>>,
     next_token: usize,
     job_tx: Sender<Job>,
     reject_tx: Sender<Job>,
@@ -670,7 +725,8 @@ impl Reactor {
         let mut last_scan = Instant::now();
         while !self.shared.stopping.load(Ordering::Acquire) {
             self.shared.reactor_turns.fetch_add(1, Ordering::AcqRel);
-            let timeout = if !self.conns.is_empty() {
+            // Out connections too: once back, their idle deadlines must run.
+            let timeout = if !self.conns.is_empty() || !self.out.is_empty() {
                 Some(TICK)
             } else {
                 self.accept_paused_until
@@ -691,7 +747,8 @@ impl Reactor {
                         }
                     }
                     WAKER => {}
-                    Token(t) => self.drive(t),
+                    Token(t) if self.conns.contains_key(&t) => self.drive(t),
+                    Token(t) => self.readable_while_out(t),
                 }
             }
             while let Ok(back) = self.back_rx.try_recv() {
@@ -719,8 +776,7 @@ impl Reactor {
                 return;
             };
             match listener.accept() {
-                Ok((stream, peer)) => {
-                    let sock = TcpStream::from(stream);
+                Ok((mut sock, peer)) => {
                     if self.open.load(Ordering::Acquire) >= self.shared.cfg.max_connections {
                         log::debug!("http: max_connections reached, closing {peer}");
                         continue;
@@ -728,16 +784,26 @@ impl Reactor {
                     if let Err(e) = sock.set_nodelay(true) {
                         log::debug!("http: TCP_NODELAY on {peer}: {e}");
                     }
-                    self.open.fetch_add(1, Ordering::AcqRel);
-                    let conn = Conn {
-                        sock,
-                        reader: RequestReader::new(self.limits, peer),
-                        _guard: ConnGuard(self.open.clone()),
-                    };
-                    let deadline = Instant::now() + self.shared.cfg.head_timeout;
-                    if let Some(t) = self.register(conn, Phase::Head, deadline) {
-                        self.drive(t);
+                    // Non-blocking (mio accepts so) for the connection's whole life.
+                    let token = self.next_token;
+                    self.next_token += 1;
+                    if let Err(e) = self.poll.registry().register(&mut sock, Token(token), Interest::READABLE) {
+                        log::warn!("http: register failed: {e}");
+                        continue;
                     }
+                    self.open.fetch_add(1, Ordering::AcqRel);
+                    self.conns.insert(
+                        token,
+                        RConn {
+                            sock,
+                            reader: RequestReader::new(self.limits, peer),
+                            guard: ConnGuard(self.open.clone()),
+                            readable: Arc::new(AtomicBool::new(false)),
+                            phase: Phase::Head,
+                            deadline: Instant::now() + self.shared.cfg.head_timeout,
+                        },
+                    );
+                    self.drive(token);
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e)
@@ -765,52 +831,72 @@ impl Reactor {
         }
     }
 
-    fn register(&mut self, conn: Conn, phase: Phase, deadline: Instant) -> Option<usize> {
-        let token = self.next_token;
-        self.next_token += 1;
-        let Conn {
-            sock,
-            reader,
-            _guard: guard,
-        } = conn;
-        if let Err(e) = sock.set_nonblocking(true) {
-            log::debug!("http: set_nonblocking: {e}");
-            return None;
-        }
-        let mut sock = mio::net::TcpStream::from_std(sock);
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut sock, Token(token), Interest::READABLE)
-        {
-            log::warn!("http: register failed: {e}");
-            return None;
-        }
-        self.conns.insert(
-            token,
-            RConn {
-                sock,
-                reader,
-                guard,
-                phase,
-                deadline,
-            },
-        );
-        Some(token)
+    /// Closes a connection the reactor holds. No deregistration: closing
+    /// the last fd of a socket drops it from the epoll set.
+    fn close(&mut self, token: usize) {
+        self.conns.remove(&token);
     }
 
-    /// Removes a connection from the reactor (deregistered, still open).
-    fn remove(&mut self, token: usize) -> Option<Conn> {
-        let mut rc = self.conns.remove(&token)?;
-        let _ = self.poll.registry().deregister(&mut rc.sock);
-        let sock = TcpStream::from(rc.sock);
+    /// Takes a connection out of the reactor for a worker; it stays
+    /// registered with the poller under its token.
+    fn take_out(&mut self, token: usize) -> Option<Conn> {
+        let rc = self.conns.remove(&token)?;
+        self.out.insert(token, Arc::downgrade(&rc.readable));
         Some(Conn {
-            sock,
+            sock: TcpStream::from(rc.sock),
             reader: rc.reader,
+            token,
+            readable: rc.readable,
+            blocking: false,
             _guard: rc.guard,
         })
     }
 
+    /// A readiness event for a connection that is out: noted in its flag
+    /// for `take_back` (or purged if the connection was closed meanwhile).
+    fn readable_while_out(&mut self, token: usize) {
+        match self.out.get(&token).map(Weak::upgrade) {
+            Some(Some(flag)) => {
+                flag.store(true, Ordering::Relaxed);
+                // Pairs with the fence in `Shared::give_back`: either the
+                // worker sees the flag and wakes us, or our `back_rx` drain
+                // later in this turn sees its `Back`.
+                fence(Ordering::SeqCst);
+            }
+            Some(None) => {
+                self.out.remove(&token);
+            }
+            None => {} // closed by the reactor; a dup (a stream's) kept it in the set
+        }
+    }
+
+    /// A connection given back by a worker, the rejecter or a stream thread.
+    /// It is still registered (edge-triggered) under its token, so it is
+    /// only read now when something may already be waiting: its flag is set
+    /// (data or FIN came while it was out), the reader holds pipelined bytes
+    /// (no new event will come for those), or it lingers (read to EOF).
+    /// Otherwise the next readiness event drives it.
+    ///
+    /// Races (worker W: `send(Back)`, SeqCst fence, load flag → wake if set;
+    /// reactor R: event for an out token → store flag, SeqCst fence; later
+    /// in the same turn drain `back_rx`, here `swap(false)` the flag):
+    /// - event handled before W's load: W sees the flag and wakes R; R
+    ///   finds the `Back` (this turn or the next) with the flag set: drive.
+    /// - event handled after W's load (W saw no flag, no wake): R is awake
+    ///   handling that event, and the fences order W's send before R's
+    ///   drain later in the same turn, so this `take_back` sees the flag.
+    /// - event handled in the same turn as the `Back`: events come first in
+    ///   a turn, so the flag is set before this runs.
+    /// - data arriving after this `take_back`: an ordinary event on a token
+    ///   in `conns`: drive.
+    /// - data arrived while out but its event is not yet handled: it is
+    ///   still pending in epoll and comes at the next poll, now for a token
+    ///   in `conns`: drive.
+    ///
+    /// No request waits for the TICK. What may: taking back a connection
+    /// with nothing to read (its idle deadline starts up to one TICK late)
+    /// and a `Linger` give-back whose client stays silent (its close waits
+    /// for the client's FIN, or up to one TICK for the next turn).
     fn take_back(&mut self, back: Back) {
         let (conn, phase, deadline) = match back {
             Back::KeepAlive(conn) => (
@@ -820,8 +906,33 @@ impl Reactor {
             ),
             Back::Linger(conn) => (conn, Phase::Linger, Instant::now() + LINGER),
         };
-        if let Some(t) = self.register(conn, phase, deadline) {
-            self.drive(t);
+        let Conn {
+            sock,
+            reader,
+            token,
+            readable,
+            blocking: _,
+            _guard: guard,
+        } = conn;
+        self.out.remove(&token);
+        let read_now =
+            readable.swap(false, Ordering::Relaxed) || reader.buffered() > 0 || phase == Phase::Linger;
+        // Still registered under `token` (see `Conn::token`): wrapping it
+        // again is no syscall.
+        let sock = mio::net::TcpStream::from_std(sock);
+        self.conns.insert(
+            token,
+            RConn {
+                sock,
+                reader,
+                guard,
+                readable,
+                phase,
+                deadline,
+            },
+        );
+        if read_now {
+            self.drive(token);
         }
     }
 
@@ -846,14 +957,14 @@ impl Reactor {
             if rc.phase == Phase::Linger {
                 match rc.sock.read(&mut buf) {
                     Ok(0) => {
-                        self.remove(token);
+                        self.close(token);
                         return;
                     }
                     Ok(_) => continue,
                     Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                     Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                     Err(_) => {
-                        self.remove(token);
+                        self.close(token);
                         return;
                     }
                 }
@@ -877,14 +988,14 @@ impl Reactor {
                     }
                     match rc.sock.read(&mut buf) {
                         Ok(0) => {
-                            self.remove(token);
+                            self.close(token);
                             return;
                         }
                         Ok(n) => rc.reader.feed(&buf[..n]),
                         Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                         Err(e) if e.kind() == ErrorKind::Interrupted => {}
                         Err(_) => {
-                            self.remove(token);
+                            self.close(token);
                             return;
                         }
                     }
@@ -892,7 +1003,7 @@ impl Reactor {
                 Outcome::Continue100 => {
                     const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
                     if !matches!(rc.sock.write(CONTINUE), Ok(n) if n == CONTINUE.len()) {
-                        self.remove(token);
+                        self.close(token);
                         return;
                     }
                 }
@@ -901,7 +1012,7 @@ impl Reactor {
                     self.fail(token, status);
                 }
                 Outcome::Complete(parsed) => {
-                    let Some(conn) = self.remove(token) else {
+                    let Some(conn) = self.take_out(token) else {
                         return;
                     };
                     self.dispatch(Job { conn, parsed });
@@ -925,6 +1036,7 @@ impl Reactor {
     }
 
     fn expire(&mut self, now: Instant) {
+        self.out.retain(|_, flag| flag.strong_count() > 0);
         let expired: Vec<(usize, Phase)> = self
             .conns
             .iter()
@@ -934,7 +1046,7 @@ impl Reactor {
         for (token, phase) in expired {
             match phase {
                 Phase::Idle | Phase::Linger => {
-                    self.remove(token);
+                    self.close(token);
                 }
                 Phase::Head | Phase::Body => {
                     self.fail(token, 408);
@@ -965,9 +1077,6 @@ fn serve(shared: &Arc<Shared>, job: Job) {
         head_only,
         ..
     } = *parsed;
-    if conn.sock.set_nonblocking(false).is_err() {
-        return;
-    }
     // A GET stream (legacy standalone or resumed stream) has no answer to
     // wait for: at shutdown it is ended at once.
     let open_ended = request.method.eq_ignore_ascii_case("GET");
@@ -1002,11 +1111,14 @@ fn serve(shared: &Arc<Shared>, job: Job) {
             if !head_only && !no_body {
                 out.extend_from_slice(&bytes);
             }
-            match write_all_budget(&mut conn.sock, &out, budget) {
+            match write_response(&mut conn, &out, budget) {
                 Ok(()) => shared.give_back(conn, keep_alive),
                 Err(e) => log::debug!("http: response write failed: {e}"),
             }
         }
+        // A stream thread writes with blocking writes within the write
+        // budget; `give_back` makes the socket non-blocking again.
+        Body::Sse(_) if conn.set_blocking(true).is_err() => {}
         Body::Sse(producer) => start_stream(
             shared,
             conn,
@@ -1021,6 +1133,25 @@ fn serve(shared: &Arc<Shared>, job: Job) {
             },
         ),
     }
+}
+
+/// Writes a whole response on a non-blocking socket: one `write`, which on
+/// keep-alive loopback and LAN answers nearly always takes it all; only when
+/// it does not (send buffer full: a large answer or a slow reader) the rest
+/// goes out by the bounded blocking path ([`write_all_budget`], within
+/// `budget`), and the socket is made non-blocking again.
+fn write_response(conn: &mut Conn, out: &[u8], budget: Duration) -> std::io::Result<()> {
+    let sent = match conn.sock.write(out) {
+        Ok(n) => n,
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => 0,
+        Err(e) => return Err(e),
+    };
+    if sent == out.len() {
+        return Ok(());
+    }
+    conn.set_blocking(true)?;
+    write_all_budget(&mut conn.sock, &out[sent..], budget)?;
+    conn.set_blocking(false)
 }
 
 /// What a worker hands to a stream thread.
@@ -1127,6 +1258,9 @@ fn run_stream(
     let Conn {
         sock,
         reader,
+        token,
+        readable,
+        blocking,
         _guard,
     } = conn;
     let stream = match StreamShared::new(sock, mode.budget, mode.chunked, shared.stopping.clone()) {
@@ -1155,6 +1289,9 @@ fn run_stream(
             Conn {
                 sock,
                 reader,
+                token,
+                readable,
+                blocking,
                 _guard,
             },
             mode.keep_alive,
@@ -1168,7 +1305,7 @@ fn rejecter_loop(shared: &Shared, rx: &Receiver<Job>) {
     let budget = shared.cfg.write_budget.min(Duration::from_millis(500));
     let response = busy_response(shared.cfg.retry_after_secs);
     while let Ok(Job { mut conn, .. }) = rx.recv() {
-        if conn.sock.set_nonblocking(false).is_err() {
+        if conn.set_blocking(true).is_err() {
             continue;
         }
         if write_all_budget(&mut conn.sock, &response, budget).is_ok() {

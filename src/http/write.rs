@@ -1,5 +1,7 @@
-//! Bounded blocking writes, shared by the workers ([`super::server`]) and the
-//! stream threads ([`super::sse`]); the bottom of `http` (docs/module-order.md).
+//! Bounded blocking writes, shared by the workers ([`super::server`]: the
+//! rest of a response their one non-blocking write could not send), the
+//! rejecter and the stream threads ([`super::sse`]); the bottom of `http`
+//! (docs/module-order.md).
 
 use std::io::{ErrorKind, Write};
 use std::net::TcpStream;
