@@ -4,7 +4,8 @@
     folded_summary.py FOLDED "BENCH rps=… requests=N …"
 
 Prints the share of samples per thread kind and the inclusive share of the frames that name the
-hub's stages (a frame counts once per stack), and, with the wrk line's request count, the sampled
+hub's stages (a frame counts once per stack; threads by the stack's first frame, the thread name,
+since a DWARF unwind may stop short of a thread's entry point), and, with the wrk line's request count, the sampled
 CPU µs per request of each (perf's cpu-clock events are in ns). Shares are of all samples of the
 profiled process."""
 import collections
@@ -12,10 +13,10 @@ import re
 import sys
 
 STAGES = [
-    ("reactor thread (accept, read, parse, hand-off)", "mcphub::http::server::Reactor::run"),
-    ("worker thread, all", "mcphub::http::server::worker_loop"),
+    ("reactor thread (accept, read, parse, hand-off)", "^mcphub-http-rea"),
+    ("worker threads, all", "^mcphub-http-wor"),
     ("  Handler::handle (the hub or the forwarder)", "serve::{{closure}}"),
-    ("  response write (worker)", "mcphub::http::write::write_all_budget"),
+    ("  response write (worker)", "mcphub::http::(write::write_all_budget|server::write_response)"),
     ("  Hub::observed (request log line, metrics)", "mcphub::hub::Hub::observed"),
     ("  Hub::post_message (JSON-RPC parse → answer)", "mcphub::hub::Hub::post_message"),
     ("  Upstream::request_open (upstream exchange)", "mcphub::upstream::Upstream::request_open"),
