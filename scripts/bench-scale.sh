@@ -106,16 +106,8 @@ LIST='{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}'
 call_of() { printf '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"%s","arguments":{"text":"hello"}}}' "$1"; }
 export MCP_VERSION=2025-06-18 MCP_METHOD= MCP_NAME=
 
-session_of() { # initialize against URL $1 (+ notifications/initialized) and print the session id
-  local sid
-  sid=$(curl -s -m 30 -D - -o /dev/null -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' "$1" \
-    -d '{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"wrk","version":"1"}}}' \
-    | tr -d '\r' | awk 'tolower($1)=="mcp-session-id:"{print $2}')
-  [ -n "$sid" ] || die "no session from $1"
-  curl -s -m 30 -o /dev/null -H 'Content-Type: application/json' -H "Mcp-Session-Id: $sid" -H 'MCP-Protocol-Version: 2025-06-18' "$1" \
-    -d '{"jsonrpc":"2.0","method":"notifications/initialized"}'
-  echo "$sid"
-}
+# shellcheck source=lib/mcp.sh
+. "$ROOT/scripts/lib/mcp.sh"
 post() { # URL SESSION BODY OUTFILE: one legacy POST, the body to OUTFILE
   curl -s -m 60 -o "$4" -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
     -H "Mcp-Session-Id: $2" -H 'MCP-Protocol-Version: 2025-06-18' "$1" -d "$3"

@@ -103,16 +103,8 @@ CALL_MODERN='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"ech
 CALL_LEGACY='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello"}}}'
 LIST_LEGACY='{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}'
 
-session_of() { # initialize against URL $1 (+ notifications/initialized) and print the session id
-  local sid
-  sid=$(curl -s -m 10 -D - -o /dev/null -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' "$1" \
-    -d '{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"wrk","version":"1"}}}' \
-    | tr -d '\r' | awk 'tolower($1)=="mcp-session-id:"{print $2}')
-  [ -n "$sid" ] || die "no session from $1"
-  curl -s -m 10 -o /dev/null -H 'Content-Type: application/json' -H "Mcp-Session-Id: $sid" -H 'MCP-Protocol-Version: 2025-06-18' "$1" \
-    -d '{"jsonrpc":"2.0","method":"notifications/initialized"}'
-  echo "$sid"
-}
+# shellcheck source=lib/mcp.sh
+. "$ROOT/scripts/lib/mcp.sh"
 
 # measure KEY LABEL URL CONNS THREADS SECS PROXY_PID "MOCK_PIDS" [NOTE]: one wrk run → one row.
 # The request comes from the environment of post.lua: BODY, SESSION, MCP_VERSION, MCP_METHOD, MCP_NAME.

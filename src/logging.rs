@@ -18,12 +18,14 @@
 
 //!
 //! Output: one `write` per line until [`start_flusher`] runs (`mcphub serve`
-//! calls it once the hub exists); from then on lines gather in memory and go
-//! to stderr in one `write` every [`FLUSH_EVERY`] or per [`BATCH_BYTES`],
-//! WARN and ERROR lines at once (with what precedes them), and everything at
-//! shutdown. Issue 16: the per-request line was the hub's one `write`
-//! syscall per request beyond the forwarder's. The price: a process killed
-//! by SIGKILL loses at most the last [`FLUSH_EVERY`] of INFO/DEBUG lines.
+//! calls it once the hub exists); from then on the per-request info lines
+//! ([`REQUEST_TARGET`]) gather in memory and go to stderr in one `write`
+//! every [`FLUSH_EVERY`] or per [`BATCH_BYTES`]; every other line goes out at
+//! once, after the request lines gathered before it, and everything at
+//! shutdown. Issue 16: the request line was the hub's one `write` syscall
+//! per request beyond the forwarder's. The price: a request line may appear
+//! up to [`FLUSH_EVERY`] after its answer, and a process killed by SIGKILL
+//! loses at most that much of them.
 
 use crate::trace;
 use log::kv::{Key, Value as KvValue, VisitSource, VisitValue};
@@ -178,6 +180,13 @@ pub fn init(format: LogFormat, level: LevelFilter) -> Result<(), log::SetLoggerE
     Ok(())
 }
 
+/// Whether a record may wait in the batch: only the per-request info line
+/// ([`REQUEST_TARGET`]); every other line goes out at once, with the request
+/// lines gathered before it (their order kept).
+fn batched(record: &Record) -> bool {
+    record.target() == REQUEST_TARGET && record.level() > Level::Warn
+}
+
 fn ignored(target: &str) -> bool {
     IGNORED.iter().any(|p| target.starts_with(p))
 }
@@ -214,7 +223,7 @@ impl Log for TextLogger {
             Some(id) => build(format_args!("{text} [req {id}]")),
             None => build(format_args!("{text}")),
         }
-        if record.level() <= Level::Warn {
+        if !batched(record) {
             output().flush();
         }
     }
@@ -241,7 +250,7 @@ impl Log for JsonLogger {
         let mut line = json_line(record, now_ms());
         line.push('\n');
         output().push(line.as_bytes());
-        if record.level() <= Level::Warn {
+        if !batched(record) {
             output().flush();
         }
     }

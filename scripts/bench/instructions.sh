@@ -24,6 +24,8 @@ RUN=$(mktemp -d "${TMPDIR:-/tmp}/mcphub-instr.XXXXXX")
 PIDS=()
 # shellcheck source=../lib/procs.sh
 . "$ROOT/scripts/lib/procs.sh"
+# shellcheck source=../lib/mcp.sh
+. "$ROOT/scripts/lib/mcp.sh"
 cleanup() { set +e; stop_pids "${PIDS[@]}"; rm -rf "$RUN"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -47,10 +49,7 @@ measure() {
   local pid=PID_$name
   ready "$name" tcp_open "$port"
   local url=http://127.0.0.1:$port/mcp
-  sid=$(curl -s -m 30 -D - -o /dev/null -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' "$url" \
-    -d '{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"wrk","version":"1"}}}' \
-    | tr -d '\r' | awk 'tolower($1)=="mcp-session-id:"{print $2}')
-  [ -n "$sid" ] || die "$label: no session"
+  sid=$(session_of "$url")
   export BODY=$body MCP_VERSION=2025-06-18 SESSION=$sid
   wrk -t1 -c1 -d3s -s "$LUA" "$url" >/dev/null
   callgrind_control -z "${!pid}" >/dev/null 2>&1

@@ -38,6 +38,8 @@ RUN=$(mktemp -d "${TMPDIR:-/tmp}/mcphub-profile.XXXXXX")
 PIDS=()
 # shellcheck source=../lib/procs.sh
 . "$ROOT/scripts/lib/procs.sh"
+# shellcheck source=../lib/mcp.sh
+. "$ROOT/scripts/lib/mcp.sh"
 cleanup() { set +e; stop_pids "${PIDS[@]}"; rm -rf "$RUN"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -63,12 +65,7 @@ URL=http://127.0.0.1:$P_PROXY/mcp
 META='"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"wrk","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}'
 SID=
 if [ "$SCENARIO" != call-modern ]; then
-  SID=$(curl -s -m 10 -D - -o /dev/null -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' "$URL" \
-    -d '{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"wrk","version":"1"}}}' \
-    | tr -d '\r' | awk 'tolower($1)=="mcp-session-id:"{print $2}')
-  [ -n "$SID" ] || die "no session from $URL"
-  curl -s -m 10 -o /dev/null -H 'Content-Type: application/json' -H "Mcp-Session-Id: $SID" -H 'MCP-Protocol-Version: 2025-06-18' "$URL" \
-    -d '{"jsonrpc":"2.0","method":"notifications/initialized"}'
+  SID=$(session_of "$URL")
 fi
 case $SCENARIO in
   call-legacy) export BODY='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello"}}}' MCP_VERSION=2025-06-18 ;;
