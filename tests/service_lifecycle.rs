@@ -187,9 +187,10 @@ fn ready_watchdog_reload_and_stopping_reach_the_notify_socket() {
     let (status, took) = hub.wait_exit(Duration::from_secs(10));
     eprintln!("idle hub stopped {took:?} after STOPPING=1");
     assert!(status.success(), "{status:?}: {}", hub.log_text());
-    // The watchdog, signal and shutdown threads stopped and were joined (issue 15 item 6).
+    // The watchdog, signal, shutdown and log-flush threads stopped and were
+    // joined (issue 15 item 6; the log flusher since issue 16).
     let log = hub.log_text();
-    assert!(log.contains("background threads joined: 3 (0 left running)"), "{log}");
+    assert!(log.contains("background threads joined: 4 (0 left running)"), "{log}");
 }
 
 /// Opens the legacy standalone GET stream of `sid` and reads its head.
