@@ -28,44 +28,11 @@ IDLE_SECS=1
 PY=$ROOT/scripts/bench/scale.py
 CURVE=sessions
 
-die() { echo "scale-sessions: $*" >&2; exit 1; }
+TAG=scale-sessions
+# shellcheck source=../lib/scale.sh
+. "$ROOT/scripts/lib/scale.sh"
 for b in mcphub mcphub-mock; do [ -x "$BIN/$b" ] || die "$BIN/$b not found (cargo build --release, or set BIN)"; done
 command -v curl >/dev/null || die "curl is required"
-
-OWN_RUN=
-if [ -z "${RUN:-}" ]; then RUN=$(mktemp -d "${TMPDIR:-/tmp}/mcphub-scale-sessions.XXXXXX"); OWN_RUN=1; fi
-OWN_ROWS=
-if [ -z "${ROWS:-}" ]; then ROWS=$RUN/rows.tsv; : >"$ROWS"; OWN_ROWS=1; fi
-PIDS=()
-# shellcheck source=../lib/procs.sh
-. "$ROOT/scripts/lib/procs.sh"
-cleanup() {
-  set +e
-  stop_pids "${PIDS[@]}"
-  [ -n "$OWN_ROWS" ] && cat "$ROWS"
-  [ -n "$OWN_RUN" ] && rm -rf "$RUN"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-say() { echo "scale-sessions: $*" >&2; }
-row() { local IFS=$'\t'; printf '%s\n' "$*" >>"$ROWS"; } # curve x metric value unit note
-ticks() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-rss_kb() { awk '/^VmRSS:/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-HZ=$(getconf CLK_TCK)
-calc() { awk "BEGIN{ printf \"$1\", $2 }"; }
-# kv KEY "k=v k=v …": the value of KEY
-kv() { local p; for p in $2; do [ "${p%%=*}" = "$1" ] && { echo "${p#*=}"; return; }; done; echo ''; }
-metric() { python3 "$PY" metric "$1" "$2"; }
-# stop_one PID: SIGTERM, up to 3 s, SIGKILL; reaped and dropped from PIDS (stop_pids' bare
-# `wait` would also wait for the mock, which runs on).
-stop_one() {
-  local p
-  stop_first "$1"
-  kill -KILL "$1" 2>/dev/null || true
-  wait "$1" 2>/dev/null || true
-  for p in "${!PIDS[@]}"; do [ "${PIDS[$p]}" = "$1" ] && unset 'PIDS[p]'; done
-}
 
 read -r P_MOCK < <(free_ports 1)
 start mock "$BIN/mcphub-mock" --port "$P_MOCK" --era dual --name m

@@ -33,44 +33,13 @@ PY=$ROOT/scripts/bench/scale.py
 LUA=$ROOT/scripts/bench/post-users.lua
 CURVE=users
 
-die() { echo "scale-users: $*" >&2; exit 1; }
+TAG=scale-users
+# shellcheck source=../lib/scale.sh
+. "$ROOT/scripts/lib/scale.sh"
 for b in mcphub mcphub-mock; do [ -x "$BIN/$b" ] || die "$BIN/$b not found (cargo build --release, or set BIN)"; done
 command -v wrk >/dev/null || die "wrk is required (apt-get install wrk)"
 command -v curl >/dev/null || die "curl is required"
-
-OWN_RUN=
-if [ -z "${RUN:-}" ]; then RUN=$(mktemp -d "${TMPDIR:-/tmp}/mcphub-scale-users.XXXXXX"); OWN_RUN=1; fi
-OWN_ROWS=
-if [ -z "${ROWS:-}" ]; then ROWS=$RUN/rows.tsv; : >"$ROWS"; OWN_ROWS=1; fi
-PIDS=()
-# shellcheck source=../lib/procs.sh
-. "$ROOT/scripts/lib/procs.sh"
-cleanup() {
-  set +e
-  stop_pids "${PIDS[@]}"
-  [ -n "$OWN_ROWS" ] && cat "$ROWS"
-  [ -n "$OWN_RUN" ] && rm -rf "$RUN"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-say() { echo "scale-users: $*" >&2; }
-row() { local IFS=$'\t'; printf '%s\n' "$*" >>"$ROWS"; } # curve x metric value unit note
-ticks() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-rss_kb() { awk '/^VmRSS:/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-HZ=$(getconf CLK_TCK)
-calc() { awk "BEGIN{ printf \"$1\", $2 }"; }
-kv() { local p; for p in $2; do [ "${p%%=*}" = "$1" ] && { echo "${p#*=}"; return; }; done; echo ''; }
-metric() { python3 "$PY" metric "$1" "$2"; }
 mock_requests() { curl -fs -m 5 "http://127.0.0.1:$1/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])'; }
-# stop_one PID: SIGTERM (up to 3 s), SIGKILL, reaped, dropped from PIDS.
-stop_one() {
-  local p
-  stop_first "$1"
-  kill -KILL "$1" 2>/dev/null || true
-  wait "$1" 2>/dev/null || true
-  for p in "${!PIDS[@]}"; do [ "${PIDS[$p]}" = "$1" ] && unset 'PIDS[p]'; done
-}
 
 META='"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"wrk","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}'
 export BODY='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello"},'"$META"'}}'
