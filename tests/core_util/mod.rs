@@ -706,8 +706,10 @@ impl Transport for Scripted {
     /// anything else is a server without one.
     fn listen(&self, headers: &[(String, String)]) -> Result<Option<Box<EventStream>>, UpstreamError> {
         let headers: Vec<(String, String)> = self.static_headers.iter().chain(headers).cloned().collect();
-        self.record("get", &Value::Null, &headers);
+        // Recorded once the script has taken the GET (a script registers its
+        // stream there), so a test waiting on the record finds it registered.
         let reply = (self.script)(&Value::Null, &headers);
+        self.record("get", &Value::Null, &headers);
         let ReplyBody::Live(Live(next)) = reply.body else { return Ok(None) };
         let next = next.lock().unwrap().take().expect("a live stream is read once");
         let deadline = Deadline::fixed(mcphub::upstream::transport::LISTEN_READ_TIMEOUT);
