@@ -148,6 +148,17 @@ pct() { awk -v e="$1" -v n="$2" 'BEGIN{ if (n > 0) printf "%.2f", 100 * e / n; e
 server() { printf '"%s": {"type": "streamable-http", "url": "http://127.0.0.1:%s/mcp", "protocol": "legacy"}' "$1" "$2"; }
 
 # ---------------------------------------------------------------------------------------------
+# point_rows CONNS WHO CPU_LABEL: the rows of the last wrk_point for WHO (hub or direct).
+point_rows() {
+  local note=''
+  [ "$W_ERRS" = 0 ] || note="$W_ERRS of $W_N answers non-2xx or without a result"
+  row connections "$1" "$2 req/s" "$W_RPS" "req/s" "$note"
+  row connections "$1" "$2 ok req/s" "$W_OK" "req/s"
+  row connections "$1" "$2 p50" "$W_P50" "ms"
+  row connections "$1" "$2 p99" "$W_P99" "ms"
+  row connections "$1" "$3" "$W_CPU" "µs"
+}
+
 curve_connections() {
   local p_mock p_hub p_hubq hub_url hubq_url mock_url hub_sid hubq_sid mock_sid c note
   read -r p_mock p_hub p_hubq < <(free_ports 3)
@@ -169,13 +180,7 @@ curve_connections() {
   for c in $CONN_POINTS; do
     say "connections $c: hub"
     SESSION=$hub_sid wrk_point "$hub_url" "$c" "$SECS" "$PID_chub"
-    note=''
-    [ "$W_ERRS" = 0 ] || note="$W_ERRS of $W_N answers non-2xx or without a result"
-    row connections "$c" "hub req/s" "$W_RPS" "req/s" "$note"
-    row connections "$c" "hub ok req/s" "$W_OK" "req/s"
-    row connections "$c" "hub p50" "$W_P50" "ms"
-    row connections "$c" "hub p99" "$W_P99" "ms"
-    row connections "$c" "hub CPU/call" "$W_CPU" "µs"
+    point_rows "$c" hub "hub CPU/call"
     row connections "$c" "hub kernel share" "$W_SYS" "%"
     row connections "$c" "hub RSS" "$(rss_kb "$PID_chub")" "KiB"
     row connections "$c" "hub errors" "$(pct "$W_ERRS" "$W_N")" "%"
@@ -189,13 +194,7 @@ curve_connections() {
     fi
     say "connections $c: direct"
     SESSION=$mock_sid wrk_point "$mock_url" "$c" "$SECS" "$PID_cmock"
-    note=''
-    [ "$W_ERRS" = 0 ] || note="$W_ERRS of $W_N answers non-2xx or without a result"
-    row connections "$c" "direct req/s" "$W_RPS" "req/s" "$note"
-    row connections "$c" "direct ok req/s" "$W_OK" "req/s"
-    row connections "$c" "direct p50" "$W_P50" "ms"
-    row connections "$c" "direct p99" "$W_P99" "ms"
-    row connections "$c" "mock CPU/call" "$W_CPU" "µs"
+    point_rows "$c" direct "mock CPU/call"
     row connections "$c" "direct errors" "$(pct "$W_ERRS" "$W_N")" "%"
   done
   stop_first "$PID_chub"

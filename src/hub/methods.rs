@@ -136,20 +136,16 @@ fn initialize(
     Response::json(200, &jsonrpc::result_response(id, result)).with_header(SESSION_HEADER, &session.id)
 }
 
-/// Whether the caller may see and use `server`: its allow-list, and every
+/// Whether the caller may see and use `upstream`: its allow-list, and every
 /// service token the server's templates need (docs/decisions.md D6).
-pub fn visible(catalog: &Catalog, user: Option<&crate::users::User>, server: &str) -> bool {
-    super::auth::may_use(user, server) && catalog.upstream(server).is_some_and(|u| u.missing_tokens(user).is_empty())
+pub fn visible(upstream: &Upstream, user: Option<&crate::users::User>) -> bool {
+    super::auth::may_use(user, upstream.name()) && upstream.missing_tokens(user).is_empty()
 }
 
 /// The servers whose items the caller may not see, in server order: not
-/// [`visible`] to them (allow-list, missing service tokens).
+/// [`visible`] to them.
 fn hidden_servers<'a>(upstreams: &'a crate::catalog::Upstreams, user: Option<&crate::users::User>) -> Vec<&'a str> {
-    upstreams
-        .iter()
-        .filter(|u| !(super::auth::may_use(user, u.name()) && u.missing_tokens(user).is_empty()))
-        .map(|u| u.name())
-        .collect()
+    upstreams.iter().filter(|u| !visible(u, user)).map(|u| u.name()).collect()
 }
 
 /// The field naming an item of `kind` (its route key).
