@@ -25,6 +25,8 @@
 //   /tamper?on=1     /token answers carry an id_token whose signature has bytes flipped
 //   /nonce?on=1      the authorization request's `nonce` is rewritten before the provider
 //                    reads it, so the signed ID token carries a nonce the hub never sent
+//   /callback-state?on=1  the `state` on the redirect back to the hub's callback is rewritten (an
+//                    attacker's callback URL: Playwright cannot route a redirect's target)
 //   /reset           all off
 //   GET /state       the switches and how many times each was applied
 import http from 'node:http';
@@ -52,8 +54,8 @@ const ACCOUNTS = {
 };
 
 // --- the switches -------------------------------------------------------------------------
-const sw = { offset: 0, tamper: false, nonce: false };
-const applied = { offset: 0, tamper: 0, nonce: 0 };
+const sw = { offset: 0, tamper: false, nonce: false, state: false };
+const applied = { offset: 0, tamper: 0, nonce: 0, state: 0 };
 const realNow = Date.now.bind(Date);
 let clockActive = 0; // >0 while a /token request is being answered with the offset on
 Date.now = () => realNow() + (clockActive > 0 ? sw.offset * 1000 : 0);
@@ -77,6 +79,8 @@ const provider = new Provider(ISSUER, {
   cookies: { keys: [crypto.randomBytes(32).toString('hex')] },
   pkce: { required: () => true },
   conformIdTokenClaims: false,
+  // seconds; an ID token lives an hour (the /clock check shifts its iat/exp two hours back)
+  ttl: { AccessToken: 600, AuthorizationCode: 60, Grant: 600, IdToken: 3600, Interaction: 600, Session: 3600 },
   claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'] },
   features: { devInteractions: { enabled: true } },
   async findAccount(ctx, id) {
@@ -97,6 +101,20 @@ provider.use(async (ctx, next) => {
     }
   }
   await next();
+});
+
+// /callback-state: rewrite the state on the redirect to the hub's callback.
+provider.use(async (ctx, next) => {
+  await next();
+  const loc = ctx.response.get('location');
+  if (sw.state && loc && loc.startsWith(`${HUB_URL}/ui/callback/oidc`)) {
+    const u = new URL(loc);
+    if (u.searchParams.has('state')) {
+      u.searchParams.set('state', `tampered-${crypto.randomBytes(8).toString('hex')}`);
+      ctx.redirect(u.href);
+      applied.state += 1;
+    }
+  }
 });
 
 // /clock and /tamper: around the token endpoint.
@@ -138,8 +156,10 @@ const ctrl = http.createServer((req, res) => {
     sw.tamper = q.get('on') === '1';
   } else if (req.method === 'POST' && url.pathname === '/nonce') {
     sw.nonce = q.get('on') === '1';
+  } else if (req.method === 'POST' && url.pathname === '/callback-state') {
+    sw.state = q.get('on') === '1';
   } else if (req.method === 'POST' && url.pathname === '/reset') {
-    Object.assign(sw, { offset: 0, tamper: false, nonce: false });
+    Object.assign(sw, { offset: 0, tamper: false, nonce: false, state: false });
   } else if (!(req.method === 'GET' && url.pathname === '/state')) {
     status = 404;
   }
