@@ -1,7 +1,7 @@
 # MCPHub — the two set-up commands are `make run` and `make test` (README.md).
 CARGO ?= cargo
 
-.PHONY: build run install test check-order unit e2e conformance fuzz bench bench-scale bench-instructions profile bench-shaping soak attack clippy clean
+.PHONY: build run install test check-order unit e2e ui conformance fuzz bench bench-scale bench-instructions profile bench-shaping soak attack clippy clean
 
 build:
 	$(CARGO) build --release --locked
@@ -18,8 +18,9 @@ install: build
 
 ## The whole suite: unit + integration (real sockets) + fuzz smoke, e2e with
 ## real MCP clients and servers from npm and PyPI, and the official MCP
-## conformance suite directly against mcphub-mock and through the hub.
-test: check-order build unit e2e conformance
+## conformance suite directly against mcphub-mock and through the hub, and the
+## browser test of the sign-in and users' pages.
+test: check-order build unit e2e ui conformance
 
 ## The module order of the library (docs/module-order.md): fails on an import that runs upward.
 check-order:
@@ -30,6 +31,13 @@ unit: check-order
 
 e2e: build
 	scripts/e2e.sh
+
+## Issue 17's real-parts test: sign-in through a real OpenID provider (oidc-provider) and a
+## GitHub OAuth fake, the /ui pages in headless Debian chromium (Playwright), a tool call
+## with the key made on the pages (Python SDK). Installs chromium / npm / PyPI parts on
+## first run (scripts/ui-test.sh); screenshots and page timings in target/ui-screenshots/.
+ui: build
+	scripts/ui-test.sh
 
 ## The official MCP conformance suites (@modelcontextprotocol/conformance 0.1.16, and
 ## 0.2.0-alpha.12 at 2025-11-25 and 2026-07-28; server scenarios) against mcphub-mock

