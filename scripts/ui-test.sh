@@ -306,9 +306,8 @@ c_api_revoke() {
   out=$(pycall "$API_KEY" --call echo)
   jq -e '.ok == false and .status == 401' <<<"$out" >/dev/null || { echo "after revoke, want a 401 refusal, got: $out"; return 1; }
 }
-run_check() { # run_check NAME FN
-  local why
-  if why=$("$2" 2>&1); then ok "$1"; else notok "$1" "$(tail -n 1 <<<"$why")"; fi
+run_check() { # run_check NAME FN (FN runs in this shell: it may set variables for later checks)
+  if "$2" >"$RUN/check.out" 2>&1; then ok "$1"; else notok "$1" "$(tail -n 1 "$RUN/check.out")"; fi
 }
 run_check "api: root's key (mcphub keygen --admin) opens GET /api/admin/users" c_api_admin
 run_check "api: a user made with the admin API sets DEMO_TOKEN and calls demo's echo through /mcp?key= with the Python SDK; the upstream got the token" c_api_user_call

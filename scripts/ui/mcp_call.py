@@ -23,6 +23,8 @@ import sys
 import anyio
 
 from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 
 KEY = re.compile(r"mcphub_[0-9a-fA-F]{8,}")
 
@@ -36,8 +38,20 @@ def text_of(result) -> str:
     return "\n".join(p for p in parts if p is not None)
 
 
+# HTTP statuses >= 400 the transport got (the SDK turns a 401's JSON-RPC body into an MCPError
+# that does not carry the status)
+REFUSED: list[int] = []
+
+
+async def on_response(response) -> None:
+    if response.status_code >= 400:
+        REFUSED.append(response.status_code)
+
+
 def status_of(e: BaseException) -> int | None:
-    """The HTTP status of a refused request, from the exception chain or its text."""
+    """The HTTP status of a refused request: what the transport saw, else from the exception."""
+    if REFUSED:
+        return REFUSED[-1]
     seen = set()
     while e is not None and id(e) not in seen:
         seen.add(id(e))
@@ -54,7 +68,9 @@ def status_of(e: BaseException) -> int | None:
 
 async def run(args) -> dict:
     with anyio.fail_after(args.timeout):
-        async with Client(args.url) as client:
+        http = create_mcp_http_client()
+        http.event_hooks["response"].append(on_response)
+        async with http, Client(streamable_http_client(args.url, http_client=http)) as client:
             tools = []
             cursor = None
             for _ in range(20):
