@@ -120,13 +120,36 @@ function recordTiming(resp) {
   timings.get(k).push(Number(m[1]));
   return Number(m[1]);
 }
+// every /ui page the browser got (not redirects, not static files) must carry these
+const headerFaults = new Map(); // "status path: what" -> count
+let pagesSeen = 0;
+function headerRules(resp) {
+  const u = resp.url();
+  if (!u.startsWith(`${HUB}/ui`) || u.includes('/ui/static/') || (resp.status() >= 300 && resp.status() < 400)) return;
+  pagesSeen += 1;
+  const h = resp.headers();
+  const bad = [];
+  if (!/default-src 'self'/.test(h['content-security-policy'] || '')) bad.push('CSP');
+  if ((h['x-frame-options'] || '').toUpperCase() !== 'DENY') bad.push('X-Frame-Options');
+  if ((h['referrer-policy'] || '') !== 'no-referrer') bad.push('Referrer-Policy');
+  if ((h['x-content-type-options'] || '') !== 'nosniff') bad.push('nosniff');
+  if (!/no-store/.test(h['cache-control'] || '')) bad.push('Cache-Control no-store');
+  if (!/render;dur=[0-9]/.test(h['server-timing'] || '')) bad.push('Server-Timing');
+  if (bad.length) {
+    const k = `${resp.status()} ${pageKey(u)} lacks ${bad.join('+')}`;
+    headerFaults.set(k, (headerFaults.get(k) || 0) + 1);
+  }
+}
 async function newContext(browser) {
   const ctx = await browser.newContext({ viewport: { width: 1100, height: 800 } });
   ctx.setDefaultTimeout(WAIT);
   ctx.setDefaultNavigationTimeout(WAIT + 2000);
   ctx.on('response', (resp) => {
     recordTiming(resp);
-    if (resp.request().isNavigationRequest()) lastDoc.set(resp.frame().page(), resp);
+    if (resp.request().isNavigationRequest()) {
+      lastDoc.set(resp.frame().page(), resp);
+      headerRules(resp);
+    }
   });
   return ctx;
 }
@@ -650,6 +673,11 @@ await check(`timings: ${TIMING_LOADS} loads of each page, every answer 200 with 
   fs.writeFileSync(path.join(SHOTS, 'timings.md'), `${lines.join('\n')}\n`);
   for (const l of lines) console.log(`# ${l}`);
   if (bad.length) fail(bad.join('; '));
+});
+
+await check('headers: every /ui page the browser was shown (refusals and errors too) had CSP, X-Frame-Options, Referrer-Policy, nosniff, no-store and Server-Timing', ['login'], async () => {
+  if (headerFaults.size) fail([...headerFaults.keys()].slice(0, 6).join('; '));
+  note(`${pagesSeen} /ui pages seen by the browser`);
 });
 
 // --- logout ----------------------------------------------------------------------------------
