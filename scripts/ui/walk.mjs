@@ -704,7 +704,7 @@ await check('rate limit: repeated key sign-ins from one IP get 429 with Retry-Af
   const ctx = await newContext(browser);
   const page = await ctx.newPage();
   await go(page, '/ui/login');
-  const csrf = await (await el(page, 'form#signin-key input[name=csrf]', 'form#signin-key input[name=csrf]')).getAttribute('value');
+  let csrf = await (await el(page, 'form#signin-key input[name=csrf]', 'form#signin-key input[name=csrf]')).getAttribute('value');
   let got = null;
   const seen = [];
   for (let i = 0; i < 15 && !got; i += 1) {
@@ -713,6 +713,9 @@ await check('rate limit: repeated key sign-ins from one IP get 429 with Retry-Af
     });
     seen.push(r.status());
     if (r.status() === 429) got = r;
+    // the refusal is the sign-in page again, with a new double-submit token (and its cookie)
+    const m = /name="csrf" value="([^"]*)"/.exec(await r.text());
+    if (m) csrf = m[1];
   }
   await ctx.close();
   if (!got) fail(`15 wrong-key sign-ins in a row, no 429 (statuses ${seen.join(' ')})`);
