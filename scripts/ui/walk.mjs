@@ -706,21 +706,26 @@ await check('rate limit: repeated key sign-ins from one IP get 429 with Retry-Af
   await go(page, '/ui/login');
   let csrf = await (await el(page, 'form#signin-key input[name=csrf]', 'form#signin-key input[name=csrf]')).getAttribute('value');
   let got = null;
+  let gotBody = '';
   const seen = [];
   for (let i = 0; i < 15 && !got; i += 1) {
     const r = await ctx.request.post(`${HUB}/ui/login/key`, {
       form: { key: `mcphub_${'0'.repeat(64)}`, csrf }, maxRedirects: 0, failOnStatusCode: false, headers: { origin: HUB },
     });
     seen.push(r.status());
-    if (r.status() === 429) got = r;
+    const body = await r.text();
+    if (r.status() === 429) {
+      got = r;
+      gotBody = body;
+    }
     // the refusal is the sign-in page again, with a new double-submit token (and its cookie)
-    const m = /name="csrf" value="([^"]*)"/.exec(await r.text());
+    const m = /name="csrf" value="([^"]*)"/.exec(body);
     if (m) csrf = m[1];
   }
   await ctx.close();
   if (!got) fail(`15 wrong-key sign-ins in a row, no 429 (statuses ${seen.join(' ')})`);
   if (!got.headers()['retry-after']) fail('429 without Retry-After');
-  if (!/<h1/i.test(await got.text())) fail('the 429 answer is not a page with an h1');
+  if (!/<h1/i.test(gotBody)) fail('the 429 answer is not a page with an h1');
 });
 
 await browser.close();
