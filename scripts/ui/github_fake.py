@@ -18,12 +18,13 @@ GitHub's documentation:
     lives 10 minutes.
   * REST API (under /api here; the hub's `auth.github.apiUrl`):
       GET /api/user       (Authorization: Bearer T | token T) -> {login, id, name, email, ...}
-      GET /api/user/orgs  -> [{login, id, ...}]; an organization membership that is private is
-                             listed only when the token has the `read:org` (or `user`) scope, as
-                             on GitHub. Bad or missing credentials -> 401
-                             {"message": "Bad credentials", "documentation_url": ...}.
+      GET /api/user/orgs  -> [{login, id, ...}]. GitHub's docs ("List organizations for the
+                             authenticated user"): OAuth tokens need the `user` or `read:org` scope
+                             for this endpoint, "requests with insufficient scope will receive a
+                             403 Forbidden response" — so does this fake.
+      Bad or missing credentials -> 401 {"message": "Bad credentials", "documentation_url": ...}.
 
-Test logins: `octocat` (member of org `acme`, membership private), `mallory` (no org).
+Test logins: `octocat` (member of org `acme`), `mallory` (no org).
 
 Usage: github_fake.py PORT CLIENT_ID CLIENT_SECRET CALLBACK_URL
 GET /_state answers what was issued and used (for the test's log; no secrets in it).
@@ -42,7 +43,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 USERS = {
     "octocat": {"id": 583231, "name": "The Octocat", "email": "octocat@example.com",
-                "orgs": [{"login": "acme", "id": 9001, "private": True}]},
+                "orgs": [{"login": "acme", "id": 9001}]},
     "mallory": {"id": 777001, "name": "Mallory", "email": "mallory@example.net", "orgs": []},
 }
 CODE_TTL_S = 600
@@ -199,11 +200,12 @@ class Handler(BaseHTTPRequestHandler):
             return self.json(200, {"login": tok["login"], "id": u["id"], "node_id": f"MDQ6VXNlcj{u['id']}",
                                    "type": "User", "site_admin": False, "name": u["name"], "email": u["email"]})
         scopes = set(tok["scope"].replace(",", " ").split())
-        see_private = bool(scopes & {"read:org", "user", "admin:org", "write:org"})
-        orgs = [{"login": o["login"], "id": o["id"], "url": f"/api/orgs/{o['login']}", "description": None}
-                for o in u["orgs"] if see_private or not o["private"]]
-        if u["orgs"] and not orgs:
-            sys.stderr.write("github_fake: /user/orgs hides a private membership: the token lacks the read:org scope\n")
+        if not scopes & {"read:org", "user", "admin:org", "write:org"}:
+            sys.stderr.write(f"github_fake: /user/orgs refused: the token's scopes {sorted(scopes)} include neither read:org nor user\n")
+            return self.json(403, {"message": "Resource not accessible by integration: this endpoint needs the user or read:org scope",
+                                   "documentation_url": "https://docs.github.com/rest/orgs/orgs#list-organizations-for-the-authenticated-user",
+                                   "status": "403"})
+        orgs = [{"login": o["login"], "id": o["id"], "url": f"/api/orgs/{o['login']}", "description": None} for o in u["orgs"]]
         self.json(200, orgs)
 
 

@@ -564,7 +564,7 @@ async function githubSignIn(login, shots) {
 }
 await check('github: octocat (member of acme) signs in and is auto-provisioned', ['login'], async () => {
   const s = await githubSignIn('octocat', true);
-  if (!/read:org/.test(s.scope)) note(`the hub asks GitHub for scope "${s.scope}" (without read:org a private org membership is not listed)`);
+  if (!/read:org/.test(s.scope)) note(`the hub asks GitHub for scope "${s.scope}" (GET /user/orgs needs read:org or user: 403 without)`);
   await waitUrl(s.page, onHub('/ui/connect'), '/ui/connect');
   await shot(s.page, 'connect-octocat');
   await s.ctx.close();
