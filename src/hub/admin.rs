@@ -215,6 +215,9 @@ pub fn handle(hub: &Hub, req: &Request) -> Response {
             let r = users.delete(name).map(|()| json!({"name": name, "deleted": true}));
             if r.is_ok() {
                 audit(&caller, "user.delete", name);
+                if let Err(e) = hub.activity().forget(name, crate::store::now_ms()) {
+                    log::warn!("activity: the deleted user's activity stays until it expires ({e})");
+                }
             }
             done(r, 200)
         }

@@ -22,6 +22,7 @@
 //!   instance changed something; an unknown key may ask Redis's key index at
 //!   most once a second per digest.
 
+pub mod activity;
 pub mod persist;
 pub mod secrets;
 
