@@ -76,6 +76,19 @@ struct Inner {
     activity: crate::users::activity::Activity,
 }
 
+/// One served server's state ([`Hub::server_statuses`]): `/readyz` and the admin pages.
+#[derive(Debug, Clone)]
+pub struct ServerStatus {
+    /// The server's name.
+    pub name: String,
+    /// Era, health, last error (and its class), bulkhead and breaker.
+    pub state: crate::upstream::ServerState,
+    /// Legacy upstream sessions cached here.
+    pub sessions: usize,
+    /// The bulkhead's slots (`maxConcurrency`; `None`: unlimited).
+    pub max_concurrency: Option<usize>,
+}
+
 /// Who sent one downstream request and how to answer them.
 pub struct Downstream {
     /// The request's era.
@@ -407,22 +420,35 @@ impl Hub {
         matches!(host, "localhost" | "127.0.0.1" | "::1")
     }
 
-    fn readyz(&self) -> Response {
-        let servers: Map<String, Value> = self
-            .catalog()
+    /// Each served server's state as `/readyz` and the admin pages show it,
+    /// in the catalog's order.
+    pub fn server_statuses(&self) -> Vec<ServerStatus> {
+        self.catalog()
             .upstreams()
             .iter()
-            .map(|u| {
-                let s = u.state();
+            .map(|u| ServerStatus {
+                name: u.name().to_string(),
+                state: u.state(),
+                sessions: u.sessions().len(),
+                max_concurrency: u.config.max_concurrency,
+            })
+            .collect()
+    }
+
+    fn readyz(&self) -> Response {
+        let servers: Map<String, Value> = self
+            .server_statuses()
+            .into_iter()
+            .map(|ServerStatus { name, state: s, sessions, .. }| {
                 (
-                    u.name().to_string(),
+                    name,
                     json!({
                         "era": s.era,
                         "ok": s.ok,
                         "lastError": s.last_error.as_deref().map(crate::users::mask_keys),
                         "lastSuccess": s.last_success_ms.map(crate::logging::rfc3339),
                         "breaker": s.bulkhead.circuit,
-                        "sessions": u.sessions().len(),
+                        "sessions": sessions,
                         "bulkhead": s.bulkhead,
                         "heavy": s.heavy,
                     }),
