@@ -18,6 +18,7 @@
 //! }
 //! ```
 
+pub mod auth;
 pub mod limits;
 
 use serde::Deserialize;
@@ -234,6 +235,13 @@ pub struct Config {
     /// entries, `tokens` no server uses, `${user.X}` no config user has.
     /// `check-config` prints them; `serve` logs them at WARN.
     pub warnings: Vec<String>,
+    /// Where browsers and clients reach the hub (`publicUrl`, no trailing
+    /// `/`): sign-in redirect URIs, the Connect page's endpoint, the `Secure`
+    /// cookie rule (issue 17). `None`: `http://` + the loopback `Host` a
+    /// request came with, else `http://{bind}:{port}` (`crate::hub::ui`).
+    pub public_url: Option<String>,
+    /// Sign-in to the users' pages (`auth`, [`auth::AuthConfig`]; issue 17).
+    pub auth: auth::AuthConfig,
 }
 
 /// One user of the config file (`"users": {"alice": {…}}`, docs/decisions.md D6).
@@ -251,6 +259,10 @@ pub struct UserConfig {
     pub servers: Option<Vec<String>>,
     /// Service tokens (`tokens`: `NAME` → literal or `${env.NAME}`).
     pub tokens: Vec<(String, String)>,
+    /// Sign-in identities mapped to this user (`identities`: `github:<login>`,
+    /// `oidc:<sub>` or `oidc:<e-mail>`; stored normalised,
+    /// [`auth::normalize_identity`]); each belongs to one user.
+    pub identities: Vec<String>,
 }
 
 /// Where the shared session store is (`"redis": {"url": …}` or `REDIS_URL`).
@@ -319,6 +331,8 @@ struct RawConfig {
     rate_limits: Option<Value>,
     max_tasks_per_user: Option<u64>,
     max_tasks: Option<u64>,
+    public_url: Option<String>,
+    auth: Option<auth::RawAuth>,
     #[serde(default)]
     mcp_servers: BTreeMap<String, Value>,
 }
@@ -341,6 +355,8 @@ struct RawUser {
     servers: Option<Vec<String>>,
     #[serde(default)]
     tokens: BTreeMap<String, String>,
+    #[serde(default)]
+    identities: Vec<String>,
 }
 
 // ---- Strict reading (issue 14, hole 6) ----------------------------------
@@ -564,7 +580,7 @@ fn known_keys(parent: &[String]) -> &'static [&'static str] {
         ["redis"] => declared_keys::<RawRedis>(),
         ["users", _] => declared_keys::<RawUser>(),
         ["mcpServers", _] => declared_keys::<RawServer>(),
-        _ => &[],
+        p => auth::known_keys(p).unwrap_or(&[]),
     }
 }
 
@@ -705,6 +721,8 @@ fn parse_users(
     let mut out = Vec::new();
     // Key digest → the user it was first listed under (users in name order).
     let mut owners: BTreeMap<String, String> = BTreeMap::new();
+    // Identity → the user it was first listed under.
+    let mut identity_owners: BTreeMap<String, String> = BTreeMap::new();
     for (name, u) in raw {
         let key = format!("users.{name}");
         if !valid_user_name(&name) {
@@ -754,7 +772,20 @@ fn parse_users(
             check_token_value(&t, &v).map_err(|m| invalid(format!("{key}.tokens.{t}"), m))?;
             tokens.push((t, v));
         }
-        out.push(UserConfig { name, key_digests, admin: u.admin, servers, tokens });
+        let mut identities = Vec::new();
+        for i in &u.identities {
+            if !auth::valid_identity(i) {
+                return Err(invalid(format!("{key}.identities"), format!("'{i}': identities are \"github:<login>\" or \"oidc:<sub or e-mail>\"")));
+            }
+            let i = auth::normalize_identity(i);
+            if let Some(other) = identity_owners.insert(i.clone(), name.clone()) {
+                return Err(invalid(format!("{key}.identities"), format!("'{i}' is listed under both users '{other}' and '{name}': an identity belongs to one user")));
+            }
+            if !identities.contains(&i) {
+                identities.push(i);
+            }
+        }
+        out.push(UserConfig { name, key_digests, admin: u.admin, servers, tokens, identities });
     }
     Ok(out)
 }
@@ -1134,6 +1165,9 @@ impl Config {
             }
         };
         let users = parse_users(raw.users, &raw.groups, &servers, &skipped)?;
+        let port = raw.port.unwrap_or(3000);
+        let public_url = raw.public_url.map(auth::public_url).transpose()?;
+        let auth = auth::AuthConfig::parse(raw.auth)?;
         warnings.extend(token_warnings(&users, &servers));
         Ok(Config {
             rate_limits: limits::RateLimitConfig::parse(raw.rate_limits.as_ref(), rate_overrides)?,
@@ -1147,7 +1181,9 @@ impl Config {
             redis,
             session_ttl: Duration::from_secs(bounded("sessionTtlSecs", raw.session_ttl_secs, 3600, 1, 30 * DAY_SECS)?),
             admin_token,
-            port: raw.port.unwrap_or(3000),
+            port,
+            public_url,
+            auth,
             bind,
             tool_naming: raw.tool_naming,
             allowed_origins: raw.allowed_origins,

@@ -17,6 +17,13 @@ pub fn fill(buf: &mut [u8]) {
     getrandom::fill(buf).expect(UNAVAILABLE);
 }
 
+/// `N` random bytes.
+pub fn bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    fill(&mut b);
+    b
+}
+
 /// `N` random bytes as `2 × N` lowercase hex characters.
 pub fn hex<const N: usize>() -> String {
     let mut b = [0u8; N];

@@ -22,6 +22,7 @@ pub mod resume;
 pub mod sessions;
 pub mod shape;
 pub mod tasks;
+pub mod ui;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
@@ -74,6 +75,8 @@ struct Inner {
     connector: crate::upstream::Connector,
     /// Each user's recent `/mcp` requests (issue 17), in Redis like the users.
     activity: crate::users::activity::Activity,
+    /// The users' pages' state: browser sessions, their limits (issue 17).
+    ui: ui::Ui,
 }
 
 /// One served server's state ([`Hub::server_statuses`]): `/readyz` and the admin pages.
@@ -184,6 +187,7 @@ impl Hub {
         let hub = Hub {
             inner: Arc::new(Inner {
                 users: parking_lot::RwLock::new(crate::users::Users::open(&config, redis.clone(), &threads)),
+                ui: ui::Ui::new(redis.clone()),
                 redis,
                 config: parking_lot::RwLock::new(Arc::new(config)),
                 reloading: parking_lot::Mutex::new(()),
@@ -369,6 +373,11 @@ impl Hub {
     /// Resource subscriptions of legacy clients.
     pub fn subscriptions(&self) -> &relay::Subscriptions {
         &self.inner.subscriptions
+    }
+
+    /// The users' pages' state ([`ui::Ui`]).
+    pub fn ui(&self) -> &ui::Ui {
+        &self.inner.ui
     }
 
     /// The hub's one Redis connection, when configured (shared by sessions,
@@ -883,7 +892,8 @@ impl Handler for Hub {
             }
             (_, p) if p.starts_with(admin::PREFIX) => admin::handle(self, &req),
             (_, p) if p == me::PATH || p.starts_with(me::PREFIX) => me::handle(self, &req),
-            ("GET", "/") => Response::text(200, "MCPHub: the MCP endpoint is /mcp\n"),
+            (_, p) if p == ui::PREFIX || p.starts_with("/ui/") => ui::handle(self, &req),
+            ("GET", "/") => Response::text(200, "MCPHub: the MCP endpoint is /mcp; your pages are at /ui/\n"),
             _ => Response::text(404, "not found; the MCP endpoint is /mcp\n"),
         }
     }

@@ -972,6 +972,7 @@ mod tests {
             admin: false,
             servers: Some(vec!["github".into()]),
             tokens: vec![("GITHUB_TOKEN".into(), "ghp_x".into())],
+            identities: Vec::new(),
         };
         let users = Users::from_config(&[cfg], false);
         let alice = users.authenticate(&k).unwrap();

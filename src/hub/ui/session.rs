@@ -1,0 +1,289 @@
+//! Browser sessions of the users' pages and pending sign-ins (issue 17),
+//! kept server-side: in Redis when the hub has one (every instance sees
+//! them), else in this process's memory.
+//!
+//! - A session's cookie value is 32 random bytes, base64url (43 chars); only
+//!   its SHA-256 is a key: Redis `mcp:ui:session:<64 hex>` → JSON
+//!   [`BrowserSession`], `PX` = the time left before the idle or the
+//!   absolute expiry, whichever is first (`auth.sessionIdleSecs`, 8 h;
+//!   `auth.sessionMaxSecs`, 7 d). `seenMs` is refreshed at most once a
+//!   minute.
+//! - A pending sign-in (OIDC / GitHub: the `state` sent to the provider) is
+//!   `mcp:ui:login:<sha256(state) hex>` → JSON [`PendingLogin`], 10 minutes,
+//!   taken once (read and deleted together).
+//!
+//! Errors: [`SessionError::Unavailable`] when Redis cannot be reached (the
+//! page answers 503); never a cookie value in a message.
+
+use crate::store::redis::RedisStore;
+use base64::Engine as _;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// How long a pending sign-in waits for the provider's callback.
+pub const LOGIN_TTL: Duration = Duration::from_secs(600);
+/// `seenMs` is written back at most this often.
+const SEEN_GRANULARITY_MS: u64 = 60_000;
+/// Most sessions (and, separately, pending sign-ins) kept in memory; beyond,
+/// expired ones are purged and then the oldest are dropped.
+const MEMORY_CAP: usize = 100_000;
+
+/// One signed-in browser.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BrowserSession {
+    /// The hub user it is signed in as.
+    pub user: String,
+    /// This session's CSRF token (`input[name=csrf]` of every form), 43 chars.
+    pub csrf: String,
+    /// Sign-in time, ms since the Unix epoch.
+    pub created_ms: u64,
+    /// Last use, ms since the Unix epoch (refreshed at most once a minute).
+    pub seen_ms: u64,
+    /// How the person signed in: `oidc`, `github` or `key`.
+    pub via: String,
+}
+
+/// A sign-in sent to a provider, waiting for its callback.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingLogin {
+    /// `oidc` or `github`.
+    pub provider: String,
+    /// The OIDC `nonce` (empty for GitHub).
+    pub nonce: String,
+    /// The PKCE code verifier (RFC 7636).
+    pub pkce_verifier: String,
+    /// When it was sent, ms since the Unix epoch.
+    pub created_ms: u64,
+}
+
+/// Why a session could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// Redis is unreachable (or its breaker is open).
+    #[error("the session store is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// 32 OS-random bytes as base64url without padding (43 chars): cookie
+/// values, CSRF tokens, `state`, `nonce`, PKCE verifiers.
+pub fn random_token() -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(crate::random::bytes::<32>())
+}
+
+/// SHA-256 of `value`, 64 lowercase hex: what is stored instead of a cookie or `state`.
+fn digest(value: &str) -> String {
+    hex::encode(Sha256::digest(value.as_bytes()))
+}
+
+/// Constant-time equality of two strings (CSRF tokens).
+pub fn same_secret(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[derive(Default)]
+struct Memory {
+    /// digest → (record JSON, expires at ms).
+    sessions: HashMap<String, (String, u64)>,
+    logins: HashMap<String, (String, u64)>,
+}
+
+fn memory_put(map: &mut HashMap<String, (String, u64)>, key: String, value: String, expires_ms: u64) {
+    if map.len() >= MEMORY_CAP && !map.contains_key(&key) {
+        let now = now_ms();
+        map.retain(|_, (_, exp)| *exp > now);
+        while map.len() >= MEMORY_CAP {
+            let Some(oldest) = map.iter().min_by_key(|(_, (_, exp))| *exp).map(|(k, _)| k.clone()) else { break };
+            map.remove(&oldest);
+        }
+    }
+    map.insert(key, (value, expires_ms));
+}
+
+/// The session store: Redis or memory. Cheap to clone.
+#[derive(Clone)]
+pub struct Sessions {
+    redis: Option<RedisStore>,
+    memory: std::sync::Arc<Mutex<Memory>>,
+}
+
+impl Sessions {
+    /// Sessions in `redis` when given, else in memory.
+    pub fn new(redis: Option<RedisStore>) -> Sessions {
+        Sessions { redis, memory: Default::default() }
+    }
+
+    /// `redis` or `memory`.
+    pub fn kind(&self) -> &'static str {
+        if self.redis.is_some() {
+            "redis"
+        } else {
+            "memory"
+        }
+    }
+
+    fn put(&self, prefix: &str, key: String, value: String, ttl: Duration) -> Result<(), SessionError> {
+        let ttl_ms = (ttl.as_millis() as u64).max(1);
+        match &self.redis {
+            Some(r) => r
+                .run(|c| redis::cmd("SET").arg(format!("mcp:ui:{prefix}:{key}")).arg(value).arg("PX").arg(ttl_ms).query::<()>(c))
+                .map_err(|e| SessionError::Unavailable(e.to_string())),
+            None => {
+                let mut m = self.memory.lock();
+                let map = if prefix == "session" { &mut m.sessions } else { &mut m.logins };
+                memory_put(map, key, value, now_ms() + ttl_ms);
+                Ok(())
+            }
+        }
+    }
+
+    fn get(&self, prefix: &str, key: &str, take: bool) -> Result<Option<String>, SessionError> {
+        match &self.redis {
+            Some(r) => {
+                let k = format!("mcp:ui:{prefix}:{key}");
+                r.run(|c| if take { redis::cmd("GETDEL").arg(&k).query(c) } else { redis::cmd("GET").arg(&k).query(c) })
+                    .map_err(|e| SessionError::Unavailable(e.to_string()))
+            }
+            None => {
+                let mut m = self.memory.lock();
+                let map = if prefix == "session" { &mut m.sessions } else { &mut m.logins };
+                let now = now_ms();
+                match map.get(key) {
+                    Some((_, exp)) if *exp <= now => {
+                        map.remove(key);
+                        Ok(None)
+                    }
+                    Some((v, _)) if !take => Ok(Some(v.clone())),
+                    Some(_) => Ok(map.remove(key).map(|(v, _)| v)),
+                    None => Ok(None),
+                }
+            }
+        }
+    }
+
+    fn delete(&self, prefix: &str, key: &str) -> Result<(), SessionError> {
+        match &self.redis {
+            Some(r) => r.run(|c| redis::cmd("DEL").arg(format!("mcp:ui:{prefix}:{key}")).query::<()>(c)).map_err(|e| SessionError::Unavailable(e.to_string())),
+            None => {
+                let mut m = self.memory.lock();
+                if prefix == "session" {
+                    m.sessions.remove(key);
+                } else {
+                    m.logins.remove(key);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Starts a session for `user`; returns the cookie value (shown to the
+    /// browser only) and the record.
+    pub fn create(&self, user: &str, via: &str, idle: Duration) -> Result<(String, BrowserSession), SessionError> {
+        let cookie = random_token();
+        let now = now_ms();
+        let s = BrowserSession { user: user.to_string(), csrf: random_token(), created_ms: now, seen_ms: now, via: via.to_string() };
+        let json = serde_json::to_string(&s).unwrap_or_default();
+        self.put("session", digest(&cookie), json, idle)?;
+        Ok((cookie, s))
+    }
+
+    /// The live session of cookie value `cookie`, its `seenMs` refreshed
+    /// (at most once a minute); `None` when unknown, idle past `idle` or
+    /// older than `max` (then it is deleted).
+    pub fn find(&self, cookie: &str, idle: Duration, max: Duration) -> Result<Option<BrowserSession>, SessionError> {
+        let key = digest(cookie);
+        let Some(json) = self.get("session", &key, false)? else { return Ok(None) };
+        let Ok(mut s) = serde_json::from_str::<BrowserSession>(&json) else {
+            self.delete("session", &key)?;
+            return Ok(None);
+        };
+        let now = now_ms();
+        let (idle_ms, max_ms) = (idle.as_millis() as u64, max.as_millis() as u64);
+        if now >= s.seen_ms.saturating_add(idle_ms) || now >= s.created_ms.saturating_add(max_ms) {
+            self.delete("session", &key)?;
+            return Ok(None);
+        }
+        if now.saturating_sub(s.seen_ms) >= SEEN_GRANULARITY_MS {
+            s.seen_ms = now;
+            let left = (now + idle_ms).min(s.created_ms + max_ms) - now;
+            self.put("session", key, serde_json::to_string(&s).unwrap_or_default(), Duration::from_millis(left))?;
+        }
+        Ok(Some(s))
+    }
+
+    /// Ends the session of cookie value `cookie` (logout).
+    pub fn end(&self, cookie: &str) -> Result<(), SessionError> {
+        self.delete("session", &digest(cookie))
+    }
+
+    /// Records a pending sign-in under `state` for [`LOGIN_TTL`].
+    pub fn put_login(&self, state: &str, login: &PendingLogin) -> Result<(), SessionError> {
+        self.put("login", digest(state), serde_json::to_string(login).unwrap_or_default(), LOGIN_TTL)
+    }
+
+    /// Takes (reads and deletes) the pending sign-in of `state`, if any and not expired.
+    pub fn take_login(&self, state: &str) -> Result<Option<PendingLogin>, SessionError> {
+        let Some(json) = self.get("login", &digest(state), true)? else { return Ok(None) };
+        let login = serde_json::from_str::<PendingLogin>(&json).ok().filter(|l| now_ms() < l.created_ms + LOGIN_TTL.as_millis() as u64);
+        Ok(login)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_is_found_by_its_cookie_and_ends() {
+        let s = Sessions::new(None);
+        let (cookie, rec) = s.create("alice", "key", Duration::from_secs(60)).unwrap();
+        assert_eq!(cookie.len(), 43);
+        let found = s.find(&cookie, Duration::from_secs(60), Duration::from_secs(600)).unwrap().unwrap();
+        assert_eq!(found, rec);
+        assert!(s.find("nope", Duration::from_secs(60), Duration::from_secs(600)).unwrap().is_none());
+        s.end(&cookie).unwrap();
+        assert!(s.find(&cookie, Duration::from_secs(60), Duration::from_secs(600)).unwrap().is_none());
+    }
+
+    #[test]
+    fn an_old_session_is_refused_by_the_absolute_expiry() {
+        let s = Sessions::new(None);
+        let (cookie, mut rec) = s.create("alice", "key", Duration::from_secs(60)).unwrap();
+        rec.created_ms -= 3_600_000;
+        s.put("session", digest(&cookie), serde_json::to_string(&rec).unwrap(), Duration::from_secs(60)).unwrap();
+        assert!(s.find(&cookie, Duration::from_secs(60), Duration::from_secs(600)).unwrap().is_none());
+        rec.created_ms += 3_600_000;
+        rec.seen_ms -= 120_000;
+        s.put("session", digest(&cookie), serde_json::to_string(&rec).unwrap(), Duration::from_secs(60)).unwrap();
+        assert!(s.find(&cookie, Duration::from_secs(60), Duration::from_secs(600)).unwrap().is_none(), "idle past 60 s");
+    }
+
+    #[test]
+    fn a_pending_login_is_taken_once() {
+        let s = Sessions::new(None);
+        let l = PendingLogin { provider: "oidc".into(), nonce: "n".into(), pkce_verifier: "v".into(), created_ms: now_ms() };
+        s.put_login("st", &l).unwrap();
+        assert_eq!(s.take_login("other").unwrap(), None);
+        assert_eq!(s.take_login("st").unwrap(), Some(l));
+        assert_eq!(s.take_login("st").unwrap(), None);
+    }
+
+    #[test]
+    fn secrets_compare_in_full() {
+        assert!(same_secret("abc", "abc"));
+        assert!(!same_secret("abc", "abd") && !same_secret("abc", "ab") && !same_secret("", "a"));
+    }
+}
