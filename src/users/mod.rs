@@ -22,6 +22,7 @@
 //!   instance changed something; an unknown key may ask Redis's key index at
 //!   most once a second per digest.
 
+pub mod activity;
 pub mod persist;
 pub mod secrets;
 
@@ -680,6 +681,24 @@ impl Users {
         Ok(())
     }
 
+    /// Gives run-time user `name` the admin role or takes it away (the admin
+    /// pages). A config user's role is the config file's.
+    ///
+    /// Errors: 404 unknown, 409 for a config user or one Redis lost, 503 store down.
+    pub fn set_admin(&self, name: &str, admin: bool) -> Result<UserView, UsersError> {
+        check_user_name(name)?;
+        if self.config_user(name).is_some() {
+            return Err(UsersError::Conflict(format!("user '{name}' comes from the config file; change \"admin\" there")));
+        }
+        self.modify(name, |old| match old {
+            Some(r) if !r.overlay => Ok(Some(UserRecord { admin, ..r })),
+            None if self.is_lost(name) => Err(UsersError::Conflict(lost_message(name))),
+            _ => Err(UsersError::NotFound(format!("no user named '{name}'"))),
+        })?;
+        log::debug!("users: user '{name}' admin: {admin}");
+        self.view(name).ok_or_else(|| UsersError::NotFound(format!("no user named '{name}'")))
+    }
+
     /// The record to change for user `name`: the stored one, or a new overlay
     /// for a config user.
     fn record_for(&self, name: &str, old: Option<UserRecord>) -> Result<UserRecord, UsersError> {
@@ -982,6 +1001,18 @@ mod tests {
         assert_eq!(check_token_value("GH", &"a".repeat(MAX_TOKEN_BYTES)), Ok(()));
         assert_eq!(check_token_value("GH", &"a".repeat(MAX_TOKEN_BYTES + 1)), Err("token GH is longer than 8192 bytes".into()));
         assert!(!check_token_value("GH", "SECRETé").unwrap_err().contains("SECRET"));
+    }
+
+    #[test]
+    fn a_run_time_user_is_made_admin_and_back() {
+        let users = Users::from_config(&[], true);
+        users.create("bob", false, None).unwrap();
+        assert!(users.set_admin("bob", true).unwrap().admin);
+        assert!(users.get("bob").unwrap().admin, "the request path sees it");
+        assert!(!users.set_admin("bob", false).unwrap().admin);
+        assert!(!users.get("bob").unwrap().admin);
+        assert_eq!(users.set_admin("nobody", true).unwrap_err().status(), 404);
+        assert_eq!(users.set_admin("bad name", true).unwrap_err().status(), 400);
     }
 
     #[test]
