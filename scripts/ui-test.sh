@@ -20,7 +20,8 @@
 # What it does:
 #   1. installs what is missing (chromium, npm packages, a Python venv);
 #   2. starts on free 127.0.0.1 ports: mcphub-mock in reflect mode (it repeats the
-#      Authorization header it got as a marker in every tool result), the OpenID provider
+#      Authorization header it got as a marker in every tool result; legacy era, so the hub keeps
+#      upstream sessions for the admin's sessions page), the OpenID provider
 #      (issuer http://127.0.0.1:P, client `mcphub`, accounts alice/bob/eve, plus its control
 #      port), the GitHub fake (octocat in org acme, mallory in none) and the hub, whose config
 #      has publicUrl, auth.oidc (emailDomains example.com), auth.github (allowOrgs acme),
@@ -231,7 +232,7 @@ export UI_OIDC_SECRET=$OIDC_SECRET UI_GH_SECRET=$GH_SECRET MCPHUB_SECRET_KEY_FIL
 # the .mjs files resolve their packages next to themselves: run them from $RUN
 cp "$UI_DIR"/*.mjs "$RUN/" && ln -s "$NPM_PREFIX/node_modules" "$RUN/node_modules"
 
-start mock "$MOCK_BIN" --port "$P_MOCK" --name demo --reflect-credential Authorization
+start mock "$MOCK_BIN" --port "$P_MOCK" --name demo --era legacy --reflect-credential Authorization
 start op env OP_PORT="$P_OP" OP_CTRL_PORT="$P_CTRL" HUB_URL="$HUB" OP_CLIENT_SECRET="$OIDC_SECRET" "$NODE" "$RUN/provider.mjs"
 start gh python3 -I "$UI_DIR/github_fake.py" "$P_GH" "$GH_CLIENT_ID" "$GH_SECRET" "$HUB/ui/callback/github"
 
