@@ -490,6 +490,16 @@ await check('tokens: the Tokens page lists DEMO_TOKEN for server demo; set it (w
   facts.token = true;
 });
 
+await check('escaping: a token name that is HTML (POST /ui/tokens/<b id=inj-tok>) is refused and never echoed raw', ['alice'], async () => {
+  await go(alice.page, '/ui/tokens');
+  const csrf = await (await el(alice.page, 'input[name=csrf]', 'a csrf field on the tokens page')).getAttribute('value');
+  const evil = '<b id="inj-tok">X</b>';
+  const r = await formPost(alice.ctx, `/ui/tokens/${encodeURIComponent(evil)}`, { csrf, name: evil, value: 'v' });
+  const body = await r.text();
+  if (r.status() < 400) fail(`want a 4xx refusal, got ${r.status()}`);
+  if (body.includes(evil)) fail('the name is echoed unescaped in the answer');
+});
+
 await check('mcp: the Python SDK client with the new key (/mcp?key=…) lists demo\'s tools and calls echo; the upstream got alice\'s DEMO_TOKEN', ['key', 'token'], async () => {
   const r = pyCall(aliceKey, ['--call', 'echo', '--text', 'ui-walk-call']);
   if (!r.ok) fail(`the call failed: ${r.error}`);
