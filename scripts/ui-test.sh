@@ -184,7 +184,8 @@ GH=http://127.0.0.1:$P_GH
 OIDC_SECRET=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')
 GH_SECRET=$(python3 -c 'import secrets; print(secrets.token_hex(20))')
 GH_CLIENT_ID=Iv1.uitest0000000001
-DEMO_TOKEN=demo-$(python3 -c 'import secrets; print(secrets.token_hex(12))')
+# (no a, b or d in it: the reflect-mode mock answers 401 to any credential containing "bad")
+DEMO_TOKEN=demo-$(python3 -c 'import secrets; print("".join(secrets.choice("cefghjkmnpqrstuvwxyz23456789") for _ in range(24)))')
 # what the reflect-mode mock says for it (crates/mcphub-mock/src/reflect.rs: marker)
 DEMO_MARKER=who-$(printf 'Bearer %s' "$DEMO_TOKEN" | sha256sum | cut -c1-12)
 
