@@ -564,21 +564,29 @@ await check('bob: the admin pages refuse a non-admin with a 403 page', ['bob'], 
 });
 
 // --- the refused OIDC sign-ins (each in a fresh browser context) --------------------------
+// [what, control switch, screenshot, account, words the page may use, the provider's `applied` counter]
 const refusals = [
-  ['state mismatch (the callback URL\'s state tampered)', '/callback-state?on=1', 'refused-oidc-state', 'alice', ['state', 'expired', 'again', 'sign']],
-  ['nonce mismatch (the provider signed another nonce)', '/nonce?on=1', 'refused-oidc-nonce', 'alice', ['nonce', 'token', 'sign']],
-  ['tampered ID token signature', '/tamper?on=1', 'refused-oidc-tampered', 'alice', ['signature', 'token', 'sign']],
-  ['expired ID token (provider clock 2 h behind)', '/clock?offset=-7200', 'refused-oidc-expired', 'alice', ['expired', 'token', 'sign']],
+  ['state mismatch (the callback URL\'s state tampered)', '/callback-state?on=1', 'refused-oidc-state', 'alice', ['state', 'expired', 'again', 'sign'], 'state'],
+  ['nonce mismatch (the provider signed another nonce)', '/nonce?on=1', 'refused-oidc-nonce', 'alice', ['nonce', 'token', 'sign'], 'nonce'],
+  ['tampered ID token signature', '/tamper?on=1', 'refused-oidc-tampered', 'alice', ['signature', 'token', 'sign'], 'tamper'],
+  ['expired ID token (provider clock 2 h behind)', '/clock?offset=-7200', 'refused-oidc-expired', 'alice', ['expired', 'token', 'sign'], 'offset'],
 ];
-for (const [what, ctl, shotName, login, words] of refusals) {
+async function applied(counter) {
+  const r = await fetch(`${CTRL}/state`, { signal: AbortSignal.timeout(3000) });
+  return (await r.json()).applied[counter];
+}
+for (const [what, ctl, shotName, login, words, counter] of refusals) {
   await check(`oidc: ${what} → a clear refusal page, no session`, ['login', 'oidc'], async () => {
     await ctrl('/reset');
     await ctrl(ctl);
+    const before = await applied(counter);
     let ctx;
     try {
       const s = await oidcSignIn(browser, login, false);
       ctx = s.ctx;
       await expectRefusal(s.ctx, s.page, shotName, words);
+      // the refusal must come from the misbehaviour, which the provider must have done
+      if ((await applied(counter)) <= before) fail(`the provider never applied ${ctl} during this sign-in`);
     } finally {
       await ctrl('/reset');
       if (ctx) await ctx.close();
