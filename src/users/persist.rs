@@ -6,7 +6,11 @@
 //! - `mcp:user-key:{digest}` → the user name owning that run-time key;
 //! - `mcp:users` → SET of the names that have a record;
 //! - `mcp:users:version` → a counter bumped (`INCR`) by every change; other
-//!   instances poll it once a second and reload when it moved.
+//!   instances poll it once a second and reload when it moved;
+//! - `mcp:user-identity:{identity}` → the run-time user a sign-in identity
+//!   (`github:octocat`, normalised) belongs to: the one-owner rule across
+//!   instances ([`Backend::provision`] creates a user and claims its
+//!   identity in one transaction).
 //!
 //! State file: `{stateDir}/users.json` = `{"version": 1, "users": {name: UserRecord}}`.
 //! One hub instance per state directory.
@@ -25,6 +29,8 @@ pub const USER_PREFIX: &str = "mcp:user:";
 pub const KEY_INDEX_PREFIX: &str = "mcp:user-key:";
 /// Redis SET of user names with a record.
 pub const USERS_SET: &str = "mcp:users";
+/// Redis key prefix of the sign-in identity index (identity → name).
+pub const IDENTITY_INDEX_PREFIX: &str = "mcp:user-identity:";
 /// Redis change counter.
 pub const VERSION_KEY: &str = "mcp:users:version";
 /// File name of the state file under the state directory.
@@ -75,6 +81,23 @@ pub struct UserRecord {
     /// Creation time, ms since the Unix epoch.
     #[serde(default)]
     pub created_ms: u64,
+    /// Sign-in identities (`github:<login>`, `oidc:<sub or e-mail>`,
+    /// normalised by `crate::config::auth::normalize_identity`) mapped to
+    /// this user: a user provisioned at its first sign-in (issue 17).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identities: Vec<String>,
+}
+
+/// What [`Backend::provision`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Provisioned {
+    /// The record was stored; the Redis version after it (0 for other backends).
+    Created(u64),
+    /// A user of that name exists: try another name.
+    NameTaken,
+    /// The identity belongs to this user already (mapped meanwhile, perhaps
+    /// by another instance): nothing was stored.
+    IdentityOf(String),
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -186,6 +209,68 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// Stores `record` (a new run-time user holding `identity`) unless a user
+    /// named `record.name` exists or `identity` is some stored record's,
+    /// atomically: Redis checks `mcp:user:{name}` and the identity index
+    /// under `WATCH` and writes the record, the name, the index and the
+    /// version in one `MULTI`; the file and memory backends rely on the
+    /// caller holding the registry's write lock (one instance per state
+    /// directory) and on `local` being every record.
+    pub fn provision(&self, record: &UserRecord, identity: &str, local: &BTreeMap<String, UserRecord>) -> Result<Provisioned, PersistError> {
+        let name = record.name.as_str();
+        match self {
+            Backend::None | Backend::File(_) => {
+                if let Some(owner) = local.values().find(|r| r.identities.iter().any(|i| i == identity)) {
+                    return Ok(Provisioned::IdentityOf(owner.name.clone()));
+                }
+                if local.contains_key(name) {
+                    return Ok(Provisioned::NameTaken);
+                }
+                if let Backend::File(dir) = self {
+                    let mut all = local.clone();
+                    all.insert(name.to_string(), record.clone());
+                    write_file(dir, &all)?;
+                }
+                Ok(Provisioned::Created(0))
+            }
+            Backend::Redis(r) => provision_redis(r, record, identity),
+        }
+    }
+}
+
+fn provision_redis(r: &RedisStore, record: &UserRecord, identity: &str) -> Result<Provisioned, PersistError> {
+    let name = record.name.as_str();
+    let user_key = format!("{USER_PREFIX}{name}");
+    let index_key = format!("{IDENTITY_INDEX_PREFIX}{identity}");
+    let body = serde_json::to_vec(record).map_err(|e| PersistError::Other(e.to_string()))?;
+    Ok(r.run(|c| {
+        redis::transaction(c, &[&user_key, &index_key], |c, pipe| {
+            let owner: Option<String> = redis::cmd("GET").arg(&index_key).query(c)?;
+            if let Some(owner) = owner {
+                // An index entry whose user is gone (or no longer holds the
+                // identity) is stale: it is overwritten below.
+                let owner_key = format!("{USER_PREFIX}{owner}");
+                redis::cmd("WATCH").arg(&owner_key).exec(c)?;
+                let raw: Option<Vec<u8>> = redis::cmd("GET").arg(&owner_key).query(c)?;
+                if raw.and_then(|raw| parse_record(&owner, &raw)).is_some_and(|o| o.identities.iter().any(|i| i == identity)) {
+                    return Ok(Some(Provisioned::IdentityOf(owner)));
+                }
+            }
+            let exists: bool = redis::cmd("EXISTS").arg(&user_key).query(c)?;
+            if exists {
+                return Ok(Some(Provisioned::NameTaken));
+            }
+            pipe.cmd("SET").arg(&user_key).arg(&body).ignore();
+            pipe.cmd("SADD").arg(USERS_SET).arg(name).ignore();
+            pipe.cmd("SET").arg(&index_key).arg(name).ignore();
+            pipe.cmd("INCR").arg(VERSION_KEY);
+            let done: Option<(u64,)> = pipe.query(c)?;
+            Ok(done.map(|(v,)| Provisioned::Created(v)))
+        })
+    })?)
+}
+
 fn load_file(path: &Path) -> Result<BTreeMap<String, UserRecord>, PersistError> {
     let text = match std::fs::read(path) {
         Ok(t) => t,
@@ -285,6 +370,14 @@ fn update_redis<E>(
             }
             for added in new_keys.difference(&old_keys) {
                 pipe.cmd("SET").arg(format!("{KEY_INDEX_PREFIX}{added}")).arg(name).ignore();
+            }
+            let old_ids: BTreeSet<&str> = old.iter().flat_map(|o| o.identities.iter().map(String::as_str)).collect();
+            let new_ids: BTreeSet<&str> = new.iter().flat_map(|o| o.identities.iter().map(String::as_str)).collect();
+            for gone in old_ids.difference(&new_ids) {
+                pipe.cmd("DEL").arg(format!("{IDENTITY_INDEX_PREFIX}{gone}")).ignore();
+            }
+            for added in new_ids.difference(&old_ids) {
+                pipe.cmd("SET").arg(format!("{IDENTITY_INDEX_PREFIX}{added}")).arg(name).ignore();
             }
             match &new {
                 Some(rec) => {
