@@ -1168,6 +1168,7 @@ impl Config {
         let port = raw.port.unwrap_or(3000);
         let public_url = raw.public_url.map(auth::public_url).transpose()?;
         let auth = auth::AuthConfig::parse(raw.auth)?;
+        warnings.extend(auth::warnings(public_url.as_deref(), &auth));
         warnings.extend(token_warnings(&users, &servers));
         Ok(Config {
             rate_limits: limits::RateLimitConfig::parse(raw.rate_limits.as_ref(), rate_overrides)?,
@@ -1272,6 +1273,22 @@ impl Config {
         for s in &self.skipped {
             out.push_str(&format!("  {:<20} skipped: {}\n", s.name, s.reason));
         }
+        let mut ways: Vec<String> = Vec::new();
+        if let Some(o) = &self.auth.oidc {
+            ways.push(format!("oidc {}", redact_url(&o.issuer)));
+        }
+        if self.auth.github.is_some() {
+            ways.push("github".into());
+        }
+        if self.auth.key_sign_in {
+            ways.push("hub key".into());
+        }
+        out.push_str(&format!(
+            "pages: /ui/ at {}; sign-in: {}{}\n",
+            self.public_url.as_deref().unwrap_or("(the request's loopback Host)"),
+            if ways.is_empty() { "none".to_string() } else { ways.join(", ") },
+            if self.auth.auto_provision { "; new identities become users (autoProvision)" } else { "" }
+        ));
         out
     }
 }

@@ -29,6 +29,8 @@
 //!   `client_sessions` (gauge: legacy client sessions),
 //!   `client_session_sweep_seconds` (histogram): each sweep of the client
 //!   sessions for idle ones (`hub::sessions`, under the sessions' lock).
+//! - `activity_dropped_total` (counter): users' Activity entries not kept
+//!   (the Redis writer's queue full, or Redis refusing a batch).
 //! - `threads{kind}` (gauge): the hub's background threads running now, by
 //!   `threads::Kind` (`http`, `stream`, `listen`, `poller`, `task`,
 //!   `call`, `control`; every kind listed, zeros included).
@@ -150,7 +152,14 @@ pub struct PeekedError {
     pub code: i64,
     /// `error.data.layer` when it is `hub` or `upstream`.
     pub layer: Option<&'static str>,
+    /// `error.message`, at most [`PEEKED_MESSAGE_CHARS`] characters (not
+    /// masked: callers that show it mask it).
+    pub message: Option<String>,
 }
+
+/// Most characters of [`PeekedError::message`] (twice what the Activity page
+/// shows, so hub keys crossing its cut are still masked whole).
+pub const PEEKED_MESSAGE_CHARS: usize = 400;
 
 /// Reads the top-level members of a JSON-RPC response body in order and
 /// stops at `result` (→ `None`) or `error` (→ its code and layer); other
@@ -160,6 +169,8 @@ pub fn peek_error(body: &[u8]) -> Option<PeekedError> {
     #[derive(serde::Deserialize)]
     struct Error {
         code: i64,
+        #[serde(default)]
+        message: Option<String>,
         #[serde(default)]
         data: Option<serde_json::Value>,
     }
@@ -199,7 +210,13 @@ pub fn peek_error(body: &[u8]) -> Option<PeekedError> {
                     "upstream" => Some("upstream"),
                     _ => None,
                 });
-                return Some(PeekedError { code: e.code, layer: layer.filter(|_| e.code == -32001) });
+                let message = e.message.map(|mut m| {
+                    if let Some((cut, _)) = m.char_indices().nth(PEEKED_MESSAGE_CHARS) {
+                        m.truncate(cut);
+                    }
+                    m
+                });
+                return Some(PeekedError { code: e.code, layer: layer.filter(|_| e.code == -32001), message });
             }
             _ => {
                 let mut values = serde_json::Deserializer::from_slice(rest).into_iter::<serde::de::IgnoredAny>();
@@ -252,6 +269,9 @@ pub struct Snapshot {
     /// Background threads running now, by kind (`crate::threads::Kind`
     /// names, every kind listed).
     pub threads: Vec<(&'static str, usize)>,
+    /// Activity entries dropped so far: the Redis writer's queue was full or
+    /// Redis refused them (`crate::users::activity::Activity::dropped`).
+    pub activity_dropped: u64,
 }
 
 /// One upstream server's figures in a [`Snapshot`].
@@ -479,6 +499,12 @@ fn live_families(live: &Snapshot, http: Option<&ServerStats>) -> Vec<MetricFamil
         &["kind"],
         live.threads.iter().map(|(kind, n)| (vec![*kind], *n as f64)).collect(),
     ));
+    out.extend(counters(
+        "mcphub_activity_dropped_total",
+        "Users' activity entries not kept (the Redis writer's queue was full, or Redis refused them)",
+        &[],
+        vec![(vec![], live.activity_dropped)],
+    ));
     out
 }
 
@@ -489,10 +515,14 @@ mod tests {
     #[test]
     fn errors_are_peeked_without_reading_results() {
         assert_eq!(peek_error(br#"{"jsonrpc":"2.0","id":1,"result":{"error":{"code":1}}}"#), None);
-        assert_eq!(peek_error(br#"{"jsonrpc":"2.0","id":"x","error":{"code":-32601,"message":"no"}}"#), Some(PeekedError { code: -32601, layer: None }));
+        assert_eq!(peek_error(br#"{"jsonrpc":"2.0","id":"x","error":{"code":-32601,"message":"no"}}"#), Some(PeekedError { code: -32601, layer: None, message: Some("no".into()) }));
         let t = br#" { "id" : [1,{"a":"}"}], "jsonrpc":"2.0", "error":{"code":-32001,"message":"t","data":{"layer":"hub"}}}"#;
-        assert_eq!(peek_error(t), Some(PeekedError { code: -32001, layer: Some("hub") }));
+        assert_eq!(peek_error(t), Some(PeekedError { code: -32001, layer: Some("hub"), message: Some("t".into()) }));
         assert_eq!(peek_error(b"not json"), None);
+        let long = format!(r#"{{"jsonrpc":"2.0","id":1,"error":{{"code":-32603,"message":"{}"}}}}"#, "é".repeat(1000));
+        let m = peek_error(long.as_bytes()).and_then(|e| e.message).unwrap();
+        assert_eq!(m.chars().count(), PEEKED_MESSAGE_CHARS, "the message is bounded");
+        assert_eq!(peek_error(br#"{"id":1,"error":{"code":5}}"#).unwrap().message, None);
         assert_eq!(peek_error(b""), None);
         assert_eq!(peek_error(br#"{"error":{"code":"x"}}"#), None);
     }

@@ -355,7 +355,7 @@ fn other_http_methods_and_paths() {
     let r = request(&h, "PUT", "/mcp", &[], "{}");
     assert_eq!((r.status, r.header("allow"), r.text.as_str()), (405, Some("POST, GET, DELETE"), "use POST"));
     let r = get(&h, "/", &[]);
-    assert_eq!((r.status, r.text.as_str()), (200, "MCPHub: the MCP endpoint is /mcp\n"));
+    assert_eq!((r.status, r.text.as_str()), (200, "MCPHub: the MCP endpoint is /mcp; your pages are at /ui/\n"));
     let r = get(&h, "/nope", &[]);
     assert_eq!((r.status, r.text.as_str()), (404, "not found; the MCP endpoint is /mcp\n"));
     // `/mcp/` and a query are the endpoint too.

@@ -375,22 +375,22 @@ fn threads_are_counted_by_kind_named_and_joined_at_shutdown() {
 }
 
 #[test]
-fn with_redis_the_probe_and_users_poll_are_owned_pollers_that_stop_at_shutdown() {
+fn with_redis_the_probe_users_poll_and_activity_writer_are_owned_pollers_that_stop_at_shutdown() {
     let redis = redis_util::RedisServer::start();
     let up = mock(Era::Legacy, "a");
     let h = hub(&[("a", &up.url)], json!({"redis": {"url": redis.url()}}));
     let sid = legacy_session(&h.url);
     assert_eq!(call(&h.url, &sid, "echo", json!({"text": "x"})).status, 200);
     let (text, s) = scrape(&h);
-    assert_eq!(value(&s, "mcphub_threads", &[("kind", "poller")]), 2.0, "Redis probe and users reload:\n{text}");
+    assert_eq!(value(&s, "mcphub_threads", &[("kind", "poller")]), 3.0, "Redis probe, users reload, activity writer:\n{text}");
     h.handle.shutdown();
     let started = std::time::Instant::now();
     let joined = h.hub.threads().shutdown_join(started + std::time::Duration::from_secs(5));
     assert!(joined.blocked.is_empty(), "threads ignored the stop: {:?}", joined.blocked);
-    for name in ["mcphub-redis-probe", "mcphub-users-reload"] {
+    for name in ["mcphub-redis-probe", "mcphub-users-reload", "mcphub-activity-writer"] {
         assert!(joined.joined.iter().any(|n| n == name), "{name} not joined: {joined:?}");
     }
-    // Both sleep 0.5–1 s between rounds and the stop wakes them (the unit
+    // They sleep 0.1–1 s between rounds and the stop wakes them (the unit
     // tests of `Stop::sleep` check that; no wall-clock bound here, which a
     // loaded machine can miss).
     println!("pollers joined {:?} after the stop", started.elapsed());

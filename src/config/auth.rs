@@ -268,6 +268,34 @@ impl AuthConfig {
     }
 }
 
+/// What loads but deserves the operator's eye (`Config::warnings`): a
+/// provider without `publicUrl` (its redirect URI then follows the
+/// request's loopback `Host`, which only works on the hub's own machine),
+/// and an `http://` `publicUrl` that is not loopback (the session cookie
+/// cannot be `Secure`: put the hub behind a TLS-terminating proxy and set
+/// an `https://` `publicUrl`).
+pub(super) fn warnings(public_url: Option<&str>, auth: &AuthConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    if public_url.is_none() && (auth.oidc.is_some() || auth.github.is_some()) {
+        out.push("publicUrl: not set while auth.oidc or auth.github is: sign-in redirect URIs use the request's loopback Host, which works only on this machine; set publicUrl to the address browsers use".to_string());
+    }
+    if let Some(u) = public_url.filter(|u| u.starts_with("http://")) {
+        let rest = &u["http://".len()..];
+        let authority = rest.split('/').next().unwrap_or("");
+        let host = match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => authority.split(':').next().unwrap_or(""),
+        };
+        let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        if !loopback {
+            out.push(format!(
+                "publicUrl: {u} is plain http on a non-loopback host: the pages' session cookie cannot be Secure; serve the hub behind a TLS-terminating proxy and set an https publicUrl"
+            ));
+        }
+    }
+    out
+}
+
 /// Whether `identity` has the shape `github:<login>` or `oidc:<sub or e-mail>`
 /// (`users.NAME.identities`): a known provider, a non-empty printable value ≤ 256.
 pub fn valid_identity(identity: &str) -> bool {
@@ -301,6 +329,11 @@ mod tests {
         assert_eq!(c.auth, AuthConfig::default());
         let c = Config::parse(r#"{"publicUrl": "https://hub.example.com/", "mcpServers": {}}"#).unwrap();
         assert_eq!(c.public_url.as_deref(), Some("https://hub.example.com"));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let c = Config::parse(r#"{"publicUrl": "http://hub.internal:3000", "mcpServers": {}}"#).unwrap();
+        assert!(c.warnings.iter().any(|w| w.starts_with("publicUrl:") && w.contains("Secure")), "{:?}", c.warnings);
+        let c = Config::parse(r#"{"auth": {"github": {"clientId": "a", "clientSecret": "b"}}, "mcpServers": {}}"#).unwrap();
+        assert!(c.warnings.iter().any(|w| w.contains("not set")), "{:?}", c.warnings);
         let e = Config::parse(r#"{"publicUrl": "ftp://x", "mcpServers": {}}"#).unwrap_err().to_string();
         assert!(e.contains("publicUrl"), "{e}");
     }

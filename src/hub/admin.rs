@@ -11,7 +11,7 @@
 //!
 //! Users (issue 5; token values are never answered, only names):
 //! - `GET /api/admin/users` → `[{name, admin, servers, source, keys: [{id,
-//!   label, createdMs, source}], tokens: [NAME…]}]`; `GET …/users/{name}`;
+//!   label, createdMs, source, lastUsedMs}], tokens: [NAME…]}]`; `GET …/users/{name}`;
 //! - `POST /api/admin/users` `{"name", "admin"?, "servers"?}` → 201 the user;
 //! - `DELETE /api/admin/users/{name}` (run-time users only; 409 for config users);
 //! - `POST /api/admin/users/{name}/keys` `{"label"?}` → 201 `{key, id, label,
@@ -163,8 +163,14 @@ pub fn handle(hub: &Hub, req: &Request) -> Response {
         Err(e) => users_failure(&e),
     };
     match (req.method.as_str(), parts.iter().map(String::as_str).collect::<Vec<_>>().as_slice()) {
-        ("GET", ["upstream-sessions"]) => list(hub.store().as_ref(), hub.catalog()),
-        ("DELETE", ["upstream-sessions", server, context]) => delete(hub.catalog(), &caller, server, context),
+        ("GET", ["upstream-sessions"]) => match upstream_sessions(hub) {
+            Ok(data) => Response::json(200, &json!({"success": true, "data": data})),
+            Err(e) => failure(503, &e.to_string()),
+        },
+        ("DELETE", ["upstream-sessions", server, context]) => match drop_upstream_session(hub, &caller, server, context) {
+            Ok(id) => Response::json(200, &json!({"success": true, "data": {"serverName": server, "contextKey": context, "sessionId": id}})),
+            Err((status, why)) => failure(status, &why),
+        },
         (_, ["upstream-sessions", ..]) => failure(405, "use GET /api/admin/upstream-sessions or DELETE …/{serverName}/{contextKey}")
             .with_header("Allow", "GET, DELETE"),
         ("GET", ["users"]) => success(200, json!(users.list())),
@@ -211,13 +217,7 @@ pub fn handle(hub: &Hub, req: &Request) -> Response {
             Some(v) => success(200, json!(v)),
             None => failure(404, &format!("no user named '{}'", crate::users::printable_name(name))),
         },
-        ("DELETE", ["users", name]) => {
-            let r = users.delete(name).map(|()| json!({"name": name, "deleted": true}));
-            if r.is_ok() {
-                audit(&caller, "user.delete", name);
-            }
-            done(r, 200)
-        }
+        ("DELETE", ["users", name]) => done(delete_user(hub, &caller, name).map(|()| json!({"name": name, "deleted": true})), 200),
         ("POST", ["users", name, "keys"]) => {
             let body = match body_object(req, "{\"label\"?: \"…\"}") {
                 Ok(b) => b,
@@ -283,12 +283,28 @@ pub fn token_value(req: &Request) -> Result<String, Response> {
     }
 }
 
-fn list(store: &dyn crate::store::SessionStore, catalog: &crate::catalog::Catalog) -> Response {
-    let mut data = match store.list() {
-        Ok(d) => d,
-        Err(e) => return failure(503, &e.to_string()),
-    };
-    for u in catalog.upstreams() {
+/// Deletes run-time user `name` (keys and tokens with it), writes the audit
+/// line for `caller` and forgets the user's activity. The admin API and the
+/// admin pages (`hub::ui`) both delete through here.
+///
+/// Errors: as [`crate::users::Users::delete`] (404 unknown, 409 config user, 503 store).
+pub fn delete_user(hub: &Hub, caller: &str, name: &str) -> Result<(), UsersError> {
+    hub.users().delete(name)?;
+    audit(caller, "user.delete", name);
+    if let Err(e) = hub.activity().forget(name, crate::store::now_ms()) {
+        log::warn!("activity: the deleted user's activity stays until it expires ({e})");
+    }
+    Ok(())
+}
+
+/// The upstream sessions the admin API lists: the store's (ttl in s) plus
+/// this process's `sessionSharing: "client"` sessions (ttl `None`, never
+/// stored). Used by the API and the admin pages.
+///
+/// Errors: the store is unavailable.
+pub fn upstream_sessions(hub: &Hub) -> Result<Vec<ListedSession>, crate::store::StoreError> {
+    let mut data = hub.store().list()?;
+    for u in hub.catalog().upstreams() {
         for (context_key, id, stored) in u.sessions() {
             if let (Some(session_id), false) = (id, stored) {
                 if context_key.starts_with("client:") {
@@ -297,18 +313,24 @@ fn list(store: &dyn crate::store::SessionStore, catalog: &crate::catalog::Catalo
             }
         }
     }
-    Response::json(200, &json!({"success": true, "data": data}))
+    Ok(data)
 }
 
-fn delete(catalog: &crate::catalog::Catalog, caller: &str, server: &str, context: &str) -> Response {
-    let Some(upstream) = catalog.upstream(server) else {
-        return failure(404, &format!("no server named '{server}'"));
+/// Drops the upstream session of `server`/`context` from the cache and the
+/// store and DELETEs it upstream (the next request re-establishes); writes
+/// the audit line for `caller`. Answers the dropped session id. Used by the
+/// API and the admin pages.
+///
+/// Errors: (404, why) for an unknown server or no such session.
+pub fn drop_upstream_session(hub: &Hub, caller: &str, server: &str, context: &str) -> Result<String, (u16, String)> {
+    let Some(upstream) = hub.catalog().upstream(server) else {
+        return Err((404, format!("no server named '{server}'")));
     };
     match upstream.drop_session(context) {
         Some(id) => {
             audit(caller, "upstream_session.delete", &format!("{server}/{context}"));
-            Response::json(200, &json!({"success": true, "data": {"serverName": server, "contextKey": context, "sessionId": Value::String(id)}}))
+            Ok(id)
         }
-        None => failure(404, &format!("no upstream session for {server}/{context}")),
+        None => Err((404, format!("no upstream session for {server}/{context}"))),
     }
 }

@@ -73,8 +73,23 @@ struct Inner {
     threads: crate::threads::Threads,
     /// Makes each server's transport (at start and on reload).
     connector: crate::upstream::Connector,
+    /// Each user's recent `/mcp` requests (issue 17), in Redis like the users.
+    activity: crate::users::activity::Activity,
     /// The users' pages' state: browser sessions, their limits (issue 17).
     ui: ui::Ui,
+}
+
+/// One served server's state ([`Hub::server_statuses`]): `/readyz` and the admin pages.
+#[derive(Debug, Clone)]
+pub struct ServerStatus {
+    /// The server's name.
+    pub name: String,
+    /// Era, health, last error (and its class), bulkhead and breaker.
+    pub state: crate::upstream::ServerState,
+    /// Legacy upstream sessions cached here.
+    pub sessions: usize,
+    /// The bulkhead's slots (`maxConcurrency`; `None`: unlimited).
+    pub max_concurrency: Option<usize>,
 }
 
 /// Who sent one downstream request and how to answer them.
@@ -165,6 +180,10 @@ impl Hub {
         let catalog = Catalog::new(upstreams, config.tool_naming, config.list_cache_ttl, config.list_timeout, config.list_cache_contexts);
         let sessions = ClientSessions::new(config.client_session_idle, config.max_client_sessions);
         let limits = crate::limits::RateLimits::new(&config.rate_limits, redis.clone());
+        let activity = match &redis {
+            Some(r) => crate::users::activity::Activity::redis(r.clone(), &threads),
+            None => crate::users::activity::Activity::memory(),
+        };
         let hub = Hub {
             inner: Arc::new(Inner {
                 users: parking_lot::RwLock::new(crate::users::Users::open(&config, redis.clone(), &threads)),
@@ -189,6 +208,7 @@ impl Hub {
                 auth_failures: auth::Failures::default(),
                 threads,
                 connector,
+                activity,
             }),
         };
         // Notifications upstreams send outside calls (their GET streams).
@@ -229,6 +249,12 @@ impl Hub {
     /// changes `users`, `groups` or `allowAnonymous` reconfigures it in place.
     pub fn users(&self) -> crate::users::Users {
         self.inner.users.read().clone()
+    }
+
+    /// Each user's recent `/mcp` requests and requests per day (the Activity
+    /// page), recorded when a request with a user is answered.
+    pub fn activity(&self) -> &crate::users::activity::Activity {
+        &self.inner.activity
     }
 
     /// The upstream session store.
@@ -295,6 +321,7 @@ impl Hub {
             client_sessions: self.sessions().len(),
             client_session_sweeps: Some(self.sessions().sweeps().clone()),
             threads: self.threads().live().into_iter().map(|(kind, n)| (kind.as_str(), n)).collect(),
+            activity_dropped: self.activity().dropped(),
         }
     }
 
@@ -402,22 +429,35 @@ impl Hub {
         matches!(host, "localhost" | "127.0.0.1" | "::1")
     }
 
-    fn readyz(&self) -> Response {
-        let servers: Map<String, Value> = self
-            .catalog()
+    /// Each served server's state as `/readyz` and the admin pages show it,
+    /// in the catalog's order.
+    pub fn server_statuses(&self) -> Vec<ServerStatus> {
+        self.catalog()
             .upstreams()
             .iter()
-            .map(|u| {
-                let s = u.state();
+            .map(|u| ServerStatus {
+                name: u.name().to_string(),
+                state: u.state(),
+                sessions: u.sessions().len(),
+                max_concurrency: u.config.max_concurrency,
+            })
+            .collect()
+    }
+
+    fn readyz(&self) -> Response {
+        let servers: Map<String, Value> = self
+            .server_statuses()
+            .into_iter()
+            .map(|ServerStatus { name, state: s, sessions, .. }| {
                 (
-                    u.name().to_string(),
+                    name,
                     json!({
                         "era": s.era,
                         "ok": s.ok,
                         "lastError": s.last_error.as_deref().map(crate::users::mask_keys),
                         "lastSuccess": s.last_success_ms.map(crate::logging::rfc3339),
                         "breaker": s.bulkhead.circuit,
-                        "sessions": u.sessions().len(),
+                        "sessions": sessions,
                         "bulkhead": s.bulkhead,
                         "heavy": s.heavy,
                     }),
@@ -456,7 +496,7 @@ impl Hub {
         match resp.body {
             Body::Full(ref bytes) => {
                 let error = if bytes.is_empty() { None } else { crate::metrics::peek_error(bytes) };
-                self.answered(&info, resp.status, error.as_ref(), started);
+                self.answered(info, resp.status, error, started);
                 resp
             }
             Body::Sse(producer) => {
@@ -465,66 +505,38 @@ impl Hub {
                     let guard = crate::trace::enter(info);
                     producer(sink);
                     let info = guard.finish().unwrap_or_default();
-                    hub.answered(&info, status, None, started);
+                    hub.answered(info, status, None, started);
                 }));
                 resp
             }
         }
     }
 
-    /// Counts an answered `/mcp` request and writes its info line.
-    fn answered(&self, info: &crate::trace::RequestInfo, status: u16, error: Option<&crate::metrics::PeekedError>, started: Instant) {
+    /// Counts an answered `/mcp` request, writes its info line and, when it
+    /// has a user, records it in their activity ([`Hub::activity`]).
+    fn answered(&self, info: crate::trace::RequestInfo, status: u16, error: Option<crate::metrics::PeekedError>, started: Instant) {
         let elapsed = started.elapsed();
-        self.metrics().observe(&info.method, info.era, status, error, elapsed.as_secs_f64());
-        if !log::log_enabled!(target: crate::logging::REQUEST_TARGET, log::Level::Info) {
-            return;
-        }
+        self.metrics().observe(&info.method, info.era, status, error.as_ref(), elapsed.as_secs_f64());
         let ms = elapsed.as_millis() as u64;
-        let rpc_code = error.map(|e| e.code);
-        let name_key = match info.method.as_str() {
-            "prompts/get" => "prompt",
-            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => "uri",
-            _ => "tool",
-        };
-        let (tool, prompt, uri) = match name_key {
-            "prompt" => (None, info.name.as_deref(), None),
-            "uri" => (None, None, info.name.as_deref()),
-            _ => (info.name.as_deref(), None, None),
-        };
-        // One buffer for the whole line (this runs once per request).
-        use std::fmt::Write as _;
-        let mut text = String::with_capacity(160);
-        let _ = write!(text, "request {} {}", info.id, crate::trace::field(&info.method));
-        if let Some(n) = &info.name {
-            let _ = write!(text, " {name_key}={}", crate::trace::field(n));
+        let rpc_code = error.as_ref().map(|e| e.code);
+        if log::log_enabled!(target: crate::logging::REQUEST_TARGET, log::Level::Info) {
+            log_request(&info, status, rpc_code, ms);
         }
-        let _ = write!(
-            text,
-            " server={} user={} status={status}",
-            info.server.as_deref().unwrap_or("-"),
-            info.user.as_deref().unwrap_or("-")
-        );
-        if let Some(c) = rpc_code {
-            let _ = write!(text, " rpc={c}");
+        if let Some(user) = &info.user {
+            let entry = crate::users::activity::Entry {
+                at_ms: crate::store::now_ms(),
+                method: info.method,
+                // A hub key pasted into a URI or name never reaches the page.
+                name: info.name.map(|n| if n.contains("mcphub_") { crate::logging::mask_keys(&n) } else { n }),
+                server: info.server,
+                status,
+                rpc_code,
+                duration_ms: ms,
+                error: error.and_then(|e| e.message).map(|m| crate::users::activity::error_text(&m)),
+            };
+            self.activity().record(user, entry);
         }
-        let _ = write!(text, " {ms}ms era={}", info.era);
-        log::info!(
-            target: crate::logging::REQUEST_TARGET,
-            request_id = info.id.as_str(),
-            method = info.method.as_str(),
-            tool = tool,
-            prompt = prompt,
-            uri = uri,
-            server = info.server.as_deref(),
-            user = info.user.as_deref(),
-            status = status,
-            rpc_code = rpc_code,
-            duration_ms = ms,
-            era = info.era;
-            "{text}"
-        );
     }
-
     fn handle_mcp(&self, req: Request) -> Response {
         if !self.origin_allowed(req.header("Origin")) {
             return Refusal::ForbiddenOrigin.response(None);
@@ -775,6 +787,53 @@ impl Hub {
         down.log_level = meta.and_then(|m| m.get(protocol::META_LOG_LEVEL)).and_then(Value::as_str).map(str::to_string);
         Ok(())
     }
+}
+
+/// Writes the info line of an answered `/mcp` request
+/// ([`crate::logging::REQUEST_TARGET`]).
+fn log_request(info: &crate::trace::RequestInfo, status: u16, rpc_code: Option<i64>, ms: u64) {
+    let name_key = match info.method.as_str() {
+        "prompts/get" => "prompt",
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => "uri",
+        _ => "tool",
+    };
+    let (tool, prompt, uri) = match name_key {
+        "prompt" => (None, info.name.as_deref(), None),
+        "uri" => (None, None, info.name.as_deref()),
+        _ => (info.name.as_deref(), None, None),
+    };
+    // One buffer for the whole line (this runs once per request).
+    use std::fmt::Write as _;
+    let mut text = String::with_capacity(160);
+    let _ = write!(text, "request {} {}", info.id, crate::trace::field(&info.method));
+    if let Some(n) = &info.name {
+        let _ = write!(text, " {name_key}={}", crate::trace::field(n));
+    }
+    let _ = write!(
+        text,
+        " server={} user={} status={status}",
+        info.server.as_deref().unwrap_or("-"),
+        info.user.as_deref().unwrap_or("-")
+    );
+    if let Some(c) = rpc_code {
+        let _ = write!(text, " rpc={c}");
+    }
+    let _ = write!(text, " {ms}ms era={}", info.era);
+    log::info!(
+        target: crate::logging::REQUEST_TARGET,
+        request_id = info.id.as_str(),
+        method = info.method.as_str(),
+        tool = tool,
+        prompt = prompt,
+        uri = uri,
+        server = info.server.as_deref(),
+        user = info.user.as_deref(),
+        status = status,
+        rpc_code = rpc_code,
+        duration_ms = ms,
+        era = info.era;
+        "{text}"
+    );
 }
 
 /// The era of a GET (stream) or DELETE on `/mcp`: modern when its

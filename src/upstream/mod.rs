@@ -329,6 +329,8 @@ pub struct ServerState {
     pub ok: bool,
     /// The last error, if the last call failed.
     pub last_error: Option<String>,
+    /// Its class ([`UpstreamError::class`]: no upstream text), for the admin pages.
+    pub last_error_class: Option<String>,
     /// Slots in use, queue, circuit state and hold ([`crate::limits::bulkhead`]).
     pub bulkhead: crate::limits::bulkhead::Snapshot,
     /// The heavy tools' own queue (`heavyTools`), when the server has some.
@@ -439,7 +441,7 @@ impl Upstream {
             probe: parking_lot::Mutex::new(()),
             sessions: SessionPool::new(&config.name, store, session_ttl),
             next_id: AtomicU64::new(1),
-            state: RwLock::new(ServerState { era: pinned, ok: true, last_error: None, bulkhead: Default::default(), heavy: None, last_success_ms: None }),
+            state: RwLock::new(ServerState { era: pinned, ok: true, last_error: None, last_error_class: None, bulkhead: Default::default(), heavy: None, last_success_ms: None }),
             bulkhead: crate::limits::bulkhead::Bulkhead::new(&config.name, config.max_concurrency, config.max_queue),
             retry_safe_tools: RwLock::new(Default::default()),
             heavy: (!config.heavy_tools.0.is_empty())
@@ -780,12 +782,15 @@ impl Upstream {
             Ok(()) => {
                 s.ok = true;
                 s.last_error = None;
+                s.last_error_class = None;
             }
             Err(e) => {
                 s.ok = false;
                 // Per-user credentials: the class only, never upstream text
                 // (one user's failure must say nothing of their token; issue 14 hole 4).
-                s.last_error = Some(if self.needs_user_tokens() { e.class() } else { e.to_string() });
+                let class = e.class();
+                s.last_error = Some(if self.needs_user_tokens() { class.clone() } else { e.to_string() });
+                s.last_error_class = Some(class);
             }
         }
     }

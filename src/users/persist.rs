@@ -10,7 +10,10 @@
 //! - `mcp:user-identity:{identity}` → the run-time user a sign-in identity
 //!   (`github:octocat`, normalised) belongs to: the one-owner rule across
 //!   instances ([`Backend::provision`] creates a user and claims its
-//!   identity in one transaction).
+//!   identity in one transaction);
+//! - `mcp:users:lastused` → HASH key digest → its last use, ms since the Unix
+//!   epoch (written by `Users`' poll thread; a run-time key's field is
+//!   dropped when the key is revoked).
 //!
 //! State file: `{stateDir}/users.json` = `{"version": 1, "users": {name: UserRecord}}`.
 //! One hub instance per state directory.
@@ -33,6 +36,8 @@ pub const USERS_SET: &str = "mcp:users";
 pub const IDENTITY_INDEX_PREFIX: &str = "mcp:user-identity:";
 /// Redis change counter.
 pub const VERSION_KEY: &str = "mcp:users:version";
+/// Redis HASH of keys' last uses (digest → ms since the Unix epoch).
+pub const LAST_USED_KEY: &str = "mcp:users:lastused";
 /// File name of the state file under the state directory.
 pub const STATE_FILE: &str = "users.json";
 
@@ -367,6 +372,7 @@ fn update_redis<E>(
             let new_keys: BTreeSet<&str> = new.iter().flat_map(|o| o.keys.iter().map(|k| k.digest.as_str())).collect();
             for gone in old_keys.difference(&new_keys) {
                 pipe.cmd("DEL").arg(format!("{KEY_INDEX_PREFIX}{gone}")).ignore();
+                pipe.cmd("HDEL").arg(LAST_USED_KEY).arg(*gone).ignore();
             }
             for added in new_keys.difference(&old_keys) {
                 pipe.cmd("SET").arg(format!("{KEY_INDEX_PREFIX}{added}")).arg(name).ignore();

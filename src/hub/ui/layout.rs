@@ -95,6 +95,14 @@ pub fn login(ctx: &Ctx, auth: &AuthConfig, csrf: &str, problem: Option<&str>) ->
     let body = html! {
         @if let Some(p) = problem { p.problem role="alert" { (p) } }
         p.lead { "Sign in to get your MCPHub key, set the service tokens your servers need, and see your activity." }
+        @if ctx.hub.users().is_empty() {
+            p.notice id="no-users" {
+                "This hub has no users yet, so /mcp is open to anyone on this machine. To sign in here, an admin creates the first user: "
+                code { "mcphub keygen --admin --user NAME" }
+                " prints a key and the lines for the config file; or configure a sign-in provider with "
+                code { "\"autoProvision\": true" } "."
+            }
+        }
         div.signin {
             @if let Some(o) = &auth.oidc {
                 a.button.primary id="signin-oidc" href="/ui/login/oidc" { (o.label) }
