@@ -393,7 +393,7 @@ fn verify(ctx: &Ctx, cfg: &OidcConfig, pending: &PendingLogin, code: String) -> 
         // A key id the cached JWKS lacks: the provider rotated its keys; fetch them once more.
         Err(ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey)) => {
             let fresh = client_fresh(ctx, cfg)?;
-            let checked = id_token.claims(&fresh.id_token_verifier(), &nonce).map(Clone::clone);
+            let checked = id_token.claims(&fresh.id_token_verifier(), &nonce).cloned();
             checked.map_err(|e| Failure::Check(check_name(&e)))?
         }
         Err(e) => return Err(Failure::Check(check_name(&e))),
