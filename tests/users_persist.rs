@@ -201,6 +201,13 @@ fn two_hubs_provisioning_one_identity_on_one_redis_make_one_user() {
     // Another identity wanting the same name gets the next free one, on either hub.
     assert_eq!(b.hub.users().provision("octocat", "oidc:sub-9").unwrap(), "octocat-2");
     assert!(!a.hub.users().view("octocat").unwrap().admin);
+    // An identity one hub just gave is refused (409) to another user on the other hub at once.
+    b.hub.users().create("zed", false, None).unwrap();
+    assert_eq!(a.hub.users().provision("newbie", "github:newbie").unwrap(), "newbie");
+    let e = b.hub.users().add_identity("zed", "github:newbie").unwrap_err();
+    assert_eq!(e.status(), 409, "{e}");
+    b.hub.users().add_identity("zed", "github:zed").unwrap();
+    assert_eq!(redis.cli(&["GET", "mcp:user-identity:github:zed"]), "zed");
     // Deleting the user frees its identity in the index.
     assert_eq!(admin(&a, &root, "DELETE", "/api/admin/users/octocat", None).status, 200);
     assert_eq!(redis.cli(&["EXISTS", "mcp:user-identity:github:octocat"]), "0");

@@ -34,7 +34,7 @@ pub mod secrets;
 
 use crate::config::{Config, UserConfig};
 use parking_lot::{Mutex, RwLock};
-use persist::{Backend, KeyRecord, PersistError, Provisioned, UserRecord};
+use persist::{Backend, Claimed, KeyRecord, PersistError, UserRecord};
 use secrets::SecretKey;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -798,15 +798,15 @@ impl Users {
                 identities: vec![identity.clone()],
                 ..UserRecord::default()
             };
-            match self.inner.backend.provision(&record, &identity, &records)? {
-                Provisioned::NameTaken => continue,
-                Provisioned::IdentityOf(owner) => {
+            match self.inner.backend.claim_identity(&name, &identity, &records, |old| old.is_none().then(|| record.clone()))? {
+                Claimed::Declined => continue,
+                Claimed::IdentityOf(owner) => {
                     // Mapped meanwhile (by another instance): read it in so the session finds the user.
                     drop(_w);
                     self.reload()?;
                     return Ok(owner);
                 }
-                Provisioned::Created(version) => {
+                Claimed::Stored(record, version) => {
                     let mut records = records;
                     records.insert(name.clone(), record);
                     self.install(records, &name, version);
@@ -816,6 +816,75 @@ impl Users {
             }
         }
         Err(UsersError::Conflict(format!("no free user name for '{base}' (tried up to {base}-1000)")))
+    }
+
+    /// Links sign-in `identity` to user `name` (an admin's change; a config
+    /// user gets it in its run-time overlay). An identity belongs to one
+    /// user: atomic against another instance linking it at the same time.
+    ///
+    /// Errors: 400 a malformed identity, 404 unknown user, 409 the identity
+    /// is another user's (config or run-time), 503 store down.
+    pub fn add_identity(&self, name: &str, identity: &str) -> Result<(), UsersError> {
+        check_user_name(name)?;
+        if !crate::config::auth::valid_identity(identity) {
+            return Err(UsersError::Invalid("identities are \"github:<login>\" or \"oidc:<sub or e-mail>\"".into()));
+        }
+        let identity = crate::config::auth::normalize_identity(identity);
+        let taken = |owner: &str| UsersError::Conflict(format!("identity {identity} belongs to user '{owner}': an identity belongs to one user"));
+        match self.user_of_identity(&identity) {
+            Some(owner) if owner == name => return Ok(()),
+            Some(owner) => return Err(taken(&owner)),
+            None => {}
+        }
+        let _w = self.inner.write.lock();
+        let records = self.loaded_records()?;
+        let mut refused = None;
+        let claimed = self.inner.backend.claim_identity(name, &identity, &records, |old| match self.record_for(name, old) {
+            Ok(mut r) => {
+                refused = None;
+                r.identities.push(identity.clone());
+                Some(r)
+            }
+            Err(e) => {
+                refused = Some(e);
+                None
+            }
+        })?;
+        match claimed {
+            Claimed::Declined => Err(refused.unwrap_or_else(|| UsersError::NotFound(format!("no user named '{name}'")))),
+            Claimed::IdentityOf(owner) if owner == name => Ok(()),
+            Claimed::IdentityOf(owner) => Err(taken(&owner)),
+            Claimed::Stored(record, version) => {
+                let mut records = records;
+                records.insert(name.to_string(), record);
+                self.install(records, name, version);
+                log::debug!("users: identity {identity} linked to '{name}'");
+                Ok(())
+            }
+        }
+    }
+
+    /// Unlinks sign-in `identity` from run-time user `name` (or a config
+    /// user's overlay; identities in the config file stay).
+    ///
+    /// Errors: 404 unknown user or identity, 409 the identity is in the config file.
+    pub fn remove_identity(&self, name: &str, identity: &str) -> Result<(), UsersError> {
+        check_user_name(name)?;
+        let identity = crate::config::auth::normalize_identity(identity);
+        if self.config_user(name).is_some_and(|c| c.identities.contains(&identity)) {
+            return Err(UsersError::Conflict(format!("identity {identity} of '{name}' comes from the config file; remove it there")));
+        }
+        self.modify(name, |old| {
+            let mut r = self.record_for(name, old)?;
+            let before = r.identities.len();
+            r.identities.retain(|i| *i != identity);
+            if r.identities.len() == before {
+                return Err(UsersError::NotFound(format!("user '{name}' has no identity {identity}")));
+            }
+            Ok(Some(r))
+        })?;
+        log::debug!("users: identity {identity} unlinked from '{name}'");
+        Ok(())
     }
 
     /// Every stored record, read from the state file first if this process
@@ -1372,6 +1441,29 @@ mod tests {
         users.delete("bob-2").unwrap();
         assert!(users.user_of_identity("oidc:bob@example.com").is_none());
         assert!(matches!(users.provision("x", "gitlab:x"), Err(UsersError::Invalid(_))));
+    }
+
+    #[test]
+    fn an_identity_is_linked_to_one_user_only() {
+        let users = Users::from_config(&[config_user("alice", &["github:octocat"]), config_user("bob", &[])], false);
+        users.create("carol", false, None).unwrap();
+        users.add_identity("carol", "oidc:Carol@Example.com").unwrap();
+        users.add_identity("carol", "oidc:carol@example.com").unwrap(); // already hers: no change
+        assert_eq!(users.view("carol").unwrap().identities, vec!["oidc:carol@example.com"]);
+        assert_eq!(users.user_of_identity("oidc:carol@example.com").as_deref(), Some("carol"));
+        let e = users.add_identity("bob", "oidc:carol@example.com").unwrap_err();
+        assert_eq!(e.status(), 409, "{e}");
+        let e = users.add_identity("carol", "github:OctoCat").unwrap_err();
+        assert!(e.status() == 409 && e.to_string().contains("'alice'"), "{e}");
+        assert_eq!(users.add_identity("nobody", "github:x").unwrap_err().status(), 404);
+        assert_eq!(users.add_identity("carol", "x").unwrap_err().status(), 400);
+        // A config user gets a run-time identity in its overlay.
+        users.add_identity("bob", "github:bobby").unwrap();
+        assert_eq!(users.user_of_identity("github:bobby").as_deref(), Some("bob"));
+        assert_eq!(users.remove_identity("alice", "github:octocat").unwrap_err().status(), 409);
+        users.remove_identity("carol", "oidc:CAROL@example.com").unwrap();
+        assert!(users.user_of_identity("oidc:carol@example.com").is_none());
+        assert_eq!(users.remove_identity("carol", "oidc:carol@example.com").unwrap_err().status(), 404);
     }
 
     #[test]

@@ -9,8 +9,8 @@
 //!   instances poll it once a second and reload when it moved;
 //! - `mcp:user-identity:{identity}` → the run-time user a sign-in identity
 //!   (`github:octocat`, normalised) belongs to: the one-owner rule across
-//!   instances ([`Backend::provision`] creates a user and claims its
-//!   identity in one transaction);
+//!   instances ([`Backend::claim_identity`] writes a user's record and
+//!   the index in one transaction);
 //! - `mcp:users:lastused` → HASH key digest → its last use, ms since the Unix
 //!   epoch (written by `Users`' poll thread; a run-time key's field is
 //!   dropped when the key is revoked).
@@ -93,15 +93,15 @@ pub struct UserRecord {
     pub identities: Vec<String>,
 }
 
-/// What [`Backend::provision`] did.
+/// What [`Backend::claim_identity`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Provisioned {
-    /// The record was stored; the Redis version after it (0 for other backends).
-    Created(u64),
-    /// A user of that name exists: try another name.
-    NameTaken,
-    /// The identity belongs to this user already (mapped meanwhile, perhaps
-    /// by another instance): nothing was stored.
+pub enum Claimed {
+    /// The changed record was stored; the Redis version after it (0 for other backends).
+    Stored(UserRecord, u64),
+    /// The change declined (it answered `None`): nothing was stored.
+    Declined,
+    /// The identity belongs to this user (perhaps the same one, perhaps
+    /// mapped meanwhile by another instance): nothing was stored.
     IdentityOf(String),
 }
 
@@ -215,63 +215,70 @@ impl Backend {
 }
 
 impl Backend {
-    /// Stores `record` (a new run-time user holding `identity`) unless a user
-    /// named `record.name` exists or `identity` is some stored record's,
-    /// atomically: Redis checks `mcp:user:{name}` and the identity index
-    /// under `WATCH` and writes the record, the name, the index and the
-    /// version in one `MULTI`; the file and memory backends rely on the
-    /// caller holding the registry's write lock (one instance per state
-    /// directory) and on `local` being every record.
-    pub fn provision(&self, record: &UserRecord, identity: &str, local: &BTreeMap<String, UserRecord>) -> Result<Provisioned, PersistError> {
-        let name = record.name.as_str();
+    /// Gives `identity` to user `name`: `change` turns the user's current
+    /// record (`None`: none stored) into the one to store, the identity
+    /// added, or declines (`None`). Atomic: unless `identity` is some stored
+    /// record's already ([`Claimed::IdentityOf`]), the record and (Redis) the
+    /// index `mcp:user-identity:{identity}` are written together — Redis
+    /// reads `mcp:user:{name}` and the index under `WATCH` and writes the
+    /// record, the name, the index and the version in one `MULTI`; the file
+    /// and memory backends rely on the caller holding the registry's write
+    /// lock (one instance per state directory) and on `local` being every
+    /// record. An index entry whose user no longer holds the identity is
+    /// stale and is overwritten.
+    pub fn claim_identity(
+        &self,
+        name: &str,
+        identity: &str,
+        local: &BTreeMap<String, UserRecord>,
+        mut change: impl FnMut(Option<UserRecord>) -> Option<UserRecord>,
+    ) -> Result<Claimed, PersistError> {
         match self {
             Backend::None | Backend::File(_) => {
                 if let Some(owner) = local.values().find(|r| r.identities.iter().any(|i| i == identity)) {
-                    return Ok(Provisioned::IdentityOf(owner.name.clone()));
+                    return Ok(Claimed::IdentityOf(owner.name.clone()));
                 }
-                if local.contains_key(name) {
-                    return Ok(Provisioned::NameTaken);
-                }
+                let Some(new) = change(local.get(name).cloned()) else { return Ok(Claimed::Declined) };
                 if let Backend::File(dir) = self {
                     let mut all = local.clone();
-                    all.insert(name.to_string(), record.clone());
+                    all.insert(name.to_string(), new.clone());
                     write_file(dir, &all)?;
                 }
-                Ok(Provisioned::Created(0))
+                Ok(Claimed::Stored(new, 0))
             }
-            Backend::Redis(r) => provision_redis(r, record, identity),
+            Backend::Redis(r) => claim_redis(r, name, identity, &mut change),
         }
     }
 }
 
-fn provision_redis(r: &RedisStore, record: &UserRecord, identity: &str) -> Result<Provisioned, PersistError> {
-    let name = record.name.as_str();
+fn claim_redis(
+    r: &RedisStore,
+    name: &str,
+    identity: &str,
+    change: &mut impl FnMut(Option<UserRecord>) -> Option<UserRecord>,
+) -> Result<Claimed, PersistError> {
     let user_key = format!("{USER_PREFIX}{name}");
     let index_key = format!("{IDENTITY_INDEX_PREFIX}{identity}");
-    let body = serde_json::to_vec(record).map_err(|e| PersistError::Other(e.to_string()))?;
     Ok(r.run(|c| {
         redis::transaction(c, &[&user_key, &index_key], |c, pipe| {
             let owner: Option<String> = redis::cmd("GET").arg(&index_key).query(c)?;
             if let Some(owner) = owner {
-                // An index entry whose user is gone (or no longer holds the
-                // identity) is stale: it is overwritten below.
                 let owner_key = format!("{USER_PREFIX}{owner}");
                 redis::cmd("WATCH").arg(&owner_key).exec(c)?;
                 let raw: Option<Vec<u8>> = redis::cmd("GET").arg(&owner_key).query(c)?;
                 if raw.and_then(|raw| parse_record(&owner, &raw)).is_some_and(|o| o.identities.iter().any(|i| i == identity)) {
-                    return Ok(Some(Provisioned::IdentityOf(owner)));
+                    return Ok(Some(Claimed::IdentityOf(owner)));
                 }
             }
-            let exists: bool = redis::cmd("EXISTS").arg(&user_key).query(c)?;
-            if exists {
-                return Ok(Some(Provisioned::NameTaken));
-            }
-            pipe.cmd("SET").arg(&user_key).arg(&body).ignore();
+            let raw: Option<Vec<u8>> = redis::cmd("GET").arg(&user_key).query(c)?;
+            let Some(new) = change(raw.and_then(|raw| parse_record(name, &raw))) else { return Ok(Some(Claimed::Declined)) };
+            let body = serde_json::to_vec(&new).unwrap_or_default();
+            pipe.cmd("SET").arg(&user_key).arg(body).ignore();
             pipe.cmd("SADD").arg(USERS_SET).arg(name).ignore();
             pipe.cmd("SET").arg(&index_key).arg(name).ignore();
             pipe.cmd("INCR").arg(VERSION_KEY);
             let done: Option<(u64,)> = pipe.query(c)?;
-            Ok(done.map(|(v,)| Provisioned::Created(v)))
+            Ok(done.map(|(v,)| Claimed::Stored(new.clone(), v)))
         })
     })?)
 }
