@@ -25,12 +25,12 @@ fn location(a: &Answer) -> String {
     a.header("Location").unwrap_or_default().to_string()
 }
 
-/// The value of query parameter `name` in `url` (percent-decoded).
+/// The value of query parameter `name` in `url` (form-decoded: `+` is a space).
 fn param(url: &str, name: &str) -> Option<String> {
     let query = url.split_once('?')?.1;
     query.split('&').find_map(|p| {
         let (k, v) = p.split_once('=')?;
-        (k == name).then(|| percent_encoding::percent_decode_str(v).decode_utf8_lossy().to_string())
+        (k == name).then(|| percent_encoding::percent_decode_str(&v.replace('+', " ")).decode_utf8_lossy().to_string())
     })
 }
 
@@ -116,11 +116,12 @@ fn github_start_redirects_to_the_configured_base_url_and_the_state_is_used_once(
 /// What the fake GitHub saw: (method, path, headers, body) per request.
 type Seen = Arc<Mutex<Vec<(String, String, Vec<(String, String)>, String)>>>;
 
-/// A fake of GitHub's OAuth and API endpoints (documented shapes): code
-/// `good-octocat` / `good-mallory` → a token for that login, any other code
-/// → 200 `{"error": "bad_verification_code"}`; `/api/user`, `/api/user/orgs`
-/// (octocat is in Acme, mallory in nothing). One request per connection.
-fn fake_github() -> (String, Seen) {
+/// A JSON answer of a fake provider: (status, body).
+type Handler = dyn Fn(&str, &str, &[(String, String)], &str) -> (u16, Value) + Send + Sync;
+
+/// A one-request-per-connection HTTP server on a loopback port answering
+/// with `handler(method, target, headers, body)`; what it saw is recorded.
+fn fake_server(handler: Box<Handler>) -> (String, Seen) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let seen: Seen = Arc::default();
@@ -149,27 +150,7 @@ fn fake_github() -> (String, Seen) {
             let mut body = vec![0; len];
             let _ = reader.read_exact(&mut body);
             let body = String::from_utf8_lossy(&body).to_string();
-            let auth = headers.iter().find(|(k, _)| k == "authorization").map(|(_, v)| v.clone()).unwrap_or_default();
-            let path = target.split('?').next().unwrap_or("").to_string();
-            let (status, answer) = match (method.as_str(), path.as_str()) {
-                ("POST", "/login/oauth/access_token") => {
-                    let code = body.split('&').find_map(|p| p.strip_prefix("code=")).unwrap_or("");
-                    match code.strip_prefix("good-") {
-                        Some(login) => (200, json!({"access_token": format!("gho_{login}"), "token_type": "bearer", "scope": "read:user"})),
-                        None => (200, json!({"error": "bad_verification_code", "error_description": "The code passed is incorrect or expired."})),
-                    }
-                }
-                ("GET", "/api/user") => match auth.strip_prefix("Bearer gho_") {
-                    Some(login) => (200, json!({"login": if login == "octocat" { "OctoCat" } else { login }, "id": 1})),
-                    None => (401, json!({"message": "Bad credentials"})),
-                },
-                ("GET", "/api/user/orgs") => match auth.strip_prefix("Bearer gho_") {
-                    Some("octocat") => (200, json!([{"login": "Acme", "id": 9}])),
-                    Some(_) => (200, json!([])),
-                    None => (401, json!({"message": "Bad credentials"})),
-                },
-                _ => (404, json!({"message": "Not Found"})),
-            };
+            let (status, answer) = handler(&method, &target, &headers, &body);
             log.lock().unwrap().push((method, target, headers, body));
             let text = answer.to_string();
             let _ = write!(
@@ -180,6 +161,86 @@ fn fake_github() -> (String, Seen) {
         }
     });
     (url, seen)
+}
+
+/// A fake of GitHub's OAuth and API endpoints (documented shapes): code
+/// `good-octocat` / `good-mallory` → a token for that login, any other code
+/// → 200 `{"error": "bad_verification_code"}`; `/api/user`, `/api/user/orgs`
+/// (octocat is in Acme, mallory in nothing).
+fn fake_github() -> (String, Seen) {
+    fake_server(Box::new(|method, target, headers, body| {
+        let auth = headers.iter().find(|(k, _)| k == "authorization").map(|(_, v)| v.clone()).unwrap_or_default();
+        let path = target.split('?').next().unwrap_or("");
+        match (method, path) {
+            ("POST", "/login/oauth/access_token") => {
+                let code = body.split('&').find_map(|p| p.strip_prefix("code=")).unwrap_or("");
+                match code.strip_prefix("good-") {
+                    Some(login) => (200, json!({"access_token": format!("gho_{login}"), "token_type": "bearer", "scope": "read:user"})),
+                    None => (200, json!({"error": "bad_verification_code", "error_description": "The code passed is incorrect or expired."})),
+                }
+            }
+            ("GET", "/api/user") => match auth.strip_prefix("Bearer gho_") {
+                Some(login) => (200, json!({"login": if login == "octocat" { "OctoCat" } else { login }, "id": 1})),
+                None => (401, json!({"message": "Bad credentials"})),
+            },
+            ("GET", "/api/user/orgs") => match auth.strip_prefix("Bearer gho_") {
+                Some("octocat") => (200, json!([{"login": "Acme", "id": 9}])),
+                Some(_) => (200, json!([])),
+                None => (401, json!({"message": "Bad credentials"})),
+            },
+            _ => (404, json!({"message": "Not Found"})),
+        }
+    }))
+}
+
+#[test]
+fn oidc_start_discovers_the_provider_and_redirects_with_pkce_state_nonce_and_scopes() {
+    // The provider's issuer has a trailing slash the config drops (as Auth0's does).
+    let slot: Arc<Mutex<String>> = Arc::default();
+    let issuer = slot.clone();
+    let (url, seen) = fake_server(Box::new(move |_, target, _, _| {
+        let iss = issuer.lock().unwrap().clone();
+        match target {
+            "/.well-known/openid-configuration" => (
+                200,
+                json!({
+                    "issuer": format!("{iss}/"),
+                    "authorization_endpoint": format!("{iss}/authorize"),
+                    "token_endpoint": format!("{iss}/token"),
+                    "jwks_uri": format!("{iss}/jwks"),
+                    "response_types_supported": ["code"],
+                    "subject_types_supported": ["public"],
+                    "id_token_signing_alg_values_supported": ["RS256"],
+                }),
+            ),
+            "/jwks" => (200, json!({"keys": []})),
+            _ => (404, json!({})),
+        }
+    }));
+    *slot.lock().unwrap() = url.clone();
+    let h = hub(json!({"publicUrl": BASE, "auth": {"oidc": {"issuer": format!("{url}/"), "clientId": "mcphub", "scopes": ["openid", "email", "groups"]}}}));
+    let a = get(&h, "/ui/login/oidc", &[]);
+    assert_eq!(a.status, 303, "{}", a.text);
+    let to = location(&a);
+    assert!(to.starts_with(&format!("{url}/authorize?")), "{to}");
+    assert_eq!(param(&to, "response_type").as_deref(), Some("code"));
+    assert_eq!(param(&to, "client_id").as_deref(), Some("mcphub"));
+    assert_eq!(param(&to, "redirect_uri"), Some(format!("{BASE}/ui/callback/oidc")));
+    assert_eq!(param(&to, "scope").as_deref(), Some("openid email groups"));
+    assert_eq!(param(&to, "code_challenge_method").as_deref(), Some("S256"));
+    assert_eq!(param(&to, "code_challenge").unwrap_or_default().len(), 43);
+    assert_eq!(param(&to, "state").unwrap_or_default().len(), 43);
+    assert_eq!(param(&to, "nonce").unwrap_or_default().len(), 43);
+    // A second sign-in reuses the cached discovery document and keys.
+    let calls = seen.lock().unwrap().len();
+    assert_eq!(get(&h, "/ui/login/oidc", &[]).status, 303);
+    assert_eq!(seen.lock().unwrap().len(), calls, "discovery is cached");
+    // The provider said no: a clear page, the state spent.
+    let state = param(&to, "state").unwrap_or_default();
+    let a = get(&h, &format!("/ui/callback/oidc?error=access_denied&state={state}"), &[]);
+    assert_page(&a, 403, "cancelled or denied");
+    let a = get(&h, &format!("/ui/callback/oidc?code=x&state={state}"), &[]);
+    assert_page(&a, 400, "This sign-in link has expired or was already used; start again");
 }
 
 #[test]

@@ -172,8 +172,17 @@ fn metadata(issuer: &str, fresh: bool) -> Result<CoreProviderMetadata, Failure> 
             }
         }
     }
-    let url = IssuerUrl::new(issuer.to_string()).map_err(|_| Failure::ProviderDown("the issuer is not a URL".into()))?;
-    let meta = CoreProviderMetadata::discover(&url, ProviderHttp::shared()).map_err(|e| {
+    // The config drops a trailing `/`; an issuer that has one (`https://tenant.auth0.com/`)
+    // fails discovery's exact issuer check without it: then it is tried with the `/`.
+    let discover = |issuer: String| {
+        let url = IssuerUrl::new(issuer).map_err(|_| openidconnect::DiscoveryError::Other("the issuer is not a URL".into()))?;
+        CoreProviderMetadata::discover(&url, ProviderHttp::shared())
+    };
+    let meta = match discover(issuer.to_string()) {
+        Err(openidconnect::DiscoveryError::Validation(_)) if !issuer.ends_with('/') => discover(format!("{issuer}/")),
+        other => other,
+    };
+    let meta = meta.map_err(|e| {
         use openidconnect::DiscoveryError as D;
         Failure::ProviderDown(match e {
             D::Request(e) => format!("discovery: {e}"),
