@@ -66,7 +66,7 @@ fn redis_keeps_the_last_hundred_newest_first_and_counts_days_per_user() {
     assert_eq!(bob, vec![(utc_date(yesterday), 3), (today.clone(), 0)], "bob's own counts");
     assert!(activity.recent("bob").unwrap().iter().all(|e| e.name.as_deref().is_some_and(|n| n.starts_with("tool10"))));
 
-    activity.forget("alice", now).unwrap();
+    activity.forget("alice").unwrap();
     assert!(activity.recent("alice").unwrap().is_empty());
     assert_eq!(activity.per_day("alice", 1, now).unwrap(), vec![(today, 0)]);
     assert_eq!(redis.cli(&["EXISTS", &list_key("alice")]), "0");
