@@ -11,7 +11,7 @@
 //!
 //! Users (issue 5; token values are never answered, only names):
 //! - `GET /api/admin/users` → `[{name, admin, servers, source, keys: [{id,
-//!   label, createdMs, source}], tokens: [NAME…]}]`; `GET …/users/{name}`;
+//!   label, createdMs, source, lastUsedMs}], tokens: [NAME…]}]`; `GET …/users/{name}`;
 //! - `POST /api/admin/users` `{"name", "admin"?, "servers"?}` → 201 the user;
 //! - `DELETE /api/admin/users/{name}` (run-time users only; 409 for config users);
 //! - `POST /api/admin/users/{name}/keys` `{"label"?}` → 201 `{key, id, label,

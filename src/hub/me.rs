@@ -2,7 +2,7 @@
 //! key, so an admin never has to see them (issue 5).
 //!
 //! - `GET /api/me` → `{"success": true, "data": {name, admin, servers,
-//!   source, keys: [{id, label, createdMs, source}], tokens: [NAME…]}}`;
+//!   source, keys: [{id, label, createdMs, source, lastUsedMs}], tokens: [NAME…]}}`;
 //! - `PUT /api/me/tokens/{NAME}` `{"value": "…"}` → `{name, token, set: true}`;
 //!   a value that is not an HTTP field value (`users::check_token_value`,
 //!   RFC 9110 §5.5) → 400 naming the rule and the token, never the value;

@@ -6,7 +6,10 @@
 //! - `mcp:user-key:{digest}` → the user name owning that run-time key;
 //! - `mcp:users` → SET of the names that have a record;
 //! - `mcp:users:version` → a counter bumped (`INCR`) by every change; other
-//!   instances poll it once a second and reload when it moved.
+//!   instances poll it once a second and reload when it moved;
+//! - `mcp:users:lastused` → HASH key digest → its last use, ms since the Unix
+//!   epoch (written by `Users`' poll thread; a run-time key's field is
+//!   dropped when the key is revoked).
 //!
 //! State file: `{stateDir}/users.json` = `{"version": 1, "users": {name: UserRecord}}`.
 //! One hub instance per state directory.
@@ -27,6 +30,8 @@ pub const KEY_INDEX_PREFIX: &str = "mcp:user-key:";
 pub const USERS_SET: &str = "mcp:users";
 /// Redis change counter.
 pub const VERSION_KEY: &str = "mcp:users:version";
+/// Redis HASH of keys' last uses (digest → ms since the Unix epoch).
+pub const LAST_USED_KEY: &str = "mcp:users:lastused";
 /// File name of the state file under the state directory.
 pub const STATE_FILE: &str = "users.json";
 
@@ -282,6 +287,7 @@ fn update_redis<E>(
             let new_keys: BTreeSet<&str> = new.iter().flat_map(|o| o.keys.iter().map(|k| k.digest.as_str())).collect();
             for gone in old_keys.difference(&new_keys) {
                 pipe.cmd("DEL").arg(format!("{KEY_INDEX_PREFIX}{gone}")).ignore();
+                pipe.cmd("HDEL").arg(LAST_USED_KEY).arg(*gone).ignore();
             }
             for added in new_keys.difference(&old_keys) {
                 pipe.cmd("SET").arg(format!("{KEY_INDEX_PREFIX}{added}")).arg(name).ignore();

@@ -15,8 +15,9 @@
 //!   `X-Content-Type-Options: nosniff`, `Cache-Control: no-store` on pages;
 //!   `Server-Timing: render;dur=<ms>` (the server time of the answer);
 //! - every POST carries the session's CSRF token (`csrf` form field,
-//!   compared in constant time) and, when the browser sends an `Origin`, it
-//!   must be this hub's; else 403. The key sign-in form, before a session
+//!   compared in constant time); when the browser sends an `Origin` other
+//!   than `null` it must be this hub's, and a `Sec-Fetch-Site` must be
+//!   `same-origin` (or `none`); else 403. The key sign-in form, before a session
 //!   exists, uses a double-submit cookie instead;
 //! - the session cookie is `__Host-mcphub_session` (`Secure`, `HttpOnly`,
 //!   `SameSite=Lax`, `Path=/`) when `publicUrl` is https or its host is
@@ -398,10 +399,19 @@ fn check_post(ctx: &Ctx, parts: &[&str]) -> Result<(), Response> {
             "This form has expired or did not come from this page. Go back, reload the page and try again.",
         ))
     };
-    if let Some(origin) = ctx.req.header("Origin") {
+    // A browser posting a form from a page served with `Referrer-Policy:
+    // no-referrer` sends `Origin: null` (Fetch, "serializing a request
+    // origin"): then `Sec-Fetch-Site` tells, when sent; the CSRF token
+    // decides in every case.
+    if let Some(origin) = ctx.req.header("Origin").filter(|o| *o != "null") {
         let own = ctx.base.split('/').take(3).collect::<Vec<_>>().join("/");
         if origin != own && !ctx.hub.config().allowed_origins.iter().any(|o| o == origin) {
             return refused("Origin is not this hub");
+        }
+    }
+    if let Some(site) = ctx.req.header("Sec-Fetch-Site") {
+        if !matches!(site, "same-origin" | "none") {
+            return refused("Sec-Fetch-Site is not same-origin");
         }
     }
     let form = ctx.form();
