@@ -66,7 +66,7 @@ fn redis_keeps_the_last_hundred_newest_first_and_counts_days_per_user() {
     assert_eq!(bob, vec![(utc_date(yesterday), 3), (today.clone(), 0)], "bob's own counts");
     assert!(activity.recent("bob").unwrap().iter().all(|e| e.name.as_deref().is_some_and(|n| n.starts_with("tool10"))));
 
-    activity.forget("alice", now).unwrap();
+    activity.forget("alice").unwrap();
     assert!(activity.recent("alice").unwrap().is_empty());
     assert_eq!(activity.per_day("alice", 1, now).unwrap(), vec![(today, 0)]);
     assert_eq!(redis.cli(&["EXISTS", &list_key("alice")]), "0");
@@ -127,4 +127,41 @@ fn recording_costs_the_request_a_lock_or_a_channel_send() {
     println!("redis: {took:?} per record (queued; {} of {N} dropped as the queue was full)", activity.dropped());
     assert!(took < Duration::from_micros(5), "redis record took {took:?}");
     threads.shutdown_join(Instant::now() + Duration::from_secs(5));
+}
+
+/// A hub on Redis records a user's `/mcp` requests through the writer
+/// (`Hub::activity` is the Redis store), and `mcphub_activity_dropped_total`
+/// is on `/metrics`.
+#[test]
+fn a_hub_on_redis_records_its_users_requests_there() {
+    use mcphub::http::{Handler, Request};
+    let redis = RedisServer::start();
+    let key = mcphub::users::new_key();
+    let state = std::env::temp_dir().join(format!("mcphub-activity-state-{}", std::process::id()));
+    let config = serde_json::json!({
+        "mcpServers": {}, "stateDir": state, "redis": {"url": redis.url()},
+        "users": {"alice": {"keys": [format!("sha256:{}", mcphub::users::key_digest(&key))]}},
+    });
+    let hub = mcphub::hub::Hub::new(mcphub::config::Config::parse(&config.to_string()).unwrap()).unwrap();
+    assert_eq!(hub.activity().kind(), "redis");
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let auth = format!("Bearer {key}");
+    let req = Request {
+        method: "POST".into(),
+        target: "/mcp".into(),
+        headers: [("Content-Type", "application/json"), ("Accept", "application/json, text/event-stream"), ("Authorization", auth.as_str())]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        body: body.as_bytes().to_vec(),
+        peer: "127.0.0.1:40000".parse().unwrap(),
+    };
+    assert_eq!(hub.handle(req).status, 200);
+    let recent = wait_until("alice's request in Redis", PATIENCE, || Some(hub.activity().recent("alice").unwrap()).filter(|r| !r.is_empty()));
+    assert_eq!((recent[0].method.as_str(), recent[0].status), ("initialize", 200));
+    assert_eq!(redis.cli(&["LLEN", &list_key("alice")]), "1");
+    let metrics = hub.metrics().render(&hub.metrics_snapshot());
+    assert!(metrics.contains("mcphub_activity_dropped_total 0"), "{metrics}");
+    hub.threads().shutdown_join(Instant::now() + Duration::from_secs(5));
+    let _ = std::fs::remove_dir_all(&state);
 }

@@ -177,6 +177,43 @@ fn two_hubs_on_one_redis_see_each_others_changes() {
     assert!(!r.text.contains(value));
 }
 
+#[test]
+fn two_hubs_provisioning_one_identity_on_one_redis_make_one_user() {
+    let redis = RedisServer::start();
+    let root = new_key();
+    let cfg = json!({"redis": {"url": redis.url()}});
+    let a = hub_with(&root, cfg.clone());
+    let b = hub_with(&root, cfg);
+    // The same first sign-in on both hubs at once, several times over: one user, one name.
+    let names: Vec<String> = std::thread::scope(|s| {
+        let runs: Vec<_> = (0..8)
+            .map(|i| {
+                let h = if i % 2 == 0 { &a } else { &b };
+                s.spawn(move || h.hub.users().provision("octocat", "github:OctoCat").unwrap())
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    assert!(names.iter().all(|n| n == "octocat"), "{names:?}");
+    assert_eq!(redis.cli(&["GET", "mcp:user-identity:github:octocat"]), "octocat");
+    assert!(redis.cli(&["GET", "mcp:user:octocat"]).contains("\"identities\":[\"github:octocat\"]"));
+    wait_until("hub B to see the provisioned user", PATIENCE, || b.hub.users().user_of_identity("github:octocat").as_deref() == Some("octocat"));
+    // Another identity wanting the same name gets the next free one, on either hub.
+    assert_eq!(b.hub.users().provision("octocat", "oidc:sub-9").unwrap(), "octocat-2");
+    assert!(!a.hub.users().view("octocat").unwrap().admin);
+    // An identity one hub just gave is refused (409) to another user on the other hub at once.
+    b.hub.users().create("zed", false, None).unwrap();
+    assert_eq!(a.hub.users().provision("newbie", "github:newbie").unwrap(), "newbie");
+    let e = b.hub.users().add_identity("zed", "github:newbie").unwrap_err();
+    assert_eq!(e.status(), 409, "{e}");
+    b.hub.users().add_identity("zed", "github:zed").unwrap();
+    assert_eq!(redis.cli(&["GET", "mcp:user-identity:github:zed"]), "zed");
+    // Deleting the user frees its identity in the index.
+    assert_eq!(admin(&a, &root, "DELETE", "/api/admin/users/octocat", None).status, 200);
+    assert_eq!(redis.cli(&["EXISTS", "mcp:user-identity:github:octocat"]), "0");
+    assert_eq!(a.hub.users().provision("octo", "github:octocat").unwrap(), "octo");
+}
+
 /// `mcphub serve` as a process; killed (SIGTERM, then SIGKILL) on drop.
 struct Serve {
     child: std::process::Child,

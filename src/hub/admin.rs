@@ -291,7 +291,7 @@ pub fn token_value(req: &Request) -> Result<String, Response> {
 pub fn delete_user(hub: &Hub, caller: &str, name: &str) -> Result<(), UsersError> {
     hub.users().delete(name)?;
     audit(caller, "user.delete", name);
-    if let Err(e) = hub.activity().forget(name, crate::store::now_ms()) {
+    if let Err(e) = hub.activity().forget(name) {
         log::warn!("activity: the deleted user's activity stays until it expires ({e})");
     }
     Ok(())

@@ -259,12 +259,13 @@ impl Activity {
     }
 
     /// Forgets everything of `user` (a deleted user). With Redis, deletes
-    /// the list and the last [`KEEP_DAYS`] day counters now (`now_ms`);
-    /// entries still queued for the writer may write a few back, which
-    /// expire within [`KEEP_DAYS`].
+    /// the list and the day counters of the last [`KEEP_DAYS`] days; entries
+    /// still queued for the writer may write a few back, which expire within
+    /// [`KEEP_DAYS`].
     ///
     /// Errors: Redis unavailable.
-    pub fn forget(&self, user: &str, now_ms: u64) -> Result<(), StoreError> {
+    pub fn forget(&self, user: &str) -> Result<(), StoreError> {
+        let now_ms = crate::store::now_ms();
         match &self.inner.store {
             Store::Memory(map) => {
                 map.lock().remove(user);
@@ -388,7 +389,7 @@ mod tests {
         assert_eq!(days.len(), 14);
         assert_eq!(days[13], ("2026-12-06".to_string(), 150), "the day counts all, not only the kept entries");
         assert_eq!(days[0], ("2026-11-23".to_string(), 0));
-        a.forget("alice", NOON).unwrap();
+        a.forget("alice").unwrap();
         assert!(a.recent("alice").unwrap().is_empty());
         assert_eq!(a.per_day("alice", 1, NOON).unwrap(), vec![("2026-12-06".to_string(), 0)]);
         assert_eq!(a.recent("bob").unwrap().len(), 1);

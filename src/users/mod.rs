@@ -34,7 +34,7 @@ pub mod secrets;
 
 use crate::config::{Config, UserConfig};
 use parking_lot::{Mutex, RwLock};
-use persist::{Backend, KeyRecord, PersistError, UserRecord};
+use persist::{Backend, Claimed, KeyRecord, PersistError, UserRecord};
 use secrets::SecretKey;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -193,6 +193,9 @@ pub struct UserView {
     pub keys: Vec<KeyView>,
     /// Names of the service tokens the user has.
     pub tokens: Vec<String>,
+    /// Sign-in identities mapped to the user (config ones first, then
+    /// run-time ones; normalised, `github:<login>` / `oidc:<sub or e-mail>`).
+    pub identities: Vec<String>,
 }
 
 #[derive(Default)]
@@ -734,8 +737,187 @@ impl Users {
             source: if conf.is_some() { "config" } else { "runtime" },
             keys,
             tokens: u.tokens.keys().cloned().collect(),
+            identities: conf.iter().flat_map(|c| c.identities.iter()).chain(rec.iter().flat_map(|r| r.identities.iter())).cloned().collect(),
         };
         (view, digests)
+    }
+
+    /// The user a sign-in identity (`github:octocat`, `oidc:<sub>`,
+    /// `oidc:<e-mail>`) belongs to: a config user listing it in `identities`
+    /// first, else a run-time user whose record holds it. Compared in the
+    /// normalised form ([`crate::config::auth::normalize_identity`]).
+    pub fn user_of_identity(&self, identity: &str) -> Option<String> {
+        let identity = crate::config::auth::normalize_identity(identity);
+        if let Some(c) = self.inner.settings.read().config.iter().find(|c| c.identities.contains(&identity)) {
+            return Some(c.name.clone());
+        }
+        let state = self.inner.state.read();
+        state
+            .records
+            .values()
+            .chain(state.lost.values())
+            .find(|r| r.identities.contains(&identity) && state.users.contains_key(&r.name))
+            .map(|r| r.name.clone())
+    }
+
+    /// The user `identity` signs in as, creating it when it has none: a new
+    /// non-admin run-time user (all servers, no keys or tokens) holding the
+    /// identity, named from `wanted_name` (the login or the e-mail's local
+    /// part) made valid ([`provision_name`]), suffixed `-2`, `-3`, … while
+    /// the name is taken. `auth.autoProvision` (issue 17).
+    ///
+    /// Atomic with respect to a concurrent sign-in of the same identity, on
+    /// this instance and (with Redis) on others: when the identity got
+    /// mapped meanwhile, that user is returned and nothing is created.
+    ///
+    /// Errors: 400 a malformed identity, 409 no free name, 503 store down.
+    pub fn provision(&self, wanted_name: &str, identity: &str) -> Result<String, UsersError> {
+        if !crate::config::auth::valid_identity(identity) {
+            return Err(UsersError::Invalid("identities are \"github:<login>\" or \"oidc:<sub or e-mail>\"".into()));
+        }
+        let identity = crate::config::auth::normalize_identity(identity);
+        if let Some(owner) = self.user_of_identity(&identity) {
+            return Ok(owner);
+        }
+        let base = provision_name(wanted_name);
+        let _w = self.inner.write.lock();
+        let records = self.loaded_records()?;
+        for n in 1..=1000u32 {
+            let name = if n == 1 {
+                base.clone()
+            } else {
+                let suffix = format!("-{n}");
+                format!("{}{suffix}", truncate_at_char(&base, 64 - suffix.len()))
+            };
+            if self.config_user(&name).is_some() || self.inner.state.read().lost.contains_key(&name) {
+                continue;
+            }
+            let record = UserRecord {
+                name: name.clone(),
+                created_ms: crate::store::now_ms(),
+                identities: vec![identity.clone()],
+                ..UserRecord::default()
+            };
+            match self.inner.backend.claim_identity(&name, &identity, &records, |old| old.is_none().then(|| record.clone()))? {
+                Claimed::Declined => continue,
+                Claimed::IdentityOf(owner) => {
+                    // Mapped meanwhile (by another instance): read it in so the session finds the user.
+                    drop(_w);
+                    self.reload()?;
+                    return Ok(owner);
+                }
+                Claimed::Stored(record, version) => {
+                    let mut records = records;
+                    records.insert(name.clone(), record);
+                    self.install(records, &name, version);
+                    log::info!("users: user '{name}' provisioned at its first sign-in as {identity}");
+                    return Ok(name);
+                }
+            }
+        }
+        Err(UsersError::Conflict(format!("no free user name for '{base}' (tried up to {base}-1000)")))
+    }
+
+    /// Links sign-in `identity` to user `name` (an admin's change; a config
+    /// user gets it in its run-time overlay). An identity belongs to one
+    /// user: atomic against another instance linking it at the same time.
+    ///
+    /// Errors: 400 a malformed identity, 404 unknown user, 409 the identity
+    /// is another user's (config or run-time), 503 store down.
+    pub fn add_identity(&self, name: &str, identity: &str) -> Result<(), UsersError> {
+        check_user_name(name)?;
+        if !crate::config::auth::valid_identity(identity) {
+            return Err(UsersError::Invalid("identities are \"github:<login>\" or \"oidc:<sub or e-mail>\"".into()));
+        }
+        let identity = crate::config::auth::normalize_identity(identity);
+        let taken = |owner: &str| UsersError::Conflict(format!("identity {identity} belongs to user '{owner}': an identity belongs to one user"));
+        match self.user_of_identity(&identity) {
+            Some(owner) if owner == name => return Ok(()),
+            Some(owner) => return Err(taken(&owner)),
+            None => {}
+        }
+        let _w = self.inner.write.lock();
+        let records = self.loaded_records()?;
+        let mut refused = None;
+        let claimed = self.inner.backend.claim_identity(name, &identity, &records, |old| match self.record_for(name, old) {
+            Ok(mut r) => {
+                refused = None;
+                r.identities.push(identity.clone());
+                Some(r)
+            }
+            Err(e) => {
+                refused = Some(e);
+                None
+            }
+        })?;
+        match claimed {
+            Claimed::Declined => Err(refused.unwrap_or_else(|| UsersError::NotFound(format!("no user named '{name}'")))),
+            Claimed::IdentityOf(owner) if owner == name => Ok(()),
+            Claimed::IdentityOf(owner) => Err(taken(&owner)),
+            Claimed::Stored(record, version) => {
+                let mut records = records;
+                records.insert(name.to_string(), record);
+                self.install(records, name, version);
+                log::debug!("users: identity {identity} linked to '{name}'");
+                Ok(())
+            }
+        }
+    }
+
+    /// Unlinks sign-in `identity` from run-time user `name` (or a config
+    /// user's overlay; identities in the config file stay).
+    ///
+    /// Errors: 404 unknown user or identity, 409 the identity is in the config file.
+    pub fn remove_identity(&self, name: &str, identity: &str) -> Result<(), UsersError> {
+        check_user_name(name)?;
+        let identity = crate::config::auth::normalize_identity(identity);
+        if self.config_user(name).is_some_and(|c| c.identities.contains(&identity)) {
+            return Err(UsersError::Conflict(format!("identity {identity} of '{name}' comes from the config file; remove it there")));
+        }
+        self.modify(name, |old| {
+            let mut r = self.record_for(name, old)?;
+            let before = r.identities.len();
+            r.identities.retain(|i| *i != identity);
+            if r.identities.len() == before {
+                return Err(UsersError::NotFound(format!("user '{name}' has no identity {identity}")));
+            }
+            Ok(Some(r))
+        })?;
+        log::debug!("users: identity {identity} unlinked from '{name}'");
+        Ok(())
+    }
+
+    /// Every stored record, read from the state file first if this process
+    /// could not read it yet (never overwrite a file it did not read).
+    /// Caller holds `write`.
+    fn loaded_records(&self) -> Result<BTreeMap<String, UserRecord>, PersistError> {
+        let (records, loaded) = {
+            let s = self.inner.state.read();
+            (s.records.clone(), s.loaded)
+        };
+        if !loaded && matches!(self.inner.backend, Backend::File(_)) {
+            let records = self.inner.backend.load()?.0;
+            self.inner.state.write().loaded = true;
+            return Ok(records);
+        }
+        Ok(records)
+    }
+
+    /// Makes `records` (just stored, `name` changed, Redis `version` after
+    /// the change or 0) this instance's copy. Caller holds `write`.
+    fn install(&self, records: BTreeMap<String, UserRecord>, name: &str, version: u64) {
+        let secret = self.inner.secret.read().clone();
+        let mut state = self.inner.state.write();
+        state.lost.remove(name); // stored again: the memory copy is superseded
+        let (users, keys) = derive(&self.inner.settings.read().config, &with_lost(&records, &state.lost), secret.as_ref());
+        if version != 0 && version == state.version + 1 {
+            state.version = version;
+        }
+        state.users = users;
+        state.keys = keys;
+        state.records = records;
+        drop(state);
+        self.prune_last_used();
     }
 
     fn config_user(&self, name: &str) -> Option<UserConfig> {
@@ -750,32 +932,14 @@ impl Users {
         change: impl FnMut(Option<UserRecord>) -> Result<Option<UserRecord>, UsersError>,
     ) -> Result<Option<UserRecord>, UsersError> {
         let _w = self.inner.write.lock();
-        let (mut records, loaded) = {
-            let s = self.inner.state.read();
-            (s.records.clone(), s.loaded)
-        };
-        if !loaded && matches!(self.inner.backend, Backend::File(_)) {
-            // Never overwrite a state file this process could not read: read it now or refuse.
-            records = self.inner.backend.load()?.0;
-            self.inner.state.write().loaded = true;
-        }
+        // Never overwrite a state file this process could not read: read it now or refuse.
+        let mut records = self.loaded_records()?;
         let (new, version) = self.inner.backend.update(name, &records, change)??;
         match &new {
             Some(r) => records.insert(name.to_string(), r.clone()),
             None => records.remove(name),
         };
-        let secret = self.inner.secret.read().clone();
-        let mut state = self.inner.state.write();
-        state.lost.remove(name); // stored again: the memory copy is superseded
-        let (users, keys) = derive(&self.inner.settings.read().config, &with_lost(&records, &state.lost), secret.as_ref());
-        if version != 0 && version == state.version + 1 {
-            state.version = version;
-        }
-        state.users = users;
-        state.keys = keys;
-        state.records = records;
-        drop(state);
-        self.prune_last_used();
+        self.install(records, name, version);
         Ok(new)
     }
 
@@ -1024,6 +1188,32 @@ pub fn printable_name(name: &str) -> &str {
     }
 }
 
+/// A valid user name made from `wanted` (a GitHub login, an e-mail's local
+/// part, an OIDC `sub`): every character outside `[A-Za-z0-9_.@-]` becomes
+/// `-`, at most 64 characters, `user` when nothing is left.
+pub fn provision_name(wanted: &str) -> String {
+    let name: String = wanted
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "_.@-".contains(c) { c } else { '-' })
+        .take(64)
+        .collect();
+    let name = name.trim_matches('-');
+    if name.is_empty() {
+        "user".to_string()
+    } else {
+        name.to_string()
+    }
+}
+
+/// The first `max` bytes of an ASCII `s` (user names are ASCII).
+fn truncate_at_char(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// First 8 hex chars of a key digest (the id the API uses).
 pub fn key_id(digest: &str) -> String {
     digest.chars().take(8).collect()
@@ -1207,5 +1397,98 @@ mod tests {
         let eve = &users["eve"];
         assert_eq!(eve.token("GOOD").map(Secret::expose), Some("ghp_fine"));
         assert!(eve.token("BAD").is_none());
+    }
+
+    fn config_user(name: &str, identities: &[&str]) -> UserConfig {
+        UserConfig {
+            name: name.into(),
+            key_digests: Vec::new(),
+            admin: false,
+            servers: None,
+            tokens: Vec::new(),
+            identities: identities.iter().map(|i| i.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn provision_names_are_made_valid() {
+        assert_eq!(provision_name("Alice"), "Alice");
+        assert_eq!(provision_name("john+tag"), "john-tag");
+        assert_eq!(provision_name("  "), "user");
+        assert_eq!(provision_name("é"), "user");
+        assert_eq!(provision_name(&"a".repeat(100)).len(), 64);
+    }
+
+    #[test]
+    fn an_identity_maps_to_its_config_user_first_then_a_provisioned_one() {
+        let users = Users::from_config(&[config_user("alice", &["github:octocat"]), config_user("bob", &[])], false);
+        assert_eq!(users.user_of_identity("github:OctoCat").as_deref(), Some("alice"));
+        assert_eq!(users.provision("octocat", "github:octocat").unwrap(), "alice", "mapped: nothing created");
+        assert!(users.user_of_identity("oidc:bob@example.com").is_none());
+
+        // "bob" is a config user: the provisioned one is bob-2, non-admin, holding the identity.
+        let name = users.provision("bob", "oidc:Bob@Example.com").unwrap();
+        assert_eq!(name, "bob-2");
+        let view = users.view("bob-2").unwrap();
+        assert!(!view.admin && view.source == "runtime" && view.servers.is_none());
+        assert_eq!(view.identities, vec!["oidc:bob@example.com"]);
+        assert_eq!(users.user_of_identity("oidc:bob@example.com").as_deref(), Some("bob-2"));
+        assert_eq!(users.provision("other", "oidc:bob@example.com").unwrap(), "bob-2", "same identity: same user");
+        assert_eq!(users.provision("bob", "oidc:sub-123").unwrap(), "bob-3");
+        assert_eq!(users.view("alice").unwrap().identities, vec!["github:octocat"]);
+
+        // A deleted user's identity is free again.
+        users.delete("bob-2").unwrap();
+        assert!(users.user_of_identity("oidc:bob@example.com").is_none());
+        assert!(matches!(users.provision("x", "gitlab:x"), Err(UsersError::Invalid(_))));
+    }
+
+    #[test]
+    fn an_identity_is_linked_to_one_user_only() {
+        let users = Users::from_config(&[config_user("alice", &["github:octocat"]), config_user("bob", &[])], false);
+        users.create("carol", false, None).unwrap();
+        users.add_identity("carol", "oidc:Carol@Example.com").unwrap();
+        users.add_identity("carol", "oidc:carol@example.com").unwrap(); // already hers: no change
+        assert_eq!(users.view("carol").unwrap().identities, vec!["oidc:carol@example.com"]);
+        assert_eq!(users.user_of_identity("oidc:carol@example.com").as_deref(), Some("carol"));
+        let e = users.add_identity("bob", "oidc:carol@example.com").unwrap_err();
+        assert_eq!(e.status(), 409, "{e}");
+        let e = users.add_identity("carol", "github:OctoCat").unwrap_err();
+        assert!(e.status() == 409 && e.to_string().contains("'alice'"), "{e}");
+        assert_eq!(users.add_identity("nobody", "github:x").unwrap_err().status(), 404);
+        assert_eq!(users.add_identity("carol", "x").unwrap_err().status(), 400);
+        // A config user gets a run-time identity in its overlay.
+        users.add_identity("bob", "github:bobby").unwrap();
+        assert_eq!(users.user_of_identity("github:bobby").as_deref(), Some("bob"));
+        assert_eq!(users.remove_identity("alice", "github:octocat").unwrap_err().status(), 409);
+        users.remove_identity("carol", "oidc:CAROL@example.com").unwrap();
+        assert!(users.user_of_identity("oidc:carol@example.com").is_none());
+        assert_eq!(users.remove_identity("carol", "oidc:carol@example.com").unwrap_err().status(), 404);
+    }
+
+    #[test]
+    fn concurrent_first_sign_ins_of_one_identity_make_one_user() {
+        let users = Users::from_config(&[], false);
+        let names: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8).map(|_| s.spawn(|| users.provision("carol", "github:carol").unwrap())).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(names.iter().all(|n| n == "carol"), "{names:?}");
+        assert_eq!(users.list().len(), 1);
+    }
+
+    #[test]
+    fn provisioned_users_and_identities_survive_a_restart_on_the_state_file() {
+        let dir = std::env::temp_dir().join(format!("mcphub-provision-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let open = || Users::build(Vec::new(), false, Vec::new(), Backend::File(dir.clone()), None);
+        let users = open();
+        assert_eq!(users.provision("dave@example.com", "oidc:dave@example.com").unwrap(), "dave@example.com");
+        let again = open();
+        again.reload().unwrap();
+        assert_eq!(again.user_of_identity("oidc:DAVE@example.com").as_deref(), Some("dave@example.com"));
+        assert_eq!(again.provision("dave", "oidc:dave@example.com").unwrap(), "dave@example.com");
+        assert_eq!(again.list().len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -7,6 +7,10 @@
 //! - `mcp:users` → SET of the names that have a record;
 //! - `mcp:users:version` → a counter bumped (`INCR`) by every change; other
 //!   instances poll it once a second and reload when it moved;
+//! - `mcp:user-identity:{identity}` → the run-time user a sign-in identity
+//!   (`github:octocat`, normalised) belongs to: the one-owner rule across
+//!   instances ([`Backend::claim_identity`] writes a user's record and
+//!   the index in one transaction);
 //! - `mcp:users:lastused` → HASH key digest → its last use, ms since the Unix
 //!   epoch (written by `Users`' poll thread; a run-time key's field is
 //!   dropped when the key is revoked).
@@ -28,6 +32,8 @@ pub const USER_PREFIX: &str = "mcp:user:";
 pub const KEY_INDEX_PREFIX: &str = "mcp:user-key:";
 /// Redis SET of user names with a record.
 pub const USERS_SET: &str = "mcp:users";
+/// Redis key prefix of the sign-in identity index (identity → name).
+pub const IDENTITY_INDEX_PREFIX: &str = "mcp:user-identity:";
 /// Redis change counter.
 pub const VERSION_KEY: &str = "mcp:users:version";
 /// Redis HASH of keys' last uses (digest → ms since the Unix epoch).
@@ -80,6 +86,23 @@ pub struct UserRecord {
     /// Creation time, ms since the Unix epoch.
     #[serde(default)]
     pub created_ms: u64,
+    /// Sign-in identities (`github:<login>`, `oidc:<sub or e-mail>`,
+    /// normalised by `crate::config::auth::normalize_identity`) mapped to
+    /// this user: a user provisioned at its first sign-in (issue 17).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identities: Vec<String>,
+}
+
+/// What [`Backend::claim_identity`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claimed {
+    /// The changed record was stored; the Redis version after it (0 for other backends).
+    Stored(UserRecord, u64),
+    /// The change declined (it answered `None`): nothing was stored.
+    Declined,
+    /// The identity belongs to this user (perhaps the same one, perhaps
+    /// mapped meanwhile by another instance): nothing was stored.
+    IdentityOf(String),
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -191,6 +214,75 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// Gives `identity` to user `name`: `change` turns the user's current
+    /// record (`None`: none stored) into the one to store, the identity
+    /// added, or declines (`None`). Atomic: unless `identity` is some stored
+    /// record's already ([`Claimed::IdentityOf`]), the record and (Redis) the
+    /// index `mcp:user-identity:{identity}` are written together — Redis
+    /// reads `mcp:user:{name}` and the index under `WATCH` and writes the
+    /// record, the name, the index and the version in one `MULTI`; the file
+    /// and memory backends rely on the caller holding the registry's write
+    /// lock (one instance per state directory) and on `local` being every
+    /// record. An index entry whose user no longer holds the identity is
+    /// stale and is overwritten.
+    pub fn claim_identity(
+        &self,
+        name: &str,
+        identity: &str,
+        local: &BTreeMap<String, UserRecord>,
+        mut change: impl FnMut(Option<UserRecord>) -> Option<UserRecord>,
+    ) -> Result<Claimed, PersistError> {
+        match self {
+            Backend::None | Backend::File(_) => {
+                if let Some(owner) = local.values().find(|r| r.identities.iter().any(|i| i == identity)) {
+                    return Ok(Claimed::IdentityOf(owner.name.clone()));
+                }
+                let Some(new) = change(local.get(name).cloned()) else { return Ok(Claimed::Declined) };
+                if let Backend::File(dir) = self {
+                    let mut all = local.clone();
+                    all.insert(name.to_string(), new.clone());
+                    write_file(dir, &all)?;
+                }
+                Ok(Claimed::Stored(new, 0))
+            }
+            Backend::Redis(r) => claim_redis(r, name, identity, &mut change),
+        }
+    }
+}
+
+fn claim_redis(
+    r: &RedisStore,
+    name: &str,
+    identity: &str,
+    change: &mut impl FnMut(Option<UserRecord>) -> Option<UserRecord>,
+) -> Result<Claimed, PersistError> {
+    let user_key = format!("{USER_PREFIX}{name}");
+    let index_key = format!("{IDENTITY_INDEX_PREFIX}{identity}");
+    Ok(r.run(|c| {
+        redis::transaction(c, &[&user_key, &index_key], |c, pipe| {
+            let owner: Option<String> = redis::cmd("GET").arg(&index_key).query(c)?;
+            if let Some(owner) = owner {
+                let owner_key = format!("{USER_PREFIX}{owner}");
+                redis::cmd("WATCH").arg(&owner_key).exec(c)?;
+                let raw: Option<Vec<u8>> = redis::cmd("GET").arg(&owner_key).query(c)?;
+                if raw.and_then(|raw| parse_record(&owner, &raw)).is_some_and(|o| o.identities.iter().any(|i| i == identity)) {
+                    return Ok(Some(Claimed::IdentityOf(owner)));
+                }
+            }
+            let raw: Option<Vec<u8>> = redis::cmd("GET").arg(&user_key).query(c)?;
+            let Some(new) = change(raw.and_then(|raw| parse_record(name, &raw))) else { return Ok(Some(Claimed::Declined)) };
+            let body = serde_json::to_vec(&new).unwrap_or_default();
+            pipe.cmd("SET").arg(&user_key).arg(body).ignore();
+            pipe.cmd("SADD").arg(USERS_SET).arg(name).ignore();
+            pipe.cmd("SET").arg(&index_key).arg(name).ignore();
+            pipe.cmd("INCR").arg(VERSION_KEY);
+            let done: Option<(u64,)> = pipe.query(c)?;
+            Ok(done.map(|(v,)| Claimed::Stored(new.clone(), v)))
+        })
+    })?)
+}
+
 fn load_file(path: &Path) -> Result<BTreeMap<String, UserRecord>, PersistError> {
     let text = match std::fs::read(path) {
         Ok(t) => t,
@@ -291,6 +383,14 @@ fn update_redis<E>(
             }
             for added in new_keys.difference(&old_keys) {
                 pipe.cmd("SET").arg(format!("{KEY_INDEX_PREFIX}{added}")).arg(name).ignore();
+            }
+            let old_ids: BTreeSet<&str> = old.iter().flat_map(|o| o.identities.iter().map(String::as_str)).collect();
+            let new_ids: BTreeSet<&str> = new.iter().flat_map(|o| o.identities.iter().map(String::as_str)).collect();
+            for gone in old_ids.difference(&new_ids) {
+                pipe.cmd("DEL").arg(format!("{IDENTITY_INDEX_PREFIX}{gone}")).ignore();
+            }
+            for added in new_ids.difference(&old_ids) {
+                pipe.cmd("SET").arg(format!("{IDENTITY_INDEX_PREFIX}{added}")).arg(name).ignore();
             }
             match &new {
                 Some(rec) => {
