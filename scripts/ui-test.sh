@@ -25,13 +25,20 @@
 #      (issuer http://127.0.0.1:P, client `mcphub`, accounts alice/bob/eve, plus its control
 #      port), the GitHub fake (octocat in org acme, mallory in none) and the hub, whose config
 #      has publicUrl, auth.oidc (emailDomains example.com), auth.github (allowOrgs acme),
-#      autoProvision, an admin user `root` (key from `mcphub keygen`), one server `demo` whose
+#      autoProvision, an admin user `root` (key from `mcphub keygen`; it signs in to the pages
+#      by pasting that key, so the admin pages are walked too), one server `demo` whose
 #      header is `Authorization: Bearer ${user.DEMO_TOKEN}`, a secret key file and a state dir;
 #   3. API checks without the pages (admin API, a user's key and token, the Python SDK call
 #      through /mcp?key=…, revoke → 401);
-#   4. the browser walk (scripts/ui/walk.mjs): every page, the negative sign-ins, cookie and
-#      CSRF rules, a second user, and the page timings. Screenshots: target/ui-screenshots/
-#      (NN-name.png, plus timings.md with the p50 server render time per page).
+#   4. the browser walk (scripts/ui/walk.mjs): alice signs in at the provider → Connect → Keys
+#      (create, read output#new-key) → Tokens (DEMO_TOKEN) → the Python SDK calls echo through
+#      /mcp?key=… and the upstream saw her token → Activity lists the call → revoke → 401; then
+#      the refused sign-ins (state, nonce, tampered and expired ID token, eve's domain, mallory's
+#      org), octocat through GitHub, cookie and CSRF rules, escaping, bob cannot touch alice's
+#      key or activity, the admin pages, logout, the sign-in rate limit, and the page timings.
+#      Screenshots: target/ui-screenshots/ (NN-name.png, plus timings.md: p50 server render time
+#      per page over 20 loads, from the Server-Timing header).
+# Needs ~35-60 s after installs.
 # Each check prints `ok - NAME` or `not ok - NAME: REASON`, then `N passed, M failed`.
 # Exit status: 0 iff every check passed. Logs of a failed run are kept (path printed); a
 # clean run removes them (UI_KEEP=1 keeps them). Every process started here is stopped on exit.
