@@ -57,28 +57,9 @@ MOCK_BIN=${MOCK_BIN:-$ROOT/target/release/mcphub-mock}
 READY_TIMEOUT=${E2E_READY_TIMEOUT:-10}
 CLIENT_TIMEOUT=${E2E_CLIENT_TIMEOUT:-60}
 
-PASS=0
-FAIL=0
-T0=$(date +%s)
-
-ok() { echo "ok - $1"; PASS=$((PASS + 1)); }
-notok() {
-  echo "not ok - $1: $2"
-  FAIL=$((FAIL + 1))
-  if [ -n "${3:-}" ] && [ -r "$3" ]; then sed -e 's/^/#   /' "$3" | head -n 30; fi
-}
-finish() {
-  if [ -n "${RUN:-}" ] && { [ "$FAIL" -ne 0 ] || [ -n "${E2E_KEEP:-}" ]; }; then echo "# logs kept in $RUN"; fi
-  echo "# e2e took $(($(date +%s) - T0))s"
-  echo "$PASS passed, $FAIL failed"
-  [ "$FAIL" -eq 0 ]
-  exit $?
-}
-# A setup step that makes the rest pointless: report it as a failed check and stop.
-fatal() {
-  notok "$1" "$2" "${3:-}"
-  finish
-}
+CHECKS_NAME=e2e CHECKS_KEEP=${E2E_KEEP:-} CHECKS_CUT=head
+# shellcheck source=lib/checks.sh
+. "$ROOT/scripts/lib/checks.sh"
 
 # ---------------------------------------------------------------------------------------------
 # Prerequisites and install
@@ -105,28 +86,16 @@ npm_stamp=$(cat "$E2E_DIR/package.json" "$E2E_DIR/package-lock.json" | sha256sum
 py_stamp=$( (python3 --version; cat "$E2E_DIR/requirements.txt") | sha256sum | cut -c1-64)
 
 # npm and pip installs run concurrently (first run only); each writes its stamp on success.
-install_npm() {
-  rm -rf "$NPM_PREFIX" && mkdir -p "$NPM_PREFIX" &&
-    cp "$E2E_DIR/package.json" "$E2E_DIR/package-lock.json" "$NPM_PREFIX/" &&
-    (cd "$NPM_PREFIX" && timeout 600 npm ci --no-audit --no-fund --loglevel=error --cache "$CACHE/npm-cache") &&
-    echo "$npm_stamp" >"$NPM_PREFIX/.e2e-stamp"
-}
-install_py() {
-  rm -rf "$VENV" && python3 -m venv "$VENV" &&
-    timeout 600 "$VENV/bin/pip" install --disable-pip-version-check -q --cache-dir "$CACHE/pip-cache" \
-      -r "$E2E_DIR/requirements.txt" &&
-    echo "$py_stamp" >"$VENV/.e2e-stamp"
-}
 NPM_JOB="" PY_JOB=""
 t=$(date +%s)
 if [ "$(cat "$NPM_PREFIX/.e2e-stamp" 2>/dev/null)" != "$npm_stamp" ]; then
   echo "# installing npm packages into $NPM_PREFIX (first run) ..."
-  install_npm >"$CACHE/npm-install.log" 2>&1 &
+  install_npm "$E2E_DIR" "$NPM_PREFIX" .e2e-stamp "$npm_stamp" "$CACHE" >"$CACHE/npm-install.log" 2>&1 &
   NPM_JOB=$!
 fi
 if [ "$(cat "$VENV/.e2e-stamp" 2>/dev/null)" != "$py_stamp" ]; then
   echo "# installing Python packages into $VENV (first run) ..."
-  install_py >"$CACHE/pip-install.log" 2>&1 &
+  install_py "$VENV" "$E2E_DIR/requirements.txt" .e2e-stamp "$py_stamp" "$CACHE" >"$CACHE/pip-install.log" 2>&1 &
   PY_JOB=$!
 fi
 if [ -n "$NPM_JOB" ] && ! wait "$NPM_JOB"; then
@@ -165,25 +134,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# wait_http NAME URL [any] : poll until URL answers 200 (or any HTTP status with "any"),
-# bounded by READY_TIMEOUT; fails early if the process died.
-wait_http() {
-  local name=$1 url=$2 mode=${3:-200} pidvar="PID_$1" code deadline=$(($(date +%s) + READY_TIMEOUT))
-  while :; do
-    code=$(curl -s -o /dev/null -m 1 -w '%{http_code}' "$url" 2>/dev/null) || true
-    if [ "$code" = 200 ] || { [ "$mode" = any ] && [ "${code:-000}" != 000 ]; }; then return 0; fi
-    if ! kill -0 "${!pidvar}" 2>/dev/null; then
-      echo "process exited before $url answered" >"$RUN/$name.why"
-      return 1
-    fi
-    if [ "$(date +%s)" -ge "$deadline" ]; then
-      echo "$url not answering 200 after ${READY_TIMEOUT}s (last status ${code:-none})" >"$RUN/$name.why"
-      return 1
-    fi
-    sleep 0.1
-  done
-}
-
+# wait_http: scripts/lib/checks.sh
 # free loopback ports, all distinct (the sockets are held until every port is chosen)
 read -r P_EVERY P_MOCKL P_MOCKM P_HUBA P_HUBB P_SDK P_PYS P_HUBC < <("$VENV/bin/python" -I -c '
 import socket

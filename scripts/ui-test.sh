@@ -60,27 +60,9 @@ CHROMIUM=${UI_CHROMIUM:-/usr/bin/chromium}
 READY_TIMEOUT=${UI_READY_TIMEOUT:-15}
 WALK_TIMEOUT=${UI_WALK_TIMEOUT:-180}
 
-PASS=0
-FAIL=0
-T0=$(date +%s)
-
-ok() { echo "ok - $1"; PASS=$((PASS + 1)); }
-notok() {
-  echo "not ok - $1: $2"
-  FAIL=$((FAIL + 1))
-  if [ -n "${3:-}" ] && [ -r "$3" ]; then sed -e 's/^/#   /' "$3" | tail -n 30; fi
-}
-finish() {
-  if [ -n "${RUN:-}" ] && { [ "$FAIL" -ne 0 ] || [ -n "${UI_KEEP:-}" ]; }; then echo "# logs kept in $RUN"; fi
-  echo "# ui test took $(($(date +%s) - T0))s"
-  echo "$PASS passed, $FAIL failed"
-  [ "$FAIL" -eq 0 ]
-  exit $?
-}
-fatal() {
-  notok "$1" "$2" "${3:-}"
-  finish
-}
+CHECKS_NAME="ui test" CHECKS_KEEP=${UI_KEEP:-} CHECKS_CUT=tail
+# shellcheck source=lib/checks.sh
+. "$ROOT/scripts/lib/checks.sh"
 
 # ---------------------------------------------------------------------------------------------
 # Prerequisites and install
@@ -114,17 +96,7 @@ install_chromium() {
   export DEBIAN_FRONTEND=noninteractive
   timeout 900 apt-get install -y -q chromium || { timeout 300 apt-get update -q && timeout 900 apt-get install -y -q chromium; }
 }
-install_npm() {
-  rm -rf "$NPM_PREFIX" && mkdir -p "$NPM_PREFIX" &&
-    cp "$UI_DIR/package.json" "$UI_DIR/package-lock.json" "$NPM_PREFIX/" &&
-    (cd "$NPM_PREFIX" && timeout 600 npm ci --no-audit --no-fund --loglevel=error --cache "$CACHE/npm-cache") &&
-    echo "$npm_stamp" >"$NPM_PREFIX/.ui-stamp"
-}
-install_py() {
-  rm -rf "$VENV" && python3 -m venv "$VENV" &&
-    timeout 600 "$VENV/bin/pip" install --disable-pip-version-check -q --cache-dir "$CACHE/pip-cache" -r "$PY_REQS" &&
-    echo "$py_stamp" >"$VENV/.ui-stamp"
-}
+APT_JOB="" NPM_JOB="" PY_JOB=""
 APT_JOB="" NPM_JOB="" PY_JOB=""
 t=$(date +%s)
 if [ ! -x "$CHROMIUM" ]; then
@@ -134,12 +106,12 @@ if [ ! -x "$CHROMIUM" ]; then
 fi
 if [ "$(cat "$NPM_PREFIX/.ui-stamp" 2>/dev/null)" != "$npm_stamp" ]; then
   echo "# installing npm packages into $NPM_PREFIX (first run) ..."
-  install_npm >"$CACHE/npm-install.log" 2>&1 &
+  install_npm "$UI_DIR" "$NPM_PREFIX" .ui-stamp "$npm_stamp" "$CACHE" >"$CACHE/npm-install.log" 2>&1 &
   NPM_JOB=$!
 fi
 if [ "$(cat "$VENV/.ui-stamp" 2>/dev/null)" != "$py_stamp" ]; then
   echo "# installing Python packages into $VENV (first run) ..."
-  install_py >"$CACHE/pip-install.log" 2>&1 &
+  install_py "$VENV" "$PY_REQS" .ui-stamp "$py_stamp" "$CACHE" >"$CACHE/pip-install.log" 2>&1 &
   PY_JOB=$!
 fi
 install_failed=""
@@ -176,19 +148,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# wait_http NAME URL : poll until URL answers any HTTP status, bounded by READY_TIMEOUT; fails
-# early (reason in $RUN/NAME.why) if the process died.
-wait_http() {
-  local name=$1 url=$2 pidvar="PID_$1" code deadline=$(($(date +%s) + READY_TIMEOUT))
-  while :; do
-    code=$(curl -s -o /dev/null -m 1 -w '%{http_code}' "$url" 2>/dev/null) || true
-    [ "${code:-000}" != 000 ] && return 0
-    if ! kill -0 "${!pidvar}" 2>/dev/null; then echo "process exited before $url answered" >"$RUN/$name.why"; return 1; fi
-    if [ "$(date +%s)" -ge "$deadline" ]; then echo "$url not answering after ${READY_TIMEOUT}s" >"$RUN/$name.why"; return 1; fi
-    sleep 0.1
-  done
-}
-
+# wait_http: scripts/lib/checks.sh (any HTTP status counts here)
 read -r P_HUB P_OP P_CTRL P_GH P_MOCK < <(free_ports 5)
 HUB=http://127.0.0.1:$P_HUB
 OP=http://127.0.0.1:$P_OP
@@ -251,14 +211,14 @@ start op env OP_PORT="$P_OP" OP_CTRL_PORT="$P_CTRL" HUB_URL="$HUB" OP_CLIENT_SEC
 start gh python3 -I "$UI_DIR/github_fake.py" "$P_GH" "$GH_CLIENT_ID" "$GH_SECRET" "$HUB/ui/callback/github"
 
 UP_MOCK=0 UP_OP=0 UP_GH=0 UP_HUB=0 AUTH_CONFIG=0
-if wait_http mock "http://127.0.0.1:$P_MOCK/stats"; then UP_MOCK=1; ok "setup: mcphub-mock (reflect mode) up on :$P_MOCK"
+if wait_http mock "http://127.0.0.1:$P_MOCK/stats" any; then UP_MOCK=1; ok "setup: mcphub-mock (reflect mode) up on :$P_MOCK"
 else notok "setup: mcphub-mock up" "$(cat "$RUN/mock.why")" "$RUN/mock.log"; fi
-if wait_http op "$OP/.well-known/openid-configuration" && wait_http op "$CTRL/state"; then
+if wait_http op "$OP/.well-known/openid-configuration" any && wait_http op "$CTRL/state" any; then
   got=$(curl -s -m 2 "$OP/.well-known/openid-configuration" | jq -r .issuer)
   if [ "$got" = "$OP" ]; then UP_OP=1; ok "setup: oidc-provider $OIDC_PROVIDER_VERSION up, issuer $OP (control :$P_CTRL)"
   else notok "setup: oidc-provider discovery" "issuer '$got', want $OP" "$RUN/op.log"; fi
 else notok "setup: oidc-provider up" "$(cat "$RUN/op.why")" "$RUN/op.log"; fi
-if wait_http gh "$GH/_state"; then UP_GH=1; ok "setup: GitHub fake up on :$P_GH"
+if wait_http gh "$GH/_state" any; then UP_GH=1; ok "setup: GitHub fake up on :$P_GH"
 else notok "setup: GitHub fake up" "$(cat "$RUN/gh.why")" "$RUN/gh.log"; fi
 
 # The hub must take the auth config; if this build does not know it yet, the API checks
@@ -272,7 +232,7 @@ else
   HUB_CONFIG=$RUN/hub-noauth.json
 fi
 start hub "$MCPHUB_BIN" serve --config "$HUB_CONFIG" --port "$P_HUB"
-if wait_http hub "$HUB/healthz"; then UP_HUB=1; ok "setup: hub up on :$P_HUB"
+if wait_http hub "$HUB/healthz" any; then UP_HUB=1; ok "setup: hub up on :$P_HUB"
 else fatal "setup: hub up" "$(cat "$RUN/hub.why")" "$RUN/hub.log"; fi
 
 # ---------------------------------------------------------------------------------------------
