@@ -21,7 +21,7 @@ for port in 3101 3102; do
   done
 done
 echo "demo upstreams: legacy http://127.0.0.1:3101/mcp, modern http://127.0.0.1:3102/mcp"
-echo "MCPHub: http://127.0.0.1:$PORT/mcp   (Ctrl-C stops everything)"
+echo "MCPHub: http://127.0.0.1:$PORT/mcp   pages: http://127.0.0.1:$PORT/ui/   (Ctrl-C stops everything)"
 # In the foreground: Ctrl-C reaches the hub once (it drains and exits 0), then
 # the EXIT trap stops the mocks. (A SIGTERM from the trap as well would be a
 # second stop signal: exit at once, status 1.)
