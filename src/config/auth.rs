@@ -279,21 +279,29 @@ pub(super) fn warnings(public_url: Option<&str>, auth: &AuthConfig) -> Vec<Strin
     if public_url.is_none() && (auth.oidc.is_some() || auth.github.is_some()) {
         out.push("publicUrl: not set while auth.oidc or auth.github is: sign-in redirect URIs use the request's loopback Host, which works only on this machine; set publicUrl to the address browsers use".to_string());
     }
-    if let Some(u) = public_url.filter(|u| u.starts_with("http://")) {
-        let rest = &u["http://".len()..];
-        let authority = rest.split('/').next().unwrap_or("");
-        let host = match authority.strip_prefix('[') {
-            Some(v6) => v6.split(']').next().unwrap_or(""),
-            None => authority.split(':').next().unwrap_or(""),
-        };
-        let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
-        if !loopback {
-            out.push(format!(
-                "publicUrl: {u} is plain http on a non-loopback host: the pages' session cookie cannot be Secure; serve the hub behind a TLS-terminating proxy and set an https publicUrl"
-            ));
-        }
+    if let Some(u) = public_url.filter(|u| u.starts_with("http://") && !is_loopback_host(host_of(u))) {
+        out.push(format!(
+            "publicUrl: {u} is plain http on a non-loopback host: the pages' session cookie cannot be Secure; serve the hub behind a TLS-terminating proxy and set an https publicUrl"
+        ));
     }
     out
+}
+
+/// The host of `scheme://host[:port][/…]` or of a bare `host[:port]` (a
+/// `Host` header); IPv6 without its brackets.
+pub fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or("");
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or("");
+    }
+    authority.split(':').next().unwrap_or("")
+}
+
+/// Whether `host` is `localhost` or a loopback address: browsers treat such
+/// an origin as secure, so a `Secure` cookie works over plain http there.
+pub fn is_loopback_host(host: &str) -> bool {
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Whether `identity` has the shape `github:<login>` or `oidc:<sub or e-mail>`

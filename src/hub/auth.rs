@@ -96,6 +96,12 @@ pub fn authenticate(hub: &Hub, req: &Request) -> Result<Option<Arc<User>>, KeyRe
     }
 }
 
+/// Equality of two secrets that takes the same time wherever they differ
+/// (only a length difference shows): the admin token's digest, CSRF tokens.
+pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// Whether `user` may see and call `server` at all (its allow-list); token
 /// checks come after ([`crate::upstream::Upstream::missing_tokens`]).
 pub fn may_use(user: Option<&User>, server: &str) -> bool {
@@ -226,6 +232,12 @@ pub fn throttled_response(retry_after_secs: u64) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_compare_in_full() {
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abc", b"abd") && !same_secret(b"abc", b"ab") && !same_secret(b"", b"a"));
+    }
 
     #[test]
     fn a_source_is_throttled_after_max_failures_and_others_are_not() {

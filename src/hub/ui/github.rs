@@ -20,7 +20,8 @@
 //! ([`ProviderHttp`]).
 
 use super::oidc::{failure_page, finish, not_configured, take_pending, Failure, ProviderHttp};
-use super::session::{now_ms, random_token, PendingLogin};
+use super::session::{random_token, PendingLogin};
+use crate::store::now_ms;
 use super::{error_page, redirect, Ctx};
 use crate::config::auth::GithubConfig;
 use crate::http::Response;

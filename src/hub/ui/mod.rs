@@ -36,6 +36,7 @@ pub mod pages;
 pub mod session;
 
 use super::Hub;
+use crate::config::auth::{host_of, is_loopback_host};
 use crate::http::{percent_decode, Request, Response};
 use crate::users::User;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -212,21 +213,7 @@ fn too_many(ctx: &Ctx, wait: u64) -> Response {
 
 /// Whether cookies for a hub at `base` can be `Secure` (https, or a loopback host).
 pub fn secure_base(base: &str) -> bool {
-    if base.starts_with("https://") {
-        return true;
-    }
-    let host = host_of(base);
-    host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// The host of an `http(s)://host[:port][/…]` URL (IPv6 without brackets).
-fn host_of(url: &str) -> &str {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split('/').next().unwrap_or("");
-    if let Some(v6) = authority.strip_prefix('[') {
-        return v6.split(']').next().unwrap_or("");
-    }
-    authority.split(':').next().unwrap_or("")
+    base.starts_with("https://") || is_loopback_host(host_of(base))
 }
 
 fn cookie_name(name: &str, secure: bool) -> String {
@@ -255,9 +242,7 @@ fn base_url(hub: &Hub, req: &Request) -> String {
         return u.clone();
     }
     if let Some(host) = req.header("Host") {
-        let h = host_of(host);
-        let loopback = h == "localhost" || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-        if loopback && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"[]:.-".contains(&b)) {
+        if is_loopback_host(host_of(host)) && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"[]:.-".contains(&b)) {
             return format!("http://{host}");
         }
     }
@@ -424,7 +409,7 @@ fn check_post(ctx: &Ctx, parts: &[&str]) -> Result<(), Response> {
             None => return Err(redirect("/ui/login")),
         }
     };
-    if expected.is_empty() || !session::same_secret(sent, &expected) {
+    if expected.is_empty() || !super::auth::same_secret(sent.as_bytes(), expected.as_bytes()) {
         return refused("missing or wrong CSRF token");
     }
     Ok(())

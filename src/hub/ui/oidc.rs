@@ -25,7 +25,8 @@
 //! Nothing secret (client secret, code, tokens, cookies) is put in a page
 //! or a log line; a failed check is logged at info by its name.
 
-use super::session::{now_ms, random_token, PendingLogin};
+use super::session::{random_token, PendingLogin};
+use crate::store::now_ms;
 use super::{error_page, redirect, Ctx};
 use crate::config::auth::{OidcAllow, OidcConfig};
 use crate::http::Response;

@@ -15,11 +15,13 @@
 //! Errors: [`SessionError::Unavailable`] when Redis cannot be reached (the
 //! page answers 503); never a cookie value in a message.
 
+use crate::store::now_ms;
 use crate::store::redis::RedisStore;
+/// SHA-256 of a cookie value or `state`, 64 lowercase hex (what is stored): the hub keys' digest.
+use crate::users::key_digest as digest;
 use base64::Engine as _;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -69,29 +71,10 @@ pub enum SessionError {
     Unavailable(String),
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
 /// 32 OS-random bytes as base64url without padding (43 chars): cookie
 /// values, CSRF tokens, `state`, `nonce`, PKCE verifiers.
 pub fn random_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(crate::random::bytes::<32>())
-}
-
-/// SHA-256 of `value`, 64 lowercase hex: what is stored instead of a cookie or `state`.
-fn digest(value: &str) -> String {
-    hex::encode(Sha256::digest(value.as_bytes()))
-}
-
-/// Constant-time equality of two strings (CSRF tokens).
-pub fn same_secret(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[derive(Default)]
@@ -279,11 +262,5 @@ mod tests {
         assert_eq!(s.take_login("other").unwrap(), None);
         assert_eq!(s.take_login("st").unwrap(), Some(l));
         assert_eq!(s.take_login("st").unwrap(), None);
-    }
-
-    #[test]
-    fn secrets_compare_in_full() {
-        assert!(same_secret("abc", "abc"));
-        assert!(!same_secret("abc", "abd") && !same_secret("abc", "ab") && !same_secret("", "a"));
     }
 }
