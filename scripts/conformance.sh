@@ -52,7 +52,6 @@
 set -uo pipefail
 
 CONFORMANCE_VERSION=0.1.16
-ALPHA_VERSION=0.2.0-alpha.12
 NODE22_VERSION=22.23.3
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -129,28 +128,12 @@ got=$("$NODE" --version 2>&1)
 got=$(jq -r .version "$NPM_PREFIX/node_modules/@modelcontextprotocol/conformance/package.json" 2>&1)
 [ "$got" = "$CONFORMANCE_VERSION" ] || fatal "install" "conformance is $got, want $CONFORMANCE_VERSION"
 
-# The alpha suite in its own prefix (the two versions cannot share one node_modules); it runs on
-# the Node 22 installed above.
-ALPHA_PREFIX=$CACHE/npm-alpha
-ALPHA_JS=$ALPHA_PREFIX/node_modules/@modelcontextprotocol/conformance/dist/index.js
+# The alpha suite in its own prefix (scripts/lib/conformance-alpha.sh, shared with oauth-test.sh);
+# it runs on the Node 22 installed above.
+# shellcheck source=lib/conformance-alpha.sh
+. "$ROOT/scripts/lib/conformance-alpha.sh"
 if [ "$ALPHA" = 1 ]; then
-  stamp="conformance=$ALPHA_VERSION"
-  if [ "$(cat "$ALPHA_PREFIX/.conformance-stamp" 2>/dev/null)" != "$stamp" ]; then
-    echo "# installing @modelcontextprotocol/conformance@$ALPHA_VERSION into $ALPHA_PREFIX (first run) ..."
-    t=$(date +%s)
-    if ! (rm -rf "$ALPHA_PREFIX" && mkdir -p "$ALPHA_PREFIX" && cd "$ALPHA_PREFIX" &&
-      printf '{"name":"mcphub-conformance-alpha","private":true,"dependencies":{"@modelcontextprotocol/conformance":"%s"}}\n' \
-        "$ALPHA_VERSION" >package.json &&
-      timeout 600 npm install --no-audit --no-fund --loglevel=error --cache "$CACHE/npm-cache") >"$CACHE/npm-install-alpha.log" 2>&1; then
-      tail -n 20 "$CACHE/npm-install-alpha.log" | sed 's/^/#   /'
-      fatal "install" "npm install of the alpha suite failed (log: $CACHE/npm-install-alpha.log)"
-    fi
-    echo "$stamp" >"$ALPHA_PREFIX/.conformance-stamp"
-    echo "# install took $(($(date +%s) - t))s"
-  fi
-  [ -f "$ALPHA_JS" ] || fatal "install" "$ALPHA_JS missing after install"
-  got=$(jq -r .version "$ALPHA_PREFIX/node_modules/@modelcontextprotocol/conformance/package.json" 2>&1)
-  [ "$got" = "$ALPHA_VERSION" ] || fatal "install" "alpha conformance is $got, want $ALPHA_VERSION"
+  conformance_alpha_install "$CACHE" || fatal "install" "$ALPHA_WHY"
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -321,7 +304,7 @@ compare_alpha() {
   mf=$(awk -F'\t' '$3 == "FAILURE"' "$m" | wc -l)
   hp=$(awk -F'\t' '$3 == "SUCCESS"' "$h" | wc -l)
   hf=$(awk -F'\t' '$3 == "FAILURE"' "$h" | wc -l)
-  SUMMARY+=("# alpha $ALPHA_VERSION @$v: mock $mp passed, $mf failed ($(cat "$RUN/alpha-$2/secs")s); hub $hp passed, $hf failed ($(cat "$RUN/alpha-$3/secs")s): $added added by the hub, $shared not the hub's")
+  SUMMARY+=("# alpha $CONFORMANCE_ALPHA_VERSION @$v: mock $mp passed, $mf failed ($(cat "$RUN/alpha-$2/secs")s); hub $hp passed, $hf failed ($(cat "$RUN/alpha-$3/secs")s): $added added by the hub, $shared not the hub's")
   PASS=$((PASS + hp))
   FAIL=$((FAIL + added))
   NOT_HUBS=$((NOT_HUBS + shared))
