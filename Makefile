@@ -1,7 +1,7 @@
 # MCPHub — the two set-up commands are `make run` and `make test` (README.md).
 CARGO ?= cargo
 
-.PHONY: build run install test check-order unit e2e ui conformance fuzz bench bench-scale bench-instructions profile bench-shaping soak attack clippy clean
+.PHONY: build run install test check-order unit e2e ui oauth conformance fuzz bench bench-scale bench-instructions profile bench-shaping soak attack clippy clean
 
 build:
 	$(CARGO) build --release --locked
@@ -18,9 +18,10 @@ install: build
 
 ## The whole suite: unit + integration (real sockets) + fuzz smoke, e2e with
 ## real MCP clients and servers from npm and PyPI, and the official MCP
-## conformance suite directly against mcphub-mock and through the hub, and the
-## browser test of the sign-in and users' pages.
-test: check-order build unit e2e ui conformance
+## conformance suite directly against mcphub-mock and through the hub, the
+## browser test of the sign-in and users' pages, and the OAuth sign-in of the
+## official TypeScript and Python SDK clients.
+test: check-order build unit e2e ui oauth conformance
 
 ## The module order of the library (docs/module-order.md): fails on an import that runs upward.
 check-order:
@@ -38,6 +39,15 @@ e2e: build
 ## first run (scripts/ui-test.sh); screenshots and page timings in target/ui-screenshots/.
 ui: build
 	scripts/ui-test.sh
+
+## Issue 18's real-parts test: the official MCP TypeScript SDK (client id = an https Client ID
+## Metadata Document) and Python SDK (Dynamic Client Registration) clients sign in to the hub with
+## OAuth — 401 → discovery → sign-in at oidc-provider and the consent page in headless chromium →
+## token → tools/call → refresh after a 5 s expiry → revocation → 401 — plus the conformance
+## suite's authorization-server metadata scenario (scripts/oauth-test.sh; the parts of `make ui`,
+## conformance 0.2.0-alpha.12, openssl). Screenshots and the per-step timings in target/oauth-screenshots/.
+oauth: build
+	scripts/oauth-test.sh
 
 ## The official MCP conformance suites (@modelcontextprotocol/conformance 0.1.16, and
 ## 0.2.0-alpha.12 at 2025-11-25 and 2026-07-28; server scenarios) against mcphub-mock
