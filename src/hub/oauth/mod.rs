@@ -86,8 +86,10 @@ pub fn resource_of(base: &str) -> String {
 /// An OAuth error answer (RFC 6749 §5.2): JSON `{error, error_description}`
 /// with `status`, `Cache-Control: no-store`, and CORS open.
 pub fn error_response(status: u16, error: &str, description: &str) -> Response {
-    let _ = (status, error, description);
-    todo!()
+    let mut r = Response::json(status, &serde_json::json!({"error": error, "error_description": description}));
+    r.headers.push(("Cache-Control".into(), "no-store".into()));
+    r.headers.push(("Access-Control-Allow-Origin".into(), "*".into()));
+    r
 }
 
 /// A client as the authorization endpoint knows it: registered (DCR) or
