@@ -13,9 +13,18 @@
 //!   "github": {"clientId": "…", "clientSecret": "${env.GH_SECRET}", "allowOrgs": ["acme"], "allowUsers": [],
 //!              "baseUrl": "https://github.com", "apiUrl": "https://api.github.com"},
 //!   "autoProvision": false, "keySignIn": true,
-//!   "sessionIdleSecs": 28800, "sessionMaxSecs": 604800, "maxConcurrentPages": 4
+//!   "sessionIdleSecs": 28800, "sessionMaxSecs": 604800, "maxConcurrentPages": 4,
+//!   "oauth": {"enabled": true, "accessTokenSecs": 3600, "refreshTokenSecs": 2592000, "codeSecs": 60,
+//!             "dynamicRegistration": true, "maxClients": 1000, "registrationsPerMinute": 10,
+//!             "clientUnusedSecs": 2592000, "clientMetadataDocuments": true,
+//!             "clientMetadata": {"maxBytes": 5120, "timeoutMs": 3000, "maxCacheSecs": 86400,
+//!                                "allowHttp": false, "allowPrivateAddresses": false, "caFile": null}}
 //! }
 //! ```
+//!
+//! `auth.oauth` (issue 18) makes the hub an OAuth 2.1 authorization server
+//! for MCP clients (MCP authorization, 2025-06-18 / 2025-11-25 /
+//! 2026-07-28); the machinery is `crate::hub::oauth` and `crate::users::oauth`.
 
 use super::{bounded, check_url, invalid, substitute_env, ConfigError};
 use serde::Deserialize;
@@ -29,6 +38,151 @@ pub const DEFAULT_SESSION_IDLE_SECS: u64 = 8 * 3600;
 pub const DEFAULT_SESSION_MAX_SECS: u64 = 7 * 24 * 3600;
 /// Default number of `/ui` requests served at once (`maxConcurrentPages`).
 pub const DEFAULT_MAX_CONCURRENT_PAGES: usize = 4;
+
+/// Default OAuth access-token lifetime: 1 h (issue 18).
+pub const DEFAULT_ACCESS_TOKEN_SECS: u64 = 3600;
+/// Default OAuth refresh-token lifetime: 30 days (issue 18).
+pub const DEFAULT_REFRESH_TOKEN_SECS: u64 = 30 * 24 * 3600;
+/// Default authorization-code lifetime: 60 s (OAuth 2.1 §4.1.2 recommends at most 10 minutes).
+pub const DEFAULT_CODE_SECS: u64 = 60;
+
+/// `auth.oauth.clientMetadata`: how the hub fetches a Client ID Metadata
+/// Document (MCP 2026-07-28 authorization, "Client ID Metadata Documents").
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientMetadataConfig {
+    /// Largest document accepted, bytes (`maxBytes`, 256..=65536, default 5120).
+    pub max_bytes: usize,
+    /// Connect + read budget of one fetch (`timeoutMs`, 100..=30000, default 3000).
+    pub timeout: Duration,
+    /// Longest a fetched document is reused, whatever its `Cache-Control`
+    /// says (`maxCacheSecs`, 0..=604800, default 86400).
+    pub max_cache: Duration,
+    /// Accept `http://` client ids (`allowHttp`, default false: https only). For tests.
+    pub allow_http: bool,
+    /// Fetch from loopback, private and link-local addresses
+    /// (`allowPrivateAddresses`, default false: the SSRF guard). For tests.
+    pub allow_private_addresses: bool,
+    /// Extra trusted CA certificates (PEM file) for metadata hosts, added to
+    /// the public roots (`caFile`: an in-house CA; the tests' own CA).
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// `auth.oauth`: the hub as an OAuth 2.1 authorization server and protected
+/// resource for MCP clients (issue 18).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OauthConfig {
+    /// Whether `/mcp` advertises OAuth and `/oauth/*` answers (`enabled`, default true).
+    pub enabled: bool,
+    /// Access-token lifetime (`accessTokenSecs`, 1..=86400, default 1 h;
+    /// seconds are allowed so tests can watch one expire).
+    pub access_token: Duration,
+    /// Refresh-token lifetime (`refreshTokenSecs`, 60..=31536000, default 30 d).
+    pub refresh_token: Duration,
+    /// Authorization-code lifetime (`codeSecs`, 1..=600, default 60 s).
+    pub code: Duration,
+    /// Dynamic Client Registration (RFC 7591) at `/oauth/register` (`dynamicRegistration`, default true).
+    pub dynamic_registration: bool,
+    /// Most registered (DCR) clients at once (`maxClients`, 1..=100000, default 1000).
+    pub max_clients: usize,
+    /// Registrations per minute from one source address (`registrationsPerMinute`, 1..=1000, default 10).
+    pub registrations_per_minute: u32,
+    /// A registered client unused this long is forgotten (`clientUnusedSecs`, 3600..=31536000, default 30 d).
+    pub client_unused: Duration,
+    /// Accept Client ID Metadata Documents (`clientMetadataDocuments`, default true).
+    pub client_metadata_documents: bool,
+    /// `clientMetadata`.
+    pub client_metadata: ClientMetadataConfig,
+}
+
+impl Default for OauthConfig {
+    fn default() -> OauthConfig {
+        OauthConfig {
+            enabled: true,
+            access_token: Duration::from_secs(DEFAULT_ACCESS_TOKEN_SECS),
+            refresh_token: Duration::from_secs(DEFAULT_REFRESH_TOKEN_SECS),
+            code: Duration::from_secs(DEFAULT_CODE_SECS),
+            dynamic_registration: true,
+            max_clients: 1000,
+            registrations_per_minute: 10,
+            client_unused: Duration::from_secs(DEFAULT_REFRESH_TOKEN_SECS),
+            client_metadata_documents: true,
+            client_metadata: ClientMetadataConfig {
+                max_bytes: 5120,
+                timeout: Duration::from_millis(3000),
+                max_cache: Duration::from_secs(86400),
+                allow_http: false,
+                allow_private_addresses: false,
+                ca_file: None,
+            },
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct RawOauth {
+    enabled: Option<bool>,
+    access_token_secs: Option<u64>,
+    refresh_token_secs: Option<u64>,
+    code_secs: Option<u64>,
+    dynamic_registration: Option<bool>,
+    max_clients: Option<u64>,
+    registrations_per_minute: Option<u64>,
+    client_unused_secs: Option<u64>,
+    client_metadata_documents: Option<bool>,
+    client_metadata: Option<RawClientMetadata>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct RawClientMetadata {
+    max_bytes: Option<u64>,
+    timeout_ms: Option<u64>,
+    max_cache_secs: Option<u64>,
+    allow_http: Option<bool>,
+    allow_private_addresses: Option<bool>,
+    ca_file: Option<String>,
+}
+
+impl OauthConfig {
+    fn parse(raw: Option<RawOauth>) -> Result<OauthConfig, ConfigError> {
+        let d = OauthConfig::default();
+        let Some(r) = raw else { return Ok(d) };
+        let m = r.client_metadata.unwrap_or_default();
+        let secs = |key: &str, v: Option<u64>, default: Duration, min: u64, max: u64| {
+            bounded(key, v, default.as_secs(), min, max).map(Duration::from_secs)
+        };
+        Ok(OauthConfig {
+            enabled: r.enabled.unwrap_or(d.enabled),
+            access_token: secs("auth.oauth.accessTokenSecs", r.access_token_secs, d.access_token, 1, 86400)?,
+            refresh_token: secs("auth.oauth.refreshTokenSecs", r.refresh_token_secs, d.refresh_token, 60, 365 * 24 * 3600)?,
+            code: secs("auth.oauth.codeSecs", r.code_secs, d.code, 1, 600)?,
+            dynamic_registration: r.dynamic_registration.unwrap_or(d.dynamic_registration),
+            max_clients: bounded("auth.oauth.maxClients", r.max_clients, d.max_clients as u64, 1, 100_000)? as usize,
+            registrations_per_minute: bounded("auth.oauth.registrationsPerMinute", r.registrations_per_minute, 10, 1, 1000)? as u32,
+            client_unused: secs("auth.oauth.clientUnusedSecs", r.client_unused_secs, d.client_unused, 3600, 365 * 24 * 3600)?,
+            client_metadata_documents: r.client_metadata_documents.unwrap_or(d.client_metadata_documents),
+            client_metadata: ClientMetadataConfig {
+                max_bytes: bounded("auth.oauth.clientMetadata.maxBytes", m.max_bytes, 5120, 256, 65536)? as usize,
+                timeout: Duration::from_millis(bounded("auth.oauth.clientMetadata.timeoutMs", m.timeout_ms, 3000, 100, 30_000)?),
+                max_cache: secs("auth.oauth.clientMetadata.maxCacheSecs", m.max_cache_secs, d.client_metadata.max_cache, 0, 7 * 24 * 3600)?,
+                allow_http: m.allow_http.unwrap_or(false),
+                allow_private_addresses: m.allow_private_addresses.unwrap_or(false),
+                ca_file: match m.ca_file {
+                    None => None,
+                    Some(f) => {
+                        let f = substitute_env(&f).map_err(|e| invalid("auth.oauth.clientMetadata.caFile", e))?;
+                        let path = std::path::PathBuf::from(&f);
+                        if !path.is_file() {
+                            return Err(invalid("auth.oauth.clientMetadata.caFile", format!("'{f}' is not a readable file")));
+                        }
+                        Some(path)
+                    }
+                },
+            },
+        })
+    }
+}
 
 /// `auth.oidc`: an OpenID Connect provider (authorization code flow + PKCE).
 #[derive(Debug, Clone, PartialEq)]
@@ -97,6 +251,8 @@ pub struct AuthConfig {
     pub session_max: Duration,
     /// `/ui` requests served at once; beyond, 503 (`maxConcurrentPages`, 1..=64, default 4).
     pub max_concurrent_pages: usize,
+    /// `auth.oauth`: OAuth 2.1 for MCP clients (issue 18).
+    pub oauth: OauthConfig,
 }
 
 impl Default for AuthConfig {
@@ -109,6 +265,7 @@ impl Default for AuthConfig {
             session_idle: Duration::from_secs(DEFAULT_SESSION_IDLE_SECS),
             session_max: Duration::from_secs(DEFAULT_SESSION_MAX_SECS),
             max_concurrent_pages: DEFAULT_MAX_CONCURRENT_PAGES,
+            oauth: OauthConfig::default(),
         }
     }
 }
@@ -123,6 +280,7 @@ pub(super) struct RawAuth {
     session_idle_secs: Option<u64>,
     session_max_secs: Option<u64>,
     max_concurrent_pages: Option<u64>,
+    oauth: Option<RawOauth>,
 }
 
 #[derive(Deserialize, Default)]
@@ -167,6 +325,8 @@ pub(super) fn known_keys(path: &[&str]) -> Option<&'static [&'static str]> {
         ["auth", "oidc"] => super::declared_keys::<RawOidc>(),
         ["auth", "oidc", "allow"] => super::declared_keys::<RawOidcAllow>(),
         ["auth", "github"] => super::declared_keys::<RawGithub>(),
+        ["auth", "oauth"] => super::declared_keys::<RawOauth>(),
+        ["auth", "oauth", "clientMetadata"] => super::declared_keys::<RawClientMetadata>(),
         _ => return None,
     })
 }
@@ -264,6 +424,7 @@ impl AuthConfig {
             session_idle: Duration::from_secs(idle),
             session_max: Duration::from_secs(max.max(idle)),
             max_concurrent_pages: bounded("auth.maxConcurrentPages", raw.max_concurrent_pages, DEFAULT_MAX_CONCURRENT_PAGES as u64, 1, 64)? as usize,
+            oauth: OauthConfig::parse(raw.oauth)?,
         })
     }
 }
@@ -278,6 +439,10 @@ pub(super) fn warnings(public_url: Option<&str>, auth: &AuthConfig) -> Vec<Strin
     let mut out = Vec::new();
     if public_url.is_none() && (auth.oidc.is_some() || auth.github.is_some()) {
         out.push("publicUrl: not set while auth.oidc or auth.github is: sign-in redirect URIs use the request's loopback Host, which works only on this machine; set publicUrl to the address browsers use".to_string());
+    }
+    let m = &auth.oauth.client_metadata;
+    if auth.oauth.enabled && auth.oauth.client_metadata_documents && (m.allow_http || m.allow_private_addresses) {
+        out.push("auth.oauth.clientMetadata: allowHttp or allowPrivateAddresses is on: client metadata documents may be fetched over plain http or from this network's private addresses (SSRF guard off); for tests only".to_string());
     }
     if let Some(u) = public_url.filter(|u| u.starts_with("http://") && !is_loopback_host(host_of(u))) {
         out.push(format!(

@@ -1,7 +1,10 @@
-//! Who is calling `/mcp`: the hub key (docs/decisions.md D6).
+//! Who is calling `/mcp`: the hub key (docs/decisions.md D6), or an OAuth
+//! access token (issue 18, `mcphub_at_…`, [`crate::users::oauth`]).
 //!
 //! A key is accepted as `Authorization: Bearer mcphub_…` or as `?key=…` on
-//! the URL (Cursor's form: `http://host:3000/mcp?key=mcphub_…`). No key is
+//! the URL (Cursor's form: `http://host:3000/mcp?key=mcphub_…`); an access
+//! token only as `Authorization: Bearer` (RFC 6750 §2.1; MCP authorization
+//! "Token Requirements": never in the query). No key is
 //! fine only while no user exists or with `"allowAnonymous": true`. Every
 //! refusal is HTTP 401 with `WWW-Authenticate: Bearer` and a JSON-RPC error
 //! (`-32000`, `data.httpStatus` 401) whose message says what to do; the
@@ -23,6 +26,9 @@ pub enum KeyRefusal {
     Unknown,
     /// `Authorization` with a scheme other than Bearer.
     WrongScheme,
+    /// An OAuth access token that is unknown, expired or revoked, or whose
+    /// user no longer exists (401, `error="invalid_token"`; RFC 6750 §3.1).
+    InvalidToken,
     /// A key this instance does not know while the user store (Redis)
     /// cannot be read: it may be a run-time user's; or no key while the
     /// store has not been read since the start and the config file has no
@@ -46,6 +52,10 @@ impl KeyRefusal {
             KeyRefusal::Unknown => {
                 "Unauthorized: this MCPHub key is unknown or revoked. Check the key was copied whole \
                  (mcphub_ followed by 64 hex characters, no quotes or spaces) or ask your MCPHub admin for a new one."
+            }
+            KeyRefusal::InvalidToken => {
+                "Unauthorized: this OAuth access token is invalid, expired or revoked. Refresh it, or sign in again \
+                 (your MCP client does this when it supports OAuth)."
             }
             KeyRefusal::WrongScheme => {
                 "Unauthorized: send the MCPHub key as 'Authorization: Bearer mcphub_…' (other schemes are not accepted) \
@@ -80,9 +90,47 @@ pub fn presented_key(req: &Request) -> Result<Option<String>, KeyRefusal> {
     Ok(req.query("key").map(|k| k.trim().to_string()))
 }
 
-/// The calling user: `Ok(None)` for an anonymous request the hub serves.
-pub fn authenticate(hub: &Hub, req: &Request) -> Result<Option<Arc<User>>, KeyRefusal> {
-    match presented_key(req)? {
+/// Who a `/mcp` request comes from.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    /// The user; `None` for an anonymous request the hub serves.
+    pub user: Option<Arc<User>>,
+    /// The granted scopes (space-separated) when the credential is an OAuth
+    /// access token; `None` for a hub key (which may do everything its user may).
+    pub scope: Option<String>,
+}
+
+impl Caller {
+    /// Whether the caller may send `method` (a hub key may send any; an
+    /// access token needs `mcp` for `tools/call`, `mcp:read` does the rest;
+    /// issue 18, "step-up").
+    pub fn may_send(&self, method: &str) -> bool {
+        let Some(scope) = &self.scope else { return true };
+        let has = |s: &str| scope.split(' ').any(|g| g == s);
+        has(super::oauth::SCOPE_MCP) || (has(super::oauth::SCOPE_READ) && method != "tools/call")
+    }
+}
+
+/// The caller of a `/mcp` request.
+///
+/// Errors: every [`KeyRefusal`]; an access token (`mcphub_at_…`) sent as
+/// `?key=` is refused as `Unknown`.
+pub fn authenticate(hub: &Hub, req: &Request) -> Result<Caller, KeyRefusal> {
+    let presented = presented_key(req)?;
+    if let Some(token) = presented.as_deref().filter(|k| k.starts_with(crate::users::oauth::ACCESS_PREFIX)) {
+        if req.header("Authorization").is_none() || !hub.config().auth.oauth.enabled {
+            return Err(KeyRefusal::Unknown);
+        }
+        return match hub.oauth().store().access(token) {
+            Ok(Some(grant)) => match hub.users().get(&grant.user) {
+                Some(user) => Ok(Caller { user: Some(user), scope: Some(grant.scope) }),
+                None => Err(KeyRefusal::InvalidToken),
+            },
+            Ok(None) => Err(KeyRefusal::InvalidToken),
+            Err(_) => Err(KeyRefusal::StoreUnavailable),
+        };
+    }
+    let user = match presented {
         Some(key) if !key.is_empty() => match hub.users().authenticate_checked(&key) {
             Ok(Some(user)) => Ok(Some(user)),
             Ok(None) => Err(KeyRefusal::Unknown),
@@ -93,7 +141,8 @@ pub fn authenticate(hub: &Hub, req: &Request) -> Result<Option<Arc<User>>, KeyRe
             Ok(false) => Err(KeyRefusal::Missing),
             Err(_) => Err(KeyRefusal::StoreUnavailable),
         },
-    }
+    }?;
+    Ok(Caller { user, scope: None })
 }
 
 /// Equality of two secrets that takes the same time wherever they differ

@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod oauth;
 pub mod listen;
 pub mod me;
 pub mod methods;
@@ -77,6 +78,8 @@ struct Inner {
     activity: crate::users::activity::Activity,
     /// The users' pages' state: browser sessions, their limits (issue 17).
     ui: ui::Ui,
+    /// OAuth for MCP clients: clients, grants, tokens (issue 18).
+    oauth: oauth::Oauth,
 }
 
 /// One served server's state ([`Hub::server_statuses`]): `/readyz` and the admin pages.
@@ -188,6 +191,7 @@ impl Hub {
             inner: Arc::new(Inner {
                 users: parking_lot::RwLock::new(crate::users::Users::open(&config, redis.clone(), &threads)),
                 ui: ui::Ui::new(redis.clone()),
+                oauth: oauth::Oauth::new(redis.clone(), &config.auth.oauth),
                 redis,
                 config: parking_lot::RwLock::new(Arc::new(config)),
                 reloading: parking_lot::Mutex::new(()),
@@ -380,6 +384,11 @@ impl Hub {
         &self.inner.ui
     }
 
+    /// OAuth for MCP clients ([`oauth::Oauth`]).
+    pub fn oauth(&self) -> &oauth::Oauth {
+        &self.inner.oauth
+    }
+
     /// The hub's one Redis connection, when configured (shared by sessions,
     /// users, rate limits and modern task records).
     pub fn redis(&self) -> Option<&crate::store::redis::RedisStore> {
@@ -549,15 +558,19 @@ impl Hub {
         if let Some(wait) = self.auth_failures().throttled(req.peer.ip()) {
             return auth::throttled_response(wait);
         }
-        let user = match auth::authenticate(self, &req) {
-            Ok(u) => u,
+        let caller = match auth::authenticate(self, &req) {
+            Ok(c) => c,
             Err(refusal) => {
-                if matches!(refusal, auth::KeyRefusal::Unknown | auth::KeyRefusal::WrongScheme) {
+                if matches!(refusal, auth::KeyRefusal::Unknown | auth::KeyRefusal::WrongScheme | auth::KeyRefusal::InvalidToken) {
                     self.auth_failures().record(req.peer.ip(), auth::FailureKind::HubKey);
                 }
-                return refusal.response();
+                return self.oauth_challenge(&req, refusal.response());
             }
         };
+        if caller.scope.is_some() && req.method == "POST" && !request_methods(&req.body).iter().all(|m| caller.may_send(m)) {
+            return self.oauth_challenge(&req, Refusal::InsufficientScope.response(None));
+        }
+        let user = caller.user;
         if let Some(u) = &user {
             crate::trace::note(|i| i.user = Some(u.name.clone()));
         }
@@ -567,6 +580,22 @@ impl Hub {
             "DELETE" => self.delete(&req, user.as_deref()),
             _ => Response::text(405, "use POST").with_header("Allow", "POST, GET, DELETE"),
         }
+    }
+
+    /// A 401/403 of `/mcp` with the OAuth challenge when OAuth is on: its
+    /// `WWW-Authenticate` gains `resource_metadata` and `scope` (RFC 9728
+    /// §5.1; MCP authorization "Protected Resource Metadata Discovery").
+    fn oauth_challenge(&self, req: &Request, mut r: Response) -> Response {
+        if !self.config().auth.oauth.enabled {
+            return r;
+        }
+        for (k, v) in r.headers.iter_mut() {
+            if k.eq_ignore_ascii_case("WWW-Authenticate") {
+                let error = v.split("error=\"").nth(1).and_then(|e| e.split('"').next()).map(str::to_string);
+                *v = oauth::www_authenticate(&ui::base_url(self, req), error.as_deref(), oauth::SCOPE_MCP);
+            }
+        }
+        r
     }
 
     /// `GET /mcp` (legacy session): with `Last-Event-ID`, resumes one of the
@@ -892,16 +921,44 @@ impl Handler for Hub {
             }
             (_, p) if p.starts_with(admin::PREFIX) => admin::handle(self, &req),
             (_, p) if p == me::PATH || p.starts_with(me::PREFIX) => me::handle(self, &req),
-            (_, p) if p == ui::PREFIX || p.starts_with("/ui/") => ui::handle(self, &req),
+            (_, p) if p == ui::PREFIX || p.starts_with("/ui/") || p == ui::consent::PATH => ui::handle(self, &req),
+            (_, p) if oauth::owns(p) => oauth::handle(self, &req),
             ("GET", "/") => Response::text(200, "MCPHub: the MCP endpoint is /mcp; your pages are at /ui/\n"),
             _ => Response::text(404, "not found; the MCP endpoint is /mcp\n"),
         }
     }
 }
 
+/// The `method` of each JSON-RPC request in a POST body (one message or
+/// a batch); empty when the body is not JSON (the parse refuses it later).
+fn request_methods(body: &[u8]) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct Message {
+        method: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Body {
+        One(Message),
+        Batch(Vec<Message>),
+    }
+    match serde_json::from_slice::<Body>(body) {
+        Ok(Body::One(m)) => m.method.into_iter().collect(),
+        Ok(Body::Batch(ms)) => ms.into_iter().filter_map(|m| m.method).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_methods_of_a_body_are_read_from_one_message_or_a_batch() {
+        assert_eq!(request_methods(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#), ["tools/call"]);
+        assert_eq!(request_methods(br#"[{"method":"ping"},{"result":{}},{"method":"tools/call"}]"#), ["ping", "tools/call"]);
+        assert!(request_methods(b"{not json").is_empty());
+    }
 
     fn get(version: Option<&str>) -> Request {
         Request {

@@ -35,6 +35,12 @@ pub enum Refusal {
     /// No, an unknown or a wrongly sent hub key (401 + `WWW-Authenticate`),
     /// or a user store that cannot be read (503 + `Retry-After`).
     Key(KeyRefusal),
+    /// An OAuth access token without the scope the method needs (issue 18:
+    /// `tools/call` needs `mcp`). 403 + `WWW-Authenticate: Bearer
+    /// error="insufficient_scope", scope="mcp"` (RFC 6750 §3.1; MCP
+    /// authorization "Scope Challenge Handling"); the `/mcp` edge adds
+    /// `resource_metadata`.
+    InsufficientScope,
     /// Too many failed authentications from the client's address. 429 + `Retry-After`.
     AuthThrottled {
         /// Until the address is admitted again.
@@ -190,7 +196,14 @@ impl Refusal {
             }
             Key(k) => {
                 let mut s = shape(401, ErrorObject::with_data(codes::SERVER_ERROR, k.message(), json!({"httpStatus": 401})));
-                s.headers.push(("WWW-Authenticate", "Bearer realm=\"mcphub\"".into()));
+                let challenge = if *k == KeyRefusal::InvalidToken { "Bearer realm=\"mcphub\", error=\"invalid_token\"" } else { "Bearer realm=\"mcphub\"" };
+                s.headers.push(("WWW-Authenticate", challenge.into()));
+                s
+            }
+            InsufficientScope => {
+                let msg = "Forbidden: this OAuth access token lacks the 'mcp' scope that tools/call needs; authorize again with scope 'mcp'";
+                let mut s = shape(403, ErrorObject::with_data(codes::SERVER_ERROR, msg, json!({"httpStatus": 403, "requiredScope": "mcp"})));
+                s.headers.push(("WWW-Authenticate", "Bearer realm=\"mcphub\", error=\"insufficient_scope\", scope=\"mcp\"".into()));
                 s
             }
             AuthThrottled { retry_after_secs: secs } => {
@@ -407,6 +420,22 @@ mod tests {
             row(ForbiddenOrigin, 403, -32600, "Forbidden: Origin not allowed", None, &[]),
             unauthorized(KeyRefusal::Missing, "Unauthorized: an MCPHub key is required. Send it as 'Authorization: Bearer mcphub_…' or add '?key=mcphub_…' to the /mcp URL (Cursor: \"url\": \"http://HOST:3000/mcp?key=mcphub_…\"). Your MCPHub admin issues keys (mcphub keygen, or POST /api/admin/users/NAME/keys)."),
             unauthorized(KeyRefusal::Unknown, "Unauthorized: this MCPHub key is unknown or revoked. Check the key was copied whole (mcphub_ followed by 64 hex characters, no quotes or spaces) or ask your MCPHub admin for a new one."),
+            row(
+                Key(KeyRefusal::InvalidToken),
+                401,
+                -32000,
+                "Unauthorized: this OAuth access token is invalid, expired or revoked. Refresh it, or sign in again (your MCP client does this when it supports OAuth).",
+                Some(json!({"httpStatus": 401})),
+                &[("WWW-Authenticate", "Bearer realm=\"mcphub\", error=\"invalid_token\"")],
+            ),
+            row(
+                InsufficientScope,
+                403,
+                -32000,
+                "Forbidden: this OAuth access token lacks the 'mcp' scope that tools/call needs; authorize again with scope 'mcp'",
+                Some(json!({"httpStatus": 403, "requiredScope": "mcp"})),
+                &[("WWW-Authenticate", "Bearer realm=\"mcphub\", error=\"insufficient_scope\", scope=\"mcp\"")],
+            ),
             unauthorized(KeyRefusal::WrongScheme, "Unauthorized: send the MCPHub key as 'Authorization: Bearer mcphub_…' (other schemes are not accepted) or as '?key=mcphub_…' on the URL."),
             row(
                 Key(KeyRefusal::StoreUnavailable),

@@ -327,6 +327,10 @@ impl Hub {
             log::warn!("server '{}' is not served: {}", s.name, s.reason);
         }
 
+        if old.auth.oauth != new.auth.oauth {
+            self.oauth().store().set_config(&new.auth.oauth);
+            self.oauth().fetcher().set_config(&new.auth.oauth.client_metadata);
+        }
         // The swap.
         let (naming, ttl, budget) = (new.tool_naming, new.list_cache_ttl, new.list_timeout);
         *self.inner.config.write() = Arc::new(new);

@@ -18,6 +18,7 @@
 //! turns an unreachable Redis into fast [`StoreError::Unavailable`] answers,
 //! and callers keep serving from their local cache).
 
+pub mod kv;
 pub mod memory;
 pub mod redis;
 

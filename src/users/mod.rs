@@ -29,6 +29,7 @@
 //!   wait, more are dropped until the next minute).
 
 pub mod activity;
+pub mod oauth;
 pub mod persist;
 pub mod secrets;
 

@@ -29,6 +29,7 @@
 
 pub mod activity;
 pub mod admin;
+pub mod consent;
 pub mod github;
 pub mod layout;
 pub mod oidc;
@@ -236,7 +237,7 @@ fn cookie<'r>(req: &'r Request, name: &str) -> Option<&'r str> {
 }
 
 /// Where browsers reach the hub (see [`Ctx::base`]).
-fn base_url(hub: &Hub, req: &Request) -> String {
+pub fn base_url(hub: &Hub, req: &Request) -> String {
     let config = hub.config();
     if let Some(u) = &config.public_url {
         return u.clone();
@@ -319,7 +320,7 @@ fn static_file(body: &str, content_type: &str) -> Response {
 
 fn route(hub: &Hub, req: &Request) -> Response {
     let path = req.path();
-    let rest = path.strip_prefix(PREFIX).unwrap_or("");
+    let rest = if path == consent::PATH { "/oauth/authorize" } else { path.strip_prefix(PREFIX).unwrap_or("") };
     let parts: Vec<String> = rest.split('/').filter(|p| !p.is_empty()).map(percent_decode).collect();
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     let method = req.method.as_str();
@@ -366,6 +367,8 @@ fn route(hub: &Hub, req: &Request) -> Response {
         ("POST", ["tokens", name]) => pages::set_token(&ctx, name),
         ("POST", ["tokens", name, "delete"]) => pages::delete_token(&ctx, name),
         ("GET", ["activity"]) => activity::page(&ctx),
+        ("GET", ["oauth", "authorize"]) if path == consent::PATH => consent::authorize(&ctx),
+        ("POST", ["oauth", "authorize"]) if path == consent::PATH => consent::decide(&ctx),
         (_, ["admin", rest @ ..]) => admin::route(&ctx, rest),
         ("GET", _) | ("POST", _) => error_page(&ctx, 404, "Not found", "There is no such page. Start again from the Connect page."),
         _ => error_page(&ctx, 405, "Method not allowed", "The pages take GET and POST only.").with_header("Allow", "GET, POST"),
