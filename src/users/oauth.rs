@@ -150,6 +150,8 @@ pub struct ConnectedApp {
 /// The tokens of a successful token request (RFC 6749 §5.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenPair {
+    /// The hub user the tokens act for (for the endpoint's log line; not sent).
+    pub user: String,
     /// `access_token`.
     pub access_token: String,
     /// `refresh_token`.
@@ -540,7 +542,7 @@ impl OauthStore {
         if due(&self.family_noted, &family.id, now) {
             let _ = self.note_used(&family.user, &family.client_id, now);
         }
-        Ok(TokenPair { access_token: access, refresh_token: refresh, expires_in: c.access_token.as_secs(), scope: family.scope })
+        Ok(TokenPair { user: family.user.clone(), access_token: access, refresh_token: refresh, expires_in: c.access_token.as_secs(), scope: family.scope })
     }
 
     /// Revokes family `fid`: marks it revoked (for a racing [`Self::issue`]),
