@@ -426,6 +426,8 @@ fn sign_in_resumes_the_request_and_allow_sends_code_state_and_iss() {
     assert_eq!(cookie_value(next), url);
 
     let next_cookie = format!("__Host-mcphub_oauth_next={}", cookie_value(next));
+    let login = get(&h, "/ui/login", &[HOST, ("Cookie", &next_cookie)]);
+    assert!(login.text.contains("Sign in to connect <strong>Tool</strong>"), "{}", login.text);
     let (r, b) = sign_in_with(&h, &key, Some(&next_cookie));
     assert_eq!(location(&r), url, "back to the authorization request");
     assert!(set_cookie(&r, "__Host-mcphub_oauth_next").contains("Max-Age=0"), "the cookie is cleared");

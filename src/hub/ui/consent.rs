@@ -428,6 +428,14 @@ pub(super) fn resume_after_sign_in(ctx: &Ctx) -> (Option<String>, bool) {
     (ok.then(|| v.to_string()), true)
 }
 
+/// The name of the client whose authorization request waits for this
+/// sign-in ([`NEXT_COOKIE`]), for the sign-in page's "Sign in to connect …".
+pub(super) fn waiting_client(ctx: &Ctx) -> Option<String> {
+    let next = resume_after_sign_in(ctx).0?;
+    let params = Params::parse(next.split_once('?').map_or("", |(_, q)| q));
+    resolve_client(ctx.hub, params.get("client_id")?).ok().map(|c| c.name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -438,7 +438,7 @@ pub fn login_page(ctx: &Ctx, problem: Option<&str>) -> Response {
         return redirect("/ui/connect");
     }
     let token = session::random_token();
-    let page = layout::login(ctx, &ctx.hub.config().auth, &token, problem);
+    let page = layout::login(ctx, &ctx.hub.config().auth, &token, problem, consent::waiting_client(ctx).as_deref());
     html(if problem.is_some() { 401 } else { 200 }, page).with_header("Set-Cookie", &ctx.set_cookie(PRE_CSRF, &token, Some(3600)))
 }
 
