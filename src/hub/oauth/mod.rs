@@ -24,6 +24,9 @@ use super::Hub;
 use crate::http::{Request, Response};
 use crate::users::oauth::TokenError;
 use std::sync::atomic::{AtomicU64, Ordering};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::net::IpAddr;
+use std::num::NonZeroU32;
 
 /// The scope that lets a token use `/mcp` fully.
 pub const SCOPE_MCP: &str = "mcp";
@@ -70,14 +73,18 @@ pub struct Oauth {
     store: crate::users::oauth::OauthStore,
     fetcher: cimd::Fetcher,
     counters: Counters,
+    /// `/oauth/register` attempts per source address (`registrationsPerMinute`, read at start).
+    registrations: DefaultKeyedRateLimiter<IpAddr>,
 }
 
 impl Oauth {
     /// Records in `redis` when given, else memory; limits from `config`.
     pub fn new(redis: Option<crate::store::redis::RedisStore>, config: &crate::config::auth::OauthConfig) -> Oauth {
+        let quota = Quota::per_minute(NonZeroU32::new(config.registrations_per_minute).unwrap_or(NonZeroU32::MIN));
         Oauth {
             store: crate::users::oauth::OauthStore::new(redis, config),
             fetcher: cimd::Fetcher::new(&config.client_metadata),
+            registrations: RateLimiter::keyed(quota),
             counters: Counters::default(),
         }
     }
@@ -422,8 +429,29 @@ pub enum ClientError {
 /// `clientMetadataDocuments`) is fetched through [`cimd::Fetcher`]; any other
 /// id must be a registered client.
 pub fn resolve_client(hub: &Hub, client_id: &str) -> Result<ClientInfo, ClientError> {
-    let _ = (hub, client_id);
-    todo!()
+    let config = hub.config();
+    let oauth = &config.auth.oauth;
+    // Only a URL can be a document (a registered id never starts so).
+    let url_like = client_id.starts_with("https://") || client_id.starts_with("http://");
+    if url_like && oauth.client_metadata_documents && cimd::is_document_url(client_id, oauth.client_metadata.allow_http) {
+        let doc = hub.oauth().fetcher().get(client_id)?;
+        let host = crate::config::auth::host_of(client_id).to_string();
+        return Ok(ClientInfo {
+            client_id: client_id.to_string(),
+            name: doc.client_name.clone().filter(|n| !n.trim().is_empty()).unwrap_or_else(|| host.clone()),
+            verified_host: Some(host),
+            redirect_uris: doc.redirect_uris.clone(),
+        });
+    }
+    match hub.oauth().store().client(client_id)? {
+        Some(c) => Ok(ClientInfo {
+            client_id: c.client_id,
+            name: c.client_name.filter(|n| !n.trim().is_empty()).unwrap_or_else(|| "Unnamed client".into()),
+            verified_host: None,
+            redirect_uris: c.redirect_uris,
+        }),
+        None => Err(ClientError::Unknown),
+    }
 }
 
 #[cfg(test)]
