@@ -16,12 +16,15 @@ const ADMIN: &str = "admin-token-for-oauth-instances-0123";
 
 fn instance(redis: &str) -> mcphub::hub::Hub {
     let root = "mcphub_".to_string() + &"ab".repeat(32);
-    hub(json!({
+    let h = hub(json!({
         "redis": {"url": redis},
         "adminToken": ADMIN,
         "publicUrl": "http://127.0.0.1:3000",
         "users": {"root": user_with_key(&root)},
-    }))
+    }));
+    // Instances of one deployment share the secret key of the user records.
+    h.users().set_secret_key(Some(mcphub::users::secrets::SecretKey::from_bytes([7; 32])));
+    h
 }
 
 /// The S256 challenge of `verifier` (RFC 7636 §4.2).
@@ -73,8 +76,14 @@ fn a_token_works_on_every_instance_until_its_user_is_deleted_on_another() {
     let tokens: Value = tokens.json();
     let access = tokens["access_token"].as_str().expect("access_token").to_string();
 
-    // B accepts A's token once B's user registry knows carol (it polls Redis once a second).
-    wait_util::wait_until("instance B accepts A's token", wait_util::PATIENCE, || initialize(&b, &access).status == 200);
+    let on_a = initialize(&a, &access);
+    assert_eq!(on_a.status, 200, "the issuing instance accepts its token: {}", on_a.text);
+    // B accepts A's token once its user registry has carol (it polls Redis
+    // once a second). Polling B's /mcp with the token instead would count
+    // as failed authentications and throttle this address.
+    wait_util::wait_until("instance B to know carol", wait_util::PATIENCE, || b.users().get("carol").is_some());
+    let on_b = initialize(&b, &access);
+    assert_eq!(on_b.status, 200, "another instance accepts the token: {}", on_b.text);
 
     // carol is deleted through B; A refuses her token at once, before its registry polls:
     // the deletion revoked her grants in Redis.
