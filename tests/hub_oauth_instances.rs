@@ -6,7 +6,6 @@
 
 mod core_util;
 mod redis_util;
-mod wait_util;
 
 use core_util::*;
 use serde_json::{json, Value};
@@ -81,7 +80,7 @@ fn a_token_works_on_every_instance_until_its_user_is_deleted_on_another() {
     // B accepts A's token once its user registry has carol (it polls Redis
     // once a second). Polling B's /mcp with the token instead would count
     // as failed authentications and throttle this address.
-    wait_util::wait_until("instance B to know carol", wait_util::PATIENCE, || b.users().get("carol").is_some());
+    wait_until("instance B to know carol", PATIENCE, || b.users().get("carol").is_some());
     let on_b = initialize(&b, &access);
     assert_eq!(on_b.status, 200, "another instance accepts the token: {}", on_b.text);
 
