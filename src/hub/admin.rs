@@ -294,6 +294,9 @@ pub fn delete_user(hub: &Hub, caller: &str, name: &str) -> Result<(), UsersError
     if let Err(e) = hub.activity().forget(name) {
         log::warn!("activity: the deleted user's activity stays until it expires ({e})");
     }
+    if let Err(e) = hub.oauth().store().revoke_user(name) {
+        log::warn!("oauth: the deleted user's OAuth grants stay until they expire ({e}); their tokens are refused anyway (no such user)");
+    }
     Ok(())
 }
 

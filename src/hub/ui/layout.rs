@@ -90,10 +90,13 @@ pub fn message(ctx: &Ctx, title: &str, text: &str) -> Markup {
 }
 
 /// The sign-in page: provider buttons (`a#signin-oidc`, `a#signin-github`)
-/// and the key form (`form#signin-key`) with the double-submit `csrf`.
-pub fn login(ctx: &Ctx, auth: &AuthConfig, csrf: &str, problem: Option<&str>) -> Markup {
+/// and the key form (`form#signin-key`) with the double-submit `csrf`;
+/// `connecting`: the name of the OAuth client waiting for this sign-in
+/// (`p#connecting`).
+pub fn login(ctx: &Ctx, auth: &AuthConfig, csrf: &str, problem: Option<&str>, connecting: Option<&str>) -> Markup {
     let body = html! {
         @if let Some(p) = problem { p.problem role="alert" { (p) } }
+        @if let Some(c) = connecting { p.notice id="connecting" { "Sign in to connect " strong { (c) } " to MCPHub." } }
         p.lead { "Sign in to get your MCPHub key, set the service tokens your servers need, and see your activity." }
         @if ctx.hub.users().is_empty() {
             p.notice id="no-users" {

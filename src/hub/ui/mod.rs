@@ -174,7 +174,9 @@ impl Ctx<'_> {
 
     /// The sign-in answer once a provider (or a key) proved who this is:
     /// ends any current session, starts one for `user`, sets the cookie and
-    /// sends the browser to `/ui/connect`. `via`: `oidc`, `github` or `key`.
+    /// sends the browser to `/ui/connect`, or back to the authorization
+    /// request that sent it to sign in ([`consent::NEXT_COOKIE`], then
+    /// cleared). `via`: `oidc`, `github` or `key`.
     pub fn sign_in(&self, user: &str, via: &str) -> Response {
         let ui = self.hub.ui();
         if let Some(old) = &self.cookie {
@@ -184,7 +186,14 @@ impl Ctx<'_> {
         match ui.sessions.create(user, via, auth.session_idle) {
             Ok((cookie, _)) => {
                 super::admin::audit(user, "ui.signin", via);
-                redirect("/ui/connect").with_header("Set-Cookie", &self.set_cookie(SESSION, &cookie, Some(auth.session_max.as_secs())))
+                let (next, sent) = consent::resume_after_sign_in(self);
+                let r = redirect(next.as_deref().unwrap_or("/ui/connect"))
+                    .with_header("Set-Cookie", &self.set_cookie(SESSION, &cookie, Some(auth.session_max.as_secs())));
+                if sent {
+                    r.with_header("Set-Cookie", &self.set_cookie(consent::NEXT_COOKIE, "", Some(0)))
+                } else {
+                    r
+                }
             }
             Err(e) => unavailable(self, &e),
         }
@@ -297,10 +306,13 @@ pub fn handle(hub: &Hub, req: &Request) -> Response {
     finish(resp, started)
 }
 
-/// The headers every `/ui` answer carries.
+/// The headers every `/ui` answer carries (a `Content-Security-Policy`
+/// the answer already has is kept: the consent page's, `consent::authorize`).
 fn finish(mut r: Response, started: Instant) -> Response {
+    if !r.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("Content-Security-Policy")) {
+        r.headers.push(("Content-Security-Policy".into(), "default-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'".into()));
+    }
     for (k, v) in [
-        ("Content-Security-Policy", "default-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
         ("X-Frame-Options", "DENY"),
         ("Referrer-Policy", "no-referrer"),
         ("X-Content-Type-Options", "nosniff"),
@@ -363,6 +375,7 @@ fn route(hub: &Hub, req: &Request) -> Response {
         ("GET", ["keys"]) => pages::keys(&ctx),
         ("POST", ["keys", "create"]) => pages::create_key(&ctx),
         ("POST", ["keys", id, "revoke"]) => pages::revoke_key(&ctx, id),
+        ("POST", ["apps", "revoke"]) => pages::revoke_app(&ctx),
         ("GET", ["tokens"]) => pages::tokens(&ctx),
         ("POST", ["tokens", name]) => pages::set_token(&ctx, name),
         ("POST", ["tokens", name, "delete"]) => pages::delete_token(&ctx, name),
@@ -425,7 +438,7 @@ pub fn login_page(ctx: &Ctx, problem: Option<&str>) -> Response {
         return redirect("/ui/connect");
     }
     let token = session::random_token();
-    let page = layout::login(ctx, &ctx.hub.config().auth, &token, problem);
+    let page = layout::login(ctx, &ctx.hub.config().auth, &token, problem, consent::waiting_client(ctx).as_deref());
     html(if problem.is_some() { 401 } else { 200 }, page).with_header("Set-Cookie", &ctx.set_cookie(PRE_CSRF, &token, Some(3600)))
 }
 

@@ -10,7 +10,10 @@
 //!   revoke form per row) and `form#create-key`; `POST /ui/keys/create`
 //!   answers 200 with the new key once (`output#new-key`) and the snippets
 //!   filled with it; `POST /ui/keys/{id}/revoke` → 303 `/ui/keys?done=revoked`
-//!   (an id that is not the person's own → 404, nothing changes);
+//!   (an id that is not the person's own → 404, nothing changes); below,
+//!   "Connected apps" (`table#apps`): the OAuth clients the person allowed,
+//!   each with a revoke form → `POST /ui/apps/revoke` (field `client`) →
+//!   303 `/ui/keys?done=app-revoked`;
 //! - `GET /ui/tokens`: per token name the servers needing it, set or not
 //!   (names only: values are write-only and never rendered), a
 //!   `form.set-token` and, when set, a delete form; `POST /ui/tokens/{NAME}`
@@ -25,6 +28,8 @@ use super::layout::{csrf_field, page, Nav};
 use super::{error_page, html, redirect, Ctx};
 use crate::http::Response;
 use crate::hub::admin::audit;
+use crate::store::kv::KvError;
+use crate::users::oauth::ConnectedApp;
 use crate::users::{User, UsersError};
 use maud::{html, Markup};
 use serde_json::json;
@@ -163,8 +168,10 @@ fn keys_page(ctx: &Ctx, user: &User, status: u16, problem: Option<&str>, label: 
     };
     let notice = match ctx.req.query("done").as_deref() {
         Some("revoked") => Some("The key was revoked: clients using it are refused (401) from now on."),
+        Some("app-revoked") => Some("The app was disconnected: its tokens are refused (401) from now on, and it must ask again to connect."),
         _ => None,
     };
+    let apps = ctx.hub.oauth().store().connected_apps(&user.name);
     let body = html! {
         @if let Some(p) = problem { p.problem role="alert" { (p) } }
         @if let Some(n) = notice { p.notice role="status" { (n) } }
@@ -203,8 +210,90 @@ fn keys_page(ctx: &Ctx, user: &User, status: u16, problem: Option<&str>, label: 
             button type="submit" { "Create key" }
         }
         p.muted { "A label says where the key is used (at most 64 characters). The key is shown once, on the next page, with your client snippets filled in." }
+        (connected_apps(ctx, apps))
     };
     html(status, page(ctx, Nav::Keys, "Keys", body))
+}
+
+/// What the Connected apps list shows for a client id: a metadata
+/// document's host, or a registered client's id shortened to 8 hex.
+pub fn short_client_id(client_id: &str) -> String {
+    if client_id.starts_with("https://") || client_id.starts_with("http://") {
+        return crate::config::auth::host_of(client_id).to_string();
+    }
+    match client_id.strip_prefix("mcphub_client_") {
+        Some(hex) => format!("mcphub_client_{}…", hex.get(..8).unwrap_or(hex)),
+        None => client_id.chars().take(24).collect(),
+    }
+}
+
+/// The Keys page's "Connected apps" section (`table#apps`, a revoke form per app).
+fn connected_apps(ctx: &Ctx, apps: Result<Vec<ConnectedApp>, KvError>) -> Markup {
+    if let Err(e) = &apps {
+        log::warn!("ui: connected apps: the store is unavailable ({e})");
+    }
+    html! {
+        h2 id="connected-apps" { "Connected apps" }
+        @match apps {
+            Err(_) => {
+                p.problem role="alert" { "The hub cannot reach its store right now, so your connected apps cannot be listed. Try again in a few seconds." }
+            }
+            Ok(apps) if apps.is_empty() => {
+                p.muted id="no-apps" {
+                    "No apps connected yet. MCP clients that support OAuth (Claude Code, Cursor, VS Code…) can connect with just the URL "
+                    code { (ctx.base) "/mcp" } "."
+                }
+            }
+            Ok(apps) => {
+                p.lead { "Apps you allowed to use MCPHub as you (OAuth). Revoking one stops its tokens at once." }
+                table id="apps" {
+                    thead { tr { th { "App" } th { "Client" } th { "May" } th { "Approved" } th { "Last used" } th {} } }
+                    tbody {
+                        @for app in &apps {
+                            tr {
+                                td { (app.client_name) }
+                                td { code title=(app.client_id) { (short_client_id(&app.client_id)) } }
+                                td { @for s in app.scope.split(' ') { span.tag { (s) } " " } }
+                                td { (utc_minute(app.consented_ms)) }
+                                td { @match app.last_used_ms { Some(ms) => { (utc_minute(ms)) } None => { span.muted { "never" } } } }
+                                td {
+                                    form.inline.revoke-app method="post" action="/ui/apps/revoke" {
+                                        (csrf_field(ctx))
+                                        input type="hidden" name="client" value=(app.client_id);
+                                        button.danger type="submit" { "Revoke" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `POST /ui/apps/revoke` (form field `client`): forgets the signed-in
+/// person's consent to that client and revokes its tokens → 303
+/// `/ui/keys?done=app-revoked`.
+pub fn revoke_app(ctx: &Ctx) -> Response {
+    let (_, user) = match ctx.signed_in() {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let form = ctx.form();
+    let Some(client) = form.get("client").filter(|c| !c.is_empty()) else {
+        return keys_page(ctx, user, 400, Some("No app was named. Go back to Keys and use an app's Revoke button."), "");
+    };
+    match ctx.hub.oauth().store().revoke_app(&user.name, client) {
+        Ok(()) => {
+            audit(&user.name, "oauth.revoke", &format!("{}/{}", user.name, crate::trace::sanitize(client, 200)));
+            redirect("/ui/keys?done=app-revoked")
+        }
+        Err(e) => {
+            log::warn!("ui: revoking an app: the store is unavailable ({e})");
+            keys_page(ctx, user, 503, Some("The hub cannot reach its store right now; nothing was changed. Try again in a few seconds."), "")
+        }
+    }
 }
 
 /// `GET /ui/keys`.
