@@ -149,7 +149,9 @@ export OAUTH_OIDC_SECRET=$OIDC_SECRET MCPHUB_SECRET_KEY_FILE=$RUN/secret.key
 # the .mjs files resolve their packages next to themselves: run them from $RUN
 cp "$UI_DIR/provider.mjs" "$OAUTH_DIR"/*.mjs "$RUN/" && ln -s "$NPM_PREFIX/node_modules" "$RUN/node_modules"
 
-start mock "$MOCK_BIN" --port "$P_MOCK" --name demo --era legacy --reflect-credential X-MCPHub-User
+# dual era: the hub speaks the modern era to it, whose per-request headers carry X-MCPHub-User
+# (with a legacy-era upstream the hub's shared session does not forward it)
+start mock "$MOCK_BIN" --port "$P_MOCK" --name demo --era dual --reflect-credential X-MCPHub-User
 start op env OP_PORT="$P_OP" OP_CTRL_PORT="$P_CTRL" HUB_URL="$HUB" OP_CLIENT_SECRET="$OIDC_SECRET" "$NODE" "$RUN/provider.mjs"
 start cimd python3 -I "$OAUTH_DIR/cimd_server.py" "$P_CIMD" "$RUN/tls/site.pem" "$RUN/tls/site.key" "$RUN/client-metadata.json" /oauth/client-metadata.json
 
@@ -410,7 +412,8 @@ for line in open(sys.argv[3], errors="replace"):
         j = json.loads(line)
     except ValueError:
         continue
-    if isinstance(j, dict) and j.get("duration_ms") is not None and j.get("ts"):
+    # (not the GET streams: their duration is how long they stayed open)
+    if isinstance(j, dict) and j.get("duration_ms") is not None and j.get("ts") and j.get("method") != "GET":
         t = datetime.fromisoformat(j["ts"].replace("Z", "+00:00")).timestamp() * 1000
         mcp_lines.append((t, j["duration_ms"]))
 rows = []

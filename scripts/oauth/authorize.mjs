@@ -152,7 +152,7 @@ try {
       redirectUri: text.includes(redirectUri.href),
       // the scope, by name or in words (the hidden form fields carry it too; those do not count)
       scope: scope.split(' ').every((s) => text.includes(s)) || /\b(use|call|tools)\b/i.test(text),
-      unverified: /unverified/i.test(text),
+      unverified: /unverified|not verified/i.test(text),
       // a metadata-document client: its URL's host in bold
       cimdHost: null,
     };

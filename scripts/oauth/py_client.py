@@ -199,7 +199,7 @@ async def raw_status(raw: httpx2.AsyncClient, token: str) -> tuple[int, str]:
     t = time.monotonic()
     r = await raw.post(
         f"{HUB}/mcp",
-        headers={"authorization": f"Bearer {token}", "accept": "application/json, text/event-stream", "mcp-protocol-version": "2025-11-25"},
+        headers={"authorization": f"Bearer {token}", "accept": "application/json, text/event-stream", "mcp-protocol-version": "2026-07-28"},
         json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
     )
     steps[step]["requests"].append({"m": "POST", "path": "/mcp", "st": r.status_code, "ms": round((time.monotonic() - t) * 1000, 1), "raw": True})

@@ -191,7 +191,7 @@ async function rawStatus(token) {
     method: 'POST',
     headers: {
       authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream',
-      'mcp-protocol-version': '2025-11-25',
+      'mcp-protocol-version': '2026-07-28',
     },
     body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' }),
     signal: AbortSignal.timeout(5000),
