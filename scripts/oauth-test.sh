@@ -15,8 +15,8 @@
 # What it does:
 #   1. installs what is missing; makes a throwaway CA and a server certificate for 127.0.0.1
 #      and localhost (openssl) in the run's directory;
-#   2. starts on free 127.0.0.1 ports: mcphub-mock in reflect mode on X-MCPHub-User (every tool
-#      result says `for who-<sha of the user name>`: the call came from that user), the OpenID
+#   2. starts on free 127.0.0.1 ports: mcphub-mock (dual era) in reflect mode on X-MCPHub-User
+#      (every tool result says `for who-<sha of the user name>`: the call came from that user), the OpenID
 #      provider (scripts/ui/provider.mjs; alice signs in), an https site serving the TS client's
 #      Client ID Metadata Document (scripts/oauth/cimd_server.py, certificate of that CA) and the
 #      hub: publicUrl, auth.oidc at the provider, autoProvision, an admin `root` with a key (so
