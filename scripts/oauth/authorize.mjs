@@ -146,12 +146,13 @@ try {
     out.consentShown = true;
     await shot(page, 'consent');
     const text = await page.locator('body').innerText();
+    const items = (await page.locator('li').allInnerTexts()).join('\n');
     const scope = authUrl.searchParams.get('scope') || 'mcp';
     out.consent = {
       clientName: CLIENT_NAME ? text.includes(CLIENT_NAME) : null,
       redirectUri: text.includes(redirectUri.href),
-      // the scope, by name or in words (the hidden form fields carry it too; those do not count)
-      scope: scope.split(' ').every((s) => text.includes(s)) || /\b(use|call|tools)\b/i.test(text),
+      // the scopes in words, one list item each: `mcp` lets the client call tools, `mcp:read` list and read
+      scope: scope.split(' ').every((s) => ({ mcp: /call tools/i, 'mcp:read': /\b(list|read)\b/i }[s] || new RegExp(s)).test(items)),
       unverified: /unverified|not verified/i.test(text),
       // a metadata-document client: its URL's host in bold
       cimdHost: null,
