@@ -337,8 +337,8 @@ jcheck "ts: ${ACCESS_SECS} s later the hub refuses the access token: 401, error=
 jcheck "ts: the next call succeeds: 401 → the SDK refreshes (new access and refresh token) → retried; refresh_token counter in /metrics rose" "$T" \
   '.facts.refresh.callOk and .facts.refresh.newAccess and .facts.refresh.newRefresh and .facts.refresh.counterAfter > .facts.refresh.counterBefore' \
   '.facts.refresh // .error'
-jcheck "ts: POST /oauth/revoke (refresh token) → 200; the access token then gets 401; the SDK's next call fails and asks for a new authorization" "$T" \
-  '.facts.revoke.status == 200 and .facts.revoke.rawStatus == 401 and .facts.revoke.sdkError != null and .facts.revoke.askedForAuthorization' \
+jcheck "ts: POST /oauth/revoke (refresh token) → 200; the access token then gets 401; the SDK's next call fails (its refresh gets invalid_grant: UnauthorizedError) and asks for a new authorization" "$T" \
+  '.facts.revoke.status == 200 and .facts.revoke.rawStatus == 401 and .facts.revokeSdkUnauthorized and .facts.revoke.askedForAuthorization and (.facts.revoke.paths | index("POST /oauth/token 400")) != null' \
   '.facts.revoke // .error'
 jcheck "ts: the second authorization (fresh browser, signed in again) skips the consent page (remembered) and its token works" "$T" \
   '.facts.reauth.ok and .facts.reauth.consentShown == false and .facts.reauth.stateOk and .facts.reauth.callOk' '.facts.reauth // .error'
