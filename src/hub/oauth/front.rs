@@ -14,7 +14,7 @@
 //! `issuer` and the authorization response's `iss` (Python's client compares
 //! them exactly; RFC 8414 §3.3, RFC 9207 §2.4).
 
-use super::{error_response, resource_of, Hub, SCOPES};
+use super::{error_response, preflight, resource_of, Hub, SCOPES};
 use crate::http::{Request, Response};
 use crate::users::oauth::RegisteredClient;
 use serde_json::{json, Map, Value};
@@ -64,17 +64,8 @@ pub(crate) fn front(hub: &Hub, req: &Request) -> Response {
     }
 }
 
-/// The 204 answer of a CORS preflight on an OAuth path (Fetch, "CORS protocol").
-pub(crate) fn preflight() -> Response {
-    Response::empty(204)
-        .with_header("Access-Control-Allow-Origin", "*")
-        .with_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
-        .with_header("Access-Control-Allow-Headers", "Authorization, Content-Type, MCP-Protocol-Version")
-        .with_header("Access-Control-Max-Age", "600")
-}
-
 fn metadata(doc: Value) -> Response {
-    Response::json(200, &doc).with_header("Access-Control-Allow-Origin", "*").with_header("Cache-Control", "no-cache")
+    super::cors(Response::json(200, &doc)).with_header("Cache-Control", "no-cache")
 }
 
 /// The RFC 9728 §2 document of `/mcp` for a hub reached at `base`.

@@ -79,11 +79,12 @@ pub struct Oauth {
 
 impl Oauth {
     /// Records in `redis` when given, else memory; limits from `config`.
-    pub fn new(redis: Option<crate::store::redis::RedisStore>, config: &crate::config::auth::OauthConfig) -> Oauth {
+    /// The metadata fetcher's name lookups run on `threads`.
+    pub fn new(redis: Option<crate::store::redis::RedisStore>, config: &crate::config::auth::OauthConfig, threads: &crate::threads::Threads) -> Oauth {
         let quota = Quota::per_minute(NonZeroU32::new(config.registrations_per_minute).unwrap_or(NonZeroU32::MIN));
         Oauth {
             store: crate::users::oauth::OauthStore::new(redis, config),
-            fetcher: cimd::Fetcher::new(&config.client_metadata),
+            fetcher: cimd::Fetcher::with_threads(&config.client_metadata, threads),
             registrations: RateLimiter::keyed(quota),
             counters: Counters::default(),
         }
@@ -148,11 +149,11 @@ pub fn cors(r: Response) -> Response {
     r.with_header("Access-Control-Allow-Origin", "*")
 }
 
-/// The answer to a CORS preflight (`OPTIONS`): 204 with the methods and
-/// headers a client may use.
+/// The answer to a CORS preflight (`OPTIONS`) on an OAuth path (Fetch,
+/// "CORS protocol"): 204 with the methods and headers a client may use.
 pub fn preflight() -> Response {
     cors(Response::empty(204))
-        .with_header("Access-Control-Allow-Methods", "POST, OPTIONS")
+        .with_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
         .with_header("Access-Control-Allow-Headers", "Authorization, Content-Type, MCP-Protocol-Version")
         .with_header("Access-Control-Max-Age", "86400")
 }
