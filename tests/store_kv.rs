@@ -14,7 +14,7 @@ use wait_util::wait_until;
 const MIN: Duration = Duration::from_secs(60);
 
 fn kv(server: &RedisServer) -> Kv {
-    Kv::new(Some(RedisStore::new(&RedisConfig::new(&server.url())).expect("a valid URL")))
+    Kv::new(Some(RedisStore::new(&RedisConfig::new(server.url())).expect("a valid URL")))
 }
 
 #[test]

@@ -16,7 +16,7 @@ const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
 fn store(server: &RedisServer) -> OauthStore {
-    OauthStore::new(Some(RedisStore::new(&RedisConfig::new(&server.url())).expect("a valid URL")), &OauthConfig::default())
+    OauthStore::new(Some(RedisStore::new(&RedisConfig::new(server.url())).expect("a valid URL")), &OauthConfig::default())
 }
 
 fn grant() -> CodeGrant {
