@@ -6,6 +6,7 @@
 //! page is `ui::consent`'s).
 
 mod core_util;
+mod redis_util;
 
 use core_util::*;
 use mcphub::hub::Hub;
@@ -388,4 +389,26 @@ fn preflight_and_other_methods() {
     }
     let off = hub(json!({"auth": {"oauth": {"enabled": false}}}));
     assert_eq!(request(&off, "POST", "/oauth/token", &[FORM], "grant_type=refresh_token").status, 404);
+}
+
+#[test]
+fn the_store_down_is_503_temporarily_unavailable() {
+    let mut redis = redis_util::RedisServer::start();
+    let h = hub(json!({"publicUrl": BASE, "redis": {"url": redis.url()}}));
+    let client = RegisteredClient {
+        client_id: PUBLIC.into(),
+        client_name: None,
+        redirect_uris: vec![REDIRECT.into()],
+        token_endpoint_auth_method: "none".into(),
+        secret_digest: None,
+        client_uri: None,
+        created_ms: mcphub::store::now_ms(),
+    };
+    assert!(h.oauth().store().register_client(&client).unwrap());
+    let code = code_for(&h, "alice", PUBLIC, "mcp");
+    assert!(redis.cli(&["KEYS", "mcp:oauth:code:*"]).starts_with("mcp:oauth:code:"), "the code is in Redis");
+    redis.stop();
+    let a = exchange(&h, &code);
+    assert_error(&a, 503, "temporarily_unavailable", "Redis down");
+    assert_eq!(a.header("Retry-After"), Some("2"));
 }
