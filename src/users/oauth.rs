@@ -25,6 +25,10 @@
 //!   `SET mcp:oauth:rtused:<digest> NX` claims it, and a second use (a
 //!   replay, or a race) revokes the whole family (OAuth 2.1 §4.3.1,
 //!   "refresh token rotation").
+//! - `mcp:oauth:revoked:<id>` → `1` for 10 minutes after a family is
+//!   revoked: a token request racing the revocation (a replayed code or
+//!   refresh token arriving while the first use is still writing its tokens)
+//!   reads it after writing and deletes what it wrote.
 //! - `mcp:oauth:user:<user>:families` (set of family ids) and
 //!   `mcp:oauth:consent:<user>` (hash client id → JSON [`ConnectedApp`]):
 //!   the user's connected apps; revoking one, or deleting the user, revokes

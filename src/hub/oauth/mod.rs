@@ -203,8 +203,7 @@ fn field<'a>(form: &'a super::ui::Form, name: &str) -> Option<&'a str> {
 fn is_document_client(hub: &Hub, client_id: &str) -> bool {
     let config = hub.config();
     let o = &config.auth.oauth;
-    o.client_metadata_documents
-        && (client_id.starts_with("https://") || (o.client_metadata.allow_http && client_id.starts_with("http://")))
+    o.client_metadata_documents && cimd::is_document_url(client_id, o.client_metadata.allow_http)
 }
 
 /// The client of a token or revocation request (RFC 6749 §2.3, §3.2.1):
