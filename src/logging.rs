@@ -361,16 +361,28 @@ fn stamp(secs: u64, millis: Option<u64>) -> String {
     }
 }
 
-/// `text` with every hub key (`mcphub_` + 64 hex) replaced by `mcphub_***`.
+/// `text` with every hub key (`mcphub_` + 64 hex) replaced by `mcphub_***`,
+/// and every OAuth token or client secret (`mcphub_at_…`, `mcphub_rt_…`,
+/// `mcphub_cs_…`) by its prefix and `***`.
 pub fn mask_keys(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find("mcphub_") {
         out.push_str(&rest[..i]);
-        let after = &rest[i + 7..];
-        let hex_len = after.bytes().take_while(u8::is_ascii_hexdigit).count();
-        out.push_str(if hex_len >= 16 { "mcphub_***" } else { "mcphub_" });
-        rest = if hex_len >= 16 { &after[hex_len..] } else { after };
+        let mut after = &rest[i + 7..];
+        // OAuth access and refresh tokens and client secrets (issue 18):
+        // `mcphub_at_`, `mcphub_rt_`, `mcphub_cs_` + hex.
+        let kind = ["at_", "rt_", "cs_"].into_iter().find(|k| after.starts_with(k)).unwrap_or("");
+        let hex_len = after[kind.len()..].bytes().take_while(u8::is_ascii_hexdigit).count();
+        if hex_len >= 16 {
+            out.push_str("mcphub_");
+            out.push_str(kind);
+            out.push_str("***");
+            after = &after[kind.len() + hex_len..];
+        } else {
+            out.push_str("mcphub_");
+        }
+        rest = after;
     }
     out.push_str(rest);
     out
@@ -428,6 +440,14 @@ mod tests {
             checked += 1;
         }
         assert!(checked > 30_000, "{checked}");
+    }
+
+    #[test]
+    fn oauth_tokens_are_masked_like_keys() {
+        let hex = "0123456789abcdef".repeat(4);
+        let line = format!("a mcphub_at_{hex} b mcphub_rt_{hex}; mcphub_cs_{hex}, mcphub_client_{hex} mcphub_at_short");
+        let masked = super::mask_keys(&line);
+        assert_eq!(masked, format!("a mcphub_at_*** b mcphub_rt_***; mcphub_cs_***, mcphub_client_{hex} mcphub_at_short"));
     }
 
     #[test]

@@ -29,6 +29,9 @@
 //!   `client_sessions` (gauge: legacy client sessions),
 //!   `client_session_sweep_seconds` (histogram): each sweep of the client
 //!   sessions for idle ones (`hub::sessions`, under the sessions' lock).
+//! - `oauth_tokens_issued_total{grant="authorization_code"|"refresh_token"}`,
+//!   `oauth_errors_total{error}` (counters, issue 18; `error` is one of the
+//!   fixed RFC error codes of `hub::oauth::ERRORS`).
 //! - `activity_dropped_total` (counter): users' Activity entries not kept
 //!   (the Redis writer's queue full, or Redis refusing a batch).
 //! - `threads{kind}` (gauge): the hub's background threads running now, by
@@ -272,6 +275,10 @@ pub struct Snapshot {
     /// Activity entries dropped so far: the Redis writer's queue was full or
     /// Redis refused them (`crate::users::activity::Activity::dropped`).
     pub activity_dropped: u64,
+    /// OAuth token pairs issued, by grant (`authorization_code`, `refresh_token`).
+    pub oauth_tokens_issued: Vec<(&'static str, u64)>,
+    /// OAuth error answers, by RFC `error` code (a fixed set).
+    pub oauth_errors: Vec<(&'static str, u64)>,
 }
 
 /// One upstream server's figures in a [`Snapshot`].
@@ -504,6 +511,18 @@ fn live_families(live: &Snapshot, http: Option<&ServerStats>) -> Vec<MetricFamil
         "Users' activity entries not kept (the Redis writer's queue was full, or Redis refused them)",
         &[],
         vec![(vec![], live.activity_dropped)],
+    ));
+    out.extend(counters(
+        "mcphub_oauth_tokens_issued_total",
+        "OAuth token pairs issued at /oauth/token, by grant type",
+        &["grant"],
+        live.oauth_tokens_issued.iter().map(|(grant, n)| (vec![*grant], *n)).collect(),
+    ));
+    out.extend(counters(
+        "mcphub_oauth_errors_total",
+        "OAuth error answers of the token, revocation and registration endpoints, by RFC error code",
+        &["error"],
+        live.oauth_errors.iter().map(|(error, n)| (vec![*error], *n)).collect(),
     ));
     out
 }

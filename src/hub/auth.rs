@@ -145,11 +145,9 @@ pub fn authenticate(hub: &Hub, req: &Request) -> Result<Caller, KeyRefusal> {
     Ok(Caller { user, scope: None })
 }
 
-/// Equality of two secrets that takes the same time wherever they differ
-/// (only a length difference shows): the admin token's digest, CSRF tokens.
-pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
+/// Constant-time equality of two secrets (lives in `users`, below the hub,
+/// so the OAuth records' PKCE check shares it).
+pub use crate::users::same_secret;
 
 /// Whether `user` may see and call `server` at all (its allow-list); token
 /// checks come after ([`crate::upstream::Upstream::missing_tokens`]).

@@ -326,6 +326,8 @@ impl Hub {
             client_session_sweeps: Some(self.sessions().sweeps().clone()),
             threads: self.threads().live().into_iter().map(|(kind, n)| (kind.as_str(), n)).collect(),
             activity_dropped: self.activity().dropped(),
+            oauth_tokens_issued: self.oauth().issued_counts(),
+            oauth_errors: self.oauth().error_counts(),
         }
     }
 

@@ -108,6 +108,14 @@ pub fn key_digest(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
+/// Equality of two secrets that takes the same time wherever they differ
+/// (only a length difference shows): the admin token's digest, CSRF tokens,
+/// PKCE challenges, OAuth client secrets' digests. Re-exported as
+/// `crate::hub::auth::same_secret`.
+pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// Whether `key` has the hub key shape (`mcphub_` + 64 hex).
 pub fn looks_like_key(key: &str) -> bool {
     key.strip_prefix("mcphub_").is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
