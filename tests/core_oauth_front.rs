@@ -18,8 +18,9 @@ const BASE: &str = "http://127.0.0.1:3000";
 const HOST: (&str, &str) = ("Host", "127.0.0.1:3000");
 const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
 const CALLBACK: &str = "http://127.0.0.1:9999/callback";
-/// A PKCE S256 challenge (RFC 7636 appendix B).
-const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGWSstw-cM";
+/// A PKCE verifier and its S256 challenge (RFC 7636 appendix B).
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
 /// A hub with user alice (her key returned), `oauth` as `auth.oauth`.
 fn oauth_hub(oauth: Value) -> (Hub, String) {
@@ -539,4 +540,34 @@ fn connected_apps_are_listed_on_the_keys_page_and_revoked_there() {
     assert!(keys.text.contains("No apps connected yet"), "{}", keys.text);
     // The consent is forgotten: the page asks again.
     assert_eq!(b.get(&h, &authorize_url(&id, &[])).status, 200);
+}
+
+#[test]
+fn the_code_of_an_allow_buys_a_token_that_works_until_the_app_is_revoked() {
+    let (h, key) = oauth_hub(json!({}));
+    let id = client(&h, "Tool");
+    let b = sign_in(&h, &key);
+    let page = b.get(&h, &authorize_url(&id, &[]));
+    let to = location(&decide(&h, &b, &page.text, "allow"));
+    let code = param(&to, "code").unwrap();
+    let body = form(&[
+        ("grant_type", "authorization_code"),
+        ("code", &code),
+        ("redirect_uri", CALLBACK),
+        ("code_verifier", VERIFIER),
+        ("client_id", &id),
+        ("resource", "http://127.0.0.1:3000/mcp"),
+    ]);
+    let t = request(&h, "POST", "/oauth/token", &[HOST, FORM], &body);
+    assert_eq!(t.status, 200, "{}", t.text);
+    let access = t.json()["access_token"].as_str().unwrap().to_string();
+    assert_eq!(t.json()["scope"], "mcp");
+    let bearer = format!("Bearer {access}");
+    assert_eq!(modern_with(&h, "tools/list", json!({}), &[HOST, ("Authorization", &bearer)]).status, 200);
+    let keys = b.get(&h, "/ui/keys");
+    assert!(keys.text.contains("<td>Tool</td>"), "{}", keys.text);
+    assert_eq!(b.post(&h, "/ui/apps/revoke", &[("client", &id)]).status, 303);
+    let a = modern_with(&h, "tools/list", json!({}), &[HOST, ("Authorization", &bearer)]);
+    assert_eq!(a.status, 401, "{}", a.text);
+    assert!(a.header("WWW-Authenticate").unwrap_or_default().contains("resource_metadata="), "{:?}", a.headers);
 }
