@@ -512,6 +512,36 @@ mod tests {
     }
 
     #[test]
+    fn client_metadata_section() {
+        let m = parse(r#"{"oauth": {}}"#).unwrap().auth.oauth.client_metadata;
+        assert_eq!(m, OauthConfig::default().client_metadata);
+        let ca = std::env::temp_dir().join(format!("mcphub-config-ca-{}.pem", std::process::id()));
+        std::fs::write(&ca, "not checked here").unwrap();
+        let c = parse(&format!(
+            r#"{{"oauth": {{"clientMetadata": {{"maxBytes": 256, "timeoutMs": 300, "maxCacheSecs": 0,
+                "allowHttp": true, "allowPrivateAddresses": true, "caFile": "{}"}}}}}}"#,
+            ca.display()
+        ))
+        .unwrap();
+        let m = &c.auth.oauth.client_metadata;
+        assert_eq!((m.max_bytes, m.timeout, m.max_cache), (256, Duration::from_millis(300), Duration::ZERO));
+        assert!(m.allow_http && m.allow_private_addresses);
+        assert_eq!(m.ca_file.as_deref(), Some(ca.as_path()));
+        assert!(c.warnings.iter().any(|w| w.starts_with("auth.oauth.clientMetadata:")), "{:?}", c.warnings);
+        let _ = std::fs::remove_file(&ca);
+        for (bad, key) in [
+            (r#"{"maxBytes": 255}"#, "maxBytes"),
+            (r#"{"maxBytes": 65537}"#, "maxBytes"),
+            (r#"{"timeoutMs": 99}"#, "timeoutMs"),
+            (r#"{"maxCacheSecs": 604801}"#, "maxCacheSecs"),
+            (r#"{"caFile": "/nonexistent/mcphub-ca.pem"}"#, "caFile"),
+        ] {
+            let e = parse(&format!(r#"{{"oauth": {{"clientMetadata": {bad}}}}}"#)).unwrap_err().to_string();
+            assert!(e.contains(&format!("auth.oauth.clientMetadata.{key}")), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn oidc_and_github_sections() {
         std::env::set_var("MCPHUB_TEST_OIDC_SECRET", "s3cret-value");
         let c = parse(

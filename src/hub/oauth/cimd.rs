@@ -23,7 +23,7 @@ use crate::config::auth::ClientMetadataConfig;
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,10 @@ const CACHE_ENTRIES: usize = 1000;
 const FAILURE_CACHE: Duration = Duration::from_secs(10);
 /// How long a document without `Cache-Control` is reused.
 const DEFAULT_CACHE: Duration = Duration::from_secs(300);
+/// Most fetches in flight at once: each holds a request worker for up to
+/// `timeoutMs`, and anyone can name a URL (`/oauth/authorize` before
+/// sign-in), so slow URLs must not tie up every worker.
+const MAX_FETCHES_AT_ONCE: usize = 8;
 
 /// A fetched and checked client metadata document (the fields the hub uses).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,8 +196,9 @@ struct Cached {
 /// Fetches and caches documents.
 ///
 /// A fetch runs on the caller's thread (plus one short DNS thread, so the
-/// lookup too stays within `timeoutMs`); the cache lock is not held while
-/// fetching, so two first requests for one URL may both fetch it.
+/// lookup too stays within `timeoutMs`), at most [`MAX_FETCHES_AT_ONCE`] at
+/// a time; the cache lock is not held while fetching, so two first requests
+/// for one URL may both fetch it.
 pub struct Fetcher {
     config: RwLock<ClientMetadataConfig>,
     /// URL → answer, at most [`CACHE_ENTRIES`].
@@ -201,6 +206,8 @@ pub struct Fetcher {
     /// Bumped by [`Fetcher::set_config`]: a fetch begun under older limits
     /// does not store its answer.
     generation: AtomicU64,
+    /// Fetches in flight.
+    in_flight: AtomicUsize,
     /// The TLS client configuration (public roots plus `caFile`), built at
     /// the first https fetch after a (re)configuration.
     tls: Mutex<Option<Arc<rustls::ClientConfig>>>,
@@ -213,6 +220,7 @@ impl Fetcher {
             config: RwLock::new(config.clone()),
             cache: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
             tls: Mutex::new(None),
         }
     }
@@ -232,8 +240,9 @@ impl Fetcher {
 
     /// The document at `url`, from the cache or fetched now.
     ///
-    /// Errors: [`CimdError::BadUrl`] (not remembered) when `url` is not a
-    /// document URL; any other error is remembered for 10 s.
+    /// Errors: [`CimdError::BadUrl`] when `url` is not a document URL, and
+    /// [`CimdError::Fetch`] when [`MAX_FETCHES_AT_ONCE`] fetches are already
+    /// running, are not remembered; any other error is, for 10 s.
     pub fn get(&self, url: &str) -> Result<Arc<ClientMetadata>, CimdError> {
         let config = self.config.read().clone();
         let generation = self.generation.load(Ordering::SeqCst);
@@ -243,7 +252,14 @@ impl Fetcher {
                 return hit.result.clone();
             }
         }
-        let (result, keep) = match self.fetch(&parsed, url, &config) {
+        let slot = InFlight::take(&self.in_flight);
+        if slot.is_none() {
+            let host = parsed.host_str().unwrap_or("");
+            return Err(CimdError::Fetch(format!("{host}: too many metadata fetches at once")));
+        }
+        let fetched = self.fetch(&parsed, url, &config);
+        drop(slot);
+        let (result, keep) = match fetched {
             Ok((doc, keep)) => (Ok(Arc::new(doc)), keep),
             Err(e) => (Err(e), FAILURE_CACHE),
         };
@@ -319,6 +335,26 @@ impl Fetcher {
         let tls = agent::tls_config(config.ca_file.as_deref()).map_err(CimdError::Fetch)?;
         *slot = Some(tls.clone());
         Ok(tls)
+    }
+}
+
+/// One of the [`MAX_FETCHES_AT_ONCE`] fetch slots, given back on drop.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    /// A slot, or `None` when all are taken.
+    fn take(count: &'a AtomicUsize) -> Option<InFlight<'a>> {
+        if count.fetch_add(1, Ordering::SeqCst) >= MAX_FETCHES_AT_ONCE {
+            count.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(InFlight(count))
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -22,11 +22,11 @@ mod front;
 
 use super::Hub;
 use crate::http::{Request, Response};
+use crate::users::oauth::TokenError;
+use std::sync::atomic::{AtomicU64, Ordering};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use crate::users::oauth::TokenError;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The scope that lets a token use `/mcp` fully.
 pub const SCOPE_MCP: &str = "mcp";
@@ -74,9 +74,9 @@ struct Counters {
 pub struct Oauth {
     store: crate::users::oauth::OauthStore,
     fetcher: cimd::Fetcher,
+    counters: Counters,
     /// `/oauth/register` attempts per source address (`registrationsPerMinute`, read at start).
     registrations: DefaultKeyedRateLimiter<IpAddr>,
-    counters: Counters,
 }
 
 impl Oauth {
@@ -86,8 +86,8 @@ impl Oauth {
         Oauth {
             store: crate::users::oauth::OauthStore::new(redis, config),
             fetcher: cimd::Fetcher::new(&config.client_metadata),
-            counters: Counters::default(),
             registrations: RateLimiter::keyed(quota),
+            counters: Counters::default(),
         }
     }
 

@@ -435,6 +435,18 @@ fn the_guard_refuses_loopback_without_a_request() {
 }
 
 #[test]
+fn fetches_beyond_the_limit_are_refused_at_once_and_not_remembered() {
+    let (server, url) = serve("/c", |url| vec![http("200 OK", &[], &document(url))]);
+    let fetcher = Fetcher::new(&loopback_config());
+    fetcher.in_flight.store(MAX_FETCHES_AT_ONCE, Ordering::SeqCst);
+    assert_eq!(fetcher.get(&url), Err(CimdError::Fetch("127.0.0.1: too many metadata fetches at once".into())));
+    fetcher.in_flight.store(MAX_FETCHES_AT_ONCE - 1, Ordering::SeqCst);
+    fetcher.get(&url).unwrap();
+    assert_eq!(fetcher.in_flight.load(Ordering::SeqCst), MAX_FETCHES_AT_ONCE - 1);
+    assert_eq!(server.join().len(), 1);
+}
+
+#[test]
 fn fetch_time_of_a_good_document_from_loopback() {
     const RUNS: usize = 20;
     let (server, url) = serve("/c", |url| (0..RUNS).map(|_| http("200 OK", &[("Cache-Control", "no-store")], &document(url))).collect());
