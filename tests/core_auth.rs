@@ -53,7 +53,13 @@ fn keys_are_required_and_checked_on_mcp() {
         hdrs.extend(extra);
         let r = post(&h, &init, &hdrs);
         assert_eq!(r.status, 401, "{what}: {}", r.text);
-        assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"mcphub\""), "{what}");
+        // The OAuth challenge (issue 18, on by default) names the resource metadata.
+        let challenge = r.header("www-authenticate").unwrap_or_default();
+        assert!(
+            challenge.starts_with("Bearer realm=\"mcphub\", scope=\"mcp\", resource_metadata=\"http://")
+                && challenge.ends_with("/.well-known/oauth-protected-resource/mcp\""),
+            "{what}: {challenge}"
+        );
         let msg = r.json();
         assert_eq!((msg["jsonrpc"].as_str(), msg["id"].is_null()), (Some("2.0"), true), "{what}");
         assert_eq!(msg["error"]["code"], -32000, "{what}");

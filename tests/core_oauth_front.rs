@@ -18,8 +18,9 @@ const BASE: &str = "http://127.0.0.1:3000";
 const HOST: (&str, &str) = ("Host", "127.0.0.1:3000");
 const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
 const CALLBACK: &str = "http://127.0.0.1:9999/callback";
-/// A PKCE S256 challenge (RFC 7636 appendix B).
-const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGWSstw-cM";
+/// A PKCE verifier and its S256 challenge (RFC 7636 appendix B).
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
 /// A hub with user alice (her key returned), `oauth` as `auth.oauth`.
 fn oauth_hub(oauth: Value) -> (Hub, String) {
@@ -539,4 +540,89 @@ fn connected_apps_are_listed_on_the_keys_page_and_revoked_there() {
     assert!(keys.text.contains("No apps connected yet"), "{}", keys.text);
     // The consent is forgotten: the page asks again.
     assert_eq!(b.get(&h, &authorize_url(&id, &[])).status, 200);
+}
+
+#[test]
+fn the_code_of_an_allow_buys_a_token_that_works_until_the_app_is_revoked() {
+    let (h, key) = oauth_hub(json!({}));
+    let id = client(&h, "Tool");
+    let b = sign_in(&h, &key);
+    let page = b.get(&h, &authorize_url(&id, &[]));
+    let to = location(&decide(&h, &b, &page.text, "allow"));
+    let code = param(&to, "code").unwrap();
+    let body = form(&[
+        ("grant_type", "authorization_code"),
+        ("code", &code),
+        ("redirect_uri", CALLBACK),
+        ("code_verifier", VERIFIER),
+        ("client_id", &id),
+        ("resource", "http://127.0.0.1:3000/mcp"),
+    ]);
+    let t = request(&h, "POST", "/oauth/token", &[HOST, FORM], &body);
+    assert_eq!(t.status, 200, "{}", t.text);
+    let access = t.json()["access_token"].as_str().unwrap().to_string();
+    assert_eq!(t.json()["scope"], "mcp");
+    let bearer = format!("Bearer {access}");
+    assert_eq!(modern_with(&h, "tools/list", json!({}), &[HOST, ("Authorization", &bearer)]).status, 200);
+    let keys = b.get(&h, "/ui/keys");
+    assert!(keys.text.contains("<td>Tool</td>"), "{}", keys.text);
+    assert_eq!(b.post(&h, "/ui/apps/revoke", &[("client", &id)]).status, 303);
+    let a = modern_with(&h, "tools/list", json!({}), &[HOST, ("Authorization", &bearer)]);
+    assert_eq!(a.status, 401, "{}", a.text);
+    assert!(a.header("WWW-Authenticate").unwrap_or_default().contains("resource_metadata="), "{:?}", a.headers);
+}
+
+/// A loopback HTTP server answering every request with `doc` as JSON
+/// (one request per connection): its base URL.
+fn document_server(doc: impl Fn(&str) -> Value + Send + 'static) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let own = base.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let target = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                    break;
+                }
+            }
+            let text = doc(&format!("{own}{target}")).to_string();
+            let _ = write!(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}", text.len());
+        }
+    });
+    base
+}
+
+#[test]
+fn a_metadata_document_that_cannot_be_fetched_is_a_400_page() {
+    // The guard refuses a loopback host before any connection.
+    let (h, _) = oauth_hub(json!({"clientMetadata": {"allowHttp": true}}));
+    let a = get(&h, &authorize_url("https://127.0.0.1:1/client.json", &[]), &[HOST]);
+    assert_page(&a, 400, "metadata document cannot be used");
+    assert!(a.header("Location").is_none());
+}
+
+#[test]
+fn a_metadata_document_client_is_shown_with_its_verified_host() {
+    let base = document_server(|url| json!({"client_id": url, "client_name": "Doc Tool", "redirect_uris": [CALLBACK], "token_endpoint_auth_method": "none"}));
+    let (h, key) = oauth_hub(json!({"clientMetadata": {"allowHttp": true, "allowPrivateAddresses": true}}));
+    let id = format!("{base}/client.json");
+    let b = sign_in(&h, &key);
+    let page = b.get(&h, &authorize_url(&id, &[]));
+    assert_page(&page, 200, "Allow Doc Tool to use MCPHub as alice?");
+    assert!(page.text.contains("<strong id=\"client-host\">127.0.0.1</strong>"), "{}", page.text);
+    assert!(!page.text.contains("(name not verified)"));
+    let to = location(&decide(&h, &b, &page.text, "allow"));
+    assert!(param(&to, "code").is_some(), "{to}");
+    let keys = b.get(&h, "/ui/keys");
+    assert!(keys.text.contains("<td>Doc Tool</td>") && keys.text.contains("<code title=\""), "{}", keys.text);
+    // A redirect URI the document does not list: the 400 page.
+    let bad = b.get(&h, &authorize_url(&id, &[("redirect_uri", "https://evil.example.com/cb")]));
+    assert_page(&bad, 400, "did not register");
 }

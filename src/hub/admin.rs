@@ -284,7 +284,8 @@ pub fn token_value(req: &Request) -> Result<String, Response> {
 }
 
 /// Deletes run-time user `name` (keys and tokens with it), writes the audit
-/// line for `caller` and forgets the user's activity. The admin API and the
+/// line for `caller`, forgets the user's activity and revokes their OAuth
+/// grants (issue 18). The admin API and the
 /// admin pages (`hub::ui`) both delete through here.
 ///
 /// Errors: as [`crate::users::Users::delete`] (404 unknown, 409 config user, 503 store).
@@ -295,7 +296,9 @@ pub fn delete_user(hub: &Hub, caller: &str, name: &str) -> Result<(), UsersError
         log::warn!("activity: the deleted user's activity stays until it expires ({e})");
     }
     if let Err(e) = hub.oauth().store().revoke_user(name) {
-        log::warn!("oauth: the deleted user's OAuth grants stay until they expire ({e}); their tokens are refused anyway (no such user)");
+        // `/mcp` refuses their tokens anyway (the user is gone); only a user
+        // created again under this name could use them before they expire.
+        log::warn!("oauth: the deleted user's OAuth grants could not be revoked ({e})");
     }
     Ok(())
 }

@@ -191,7 +191,7 @@ impl Hub {
             inner: Arc::new(Inner {
                 users: parking_lot::RwLock::new(crate::users::Users::open(&config, redis.clone(), &threads)),
                 ui: ui::Ui::new(redis.clone()),
-                oauth: oauth::Oauth::new(redis.clone(), &config.auth.oauth),
+                oauth: oauth::Oauth::new(redis.clone(), &config.auth.oauth, &threads),
                 redis,
                 config: parking_lot::RwLock::new(Arc::new(config)),
                 reloading: parking_lot::Mutex::new(()),

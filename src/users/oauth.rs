@@ -25,6 +25,10 @@
 //!   `SET mcp:oauth:rtused:<digest> NX` claims it, and a second use (a
 //!   replay, or a race) revokes the whole family (OAuth 2.1 §4.3.1,
 //!   "refresh token rotation").
+//! - `mcp:oauth:revoked:<id>` → `1` for 10 minutes after a family is
+//!   revoked: a token request racing the revocation (a replayed code or
+//!   refresh token arriving while the first use is still writing its tokens)
+//!   reads it after writing and deletes what it wrote.
 //! - `mcp:oauth:user:<user>:families` (set of family ids) and
 //!   `mcp:oauth:consent:<user>` (hash client id → JSON [`ConnectedApp`]):
 //!   the user's connected apps; revoking one, or deleting the user, revokes
@@ -433,16 +437,14 @@ impl OauthStore {
             false => None,
         };
         let Some(fid) = fid else { return Err(TokenError::InvalidGrant("unknown or expired refresh token")) };
-        let lifetime = self.config().refresh_token;
-        if !self.kv.set_nx(&key(&format!("rtused:{d}")), &fid, lifetime)? {
-            self.revoke_family(&fid)?;
-            return Err(TokenError::InvalidGrant("refresh token was already used; its grant is revoked"));
-        }
         let Some(family) = self.family(&fid)? else { return Err(TokenError::InvalidGrant("the grant of this refresh token was revoked")) };
         if family.refresh_digest != d {
+            // A rotated-out token presented again: a replay (OAuth 2.1 §4.3.1).
             self.revoke_family(&fid)?;
             return Err(TokenError::InvalidGrant("refresh token was already used; its grant is revoked"));
         }
+        // A request refused for its client, scope or resource does not spend
+        // the token (the rightful client's next refresh must not look like a replay).
         if family.client_id != client_id {
             return Err(TokenError::InvalidGrant("the refresh token was issued to another client"));
         }
@@ -453,6 +455,11 @@ impl OauthStore {
         }
         if resource.is_some_and(|r| !same_resource(r, &family.resource)) {
             return Err(TokenError::InvalidTarget);
+        }
+        // The claim: of two uses racing (two instances), one wins; the other is a replay.
+        if !self.kv.set_nx(&key(&format!("rtused:{d}")), &fid, self.config().refresh_token)? {
+            self.revoke_family(&fid)?;
+            return Err(TokenError::InvalidGrant("refresh token was already used; its grant is revoked"));
         }
         self.issue(family)
     }

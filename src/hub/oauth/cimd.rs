@@ -200,6 +200,8 @@ struct Cached {
 /// a time; the cache lock is not held while fetching, so two first requests
 /// for one URL may both fetch it.
 pub struct Fetcher {
+    /// Owner of the name-lookup threads.
+    threads: crate::threads::Threads,
     config: RwLock<ClientMetadataConfig>,
     /// URL → answer, at most [`CACHE_ENTRIES`].
     cache: Mutex<HashMap<String, Cached>>,
@@ -216,7 +218,14 @@ pub struct Fetcher {
 impl Fetcher {
     /// A fetcher with `config`'s limits.
     pub fn new(config: &ClientMetadataConfig) -> Fetcher {
+        Fetcher::with_threads(config, &crate::threads::Threads::new())
+    }
+
+    /// [`Fetcher::new`] whose name-lookup threads are counted by `threads`
+    /// (the hub's owner; kind `call`, short and detached).
+    pub fn with_threads(config: &ClientMetadataConfig, threads: &crate::threads::Threads) -> Fetcher {
         Fetcher {
+            threads: threads.clone(),
             config: RwLock::new(config.clone()),
             cache: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
@@ -291,7 +300,7 @@ impl Fetcher {
         let deadline = Instant::now() + config.timeout;
         let host = url.host_str().unwrap_or("").to_string();
         let failed = |why: String| CimdError::Fetch(format!("{host}: {why}"));
-        let addrs = resolve(url, deadline).map_err(&failed)?;
+        let addrs = resolve(url, deadline, &self.threads).map_err(&failed)?;
         if !config.allow_private_addresses && addrs.iter().any(|a| !is_public(a.ip())) {
             return Err(CimdError::PrivateAddress);
         }
@@ -360,7 +369,7 @@ impl Drop for InFlight<'_> {
 
 /// `url`'s host and port as socket addresses, looked up once, within
 /// `deadline` (a lookup thread that outlives it is left to finish alone).
-fn resolve(url: &url::Url, deadline: Instant) -> Result<Vec<SocketAddr>, String> {
+fn resolve(url: &url::Url, deadline: Instant, threads: &crate::threads::Threads) -> Result<Vec<SocketAddr>, String> {
     let port = url.port_or_known_default().ok_or("no port")?;
     let addrs: Vec<SocketAddr> = match url.host() {
         Some(url::Host::Ipv4(ip)) => vec![SocketAddr::new(IpAddr::V4(ip), port)],
@@ -368,9 +377,8 @@ fn resolve(url: &url::Url, deadline: Instant) -> Result<Vec<SocketAddr>, String>
         Some(url::Host::Domain(name)) => {
             let name = name.to_string();
             let (tx, rx) = std::sync::mpsc::sync_channel(1);
-            std::thread::Builder::new()
-                .name("mcphub-cimd-dns".into())
-                .spawn(move || {
+            threads
+                .spawn("cimd-dns", crate::threads::Kind::Call, move || {
                     let found = (name.as_str(), port).to_socket_addrs().map(|a| a.collect::<Vec<_>>());
                     let _ = tx.send(found);
                 })

@@ -14,7 +14,7 @@
 //! `issuer` and the authorization response's `iss` (Python's client compares
 //! them exactly; RFC 8414 §3.3, RFC 9207 §2.4).
 
-use super::{error_response, resource_of, Hub, SCOPES};
+use super::{error_response, preflight, resource_of, Hub, SCOPES};
 use crate::http::{Request, Response};
 use crate::users::oauth::RegisteredClient;
 use serde_json::{json, Map, Value};
@@ -38,7 +38,7 @@ pub const AUTH_METHODS: &[&str] = &["none", "client_secret_basic", "client_secre
 /// OAuth path; anything else → 404 JSON. OAuth is enabled (the caller checked).
 pub(crate) fn front(hub: &Hub, req: &Request) -> Response {
     if req.method == "OPTIONS" {
-        return preflight();
+        return super::preflight();
     }
     let path = req.path();
     let get = matches!(req.method.as_str(), "GET" | "HEAD");
@@ -56,25 +56,16 @@ pub(crate) fn front(hub: &Hub, req: &Request) -> Response {
             }
             register(hub, req)
         }
-        p if get && (p.starts_with("/.well-known/") || p == "/oauth/register") => error_response(404, "invalid_request", "no such metadata document"),
+        p if get && (p.starts_with("/.well-known/") || p == "/oauth/register") => error_response(404, "not_found", "no such metadata document"),
         p if p.starts_with("/.well-known/") => {
             error_response(405, "invalid_request", "metadata documents are read with GET").with_header("Allow", "GET, OPTIONS")
         }
-        _ => error_response(404, "invalid_request", "no such OAuth endpoint"),
+        _ => error_response(404, "not_found", "no such OAuth endpoint"),
     }
 }
 
-/// The 204 answer of a CORS preflight on an OAuth path (Fetch, "CORS protocol").
-pub(crate) fn preflight() -> Response {
-    Response::empty(204)
-        .with_header("Access-Control-Allow-Origin", "*")
-        .with_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
-        .with_header("Access-Control-Allow-Headers", "Authorization, Content-Type, MCP-Protocol-Version")
-        .with_header("Access-Control-Max-Age", "600")
-}
-
 fn metadata(doc: Value) -> Response {
-    Response::json(200, &doc).with_header("Access-Control-Allow-Origin", "*").with_header("Cache-Control", "no-cache")
+    super::cors(Response::json(200, &doc)).with_header("Cache-Control", "no-cache")
 }
 
 /// The RFC 9728 §2 document of `/mcp` for a hub reached at `base`.
@@ -274,6 +265,7 @@ fn register(hub: &Hub, req: &Request) -> Response {
     let limiter = &hub.oauth().registrations;
     if let Err(not_until) = limiter.check_key(&req.peer.ip()) {
         let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default())).as_secs().max(1);
+        hub.oauth().count_error("temporarily_unavailable");
         return error_response(429, "temporarily_unavailable", &format!("too many registrations from your address; try again in {wait} s"))
             .with_header("Retry-After", &wait.to_string());
     }
@@ -281,6 +273,7 @@ fn register(hub: &Hub, req: &Request) -> Response {
         Ok(r) => r,
         Err(r) => {
             log::info!("oauth: registration refused: {}", crate::trace::sanitize(&r.description, 200));
+            hub.oauth().count_error(r.error);
             return error_response(400, r.error, &r.description);
         }
     };
@@ -300,11 +293,13 @@ fn register(hub: &Hub, req: &Request) -> Response {
         Ok(true) => {}
         Ok(false) => {
             log::warn!("oauth: registration refused: auth.oauth.maxClients registered clients exist");
+            hub.oauth().count_error("temporarily_unavailable");
             return error_response(503, "temporarily_unavailable", "this hub has as many registered clients as it keeps; try again later")
                 .with_header("Retry-After", "60");
         }
         Err(e) => {
             log::warn!("oauth: registration: the store is unavailable ({e})");
+            hub.oauth().count_error("temporarily_unavailable");
             return error_response(503, "temporarily_unavailable", "the hub cannot reach its store right now").with_header("Retry-After", "2");
         }
     }

@@ -37,7 +37,7 @@ pub const SCOPE_READ: &str = "mcp:read";
 pub const SCOPES: &[&str] = &[SCOPE_MCP, SCOPE_READ];
 
 /// The `error` codes counted in `mcphub_oauth_errors_total{error}` (RFC 6749
-/// §5.2, RFC 7009 §2.2.1, RFC 7591 §3.2.2, RFC 8707 §2): a fixed set, so the
+/// §4.1.2.1 and §5.2, RFC 7009 §2.2.1, RFC 7591 §3.2.2, RFC 8707 §2): a fixed set, so the
 /// label is bounded; anything else counts as `other`.
 pub const ERRORS: &[&str] = &[
     "invalid_request",
@@ -52,6 +52,8 @@ pub const ERRORS: &[&str] = &[
     "invalid_client_metadata",
     "temporarily_unavailable",
     "server_error",
+    "unsupported_response_type",
+    "access_denied",
     "other",
 ];
 /// The grants counted in `mcphub_oauth_tokens_issued_total{grant}`.
@@ -65,7 +67,7 @@ struct Counters {
     /// By [`GRANTS`] index.
     issued: [AtomicU64; 2],
     /// By [`ERRORS`] index.
-    errors: [AtomicU64; 13],
+    errors: [AtomicU64; ERRORS.len()],
 }
 
 /// The endpoints' state, owned by the hub.
@@ -79,11 +81,12 @@ pub struct Oauth {
 
 impl Oauth {
     /// Records in `redis` when given, else memory; limits from `config`.
-    pub fn new(redis: Option<crate::store::redis::RedisStore>, config: &crate::config::auth::OauthConfig) -> Oauth {
+    /// The metadata fetcher's name lookups run on `threads`.
+    pub fn new(redis: Option<crate::store::redis::RedisStore>, config: &crate::config::auth::OauthConfig, threads: &crate::threads::Threads) -> Oauth {
         let quota = Quota::per_minute(NonZeroU32::new(config.registrations_per_minute).unwrap_or(NonZeroU32::MIN));
         Oauth {
             store: crate::users::oauth::OauthStore::new(redis, config),
-            fetcher: cimd::Fetcher::new(&config.client_metadata),
+            fetcher: cimd::Fetcher::with_threads(&config.client_metadata, threads),
             registrations: RateLimiter::keyed(quota),
             counters: Counters::default(),
         }
@@ -148,11 +151,11 @@ pub fn cors(r: Response) -> Response {
     r.with_header("Access-Control-Allow-Origin", "*")
 }
 
-/// The answer to a CORS preflight (`OPTIONS`): 204 with the methods and
-/// headers a client may use.
+/// The answer to a CORS preflight (`OPTIONS`) on an OAuth path (Fetch,
+/// "CORS protocol"): 204 with the methods and headers a client may use.
 pub fn preflight() -> Response {
     cors(Response::empty(204))
-        .with_header("Access-Control-Allow-Methods", "POST, OPTIONS")
+        .with_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
         .with_header("Access-Control-Allow-Headers", "Authorization, Content-Type, MCP-Protocol-Version")
         .with_header("Access-Control-Max-Age", "86400")
 }
@@ -197,13 +200,11 @@ fn field<'a>(form: &'a super::ui::Form, name: &str) -> Option<&'a str> {
 }
 
 /// Whether `client_id` names a Client ID Metadata Document (a public
-/// client). Until `cimd::is_document_url` is merged (another helper's), a
-/// local rule: an https URL (http too with `clientMetadata.allowHttp`).
+/// client): `clientMetadataDocuments` is on and [`cimd::is_document_url`].
 fn is_document_client(hub: &Hub, client_id: &str) -> bool {
     let config = hub.config();
     let o = &config.auth.oauth;
-    o.client_metadata_documents
-        && (client_id.starts_with("https://") || (o.client_metadata.allow_http && client_id.starts_with("http://")))
+    o.client_metadata_documents && cimd::is_document_url(client_id, o.client_metadata.allow_http)
 }
 
 /// The client of a token or revocation request (RFC 6749 §2.3, §3.2.1):
@@ -429,11 +430,7 @@ pub enum ClientError {
 /// `clientMetadataDocuments`) is fetched through [`cimd::Fetcher`]; any other
 /// id must be a registered client.
 pub fn resolve_client(hub: &Hub, client_id: &str) -> Result<ClientInfo, ClientError> {
-    let config = hub.config();
-    let oauth = &config.auth.oauth;
-    // Only a URL can be a document (a registered id never starts so).
-    let url_like = client_id.starts_with("https://") || client_id.starts_with("http://");
-    if url_like && oauth.client_metadata_documents && cimd::is_document_url(client_id, oauth.client_metadata.allow_http) {
+    if is_document_client(hub, client_id) {
         let doc = hub.oauth().fetcher().get(client_id)?;
         let host = crate::config::auth::host_of(client_id).to_string();
         return Ok(ClientInfo {

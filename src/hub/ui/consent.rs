@@ -170,6 +170,7 @@ fn with_query(redirect_uri: &str, params: &[(&str, &str)]) -> String {
 /// `iss` of RFC 9207 §2).
 fn error_redirect(ctx: &Ctx, redirect_uri: &str, state: Option<&str>, error: &str, description: &str) -> Response {
     log::info!("oauth: authorization request refused: {error}: {}", crate::trace::sanitize(description, 200));
+    ctx.hub.oauth().count_error(error);
     let mut params = vec![("error", error), ("error_description", description)];
     if let Some(s) = state {
         params.push(("state", s));
