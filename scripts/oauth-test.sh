@@ -426,7 +426,7 @@ for label, f in (("TypeScript SDK (metadata document)", sys.argv[1]), ("Python S
         reqs = [r for r in s.get("requests", []) if r.get("host", "hub") == "hub"]
         op = [r for r in s.get("requests", []) if r.get("host") == "op"]
         srv = [r["srv"] for r in reqs if "srv" in r]
-        logged = [d for t, d in mcp_lines if s.get("t0", 0) <= t <= s.get("t1", 0) + 150]
+        logged = [d for t, d in mcp_lines if s.get("t0", 0) <= t < s.get("t1", 0)]
         paths = {}
         for r in reqs:
             k = f"{r['m']} {r['path']}" + (" (test probe)" if r.get("raw") else "")
