@@ -14,7 +14,7 @@
 //! `issuer` and the authorization response's `iss` (Python's client compares
 //! them exactly; RFC 8414 §3.3, RFC 9207 §2.4).
 
-use super::{error_response, preflight, resource_of, Hub, SCOPES};
+use super::{error_response, resource_of, Hub, SCOPES};
 use crate::http::{Request, Response};
 use crate::users::oauth::RegisteredClient;
 use serde_json::{json, Map, Value};
