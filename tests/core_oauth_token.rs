@@ -383,7 +383,7 @@ fn preflight_and_other_methods() {
         let p = request(&h, "OPTIONS", path, &[("Origin", "https://app.example")], "");
         assert_eq!(p.status, 204, "{path}");
         assert_eq!(p.header("Access-Control-Allow-Origin"), Some("*"));
-        assert_eq!(p.header("Access-Control-Allow-Methods"), Some("POST, OPTIONS"));
+        assert_eq!(p.header("Access-Control-Allow-Methods"), Some("GET, POST, OPTIONS"));
         assert_eq!(p.header("Access-Control-Allow-Headers"), Some("Authorization, Content-Type, MCP-Protocol-Version"));
         assert_eq!(request(&h, "GET", path, &[], "").status, 405);
     }
