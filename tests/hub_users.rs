@@ -259,3 +259,29 @@ fn servers_a_user_may_not_use_or_lacks_a_token_for_are_hidden_and_refused() {
     assert_eq!(gh.stats()["tools"]["whoami"].as_u64().unwrap_or(0), 0, "erin's call never reached gh");
     assert!(tool_text(&erin.request("tools/call", json!({"name": "whoami", "arguments": {}})).unwrap()).is_ok());
 }
+
+#[test]
+fn forward_user_names_each_caller_on_a_shared_legacy_session() {
+    // A server without per-user tokens: every user shares its one legacy
+    // session, which one of them created. X-MCPHub-User must still name the
+    // user of each call, not the session's creator.
+    let fw = mock_with(MockConfig { era: Era::Legacy, name: "fw".into(), reflect_credential: Some("X-MCPHub-User".into()), ..MockConfig::default() });
+    let keys = (new_key(), new_key());
+    let h = hub(
+        &[],
+        json!({
+            "users": {"alice": {"keys": [key_digest(&keys.0)]}, "bob": {"keys": [key_digest(&keys.1)]}},
+            "mcpServers": {"fw": {"url": fw.url, "protocol": "legacy", "timeoutMs": 5000, "forwardUser": true}},
+        }),
+    );
+    let (alice, bob) = (Client::connect_as(&h.url, Some(&keys.0)), Client::connect_as(&h.url, Some(&keys.1)));
+    for _ in 0..2 {
+        for (client, me, other) in [(&alice, "alice", "bob"), (&bob, "bob", "alice")] {
+            let answer = client.request("tools/call", json!({"name": "fw__echo", "arguments": {"text": "hi"}})).expect("the call");
+            let text = answer.to_string();
+            assert!(text.contains(&format!("for {}", mcphub_mock::reflect_marker(me))), "{me}'s call names {me}: {text}");
+            assert!(!text.contains(&mcphub_mock::reflect_marker(other)), "{me}'s call does not name {other}: {text}");
+        }
+    }
+    assert_eq!(fw.stats()["initialize"], 1, "one shared session: {}", fw.stats());
+}

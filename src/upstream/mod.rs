@@ -1078,7 +1078,7 @@ impl Upstream {
         let session = self.legacy_session_at(&l.key, l.scope, &l.creds, ctx)?;
         self.sessions.applied(&session);
         let upstream_id = self.next_id();
-        let headers = session.headers();
+        let headers = self.for_caller(session.headers(), ctx);
         if let Some(h) = &ctx.call {
             h.record_call(cancel::UpstreamCall { id: upstream_id.clone(), session_headers: headers.clone(), legacy: true, method: method.into() });
         }
@@ -1088,6 +1088,22 @@ impl Upstream {
             self.transport.post_call(&l.body, &headers, self.call_deadline(ctx)?)?
         };
         Ok((answer, SentOn { session, headers }))
+    }
+
+    /// A legacy session's headers for one call: the session's (its context's
+    /// credentials), with `X-MCPHub-User` naming this call's user when
+    /// `forwardUser` is on. A session shared by a context is created by one
+    /// of its users and keeps that user's headers; without this, the other
+    /// users' calls would carry the creator's name.
+    fn for_caller(&self, mut headers: Vec<(String, String)>, ctx: &CallContext) -> Vec<(String, String)> {
+        if !self.config.forward_user {
+            return headers;
+        }
+        headers.retain(|(k, _)| !k.eq_ignore_ascii_case("X-MCPHub-User"));
+        if let Some(u) = ctx.user.as_deref() {
+            headers.push(("X-MCPHub-User".to_string(), u.name.clone()));
+        }
+        headers
     }
 
     /// The legacy session for this call's context, created once (single-flight).
