@@ -277,7 +277,7 @@ fn forward_user_names_each_caller_on_a_shared_legacy_session() {
     let (alice, bob) = (Client::connect_as(&h.url, Some(&keys.0)), Client::connect_as(&h.url, Some(&keys.1)));
     for _ in 0..2 {
         for (client, me, other) in [(&alice, "alice", "bob"), (&bob, "bob", "alice")] {
-            let answer = client.request("tools/call", json!({"name": "fw__echo", "arguments": {"text": "hi"}})).expect("the call");
+            let answer = client.request("tools/call", json!({"name": "echo", "arguments": {"text": "hi"}})).expect("the call");
             let text = answer.to_string();
             assert!(text.contains(&format!("for {}", mcphub_mock::reflect_marker(me))), "{me}'s call names {me}: {text}");
             assert!(!text.contains(&mcphub_mock::reflect_marker(other)), "{me}'s call does not name {other}: {text}");
