@@ -401,7 +401,7 @@ else notok "logs: one info line per grant (\"oauth: user alice authorized client
 # The flow's round trips and times per step: the requests each client made to the hub (the SDK's
 # own, the browser's, and this test's probes, marked), their wall time as the client measured it,
 # and the hub's own time: the duration_ms of its /mcp request lines (JSON log) within the step,
-# and the Server-Timing of its pages.
+# and the Server-Timing of its pages and OAuth endpoints (metadata, token, revoke, register).
 python3 -I - "$T" "$P" "$RUN/hub.log" "$SHOTS/timings.md" <<'EOF_PY'
 import json, sys
 from datetime import datetime
@@ -435,7 +435,7 @@ for label, f in (("TypeScript SDK (metadata document)", sys.argv[1]), ("Python S
                      f"{sum(logged)} ({len(logged)})" if logged else "-",
                      f"{round(sum(srv), 1)} ({len(srv)})" if srv else "-",
                      ", ".join(f"{k} ×{v}" if v > 1 else k for k, v in paths.items())))
-out = ["| client | step | hub requests | provider requests | step wall ms | hub requests ms (client side) | hub /mcp ms (log, n) | hub pages ms (Server-Timing, n) | requests |",
+out = ["| client | step | hub requests | provider requests | step wall ms | hub requests ms (client side) | hub /mcp ms (log, n) | hub pages and /oauth ms (Server-Timing, n) | requests |",
        "|---|---|---:|---:|---:|---:|---:|---:|---|"]
 out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
 text = "\n".join(out) + "\n"

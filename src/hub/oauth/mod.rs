@@ -134,15 +134,19 @@ pub fn owns(path: &str) -> bool {
 /// Serves the paths of [`owns`] (`/oauth/authorize` goes to the pages):
 /// `/oauth/token` and `/oauth/revoke` here, the metadata and registration
 /// in [`front`]. With `auth.oauth.enabled` false every path is 404.
+/// Every answer carries `Server-Timing: app;dur=<ms>` (the hub's time).
 pub fn handle(hub: &Hub, req: &Request) -> Response {
-    if !hub.config().auth.oauth.enabled {
-        return Response::json(404, &serde_json::json!({"error": "not_found", "error_description": "OAuth is disabled on this hub"}));
-    }
-    match req.path() {
-        "/oauth/token" => token(hub, req),
-        "/oauth/revoke" => revoke(hub, req),
-        _ => front::front(hub, req),
-    }
+    let started = std::time::Instant::now();
+    let r = if !hub.config().auth.oauth.enabled {
+        Response::json(404, &serde_json::json!({"error": "not_found", "error_description": "OAuth is disabled on this hub"}))
+    } else {
+        match req.path() {
+            "/oauth/token" => token(hub, req),
+            "/oauth/revoke" => revoke(hub, req),
+            _ => front::front(hub, req),
+        }
+    };
+    r.with_header("Server-Timing", &format!("app;dur={:.3}", started.elapsed().as_secs_f64() * 1000.0))
 }
 
 /// Adds `Access-Control-Allow-Origin: *` (browser-based clients call the
@@ -285,21 +289,26 @@ fn is_our_resource(hub: &Hub, req: &Request, resource: &str) -> bool {
     resource.strip_suffix('/').unwrap_or(resource) == ours
 }
 
+/// The start of a token or revocation request: a CORS preflight is
+/// answered (`Err`), else the form and the authenticated client id, or the
+/// refusal.
+fn client_request(hub: &Hub, req: &Request) -> Result<(super::ui::Form, String), Response> {
+    if req.method == "OPTIONS" {
+        return Err(preflight());
+    }
+    let form = form_of(hub, req)?;
+    let client_id = authenticate_client(hub, req, &form)?;
+    Ok((form, client_id))
+}
+
 /// `POST /oauth/token` (RFC 6749 §3.2, §4.1.3, §6; OAuth 2.1 §4.3): the
 /// `authorization_code` grant (PKCE S256 required) and the
 /// `refresh_token` grant (rotation). 200 with `{access_token, token_type,
 /// expires_in, refresh_token, scope}` and `Cache-Control: no-store`, or an
 /// RFC 6749 §5.2 error.
 fn token(hub: &Hub, req: &Request) -> Response {
-    if req.method == "OPTIONS" {
-        return preflight();
-    }
-    let form = match form_of(hub, req) {
+    let (form, client_id) = match client_request(hub, req) {
         Ok(f) => f,
-        Err(r) => return r,
-    };
-    let client_id = match authenticate_client(hub, req, &form) {
-        Ok(c) => c,
         Err(r) => return r,
     };
     let resource = field(&form, "resource");
@@ -352,15 +361,8 @@ fn token(hub: &Hub, req: &Request) -> Response {
 /// endpoint. 200 for any token of a known client (§2.2); a refresh token
 /// revokes its whole family.
 fn revoke(hub: &Hub, req: &Request) -> Response {
-    if req.method == "OPTIONS" {
-        return preflight();
-    }
-    let form = match form_of(hub, req) {
+    let (form, client_id) = match client_request(hub, req) {
         Ok(f) => f,
-        Err(r) => return r,
-    };
-    let client_id = match authenticate_client(hub, req, &form) {
-        Ok(c) => c,
         Err(r) => return r,
     };
     let Some(token) = field(&form, "token") else {
