@@ -322,8 +322,8 @@ jcheck "ts: client_id is the metadata document's https URL (client_id_metadata_d
 jcheck "ts: the authorization request: response_type code, S256 challenge, state, scope mcp, resource $HUB/mcp" "$T" \
   ".facts.authorizeParams.response_type == \"code\" and .facts.authorizeParams.code_challenge_method == \"S256\" and .facts.authorizeHasChallenge and .facts.authorizeHasState and .facts.authorizeParams.scope == \"mcp\" and .facts.authorizeParams.resource == \"$HUB/mcp\"" \
   '.facts.authorizeParams'
-jcheck "browser (ts): signed out → /ui/login → SSO at the provider → consent page with the client's name, its host, the redirect URI and the scope → Allow → the client's redirect URI" "$T" \
-  '.facts.browser.ok and .facts.browser.loginShown and .facts.browser.consentShown and .facts.browser.consent.clientName and .facts.browser.consent.redirectUri and .facts.browser.consent.scope and .facts.browser.consent.cimdHost' \
+jcheck "browser (ts): signed out → /ui/login → SSO at the provider → consent page with the client's name, its host, the redirect URI and the scope → Allow → the client's redirect URI; the Keys page lists it under Connected apps" "$T" \
+  '.facts.browser.ok and .facts.browser.loginShown and .facts.browser.consentShown and .facts.browser.consent.clientName and .facts.browser.consent.redirectUri and .facts.browser.consent.scope and .facts.browser.consent.cimdHost and .facts.browser.connectedApp' \
   '.facts.browser'
 jcheck "ts: the redirect carries a code, the state sent and iss = $HUB (RFC 9207)" "$T" \
   ".facts.callback.hasCode and .facts.callback.stateOk and .facts.callback.iss == \"$HUB\"" '.facts.callback // .error'
@@ -349,8 +349,8 @@ P=$RUN/py.json
 jcheck "py: the first request → 401 → PRM, AS metadata → POST /oauth/register 201 (DCR: mcphub_client_…, client_secret_basic with a secret) → redirect_handler" "$P" \
   '.facts.clientIdIsDcr and ([.steps.discover.requests[] | select(.path == "/oauth/register" and .st == 201)] | length) == 1 and .facts.clientAuthMethod == "client_secret_basic" and .facts.hasClientSecret' \
   '{clientId: .facts.authorizeParams.client_id, method: .facts.clientAuthMethod, secret: .facts.hasClientSecret, requests: [.steps.discover.requests[]? | "\(.m) \(.path) \(.st)"], error}'
-jcheck "browser (py): sign-in → consent page with the client's name marked unverified, the redirect URI, the scope → Allow → redirect" "$P" \
-  '.facts.browser.ok and .facts.browser.consentShown and .facts.browser.consent.clientName and .facts.browser.consent.unverified and .facts.browser.consent.redirectUri and .facts.browser.consent.scope' \
+jcheck "browser (py): sign-in → consent page with the client's name marked unverified, the redirect URI, the scope → Allow → redirect; Connected apps lists it" "$P" \
+  '.facts.browser.ok and .facts.browser.consentShown and .facts.browser.consent.clientName and .facts.browser.consent.unverified and .facts.browser.consent.redirectUri and .facts.browser.consent.scope and .facts.browser.connectedApp' \
   '.facts.browser'
 jcheck "py: the SDK accepted state and iss = $HUB, exchanged the code: Bearer mcphub_at_…, refresh mcphub_rt_…, expires_in $ACCESS_SECS" "$P" \
   ".facts.callback.iss == \"$HUB\" and .facts.connected and .facts.token.accessPrefix and .facts.token.refreshPrefix and .facts.token.expiresIn == $ACCESS_SECS" \

@@ -15,9 +15,10 @@
 //
 // Prints one JSON line:
 //   {ok, url: "<the callback URL with code, state, iss>", loginShown, consentShown,
-//    consent: {clientName, redirectUri, scope, unverified}, requests: [{m, path, st, ms, srv?, host}]}
+//    consent: {clientName, redirectUri, scope, unverified}, connectedApp (with OA_CLIENT_NAME: the Keys
+//    page's table#apps lists the client after the redirect), requests: [{m, path, st, ms, srv?, host}]}
 // or {ok: false, error, at} (where the browser was). Screenshots of the login and consent pages:
-// OA_SHOTS_DIR/OA_SHOT_PREFIX-{login,consent}.png.
+// OA_SHOTS_DIR/OA_SHOT_PREFIX-{login,consent,keys}.png.
 //
 // Environment: OA_HUB, OA_OP (the provider's issuer), OA_CHROMIUM, OA_SHOTS_DIR, OA_SHOT_PREFIX,
 // OA_LOGIN (default alice), OA_CLIENT_NAME (what the consent page must show; optional).
@@ -169,6 +170,13 @@ try {
   if (!url) fail(`no redirect to ${redirectUri.href} within ${WAIT / 1000}s after ${next === 'consent' ? 'Allow' : 'the sign-in'}; at ${await where(page)}`);
   // let the done page finish so its request is counted
   await page.waitForLoadState('load').catch(() => {});
+  // the person's Keys page now lists the client under "Connected apps"
+  if (CLIENT_NAME) {
+    await page.goto(`${HUB}/ui/keys`);
+    const apps = page.locator('table#apps');
+    out.connectedApp = (await apps.count()) > 0 && (await apps.innerText()).includes(CLIENT_NAME);
+    await shot(page, 'keys');
+  }
   out.ok = true;
   done({ url });
 } catch (e) {

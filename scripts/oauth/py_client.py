@@ -169,7 +169,7 @@ async def redirect_handler(url: str) -> None:
         b = {"ok": False, "error": f"authorize.mjs printed no JSON (exit {r.returncode}): {scrub(r.stderr.decode(errors='replace')[-400:])}"}
     browser.update(b)
     steps["browser"]["requests"] = b.get("requests", [])
-    facts["browser"] = {k: b.get(k) for k in ("ok", "consentShown", "loginShown", "consent", "error")}
+    facts["browser"] = {k: b.get(k) for k in ("ok", "consentShown", "loginShown", "consent", "connectedApp", "error")}
     if not b.get("ok"):
         raise RuntimeError(f"browser step: {b.get('error')}")
 

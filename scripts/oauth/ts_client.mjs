@@ -251,7 +251,7 @@ async function run() {
   begin('browser');
   const b = await authorize(authUrl.href, 'ts');
   steps.browser.requests = b.requests || [];
-  facts.browser = { ok: b.ok, consentShown: b.consentShown, loginShown: b.loginShown, consent: b.consent, error: b.error };
+  facts.browser = { ok: b.ok, consentShown: b.consentShown, loginShown: b.loginShown, consent: b.consent, connectedApp: b.connectedApp, error: b.error };
   if (!b.ok) fail(`browser step: ${b.error}`);
   const cb = new URL(b.url);
   const code = cb.searchParams.get('code');
