@@ -1,6 +1,6 @@
 //! Browser sessions of the users' pages and pending sign-ins (issue 17),
-//! kept server-side: in Redis when the hub has one (every instance sees
-//! them), else in this process's memory.
+//! kept server-side in [`crate::store::kv`]: in Redis when the hub has one
+//! (every instance sees them), else in this process's memory.
 //!
 //! - A session's cookie value is 32 random bytes, base64url (43 chars); only
 //!   its SHA-256 is a key: Redis `mcp:ui:session:<64 hex>` → JSON
@@ -15,23 +15,19 @@
 //! Errors: [`SessionError::Unavailable`] when Redis cannot be reached (the
 //! page answers 503); never a cookie value in a message.
 
+use crate::store::kv::{Kv, KvError};
 use crate::store::now_ms;
 use crate::store::redis::RedisStore;
 /// SHA-256 of a cookie value or `state`, 64 lowercase hex (what is stored): the hub keys' digest.
 use crate::users::key_digest as digest;
 use base64::Engine as _;
-use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::time::Duration;
 
 /// How long a pending sign-in waits for the provider's callback.
 pub const LOGIN_TTL: Duration = Duration::from_secs(600);
 /// `seenMs` is written back at most this often.
 const SEEN_GRANULARITY_MS: u64 = 60_000;
-/// Most sessions (and, separately, pending sign-ins) kept in memory; beyond,
-/// expired ones are purged and then the oldest are dropped.
-const MEMORY_CAP: usize = 100_000;
 
 /// One signed-in browser.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -71,105 +67,45 @@ pub enum SessionError {
     Unavailable(String),
 }
 
+fn unavailable(e: KvError) -> SessionError {
+    let KvError::Unavailable(m) = e;
+    SessionError::Unavailable(m)
+}
+
 /// 32 OS-random bytes as base64url without padding (43 chars): cookie
 /// values, CSRF tokens, `state`, `nonce`, PKCE verifiers.
 pub fn random_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(crate::random::bytes::<32>())
 }
 
-#[derive(Default)]
-struct Memory {
-    /// digest → (record JSON, expires at ms).
-    sessions: HashMap<String, (String, u64)>,
-    logins: HashMap<String, (String, u64)>,
-}
-
-fn memory_put(map: &mut HashMap<String, (String, u64)>, key: String, value: String, expires_ms: u64) {
-    if map.len() >= MEMORY_CAP && !map.contains_key(&key) {
-        let now = now_ms();
-        map.retain(|_, (_, exp)| *exp > now);
-        while map.len() >= MEMORY_CAP {
-            let Some(oldest) = map.iter().min_by_key(|(_, (_, exp))| *exp).map(|(k, _)| k.clone()) else { break };
-            map.remove(&oldest);
-        }
-    }
-    map.insert(key, (value, expires_ms));
-}
-
-/// The session store: Redis or memory. Cheap to clone.
+/// The session store: Redis or memory ([`crate::store::kv::Kv`]). Cheap to clone.
 #[derive(Clone)]
 pub struct Sessions {
-    redis: Option<RedisStore>,
-    memory: std::sync::Arc<Mutex<Memory>>,
+    kv: Kv,
 }
 
 impl Sessions {
     /// Sessions in `redis` when given, else in memory.
     pub fn new(redis: Option<RedisStore>) -> Sessions {
-        Sessions { redis, memory: Default::default() }
+        Sessions { kv: Kv::new(redis) }
     }
 
     /// `redis` or `memory`.
     pub fn kind(&self) -> &'static str {
-        if self.redis.is_some() {
-            "redis"
-        } else {
-            "memory"
-        }
+        self.kv.kind()
     }
 
     fn put(&self, prefix: &str, key: String, value: String, ttl: Duration) -> Result<(), SessionError> {
-        let ttl_ms = (ttl.as_millis() as u64).max(1);
-        match &self.redis {
-            Some(r) => r
-                .run(|c| redis::cmd("SET").arg(format!("mcp:ui:{prefix}:{key}")).arg(value).arg("PX").arg(ttl_ms).query::<()>(c))
-                .map_err(|e| SessionError::Unavailable(e.to_string())),
-            None => {
-                let mut m = self.memory.lock();
-                let map = if prefix == "session" { &mut m.sessions } else { &mut m.logins };
-                memory_put(map, key, value, now_ms() + ttl_ms);
-                Ok(())
-            }
-        }
+        self.kv.set(&format!("mcp:ui:{prefix}:{key}"), &value, ttl.max(Duration::from_millis(1))).map_err(unavailable)
     }
 
     fn get(&self, prefix: &str, key: &str, take: bool) -> Result<Option<String>, SessionError> {
-        match &self.redis {
-            Some(r) => {
-                let k = format!("mcp:ui:{prefix}:{key}");
-                r.run(|c| if take { redis::cmd("GETDEL").arg(&k).query(c) } else { redis::cmd("GET").arg(&k).query(c) })
-                    .map_err(|e| SessionError::Unavailable(e.to_string()))
-            }
-            None => {
-                let mut m = self.memory.lock();
-                let map = if prefix == "session" { &mut m.sessions } else { &mut m.logins };
-                let now = now_ms();
-                match map.get(key) {
-                    Some((_, exp)) if *exp <= now => {
-                        map.remove(key);
-                        Ok(None)
-                    }
-                    Some((v, _)) if !take => Ok(Some(v.clone())),
-                    Some(_) => Ok(map.remove(key).map(|(v, _)| v)),
-                    None => Ok(None),
-                }
-            }
-        }
+        let k = format!("mcp:ui:{prefix}:{key}");
+        if take { self.kv.take(&k) } else { self.kv.get(&k) }.map_err(unavailable)
     }
 
     fn delete(&self, prefix: &str, key: &str) -> Result<(), SessionError> {
-        match &self.redis {
-            Some(r) => r.run(|c| redis::cmd("DEL").arg(format!("mcp:ui:{prefix}:{key}")).query::<()>(c)).map_err(|e| SessionError::Unavailable(e.to_string())),
-            None => {
-                let mut m = self.memory.lock();
-                if prefix == "session" {
-                    m.sessions.remove(key);
-                } else {
-                    m.logins.remove(key);
-                }
-                Ok(())
-            }
-        }
+        self.kv.del(&[format!("mcp:ui:{prefix}:{key}")]).map_err(unavailable)
     }
 
     /// Starts a session for `user`; returns the cookie value (shown to the
