@@ -21,19 +21,6 @@ fn closed_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn location(a: &Answer) -> String {
-    a.header("Location").unwrap_or_default().to_string()
-}
-
-/// The value of query parameter `name` in `url` (form-decoded: `+` is a space).
-fn param(url: &str, name: &str) -> Option<String> {
-    let query = url.split_once('?')?.1;
-    query.split('&').find_map(|p| {
-        let (k, v) = p.split_once('=')?;
-        (k == name).then(|| percent_encoding::percent_decode_str(&v.replace('+', " ")).decode_utf8_lossy().to_string())
-    })
-}
-
 fn assert_page(a: &Answer, status: u16, words: &str) {
     assert_eq!(a.status, status, "{}", a.text);
     assert!(a.header("Content-Type").unwrap_or_default().starts_with("text/html"), "{:?}", a.headers);

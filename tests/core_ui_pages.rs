@@ -36,22 +36,6 @@ fn pages_hub(extra: Value) -> (Hub, String, String) {
     (h, alice, bob)
 }
 
-/// Every `Set-Cookie` of an answer.
-fn set_cookies(a: &Answer) -> Vec<&str> {
-    a.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie")).map(|(_, v)| v.as_str()).collect()
-}
-
-/// The `Set-Cookie` whose cookie is `name` (whole header value).
-fn set_cookie<'a>(a: &'a Answer, name: &str) -> &'a str {
-    let prefix = format!("{name}=");
-    set_cookies(a).into_iter().find(|c| c.starts_with(&prefix)).unwrap_or_else(|| panic!("no {name} cookie in {:?}", a.headers))
-}
-
-/// The value of a `Set-Cookie` header.
-fn cookie_value(set_cookie: &str) -> String {
-    set_cookie.split(';').next().and_then(|c| c.split_once('=')).map(|(_, v)| v.to_string()).unwrap_or_default()
-}
-
 /// A signed-in browser: its session cookie (`name=value`) and the page's CSRF token.
 struct Browser {
     cookie: String,

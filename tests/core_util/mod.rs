@@ -811,3 +811,33 @@ pub fn tool(name: &str) -> Value {
 pub fn names(msg: &Value, field: &str) -> Vec<String> {
     msg["result"][field].as_array().unwrap_or_else(|| panic!("no {field} in {msg}")).iter().filter_map(|t| t["name"].as_str().map(str::to_string)).collect()
 }
+
+/// The `Location` of an answer (empty when none).
+pub fn location(a: &Answer) -> String {
+    a.header("Location").unwrap_or_default().to_string()
+}
+
+/// The value of query parameter `name` in `url` (form-decoded: `+` is a space).
+pub fn param(url: &str, name: &str) -> Option<String> {
+    let query = url.split_once('?')?.1;
+    query.split('&').find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        (k == name).then(|| percent_encoding::percent_decode_str(&v.replace('+', " ")).decode_utf8_lossy().to_string())
+    })
+}
+
+/// Every `Set-Cookie` of an answer.
+pub fn set_cookies(a: &Answer) -> Vec<&str> {
+    a.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie")).map(|(_, v)| v.as_str()).collect()
+}
+
+/// The `Set-Cookie` whose cookie is `name` (whole header value).
+pub fn set_cookie<'a>(a: &'a Answer, name: &str) -> &'a str {
+    let prefix = format!("{name}=");
+    set_cookies(a).into_iter().find(|c| c.starts_with(&prefix)).unwrap_or_else(|| panic!("no {name} cookie in {:?}", a.headers))
+}
+
+/// The value of a `Set-Cookie` header.
+pub fn cookie_value(set_cookie: &str) -> String {
+    set_cookie.split(';').next().and_then(|c| c.split_once('=')).map(|(_, v)| v.to_string()).unwrap_or_default()
+}
