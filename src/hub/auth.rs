@@ -105,9 +105,17 @@ impl Caller {
     /// access token needs `mcp` for `tools/call`, `mcp:read` does the rest;
     /// issue 18, "step-up").
     pub fn may_send(&self, method: &str) -> bool {
-        let Some(scope) = &self.scope else { return true };
-        let has = |s: &str| scope.split(' ').any(|g| g == s);
-        has(super::oauth::SCOPE_MCP) || (has(super::oauth::SCOPE_READ) && method != "tools/call")
+        !self.limited() || (self.has(super::oauth::SCOPE_READ) && method != "tools/call")
+    }
+
+    /// Whether some method may be refused: an access token without `mcp`.
+    /// Only then does the `/mcp` edge read the body's methods ([`Caller::may_send`]).
+    pub fn limited(&self) -> bool {
+        self.scope.is_some() && !self.has(super::oauth::SCOPE_MCP)
+    }
+
+    fn has(&self, scope: &str) -> bool {
+        self.scope.as_deref().is_some_and(|granted| granted.split(' ').any(|g| g == scope))
     }
 }
 

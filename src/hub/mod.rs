@@ -569,7 +569,7 @@ impl Hub {
                 return self.oauth_challenge(&req, refusal.response());
             }
         };
-        if caller.scope.is_some() && req.method == "POST" && !request_methods(&req.body).iter().all(|m| caller.may_send(m)) {
+        if caller.limited() && req.method == "POST" && !request_methods(&req.body).iter().all(|m| caller.may_send(m)) {
             return self.oauth_challenge(&req, Refusal::InsufficientScope.response(None));
         }
         let user = caller.user;
