@@ -15,8 +15,6 @@ use serde_json::{json, Value};
 
 const BASE: &str = "http://127.0.0.1:3000";
 /// The `Host` of every request (loopback: the base is `http://` + it).
-const HOST: (&str, &str) = ("Host", "127.0.0.1:3000");
-const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
 const CALLBACK: &str = "http://127.0.0.1:9999/callback";
 /// A PKCE verifier and its S256 challenge (RFC 7636 appendix B).
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
@@ -28,19 +26,8 @@ fn oauth_hub(oauth: Value) -> (Hub, String) {
     (hub(json!({"users": {"alice": user_with_key(&key)}, "auth": {"oauth": oauth}})), key)
 }
 
-/// The first `name="csrf" value="…"` of a page.
-fn csrf_of(page: &str) -> String {
-    let at = page.find("name=\"csrf\" value=\"").unwrap_or_else(|| panic!("no csrf field in {page}")) + "name=\"csrf\" value=\"".len();
-    page[at..].split('"').next().unwrap().to_string()
-}
-
 fn enc(v: &str) -> String {
     percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
-
-/// `application/x-www-form-urlencoded` (also a query) of `pairs`.
-fn form(pairs: &[(&str, &str)]) -> String {
-    pairs.iter().map(|(k, v)| format!("{k}={}", enc(v))).collect::<Vec<_>>().join("&")
 }
 
 fn assert_page(a: &Answer, status: u16, words: &str) {
@@ -87,43 +74,10 @@ fn authorize_url(client_id: &str, extra: &[(&str, &str)]) -> String {
     format!("/oauth/authorize?{}", form(&pairs))
 }
 
-/// A signed-in browser: its session cookie (`name=value`) and CSRF token.
-struct Browser {
-    cookie: String,
-    csrf: String,
-}
-
-impl Browser {
-    fn get(&self, h: &Hub, path: &str) -> Answer {
-        get(h, path, &[HOST, ("Cookie", &self.cookie)])
-    }
-
-    /// A form POST with this session's CSRF token first.
-    fn post(&self, h: &Hub, path: &str, pairs: &[(&str, &str)]) -> Answer {
-        let mut all = vec![("csrf", self.csrf.as_str())];
-        all.extend_from_slice(pairs);
-        request(h, "POST", path, &[HOST, FORM, ("Cookie", &self.cookie)], &form(&all))
-    }
-}
-
 /// Key sign-in; `extra_cookie` (`name=value`) sent along with the form.
 /// The POST's answer and the browser.
 fn sign_in_with(h: &Hub, key: &str, extra_cookie: Option<&str>) -> (Answer, Browser) {
-    let login = get(h, "/ui/login", &[HOST]);
-    assert_eq!(login.status, 200, "{}", login.text);
-    let pre = cookie_value(set_cookie(&login, "__Host-mcphub_csrf"));
-    let mut cookie = format!("__Host-mcphub_csrf={pre}");
-    if let Some(c) = extra_cookie {
-        cookie.push_str("; ");
-        cookie.push_str(c);
-    }
-    let r = request(h, "POST", "/ui/login/key", &[HOST, FORM, ("Cookie", &cookie)], &form(&[("csrf", &pre), ("key", key)]));
-    assert_eq!(r.status, 303, "{}", r.text);
-    let session = format!("__Host-mcphub_session={}", cookie_value(set_cookie(&r, "__Host-mcphub_session")));
-    let page = get(h, "/ui/connect", &[HOST, ("Cookie", &session)]);
-    assert_eq!(page.status, 200, "{}", page.text);
-    let csrf = csrf_of(&page.text);
-    (r, Browser { cookie: session, csrf })
+    key_sign_in(h, key, HOST, "__Host-", extra_cookie)
 }
 
 fn sign_in(h: &Hub, key: &str) -> Browser {

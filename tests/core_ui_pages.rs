@@ -15,8 +15,6 @@ use mcphub::users::{key_digest, new_key};
 use serde_json::{json, Value};
 
 /// The `Host` of every page request (loopback: cookies are `Secure` and `__Host-`).
-const HOST: (&str, &str) = ("Host", "127.0.0.1:3000");
-const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
 
 /// A `${user.GITHUB_TOKEN}` server `gh` and a plain server `plain`; users
 /// alice and bob with config keys; `extra` top-level keys on top.
@@ -36,60 +34,17 @@ fn pages_hub(extra: Value) -> (Hub, String, String) {
     (h, alice, bob)
 }
 
-/// A signed-in browser: its session cookie (`name=value`) and the page's CSRF token.
-struct Browser {
-    cookie: String,
-    csrf: String,
-}
-
-/// The first `name="csrf" value="…"` of a page.
-fn csrf_of(page: &str) -> String {
-    let at = page.find("name=\"csrf\" value=\"").unwrap_or_else(|| panic!("no csrf field in {page}")) + "name=\"csrf\" value=\"".len();
-    page[at..].split('"').next().unwrap().to_string()
-}
-
-/// `application/x-www-form-urlencoded` of `pairs`.
-fn form(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={}", percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
 /// Signs in with `key` through `GET /ui/login` + `POST /ui/login/key` (cookie
 /// names with `prefix`: `__Host-` on a secure hub, `` otherwise); the answer
 /// of the POST and the browser.
 fn sign_in_as(h: &Hub, key: &str, host: (&str, &str), prefix: &str) -> (Answer, Browser) {
-    let login = get(h, "/ui/login", &[host]);
-    assert_eq!(login.status, 200, "{}", login.text);
-    let pre = cookie_value(set_cookie(&login, &format!("{prefix}mcphub_csrf")));
-    assert_eq!(csrf_of(&login.text), pre, "the form carries the double-submit token");
-    let cookie = format!("{prefix}mcphub_csrf={pre}");
-    let r = request(h, "POST", "/ui/login/key", &[host, FORM, ("Cookie", &cookie)], &form(&[("csrf", &pre), ("key", key)]));
+    let (r, browser) = key_sign_in(h, key, host, prefix, None);
     assert_eq!((r.status, r.header("location")), (303, Some("/ui/connect")), "{}", r.text);
-    let session = format!("{prefix}mcphub_session={}", cookie_value(set_cookie(&r, &format!("{prefix}mcphub_session"))));
-    let page = get(h, "/ui/connect", &[host, ("Cookie", &session)]);
-    assert_eq!(page.status, 200, "{}", page.text);
-    let csrf = csrf_of(&page.text);
-    (r, Browser { cookie: session, csrf })
+    (r, browser)
 }
 
 fn sign_in(h: &Hub, key: &str) -> Browser {
     sign_in_as(h, key, HOST, "__Host-").1
-}
-
-impl Browser {
-    fn get(&self, h: &Hub, path: &str) -> Answer {
-        get(h, path, &[HOST, ("Cookie", &self.cookie)])
-    }
-
-    /// A form POST with this session's CSRF token added.
-    fn post(&self, h: &Hub, path: &str, pairs: &[(&str, &str)]) -> Answer {
-        let mut all = vec![("csrf", self.csrf.as_str())];
-        all.extend_from_slice(pairs);
-        request(h, "POST", path, &[HOST, FORM, ("Cookie", &self.cookie)], &form(&all))
-    }
 }
 
 /// `tools/list` on `/mcp` with `key` as a Bearer key: the status.

@@ -841,3 +841,65 @@ pub fn set_cookie<'a>(a: &'a Answer, name: &str) -> &'a str {
 pub fn cookie_value(set_cookie: &str) -> String {
     set_cookie.split(';').next().and_then(|c| c.split_once('=')).map(|(_, v)| v.to_string()).unwrap_or_default()
 }
+
+/// A loopback `Host` (a secure context: cookies get the `__Host-` prefix).
+pub const HOST: (&str, &str) = ("Host", "127.0.0.1:3000");
+/// A form body's `Content-Type`.
+pub const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
+
+/// `application/x-www-form-urlencoded` (also a query) of `pairs`.
+pub fn form(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The first `name="csrf" value="…"` of a page.
+pub fn csrf_of(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").unwrap_or_else(|| panic!("no csrf field in {page}")) + "name=\"csrf\" value=\"".len();
+    page[at..].split('"').next().unwrap().to_string()
+}
+
+/// A signed-in browser of the pages: its session cookie (`name=value`) and CSRF token.
+pub struct Browser {
+    pub cookie: String,
+    pub csrf: String,
+}
+
+impl Browser {
+    pub fn get(&self, h: &Hub, path: &str) -> Answer {
+        get(h, path, &[HOST, ("Cookie", &self.cookie)])
+    }
+
+    /// A form POST with this session's CSRF token first.
+    pub fn post(&self, h: &Hub, path: &str, pairs: &[(&str, &str)]) -> Answer {
+        let mut all = vec![("csrf", self.csrf.as_str())];
+        all.extend_from_slice(pairs);
+        request(h, "POST", path, &[HOST, FORM, ("Cookie", &self.cookie)], &form(&all))
+    }
+}
+
+/// Key sign-in through `GET /ui/login` + `POST /ui/login/key` with `host`
+/// (cookie names with `prefix`: `__Host-` on a secure hub, `` otherwise),
+/// `extra_cookie` (`name=value`) sent along with the form; the POST's
+/// answer (a 303) and the browser, whose CSRF token is read from `/ui/connect`.
+pub fn key_sign_in(h: &Hub, key: &str, host: (&str, &str), prefix: &str, extra_cookie: Option<&str>) -> (Answer, Browser) {
+    let login = get(h, "/ui/login", &[host]);
+    assert_eq!(login.status, 200, "{}", login.text);
+    let pre = cookie_value(set_cookie(&login, &format!("{prefix}mcphub_csrf")));
+    assert_eq!(csrf_of(&login.text), pre, "the form carries the double-submit token");
+    let mut cookie = format!("{prefix}mcphub_csrf={pre}");
+    if let Some(c) = extra_cookie {
+        cookie.push_str("; ");
+        cookie.push_str(c);
+    }
+    let r = request(h, "POST", "/ui/login/key", &[host, FORM, ("Cookie", &cookie)], &form(&[("csrf", &pre), ("key", key)]));
+    assert_eq!(r.status, 303, "{}", r.text);
+    let session = format!("{prefix}mcphub_session={}", cookie_value(set_cookie(&r, &format!("{prefix}mcphub_session"))));
+    let page = get(h, "/ui/connect", &[host, ("Cookie", &session)]);
+    assert_eq!(page.status, 200, "{}", page.text);
+    let csrf = csrf_of(&page.text);
+    (r, Browser { cookie: session, csrf })
+}
