@@ -26,10 +26,6 @@ fn oauth_hub(oauth: Value) -> (Hub, String) {
     (hub(json!({"users": {"alice": user_with_key(&key)}, "auth": {"oauth": oauth}})), key)
 }
 
-fn enc(v: &str) -> String {
-    percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
-
 fn assert_page(a: &Answer, status: u16, words: &str) {
     assert_eq!(a.status, status, "{}", a.text);
     assert!(a.header("Content-Type").unwrap_or_default().starts_with("text/html"), "{:?}", a.headers);

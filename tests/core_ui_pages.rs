@@ -14,8 +14,6 @@ use mcphub::users::secrets::SecretKey;
 use mcphub::users::{key_digest, new_key};
 use serde_json::{json, Value};
 
-/// The `Host` of every page request (loopback: cookies are `Secure` and `__Host-`).
-
 /// A `${user.GITHUB_TOKEN}` server `gh` and a plain server `plain`; users
 /// alice and bob with config keys; `extra` top-level keys on top.
 fn pages_hub(extra: Value) -> (Hub, String, String) {
