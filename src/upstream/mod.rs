@@ -10,8 +10,9 @@
 //!   Cached; pinned by `"protocol"` in the server config.
 //! - Legacy sessions ([`session`]): created once per (server, context key),
 //!   single-flight, reused by every client; 404 (or 400 naming the session) →
-//!   re-initialize and send again, up to [`MAX_HEALS`] times within the
-//!   deadline (docs/decisions.md D3: why not just once).
+//!   re-initialize and send again, up to [`MAX_HEALS`] times (sessions the
+//!   server never answered on) or [`MAX_EXPIRIES`] times (sessions it
+//!   answered on and forgot) within the deadline (docs/decisions.md D3).
 //! - Responses may be JSON or SSE ([`transport`]); notifications that arrive
 //!   before the final response are handed to the caller.
 
@@ -36,7 +37,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use transport::{Answer, EventStream, HttpReply, Transport};
 
-pub use retry::{MAX_HEALS, MAX_REFUSALS};
+pub use retry::{MAX_EXPIRIES, MAX_HEALS, MAX_REFUSALS};
 
 /// Makes the [`Transport`] of one server from its configuration and the
 /// keep-alive pool size (the hub's worker count): [`http_connector`] in the
@@ -854,7 +855,9 @@ impl Upstream {
             }
             .map_err(|e| self.classify(e));
             let seen = match &attempt {
-                Ok((Answer::Reply(reply), session)) => retry::seen(reply, session.is_some(), std::time::SystemTime::now()),
+                Ok((Answer::Reply(reply), session)) => {
+                    retry::seen(reply, session.as_ref().map(|s| s.session.has_answered()), std::time::SystemTime::now())
+                }
                 Ok((Answer::Stream(_), _)) => retry::Seen::Answer,
                 Err(UpstreamError::Transport { sent, .. }) => retry::Seen::TransportFailed { sent: *sent },
                 Err(_) => retry::Seen::Failed,
@@ -880,18 +883,29 @@ impl Upstream {
                 repeatable: matches!(seen, retry::Seen::TransportFailed { sent: true }) && self.retry_safe(method, &params),
             };
             let next = retry::next(seen, &call, &tally);
+            if let (retry::Seen::Answer, Ok((_, Some(sent)))) = (seen, &attempt) {
+                sent.session.mark_answered();
+            }
             let result = match (busy, attempt) {
                 (Some(e), _) | (None, Err(e)) => Err(e),
                 (None, Ok((Answer::Reply(reply), Some(sent)))) if next == retry::Next::Heal => {
                     if let Some(l) = &legacy {
                         self.sessions.invalidate(&l.key, &sent.session, &format!("HTTP {}", reply.status));
                     }
-                    tally.heals += 1;
+                    match seen {
+                        retry::Seen::SessionExpired { answered: true } => tally.expiries += 1,
+                        _ => tally.heals += 1,
+                    }
                     continue; // the same slot: the request was not executed
                 }
                 (None, Ok((answer, session))) => {
-                    if seen == retry::Seen::SessionExpired {
-                        log::warn!("upstream '{}' kept answering with unknown sessions ({MAX_HEALS} re-established in one request)", self.config.name);
+                    if let retry::Seen::SessionExpired { .. } = seen {
+                        log::warn!(
+                            "upstream '{}' kept answering with unknown sessions ({} re-established in one request, {} of them after it had answered on them)",
+                            self.config.name,
+                            tally.heals + tally.expiries,
+                            tally.expiries
+                        );
                     }
                     let (headers, answerable) = session.map_or((Vec::new(), false), |s| (s.headers, true));
                     self.outcome(answer, headers, answerable).map_err(|e| self.classify(e))

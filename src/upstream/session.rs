@@ -31,7 +31,7 @@ use crate::users::Secret;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -64,6 +64,9 @@ pub struct LegacySession {
     /// on it; never stored, never printed).
     pub credentials: Vec<(String, Secret)>,
     last_touch_ms: AtomicU64,
+    /// Whether the server has answered a request on it (a later 404 is an
+    /// expiry, not a refusal: [`super::retry::MAX_EXPIRIES`]).
+    answered: AtomicBool,
 }
 
 impl LegacySession {
@@ -80,6 +83,7 @@ impl LegacySession {
             stored: false,
             credentials: Vec::new(),
             last_touch_ms: AtomicU64::new(now),
+            answered: AtomicBool::new(false),
         }
     }
 
@@ -102,6 +106,16 @@ impl LegacySession {
         }
         h.extend(self.credentials.iter().map(|(k, v)| (k.clone(), v.expose().to_string())));
         h
+    }
+
+    /// Notes that the server answered a request on this session.
+    pub fn mark_answered(&self) {
+        self.answered.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the server has answered a request on this session.
+    pub fn has_answered(&self) -> bool {
+        self.answered.load(Ordering::Relaxed)
     }
 
     fn record(&self) -> Option<SessionRecord> {
