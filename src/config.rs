@@ -19,6 +19,8 @@
 //! ```
 
 pub mod auth;
+pub mod process;
+pub use process::{ProcessLimits, StdioConfig, TransportKind};
 pub mod limits;
 
 use serde::Deserialize;
@@ -138,6 +140,9 @@ pub struct ServerConfig {
     pub heavy_concurrency: usize,
     /// `heavyQueue`: heavy calls waiting (default 16); full → 503.
     pub heavy_queue: usize,
+    /// How the hub reaches it: Streamable HTTP at `url` (default), a stdio
+    /// process, or the 2024-11-05 HTTP+SSE transport (issue 19).
+    pub transport: TransportKind,
 }
 
 /// An entry of `mcpServers` the hub skips, with why.
@@ -202,6 +207,9 @@ pub struct Config {
     pub servers: Vec<ServerConfig>,
     /// Entries skipped with a warning.
     pub skipped: Vec<SkippedServer>,
+    /// `maxProcesses` (top level): stdio server processes of all servers at
+    /// once (default 64; each server also has its own cap).
+    pub max_processes: usize,
     /// The shared session store (`redis`, or env `REDIS_URL`); `None` → in memory.
     pub redis: Option<RedisConfig>,
     /// TTL of stored upstream sessions (`sessionTtlSecs`, default 3600 s),
@@ -1135,6 +1143,7 @@ impl Config {
                 heavy_tools: limits::HeavyTools(server.heavy_tools),
                 heavy_concurrency: bounded(&format!("{key}.heavyConcurrency"), server.heavy_concurrency, 1, 1, limits::MAX_LIMIT as u64)? as usize,
                 heavy_queue: bounded(&format!("{key}.heavyQueue"), server.heavy_queue, 16, 0, limits::MAX_LIMIT as u64)? as usize,
+                transport: TransportKind::StreamableHttp,
             });
         }
         let redis = match raw.redis {
@@ -1205,6 +1214,7 @@ impl Config {
             list_cache_contexts: bounded("listCacheContexts", raw.list_cache_contexts, 1000, 1, 1_000_000)? as usize,
             servers,
             skipped,
+            max_processes: process::DEFAULT_GLOBAL_MAX_PROCESSES,
             max_tasks_per_user: bounded("maxTasksPerUser", raw.max_tasks_per_user, 100, 1, 10_000)? as usize,
             max_tasks: bounded("maxTasks", raw.max_tasks, DEFAULT_MAX_TASKS as u64, 1, 100_000)? as usize,
             warnings,

@@ -149,12 +149,13 @@ impl Hub {
     ///
     /// Errors: a Redis URL the client cannot use.
     pub fn new(config: Config) -> Result<Hub, crate::store::StoreError> {
-        Hub::with_connector(config, crate::upstream::http_connector())
+        let connector = crate::upstream::product_connector(config.max_processes);
+        Hub::with_connector(config, connector)
     }
 
     /// [`Hub::new`] reaching its servers through `connector`'s transports
     /// (the seam at the upstream boundary: [`crate::upstream::transport::Transport`]);
-    /// the product uses [`crate::upstream::http_connector`], a test a
+    /// the product uses [`crate::upstream::product_connector`], a test a
     /// transport that answers in memory. Reloads build new servers with it too.
     ///
     /// Errors: a Redis URL the client cannot use.
@@ -168,7 +169,8 @@ impl Hub {
     /// rate limits share its pool and breaker. The connection's probe thread
     /// stays with the owner it was opened with.
     pub fn with_redis(config: Config, redis: Option<crate::store::redis::RedisStore>) -> Hub {
-        Hub::build(config, redis, crate::threads::Threads::new(), crate::upstream::http_connector())
+        let connector = crate::upstream::product_connector(config.max_processes);
+        Hub::build(config, redis, crate::threads::Threads::new(), connector)
     }
 
     fn build(

@@ -22,6 +22,7 @@ pub mod listen;
 pub mod scrub;
 pub mod retry;
 pub mod session;
+pub mod stdio;
 pub mod streamable;
 pub mod transport;
 
@@ -40,14 +41,20 @@ use transport::{Answer, EventStream, HttpReply, Transport};
 pub use retry::{MAX_EXPIRIES, MAX_HEALS, MAX_REFUSALS};
 
 /// Makes the [`Transport`] of one server from its configuration and the
-/// keep-alive pool size (the hub's worker count): [`http_connector`] in the
+/// keep-alive pool size (the hub's worker count): [`product_connector`] in the
 /// product; a test gives the hub its own (`Hub::with_connector`).
 pub type Connector = Arc<dyn Fn(&ServerConfig, usize) -> Box<dyn Transport> + Send + Sync>;
 
 /// The product's connector: Streamable HTTP ([`streamable::HttpTransport`])
-/// for every server.
-pub fn http_connector() -> Connector {
-    Arc::new(|config: &ServerConfig, pool_size: usize| Box::new(streamable::HttpTransport::new(config, pool_size)) as Box<dyn Transport>)
+/// for URL servers, [`stdio::StdioTransport`] for stdio servers, all of them
+/// under one cap of `global_max_processes` stdio processes (top-level
+/// `maxProcesses`, issue 19).
+pub fn product_connector(global_max_processes: usize) -> Connector {
+    let budget = stdio::Budget::new(global_max_processes);
+    Arc::new(move |config: &ServerConfig, pool_size: usize| match &config.transport {
+        crate::config::TransportKind::Stdio(stdio) => Box::new(stdio::StdioTransport::new(config, stdio.clone(), budget.clone())) as Box<dyn Transport>,
+        _ => Box::new(streamable::HttpTransport::new(config, pool_size)) as Box<dyn Transport>,
+    })
 }
 
 /// Why an upstream call failed. Messages name the server, never a credential.

@@ -196,6 +196,27 @@ pub trait Transport: Send + Sync {
     /// Ends a legacy session (HTTP `DELETE`); failures are logged, not returned.
     fn delete(&self, headers: &[(String, String)]);
 
+    /// Whether this transport's legacy sessions may be kept in the shared
+    /// store for other hub instances and the next start (Streamable HTTP:
+    /// yes; a stdio process or an HTTP+SSE stream lives in this process only).
+    fn shares_sessions(&self) -> bool {
+        true
+    }
+
+    /// Stops what the transport keeps running (stdio processes): at hub
+    /// shutdown and when a reload drops or replaces the server.
+    fn shutdown(&self) {}
+
+    /// Sets the owner of the transport's own threads (the hub's,
+    /// [`crate::threads`]); called once, before the first call.
+    fn attach_threads(&self, _threads: crate::threads::Threads) {}
+
+    /// The transport's processes, for `/readyz` and `/metrics` (stdio
+    /// servers only).
+    fn processes(&self) -> Option<ProcessCounts> {
+        None
+    }
+
     /// POSTs one JSON-RPC message and reads the answer within `budget`: the
     /// whole exchange — connect, send, response head, every byte of the body
     /// or event stream — ends by then (`timeout_global`), so a server that
@@ -264,6 +285,24 @@ pub trait Transport: Send + Sync {
         self.answer(&answer.to_response(Some(id)), headers, budget.min(ANSWER_BUDGET));
     }
 
+}
+
+/// The processes of one stdio server (issue 19), for `/readyz` and
+/// `/metrics` (`mcphub_upstream_processes{server,state}` and the counters).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ProcessCounts {
+    /// Started and answering, with calls in flight.
+    pub running: usize,
+    /// Started, `initialize` not answered yet.
+    pub starting: usize,
+    /// Started, no call in flight.
+    pub idle: usize,
+    /// Processes started again after one of the same context ended badly.
+    pub restarts: u64,
+    /// Processes that exited on their own or were killed for not answering.
+    pub crashes: u64,
+    /// Processes stopped for idleness or to make room (LRU).
+    pub evictions: u64,
 }
 
 /// An io error while reading an upstream body as an [`UpstreamError`]. ureq
