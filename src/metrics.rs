@@ -18,6 +18,9 @@
 //! - `upstream_sessions_active{server}` (gauge, legacy sessions cached here),
 //!   `upstream_sessions_created_total{server}`,
 //!   `upstream_sessions_reestablished_total{server}` (counters, ♻️).
+//! - `upstream_processes{server,state="running"|"starting"|"idle"}` (gauge,
+//!   stdio servers), `upstream_process_restarts_total{server}`,
+//!   `upstream_process_crashes_total{server}`, `upstream_process_evictions_total{server}` (issue 19).
 //! - `http_queue_depth`, `http_queue_capacity` (gauges),
 //!   `http_rejections_total{reason="queue_full"|"streams_full"}` (503s).
 //! - `bulkhead_in_flight{server,queue}`, `bulkhead_queued{server,queue}`
@@ -281,6 +284,24 @@ pub struct Snapshot {
     pub oauth_errors: Vec<(&'static str, u64)>,
 }
 
+/// The processes of one stdio server (issue 19), for `/readyz` and
+/// `/metrics` (`mcphub_upstream_processes{server,state}` and the counters).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ProcessCounts {
+    /// Started and answering, with calls in flight.
+    pub running: usize,
+    /// Started, `initialize` not answered yet.
+    pub starting: usize,
+    /// Started, no call in flight.
+    pub idle: usize,
+    /// Processes started again after one of the same context ended badly.
+    pub restarts: u64,
+    /// Processes that exited on their own or were killed for not answering.
+    pub crashes: u64,
+    /// Processes stopped for idleness or to make room (LRU).
+    pub evictions: u64,
+}
+
 /// One upstream server's figures in a [`Snapshot`].
 #[derive(Debug, Clone, Default)]
 pub struct UpstreamFigures {
@@ -296,6 +317,8 @@ pub struct UpstreamFigures {
     pub queues: Vec<QueueFigures>,
     /// Whether the circuit breaker refuses calls (open or half-open).
     pub circuit_open: bool,
+    /// A stdio server's processes (issue 19); `None` for other transports.
+    pub processes: Option<ProcessCounts>,
 }
 
 /// One bulkhead queue's figures (`crate::limits::bulkhead::Snapshot`).
@@ -453,6 +476,25 @@ fn live_families(live: &Snapshot, http: Option<&ServerStats>) -> Vec<MetricFamil
         &["server"],
         states.iter().map(|u| (vec![u.name.as_str()], u.sessions_reestablished)).collect(),
     ));
+    let stdio: Vec<(&str, &ProcessCounts)> = states.iter().filter_map(|u| u.processes.as_ref().map(|p| (u.name.as_str(), p))).collect();
+    out.extend(gauges(
+        "mcphub_upstream_processes",
+        "stdio server processes of this hub, per server and state (running, starting, idle)",
+        &["server", "state"],
+        stdio
+            .iter()
+            .flat_map(|(name, p)| {
+                [("running", p.running), ("starting", p.starting), ("idle", p.idle)].map(|(state, n)| (vec![*name, state], n as f64))
+            })
+            .collect(),
+    ));
+    for (metric, help, pick) in [
+        ("mcphub_upstream_process_restarts_total", "stdio server processes started again after one of the same context ended badly", (|p: &ProcessCounts| p.restarts) as fn(&ProcessCounts) -> u64),
+        ("mcphub_upstream_process_crashes_total", "stdio server processes that exited on their own or were killed for not answering", |p| p.crashes),
+        ("mcphub_upstream_process_evictions_total", "stdio server processes stopped when idle or to make room", |p| p.evictions),
+    ] {
+        out.extend(counters(metric, help, &["server"], stdio.iter().map(|(name, p)| (vec![*name], pick(p))).collect()));
+    }
     let mut in_flight = Vec::new();
     let mut queued = Vec::new();
     let mut refused = Vec::new();

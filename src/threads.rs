@@ -43,13 +43,15 @@ pub enum Kind {
     Call,
     /// Process control: signal handling and the shutdown drain.
     Control,
+    /// The pipes of stdio server processes (stdout, stderr, stdin: three per process).
+    Process,
 }
 
 impl Kind {
     /// Every kind, in label order.
-    pub const ALL: [Kind; 7] = [Kind::Http, Kind::Stream, Kind::Listen, Kind::Poller, Kind::Task, Kind::Call, Kind::Control];
+    pub const ALL: [Kind; 8] = [Kind::Http, Kind::Stream, Kind::Listen, Kind::Poller, Kind::Task, Kind::Call, Kind::Control, Kind::Process];
 
-    /// The label value (`http`, `stream`, `listen`, `poller`, `task`, `call`, `control`).
+    /// The label value (`http`, `stream`, `listen`, `poller`, `task`, `call`, `control`, `process`).
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Http => "http",
@@ -59,6 +61,7 @@ impl Kind {
             Kind::Task => "task",
             Kind::Call => "call",
             Kind::Control => "control",
+            Kind::Process => "process",
         }
     }
 

@@ -355,7 +355,7 @@ fn threads_are_counted_by_kind_named_and_joined_at_shutdown() {
     let sid = legacy_session(&h.url);
     assert_eq!(call(&h.url, &sid, "echo", json!({"text": "x"})).status, 200);
     let (text, s) = scrape(&h);
-    for kind in ["http", "stream", "listen", "poller", "task", "call", "control"] {
+    for kind in ["http", "stream", "listen", "poller", "task", "call", "control", "process"] {
         assert!(s.iter().any(|x| x.name == "mcphub_threads" && x.labels.get("kind").map(String::as_str) == Some(kind)), "no {kind} row:\n{text}");
     }
     assert_eq!(value(&s, "mcphub_threads", &[("kind", "http")]), 6.0, "3 workers, reactor, rejecter, pinger:\n{text}");

@@ -93,6 +93,8 @@ pub struct ServerStatus {
     pub sessions: usize,
     /// The bulkhead's slots (`maxConcurrency`; `None`: unlimited).
     pub max_concurrency: Option<usize>,
+    /// A stdio server's processes (issue 19); `None` for other transports.
+    pub processes: Option<crate::metrics::ProcessCounts>,
 }
 
 /// Who sent one downstream request and how to answer them.
@@ -311,6 +313,7 @@ impl Hub {
                     sessions_active: u.sessions().len(),
                     sessions_created: created,
                     sessions_reestablished: reestablished,
+                    processes: u.processes(),
                     queues,
                     circuit_open: state.bulkhead.circuit != "closed",
                 }
@@ -453,6 +456,7 @@ impl Hub {
                 state: u.state(),
                 sessions: u.sessions().len(),
                 max_concurrency: u.config.max_concurrency,
+                processes: u.processes(),
             })
             .collect()
     }
@@ -461,10 +465,8 @@ impl Hub {
         let servers: Map<String, Value> = self
             .server_statuses()
             .into_iter()
-            .map(|ServerStatus { name, state: s, sessions, .. }| {
-                (
-                    name,
-                    json!({
+            .map(|ServerStatus { name, state: s, sessions, processes, .. }| {
+                let mut status = json!({
                         "era": s.era,
                         "ok": s.ok,
                         "lastError": s.last_error.as_deref().map(crate::users::mask_keys),
@@ -473,8 +475,11 @@ impl Hub {
                         "sessions": sessions,
                         "bulkhead": s.bulkhead,
                         "heavy": s.heavy,
-                    }),
-                )
+                    });
+                if let Some(p) = processes {
+                    status["processes"] = json!(p);
+                }
+                (name, status)
             })
             .collect();
         let health = self.store().health();

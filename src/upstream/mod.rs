@@ -19,6 +19,7 @@
 pub mod cancel;
 pub mod era;
 pub mod listen;
+pub mod mux;
 pub mod scrub;
 pub mod retry;
 pub mod session;
@@ -486,6 +487,12 @@ impl Upstream {
         self.sessions.counts()
     }
 
+    /// A stdio server's processes (issue 19), for `/readyz` and `/metrics`;
+    /// `None` for other transports.
+    pub fn processes(&self) -> Option<transport::ProcessCounts> {
+        self.transport.processes()
+    }
+
     /// Latency of the HTTP calls to this server (to the answer's head), for `/metrics`.
     pub fn latency(&self) -> &prometheus::Histogram {
         self.transport.latency()
@@ -601,6 +608,9 @@ impl Upstream {
     /// the header values filled with them. To remove from upstream text.
     fn injected(&self, ctx: &CallContext) -> scrub::Injected {
         let mut values: Vec<&str> = Vec::new();
+        if let crate::config::TransportKind::Stdio(stdio) = &self.config.transport {
+            values.extend(stdio.env.iter().map(|(_, v)| v.as_str()));
+        }
         for (_, v) in &self.config.headers {
             values.push(v);
             if let Some((_, credential)) = v.split_once(' ') {
@@ -649,9 +659,12 @@ impl Upstream {
     /// (2026-07-28) shares the context's session.
     fn session_key(&self, ctx: &CallContext) -> Result<(String, Scope, Credentials), UpstreamError> {
         let creds = self.credentials(ctx)?;
+        // A session of a transport that lives in this process only (a stdio
+        // process, issue 19) is never put in the shared store.
+        let shared = if self.transport.shares_sessions() { Scope::Stored } else { Scope::Local };
         Ok(match (&self.config.session_sharing, &ctx.client_session) {
             (SessionSharing::Client, Some(id)) => (client_session_key(id), Scope::Local, creds),
-            _ => (creds.context_key.clone(), Scope::Stored, creds),
+            _ => (creds.context_key.clone(), shared, creds),
         })
     }
 
@@ -1159,6 +1172,7 @@ impl Upstream {
     /// (owned, joined at shutdown) and cancel notes (counted, detached).
     /// Without one, the upstream has an owner of its own.
     pub fn attach_threads(&self, threads: crate::threads::Threads) {
+        self.transport.attach_threads(threads.clone());
         let _ = self.threads.set(threads);
     }
 
@@ -1318,6 +1332,12 @@ impl Upstream {
     /// `subscriptions/listen` stream (cut, not reopened).
     pub fn close_sessions(&self, keep_stored: bool) {
         self.listen_watch.stop();
+        if !self.transport.shares_sessions() {
+            // Its sessions are its processes: stopped together, waited for.
+            drop(self.sessions.drain());
+            self.transport.shutdown();
+            return;
+        }
         for session in self.sessions.drain() {
             if session.id.is_some() && !(keep_stored && session.stored) {
                 self.transport.delete(&session.headers());

@@ -287,23 +287,7 @@ pub trait Transport: Send + Sync {
 
 }
 
-/// The processes of one stdio server (issue 19), for `/readyz` and
-/// `/metrics` (`mcphub_upstream_processes{server,state}` and the counters).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct ProcessCounts {
-    /// Started and answering, with calls in flight.
-    pub running: usize,
-    /// Started, `initialize` not answered yet.
-    pub starting: usize,
-    /// Started, no call in flight.
-    pub idle: usize,
-    /// Processes started again after one of the same context ended badly.
-    pub restarts: u64,
-    /// Processes that exited on their own or were killed for not answering.
-    pub crashes: u64,
-    /// Processes stopped for idleness or to make room (LRU).
-    pub evictions: u64,
-}
+pub use crate::metrics::ProcessCounts;
 
 /// An io error while reading an upstream body as an [`UpstreamError`]. ureq
 /// reports its own deadlines as an io::Error wrapping `ureq::Error::Timeout`;
