@@ -3,8 +3,9 @@
 //!
 //! The `mcpServers` map reads the same JSON that Claude Desktop, Cursor and
 //! other hubs use (`type`, `url`, `headers`, `command`, `args`, `env`) plus the
-//! hub's own keys (docs/decisions.md D8). Entries of types the hub cannot serve yet
-//! (stdio `command`, legacy `sse`) load with a warning instead of failing the file.
+//! hub's own keys (docs/decisions.md D8). Stdio entries (`command`) and legacy
+//! `"type": "sse"` ones load too (issue 19, [`process`]); an entry of another
+//! type is skipped with a warning instead of failing the file.
 //!
 //! ```json
 //! {
@@ -94,17 +95,20 @@ pub enum SessionSharing {
     Client,
 }
 
-/// One upstream server the hub can serve (a Streamable HTTP endpoint).
+/// One upstream server the hub can serve: a Streamable HTTP endpoint, a stdio
+/// process or an HTTP+SSE endpoint (`transport`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
     /// The key in `mcpServers`; the prefix of its tools on a name collision.
     pub name: String,
-    /// The MCP endpoint URL (`http://` or `https://`).
+    /// The MCP endpoint URL (`http://` or `https://`); for a stdio server
+    /// `"stdio:" + command`, only shown, never requested.
     pub url: String,
     /// Extra request headers sent to this server only (no user references).
     pub headers: Vec<(String, String)>,
     /// Header templates naming a user's service tokens (`${user.NAME}`),
-    /// resolved per request for the calling user (docs/decisions.md D6).
+    /// resolved per request for the calling user (docs/decisions.md D6); for
+    /// a stdio server the `env` entries with `${user.NAME}`, named by the env var.
     pub user_headers: Vec<(String, String)>,
     /// The token names `user_headers` reference (sorted, unique): a user
     /// lacking one does not see this server.
@@ -877,12 +881,12 @@ pub fn check_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Headers of an HTTP or SSE server: `(static headers, user templates, token
-/// names)`. A value with `${user.X}` is a template resolved per request
-/// (docs/decisions.md D6); `${env.X}` is filled now. Errors name
-/// `{key}.headers` (a bad name) or `{key}.headers.NAME` (a bad value).
+/// `(static headers, user templates, token names)`: with `${user.X}`, a
+/// value is a template resolved per request (docs/decisions.md D6).
 type HeaderParts = (Vec<(String, String)>, Vec<(String, String)>, Vec<String>);
 
+/// Headers of an HTTP or SSE server; `${env.X}` is filled now. Errors name
+/// `{key}.headers` (a bad name) or `{key}.headers.NAME` (a bad value).
 fn parse_headers(key: &str, raw: BTreeMap<String, String>) -> Result<HeaderParts, ConfigError> {
     let (mut headers, mut user_headers, mut user_tokens) = (Vec::new(), Vec::new(), Vec::new());
     for (h, v) in raw {
@@ -976,9 +980,10 @@ fn check_command(key: &str, command: &str, cwd: Option<&Path>, path: &str) -> Re
 }
 
 /// The stdio part of a server entry (issue 19, design "Config"): its
-/// [`StdioConfig`], and the env entries naming `${user.X}` as `(env var
-/// name, template)` with the token names they use — the server's
-/// `user_headers` and `user_tokens`, filled per request like header templates.
+/// [`StdioConfig`], and its [`HeaderParts`]: no headers, the env entries
+/// naming `${user.X}` as `(env var name, template)` and the token names they
+/// use — the server's `user_headers` and `user_tokens`, filled per request
+/// like header templates.
 ///
 /// Errors name the key: `url`, `headers`, `forwardUser: true` or `protocol:
 /// "modern"` on a stdio server; a missing, unfound or non-executable
@@ -987,7 +992,7 @@ fn check_command(key: &str, command: &str, cwd: Option<&Path>, path: &str) -> Re
 /// 1..=1024, `idleTimeoutSecs` 1..=86400, `startTimeoutMs` 100..=`hubMs`,
 /// `pingIntervalSecs` 1..=3600, `limits.memoryMb` ≥ 16, `cpuSecs` and
 /// `openFiles` ≥ 1).
-fn parse_stdio(key: &str, s: &mut RawServer, hub_ms: u64) -> Result<(StdioConfig, Vec<(String, String)>, Vec<String>), ConfigError> {
+fn parse_stdio(key: &str, s: &mut RawServer, hub_ms: u64) -> Result<(StdioConfig, HeaderParts), ConfigError> {
     if s.url.is_some() {
         return Err(invalid(format!("{key}.url"), "a stdio server (it has a command) takes no url"));
     }
@@ -1086,7 +1091,7 @@ fn parse_stdio(key: &str, s: &mut RawServer, hub_ms: u64) -> Result<(StdioConfig
             3600,
         )?),
     };
-    Ok((config, user_env, user_tokens))
+    Ok((config, (Vec::new(), user_env, user_tokens)))
 }
 
 /// Checks a Redis URL: `redis://`, `rediss://` or `redis+unix://`. Messages
@@ -1257,7 +1262,9 @@ impl Config {
     /// becomes a tool-name prefix), header values that are not single-line, a
     /// timeout layer not shorter than the one outside it (docs/decisions.md D7:
     /// `timeouts.clientMs` > `timeouts.hubMs` > `mcpServers.NAME.timeoutMs` >
-    /// `timeouts.externalMs` when set; `timeoutMs` ≤ `maxTotalTimeoutMs` ≤ `hubMs`).
+    /// `timeouts.externalMs` when set; `timeoutMs` ≤ `maxTotalTimeoutMs` ≤ `hubMs`),
+    /// a stdio entry whose command or cwd cannot work, or with keys it cannot
+    /// take (`parse_stdio`), stdio keys on a URL entry.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let value: Value = serde_json::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
         let (raw, unknown): (RawConfig, _) = read(value, &[])?;
@@ -1314,9 +1321,9 @@ impl Config {
             warnings.extend(other_clients.iter().map(|p| other_client_key_warning(&p.join("."))));
             let (url, headers, user_headers, mut user_tokens, protocol, transport);
             if stdio {
-                let (config, templates, tokens) = parse_stdio(&key, &mut server, hub_ms)?;
+                let (config, parts) = parse_stdio(&key, &mut server, hub_ms)?;
                 url = format!("stdio:{}", config.command);
-                (headers, user_headers, user_tokens) = (Vec::new(), templates, tokens);
+                (headers, user_headers, user_tokens) = parts;
                 // A process is a legacy session (issue 19): `auto` and `legacy` both mean legacy.
                 protocol = ProtocolPin::Legacy;
                 transport = TransportKind::Stdio(std::sync::Arc::new(config));
