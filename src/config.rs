@@ -3,8 +3,9 @@
 //!
 //! The `mcpServers` map reads the same JSON that Claude Desktop, Cursor and
 //! other hubs use (`type`, `url`, `headers`, `command`, `args`, `env`) plus the
-//! hub's own keys (docs/decisions.md D8). Entries of types the hub cannot serve yet
-//! (stdio `command`, legacy `sse`) load with a warning instead of failing the file.
+//! hub's own keys (docs/decisions.md D8). Stdio entries (`command`) and legacy
+//! `"type": "sse"` ones load too (issue 19, [`process`]); an entry of another
+//! type is skipped with a warning instead of failing the file.
 //!
 //! ```json
 //! {
@@ -94,17 +95,20 @@ pub enum SessionSharing {
     Client,
 }
 
-/// One upstream server the hub can serve (a Streamable HTTP endpoint).
+/// One upstream server the hub can serve: a Streamable HTTP endpoint, a stdio
+/// process or an HTTP+SSE endpoint (`transport`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
     /// The key in `mcpServers`; the prefix of its tools on a name collision.
     pub name: String,
-    /// The MCP endpoint URL (`http://` or `https://`).
+    /// The MCP endpoint URL (`http://` or `https://`); for a stdio server
+    /// `"stdio:" + command`, only shown, never requested.
     pub url: String,
     /// Extra request headers sent to this server only (no user references).
     pub headers: Vec<(String, String)>,
     /// Header templates naming a user's service tokens (`${user.NAME}`),
-    /// resolved per request for the calling user (docs/decisions.md D6).
+    /// resolved per request for the calling user (docs/decisions.md D6); for
+    /// a stdio server the `env` entries with `${user.NAME}`, named by the env var.
     pub user_headers: Vec<(String, String)>,
     /// The token names `user_headers` reference (sorted, unique): a user
     /// lacking one does not see this server.
@@ -339,6 +343,7 @@ struct RawConfig {
     rate_limits: Option<Value>,
     max_tasks_per_user: Option<u64>,
     max_tasks: Option<u64>,
+    max_processes: Option<u64>,
     public_url: Option<String>,
     auth: Option<auth::RawAuth>,
     #[serde(default)]
@@ -588,6 +593,7 @@ fn known_keys(parent: &[String]) -> &'static [&'static str] {
         ["redis"] => declared_keys::<RawRedis>(),
         ["users", _] => declared_keys::<RawUser>(),
         ["mcpServers", _] => declared_keys::<RawServer>(),
+        ["mcpServers", _, "limits"] => declared_keys::<RawLimits>(),
         p => auth::known_keys(p).unwrap_or(&[]),
     }
 }
@@ -623,12 +629,12 @@ pub fn unknown_key(path: &str, known: &[&str]) -> ConfigError {
 /// does not use: they load with a warning instead of failing the file, so
 /// one file can serve a client and the hub (issue 14). Where they come from:
 /// - Claude Desktop `claude_desktop_config.json`: `command`, `args`, `env`
-///   (`command` is the hub's own key too: it marks a stdio entry); Claude
-///   Code `.mcp.json` (code.claude.com/docs/en/mcp): `oauth`, `headersHelper`
+///   (the hub's own keys since issue 19: a stdio entry, like Cline's and
+///   Gemini CLI's `cwd`); Claude Code `.mcp.json` (code.claude.com/docs/en/mcp): `oauth`, `headersHelper`
 ///   (a command that makes headers — the hub does not run it);
 /// - Cline `src/services/mcp/schemas.ts` (`BaseConfigSchema` and the
 ///   transports): `autoApprove`, `disabled`, `timeout` (s),
-///   `remoteConfigured`, `oauth`, `metadata`, `transportType`, `cwd`;
+///   `remoteConfigured`, `oauth`, `metadata`, `transportType`;
 /// - Roo Code / Kilo Code `mcp_settings.json` (kilo.ai/docs, "Using MCP in
 ///   the CLI"): `alwaysAllow`, `disabled`;
 /// - Sourcegraph Cody (its MCP `BaseConfigSchema`): `disabledTools`, `error`;
@@ -636,12 +642,12 @@ pub fn unknown_key(path: &str, known: &[&str]) -> ConfigError {
 ///   reference"): `envFile`, `sandboxEnabled`, `sandbox`, `oauth`, `dev`;
 ///   Cursor `mcp.json` (cursor.com/docs/mcp) writes `envFile` too;
 /// - Gemini CLI `settings.json` (google-gemini/gemini-cli
-///   `docs/tools/mcp-server.md`): `cwd`, `httpUrl`, `timeout` (ms), `trust`,
+///   `docs/tools/mcp-server.md`): `httpUrl`, `timeout` (ms), `trust`,
 ///   `description`, `includeTools`, `excludeTools`, `extensionName`;
 /// - `transport`: named in issue 14 (other hubs' entries); no client schema
 ///   read here declares it.
 pub const OTHER_CLIENT_KEYS: &[&str] = &[
-    "args", "env", "cwd", "envFile", "disabled", "autoApprove", "alwaysAllow", "description", "transport", "transportType",
+    "envFile", "disabled", "autoApprove", "alwaysAllow", "description", "transport", "transportType",
     "timeout", "trust", "includeTools", "excludeTools", "disabledTools", "oauth", "metadata", "remoteConfigured", "error",
     "sandboxEnabled", "sandbox", "dev", "httpUrl", "extensionName", "headersHelper",
 ];
@@ -685,8 +691,10 @@ fn token_warnings(users: &[UserConfig], servers: &[ServerConfig]) -> Vec<String>
             for t in s.user_tokens.iter().filter(|t| template.contains(&format!("${{user.{t}}}"))) {
                 if !users.iter().any(|u| u.tokens.iter().any(|(n, _)| n == t)) {
                     out.push(format!(
-                        "mcpServers.{}.headers.{h}: no config user has token {t} (${{user.{t}}}); users without it do not see '{}' until they set it (PUT /api/me/tokens/{t})",
-                        s.name, s.name
+                        "mcpServers.{}.{}.{h}: no config user has token {t} (${{user.{t}}}); users without it do not see '{}' until they set it (PUT /api/me/tokens/{t})",
+                        s.name,
+                        if matches!(s.transport, TransportKind::Stdio(_)) { "env" } else { "headers" },
+                        s.name
                     ));
                 }
             }
@@ -814,9 +822,16 @@ struct RawServer {
     #[serde(rename = "type")]
     kind: Option<String>,
     url: Option<String>,
-    #[serde(default)]
-    headers: BTreeMap<String, String>,
+    headers: Option<BTreeMap<String, String>>,
     command: Option<String>,
+    args: Option<Vec<String>>,
+    env: Option<BTreeMap<String, String>>,
+    cwd: Option<String>,
+    limits: Option<RawLimits>,
+    max_processes: Option<u64>,
+    idle_timeout_secs: Option<u64>,
+    start_timeout_ms: Option<u64>,
+    ping_interval_secs: Option<u64>,
     #[serde(default)]
     protocol: ProtocolPin,
     timeout_ms: Option<u64>,
@@ -839,6 +854,15 @@ struct RawServer {
     heavy_queue: Option<u64>,
 }
 
+/// `mcpServers.NAME.limits` of a stdio server (issue 19).
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawLimits {
+    memory_mb: Option<u64>,
+    cpu_secs: Option<u64>,
+    open_files: Option<u64>,
+}
+
 fn yes() -> bool {
     true
 }
@@ -855,6 +879,219 @@ pub fn check_url(url: &str) -> Result<(), String> {
         return Err(format!("'{shown}' has no host"));
     }
     Ok(())
+}
+
+/// `(static headers, user templates, token names)`: with `${user.X}`, a
+/// value is a template resolved per request (docs/decisions.md D6).
+type HeaderParts = (Vec<(String, String)>, Vec<(String, String)>, Vec<String>);
+
+/// Headers of an HTTP or SSE server; `${env.X}` is filled now. Errors name
+/// `{key}.headers` (a bad name) or `{key}.headers.NAME` (a bad value).
+fn parse_headers(key: &str, raw: BTreeMap<String, String>) -> Result<HeaderParts, ConfigError> {
+    let (mut headers, mut user_headers, mut user_tokens) = (Vec::new(), Vec::new(), Vec::new());
+    for (h, v) in raw {
+        if h.is_empty() || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
+            return Err(invalid(format!("{key}.headers"), format!("'{h}' is not a valid header name")));
+        }
+        let (v, refs) = substitute_keeping_user_refs(&v).map_err(|m| invalid(format!("{key}.headers.{h}"), m))?;
+        if v.contains(['\r', '\n']) {
+            return Err(invalid(format!("{key}.headers.{h}"), "header values must be a single line"));
+        }
+        if refs.is_empty() {
+            headers.push((h, v));
+        } else {
+            user_tokens.extend(refs);
+            user_headers.push((h, v));
+        }
+    }
+    Ok((headers, user_headers, user_tokens))
+}
+
+/// Keys of a stdio server found on an HTTP or SSE one: an error naming the first.
+fn refuse_stdio_keys(key: &str, s: &RawServer) -> Result<(), ConfigError> {
+    let present = [
+        ("command", s.command.is_some()),
+        ("args", s.args.is_some()),
+        ("env", s.env.is_some()),
+        ("cwd", s.cwd.is_some()),
+        ("limits", s.limits.is_some()),
+        ("maxProcesses", s.max_processes.is_some()),
+        ("idleTimeoutSecs", s.idle_timeout_secs.is_some()),
+        ("startTimeoutMs", s.start_timeout_ms.is_some()),
+        ("pingIntervalSecs", s.ping_interval_secs.is_some()),
+    ];
+    match present.iter().find(|(_, p)| *p) {
+        Some((k, _)) => Err(invalid(format!("{key}.{k}"), "only for stdio servers (this entry has a url)")),
+        None => Ok(()),
+    }
+}
+
+/// A string of a stdio server other than an env value (an arg, `cwd`):
+/// `${env.X}` filled, `${user.X}` refused, no NUL byte (it cannot reach exec).
+fn stdio_literal(key: &str, text: &str) -> Result<String, ConfigError> {
+    let (filled, refs) = substitute_keeping_user_refs(text).map_err(|m| invalid(key, m))?;
+    if let Some(t) = refs.first() {
+        return Err(invalid(key, format!("${{user.{t}}} is only allowed in env values (a user's token reaches a stdio server through its environment)")));
+    }
+    if filled.contains('\0') {
+        return Err(invalid(key, "contains a NUL byte"));
+    }
+    Ok(filled)
+}
+
+/// Whether `name` is an environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.
+fn valid_env_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_') && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Whether `path` is a regular file (symlinks followed) with an execute bit.
+fn executable_file(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Checks a stdio server's `command` (issue 19): a path (it contains `/`;
+/// relative to `cwd` when set, as the child resolves it after its `chdir`)
+/// must exist, be a file and be executable by its mode bits; a bare name must
+/// be an executable file in one of the directories of `path` (the `PATH` the
+/// child gets: its `env` entry, else the hub's). Errors name `key`.
+fn check_command(key: &str, command: &str, cwd: Option<&Path>, path: &str) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    if command.contains('/') {
+        let p = match cwd {
+            Some(dir) => dir.join(command),
+            None => std::path::PathBuf::from(command),
+        };
+        let meta = std::fs::metadata(&p).map_err(|_| invalid(key, format!("'{command}' does not exist")))?;
+        if !meta.is_file() {
+            return Err(invalid(key, format!("'{command}' is not a file")));
+        }
+        if meta.permissions().mode() & 0o111 == 0 {
+            return Err(invalid(key, format!("'{command}' is not executable")));
+        }
+        return Ok(());
+    }
+    if path.split(':').filter(|d| !d.is_empty()).any(|d| executable_file(&Path::new(d).join(command))) {
+        return Ok(());
+    }
+    let shown = if path.is_empty() { "empty" } else { path };
+    Err(invalid(key, format!("'{command}' is not found in PATH ({shown})")))
+}
+
+/// The stdio part of a server entry (issue 19, design "Config"): its
+/// [`StdioConfig`], and its [`HeaderParts`]: no headers, the env entries
+/// naming `${user.X}` as `(env var name, template)` and the token names they
+/// use — the server's `user_headers` and `user_tokens`, filled per request
+/// like header templates.
+///
+/// Errors name the key: `url`, `headers`, `forwardUser: true` or `protocol:
+/// "modern"` on a stdio server; a missing, unfound or non-executable
+/// `command`; `${…}` in `command`, `${user.X}` in `args` or `cwd`; a `cwd`
+/// that is not a directory; a bad env name; bounds (`maxProcesses`
+/// 1..=1024, `idleTimeoutSecs` 1..=86400, `startTimeoutMs` 100..=`hubMs`,
+/// `pingIntervalSecs` 1..=3600, `limits.memoryMb` ≥ 16, `cpuSecs` and
+/// `openFiles` ≥ 1).
+fn parse_stdio(key: &str, s: &mut RawServer, hub_ms: u64) -> Result<(StdioConfig, HeaderParts), ConfigError> {
+    if s.url.is_some() {
+        return Err(invalid(format!("{key}.url"), "a stdio server (it has a command) takes no url"));
+    }
+    if s.headers.is_some() {
+        return Err(invalid(format!("{key}.headers"), "stdio servers take env, not headers"));
+    }
+    if s.forward_user {
+        return Err(invalid(format!("{key}.forwardUser"), "stdio servers take no headers (pass a user's token in env as ${user.NAME})"));
+    }
+    if s.protocol == ProtocolPin::Modern {
+        return Err(invalid(
+            format!("{key}.protocol"),
+            "a stdio server speaks the session era (initialize): \"modern\" cannot be pinned (use \"auto\" or \"legacy\")",
+        ));
+    }
+    let command = s.command.take().unwrap_or_default();
+    if command.trim().is_empty() {
+        return Err(invalid(format!("{key}.command"), "is required"));
+    }
+    if command.contains("${") {
+        return Err(invalid(
+            format!("{key}.command"),
+            "is taken as written: no ${…} references (${env.NAME} is allowed in args, env and cwd; ${user.NAME} in env values)",
+        ));
+    }
+    let (mut env, mut user_env, mut user_tokens) = (Vec::new(), Vec::new(), Vec::new());
+    for (n, v) in s.env.take().unwrap_or_default() {
+        if !valid_env_name(&n) {
+            return Err(invalid(format!("{key}.env"), format!("'{n}' is not a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)")));
+        }
+        let (v, refs) = substitute_keeping_user_refs(&v).map_err(|m| invalid(format!("{key}.env.{n}"), m))?;
+        if v.contains('\0') {
+            return Err(invalid(format!("{key}.env.{n}"), "contains a NUL byte"));
+        }
+        if refs.is_empty() {
+            env.push((n, v));
+        } else {
+            user_tokens.extend(refs);
+            user_env.push((n, v));
+        }
+    }
+    let cwd = match s.cwd.take() {
+        None => None,
+        Some(c) => {
+            let c = stdio_literal(&format!("{key}.cwd"), &c)?;
+            match std::fs::metadata(&c) {
+                Err(_) => return Err(invalid(format!("{key}.cwd"), format!("'{c}' does not exist"))),
+                Ok(m) if !m.is_dir() => return Err(invalid(format!("{key}.cwd"), format!("'{c}' is not a directory"))),
+                Ok(_) => Some(std::path::PathBuf::from(c)),
+            }
+        }
+    };
+    let path = match env.iter().find(|(n, _)| n == "PATH") {
+        Some((_, p)) => p.clone(),
+        None => std::env::var("PATH").unwrap_or_default(),
+    };
+    check_command(&format!("{key}.command"), &command, cwd.as_deref(), &path)?;
+    let mut args = Vec::new();
+    for (i, a) in s.args.take().unwrap_or_default().iter().enumerate() {
+        args.push(stdio_literal(&format!("{key}.args.{i}"), a)?);
+    }
+    let raw_limits = s.limits.take().unwrap_or_default();
+    let limit = |k: &str, v: Option<u64>, min: u64, max: u64| v.map(|v| bounded(&format!("{key}.limits.{k}"), Some(v), min, min, max)).transpose();
+    let limits = ProcessLimits {
+        // ≤ 2^40 MiB, so the byte count (× 2^20) fits a u64.
+        memory_mb: limit("memoryMb", raw_limits.memory_mb, 16, 1 << 40)?,
+        cpu_secs: limit("cpuSecs", raw_limits.cpu_secs, 1, u64::from(u32::MAX))?,
+        open_files: limit("openFiles", raw_limits.open_files, 1, 1 << 20)?,
+    };
+    let config = StdioConfig {
+        command,
+        args,
+        env,
+        cwd,
+        limits,
+        max_processes: bounded(&format!("{key}.maxProcesses"), s.max_processes, process::DEFAULT_MAX_PROCESSES as u64, 1, 1024)? as usize,
+        idle_timeout: Duration::from_secs(bounded(
+            &format!("{key}.idleTimeoutSecs"),
+            s.idle_timeout_secs,
+            process::DEFAULT_IDLE_TIMEOUT.as_secs(),
+            1,
+            DAY_SECS,
+        )?),
+        start_timeout: Duration::from_millis(bounded(
+            &format!("{key}.startTimeoutMs"),
+            s.start_timeout_ms,
+            (process::DEFAULT_START_TIMEOUT.as_millis() as u64).min(hub_ms),
+            100,
+            hub_ms,
+        )?),
+        ping_interval: Duration::from_secs(bounded(
+            &format!("{key}.pingIntervalSecs"),
+            s.ping_interval_secs,
+            process::DEFAULT_PING_INTERVAL.as_secs(),
+            1,
+            3600,
+        )?),
+    };
+    Ok((config, (Vec::new(), user_env, user_tokens)))
 }
 
 /// Checks a Redis URL: `redis://`, `rediss://` or `redis+unix://`. Messages
@@ -1025,7 +1262,9 @@ impl Config {
     /// becomes a tool-name prefix), header values that are not single-line, a
     /// timeout layer not shorter than the one outside it (docs/decisions.md D7:
     /// `timeouts.clientMs` > `timeouts.hubMs` > `mcpServers.NAME.timeoutMs` >
-    /// `timeouts.externalMs` when set; `timeoutMs` ≤ `maxTotalTimeoutMs` ≤ `hubMs`).
+    /// `timeouts.externalMs` when set; `timeoutMs` ≤ `maxTotalTimeoutMs` ≤ `hubMs`),
+    /// a stdio entry whose command or cwd cannot work, or with keys it cannot
+    /// take (`parse_stdio`), stdio keys on a URL entry.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let value: Value = serde_json::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
         let (raw, unknown): (RawConfig, _) = read(value, &[])?;
@@ -1060,7 +1299,7 @@ impl Config {
             if name.len() > 32 {
                 return Err(invalid(&key, "server names must be at most 32 characters (they prefix tool names)"));
             }
-            let (server, unknown): (RawServer, _) = read(value, &["mcpServers", &name])?;
+            let (mut server, unknown): (RawServer, _) = read(value, &["mcpServers", &name])?;
             let (other_clients, unknown): (Vec<_>, Vec<_>) =
                 unknown.into_iter().partition(|p| p.len() == 3 && OTHER_CLIENT_KEYS.contains(&p[2].as_str()));
             refuse_unknown(&unknown)?;
@@ -1069,32 +1308,39 @@ impl Config {
                 continue;
             }
             let kind = server.kind.as_deref().unwrap_or(if server.command.is_some() { "stdio" } else { "streamable-http" });
-            match kind {
-                "streamable-http" | "streamableHttp" | "http" => {}
+            let stdio = match kind {
+                "streamable-http" | "streamableHttp" | "http" | "sse" => false,
+                "stdio" => true,
                 other => {
                     skipped.push(SkippedServer { name, reason: format!("type \"{other}\" is not supported yet") });
                     continue;
                 }
-            }
+            };
+            let sse = kind == "sse";
             // Entries the hub skips are reported once as skipped; only served ones get a line per key.
             warnings.extend(other_clients.iter().map(|p| other_client_key_warning(&p.join("."))));
-            let url = server.url.ok_or_else(|| invalid(format!("{key}.url"), "is required for a streamable-http server"))?;
-            check_url(&url).map_err(|m| invalid(format!("{key}.url"), m))?;
-            let (mut headers, mut user_headers, mut user_tokens) = (Vec::new(), Vec::new(), Vec::new());
-            for (h, v) in server.headers {
-                if h.is_empty() || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
-                    return Err(invalid(format!("{key}.headers"), format!("'{h}' is not a valid header name")));
+            let (url, headers, user_headers, mut user_tokens, protocol, transport);
+            if stdio {
+                let (config, parts) = parse_stdio(&key, &mut server, hub_ms)?;
+                url = format!("stdio:{}", config.command);
+                (headers, user_headers, user_tokens) = parts;
+                // A process is a legacy session (issue 19): `auto` and `legacy` both mean legacy.
+                protocol = ProtocolPin::Legacy;
+                transport = TransportKind::Stdio(std::sync::Arc::new(config));
+            } else {
+                refuse_stdio_keys(&key, &server)?;
+                let u = server.url.take().ok_or_else(|| invalid(format!("{key}.url"), format!("is required for a{} server", if sse { "n sse" } else { " streamable-http" })))?;
+                check_url(&u).map_err(|m| invalid(format!("{key}.url"), m))?;
+                url = u;
+                (headers, user_headers, user_tokens) = parse_headers(&key, server.headers.take().unwrap_or_default())?;
+                if sse && server.protocol == ProtocolPin::Modern {
+                    return Err(invalid(
+                        format!("{key}.protocol"),
+                        "an sse server speaks the 2024-11-05 session era: \"modern\" cannot be pinned (use \"auto\" or \"legacy\")",
+                    ));
                 }
-                let (v, refs) = substitute_keeping_user_refs(&v).map_err(|m| invalid(format!("{key}.headers.{h}"), m))?;
-                if v.contains(['\r', '\n']) {
-                    return Err(invalid(format!("{key}.headers.{h}"), "header values must be a single line"));
-                }
-                if refs.is_empty() {
-                    headers.push((h, v));
-                } else {
-                    user_tokens.extend(refs);
-                    user_headers.push((h, v));
-                }
+                protocol = if sse { ProtocolPin::Legacy } else { server.protocol };
+                transport = if sse { TransportKind::Sse } else { TransportKind::StreamableHttp };
             }
             user_tokens.sort();
             user_tokens.dedup();
@@ -1125,7 +1371,7 @@ impl Config {
                 name,
                 url,
                 headers,
-                protocol: server.protocol,
+                protocol,
                 timeout: Duration::from_millis(timeout_ms),
                 hub_timeout: Duration::from_millis(hub_ms),
                 reset_timeout_on_progress: server.reset_timeout_on_progress,
@@ -1143,7 +1389,7 @@ impl Config {
                 heavy_tools: limits::HeavyTools(server.heavy_tools),
                 heavy_concurrency: bounded(&format!("{key}.heavyConcurrency"), server.heavy_concurrency, 1, 1, limits::MAX_LIMIT as u64)? as usize,
                 heavy_queue: bounded(&format!("{key}.heavyQueue"), server.heavy_queue, 16, 0, limits::MAX_LIMIT as u64)? as usize,
-                transport: TransportKind::StreamableHttp,
+                transport,
             });
         }
         let redis = match raw.redis {
@@ -1214,7 +1460,7 @@ impl Config {
             list_cache_contexts: bounded("listCacheContexts", raw.list_cache_contexts, 1000, 1, 1_000_000)? as usize,
             servers,
             skipped,
-            max_processes: process::DEFAULT_GLOBAL_MAX_PROCESSES,
+            max_processes: bounded("maxProcesses", raw.max_processes, process::DEFAULT_GLOBAL_MAX_PROCESSES as u64, 1, 4096)? as usize,
             max_tasks_per_user: bounded("maxTasksPerUser", raw.max_tasks_per_user, 100, 1, 10_000)? as usize,
             max_tasks: bounded("maxTasks", raw.max_tasks, DEFAULT_MAX_TASKS as u64, 1, 100_000)? as usize,
             warnings,
@@ -1256,6 +1502,26 @@ impl Config {
             ),
         );
         for s in &self.servers {
+            if let TransportKind::Stdio(p) = &s.transport {
+                // Env names only: values (filled `${env.X}`, user templates) are never printed.
+                let names: Vec<&str> = p.env.iter().chain(&s.user_headers).map(|(k, _)| k.as_str()).collect();
+                let mut extra = String::new();
+                if !names.is_empty() {
+                    extra.push_str(&format!("env: {}; ", names.join(", ")));
+                }
+                if !s.user_tokens.is_empty() {
+                    extra.push_str(&format!("user tokens: {}; ", s.user_tokens.join(", ")));
+                }
+                let command = std::iter::once(p.command.as_str()).chain(p.args.iter().map(String::as_str)).collect::<Vec<_>>().join(" ");
+                out.push_str(&format!(
+                    "  {:<20} stdio: {command} ({extra}maxProcesses {}, idle {} s, timeout {} ms)\n",
+                    s.name,
+                    p.max_processes,
+                    p.idle_timeout.as_secs(),
+                    s.timeout.as_millis(),
+                ));
+                continue;
+            }
             // Header names only: values (and filled user tokens) are never printed.
             let hdrs: Vec<&str> = s.headers.iter().chain(&s.user_headers).map(|(k, _)| k.as_str()).collect();
             let mut extra = String::new();
@@ -1272,9 +1538,10 @@ impl Config {
                 extra.push_str(&format!(", heavy tools {} ({} at once)", s.heavy_tools.0.join(" "), s.heavy_concurrency));
             }
             out.push_str(&format!(
-                "  {:<20} {} (protocol {:?}, timeout {} ms, sessions {:?}{extra})\n",
+                "  {:<20} {} ({}protocol {:?}, timeout {} ms, sessions {:?}{extra})\n",
                 s.name,
                 redact_url(&s.url),
+                if s.transport == TransportKind::Sse { "sse, " } else { "" },
                 s.protocol,
                 s.timeout.as_millis(),
                 s.session_sharing,
@@ -1282,6 +1549,9 @@ impl Config {
         }
         for s in &self.skipped {
             out.push_str(&format!("  {:<20} skipped: {}\n", s.name, s.reason));
+        }
+        if self.servers.iter().any(|s| matches!(s.transport, TransportKind::Stdio(_))) {
+            out.push_str(&format!("stdio processes: at most {} at once (maxProcesses)\n", self.max_processes));
         }
         let mut ways: Vec<String> = Vec::new();
         if let Some(o) = &self.auth.oidc {
@@ -1345,21 +1615,29 @@ mod tests {
     }
 
     #[test]
-    fn a_claude_desktop_style_file_loads_and_skips_stdio_entries() {
+    fn a_claude_desktop_style_file_loads_its_stdio_and_sse_entries() {
         let c = Config::parse(
             r#"{"mcpServers": {
                 "mock": {"type": "http", "url": "http://127.0.0.1:1/mcp", "headers": {"X-A": "b"}},
-                "fs": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-filesystem"]},
-                "old": {"type": "sse", "url": "http://127.0.0.1:2/sse"}
+                "fs": {"command": "sh", "args": ["-c", "exec cat"]},
+                "old": {"type": "sse", "url": "http://127.0.0.1:2/sse"},
+                "ws": {"type": "websocket", "url": "ws://127.0.0.1:3/"}
             }}"#,
         )
         .unwrap();
-        assert_eq!(c.servers.len(), 1);
-        assert_eq!(c.servers[0].headers, vec![("X-A".to_string(), "b".to_string())]);
-        assert_eq!(c.skipped.len(), 2);
-        assert!(c.skipped.iter().any(|s| s.name == "fs" && s.reason.contains("stdio")));
+        let names: Vec<&str> = c.servers.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["fs", "mock", "old"]);
+        let (fs, mock, old) = (&c.servers[0], &c.servers[1], &c.servers[2]);
+        assert_eq!(mock.headers, vec![("X-A".to_string(), "b".to_string())]);
+        assert_eq!(mock.transport, TransportKind::StreamableHttp);
+        assert_eq!((fs.url.as_str(), fs.protocol), ("stdio:sh", ProtocolPin::Legacy));
+        let TransportKind::Stdio(p) = &fs.transport else { panic!("{:?}", fs.transport) };
+        assert_eq!((p.command.as_str(), p.args.clone()), ("sh", vec!["-c".to_string(), "exec cat".to_string()]));
+        assert_eq!((old.transport.clone(), old.protocol), (TransportKind::Sse, ProtocolPin::Legacy));
+        assert_eq!(c.skipped.len(), 1);
+        assert!(c.skipped[0].name == "ws" && c.skipped[0].reason.contains("not supported yet"), "{:?}", c.skipped);
         assert_eq!(c.bind.to_string(), "127.0.0.1");
-        assert_eq!(c.servers[0].timeout, Duration::from_millis(20_000));
+        assert_eq!(mock.timeout, Duration::from_millis(20_000));
     }
 
     fn err(text: &str) -> String {
@@ -1548,12 +1826,12 @@ mod strict_tests {
             r#"{"mcpServers": {
                 "gh": {"url": "https://x/mcp", "disabled": false, "autoApprove": ["a"], "alwaysAllow": [], "timeout": 60,
                        "description": "GitHub", "trust": true, "includeTools": ["x"], "excludeTools": [], "envFile": ".env", "transport": "http"},
-                "fs": {"command": "npx", "args": ["-y", "x"], "env": {"A": "b"}, "cwd": "/tmp"}
+                "fs": {"command": "sh", "args": ["-y", "x"], "env": {"A": "b"}, "cwd": "/tmp"}
             }}"#,
         )
         .unwrap();
-        assert_eq!(c.servers.len(), 1);
-        assert_eq!(c.skipped.len(), 1, "the stdio entry is skipped (reported once, as skipped)");
+        assert_eq!(c.servers.len(), 2, "args, env and cwd are the stdio entry's own keys (issue 19)");
+        assert!(c.skipped.is_empty());
         assert_eq!(c.warnings.len(), 10, "{:#?}", c.warnings);
         assert_eq!(c.warnings[0], r#"mcpServers.gh.disabled: ignored — a key other MCP clients write, not used by the hub (to skip a server, the hub reads "enabled": false)"#);
         assert_eq!(c.warnings[3], r#"mcpServers.gh.timeout: ignored — a key other MCP clients write, not used by the hub (the hub reads "timeoutMs")"#);
@@ -1669,6 +1947,179 @@ mod strict_tests {
         // A key declared by one of the hub's own structs is never one "other clients" write.
         for k in OTHER_CLIENT_KEYS {
             assert!(!declared_keys::<RawServer>().contains(k), "{k}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod stdio_tests {
+    //! Issue 19, design "Config": stdio and sse entries of `mcpServers`.
+    use super::*;
+
+    fn err(text: &str) -> String {
+        Config::parse(text).unwrap_err().to_string()
+    }
+
+    fn one(entry: &str) -> ServerConfig {
+        Config::parse(&format!(r#"{{"mcpServers": {{"fs": {entry}}}}}"#)).unwrap().servers.remove(0)
+    }
+
+    fn stdio(s: &ServerConfig) -> &StdioConfig {
+        match &s.transport {
+            TransportKind::Stdio(p) => p,
+            other => panic!("not stdio: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn env_splits_into_static_entries_and_user_templates() {
+        std::env::set_var("MCPHUB_TEST_STDIO_LOG", "debug");
+        let s = one(
+            r#"{"command": "sh", "args": ["-c", "${env.MCPHUB_TEST_STDIO_LOG}"], "cwd": "/tmp",
+                "env": {"GITHUB_TOKEN": "${user.GITHUB_TOKEN}", "LOG": "${env.MCPHUB_TEST_STDIO_LOG}", "X": "literal",
+                        "PAIR": "${user.A}:${user.B}"}}"#,
+        );
+        let p = stdio(&s);
+        assert_eq!(p.env, vec![("LOG".to_string(), "debug".to_string()), ("X".to_string(), "literal".to_string())]);
+        assert_eq!(p.args, ["-c", "debug"]);
+        assert_eq!(p.cwd.as_deref(), Some(Path::new("/tmp")));
+        assert_eq!(
+            s.user_headers,
+            vec![("GITHUB_TOKEN".to_string(), "${user.GITHUB_TOKEN}".to_string()), ("PAIR".to_string(), "${user.A}:${user.B}".to_string())]
+        );
+        assert_eq!(s.user_tokens, ["A", "B", "GITHUB_TOKEN"]);
+        assert!(s.headers.is_empty());
+        assert_eq!(s.url, "stdio:sh");
+        assert_eq!(err(r#"{"mcpServers": {"fs": {"command": "sh", "env": {"1X": "a"}}}}"#), "mcpServers.fs.env: '1X' is not a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)");
+        assert!(err(r#"{"mcpServers": {"fs": {"command": "sh", "env": {"A": "${env.MCPHUB_SURELY_UNSET_VAR}"}}}}"#).starts_with("mcpServers.fs.env.A: "));
+    }
+
+    #[test]
+    fn user_references_are_refused_outside_env_values() {
+        assert_eq!(
+            err(r#"{"mcpServers": {"fs": {"command": "sh", "args": ["--token", "${user.GH}"]}}}"#),
+            "mcpServers.fs.args.1: ${user.GH} is only allowed in env values (a user's token reaches a stdio server through its environment)"
+        );
+        assert!(err(r#"{"mcpServers": {"fs": {"command": "sh", "cwd": "/tmp/${user.GH}"}}}"#).starts_with("mcpServers.fs.cwd: ${user.GH}"));
+        assert!(err(r#"{"mcpServers": {"fs": {"command": "${user.GH}"}}}"#).starts_with("mcpServers.fs.command: is taken as written"));
+        assert!(err(r#"{"mcpServers": {"fs": {"command": "${env.HOME}/x"}}}"#).starts_with("mcpServers.fs.command: is taken as written"));
+    }
+
+    #[test]
+    fn a_stdio_server_speaks_the_session_era_and_takes_no_url_headers_or_forward_user() {
+        assert_eq!(one(r#"{"command": "sh", "protocol": "auto"}"#).protocol, ProtocolPin::Legacy);
+        assert_eq!(one(r#"{"type": "stdio", "command": "sh", "protocol": "legacy"}"#).protocol, ProtocolPin::Legacy);
+        assert!(err(r#"{"mcpServers": {"fs": {"command": "sh", "protocol": "modern"}}}"#).starts_with("mcpServers.fs.protocol: "));
+        assert_eq!(err(r#"{"mcpServers": {"fs": {"command": "sh", "headers": {"A": "b"}}}}"#), "mcpServers.fs.headers: stdio servers take env, not headers");
+        assert!(err(r#"{"mcpServers": {"fs": {"command": "sh", "url": "http://x/mcp"}}}"#).starts_with("mcpServers.fs.url: "));
+        assert!(err(r#"{"mcpServers": {"fs": {"command": "sh", "forwardUser": true}}}"#).starts_with("mcpServers.fs.forwardUser: "));
+        assert_eq!(err(r#"{"mcpServers": {"fs": {"type": "stdio"}}}"#), "mcpServers.fs.command: is required");
+    }
+
+    #[test]
+    fn the_command_must_be_an_executable_file_and_cwd_a_directory() {
+        let dir = std::env::temp_dir().join(format!("mcphub-cfg-stdio-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let plain = dir.join("plain");
+        std::fs::write(&plain, "#!/bin/sh\n").unwrap();
+        let at = |entry: String| err(&format!(r#"{{"mcpServers": {{"fs": {entry}}}}}"#));
+        assert_eq!(at(r#"{"command": "/nope/x"}"#.into()), "mcpServers.fs.command: '/nope/x' does not exist");
+        assert_eq!(at(format!(r#"{{"command": "{}"}}"#, plain.display())), format!("mcpServers.fs.command: '{}' is not executable", plain.display()));
+        assert_eq!(at(format!(r#"{{"command": "{}"}}"#, dir.display())), format!("mcpServers.fs.command: '{}' is not a file", dir.display()));
+        assert!(at(r#"{"command": "mcphub-surely-not-a-program"}"#.into())
+            .starts_with("mcpServers.fs.command: 'mcphub-surely-not-a-program' is not found in PATH ("));
+        assert_eq!(at(r#"{"command": "sh", "cwd": "/nope/dir"}"#.into()), "mcpServers.fs.cwd: '/nope/dir' does not exist");
+        assert_eq!(at(format!(r#"{{"command": "sh", "cwd": "{}"}}"#, plain.display())), format!("mcpServers.fs.cwd: '{}' is not a directory", plain.display()));
+        // A relative path is resolved against cwd, as the child does after its chdir.
+        assert_eq!(stdio(&one(r#"{"command": "./sh", "cwd": "/bin"}"#)).command, "./sh");
+        // A configured PATH is where a bare name is looked up.
+        assert!(at(r#"{"command": "sh", "env": {"PATH": "/nope"}}"#.into()).contains("not found in PATH (/nope)"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn stdio_bounds_and_defaults() {
+        let p = stdio(&one(r#"{"command": "sh"}"#)).clone();
+        assert_eq!(
+            (p.max_processes, p.idle_timeout, p.start_timeout, p.ping_interval, p.limits),
+            (16, Duration::from_secs(600), Duration::from_millis(25_000), Duration::from_secs(30), ProcessLimits::default())
+        );
+        let p = stdio(&one(
+            r#"{"command": "sh", "maxProcesses": 2, "idleTimeoutSecs": 5, "startTimeoutMs": 100, "pingIntervalSecs": 3600,
+                "limits": {"memoryMb": 512, "cpuSecs": 600, "openFiles": 256}}"#,
+        ))
+        .clone();
+        assert_eq!((p.max_processes, p.idle_timeout, p.start_timeout, p.ping_interval), (2, Duration::from_secs(5), Duration::from_millis(100), Duration::from_secs(3600)));
+        assert_eq!(p.limits, ProcessLimits { memory_mb: Some(512), cpu_secs: Some(600), open_files: Some(256) });
+        for (entry, key) in [
+            (r#""maxProcesses": 0"#, "maxProcesses"),
+            (r#""maxProcesses": 1025"#, "maxProcesses"),
+            (r#""idleTimeoutSecs": 0"#, "idleTimeoutSecs"),
+            (r#""idleTimeoutSecs": 86401"#, "idleTimeoutSecs"),
+            (r#""startTimeoutMs": 99"#, "startTimeoutMs"),
+            (r#""startTimeoutMs": 25001"#, "startTimeoutMs"),
+            (r#""pingIntervalSecs": 0"#, "pingIntervalSecs"),
+            (r#""pingIntervalSecs": 3601"#, "pingIntervalSecs"),
+            (r#""limits": {"memoryMb": 15}"#, "limits.memoryMb"),
+            (r#""limits": {"cpuSecs": 0}"#, "limits.cpuSecs"),
+            (r#""limits": {"openFiles": 0}"#, "limits.openFiles"),
+        ] {
+            let e = err(&format!(r#"{{"mcpServers": {{"fs": {{"command": "sh", {entry}}}}}}}"#));
+            assert!(e.starts_with(&format!("mcpServers.fs.{key}: ")) && e.contains("is outside"), "{entry}: {e}");
+        }
+        // startTimeoutMs never passes timeouts.hubMs, and defaults to it when shorter than 30 s.
+        let c = Config::parse(r#"{"timeouts": {"hubMs": 5000}, "mcpServers": {"fs": {"command": "sh", "timeoutMs": 4000}}}"#).unwrap();
+        assert_eq!(stdio(&c.servers[0]).start_timeout, Duration::from_millis(5000));
+        assert_eq!(
+            err(r#"{"mcpServers": {"fs": {"command": "sh", "limits": {"memoryMB": 1}}}}"#),
+            r#"mcpServers.fs.limits.memoryMB: unknown key — did you mean "memoryMb"?"#
+        );
+    }
+
+    #[test]
+    fn sse_loads_like_http_with_the_legacy_era() {
+        std::env::set_var("MCPHUB_TEST_SSE_KEY", "k3y");
+        let s = one(r#"{"type": "sse", "url": "http://127.0.0.1:9000/sse", "headers": {"X-Key": "${env.MCPHUB_TEST_SSE_KEY}", "Authorization": "Bearer ${user.OLD}"}}"#);
+        assert_eq!((s.transport.clone(), s.protocol, s.url.as_str()), (TransportKind::Sse, ProtocolPin::Legacy, "http://127.0.0.1:9000/sse"));
+        assert_eq!(s.headers, vec![("X-Key".to_string(), "k3y".to_string())]);
+        assert_eq!(s.user_tokens, ["OLD"]);
+        assert_eq!(err(r#"{"mcpServers": {"old": {"type": "sse"}}}"#), "mcpServers.old.url: is required for an sse server");
+        assert!(err(r#"{"mcpServers": {"old": {"type": "sse", "url": "ftp://x"}}}"#).starts_with("mcpServers.old.url: "));
+        assert!(err(r#"{"mcpServers": {"old": {"type": "sse", "url": "http://x/sse", "protocol": "modern"}}}"#).starts_with("mcpServers.old.protocol: "));
+        for k in [r#""command": "sh""#, r#""args": []"#, r#""env": {}"#, r#""cwd": "/tmp""#, r#""maxProcesses": 2"#, r#""limits": {}"#] {
+            for t in ["sse", "http"] {
+                let e = err(&format!(r#"{{"mcpServers": {{"old": {{"type": "{t}", "url": "http://x/sse", {k}}}}}}}"#));
+                assert!(e.contains("only for stdio servers"), "{t} {k}: {e}");
+                let name = k.split('"').nth(1).unwrap();
+                assert!(e.starts_with(&format!("mcpServers.old.{name}: ")), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_global_process_cap_defaults_to_64_and_is_bounded() {
+        assert_eq!(Config::parse("{}").unwrap().max_processes, 64);
+        assert_eq!(Config::parse(r#"{"maxProcesses": 4096}"#).unwrap().max_processes, 4096);
+        for bad in ["0", "4097"] {
+            assert!(err(&format!(r#"{{"maxProcesses": {bad}}}"#)).starts_with("maxProcesses: "), "{bad}");
+        }
+    }
+
+    #[test]
+    fn describe_shows_stdio_env_names_never_values() {
+        std::env::set_var("MCPHUB_TEST_STDIO_SECRET", "s3cr3t");
+        let c = Config::parse(
+            r#"{"mcpServers": {"fs": {"command": "sh", "args": ["-c", "exec cat"], "maxProcesses": 3, "idleTimeoutSecs": 60,
+                                      "env": {"TOKEN": "${env.MCPHUB_TEST_STDIO_SECRET}", "GH": "${user.GH}", "X": "lit3ral"}},
+                               "old": {"type": "sse", "url": "http://u:pw@127.0.0.1:9000/sse?k=v", "headers": {"A": "hdrval"}}}}"#,
+        )
+        .unwrap();
+        let d = c.describe();
+        assert!(d.contains("stdio: sh -c exec cat (env: TOKEN, X, GH; user tokens: GH; maxProcesses 3, idle 60 s"), "{d}");
+        assert!(d.contains("http://***@127.0.0.1:9000/sse?*** (sse, protocol Legacy"), "{d}");
+        assert!(d.contains("stdio processes: at most 64 at once"), "{d}");
+        for secret in ["s3cr3t", "lit3ral", "hdrval", "pw"] {
+            assert!(!d.contains(secret), "{secret}: {d}");
         }
     }
 }

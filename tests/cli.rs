@@ -27,14 +27,16 @@ fn check_config_prints_what_it_would_serve() {
         r#"{"users": {"al": {"keys": ["sha256:0000000000000000000000000000000000000000000000000000000000000000"], "tokens": {"JIRA_TOKEN": "tokensekrit"}}},
             "mcpServers": {"gh": {"url": "https://example.invalid/mcp", "headers": {"Authorization": "Bearer sekrit"}},
                            "jira": {"url": "https://jira.invalid/mcp", "headers": {"Authorization": "Bearer ${user.JIRA_TOKEN}"}},
-                           "fs": {"command": "npx"}}}"#,
+                           "fs": {"command": "sh", "env": {"FS_KEY": "envsekrit"}},
+                           "ws": {"type": "websocket", "url": "ws://x.invalid/"}}}"#,
     );
     let out = Command::new(BIN).args(["check-config", "--config"]).arg(&path).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("gh") && stdout.contains("https://example.invalid/mcp"), "{stdout}");
-    assert!(stdout.contains("fs") && stdout.contains("not supported yet"), "{stdout}");
-    assert!(!stdout.contains("sekrit"), "header values and tokens are never printed");
+    assert!(stdout.contains("fs") && stdout.contains("stdio: sh (env: FS_KEY; maxProcesses 16"), "{stdout}");
+    assert!(stdout.contains("ws") && stdout.contains("not supported yet"), "{stdout}");
+    assert!(!stdout.contains("sekrit"), "header values, env values and tokens are never printed");
     assert!(stdout.contains("user tokens: JIRA_TOKEN") && stdout.contains("users: 1 in the config"), "{stdout}");
 }
 
@@ -102,6 +104,30 @@ fn serve_takes_its_config_and_port_from_the_environment_and_stops_on_sigterm() {
     unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
     let status = wait_until("the hub to stop after SIGTERM", Duration::from_secs(10), || child.0.try_wait().unwrap());
     assert!(status.success(), "{status:?}");
+}
+
+/// Issue 19: a stdio entry whose command or cwd cannot work stops
+/// `check-config` with the key and the path.
+#[test]
+fn check_config_names_a_stdio_command_or_cwd_that_cannot_work() {
+    let plain = write_config("stdio-plain", "{}");
+    for (name, entry, expected) in [
+        ("stdio-missing", r#"{"command": "/nope/x"}"#.to_string(), "mcphub: mcpServers.fs.command: '/nope/x' does not exist".to_string()),
+        (
+            "stdio-not-executable",
+            format!(r#"{{"command": "{}"}}"#, plain.display()),
+            format!("mcphub: mcpServers.fs.command: '{}' is not executable", plain.display()),
+        ),
+        (
+            "stdio-cwd",
+            r#"{"command": "sh", "cwd": "/nope/dir"}"#.to_string(),
+            "mcphub: mcpServers.fs.cwd: '/nope/dir' does not exist".to_string(),
+        ),
+    ] {
+        let (ok, stdout, stderr) = check_config(&write_config(name, &format!(r#"{{"mcpServers": {{"fs": {entry}}}}}"#)), &[]);
+        assert!(!ok, "{name}: {stdout}");
+        assert_eq!(stderr.trim_end(), expected, "{name}");
+    }
 }
 
 fn check_config(path: &std::path::Path, env: &[(&str, &str)]) -> (bool, String, String) {
