@@ -38,6 +38,9 @@
 //! caller's credential reflected into lists, results and error texts, for
 //! isolation tests (issue 14).
 //!
+//! stdio mode ([`stdio`], `mcphub-mock --stdio`): the legacy era over
+//! stdin/stdout, one JSON-RPC message per line, plus stdio-only tools.
+//!
 //! Fault injection ([`MockConfig`]): session expiry every Nth session-bearing
 //! request, a concurrency limit answered with 429, and added latency.
 //! `GET /stats` reports counters (see [`MockServer::stats`]), `POST /stats/reset`
@@ -50,6 +53,7 @@ mod listen;
 mod methods;
 mod modern;
 mod reflect;
+pub mod stdio;
 mod stream;
 mod tasks;
 #[cfg(test)]

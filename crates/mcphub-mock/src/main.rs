@@ -6,7 +6,12 @@
 //!             [--name mock] [--expire-sessions-every N] [--max-concurrency K]
 //!             [--latency-ms X] [--workers W] [--reflect-credential HEADER]
 //!             [--extra-tools N]
+//! mcphub-mock --stdio [--name mock] [--expire-sessions-every N]
+//!             [--max-concurrency K] [--latency-ms X] [--extra-tools N]
 //! ```
+//!
+//! `--stdio`: MCP stdio transport (legacy era only, `--era`/`--bind`/
+//! `--workers`/`--port` unused): see [`mcphub_mock::stdio`]; logs go to stderr.
 
 #![forbid(unsafe_code)]
 
@@ -23,8 +28,13 @@ use mcphub_mock::{Era, MockConfig, MockServer};
 #[command(name = "mcphub-mock", version, about)]
 struct Args {
     /// TCP port to listen on (0 = any free port; the bound address is printed).
+    /// Required unless --stdio.
+    #[arg(long, required_unless_present = "stdio")]
+    port: Option<u16>,
+    /// Serve the MCP stdio transport (legacy era) on stdin/stdout instead of HTTP:
+    /// one JSON-RPC message per line; stdin EOF → exit 0.
     #[arg(long)]
-    port: u16,
+    stdio: bool,
     /// Address to bind.
     #[arg(long, default_value = "127.0.0.1")]
     bind: IpAddr,
@@ -60,27 +70,35 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    let _ = simplelog::SimpleLogger::init(
-        if std::env::var("DEBUG_MCPHUB").is_ok_and(|v| v == "true") {
-            log::LevelFilter::Debug
-        } else {
-            log::LevelFilter::Info
-        },
-        simplelog::Config::default(),
-    );
+    let level = if std::env::var("DEBUG_MCPHUB").is_ok_and(|v| v == "true") {
+        log::LevelFilter::Debug
+    } else {
+        log::LevelFilter::Info
+    };
+    if args.stdio {
+        // stdout carries MCP messages only (stdio transport rule): logs go to stderr.
+        let _ = simplelog::WriteLogger::init(level, simplelog::Config::default(), std::io::stderr());
+    } else {
+        let _ = simplelog::SimpleLogger::init(level, simplelog::Config::default());
+    }
     let cfg = MockConfig {
-        era: args.era,
+        era: if args.stdio { Era::Legacy } else { args.era },
         name: args.name,
         expire_sessions_every: args.expire_sessions_every,
         max_concurrency: args.max_concurrency,
         latency: Duration::from_millis(args.latency_ms),
-        reflect_credential: args.reflect_credential,
+        reflect_credential: if args.stdio { None } else { args.reflect_credential },
         extra_tools: args.extra_tools,
     };
     let era = cfg.era;
     let mock = MockServer::new(cfg);
+    if args.stdio {
+        mcphub_mock::stdio::serve(mock, std::io::stdin().lock(), Box::new(std::io::stdout()));
+        // stdin ended: exit at once, calls still in flight or not (stdio shutdown rule).
+        std::process::exit(0);
+    }
     let server_cfg = ServerConfig { workers: args.workers.max(1), ..ServerConfig::default() };
-    let addr = SocketAddr::new(args.bind, args.port);
+    let addr = SocketAddr::new(args.bind, args.port.unwrap_or_default());
     match Server::bind(addr, server_cfg, Arc::new(mock)) {
         Ok(handle) => {
             // One machine-readable line so scripts can pick up the port when --port 0.
