@@ -62,6 +62,7 @@ pub const RESTART_ONLY: &[&str] = &[
     "stateDir",
     "drainTimeoutMs",
     "listCacheContexts",
+    "maxProcesses",
 ];
 
 /// The list changes announced to clients when the set of servers changed.
@@ -197,7 +198,9 @@ fn check(config: &Config) -> Result<(), ReloadError> {
         if !seen.insert(s.name.as_str()) {
             return Err(ReloadError::DuplicateServer(s.name.clone()));
         }
-        crate::config::check_url(&s.url).map_err(|message| ReloadError::Server { name: s.name.clone(), message })?;
+        if !matches!(s.transport, crate::config::TransportKind::Stdio(_)) {
+            crate::config::check_url(&s.url).map_err(|message| ReloadError::Server { name: s.name.clone(), message })?;
+        }
     }
     Ok(())
 }
@@ -232,6 +235,7 @@ fn keep_restart_only(old: &Config, new: &mut Config) -> Vec<&'static str> {
         state_dir => "stateDir",
         drain_timeout => "drainTimeoutMs",
         list_cache_contexts => "listCacheContexts",
+        max_processes => "maxProcesses",
     );
     changed
 }
