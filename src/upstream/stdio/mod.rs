@@ -545,9 +545,9 @@ impl Pool {
         let was_listed = self.forget(proc);
         if !on_purpose {
             self.crashed(&proc.context, proc.started.elapsed());
-            log::warn!("stdio server '{}': process {} {why}; {in_flight} call(s) in flight failed", self.server, proc.pid);
+            log::warn!("stdio server '{}': process {} ended: {why}; {in_flight} call(s) in flight failed", self.server, proc.pid);
         } else if was_listed {
-            log::debug!("stdio server '{}': process {} {why}", self.server, proc.pid);
+            log::debug!("stdio server '{}': process {} ended: {why}", self.server, proc.pid);
         }
     }
 
