@@ -96,7 +96,7 @@ impl Budget {
         match oldest {
             Some((_, pool, proc)) => {
                 pool.evict(&proc, "to make room (the hub's maxProcesses)");
-                true
+                true // evicted, or a call took it: look again either way
             }
             None => false,
         }
@@ -262,14 +262,25 @@ impl Pool {
         self.state.lock().procs.values().filter(|p| p.idle()).min_by_key(|p| p.last_used()).cloned()
     }
 
-    /// Stops `proc` on purpose (idle, room, delete): forgotten at once (its
-    /// session answers 404 from now on), stopped and reaped on a thread of its own.
-    fn evict(self: &Arc<Self>, proc: &Arc<Proc>, why: &str) {
-        if self.forget(proc) {
-            self.evictions.fetch_add(1, Ordering::Relaxed);
-            log::info!("stdio server '{}': stopping process {} {why}", self.server, proc.pid);
+    /// Stops `proc` on purpose (idle, room) if it is still idle: forgotten
+    /// at once (its session answers 404 from now on), stopped and reaped on a
+    /// thread of its own. Decided under the pool's lock, where a call also
+    /// registers itself ([`StdioTransport::post_call`]): a call either sees
+    /// the process stopping (and heals onto a new one) or keeps it from
+    /// being evicted. `false` when a call came first.
+    fn evict(self: &Arc<Self>, proc: &Arc<Proc>, why: &str) -> bool {
+        {
+            let mut st = self.state.lock();
+            if proc.mux.in_flight() > 0 || proc.stopping.swap(true, Ordering::SeqCst) || st.procs.remove(&proc.id).is_none() {
+                return false;
+            }
         }
+        self.budget.give_back();
+        self.freed.notify_all();
+        self.evictions.fetch_add(1, Ordering::Relaxed);
+        log::info!("stdio server '{}': stopping process {} {why}", self.server, proc.pid);
         self.stop_in_background(proc);
+        true
     }
 
     fn stop_in_background(&self, proc: &Arc<Proc>) {
@@ -314,7 +325,7 @@ impl Pool {
                     drop(st);
                     if let Some(lru) = self.lru_idle() {
                         self.evict(&lru, "to make room (maxProcesses)");
-                        continue;
+                        continue; // evicted, or a call took it: look again
                     }
                 }
             }
@@ -698,7 +709,16 @@ impl Transport for StdioTransport {
             };
         }
         let remaining = deadline.remaining();
-        let Ok(stream) = proc.mux.open_call(body, deadline) else { return Ok(Answer::Reply(self.gone())) };
+        // Registered under the pool's lock, against a concurrent eviction (see `Pool::evict`).
+        let opened = {
+            let _st = self.pool.state.lock();
+            if proc.stopping.load(Ordering::SeqCst) {
+                None
+            } else {
+                proc.mux.open_call(body, deadline).ok()
+            }
+        };
+        let Some(stream) = opened else { return Ok(Answer::Reply(self.gone())) };
         if let Err(why) = proc.write(body, remaining) {
             proc.mux.forget(body.get("id").unwrap_or(&Value::Null));
             if why == "it stopped reading its input" {
