@@ -23,6 +23,9 @@ enum Say {
     End,
 }
 
+/// One request as the server saw it: (method and path, `X-Static`, `Host`).
+type Seen = (String, Option<String>, Option<String>);
+
 #[derive(Default)]
 struct Shared {
     /// Open streams by session id.
@@ -34,7 +37,7 @@ struct Shared {
     /// Methods POSTed, in order (tools/call as `tools/call:<name>`).
     posted: Mutex<Vec<String>>,
     /// Header fields of every request: (method path, `X-Static`, `Host`).
-    seen: Mutex<Vec<(String, Option<String>, Option<String>)>>,
+    seen: Mutex<Vec<Seen>>,
     /// The endpoint event's data, `{sid}` replaced (default `/message?sessionId={sid}`).
     endpoint: Mutex<Option<String>>,
 }
