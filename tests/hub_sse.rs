@@ -11,6 +11,7 @@ use hub_util::{wait_until, Client, PATIENCE};
 use mcphub::config::Config;
 use mcphub::http::{Request, Response, Server, ServerConfig, ServerHandle, SseEvent};
 use mcphub::hub::Hub;
+use mcphub::users::{key_digest, new_key};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -38,6 +39,10 @@ struct Shared {
     posted: Mutex<Vec<String>>,
     /// Header fields of every request: (method path, `X-Static`, `Host`).
     seen: Mutex<Vec<Seen>>,
+    /// `Authorization` of every request.
+    auth: Mutex<Vec<Option<String>>>,
+    /// The only `Authorization` a GET may carry (else 401), when set.
+    require: Mutex<Option<String>>,
     /// The endpoint event's data, `{sid}` replaced (default `/message?sessionId={sid}`).
     endpoint: Mutex<Option<String>>,
 }
@@ -75,7 +80,10 @@ impl SseServer {
 
 fn handle(shared: &Arc<Shared>, req: Request) -> Response {
     shared.seen.lock().unwrap().push((format!("{} {}", req.method, req.path()), req.header("x-static").map(str::to_string), req.header("host").map(str::to_string)));
+    shared.auth.lock().unwrap().push(req.header("authorization").map(str::to_string));
+    let required = shared.require.lock().unwrap().clone();
     match (req.method.as_str(), req.path()) {
+        ("GET", "/sse") if required.is_some() && req.header("authorization") != required.as_deref() => Response::text(401, "bad token"),
         ("GET", "/sse") => open_stream(shared),
         ("POST", "/message") => {
             let sid = req.query("sessionId").unwrap_or_default();
@@ -162,10 +170,17 @@ impl Drop for TestHub {
 }
 
 fn hub(servers: Value) -> TestHub {
+    hub_with(servers, json!({}))
+}
+
+fn hub_with(servers: Value, users: Value) -> TestHub {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let state = std::env::temp_dir().join(format!("mcphub-test-sse-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
     let _ = std::fs::remove_dir_all(&state);
-    let cfg = json!({"mcpServers": servers, "timeouts": {"hubMs": 8000}, "stateDir": state});
+    let mut cfg = json!({"mcpServers": servers, "timeouts": {"hubMs": 8000}, "stateDir": state});
+    if users != json!({}) {
+        cfg["users"] = users;
+    }
     let config = Config::parse(&cfg.to_string()).expect("valid test config");
     let http = config.http_server();
     let hub = Hub::new(config).expect("hub");
@@ -279,4 +294,28 @@ fn an_endpoint_on_another_origin_is_refused() {
     assert!(server.posted().is_empty(), "{:?}", server.posted());
     other.set_nonblocking(true).unwrap();
     assert!(other.accept().is_err(), "nothing connected to the other origin");
+}
+
+#[test]
+fn the_callers_credentials_go_with_the_stream_and_a_refused_one_is_named() {
+    let server = SseServer::start();
+    *server.shared.require.lock().unwrap() = Some("Bearer good-token-123".into());
+    let (alice, bob) = (new_key(), new_key());
+    let users = json!({
+        "alice": {"keys": [key_digest(&alice)], "tokens": {"OLD": "good-token-123"}},
+        "bob": {"keys": [key_digest(&bob)], "tokens": {"OLD": "bad-token-456"}},
+    });
+    let servers = json!({"old": {"type": "sse", "url": server.url, "headers": {"Authorization": "Bearer ${user.OLD}"}, "timeoutMs": 5000}});
+    let h = hub_with(servers, users);
+    let a = Client::connect_as(&h.url, Some(&alice));
+    assert_eq!(echo(&a, "mine").unwrap(), "mine");
+    // The GET and every POST carried alice's credential.
+    let auth = server.shared.auth.lock().unwrap().clone();
+    assert!(auth.len() >= 3 && auth.iter().all(|v| v.as_deref() == Some("Bearer good-token-123")), "{auth:?}");
+    let b = Client::connect_as(&h.url, Some(&bob));
+    let e = b.request("tools/call", json!({"name": "echo", "arguments": {"text": "x"}})).map(|m| m.to_string()).unwrap_or_else(|e| e);
+    assert!(e.contains("rejected your OLD (HTTP 401)") && !e.contains("bad-token"), "{e}");
+    // bob's context got a GET of its own, refused: only alice's stream opened.
+    assert!(server.shared.auth.lock().unwrap().contains(&Some("Bearer bad-token-456".into())));
+    assert_eq!(server.gets(), 1);
 }
