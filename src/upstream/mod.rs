@@ -23,6 +23,7 @@ pub mod mux;
 pub mod scrub;
 pub mod retry;
 pub mod session;
+pub mod sse;
 pub mod stdio;
 pub mod streamable;
 pub mod transport;
@@ -47,13 +48,15 @@ pub use retry::{MAX_EXPIRIES, MAX_HEALS, MAX_REFUSALS};
 pub type Connector = Arc<dyn Fn(&ServerConfig, usize) -> Box<dyn Transport> + Send + Sync>;
 
 /// The product's connector: Streamable HTTP ([`streamable::HttpTransport`])
-/// for URL servers, [`stdio::StdioTransport`] for stdio servers, all of them
+/// for URL servers, [`sse::SseTransport`] for `"type": "sse"` ones (the
+/// 2024-11-05 HTTP+SSE transport), [`stdio::StdioTransport`] for stdio servers, all of them
 /// under one cap of `global_max_processes` stdio processes (top-level
 /// `maxProcesses`, issue 19).
 pub fn product_connector(global_max_processes: usize) -> Connector {
     let budget = stdio::Budget::new(global_max_processes);
     Arc::new(move |config: &ServerConfig, pool_size: usize| match &config.transport {
         crate::config::TransportKind::Stdio(stdio) => Box::new(stdio::StdioTransport::new(config, stdio.clone(), budget.clone())) as Box<dyn Transport>,
+        crate::config::TransportKind::Sse => Box::new(sse::SseTransport::new(config, pool_size)) as Box<dyn Transport>,
         _ => Box::new(streamable::HttpTransport::new(config, pool_size)) as Box<dyn Transport>,
     })
 }

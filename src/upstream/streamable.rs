@@ -17,7 +17,7 @@ use ureq::unversioned::transport::{Connector, NextTimeout, RustlsConnector};
 /// IP-literal URLs are never looked up at all; answers are kept for
 /// [`RESOLVE_TTL`] so a keep-alive request does not pay a lookup each time.
 #[derive(Debug, Default)]
-struct BlockingResolver {
+pub(super) struct BlockingResolver {
     inner: DefaultResolver,
     cache: parking_lot::Mutex<Option<(String, Instant, ResolvedSocketAddrs)>>,
 }
