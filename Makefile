@@ -1,7 +1,7 @@
 # MCPHub — the two set-up commands are `make run` and `make test` (README.md).
 CARGO ?= cargo
 
-.PHONY: build run install test check-order unit e2e stdio ui oauth conformance fuzz bench bench-scale bench-instructions profile bench-shaping soak attack clippy clean
+.PHONY: build run install test check-order unit e2e stdio ui oauth conformance fuzz bench bench-scale bench-instructions profile bench-shaping bench-stdio soak attack clippy clean
 
 build:
 	$(CARGO) build --release --locked
@@ -96,6 +96,13 @@ profile: build
 ## --max-concurrency 8 --latency-ms 200, through the hub (maxConcurrency 8) and directly; SHAPING_SECS (60).
 bench-shaping: build
 	SHAPING_SECS=$${SHAPING_SECS:-60} scripts/bench-shaping.sh
+
+## What a stdio server costs behind the hub (issue 19; ~1 min; scripts/bench-stdio.sh): start latency
+## and RSS (process tree) of `npx -y @modelcontextprotocol/server-memory@2026.8.31` vs `node <entry>`
+## (medians of BENCH_STARTS=5 fresh starts), tools/call req/s at BENCH_CONNS=70 through the hub to
+## `mcphub-mock --stdio` (one shared process) vs the mock over HTTP. Figures only (e2e's parts, npx).
+bench-stdio: build
+	scripts/bench-stdio.sh
 
 ## Soak: 70 legacy clients for SOAK_SECS (default 600) s through the hub (Redis store, a mock
 ## expiring sessions every 50 uses), with an upstream restart at 25 %, a hub restart at 50 % and a
