@@ -1,7 +1,7 @@
 # MCPHub — the two set-up commands are `make run` and `make test` (README.md).
 CARGO ?= cargo
 
-.PHONY: build run install test check-order unit e2e ui oauth conformance fuzz bench bench-scale bench-instructions profile bench-shaping soak attack clippy clean
+.PHONY: build run install test check-order unit e2e stdio ui oauth conformance fuzz bench bench-scale bench-instructions profile bench-shaping bench-stdio soak attack clippy clean
 
 build:
 	$(CARGO) build --release --locked
@@ -18,10 +18,10 @@ install: build
 
 ## The whole suite: unit + integration (real sockets) + fuzz smoke, e2e with
 ## real MCP clients and servers from npm and PyPI, and the official MCP
-## conformance suite directly against mcphub-mock and through the hub, the
-## browser test of the sign-in and users' pages, and the OAuth sign-in of the
-## official TypeScript and Python SDK clients.
-test: check-order build unit e2e ui oauth conformance
+## conformance suite directly against mcphub-mock and through the hub, real
+## stdio (and SSE) servers behind the hub, the browser test of the sign-in and
+## users' pages, and the OAuth sign-in of the official TypeScript and Python SDK clients.
+test: check-order build unit e2e stdio ui oauth conformance
 
 ## The module order of the library (docs/module-order.md): fails on an import that runs upward.
 check-order:
@@ -32,6 +32,14 @@ unit: check-order
 
 e2e: build
 	scripts/e2e.sh
+
+## Issue 19's real-parts test (~35 s; scripts/stdio-test.sh): server-memory, server-filesystem,
+## mcp-server-time, mcp-server-git and server-everything run by the hub as stdio processes, driven
+## through it by the Python SDK (legacy and 2026-07-28) and the Inspector CLI: tool calls, progress,
+## sampling and elicitation, ${user.X} env isolation between users (one process per value), the
+## processes stopped with the hub; with the SSE transport, SSE servers too. Parts: e2e's npm/PyPI set.
+stdio: build
+	scripts/stdio-test.sh
 
 ## Issue 17's real-parts test: sign-in through a real OpenID provider (oidc-provider) and a
 ## GitHub OAuth fake, the /ui pages in headless Debian chromium (Playwright), a tool call
@@ -88,6 +96,13 @@ profile: build
 ## --max-concurrency 8 --latency-ms 200, through the hub (maxConcurrency 8) and directly; SHAPING_SECS (60).
 bench-shaping: build
 	SHAPING_SECS=$${SHAPING_SECS:-60} scripts/bench-shaping.sh
+
+## What a stdio server costs behind the hub (issue 19; ~1 min; scripts/bench-stdio.sh): start latency
+## and RSS (process tree) of `npx -y @modelcontextprotocol/server-memory@2026.8.31` vs `node <entry>`
+## (medians of BENCH_STARTS=5 fresh starts), tools/call req/s at BENCH_CONNS=70 through the hub to
+## `mcphub-mock --stdio` (one shared process) vs the mock over HTTP. Figures only (e2e's parts, npx).
+bench-stdio: build
+	scripts/bench-stdio.sh
 
 ## Soak: 70 legacy clients for SOAK_SECS (default 600) s through the hub (Redis store, a mock
 ## expiring sessions every 50 uses), with an upstream restart at 25 %, a hub restart at 50 % and a

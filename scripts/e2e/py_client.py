@@ -26,7 +26,9 @@ Usage:
   py_client.py URL --mode auto|legacy|2026-07-28 [--expect-era modern|legacy]
                [--expect-tool NAME ...] [--call NAME=TEXT ...]
                [--sampling] [--elicitation] [--clients N] [--tag TAG]
-               [--expect-error NAME=TEXT ...]
+               [--expect-error NAME=TEXT ...] [--call-json NAME=JSON=>EXPECT ...]
+               [--error-json NAME=JSON=>EXPECT ...] [--progress-call NAME=JSON=>N ...]
+               [--forbid TEXT ...]
 
 --call NAME[:ARG]=TEXT calls tool NAME with {ARG: TEXT} (ARG "-": no arguments; ARG defaults to "text";
 mcphub-mock's echo takes {"text"}, server-everything's echo takes {"message"}) and
@@ -39,7 +41,12 @@ content built from the requested schema (defaults, first enum value, "<tag>" for
 --clients N runs N clients at once (tags TAG00..TAG99: no tag contains another), each over its
 own connection.
 --expect-error NAME=TEXT calls NAME with no arguments and requires an error (isError or a
-JSON-RPC error) whose text contains TEXT. Prints one `info:` line per step; on failure prints
+JSON-RPC error) whose text contains TEXT.
+--call-json NAME=JSON=>EXPECT calls NAME with the JSON object JSON (`{tag}` replaced) and requires
+EXPECT in the result (EXPECT1 && EXPECT2: both); --error-json the same but requires an error (isError or a JSON-RPC error)
+naming EXPECT; --progress-call NAME=JSON=>N sends a progress token with the call and requires at
+least N notifications/progress for it before the result (scripts/stdio-test.sh).
+--forbid TEXT fails the run if TEXT appears in any tool result (another user's value). Prints one `info:` line per step; on failure prints
 `FAIL: reason` as the last line and exits 1.
 """
 
@@ -162,6 +169,7 @@ async def run(args: argparse.Namespace) -> None:
 
 async def run_one(args: argparse.Namespace, tag: str) -> None:
     seen: list[str] = []
+    outputs: list[str] = []
     with anyio.fail_after(args.timeout):
         async with Client(args.url, mode=args.mode, **callbacks(args, tag, seen)) as client:
             pv = client.protocol_version
@@ -196,6 +204,7 @@ async def run_one(args: argparse.Namespace, tag: str) -> None:
                     fail(f"tools/call {name} returned isError: {out!r}")
                 if expect not in out:
                     fail(f"tools/call {name}: {expect!r} not in the result, got {out!r}")
+                outputs.append(out)
             for spec in args.expect_error:
                 name, _, text = spec.partition("=")
                 try:
@@ -206,6 +215,49 @@ async def run_one(args: argparse.Namespace, tag: str) -> None:
                 print(f"info: [{tag}] tools/call {name} -> error={errored} text={out[:300]!r}", flush=True)
                 if not errored or text not in out:
                     fail(f"tools/call {name}: want an error naming {text!r}, got error={errored} {out!r}")
+            for spec in args.call_json:
+                name, _, rest = spec.partition("=")
+                raw, _, expect = rest.replace("{tag}", tag).rpartition("=>")
+                result = await client.call_tool(name, json.loads(raw))
+                out = text_of(result)
+                print(f"info: [{tag}] tools/call {name} {raw} -> isError={result.is_error} text={out[:300]!r}", flush=True)
+                if result.is_error:
+                    fail(f"tools/call {name} returned isError: {out!r}")
+                for want in expect.split(" && "):
+                    if want not in out:
+                        fail(f"tools/call {name}: {want!r} not in the result, got {out!r}")
+                outputs.append(out)
+            for spec in args.error_json:
+                name, _, rest = spec.partition("=")
+                raw, _, expect = rest.replace("{tag}", tag).rpartition("=>")
+                try:
+                    result = await client.call_tool(name, json.loads(raw))
+                    out, errored = text_of(result), result.is_error
+                except Exception as e:  # noqa: BLE001 - a JSON-RPC error is what is expected
+                    out, errored = str(e), True
+                print(f"info: [{tag}] tools/call {name} {raw} -> error={errored} text={out[:300]!r}", flush=True)
+                if not errored or expect not in out:
+                    fail(f"tools/call {name}: want an error naming {expect!r}, got error={errored} {out!r}")
+            for spec in args.progress_call:
+                name, _, rest = spec.partition("=")
+                raw, _, want = rest.rpartition("=>")
+                progress: list[tuple] = []
+
+                async def on_progress(p: float, total: float | None, message: str | None) -> None:
+                    progress.append((p, total))
+
+                result = await client.call_tool(name, json.loads(raw), progress_callback=on_progress)
+                out = text_of(result)
+                print(f"info: [{tag}] tools/call {name} {raw} -> isError={result.is_error} progress={progress} text={out[:200]!r}", flush=True)
+                if result.is_error:
+                    fail(f"tools/call {name} returned isError: {out!r}")
+                if len(progress) < int(want):
+                    fail(f"tools/call {name}: {len(progress)} progress notifications, want {want}: {progress}")
+                outputs.append(out)
+    for text in args.forbid:
+        hits = [o for o in outputs if text in o]
+        if hits:
+            fail(f"{text!r} (not this client's) appears in a result: {hits[0][:300]!r}")
     foreign = [s for s in seen if s.startswith("FOREIGN")]
     if foreign:
         fail(foreign[0])
@@ -225,6 +277,10 @@ def main() -> None:
     p.add_argument("--clients", type=int, default=1)
     p.add_argument("--tag", default="py")
     p.add_argument("--expect-error", action="append", default=[])
+    p.add_argument("--call-json", action="append", default=[])
+    p.add_argument("--error-json", action="append", default=[])
+    p.add_argument("--progress-call", action="append", default=[])
+    p.add_argument("--forbid", action="append", default=[])
     args = p.parse_args()
     try:
         anyio.run(run, args)
