@@ -145,3 +145,22 @@ fn with_every_process_busy_a_call_waits_its_start_timeout_then_gets_503_and_retr
     wait_until("every mock process stopped and reaped", PATIENCE, || children("busy") == (0, 0));
 }
 
+
+#[test]
+fn a_cancelled_call_reaches_the_process_as_notifications_cancelled() {
+    let users = [user("alice", "token-of-alice")];
+    let h = stdio_hub("cancel", &users, json!({}), json!({}));
+    let c = Client::connect_as(&h.url, Some(&users[0].key));
+    let stats = |c: &Client| -> serde_json::Value { serde_json::from_str(&call(c, "stats", json!({})).unwrap()).unwrap() };
+    assert_eq!(stats(&c)["cancelled"], 0);
+    let (url, key, sid) = (h.url.clone(), users[0].key.clone(), c.sid.clone());
+    let slow = std::thread::spawn(move || call(&Client { agent: hub_util::agent(), url, sid, key: Some(key) }, "sleep", json!({"ms": 5000})));
+    wait_until("the sleep call in flight", PATIENCE, || count(&h, "running") == 1);
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1, "reason": "user"}});
+    let (status, _, _) = Client::post(&c.agent, &c.url, c.key.as_deref(), Some(&c.sid), &note).unwrap();
+    assert_eq!(status, 202);
+    wait_until("the process saw notifications/cancelled", PATIENCE, || stats(&c)["cancelled"] == 1);
+    let _ = slow.join().unwrap();
+    h.hub.close_upstream_sessions();
+    wait_until("every mock process stopped and reaped", PATIENCE, || children("cancel") == (0, 0));
+}

@@ -29,7 +29,8 @@
 //!   server); `crash_after_ms` {ms} → no answer, exits with code 70 after
 //!   `ms`; `announce` {method?, params?, ms?} → answers `ok`, then after `ms`
 //!   (default 0) writes the notification `method` (default
-//!   `notifications/tools/list_changed`) as an unsolicited message.
+//!   `notifications/tools/list_changed`) as an unsolicited message; `stats`
+//!   → the mock's counters as JSON text (`MockServer::stats`).
 //!
 //! Not available: the legacy standalone GET stream (the mock has none for
 //! list changes; `announce` stands in), modern (2026-07-28) messages (stdio
@@ -48,7 +49,7 @@ use super::{codes, rpc_error, MockServer};
 use mcphub::http::{Body, Request};
 
 /// The tools only the stdio mode offers, in `tools/list` order (after the mock's own).
-pub const STDIO_TOOL_NAMES: [&str; 6] = ["env", "pid", "exit", "stop_reading", "crash_after_ms", "announce"];
+pub const STDIO_TOOL_NAMES: [&str; 7] = ["env", "pid", "exit", "stop_reading", "crash_after_ms", "announce", "stats"];
 
 /// Exit code of `crash_after_ms`.
 pub const CRASH_EXIT_CODE: i32 = 70;
@@ -249,6 +250,7 @@ impl Adapter {
                 write_line(&self.out, &text(value.unwrap_or_else(|| "(unset)".into())));
             }
             "pid" => write_line(&self.out, &text(std::process::id().to_string())),
+            "stats" => write_line(&self.out, &text(self.server.stats().to_string())),
             "exit" => {
                 let code = args.get("code").and_then(Value::as_i64).unwrap_or(0);
                 log::info!("mock stdio: exit {code} (tool)");
@@ -295,6 +297,7 @@ fn stdio_tools() -> Vec<Value> {
         json!({"name": "env", "description": "The value of environment variable `name`, or \"(unset)\".",
                "inputSchema": obj(json!({"name": {"type": "string"}}), &["name"])}),
         json!({"name": "pid", "description": "This process's id.", "inputSchema": obj(json!({}), &[])}),
+        json!({"name": "stats", "description": "The mock's counters (JSON text), e.g. `cancelled`.", "inputSchema": obj(json!({}), &[])}),
         json!({"name": "exit", "description": "Exits the process at once with `code` (default 0), without answering.",
                "inputSchema": obj(json!({"code": {"type": "integer"}}), &[])}),
         json!({"name": "stop_reading", "description": "Answers \"ok\", then never reads stdin again (the process stays alive).",
