@@ -903,7 +903,9 @@ impl Upstream {
             let call = retry::Call {
                 left: ctx.deadline.saturating_duration_since(Instant::now()),
                 cut: ctx.call.as_ref().is_some_and(|h| h.is_cut()),
-                repeatable: matches!(seen, retry::Seen::TransportFailed { sent: true }) && self.retry_safe(method, &params),
+                repeatable: matches!(seen, retry::Seen::TransportFailed { sent: true })
+                    && self.transport.resends_after_failure()
+                    && self.retry_safe(method, &params),
             };
             let next = retry::next(seen, &call, &tally);
             if let (retry::Seen::Answer, Ok((_, Some(sent)))) = (seen, &attempt) {

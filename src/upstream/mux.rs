@@ -88,6 +88,13 @@ impl Mux {
     /// [`super::cancel::current`]). Errors with the close reason when the
     /// connection has already ended.
     pub fn open_call(self: &Arc<Self>, request: &Value, deadline: Deadline) -> Result<Box<EventStream>, String> {
+        self.register(request, deadline).map(Opened::stream)
+    }
+
+    /// Registers the call `request` (see [`Mux::open_call`]) and returns it
+    /// unopened: the caller writes the request, then waits for what comes
+    /// first ([`Opened::first`]).
+    pub fn register(self: &Arc<Self>, request: &Value, deadline: Deadline) -> Result<Opened, String> {
         let id = request.get("id").cloned().unwrap_or(Value::Null);
         let progress_token = crate::protocol::jsonrpc::at(request, &["params", "_meta", "progressToken"]).cloned();
         let (tx, rx) = crossbeam_channel::bounded(CALL_BUFFER);
@@ -99,7 +106,7 @@ impl Mux {
             st.pending.insert(id_key(&id), Pending { tx, progress_token });
         }
         let reader = ChannelReader::new(rx, Some((self.clone(), id_key(&id))), &deadline);
-        Ok(EventStream::new(reader, Some(id), deadline, &self.server, 200, None))
+        Ok(Opened { reader, id, deadline, server: self.server.clone() })
     }
 
     /// Forgets a call (its stream was dropped, or its request could not be written).
@@ -137,7 +144,7 @@ impl Mux {
         let target: Option<Sender<Chunk>> = match method.as_deref() {
             None => {
                 // A response: its call, which is then done.
-                let Some(id) = message.get("id") else { return None };
+                let id = message.get("id")?;
                 return match st.pending.remove(&id_key(id)) {
                     Some(p) => {
                         let _ = p.tx.try_send(Chunk::Data(sse(&message)));
@@ -203,6 +210,48 @@ impl Mux {
     }
 }
 
+/// A registered call whose first message has not been looked at.
+pub struct Opened {
+    reader: ChannelReader,
+    id: Value,
+    deadline: Deadline,
+    server: String,
+}
+
+/// What a call's first message was.
+pub enum First {
+    /// Its response: the call is done (answered like a JSON reply).
+    Response(Value),
+    /// A notification or a server→client request: the call's stream, that
+    /// message first (answered like an SSE reply).
+    Stream(Box<EventStream>),
+}
+
+impl Opened {
+    /// The call's messages as a stream, none read yet.
+    pub fn stream(self) -> Box<EventStream> {
+        EventStream::new(self.reader, Some(self.id), self.deadline, &self.server, 200, None)
+    }
+
+    /// Waits (within the call's deadline, stopped by its cancellation) for
+    /// the first message: a response alone comes back as a value, so the
+    /// hub can answer it as it answers a JSON reply (no event stream to the
+    /// client); anything else opens the stream. Errors as the stream's reads
+    /// fail: the deadline (`TimedOut`), a cut call, the connection's end.
+    pub fn first(mut self) -> io::Result<First> {
+        self.reader.fill()?;
+        let pending = &self.reader.buf[self.reader.at..];
+        let data = pending.strip_prefix(b"data: ").map(|d| d.trim_ascii_end());
+        if let Some(Ok(message)) = data.map(serde_json::from_slice::<Value>) {
+            let is_response = message.get("method").is_none() && (message.get("result").is_some() || message.get("error").is_some());
+            if is_response && message.get("id") == Some(&self.id) {
+                return Ok(First::Response(message));
+            }
+        }
+        Ok(First::Stream(self.stream()))
+    }
+}
+
 /// The bytes of one call's stream (SSE text), read from a channel: bounded by
 /// the call's deadline — its total ([`Deadline::total`]) and, when progress
 /// can move it, the call's read deadline — and failing at once when the
@@ -234,8 +283,10 @@ impl ChannelReader {
     }
 }
 
-impl Read for ChannelReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+impl ChannelReader {
+    /// Blocks until some bytes are buffered; `Ok` without any at the end of
+    /// the channel.
+    fn fill(&mut self) -> io::Result<()> {
         while self.at >= self.buf.len() {
             if self.call.as_ref().is_some_and(|c| c.is_cut()) {
                 return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "the call was cancelled"));
@@ -250,8 +301,18 @@ impl Read for ChannelReader {
                 }
                 Ok(Chunk::End(why)) => return Err(io::Error::other(why)),
                 Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return Ok(0),
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
             }
+        }
+        Ok(())
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        self.fill()?;
+        if self.at >= self.buf.len() {
+            return Ok(0);
         }
         let n = out.len().min(self.buf.len() - self.at);
         out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
@@ -326,6 +387,25 @@ mod tests {
         assert_eq!(mux.deliver(req.clone()), Some(req));
         drop(a);
         assert_eq!(mux.in_flight(), 1);
+    }
+
+    #[test]
+    fn a_lone_response_comes_first_as_a_value_and_anything_else_opens_the_stream() {
+        let mux = Mux::new("s");
+        let req = |id: u64| json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"_meta": {"progressToken": format!("p{id}")}}});
+        let one = mux.register(&req(1), Deadline::fixed(Duration::from_secs(5))).unwrap();
+        mux.deliver(json!({"jsonrpc": "2.0", "id": 1, "result": {"ok": 1}}));
+        assert!(matches!(one.first().unwrap(), First::Response(m) if m["result"]["ok"] == 1));
+        let two = mux.register(&req(2), Deadline::fixed(Duration::from_secs(5))).unwrap();
+        mux.deliver(json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": "p2", "progress": 1}}));
+        mux.deliver(json!({"jsonrpc": "2.0", "id": 2, "result": {"ok": 2}}));
+        let First::Stream(mut s) = two.first().unwrap() else { panic!("a progress notification first opens the stream") };
+        assert!(matches!(s.next_item().unwrap(), Some(StreamItem::Notification(n)) if n["params"]["progress"] == 1));
+        assert!(matches!(s.next_item().unwrap(), Some(StreamItem::Final(m)) if m["result"]["ok"] == 2));
+        assert_eq!(mux.in_flight(), 0);
+        let three = mux.register(&req(3), Deadline::fixed(Duration::from_secs(5))).unwrap();
+        mux.close("gone");
+        assert_eq!(three.first().err().map(|e| e.to_string()).as_deref(), Some("gone"));
     }
 
     #[test]

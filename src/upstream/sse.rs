@@ -560,13 +560,17 @@ impl Transport for SseTransport {
             return Ok(Answer::Reply(self.inner.posted(&session, status, text)?.unwrap_or_else(|| reply(202, None, None, String::new()))));
         }
         let budget = deadline.remaining();
-        let Ok(stream) = session.mux.open_call(body, deadline.clone()) else { return Ok(Answer::Reply(gone())) };
-        // On any failure below, dropping `stream` forgets the call.
+        let Ok(call) = session.mux.register(body, deadline.clone()) else { return Ok(Answer::Reply(gone())) };
+        // On any failure below, dropping `call` forgets it.
         let (status, text) = self.inner.post(endpoint, body, &pass, budget).map_err(|e| self.inner.post_error(e, &deadline))?;
-        match self.inner.posted(&session, status, text)? {
-            None => Ok(Answer::Stream(stream)),
-            Some(r) => Ok(Answer::Reply(r)),
+        if let Some(r) = self.inner.posted(&session, status, text)? {
+            return Ok(Answer::Reply(r));
         }
+        // A lone response is answered like a JSON reply; anything first opens the stream.
+        Ok(match call.first().map_err(|e| super::transport::io_error(&self.inner.server, e, &deadline))? {
+            super::mux::First::Response(message) => Answer::Reply(reply(200, None, Some(message), String::new())),
+            super::mux::First::Stream(stream) => Answer::Stream(stream),
+        })
     }
 
     fn post_long(&self, _body: &Value, _headers: &[(String, String)]) -> Result<Answer, UpstreamError> {
@@ -605,6 +609,10 @@ impl Transport for SseTransport {
     }
 
     fn shares_sessions(&self) -> bool {
+        false
+    }
+
+    fn resends_after_failure(&self) -> bool {
         false
     }
 

@@ -203,6 +203,16 @@ pub trait Transport: Send + Sync {
         true
     }
 
+    /// Whether a repeatable request (docs/decisions.md D3) may be sent again
+    /// after a failure once it was sent. Streamable HTTP: yes (a dropped
+    /// connection); a stdio process or an HTTP+SSE stream that ended during
+    /// the call: no — its calls fail at once and the next call starts a new
+    /// session (issue 19), so a request that made the server crash is not
+    /// sent to the next one.
+    fn resends_after_failure(&self) -> bool {
+        true
+    }
+
     /// Stops what the transport keeps running (stdio processes): at hub
     /// shutdown and when a reload drops or replaces the server.
     fn shutdown(&self) {}

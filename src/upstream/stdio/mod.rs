@@ -18,7 +18,7 @@
 
 pub mod process;
 
-use super::mux::Mux;
+use super::mux::{First, Mux};
 use super::transport::{Answer, Deadline, EventStream, HttpReply, ProcessCounts, StreamItem, Transport};
 use super::UpstreamError;
 use crate::config::{ServerConfig, StdioConfig};
@@ -715,10 +715,10 @@ impl Transport for StdioTransport {
             if proc.stopping.load(Ordering::SeqCst) {
                 None
             } else {
-                proc.mux.open_call(body, deadline).ok()
+                proc.mux.register(body, deadline.clone()).ok()
             }
         };
-        let Some(stream) = opened else { return Ok(Answer::Reply(self.gone())) };
+        let Some(call) = opened else { return Ok(Answer::Reply(self.gone())) };
         if let Err(why) = proc.write(body, remaining) {
             proc.mux.forget(body.get("id").unwrap_or(&Value::Null));
             if why == "it stopped reading its input" {
@@ -728,8 +728,13 @@ impl Transport for StdioTransport {
             }
             return Err(UpstreamError::Transport { server: self.server.clone(), detail: format!("the server process {why}"), sent: false });
         }
+        // A lone response is answered like a JSON reply; anything first opens the stream.
+        let first = call.first().map_err(|e| super::transport::io_error(&self.server, e, &deadline));
         self.latency.observe(started.elapsed().as_secs_f64());
-        Ok(Answer::Stream(stream))
+        Ok(match first? {
+            First::Response(message) => Answer::Reply(HttpReply { status: 200, session_id: None, message: Some(message), excerpt: String::new(), retry_after: None }),
+            First::Stream(stream) => Answer::Stream(stream),
+        })
     }
 
     fn post_long(&self, _body: &Value, _headers: &[(String, String)]) -> Result<Answer, UpstreamError> {
@@ -763,6 +768,10 @@ impl Transport for StdioTransport {
     }
 
     fn shares_sessions(&self) -> bool {
+        false
+    }
+
+    fn resends_after_failure(&self) -> bool {
         false
     }
 
