@@ -164,3 +164,27 @@ fn a_cancelled_call_reaches_the_process_as_notifications_cancelled() {
     h.hub.close_upstream_sessions();
     wait_until("every mock process stopped and reaped", PATIENCE, || children("cancel") == (0, 0));
 }
+
+#[test]
+fn a_reload_that_drops_or_changes_the_server_stops_its_processes() {
+    let users = [user("alice", "token-of-alice")];
+    let h = stdio_hub("reload", &users, json!({}), json!({}));
+    let c = Client::connect_as(&h.url, Some(&users[0].key));
+    let before = call(&c, "pid", json!({})).unwrap();
+    assert_eq!(children("reload").0, 1);
+    // A changed entry (another idle timeout): a new upstream, the old process stopped.
+    let mut changed = (*h.hub.config()).clone();
+    if let mcphub::config::TransportKind::Stdio(s) = &changed.servers[0].transport {
+        let mut s = (**s).clone();
+        s.idle_timeout = std::time::Duration::from_secs(120);
+        changed.servers[0].transport = mcphub::config::TransportKind::Stdio(std::sync::Arc::new(s));
+    }
+    h.hub.reload(changed).expect("reload");
+    wait_until("the old process stopped after the reload", PATIENCE, || children("reload") == (0, 0));
+    assert_ne!(call(&Client::connect_as(&h.url, Some(&users[0].key)), "pid", json!({})).unwrap(), before, "a new process");
+    // The entry removed: its process stopped.
+    let mut dropped = (*h.hub.config()).clone();
+    dropped.servers.clear();
+    h.hub.reload(dropped).expect("reload");
+    wait_until("the process stopped once its server left the config", PATIENCE, || children("reload") == (0, 0));
+}
