@@ -188,3 +188,24 @@ fn a_reload_that_drops_or_changes_the_server_stops_its_processes() {
     h.hub.reload(dropped).expect("reload");
     wait_until("the process stopped once its server left the config", PATIENCE, || children("reload") == (0, 0));
 }
+
+#[test]
+fn a_server_request_goes_to_the_lone_call_in_flight_and_is_refused_as_unattributable_among_several() {
+    let users = [user("alice", "token-of-alice")];
+    let env = json!({"env": {"TOKEN": "${user.TOKEN}", "STDIO_TEST": "attribution", "MCPHUB_MOCK_FIXTURES": "conformance"}});
+    let h = stdio_hub("attribution", &users, env, json!({}));
+    let c = Client::connect_as(&h.url, Some(&users[0].key));
+    // Alone: the sampling request is this call's, and this client declared no
+    // sampling capability, so the hub answers it for the client (-32601).
+    let alone = call(&c, "test_sampling", json!({"prompt": "hi"})).expect_err("the client cannot sample");
+    assert!(alone.contains("cannot relay 'sampling/createMessage'"), "routed to the lone call's client: {alone}");
+    // With another call in flight on the same process, no one call can be named.
+    let (url, key, sid) = (h.url.clone(), users[0].key.clone(), c.sid.clone());
+    let slow = std::thread::spawn(move || call(&Client { agent: hub_util::agent(), url, sid, key: Some(key) }, "sleep", json!({"ms": 3000})));
+    wait_until("the sleep call in flight", PATIENCE, || count(&h, "running") == 1);
+    let among = call(&c, "test_sampling", json!({"prompt": "hi"})).expect_err("unattributable");
+    assert!(among.contains("cannot attribute 'sampling/createMessage'"), "refused as unattributable: {among}");
+    slow.join().unwrap().expect("the sleep call is unaffected");
+    h.hub.close_upstream_sessions();
+    wait_until("every mock process stopped and reaped", PATIENCE, || children("attribution") == (0, 0));
+}

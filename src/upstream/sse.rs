@@ -379,7 +379,7 @@ impl Inner {
 
     /// POSTs `initialize` on the new `session` and reads its answer from the
     /// stream: the response, or the reply of a refused POST.
-    fn initialize(&self, session: &Arc<Session>, initialize: &Value, deadline: Deadline) -> Result<Result<Value, HttpReply>, UpstreamError> {
+    fn initialize(self: &Arc<Self>, session: &Arc<Session>, initialize: &Value, deadline: Deadline) -> Result<Result<Value, HttpReply>, UpstreamError> {
         let endpoint = session.endpoint.get().cloned().ok_or_else(|| UpstreamError::Protocol { server: self.server.clone(), detail: "no endpoint".into() })?;
         let mut stream = session.mux.open_call(initialize, deadline.clone()).map_err(|detail| UpstreamError::Transport { server: self.server.clone(), detail, sent: false })?;
         let (status, text) = self.post(&endpoint, initialize, &session.headers, deadline.remaining()).map_err(|e| self.post_error(e, &deadline))?;
@@ -445,7 +445,7 @@ impl Inner {
     /// Reads the stream's events: the first `endpoint` is resolved, checked
     /// and reported on `opened`; `message` events go to the mux. Returns why
     /// the stream ended.
-    fn read_events(&self, session: &Arc<Session>, url: &url::Url, body: ureq::Body, opened: crossbeam_channel::Sender<Result<(), UpstreamError>>) -> String {
+    fn read_events(self: &Arc<Self>, session: &Arc<Session>, url: &url::Url, body: ureq::Body, opened: crossbeam_channel::Sender<Result<(), UpstreamError>>) -> String {
         let mut opened = Some(opened);
         let mut lines = BufReader::new(body.into_with_config().limit(u64::MAX).reader());
         let mut parser = sse::Parser::new();
@@ -512,15 +512,33 @@ impl Inner {
         session.mux.close(&why);
     }
 
-    /// Answers a server→client request nobody can take (see stdio's).
-    fn refuse(&self, session: &Session, request: &Value) {
+    /// Answers a server→client request nobody can take (see stdio's), from
+    /// a short thread of its own so the stream's other messages are not held
+    /// up by the POST (inline when no thread can be had).
+    fn refuse(self: &Arc<Self>, session: &Arc<Session>, request: &Value) {
         let method = request.get("method").and_then(Value::as_str).unwrap_or("?");
         let why = Refusal::Unattributable("it came while several calls were in flight, or outside any call");
         let answer = why.error(&self.server, method);
         log::warn!("sse server '{}' sent '{method}'; answered: {}", self.server, answer.message);
-        let Some(endpoint) = session.endpoint.get() else { return };
-        if let Err(e) = self.post(endpoint, &answer.to_response(request.get("id")), &session.headers, ANSWER_BUDGET) {
-            log::debug!("refusal to sse server '{}' not sent: {e}", self.server);
+        let Some(endpoint) = session.endpoint.get().cloned() else { return };
+        let message = answer.to_response(request.get("id"));
+        let (me, s) = (self.clone(), session.clone());
+        let send = move || {
+            if let Err(e) = me.post(&endpoint, &message, &s.headers, ANSWER_BUDGET) {
+                log::debug!("refusal to sse server '{}' not sent: {e}", me.server);
+            }
+        };
+        let send = std::sync::Arc::new(parking_lot::Mutex::new(Some(send)));
+        let run = send.clone();
+        let spawned = self.threads().spawn(&format!("sse-refuse-{}", self.server), crate::threads::Kind::Call, move || {
+            if let Some(f) = run.lock().take() {
+                f();
+            }
+        });
+        if spawned.is_err() {
+            if let Some(f) = send.lock().take() {
+                f();
+            }
         }
     }
 
