@@ -32,7 +32,15 @@ const TICK: Duration = Duration::from_millis(50);
 
 /// Messages buffered for one call before the server's further messages for
 /// it are dropped (a call's stream is read as fast as its client takes it).
+/// The channels are unbounded and checked against this: a bounded one would
+/// allocate all its slots for every call, most of which carry one message.
 const CALL_BUFFER: usize = 1024;
+
+/// Queues a message for a call or listener unless [`CALL_BUFFER`] are
+/// waiting already; `false` when not queued.
+fn offer(tx: &Sender<Chunk>, data: Vec<u8>) -> bool {
+    tx.len() < CALL_BUFFER && tx.send(Chunk::Data(data)).is_ok()
+}
 
 /// One piece of a call's stream.
 enum Chunk {
@@ -97,7 +105,7 @@ impl Mux {
     pub fn register(self: &Arc<Self>, request: &Value, deadline: Deadline) -> Result<Opened, String> {
         let id = request.get("id").cloned().unwrap_or(Value::Null);
         let progress_token = crate::protocol::jsonrpc::at(request, &["params", "_meta", "progressToken"]).cloned();
-        let (tx, rx) = crossbeam_channel::bounded(CALL_BUFFER);
+        let (tx, rx) = crossbeam_channel::unbounded();
         {
             let mut st = self.state.lock();
             if let Some(why) = &st.closed {
@@ -122,10 +130,10 @@ impl Mux {
     /// The stream of what the server sends outside any call (see the module
     /// doc); a second listener replaces the first. No deadline.
     pub fn listen(&self) -> Box<EventStream> {
-        let (tx, rx) = crossbeam_channel::bounded(CALL_BUFFER);
+        let (tx, rx) = crossbeam_channel::unbounded();
         let mut st = self.state.lock();
         if let Some(why) = &st.closed {
-            let _ = tx.try_send(Chunk::End(why.clone()));
+            let _ = tx.send(Chunk::End(why.clone()));
         } else {
             st.unsolicited = Some(tx);
         }
@@ -138,23 +146,22 @@ impl Mux {
     /// is a server→client request nobody can take (no call to attribute it
     /// to, no listener): the caller answers it with a refusal.
     pub fn deliver(&self, message: Value) -> Option<Value> {
-        let method = message.get("method").and_then(Value::as_str).map(str::to_string);
+        // Serialized before the lock: the reader's only work while holding it is routing.
+        let data = sse(&message);
+        let method = message.get("method").and_then(Value::as_str);
         let is_request = method.is_some() && message.get("id").is_some();
         let mut st = self.state.lock();
-        let target: Option<Sender<Chunk>> = match method.as_deref() {
+        let target: Option<Sender<Chunk>> = match method {
             None => {
                 // A response: its call, which is then done.
                 let id = message.get("id")?;
-                return match st.pending.remove(&id_key(id)) {
+                match st.pending.remove(&id_key(id)) {
                     Some(p) => {
-                        let _ = p.tx.try_send(Chunk::Data(sse(&message)));
-                        None
+                        offer(&p.tx, data);
                     }
-                    None => {
-                        log::debug!("upstream '{}' answered id {id}, which no call is waiting for; dropped", self.server);
-                        None
-                    }
-                };
+                    None => log::debug!("upstream '{}' answered id {id}, which no call is waiting for; dropped", self.server),
+                }
+                return None;
             }
             Some("notifications/progress") => {
                 let token = crate::protocol::jsonrpc::at(&message, &["params", "progressToken"]);
@@ -164,18 +171,16 @@ impl Mux {
             Some(_) if st.pending.len() == 1 => st.pending.values().next().map(|p| p.tx.clone()),
             Some(_) => None,
         };
-        let sent = match target {
-            Some(tx) => tx.try_send(Chunk::Data(sse(&message))).is_ok(),
-            None => match &st.unsolicited {
-                Some(tx) => {
-                    let ok = tx.try_send(Chunk::Data(sse(&message))).is_ok();
-                    if !ok {
-                        st.unsolicited = None;
-                    }
-                    ok
+        let sent = match (target, &st.unsolicited) {
+            (Some(tx), _) => offer(&tx, data),
+            (None, Some(tx)) => {
+                let ok = offer(tx, data);
+                if !ok {
+                    st.unsolicited = None;
                 }
-                None => false,
-            },
+                ok
+            }
+            (None, None) => false,
         };
         drop(st);
         match (sent, is_request) {
@@ -197,10 +202,10 @@ impl Mux {
             st.closed = Some(why.to_string());
         }
         for (_, p) in st.pending.drain() {
-            let _ = p.tx.try_send(Chunk::End(why.to_string()));
+            let _ = p.tx.send(Chunk::End(why.to_string()));
         }
         if let Some(tx) = st.unsolicited.take() {
-            let _ = tx.try_send(Chunk::End(why.to_string()));
+            let _ = tx.send(Chunk::End(why.to_string()));
         }
     }
 

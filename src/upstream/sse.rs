@@ -41,7 +41,7 @@
 
 use super::cancel::{self, CallHandle};
 use super::mux::Mux;
-use super::transport::{excerpt, Answer, Deadline, EventStream, HttpReply, Refusal, StreamItem, Transport, ANSWER_BUDGET, MAX_UPSTREAM_MESSAGE};
+use super::transport::{excerpt, Answer, Deadline, EventStream, HttpReply, StreamItem, Transport, ANSWER_BUDGET, MAX_UPSTREAM_MESSAGE};
 use super::UpstreamError;
 use crate::config::ServerConfig;
 use crate::protocol::sse;
@@ -52,7 +52,6 @@ use std::io::{BufRead, BufReader, Read};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-use ureq::unversioned::transport::{Connector, RustlsConnector};
 
 /// Header fields of the hub's legacy session that an HTTP+SSE server does
 /// not use (its session is the stream): never sent.
@@ -95,9 +94,7 @@ pub fn reconnect_wait(failures: u32) -> Duration {
     if failures == 0 {
         return Duration::ZERO;
     }
-    let base = super::retry::reconnect_backoff(failures);
-    let jitter = (u64::from_le_bytes(crate::random::bytes::<8>()) % 401) as f64 / 1000.0 - 0.2;
-    base.mul_f64(1.0 + jitter)
+    super::retry::jittered(super::retry::reconnect_backoff(failures))
 }
 
 /// One open event stream: one session.
@@ -152,23 +149,6 @@ pub struct SseTransport {
     inner: Arc<Inner>,
 }
 
-fn agent(config: &ServerConfig, idle: usize) -> ureq::Agent {
-    let agent_config = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .no_delay(true)
-        .max_redirects(0)
-        .timeout_connect(Some(config.connect_timeout))
-        .max_idle_connections_per_host(idle)
-        .max_idle_connections(idle * 2)
-        .input_buffer_size(32 * 1024)
-        .output_buffer_size(32 * 1024)
-        .user_agent(concat!("mcphub/", env!("CARGO_PKG_VERSION")))
-        .build();
-    // As for Streamable HTTP: tracked TCP (cuttable from another thread), TLS on top.
-    let connector = ().chain(cancel::TrackedTcpConnector).chain(RustlsConnector::default());
-    ureq::Agent::with_parts(agent_config, connector, super::streamable::BlockingResolver::default())
-}
-
 impl SseTransport {
     /// The transport of `config` (its `transport` is `Sse`, its `url` the
     /// SSE URL). Opens nothing: a stream opens on the first `initialize`.
@@ -178,8 +158,8 @@ impl SseTransport {
             inner: Arc::new(Inner {
                 server: config.name.clone(),
                 url,
-                posts: agent(config, pool_size.max(1)),
-                streams: agent(config, 0),
+                posts: super::streamable::agent(config, pool_size.max(1)),
+                streams: super::streamable::agent(config, 0),
                 static_headers: config.headers.clone(),
                 state: Mutex::new(State::default()),
                 next: AtomicU64::new(1),
@@ -189,9 +169,6 @@ impl SseTransport {
         }
     }
 
-    fn has_session_header(headers: &[(String, String)]) -> bool {
-        headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("mcp-session-id"))
-    }
 }
 
 fn reply(status: u16, session_id: Option<String>, message: Option<Value>, excerpt: String) -> HttpReply {
@@ -208,8 +185,7 @@ impl Inner {
     }
 
     fn session_of(&self, headers: &[(String, String)]) -> Option<Arc<Session>> {
-        let id = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("mcp-session-id")).map(|(_, v)| v.as_str())?;
-        self.state.lock().sessions.get(id).cloned()
+        self.state.lock().sessions.get(super::transport::session_id(headers)?).cloned()
     }
 
     fn forget(&self, session: &Session) {
@@ -516,29 +492,18 @@ impl Inner {
     /// a short thread of its own so the stream's other messages are not held
     /// up by the POST (inline when no thread can be had).
     fn refuse(self: &Arc<Self>, session: &Arc<Session>, request: &Value) {
-        let method = request.get("method").and_then(Value::as_str).unwrap_or("?");
-        let why = Refusal::Unattributable("it came while several calls were in flight, or outside any call");
-        let answer = why.error(&self.server, method);
-        log::warn!("sse server '{}' sent '{method}'; answered: {}", self.server, answer.message);
+        let Some(message) = super::transport::refusal(&self.server, request, super::transport::UNROUTED) else { return };
         let Some(endpoint) = session.endpoint.get().cloned() else { return };
-        let message = answer.to_response(request.get("id"));
-        let (me, s) = (self.clone(), session.clone());
-        let send = move || {
-            if let Err(e) = me.post(&endpoint, &message, &s.headers, ANSWER_BUDGET) {
-                log::debug!("refusal to sse server '{}' not sent: {e}", me.server);
-            }
-        };
-        let send = std::sync::Arc::new(parking_lot::Mutex::new(Some(send)));
-        let run = send.clone();
-        let spawned = self.threads().spawn(&format!("sse-refuse-{}", self.server), crate::threads::Kind::Call, move || {
-            if let Some(f) = run.lock().take() {
-                f();
-            }
-        });
+        let (me, s, at, m) = (self.clone(), session.clone(), endpoint.clone(), message.clone());
+        let spawned = self.threads().spawn(&format!("sse-refuse-{}", self.server), crate::threads::Kind::Call, move || me.post_refusal(&s, &at, &m));
         if spawned.is_err() {
-            if let Some(f) = send.lock().take() {
-                f();
-            }
+            self.post_refusal(session, &endpoint, &message);
+        }
+    }
+
+    fn post_refusal(&self, session: &Session, endpoint: &url::Url, message: &Value) {
+        if let Err(e) = self.post(endpoint, message, &session.headers, ANSWER_BUDGET) {
+            log::debug!("refusal to sse server '{}' not sent: {e}", self.server);
         }
     }
 
@@ -566,7 +531,7 @@ impl Transport for SseTransport {
     /// notification POSTed (202); an ended session → 404.
     fn post_call(&self, body: &Value, headers: &[(String, String)], deadline: Deadline) -> Result<Answer, UpstreamError> {
         let method = body.get("method").and_then(Value::as_str);
-        if method == Some("initialize") && !Self::has_session_header(headers) {
+        if method == Some("initialize") && super::transport::session_id(headers).is_none() {
             return self.inner.open(body, headers, deadline);
         }
         let Some(session) = self.inner.session_of(headers) else { return Ok(Answer::Reply(gone())) };

@@ -52,29 +52,37 @@ pub struct HttpTransport {
     latency: prometheus::Histogram,
 }
 
+/// The hub's HTTP client for one server: `idle` keep-alive connections
+/// kept (0: none, every request on a new connection), TCP_NODELAY, the
+/// server's connect timeout, statuses as values (not errors), no redirects,
+/// and a blocking resolver (see `BlockingResolver`) so every call can carry
+/// a total deadline without a resolver thread. Plain TCP goes through the
+/// tracked connector (a call can be cut from another thread, see `cancel`),
+/// TLS on top for https. Shared by the Streamable HTTP and HTTP+SSE transports.
+pub(super) fn agent(config: &ServerConfig, idle: usize) -> ureq::Agent {
+    let agent_config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .no_delay(true)
+        .max_redirects(0)
+        .timeout_connect(Some(config.connect_timeout))
+        .max_idle_connections_per_host(idle)
+        .max_idle_connections(idle * 2)
+        .input_buffer_size(32 * 1024)
+        .output_buffer_size(32 * 1024)
+        .user_agent(concat!("mcphub/", env!("CARGO_PKG_VERSION")))
+        .build();
+    let connector = ().chain(super::cancel::TrackedTcpConnector).chain(RustlsConnector::default());
+    ureq::Agent::with_parts(agent_config, connector, BlockingResolver::default())
+}
+
 impl HttpTransport {
     /// One agent per server: keep-alive pool of `pool_size`, TCP_NODELAY,
     /// connect timeout from the config, statuses as values (not errors), and
     /// a blocking resolver (see `BlockingResolver`) so every call can carry a
     /// total deadline without a resolver thread.
     pub fn new(config: &ServerConfig, pool_size: usize) -> HttpTransport {
-        let agent_config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .no_delay(true)
-            .max_redirects(0)
-            .timeout_connect(Some(config.connect_timeout))
-            .max_idle_connections_per_host(pool_size.max(1))
-            .max_idle_connections(pool_size.max(1) * 2)
-            .input_buffer_size(32 * 1024)
-            .output_buffer_size(32 * 1024)
-            .user_agent(concat!("mcphub/", env!("CARGO_PKG_VERSION")))
-            .build();
-        // Plain TCP through the tracked connector (so a call can be cut from
-        // another thread, see `cancel`), TLS on top for https.
-        let connector = ().chain(super::cancel::TrackedTcpConnector).chain(RustlsConnector::default());
-        let agent = ureq::Agent::with_parts(agent_config, connector, BlockingResolver::default());
         HttpTransport {
-            agent,
+            agent: agent(config, pool_size.max(1)),
             url: config.url.clone(),
             server: config.name.clone(),
             static_headers: config.headers.clone(),

@@ -29,6 +29,12 @@ pub struct HttpReply {
 }
 
 impl HttpReply {
+    /// A reply of `status` carrying `message`, nothing else (the shape a
+    /// transport without HTTP gives its answers: stdio).
+    pub fn new(status: u16, message: Option<Value>) -> HttpReply {
+        HttpReply { status, session_id: None, message, excerpt: String::new(), retry_after: None }
+    }
+
     /// The upstream says the session is gone: 404, or 400 whose message names
     /// the session (docs/decisions.md D3: the request was not executed).
     /// Asked of every legacy reply: only a 400 has its text looked at.
@@ -283,21 +289,38 @@ pub trait Transport: Send + Sync {
     /// name (never waiting more than [`ANSWER_BUDGET`]), and logs it: the
     /// upstream otherwise only shows its users "MCP error …".
     fn refuse(&self, request: &Value, headers: &[(String, String)], budget: Duration, why: Refusal<'_>) {
-        let method = request.get("method").and_then(Value::as_str).unwrap_or("?");
-        let answer = why.error(self.server(), method);
-        match why {
-            Refusal::Client(_) => log::info!("upstream '{}' sent '{method}'; answered: {}", self.server(), answer.message),
-            Refusal::Unattributable(_) | Refusal::Hub(_) => {
-                log::warn!("upstream '{}' sent '{method}'; answered: {}", self.server(), answer.message)
-            }
+        if let Some(answer) = refusal(self.server(), request, why) {
+            self.answer(&answer, headers, budget.min(ANSWER_BUDGET));
         }
-        let Some(id) = request.get("id") else { return };
-        self.answer(&answer.to_response(Some(id)), headers, budget.min(ANSWER_BUDGET));
     }
 
 }
 
 pub use crate::metrics::ProcessCounts;
+
+/// The answer to a server→client `request` of `server` the hub does not
+/// relay ([`Transport::refuse`]), logged (INFO for a client-side refusal,
+/// WARN otherwise); `None` for a request without an id (nothing to answer).
+/// For transports whose readers answer by themselves (stdio, HTTP+SSE).
+pub fn refusal(server: &str, request: &Value, why: Refusal<'_>) -> Option<Value> {
+    let method = request.get("method").and_then(Value::as_str).unwrap_or("?");
+    let answer = why.error(server, method);
+    match why {
+        Refusal::Client(_) => log::info!("upstream '{server}' sent '{method}'; answered: {}", answer.message),
+        Refusal::Unattributable(_) | Refusal::Hub(_) => log::warn!("upstream '{server}' sent '{method}'; answered: {}", answer.message),
+    }
+    Some(answer.to_response(Some(request.get("id")?)))
+}
+
+/// Why a stdio or HTTP+SSE reader refuses a request its mux could not
+/// route ([`super::mux::Mux::deliver`]).
+pub const UNROUTED: Refusal<'static> = Refusal::Unattributable("it came while several calls were in flight, or outside any call");
+
+/// The `Mcp-Session-Id` among a session's `headers` (as the upstream passes
+/// them to a transport), any case.
+pub fn session_id(headers: &[(String, String)]) -> Option<&str> {
+    headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("mcp-session-id")).map(|(_, v)| v.as_str())
+}
 
 /// An io error while reading an upstream body as an [`UpstreamError`]. ureq
 /// reports its own deadlines as an io::Error wrapping `ureq::Error::Timeout`;

@@ -40,8 +40,6 @@ const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// A process that lived at least this long before it ended resets its
 /// context's crash back-off.
 const STABLE_AFTER: Duration = Duration::from_secs(60);
-/// Longest back-off before a crashed context's next start.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Longest stdout line (one JSON-RPC message) read from a process.
 const MAX_LINE: u64 = super::transport::MAX_UPSTREAM_MESSAGE;
 
@@ -135,15 +133,26 @@ impl Proc {
     }
 
     /// Queues one line for its stdin, waiting at most `budget` for room.
-    fn write(&self, message: &Value, budget: Duration) -> Result<(), &'static str> {
+    fn write(&self, message: &Value, budget: Duration) -> Result<(), WriteError> {
         let mut line = serde_json::to_vec(message).unwrap_or_default();
         line.push(b'\n');
         match self.stdin.send_timeout(line, budget) {
             Ok(()) => Ok(()),
-            Err(crossbeam_channel::SendTimeoutError::Timeout(_)) => Err("it stopped reading its input"),
-            Err(crossbeam_channel::SendTimeoutError::Disconnected(_)) => Err("its input is closed"),
+            Err(crossbeam_channel::SendTimeoutError::Timeout(_)) => Err(WriteError::Full),
+            Err(crossbeam_channel::SendTimeoutError::Disconnected(_)) => Err(WriteError::Closed),
         }
     }
+}
+
+/// Why a line could not be queued for a process's stdin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum WriteError {
+    /// Its stdin stayed full for the whole budget.
+    #[error("it stopped reading its input")]
+    Full,
+    /// Its stdin writer is gone (the process ended).
+    #[error("its input is closed")]
+    Closed,
 }
 
 #[derive(Default)]
@@ -211,12 +220,7 @@ impl StdioTransport {
     }
 
     fn session_of(&self, headers: &[(String, String)]) -> Option<Arc<Proc>> {
-        let id = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("mcp-session-id")).map(|(_, v)| v.as_str())?;
-        self.pool.state.lock().procs.get(id).cloned()
-    }
-
-    fn has_session_header(headers: &[(String, String)]) -> bool {
-        headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("mcp-session-id"))
+        self.pool.state.lock().procs.get(super::transport::session_id(headers)?).cloned()
     }
 
     /// The caller's `${user.X}` env values, from the header pairs named by the variables.
@@ -225,7 +229,7 @@ impl StdioTransport {
     }
 
     fn gone(&self) -> HttpReply {
-        HttpReply { status: 404, session_id: None, message: None, excerpt: "the stdio server process of this session has ended".into(), retry_after: None }
+        HttpReply { excerpt: "the stdio server process of this session has ended".into(), ..HttpReply::new(404, None) }
     }
 }
 
@@ -242,15 +246,13 @@ fn context_digest(env: &[(String, String)]) -> String {
 }
 
 /// The back-off before the next start of a context after `crashes`
-/// consecutive crashes: 250 ms · 2^(crashes−1), at most [`MAX_BACKOFF`],
+/// consecutive crashes: 250 ms · 2^(crashes−1), at most 30 s ([`super::retry::reconnect_backoff`]),
 /// ±20 % jitter (seeds/004: jittered exponential back-off).
 pub fn restart_backoff(crashes: u32) -> Duration {
     if crashes == 0 {
         return Duration::ZERO;
     }
-    let base = Duration::from_millis(250).saturating_mul(1u32 << (crashes - 1).min(16)).min(MAX_BACKOFF);
-    let jitter = (u64::from_le_bytes(crate::random::bytes::<8>()) % 401) as f64 / 1000.0 - 0.2;
-    base.mul_f64(1.0 + jitter)
+    super::retry::jittered(super::retry::reconnect_backoff(crashes - 1))
 }
 
 impl Pool {
@@ -423,7 +425,7 @@ impl Pool {
                 proc.ready.store(true, Ordering::Relaxed);
                 proc.touch();
                 log::info!("stdio server '{}': process {} started in {} ms", self.server, proc.pid, proc.started.elapsed().as_millis());
-                Ok(Answer::Reply(HttpReply { status: 200, session_id: Some(proc.id.clone()), message: Some(message), excerpt: String::new(), retry_after: None }))
+                Ok(Answer::Reply(HttpReply { session_id: Some(proc.id.clone()), ..HttpReply::new(200, Some(message)) }))
             }
             Err(e) => {
                 log::warn!("stdio server '{}': process {} did not initialize: {e}", self.server, proc.pid);
@@ -535,11 +537,9 @@ impl Pool {
 
     /// Answers a server→client request nobody can take.
     fn refuse(&self, proc: &Proc, request: &Value) {
-        let method = request.get("method").and_then(Value::as_str).unwrap_or("?");
-        let why = super::transport::Refusal::Unattributable("it came while several calls were in flight, or outside any call");
-        let answer = why.error(&self.server, method);
-        log::warn!("stdio server '{}' sent '{method}'; answered: {}", self.server, answer.message);
-        let _ = proc.write(&answer.to_response(request.get("id")), super::transport::ANSWER_BUDGET);
+        if let Some(answer) = super::transport::refusal(&self.server, request, super::transport::UNROUTED) {
+            let _ = proc.write(&answer, super::transport::ANSWER_BUDGET);
+        }
     }
 
     /// `proc`'s output ended: stop and reap it, fail its calls, count it.
@@ -694,34 +694,35 @@ impl Transport for StdioTransport {
     fn post_call(&self, body: &Value, headers: &[(String, String)], deadline: Deadline) -> Result<Answer, UpstreamError> {
         let started = Instant::now();
         let method = body.get("method").and_then(Value::as_str);
-        if method == Some("initialize") && !Self::has_session_header(headers) {
+        if method == Some("initialize") && super::transport::session_id(headers).is_none() {
             let answer = self.pool.start(body, self.user_env(headers), deadline);
             self.latency.observe(started.elapsed().as_secs_f64());
             return answer;
         }
-        let Some(proc) = self.session_of(headers) else { return Ok(Answer::Reply(self.gone())) };
-        proc.touch();
         if body.get("id").is_none() || method.is_none() {
             // A notification (or a response): written, nothing comes back.
+            let Some(proc) = self.session_of(headers) else { return Ok(Answer::Reply(self.gone())) };
+            proc.touch();
             return match proc.write(body, deadline.remaining()) {
-                Ok(()) => Ok(Answer::Reply(HttpReply { status: 202, session_id: None, message: None, excerpt: String::new(), retry_after: None })),
+                Ok(()) => Ok(Answer::Reply(HttpReply::new(202, None))),
                 Err(why) => Err(UpstreamError::Transport { server: self.server.clone(), detail: format!("the server process {why}"), sent: false }),
             };
         }
         let remaining = deadline.remaining();
-        // Registered under the pool's lock, against a concurrent eviction (see `Pool::evict`).
+        // Found and registered under one hold of the pool's lock, against a
+        // concurrent eviction (see `Pool::evict`).
         let opened = {
-            let _st = self.pool.state.lock();
-            if proc.stopping.load(Ordering::SeqCst) {
-                None
-            } else {
-                proc.mux.register(body, deadline.clone()).ok()
-            }
+            let st = self.pool.state.lock();
+            super::transport::session_id(headers)
+                .and_then(|id| st.procs.get(id))
+                .filter(|p| !p.stopping.load(Ordering::SeqCst))
+                .and_then(|p| Some((p.clone(), p.mux.register(body, deadline.clone()).ok()?)))
         };
-        let Some(call) = opened else { return Ok(Answer::Reply(self.gone())) };
+        // Dropping `call` on a failure below forgets it.
+        let Some((proc, call)) = opened else { return Ok(Answer::Reply(self.gone())) };
+        proc.touch();
         if let Err(why) = proc.write(body, remaining) {
-            proc.mux.forget(body.get("id").unwrap_or(&Value::Null));
-            if why == "it stopped reading its input" {
+            if why == WriteError::Full {
                 log::warn!("stdio server '{}': process {} {why}; killing it", self.server, proc.pid);
                 proc.mux.close(&format!("the server process {why}"));
                 proc.child.stop(Duration::ZERO);
@@ -732,7 +733,7 @@ impl Transport for StdioTransport {
         let first = call.first().map_err(|e| super::transport::io_error(&self.server, e, &deadline));
         self.latency.observe(started.elapsed().as_secs_f64());
         Ok(match first? {
-            First::Response(message) => Answer::Reply(HttpReply { status: 200, session_id: None, message: Some(message), excerpt: String::new(), retry_after: None }),
+            First::Response(message) => Answer::Reply(HttpReply::new(200, Some(message))),
             First::Stream(stream) => Answer::Stream(stream),
         })
     }
