@@ -14,7 +14,7 @@ mod stdio_util;
 use hub_util::{wait_until, Client, PATIENCE};
 use serde_json::json;
 use std::time::{Duration, Instant};
-use stdio_util::{call, children, count, processes, stdio_hub, user};
+use stdio_util::{call, children, count, processes, sleep_in_background, stdio_hub, user};
 
 #[test]
 fn each_credential_set_gets_its_own_process_and_equal_ones_share_it() {
@@ -47,14 +47,7 @@ fn a_process_killed_during_a_call_fails_that_call_at_once_and_the_next_call_gets
     let h = stdio_hub("crash", &users, json!({}), json!({}));
     let c = Client::connect_as(&h.url, Some(&users[0].key));
     let pid: i32 = call(&c, "pid", json!({})).unwrap().parse().unwrap();
-    let url = h.url.clone();
-    let key = users[0].key.clone();
-    let sid = c.sid.clone();
-    let slow = std::thread::spawn(move || {
-        let c = Client { agent: hub_util::agent(), url, sid, key: Some(key) };
-        let r = call(&c, "sleep", json!({"ms": 6000}));
-        (r, Instant::now())
-    });
+    let slow = sleep_in_background(&c, 6000);
     wait_until("the sleep call in flight", PATIENCE, || count(&h, "running") == 1);
     let killed = Instant::now();
     assert_eq!(kill(pid, 9), 0, "kill -9 {pid}");
@@ -119,8 +112,7 @@ fn with_every_process_busy_a_call_waits_its_start_timeout_then_gets_503_and_retr
     // Both users' tool lists known (each start makes room for the other's).
     call(&busy, "pid", json!({})).unwrap();
     call(&other, "pid", json!({})).unwrap();
-    let (url, key, sid) = (h.url.clone(), users[0].key.clone(), busy.sid.clone());
-    let slow = std::thread::spawn(move || call(&Client { agent: hub_util::agent(), url, sid, key: Some(key) }, "sleep", json!({"ms": 3000})));
+    let slow = sleep_in_background(&busy, 3000);
     wait_until("u1's call in flight", PATIENCE, || count(&h, "running") == 1);
     let body = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "pid", "arguments": {}}});
     let r = hub_util::send(
@@ -138,7 +130,7 @@ fn with_every_process_busy_a_call_waits_its_start_timeout_then_gets_503_and_retr
     assert_eq!(r.status, 503, "{}", r.text);
     assert!(r.header("retry-after").is_some(), "Retry-After on the 503");
     assert!(r.text.contains("processes"), "{}", r.text);
-    slow.join().unwrap().expect("u1's call finishes");
+    slow.join().unwrap().0.expect("u1's call finishes");
     // u1 idle now: u2's call takes its place.
     call(&other, "pid", json!({})).unwrap();
     h.hub.close_upstream_sessions();
@@ -153,8 +145,7 @@ fn a_cancelled_call_reaches_the_process_as_notifications_cancelled() {
     let c = Client::connect_as(&h.url, Some(&users[0].key));
     let stats = |c: &Client| -> serde_json::Value { serde_json::from_str(&call(c, "stats", json!({})).unwrap()).unwrap() };
     assert_eq!(stats(&c)["cancelled"], 0);
-    let (url, key, sid) = (h.url.clone(), users[0].key.clone(), c.sid.clone());
-    let slow = std::thread::spawn(move || call(&Client { agent: hub_util::agent(), url, sid, key: Some(key) }, "sleep", json!({"ms": 5000})));
+    let slow = sleep_in_background(&c, 5000);
     wait_until("the sleep call in flight", PATIENCE, || count(&h, "running") == 1);
     let note = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1, "reason": "user"}});
     let (status, _, _) = Client::post(&c.agent, &c.url, c.key.as_deref(), Some(&c.sid), &note).unwrap();
@@ -200,12 +191,11 @@ fn a_server_request_goes_to_the_lone_call_in_flight_and_is_refused_as_unattribut
     let alone = call(&c, "test_sampling", json!({"prompt": "hi"})).expect_err("the client cannot sample");
     assert!(alone.contains("cannot relay 'sampling/createMessage'"), "routed to the lone call's client: {alone}");
     // With another call in flight on the same process, no one call can be named.
-    let (url, key, sid) = (h.url.clone(), users[0].key.clone(), c.sid.clone());
-    let slow = std::thread::spawn(move || call(&Client { agent: hub_util::agent(), url, sid, key: Some(key) }, "sleep", json!({"ms": 3000})));
+    let slow = sleep_in_background(&c, 3000);
     wait_until("the sleep call in flight", PATIENCE, || count(&h, "running") == 1);
     let among = call(&c, "test_sampling", json!({"prompt": "hi"})).expect_err("unattributable");
     assert!(among.contains("cannot attribute 'sampling/createMessage'"), "refused as unattributable: {among}");
-    slow.join().unwrap().expect("the sleep call is unaffected");
+    slow.join().unwrap().0.expect("the sleep call is unaffected");
     h.hub.close_upstream_sessions();
     wait_until("every mock process stopped and reaped", PATIENCE, || children("attribution") == (0, 0));
 }

@@ -102,3 +102,10 @@ pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd").count()
 }
 
+
+/// `sleep` for `ms` on `c`'s session from another thread (its own
+/// connection): the result, and when it came.
+pub fn sleep_in_background(c: &Client, ms: u64) -> std::thread::JoinHandle<(Result<String, String>, std::time::Instant)> {
+    let c = Client { agent: crate::hub_util::agent(), url: c.url.clone(), sid: c.sid.clone(), key: c.key.clone() };
+    std::thread::spawn(move || (call(&c, "sleep", json!({"ms": ms})), std::time::Instant::now()))
+}
