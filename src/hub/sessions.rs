@@ -175,6 +175,8 @@ pub struct ClientSessions {
     map: Mutex<HashMap<String, Arc<ClientSession>>>,
     /// Told the ids of sessions that ended (deleted or expired), outside the locks.
     on_end: std::sync::OnceLock<EndHook>,
+    /// Told the id of a session DELETEd here (to tell other instances).
+    on_removed: std::sync::OnceLock<EndHook>,
     idle: Duration,
     max: usize,
     last_sweep: Mutex<Instant>,
@@ -218,6 +220,7 @@ impl ClientSessions {
         ClientSessions {
             map: Mutex::new(HashMap::new()),
             on_end: std::sync::OnceLock::new(),
+            on_removed: std::sync::OnceLock::new(),
             idle,
             max,
             last_sweep: Mutex::new(Instant::now()),
@@ -248,6 +251,14 @@ impl ClientSessions {
     /// session found gone from Redis (it ended on another instance, whose hook ran).
     pub fn set_on_end(&self, hook: EndHook) {
         let _ = self.on_end.set(hook);
+    }
+
+    /// Sets who is told the id of a session ended by [`ClientSessions::remove`]
+    /// (a DELETE here), after its record is deleted and after the end hook —
+    /// for broadcasting `SessionEnded` to other instances (DESIGN20 §2).
+    /// Once; later calls are ignored.
+    pub fn set_on_removed(&self, hook: EndHook) {
+        let _ = self.on_removed.set(hook);
     }
 
     fn ended(&self, ids: &[String]) {
@@ -346,11 +357,13 @@ impl ClientSessions {
             }
             drop(seen);
             // Idle here. Without Redis, or when its record is gone too, it ended.
-            self.drop_entry(&s);
+            let dropped = self.drop_entry(&s);
             match self.load(id) {
                 Some(loaded) => return Some(loaded),
                 None => {
-                    self.ended(&[id.to_string()]);
+                    if dropped {
+                        self.ended(&[id.to_string()]);
+                    }
                     return None;
                 }
             }
@@ -535,7 +548,11 @@ impl ClientSessions {
             }
         }
         if removed {
-            self.ended(&[id.to_string()]);
+            let ids = [id.to_string()];
+            self.ended(&ids);
+            if let Some(hook) = self.on_removed.get() {
+                hook(&ids);
+            }
         }
         removed
     }
@@ -652,8 +669,12 @@ mod tests {
         assert!(sessions.forget_local(&a.id));
         assert!(!sessions.forget_local(&a.id));
         assert!(sessions.get(&a.id).is_none());
+        let removed = Arc::new(Mutex::new(Vec::<String>::new()));
+        let seen = removed.clone();
+        sessions.set_on_removed(Box::new(move |ids: &[String]| seen.lock().extend_from_slice(ids)));
         assert!(sessions.remove(&b.id));
         assert_eq!(*ended.lock(), vec![b.id.clone()], "only remove tells the hook");
+        assert_eq!(*removed.lock(), vec![b.id.clone()]);
         assert_eq!(sessions.refresh_every(), Duration::from_secs(60));
         assert_eq!(ClientSessions::new(Duration::from_secs(20), 1).refresh_every(), Duration::from_secs(5));
         assert_eq!(sessions.write_through(), 0, "memory only: nothing to write");
