@@ -31,6 +31,15 @@ impl Drop for Proc {
     }
 }
 
+/// A directory removed on drop (after the processes using it: declared first).
+struct RemoveDir(std::path::PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind a loopback port").local_addr().unwrap().port()
 }
@@ -77,14 +86,19 @@ fn writes_go_to_the_new_primary_after_a_failover() {
     let mut primary = RedisServer::start();
     let p = primary.port();
     let r = free_port();
-    let _replica = spawn(&["--port", &r.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--replicaof", "127.0.0.1", &p.to_string()]);
+    let s = free_port();
+    // The replica writes the RDB of its full sync to its `dir`: a directory of the test's own.
+    let dir = std::env::temp_dir().join(format!("mcphub-sentinel-{}-{s}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _cleanup = RemoveDir(dir.clone());
+    let _replica = spawn(&[
+        "--port", &r.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        "--dir", dir.to_str().unwrap(), "--replicaof", "127.0.0.1", &p.to_string(),
+    ]);
     wait_until("the replica to sync with the primary", Duration::from_secs(15), || {
         ask::<String>(r, &["INFO", "replication"]).is_some_and(|i| i.contains("master_link_status:up"))
     });
 
-    let s = free_port();
-    let dir = std::env::temp_dir().join(format!("mcphub-sentinel-{}-{s}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
     let conf = dir.join("sentinel.conf"); // the sentinel rewrites it: a file of its own
     std::fs::write(
         &conf,
@@ -126,7 +140,6 @@ fn writes_go_to_the_new_primary_after_a_failover() {
     let mut dedicated = store.open_dedicated().expect("a dedicated connection after the failover");
     let port: Vec<String> = redis::cmd("CONFIG").arg("GET").arg("port").query(&mut dedicated).unwrap();
     assert_eq!(port[1], r.to_string(), "the dedicated connection follows the sentinel");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
