@@ -277,11 +277,15 @@ pub struct UserConfig {
     pub identities: Vec<String>,
 }
 
-/// Where the shared session store is (`"redis": {"url": …}` or `REDIS_URL`).
+/// Where the shared session store is (`"redis": {"url": …}`, `REDIS_URL`,
+/// or `"redis": {"sentinel": {…}}`; exactly one of `url` and `sentinel`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RedisConfig {
     /// `redis://[user:password@]host:port[/db]`; never printed unredacted.
+    /// Empty when [`RedisConfig::sentinel`] is set.
     pub url: String,
+    /// The primary is found through Redis Sentinel (DESIGN20 §3); `url` is then unused.
+    pub sentinel: Option<SentinelConfig>,
     /// Budget to open one connection (`connectTimeoutMs`, default 300 ms).
     pub connect_timeout: Duration,
     /// Read/write timeout of one command (`ioTimeoutMs`, default 500 ms).
@@ -292,11 +296,37 @@ pub struct RedisConfig {
     pub pool_size: u32,
 }
 
+/// `redis.sentinel` (DESIGN20 §3): the sentinels to ask for the current
+/// primary of `masterName`, each time a connection is opened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentinelConfig {
+    /// `masterName`: the name the sentinels monitor the primary under.
+    pub master_name: String,
+    /// `nodes`: sentinel URLs, `redis://[:password@]host:port` (their own
+    /// credentials); at least one; asked in order.
+    pub nodes: Vec<String>,
+    /// `password` (optional, `${env.NAME}` allowed): AUTH of the primary.
+    /// Never printed.
+    pub password: Option<String>,
+    /// `db` (optional, default 0): the database on the primary.
+    pub db: i64,
+}
+
 impl RedisConfig {
+    /// Where it points, safe to print: the redacted URL, or
+    /// `sentinel <masterName> via <redacted nodes>`.
+    pub fn shown(&self) -> String {
+        match &self.sentinel {
+            None => redact_url(&self.url),
+            Some(s) => format!("sentinel {} via {}", s.master_name, s.nodes.iter().map(|n| redact_url(n)).collect::<Vec<_>>().join(", ")),
+        }
+    }
+
     /// Defaults for `url`.
     pub fn new(url: impl Into<String>) -> RedisConfig {
         RedisConfig {
             url: url.into(),
+            sentinel: None,
             connect_timeout: Duration::from_millis(300),
             io_timeout: Duration::from_millis(500),
             checkout_timeout: Duration::from_millis(200),
@@ -591,6 +621,7 @@ fn known_keys(parent: &[String]) -> &'static [&'static str] {
         [] => declared_keys::<RawConfig>(),
         ["timeouts"] => declared_keys::<RawTimeouts>(),
         ["redis"] => declared_keys::<RawRedis>(),
+        ["redis", "sentinel"] => declared_keys::<RawSentinel>(),
         ["users", _] => declared_keys::<RawUser>(),
         ["mcpServers", _] => declared_keys::<RawServer>(),
         ["mcpServers", _, "limits"] => declared_keys::<RawLimits>(),
@@ -810,10 +841,38 @@ fn parse_users(
 #[serde(rename_all = "camelCase")]
 struct RawRedis {
     url: Option<String>,
+    sentinel: Option<RawSentinel>,
     connect_timeout_ms: Option<u64>,
     io_timeout_ms: Option<u64>,
     checkout_timeout_ms: Option<u64>,
     pool_size: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawSentinel {
+    master_name: Option<String>,
+    nodes: Option<Vec<String>>,
+    password: Option<String>,
+    db: Option<u32>,
+}
+
+/// `redis.sentinel`, checked: a master name, at least one node URL.
+fn parse_sentinel(raw: RawSentinel) -> Result<SentinelConfig, ConfigError> {
+    let master_name = raw.master_name.filter(|n| !n.trim().is_empty()).ok_or_else(|| invalid("redis.sentinel.masterName", "is required (the name the sentinels monitor)"))?;
+    let nodes = raw.nodes.filter(|n| !n.is_empty()).ok_or_else(|| invalid("redis.sentinel.nodes", "needs at least one sentinel URL (redis://host:26379)"))?;
+    let nodes = nodes
+        .into_iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let key = format!("redis.sentinel.nodes.{i}");
+            let n = substitute_env(&n).map_err(|m| invalid(&key, m))?;
+            check_redis_url(&n).map_err(|m| invalid(&key, m))?;
+            Ok(n)
+        })
+        .collect::<Result<Vec<_>, ConfigError>>()?;
+    let password = raw.password.map(|p| substitute_env(&p).map_err(|m| invalid("redis.sentinel.password", m))).transpose()?;
+    Ok(SentinelConfig { master_name, nodes, password, db: bounded("redis.sentinel.db", raw.db.map(u64::from), 0, 0, 1_000_000)? as i64 })
 }
 
 #[derive(Deserialize)]
@@ -1395,10 +1454,16 @@ impl Config {
         let redis = match raw.redis {
             None => None,
             Some(r) => {
-                let url = r.url.ok_or_else(|| invalid("redis.url", "is required (redis://host:port)"))?;
-                let url = substitute_env(&url).map_err(|m| invalid("redis.url", m))?;
-                check_redis_url(&url).map_err(|m| invalid("redis.url", m))?;
-                let d = RedisConfig::new(url);
+                let d = match (r.url, r.sentinel) {
+                    (Some(_), Some(_)) => return Err(invalid("redis.sentinel", "cannot be given with redis.url: give exactly one")),
+                    (None, None) => return Err(invalid("redis.url", "is required (redis://host:port), or redis.sentinel")),
+                    (None, Some(sentinel)) => RedisConfig { url: String::new(), sentinel: Some(parse_sentinel(sentinel)?), ..RedisConfig::new("") },
+                    (Some(url), None) => {
+                        let url = substitute_env(&url).map_err(|m| invalid("redis.url", m))?;
+                        check_redis_url(&url).map_err(|m| invalid("redis.url", m))?;
+                        RedisConfig::new(url)
+                    }
+                };
                 let ms = |k: &str, v: Option<u64>, d: Duration| bounded(k, v, d.as_millis() as u64, 1, 60_000).map(Duration::from_millis);
                 Some(RedisConfig {
                     connect_timeout: ms("redis.connectTimeoutMs", r.connect_timeout_ms, d.connect_timeout)?,
@@ -1481,7 +1546,7 @@ impl Config {
             self.servers.len()
         );
         let store = match &self.redis {
-            Some(r) => format!("redis {}", redact_url(&r.url)),
+            Some(r) => format!("redis {}", r.shown()),
             None => "memory".to_string(),
         };
         out.insert_str(0, &format!("session store: {store} (ttl {} s)\n", self.session_ttl.as_secs()));
@@ -1642,6 +1707,32 @@ mod tests {
 
     fn err(text: &str) -> String {
         Config::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn redis_sentinel_is_exclusive_with_url_checked_and_never_printed_with_passwords() {
+        std::env::set_var("MCPHUB_TEST_SENTINEL_PW", "prim@ryPW");
+        let c = Config::parse(
+            r#"{"redis": {"sentinel": {"masterName": "mymaster", "nodes": ["redis://:sentPW@127.0.0.1:26379", "redis://10.0.0.2:26379"],
+                "password": "${env.MCPHUB_TEST_SENTINEL_PW}", "db": 2}, "ioTimeoutMs": 300}}"#,
+        )
+        .unwrap();
+        let r = c.redis.clone().unwrap();
+        let s = r.sentinel.clone().unwrap();
+        assert_eq!((s.master_name.as_str(), s.nodes.len(), s.password.as_deref(), s.db), ("mymaster", 2, Some("prim@ryPW"), 2));
+        assert_eq!((r.url.as_str(), r.io_timeout), ("", Duration::from_millis(300)));
+        let d = c.describe();
+        assert!(d.contains("redis sentinel mymaster via redis://***@127.0.0.1:26379, redis://10.0.0.2:26379"), "{d}");
+        assert!(!d.contains("sentPW") && !d.contains("prim@ryPW"), "{d}");
+        let e = err(r#"{"redis": {"url": "redis://h:1", "sentinel": {"masterName": "m", "nodes": ["redis://h:2"]}}}"#);
+        assert!(e.starts_with("redis.sentinel: ") && e.contains("exactly one"), "{e}");
+        assert!(err(r#"{"redis": {"sentinel": {"nodes": ["redis://h:2"]}}}"#).starts_with("redis.sentinel.masterName: "));
+        assert!(err(r#"{"redis": {"sentinel": {"masterName": "m", "nodes": []}}}"#).starts_with("redis.sentinel.nodes: "));
+        let e = err(r#"{"redis": {"sentinel": {"masterName": "m", "nodes": ["redis://h:2", "http://:leakPW@h:3"]}}}"#);
+        assert!(e.starts_with("redis.sentinel.nodes.1: ") && !e.contains("leakPW"), "{e}");
+        let e = err(r#"{"redis": {"sentinel": {"masterName": "m", "nodes": ["redis://h:2"], "pasword": "x"}}}"#);
+        assert!(e.contains("redis.sentinel.pasword") && e.contains("password"), "{e}");
+        assert!(err(r#"{"redis": {}}"#).contains("redis.sentinel"), "the error names both ways");
     }
 
     #[test]

@@ -366,7 +366,7 @@ impl Overrides {
         }
         if let Some(url) = self.redis_url.clone().filter(|u| !u.trim().is_empty()) {
             config.redis = Some(match config.redis.take() {
-                Some(r) => mcphub::config::RedisConfig { url, ..r },
+                Some(r) => mcphub::config::RedisConfig { url, sentinel: None, ..r },
                 None => mcphub::config::RedisConfig::new(url),
             });
         }
@@ -458,7 +458,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
                 config.redis = Some(match config.redis.take() {
-                    Some(r) => mcphub::config::RedisConfig { url, ..r },
+                    Some(r) => mcphub::config::RedisConfig { url, sentinel: None, ..r },
                     None => mcphub::config::RedisConfig::new(url),
                 });
             }

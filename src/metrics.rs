@@ -31,7 +31,9 @@
 //! - `store_up{kind}` (gauge: 1 healthy, 0 degraded; `kind` = `memory` or `redis`),
 //!   `client_sessions` (gauge: legacy client sessions),
 //!   `client_session_sweep_seconds` (histogram): each sweep of the client
-//!   sessions for idle ones (`hub::sessions`, under the sessions' lock).
+//!   sessions for idle ones (`hub::sessions`, under the sessions' lock);
+//!   `client_sessions_loaded_total`, `client_sessions_written_total`,
+//!   `client_session_write_failures_total` (counters: their Redis records, DESIGN20 §1).
 //! - `oauth_tokens_issued_total{grant="authorization_code"|"refresh_token"}`,
 //!   `oauth_errors_total{error}` (counters, issue 18; `error` is one of the
 //!   fixed RFC error codes of `hub::oauth::ERRORS`).
@@ -272,6 +274,9 @@ pub struct Snapshot {
     pub client_sessions: usize,
     /// Their sweeps for idle ones ([`client_session_sweep_histogram`]).
     pub client_session_sweeps: Option<Histogram>,
+    /// Client session records in Redis (DESIGN20 §1): loaded (another
+    /// instance's session, or one dropped here), written, failed writes.
+    pub client_session_store: ClientSessionStore,
     /// Background threads running now, by kind (`crate::threads::Kind`
     /// names, every kind listed).
     pub threads: Vec<(&'static str, usize)>,
@@ -282,6 +287,18 @@ pub struct Snapshot {
     pub oauth_tokens_issued: Vec<(&'static str, u64)>,
     /// OAuth error answers, by RFC `error` code (a fixed set).
     pub oauth_errors: Vec<(&'static str, u64)>,
+}
+
+/// Counts of the client session records in Redis (`mcphub_client_sessions_loaded_total`,
+/// `mcphub_client_sessions_written_total`, `mcphub_client_session_write_failures_total`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientSessionStore {
+    /// Sessions loaded from their record.
+    pub loaded: u64,
+    /// Records written.
+    pub written: u64,
+    /// Writes (or deletes) that failed.
+    pub write_failures: u64,
 }
 
 /// The processes of one stdio server (issue 19), for `/readyz` and
@@ -542,6 +559,10 @@ fn live_families(live: &Snapshot, http: Option<&ServerStats>) -> Vec<MetricFamil
     let up = if live.store_up { 1.0 } else { 0.0 };
     out.extend(gauges("mcphub_store_up", "Session store health (1 healthy, 0 degraded)", &["kind"], vec![(vec![live.store_kind], up)]));
     out.extend(gauges("mcphub_client_sessions", "Legacy client sessions of this hub", &[], vec![(vec![], live.client_sessions as f64)]));
+    let cs = live.client_session_store;
+    out.extend(counters("mcphub_client_sessions_loaded_total", "Client sessions loaded from their Redis record (minted by another instance or dropped here)", &[], vec![(vec![], cs.loaded)]));
+    out.extend(counters("mcphub_client_sessions_written_total", "Client session records written to Redis", &[], vec![(vec![], cs.written)]));
+    out.extend(counters("mcphub_client_session_write_failures_total", "Client session record writes or deletes that failed (the session stays in memory)", &[], vec![(vec![], cs.write_failures)]));
     out.extend(gauges(
         "mcphub_threads",
         "Background threads of this hub running now, by kind",

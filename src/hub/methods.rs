@@ -73,14 +73,14 @@ pub fn dispatch(hub: &Hub, down: &Downstream, id: Value, method: &str, params: M
         "resources/list" => return list(hub.catalog(), down, &id, Kind::Resources),
         "resources/templates/list" => return list(hub.catalog(), down, &id, Kind::Templates),
         "offerings/list" => Ok(offerings(hub.catalog(), down)),
-        "logging/setLevel" if down.era == Era::Legacy => set_level(down, &params),
+        "logging/setLevel" if down.era == Era::Legacy => set_level(hub.sessions(), down, &params),
         "tools/call" => return call_routed(hub, down, id, method, params, Kind::Tools),
         "prompts/get" => return call_routed(hub, down, id, method, params, Kind::Prompts),
         "resources/read" => return read_resource(hub, down, id, params),
         "completion/complete" => return complete(hub, down, id, params),
         m if m.starts_with("tasks/") => return super::tasks::handle(hub, down, id, m, params),
         "resources/subscribe" | "resources/unsubscribe" if down.era == Era::Legacy => {
-            return subscription(hub.catalog(), hub.subscriptions(), hub.listen_streams(), down, id, method, params)
+            return subscription(hub.catalog(), hub.sessions(), hub.subscriptions(), hub.listen_streams(), down, id, method, params)
         }
         "subscriptions/listen" if down.era == Era::Modern => return super::listen::listen(hub, down, id, params),
         _ => return Refusal::MethodNotFound { method: method.to_string(), era: down.era }.response(Some(&id)),
@@ -259,14 +259,15 @@ fn offerings(catalog: &Catalog, down: &Downstream) -> Value {
     })
 }
 
-fn set_level(down: &Downstream, params: &Map<String, Value>) -> MethodResult {
+fn set_level(sessions: &super::sessions::ClientSessions, down: &Downstream, params: &Map<String, Value>) -> MethodResult {
     let level = params.get("level").and_then(Value::as_str).filter(|l| LOG_LEVELS.contains(l));
     let Some(level) = level else {
         return Err(invalid_params(format!("params.level must be one of {}", LOG_LEVELS.join(", "))));
     };
-    // Recorded per client; a shared upstream session is never changed (docs/decisions.md D5).
+    // Recorded per client (and in its Redis record, DESIGN20 §1); a shared
+    // upstream session is never changed (docs/decisions.md D5).
     if let Some(s) = &down.session {
-        *s.log_level.lock() = Some(level.to_string());
+        sessions.set_log_level(s, level);
     }
     Ok(json!({}))
 }
@@ -357,8 +358,10 @@ fn read_resource(hub: &Hub, down: &Downstream, id: Value, params: Map<String, Va
 /// owner hears it as a new filter on the hub's listen stream
 /// ([`super::listen::watch_upstream`]). `notifications/resources/updated`
 /// reaches the subscribed sessions on their GET streams.
+#[allow(clippy::too_many_arguments)]
 fn subscription(
     catalog: &Catalog,
+    sessions: &super::sessions::ClientSessions,
     subscriptions: &relay::Subscriptions,
     listen_streams: &super::listen::ListenStreams,
     down: &Downstream,
@@ -380,12 +383,21 @@ fn subscription(
     };
     let subscribe = method == "resources/subscribe";
     let goes_upstream = subscriptions.update(&server, &uri, &session, subscribe);
+    // The session's record keeps its subscriptions (DESIGN20 §1).
+    let record = |on: bool| {
+        if let Some(s) = &down.session {
+            sessions.set_subscription(s, &server, &uri, on);
+        }
+    };
     if !goes_upstream {
+        record(subscribe);
         return respond(down.era, &id, Ok(json!({})));
     }
     let reply = super::listen::watch_upstream(listen_streams, subscriptions, &upstream, &uri, subscribe, params, &down.call_context());
     if subscribe && !reply.as_ref().is_ok_and(|m| m.get("result").is_some()) {
         subscriptions.update(&server, &uri, &session, false); // not subscribed after all
+    } else {
+        record(subscribe);
     }
     Response::json(200, &finish(down.era, &id, reply))
 }

@@ -185,7 +185,7 @@ impl Hub {
         let upstreams: Vec<Arc<Upstream>> =
             config.servers.iter().map(|s| reload::new_upstream(s, &config, &store, &threads, &connector)).collect();
         let catalog = Catalog::new(upstreams, config.tool_naming, config.list_cache_ttl, config.list_timeout, config.list_cache_contexts);
-        let sessions = ClientSessions::new(config.client_session_idle, config.max_client_sessions);
+        let sessions = ClientSessions::with_redis(config.client_session_idle, config.max_client_sessions, redis.clone());
         let limits = crate::limits::RateLimits::new(&config.rate_limits, redis.clone());
         let activity = match &redis {
             Some(r) => crate::users::activity::Activity::redis(r.clone(), &threads),
@@ -242,12 +242,14 @@ impl Hub {
                 }
             });
         }));
-        // A store that was unreachable and is back gets this process's sessions again.
+        // A store that was unreachable and is back gets this process's sessions again
+        // (upstream sessions, and client sessions whose write failed: DESIGN20 §1).
         let weak = Arc::downgrade(&hub.inner);
         store.on_recovered(Box::new(move || {
             if let Some(inner) = weak.upgrade() {
                 let written: usize = inner.catalog.upstreams().iter().map(|u| u.write_sessions_through()).sum();
-                log::info!("session store back: {written} upstream sessions written through");
+                let clients = inner.sessions.write_through();
+                log::info!("session store back: {written} upstream sessions and {clients} client sessions written through");
             }
         }));
         hub
@@ -329,6 +331,11 @@ impl Hub {
             store_up: !matches!(store.health(), crate::store::Health::Degraded { .. }),
             client_sessions: self.sessions().len(),
             client_session_sweeps: Some(self.sessions().sweeps().clone()),
+            client_session_store: {
+                let c = self.sessions().store_counts();
+                let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+                crate::metrics::ClientSessionStore { loaded: n(&c.loaded), written: n(&c.written), write_failures: n(&c.write_failures) }
+            },
             threads: self.threads().live().into_iter().map(|(kind, n)| (kind.as_str(), n)).collect(),
             activity_dropped: self.activity().dropped(),
             oauth_tokens_issued: self.oauth().issued_counts(),

@@ -104,13 +104,11 @@ impl RedisStore {
     ///
     /// Errors: as [`RedisStore::new`].
     pub fn with_threads(cfg: &RedisConfig, threads: &crate::threads::Threads) -> Result<RedisStore, StoreError> {
-        let redactor = Redactor::new(&cfg.url);
-        let client = redis::Client::open(cfg.url.as_str()).map_err(|e| {
-            StoreError::Other(redactor.scrub(&format!("'{}' is not a valid Redis URL: {e}", redactor.shown)))
-        })?;
+        let redactor = Redactor::new(cfg);
+        let target = Target::new(cfg, &redactor)?;
         let generation = Arc::new(AtomicU64::new(0));
         let manager = Manager {
-            client,
+            target: Arc::new(target),
             connect_timeout: cfg.connect_timeout,
             io_timeout: cfg.io_timeout,
             generation: generation.clone(),
@@ -176,6 +174,20 @@ impl RedisStore {
             }
             inv.invoke(c)
         })
+    }
+}
+
+impl RedisStore {
+    /// A fresh connection, not pooled, to the current primary (through the
+    /// sentinels when configured), with the configured connect and IO
+    /// timeouts; for a long-lived reader such as the cluster subscriber
+    /// (DESIGN20 §2/§3), which may change its read timeout. Not through the
+    /// breaker: the caller retries with its own back-off.
+    ///
+    /// Errors: [`StoreError::Unavailable`] when no primary can be reached
+    /// (message scrubbed of credentials).
+    pub fn open_dedicated(&self) -> Result<redis::Connection, StoreError> {
+        self.inner.manager.open().map_err(|e| StoreError::Unavailable(self.inner.redactor.scrub(&e.to_string())))
     }
 }
 
@@ -294,6 +306,7 @@ fn is_connectivity(e: &RedisError) -> bool {
             e.kind(),
             ErrorKind::Server(ServerErrorKind::BusyLoading)
                 | ErrorKind::Server(ServerErrorKind::MasterDown)
+                | ErrorKind::Server(ServerErrorKind::ReadOnly)
                 | ErrorKind::AuthenticationFailed
         )
 }
@@ -302,8 +315,12 @@ fn is_connectivity(e: &RedisError) -> bool {
 /// answered with an error reply (or a reply of an unexpected type) that was
 /// read in full. After an IO error or a timeout a reply may still be in
 /// flight, so the connection is dropped.
+/// A READONLY reply means the connection's server is a replica now (a
+/// failover demoted it): the connection is dropped too, so the next one is
+/// opened through the sentinels (DESIGN20 §3).
 fn leaves_connection_in_sync(e: &RedisError) -> bool {
     matches!(e.kind(), ErrorKind::Server(_) | ErrorKind::UnexpectedReturnType)
+        && !matches!(e.kind(), ErrorKind::Server(ServerErrorKind::ReadOnly))
 }
 
 fn ping(conn: &mut redis::Connection) -> RedisResult<()> {
@@ -517,10 +534,42 @@ impl SessionStore for RedisStore {
     }
 }
 
+/// Where connections go: one URL, or the primary the sentinels name.
+enum Target {
+    Direct(redis::Client),
+    Sentinel {
+        master_name: String,
+        /// One client per sentinel node, asked in order.
+        sentinels: Vec<redis::Client>,
+        /// AUTH password and db of the primary.
+        password: Option<String>,
+        db: i64,
+    },
+}
+
+impl Target {
+    fn new(cfg: &RedisConfig, redactor: &Redactor) -> Result<Target, StoreError> {
+        let open = |url: &str| {
+            redis::Client::open(url).map_err(|e| {
+                StoreError::Other(redactor.scrub(&format!("'{}' is not a valid Redis URL: {e}", redact_url(url))))
+            })
+        };
+        match &cfg.sentinel {
+            None => Ok(Target::Direct(open(&cfg.url)?)),
+            Some(s) => Ok(Target::Sentinel {
+                master_name: s.master_name.clone(),
+                sentinels: s.nodes.iter().map(|n| open(n)).collect::<Result<_, _>>()?,
+                password: s.password.clone(),
+                db: s.db,
+            }),
+        }
+    }
+}
+
 /// Opens connections with the configured timeouts (module docs).
 #[derive(Clone)]
 struct Manager {
-    client: redis::Client,
+    target: Arc<Target>,
     connect_timeout: Duration,
     io_timeout: Duration,
     generation: Arc<AtomicU64>,
@@ -542,9 +591,7 @@ impl r2d2::ManageConnection for Manager {
 
     fn connect(&self) -> Result<PooledConn, RedisError> {
         let generation = self.generation.load(Ordering::Acquire);
-        let conn = self.client.get_connection_with_timeout(self.connect_timeout)?;
-        conn.set_read_timeout(Some(self.io_timeout))?;
-        conn.set_write_timeout(Some(self.io_timeout))?;
+        let conn = self.open()?;
         Ok(PooledConn { conn, generation, broken: false })
     }
 
@@ -555,6 +602,66 @@ impl r2d2::ManageConnection for Manager {
     fn has_broken(&self, conn: &mut PooledConn) -> bool {
         use redis::ConnectionLike;
         conn.broken || !conn.conn.is_open() || conn.generation != self.generation.load(Ordering::Acquire)
+    }
+}
+
+impl Manager {
+    /// A connection with the configured timeouts: to the URL, or (Sentinel)
+    /// to the primary the first answering sentinel names, checked with
+    /// `ROLE` to be a master (DESIGN20 §3). Every step is bounded by the
+    /// connect and IO timeouts (the redis crate's own sentinel client has
+    /// none, which is why it is not used).
+    fn open(&self) -> RedisResult<redis::Connection> {
+        match &*self.target {
+            Target::Direct(client) => self.timed(client),
+            Target::Sentinel { master_name, sentinels, password, db } => {
+                let mut last: Option<RedisError> = None;
+                for sentinel in sentinels {
+                    let addr: RedisResult<Option<(String, u16)>> = self
+                        .timed(sentinel)
+                        .and_then(|mut c| redis::cmd("SENTINEL").arg("GET-MASTER-ADDR-BY-NAME").arg(master_name).query(&mut c));
+                    let (host, port) = match addr {
+                        Ok(Some(a)) => a,
+                        Ok(None) => {
+                            last = Some((ErrorKind::Io, "a sentinel does not know the master name").into());
+                            continue;
+                        }
+                        Err(e) => {
+                            last = Some(e);
+                            continue;
+                        }
+                    };
+                    let auth = password.as_deref().map_or(String::new(), |p| {
+                        format!(":{}@", percent_encoding::utf8_percent_encode(p, percent_encoding::NON_ALPHANUMERIC))
+                    });
+                    let host = if host.contains(':') { format!("[{host}]") } else { host };
+                    let primary = redis::Client::open(format!("redis://{auth}{host}:{port}/{db}"))?;
+                    match self.timed(&primary).and_then(|mut c| is_master(&mut c).map(|()| c)) {
+                        Ok(c) => return Ok(c),
+                        Err(e) => last = Some(e),
+                    }
+                }
+                Err(last.unwrap_or_else(|| (ErrorKind::Io, "no sentinel configured").into()))
+            }
+        }
+    }
+
+    /// A connection to `client` with the connect and IO timeouts.
+    fn timed(&self, client: &redis::Client) -> RedisResult<redis::Connection> {
+        let conn = client.get_connection_with_timeout(self.connect_timeout)?;
+        conn.set_read_timeout(Some(self.io_timeout))?;
+        conn.set_write_timeout(Some(self.io_timeout))?;
+        Ok(conn)
+    }
+}
+
+/// `ROLE` answers `master` first (else the sentinels' answer is stale: a
+/// failover is under way).
+fn is_master(conn: &mut redis::Connection) -> RedisResult<()> {
+    let role: Vec<Value> = redis::cmd("ROLE").query(conn)?;
+    match role.first().map(|v| redis::from_redis_value::<String>(v.clone())) {
+        Some(Ok(r)) if r == "master" => Ok(()),
+        _ => Err((ErrorKind::Io, "the server the sentinels named is not a master (yet)").into()),
     }
 }
 
@@ -569,24 +676,37 @@ impl r2d2::HandleError<RedisError> for DebugErrors {
     }
 }
 
-/// Keeps credentials of the Redis URL out of messages.
+/// Keeps credentials of the Redis URL(s) out of messages.
 #[derive(Debug, Clone)]
 struct Redactor {
-    url: String,
-    /// [`redact_url`] of it.
+    /// Each URL with its [`redact_url`] form.
+    urls: Vec<(String, String)>,
+    /// What is shown for the store: the redacted URL, or the sentinel summary.
     shown: String,
-    /// The password (raw and percent-decoded) and query values.
+    /// The passwords (raw and percent-decoded) and query values, longest first.
     secrets: Vec<String>,
 }
 
 impl Redactor {
-    fn new(url: &str) -> Redactor {
-        Redactor { url: url.to_string(), shown: redact_url(url), secrets: url_secrets(url) }
+    fn new(cfg: &RedisConfig) -> Redactor {
+        let mut urls: Vec<String> = cfg.sentinel.as_ref().map_or_else(|| vec![cfg.url.clone()], |s| s.nodes.clone());
+        urls.retain(|u| !u.is_empty());
+        let mut secrets: Vec<String> = urls.iter().flat_map(|u| url_secrets(u)).collect();
+        if let Some(p) = cfg.sentinel.as_ref().and_then(|s| s.password.clone()).filter(|p| !p.is_empty()) {
+            secrets.push(percent_encoding::utf8_percent_encode(&p, percent_encoding::NON_ALPHANUMERIC).to_string());
+            secrets.push(p);
+        }
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.dedup();
+        Redactor { urls: urls.iter().map(|u| (u.clone(), redact_url(u))).collect(), shown: cfg.shown(), secrets }
     }
 
-    /// `msg` with the URL replaced by its redacted form and every secret by `***`.
+    /// `msg` with the URLs replaced by their redacted forms and every secret by `***`.
     fn scrub(&self, msg: &str) -> String {
-        let mut out = msg.replace(&self.url, &self.shown);
+        let mut out = msg.to_string();
+        for (url, shown) in &self.urls {
+            out = out.replace(url.as_str(), shown);
+        }
         for s in &self.secrets {
             out = out.replace(s.as_str(), "***");
         }
@@ -660,7 +780,7 @@ mod tests {
         assert_eq!(url_secrets("redis://user:p%40ss@host:6379"), vec!["p%40ss".to_string(), "p@ss".to_string()]);
         assert_eq!(url_secrets("redis://:onlypw@host"), vec!["onlypw".to_string()]);
         assert_eq!(url_secrets("rediss://tok@host/?password=qv"), vec!["tok".to_string(), "qv".to_string()]);
-        let r = Redactor::new("redis://u:hunter2@10.0.0.1:6379/1");
+        let r = Redactor::new(&RedisConfig::new("redis://u:hunter2@10.0.0.1:6379/1"));
         let msg = r.scrub("cannot reach redis://u:hunter2@10.0.0.1:6379/1 (auth hunter2)");
         assert_eq!(msg, "cannot reach redis://***@10.0.0.1:6379/1 (auth ***)");
         let line = unavailable_line(&r.shown, &r.scrub("refused"));
@@ -684,6 +804,8 @@ mod tests {
         assert!(is_connectivity(&io) && !leaves_connection_in_sync(&io));
         let timeout: RedisError = std::io::Error::from(std::io::ErrorKind::WouldBlock).into();
         assert!(is_connectivity(&timeout) && !leaves_connection_in_sync(&timeout));
+        let readonly = RedisError::from((ErrorKind::Server(ServerErrorKind::ReadOnly), "READONLY You can't write against a read only replica."));
+        assert!(is_connectivity(&readonly) && !leaves_connection_in_sync(&readonly), "a demoted primary: dropped, breaker opened");
         let typ: RedisError = (ErrorKind::UnexpectedReturnType, "x").into();
         assert!(!is_connectivity(&typ) && leaves_connection_in_sync(&typ));
     }
