@@ -210,6 +210,9 @@ impl ForwardError {
 /// the subscriber thread: it must only queue or start a short thread.
 pub type Handler = Arc<dyn Fn(&str, Delivery) + Send + Sync>;
 
+/// A peer: its id and the age of its last heartbeat (ms) when read.
+type Peer = (String, u64);
+
 /// This instance on the cluster bus. Cheap to clone.
 #[derive(Clone)]
 pub struct Cluster {
@@ -221,7 +224,7 @@ struct Inner {
     redis: RedisStore,
     handler: std::sync::OnceLock<Handler>,
     /// Peers (id, age ms) as of `peers_at`.
-    peers: Mutex<(Option<Instant>, Vec<(String, u64)>)>,
+    peers: Mutex<(Option<Instant>, Vec<Peer>)>,
     /// Forwards waiting for their replies, by correlation id.
     waiting: Mutex<HashMap<u64, crossbeam_channel::Sender<Value>>>,
     next_corr: AtomicU64,
