@@ -271,3 +271,46 @@ fn readyz_lists_the_other_instances_and_counts_deliveries() {
     assert!(metrics.contains("mcphub_cluster_deliveries_total{direction=\"sent\",kind=\"session_ended\"} 1"), "{metrics}");
     assert!(metrics.contains("mcphub_cluster_peers 2"), "{metrics}");
 }
+
+// Stream holders and the subscriber's reconnect ------------------------------
+
+#[test]
+fn a_get_stream_holds_its_record_while_open_and_releases_it_at_close() {
+    let redis = RedisServer::start();
+    let up = mock(Era::Legacy, "a");
+    let h1 = clustered(&redis, &[("a", &up.url)]);
+    let sid = legacy_session(&h1.url);
+    let key = mcphub::cluster::stream_key(&sid);
+    assert!(!key.contains(&sid), "the key carries the session id hashed: {key}");
+    let get = SseStream::get(&h1.url, &[("Mcp-Session-Id", &sid)]);
+    assert_eq!(get.status, 200);
+    wait_until("the holder record names hub 1", PATIENCE, || redis.cli(&["GET", &key]) == id_of_hub(&h1));
+    let ttl: i64 = redis.cli(&["PTTL", &key]).parse().unwrap();
+    assert!(ttl > 0 && ttl <= 15_000, "a TTL of at most 15 s: {ttl}");
+    assert_eq!(h1.hub.cluster().unwrap().stream_holder(&sid).as_deref(), Some(id_of_hub(&h1).as_str()));
+    get.close();
+    wait_until("the record is released when the stream closes", PATIENCE, || redis.cli(&["EXISTS", &key]) == "0");
+}
+
+#[test]
+fn the_subscriber_reconnects_after_redis_restarts_and_deliveries_flow_again() {
+    let mut redis = RedisServer::start();
+    let up = mock(Era::Legacy, "a");
+    let (h1, h2) = (clustered(&redis, &[("a", &up.url)]), clustered(&redis, &[("a", &up.url)]));
+    redis.restart();
+    wait_until("both subscribers reconnect", PATIENCE, || {
+        [&h1, &h2].iter().all(|h| {
+            let f = h.hub.cluster().unwrap().figures();
+            f.subscribed && f.subscriber_reconnects >= 1
+        })
+    });
+    // A DELETE on hub 1 reaches hub 2 again (the pool's breaker may need a
+    // probe first: retried until one is received).
+    wait_until("a session end from hub 1 to be received on hub 2", PATIENCE, || {
+        let sid = legacy_session(&h1.url);
+        assert_eq!(send("DELETE", &h1.url, &[("Mcp-Session-Id", &sid)], "").status, 200);
+        received(&h2, "session_ended") >= 1
+    });
+    let metrics = send("GET", &h1.url.replace("/mcp", "/metrics"), &[], "").text;
+    assert!(metrics.contains("mcphub_cluster_subscriber_reconnects_total"), "{metrics}");
+}
