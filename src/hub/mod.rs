@@ -38,6 +38,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+thread_local! {
+    /// Set while [`Hub::forget_session_local`] drops a session that ended
+    /// elsewhere, so the end hook does not act on it a second time.
+    static FORGETTING_LOCAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// The session header (2025-11-25 transports).
 pub const SESSION_HEADER: &str = "Mcp-Session-Id";
 
@@ -246,6 +252,10 @@ impl Hub {
         // sessions (DELETE upstream, off the request path).
         let weak = Arc::downgrade(&hub.inner);
         hub.sessions().set_on_end(Box::new(move |ids: &[String]| {
+            // A session that ended on another instance: that one ends its upstream sessions.
+            if FORGETTING_LOCAL.with(std::cell::Cell::get) {
+                return;
+            }
             let Some(inner) = weak.upgrade() else { return };
             if !inner.config.read().servers.iter().any(|s| s.session_sharing == crate::config::SessionSharing::Client) {
                 return;
@@ -425,6 +435,18 @@ impl Hub {
     /// The cluster bus (issue 20): `None` without Redis (one instance).
     pub fn cluster(&self) -> Option<&crate::cluster::Cluster> {
         self.inner.cluster.as_ref()
+    }
+
+    /// Drops legacy client session `id`, its GET stream and its tasks here
+    /// after it ended on another instance (`SessionEnded`, DESIGN20 §2),
+    /// without ending its upstream sessions again (the instance where it
+    /// ended does). To become `ClientSessions::forget_local` (DESIGN20 §1).
+    pub fn forget_session_local(&self, id: &str) {
+        FORGETTING_LOCAL.with(|f| f.set(true));
+        self.sessions().remove(id);
+        FORGETTING_LOCAL.with(|f| f.set(false));
+        self.listeners().remove(id);
+        self.tasks().forget_session(id);
     }
 
     /// Cross-instance coalescing of client-stream deliveries.

@@ -393,9 +393,7 @@ pub fn delivered(hub: &Hub, from: &str, d: crate::cluster::Delivery) {
         }
         Delivery::SessionEnded { session } => {
             // The session ended elsewhere: drop the local copy, its stream and tasks.
-            hub.sessions().remove(&session);
-            hub.listeners().remove(&session);
-            hub.tasks().forget_session(&session);
+            hub.forget_session_local(&session);
         }
         Delivery::ClientAnswer { session, user, message } => {
             let hub2 = hub.clone();
