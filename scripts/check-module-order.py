@@ -27,7 +27,7 @@ LAYERS = [
     ["http"],
     ["config"],
     ["store", "logging", "metrics"],
-    ["limits", "users"],
+    ["limits", "users", "cluster"],
     ["upstream"],
     ["catalog"],
     ["hub"],

@@ -16,6 +16,7 @@ pub mod hub;
 pub mod store;
 pub mod users;
 pub mod limits;
+pub mod cluster;
 pub mod metrics;
 pub mod trace;
 pub mod logging;

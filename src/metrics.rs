@@ -287,6 +287,30 @@ pub struct Snapshot {
     pub oauth_tokens_issued: Vec<(&'static str, u64)>,
     /// OAuth error answers, by RFC `error` code (a fixed set).
     pub oauth_errors: Vec<(&'static str, u64)>,
+    /// The cluster bus (issue 20, DESIGN20 §2); `None` without Redis.
+    pub cluster: Option<ClusterFigures>,
+}
+
+/// The cluster bus's figures (`crate::cluster::Cluster::figures`), for
+/// `/metrics` and `/readyz`.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterFigures {
+    /// This instance's id (`mcphub_instance_info{instance}`).
+    pub instance: String,
+    /// Live peers at the last heartbeat (`mcphub_cluster_peers`).
+    pub peers: usize,
+    /// Deliveries published, by kind (`direction="sent"`).
+    pub sent: Vec<(&'static str, u64)>,
+    /// Deliveries received from other instances, by kind (`direction="received"`).
+    pub received: Vec<(&'static str, u64)>,
+    /// Publishes that failed (Redis unavailable or erring).
+    pub publish_failures: u64,
+    /// Forwards that got no answer, by cause (`no_receiver`, `timeout`, `unavailable`).
+    pub forward_failures: Vec<(&'static str, u64)>,
+    /// Times the subscriber connected again.
+    pub subscriber_reconnects: u64,
+    /// Whether the subscriber is subscribed now.
+    pub subscribed: bool,
 }
 
 /// Counts of the client session records in Redis (`mcphub_client_sessions_loaded_total`,
@@ -587,6 +611,25 @@ fn live_families(live: &Snapshot, http: Option<&ServerStats>) -> Vec<MetricFamil
         &["error"],
         live.oauth_errors.iter().map(|(error, n)| (vec![*error], *n)).collect(),
     ));
+    if let Some(c) = &live.cluster {
+        out.extend(gauges("mcphub_instance_info", "This hub instance's id (cluster bus, issue 20)", &["instance"], vec![(vec![c.instance.as_str()], 1.0)]));
+        out.extend(gauges("mcphub_cluster_peers", "Other live hub instances at the last heartbeat", &[], vec![(vec![], c.peers as f64)]));
+        let rows = c.sent.iter().map(|(k, n)| (vec!["sent", *k], *n)).chain(c.received.iter().map(|(k, n)| (vec!["received", *k], *n))).collect();
+        out.extend(counters("mcphub_cluster_deliveries_total", "Cluster bus deliveries, by direction and kind", &["direction", "kind"], rows));
+        out.extend(counters(
+            "mcphub_cluster_forward_failures_total",
+            "Forwards to another instance that got no answer, by cause",
+            &["cause"],
+            c.forward_failures.iter().map(|(k, n)| (vec![*k], *n)).collect(),
+        ));
+        out.extend(counters("mcphub_cluster_publish_failures_total", "Cluster bus publishes that failed (dropped)", &[], vec![(vec![], c.publish_failures)]));
+        out.extend(counters(
+            "mcphub_cluster_subscriber_reconnects_total",
+            "Times the cluster bus subscriber connected again",
+            &[],
+            vec![(vec![], c.subscriber_reconnects)],
+        ));
+    }
     out
 }
 

@@ -382,12 +382,13 @@ fn with_redis_the_probe_users_poll_and_activity_writer_are_owned_pollers_that_st
     let sid = legacy_session(&h.url);
     assert_eq!(call(&h.url, &sid, "echo", json!({"text": "x"})).status, 200);
     let (text, s) = scrape(&h);
-    assert_eq!(value(&s, "mcphub_threads", &[("kind", "poller")]), 3.0, "Redis probe, users reload, activity writer:\n{text}");
+    assert_eq!(value(&s, "mcphub_threads", &[("kind", "poller")]), 4.0, "Redis probe, users reload, activity writer, cluster heartbeat:\n{text}");
+    assert_eq!(value(&s, "mcphub_threads", &[("kind", "listen")]), 1.0, "the cluster bus subscriber (issue 20):\n{text}");
     h.handle.shutdown();
     let started = std::time::Instant::now();
     let joined = h.hub.threads().shutdown_join(started + std::time::Duration::from_secs(5));
     assert!(joined.blocked.is_empty(), "threads ignored the stop: {:?}", joined.blocked);
-    for name in ["mcphub-redis-probe", "mcphub-users-reload", "mcphub-activity-writer"] {
+    for name in ["mcphub-redis-probe", "mcphub-users-reload", "mcphub-activity-writer", "mcphub-cluster-heartbeat", "mcphub-cluster-sub"] {
         assert!(joined.joined.iter().any(|n| n == name), "{name} not joined: {joined:?}");
     }
     // They sleep 0.1–1 s between rounds and the stop wakes them (the unit

@@ -38,6 +38,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+thread_local! {
+    /// Set while [`Hub::forget_session_local`] drops a session that ended
+    /// elsewhere, so the end hook does not act on it a second time.
+    static FORGETTING_LOCAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// The session header (2025-11-25 transports).
 pub const SESSION_HEADER: &str = "Mcp-Session-Id";
 
@@ -80,6 +86,10 @@ struct Inner {
     ui: ui::Ui,
     /// OAuth for MCP clients: clients, grants, tokens (issue 18).
     oauth: oauth::Oauth,
+    /// The cluster bus (issue 20, DESIGN20 §2); `None` without Redis.
+    cluster: Option<crate::cluster::Cluster>,
+    /// Deliveries to client streams coalesced across instances ([`relay::Coalesce`]).
+    coalesce: relay::Coalesce,
 }
 
 /// One served server's state ([`Hub::server_statuses`]): `/readyz` and the admin pages.
@@ -187,6 +197,11 @@ impl Hub {
         let catalog = Catalog::new(upstreams, config.tool_naming, config.list_cache_ttl, config.list_timeout, config.list_cache_contexts);
         let sessions = ClientSessions::with_redis(config.client_session_idle, config.max_client_sessions, redis.clone());
         let limits = crate::limits::RateLimits::new(&config.rate_limits, redis.clone());
+        let cluster = match (&redis, &config.redis) {
+            (Some(r), Some(cfg)) => Some(crate::cluster::Cluster::start(r.clone(), cfg, None, &threads)),
+            _ => None,
+        };
+        let instance = cluster.as_ref().map(|c| c.id().to_string());
         let activity = match &redis {
             Some(r) => crate::users::activity::Activity::redis(r.clone(), &threads),
             None => crate::users::activity::Activity::memory(),
@@ -202,8 +217,8 @@ impl Hub {
                 store: store.clone(),
                 catalog,
                 sessions,
-                pending: relay::PendingRequests::default(),
-                mrtr: mrtr::Mrtr::default(),
+                pending: relay::PendingRequests::for_instance(instance.as_deref()),
+                mrtr: mrtr::Mrtr::for_instance(instance.as_deref()),
                 in_flight: relay::InFlight::default(),
                 subscriptions: relay::Subscriptions::default(),
                 streams: resume::Streams::default(),
@@ -217,8 +232,18 @@ impl Hub {
                 threads,
                 connector,
                 activity,
+                coalesce: relay::Coalesce::new(cluster.is_some()),
+                cluster,
             }),
         };
+        if let Some(c) = hub.cluster() {
+            let weak = Arc::downgrade(&hub.inner);
+            c.set_handler(Arc::new(move |from: &str, d: crate::cluster::Delivery| {
+                if let Some(inner) = weak.upgrade() {
+                    relay::delivered(&Hub { inner }, from, d);
+                }
+            }));
+        }
         // Notifications upstreams send outside calls (their GET streams).
         for u in hub.catalog().upstreams() {
             reload::wire_notifications(&hub, &u);
@@ -227,6 +252,10 @@ impl Hub {
         // sessions (DELETE upstream, off the request path).
         let weak = Arc::downgrade(&hub.inner);
         hub.sessions().set_on_end(Box::new(move |ids: &[String]| {
+            // A session that ended on another instance: that one ends its upstream sessions.
+            if FORGETTING_LOCAL.with(std::cell::Cell::get) {
+                return;
+            }
             let Some(inner) = weak.upgrade() else { return };
             if !inner.config.read().servers.iter().any(|s| s.session_sharing == crate::config::SessionSharing::Client) {
                 return;
@@ -340,6 +369,7 @@ impl Hub {
             activity_dropped: self.activity().dropped(),
             oauth_tokens_issued: self.oauth().issued_counts(),
             oauth_errors: self.oauth().error_counts(),
+            cluster: self.cluster().map(|c| c.figures()),
         }
     }
 
@@ -407,6 +437,45 @@ impl Hub {
     /// users, rate limits and modern task records).
     pub fn redis(&self) -> Option<&crate::store::redis::RedisStore> {
         self.inner.redis.as_ref()
+    }
+
+    /// The cluster bus (issue 20): `None` without Redis (one instance).
+    pub fn cluster(&self) -> Option<&crate::cluster::Cluster> {
+        self.inner.cluster.as_ref()
+    }
+
+    /// Drops legacy client session `id`, its GET stream and its tasks here
+    /// after it ended on another instance (`SessionEnded`, DESIGN20 §2),
+    /// without ending its upstream sessions again (the instance where it
+    /// ended does). To become `ClientSessions::forget_local` (DESIGN20 §1).
+    pub fn forget_session_local(&self, id: &str) {
+        FORGETTING_LOCAL.with(|f| f.set(true));
+        self.sessions().remove(id);
+        FORGETTING_LOCAL.with(|f| f.set(false));
+        self.listeners().remove(id);
+        self.tasks().forget_session(id);
+    }
+
+    /// Cross-instance coalescing of client-stream deliveries.
+    pub fn coalesce(&self) -> &relay::Coalesce {
+        &self.inner.coalesce
+    }
+
+    /// Queues `message` for legacy client session `session`'s standalone GET
+    /// stream: here when it is open here, else (with the cluster bus) on the
+    /// instance holding it (`stream_holder`, one Redis GET, then one
+    /// PUBLISH). False when no stream took it.
+    pub fn send_to_session(&self, session: &str, message: &serde_json::Value) -> bool {
+        if self.listeners().send_one(session, message) {
+            return true;
+        }
+        let Some(c) = self.cluster() else { return false };
+        match c.stream_holder(session) {
+            Some(holder) if holder != c.id() => {
+                c.send(&holder, &crate::cluster::Delivery::ToSession { session: session.to_string(), message: message.clone() })
+            }
+            _ => false,
+        }
     }
 
     /// Tasks created through the hub (hub task id → owning upstream and client).
@@ -499,10 +568,19 @@ impl Hub {
         }
         let skipped: Vec<Value> = self.config().skipped.iter().map(|s| json!({"name": s.name, "reason": s.reason})).collect();
         let config = json!({"loaded": true, "servers": self.config().servers.len(), "skipped": skipped});
-        Response::json(
-            200,
-            &json!({"status": status, "config": config, "store": store, "clientSessions": self.sessions().len(), "servers": servers}),
-        )
+        let mut body = json!({"status": status, "config": config, "store": store, "clientSessions": self.sessions().len(), "servers": servers});
+        if let Some(c) = self.cluster() {
+            let f = c.figures();
+            let peers: Vec<Value> = c.peers().into_iter().map(|(id, age)| json!({"instance": id, "ageMs": age})).collect();
+            let total = |v: &[(&str, u64)]| v.iter().map(|(_, n)| n).sum::<u64>();
+            body["cluster"] = json!({
+                "instance": f.instance,
+                "peers": peers,
+                "deliveries": {"sent": total(&f.sent), "received": total(&f.received)},
+                "subscribed": f.subscribed,
+            });
+        }
+        Response::json(200, &body)
     }
 
     /// `/mcp` with its request id, log line and metrics: the request's
@@ -652,6 +730,10 @@ impl Hub {
     /// `resources/updated` of the URIs it subscribed to, until it leaves.
     fn standalone_stream(&self, session: &str) -> Response {
         let (token, rx) = self.listeners().open(session);
+        // Other instances find this stream through its holder record (DESIGN20 §2).
+        if let Some(c) = self.cluster() {
+            c.hold_stream(session);
+        }
         let hub = self.clone();
         let session = session.to_string();
         Response::sse(move |sink: &mut crate::http::SseSink| {
@@ -666,7 +748,11 @@ impl Hub {
                     Err(_) => break,
                 }
             }
-            hub.listeners().close(&session, token);
+            if hub.listeners().close(&session, token) {
+                if let Some(c) = hub.cluster() {
+                    c.release_stream(&session);
+                }
+            }
         })
     }
 
@@ -679,6 +765,10 @@ impl Hub {
             Some(id) if self.sessions().get(id).is_some_and(|s| s.user.as_deref() == user.map(|u| u.name.as_str())) && self.sessions().remove(id) => {
                 self.listeners().remove(id);
                 self.tasks().forget_session(id);
+                // Other instances drop their copy, its GET stream and tasks (DESIGN20 §2).
+                if let Some(c) = self.cluster() {
+                    c.broadcast(&crate::cluster::Delivery::SessionEnded { session: id.to_string() });
+                }
                 Response::empty(200)
             }
             Some(_) => Refusal::DeleteSessionNotFound.response(None),
@@ -701,16 +791,30 @@ impl Hub {
 
     /// A client's answer to a server→client request relayed on one of its
     /// calls' streams: back to that upstream session (202).
+    ///
+    /// With the cluster bus, an answer no local table claims whose id names
+    /// another instance (`mcphub-r<instance>.<n>`, `mcphub-i<instance>.<n>`)
+    /// goes to that instance ([`crate::cluster::Delivery::ClientAnswer`]),
+    /// which claims it with the same session and user check
+    /// ([`relay::claim_remote`]); so does one whose session this instance
+    /// does not know (the owner, where the call runs, knows it).
     fn client_answer(&self, req: &Request, message: &Value, user: Option<&crate::users::User>) -> Response {
         crate::trace::note(|i| i.method = "response".into());
+        let user_name = user.map(|u| u.name.clone());
         match self.legacy_session(req.header(SESSION_HEADER), None, user) {
             Ok(session) => {
-                if !self.pending().answer(&session.id, message) && !self.mrtr().answer(&session.id, message) {
+                if !self.pending().answer(&session.id, message)
+                    && !self.mrtr().answer(&session.id, message)
+                    && !relay::answer_elsewhere(self, &session.id, user_name, message)
+                {
                     log::debug!("a client answered a request the hub is not waiting for; ignored");
                 }
                 Response::empty(202)
             }
-            Err(rejection) => rejection,
+            Err(rejection) => match req.header(SESSION_HEADER) {
+                Some(sid) if relay::answer_elsewhere(self, sid, user_name, message) => Response::empty(202),
+                _ => rejection,
+            },
         }
     }
 

@@ -46,8 +46,10 @@ pub const PARK_TTL: Duration = Duration::from_secs(60);
 pub const MAX_PARKED: usize = 1024;
 /// Most legacy-client answers awaited at once.
 pub const MAX_WAITING: usize = 10_000;
-/// Prefix of the hub's `requestState` tokens.
-const TOKEN_PREFIX: &str = "mcphub-state-";
+/// Prefix of the hub's `requestState` tokens: `mcphub-state-<hex>`, or with
+/// the cluster bus `mcphub-state-<instance>.<hex>` (the instance holding the
+/// parked call, to which a retry landing elsewhere is forwarded; DESIGN20 §2).
+pub const TOKEN_PREFIX: &str = "mcphub-state-";
 
 /// Whether a response message carries an `InputRequiredResult`.
 pub fn is_input_required(message: &Value) -> bool {
@@ -98,6 +100,8 @@ pub struct Mrtr {
     waiting: Mutex<HashMap<String, Waiter>>,
     next: AtomicU64,
     parked: Arc<Parked>,
+    /// This instance on the cluster bus (ids and tokens name it), if any.
+    instance: Option<String>,
 }
 
 struct Waiter {
@@ -107,6 +111,11 @@ struct Waiter {
 }
 
 impl Mrtr {
+    /// Empty state whose hub ids and tokens name `instance` (the cluster bus), if any.
+    pub fn for_instance(instance: Option<&str>) -> Mrtr {
+        Mrtr { instance: instance.map(str::to_string), ..Mrtr::default() }
+    }
+
     /// Routes a legacy client's POSTed JSON-RPC response to the call waiting
     /// for it: only the client session the request was sent to may answer,
     /// once. Returns whether it was routed.
@@ -225,7 +234,8 @@ fn ask(
     let mut ids = Vec::with_capacity(requests.len());
     let outcome = (|| {
         for (key, method, params) in requests {
-            let hub_id = format!("mcphub-i{}", mrtr.next.fetch_add(1, Ordering::Relaxed));
+            let n = mrtr.next.fetch_add(1, Ordering::Relaxed);
+            let hub_id = format!("{}{n}", relay::id_prefix('i', mrtr.instance.as_deref()));
             {
                 let mut waiting = mrtr.waiting.lock();
                 if waiting.len() >= MAX_WAITING {
@@ -359,7 +369,10 @@ pub fn park(hub: &Hub, upstream: &Arc<Upstream>, call: CallStream, request: Valu
 /// requests, or the call back when [`MAX_PARKED`] are parked.
 fn store(hub: &Hub, mut parked: Box<ParkedCall>) -> Result<(String, Value), Box<ParkedCall>> {
     parked.origin.rounds += 1;
-    let token = format!("{TOKEN_PREFIX}{}", super::sessions::new_session_id());
+    let token = match &hub.mrtr().instance {
+        Some(i) => format!("{TOKEN_PREFIX}{i}.{}", super::sessions::new_session_id()),
+        None => format!("{TOKEN_PREFIX}{}", super::sessions::new_session_id()),
+    };
     let mut requests = Map::new();
     for (key, _, request) in &parked.outstanding {
         let mut entry = json!({"method": request.get("method").cloned().unwrap_or(Value::Null)});
@@ -426,8 +439,19 @@ fn spawn_reaper(threads: &crate::threads::Threads, parked: Weak<Parked>) {
 /// unknown, expired, already used or mismatched `requestState`; a new
 /// `InputRequiredResult` for requests the retry left unanswered; else the
 /// answers go upstream and the same upstream call is relayed on.
+///
+/// With the cluster bus, a token naming another instance is forwarded to it
+/// ([`crate::cluster::Cluster::forward`] until the request's deadline), which
+/// resumes the call ([`resume_forwarded`]) and answers with the JSON-RPC
+/// message (as JSON: the rest of the call is not streamed across
+/// instances); a dead or silent owner → the same `-32602`.
 pub fn resume(hub: &Hub, down: &Downstream, id: &Value, method: &str, params: &Map<String, Value>, upstream: &Arc<Upstream>) -> Option<Response> {
     let state = params.get("requestState")?;
+    if down.era == Era::Modern {
+        if let Some(owner) = state.as_str().and_then(token_owner).filter(|o| hub.mrtr().instance.as_deref().is_some_and(|me| me != *o)) {
+            return Some(forward_retry(hub, down, id, method, params, upstream, owner));
+        }
+    }
     if down.era != Era::Modern || upstream.state().era != Some(Era::Legacy) {
         return None;
     }
@@ -465,6 +489,85 @@ pub fn resume(hub: &Hub, down: &Downstream, id: &Value, method: &str, params: &M
         });
     }
     Some(continue_call(hub, down, id, params, parked))
+}
+
+/// The instance a cluster-form token names (`mcphub-state-<instance>.<hex>`).
+pub fn token_owner(token: &str) -> Option<&str> {
+    let (instance, rest) = token.strip_prefix(TOKEN_PREFIX)?.split_once('.')?;
+    (crate::cluster::valid_instance_id(instance) && !rest.is_empty()).then_some(instance)
+}
+
+/// A retry of a call parked on instance `owner`: forwarded there, its
+/// answer given back as it came (status and JSON body); `-32602` when the
+/// owner is gone or silent until the deadline.
+fn forward_retry(hub: &Hub, down: &Downstream, id: &Value, method: &str, params: &Map<String, Value>, upstream: &Upstream, owner: &str) -> Response {
+    let invalid = || Refusal::RequestStateInvalid.response(Some(id));
+    let Some(c) = hub.cluster() else { return invalid() };
+    let body = json!({
+        "id": id,
+        "method": method,
+        "params": params,
+        "server": upstream.name(),
+        "capabilities": down.capabilities,
+        "clientInfo": down.client_info,
+        "logLevel": down.log_level,
+        "user": down.user.as_ref().map(|u| u.name.clone()),
+        "remainingMs": down.deadline.saturating_duration_since(Instant::now()).as_millis() as u64,
+    });
+    match c.forward(owner, "mrtr", body, down.deadline) {
+        Ok(answer) => {
+            let status = answer.get("status").and_then(Value::as_u64).and_then(|s| u16::try_from(s).ok()).unwrap_or(502);
+            match answer.get("body") {
+                Some(b) if !b.is_null() => Response::json(status, b),
+                _ => invalid(),
+            }
+        }
+        Err(e) => {
+            log::debug!("a retry of a call parked on instance '{owner}' was not answered: {e}");
+            invalid()
+        }
+    }
+}
+
+/// Runs a retry another instance forwarded ([`forward_retry`]) here, where
+/// the call is parked; the answer as `{"status", "body"}` (the JSON-RPC
+/// message). A retry whose token is not parked here, or for a server this
+/// instance does not serve, gets the `-32602` refusal.
+pub fn resume_forwarded(hub: &Hub, body: &Value) -> Value {
+    let id = body.get("id").cloned().unwrap_or(Value::Null);
+    let refuse = |r: Response| wrap(r);
+    let method = body.get("method").and_then(Value::as_str).unwrap_or("");
+    let params = body.get("params").and_then(Value::as_object).cloned().unwrap_or_default();
+    let server = body.get("server").and_then(Value::as_str).unwrap_or("");
+    let Some(upstream) = hub.catalog().upstreams().into_iter().find(|u| u.name() == server) else {
+        return refuse(Refusal::RequestStateInvalid.response(Some(&id)));
+    };
+    // Only a token of this instance is resumed here: never forwarded on.
+    if params.get("requestState").and_then(Value::as_str).and_then(token_owner) != hub.mrtr().instance.as_deref() {
+        return refuse(Refusal::RequestStateInvalid.response(Some(&id)));
+    }
+    let remaining = Duration::from_millis(body.get("remainingMs").and_then(Value::as_u64).unwrap_or(0));
+    let down = Downstream {
+        era: Era::Modern,
+        session: None,
+        client_info: body.get("clientInfo").filter(|v| !v.is_null()).cloned(),
+        capabilities: body.get("capabilities").filter(|v| !v.is_null()).cloned(),
+        log_level: body.get("logLevel").and_then(Value::as_str).map(str::to_string),
+        accepts_sse: false,
+        deadline: Instant::now() + remaining,
+        headers: Vec::new(),
+        user: None,
+    };
+    let answer = resume(hub, &down, &id, method, &params, &upstream).unwrap_or_else(|| Refusal::RequestStateInvalid.response(Some(&id)));
+    wrap(answer)
+}
+
+/// `{"status", "body"}` of a JSON answer (a streamed one cannot cross: 502, no body).
+fn wrap(r: Response) -> Value {
+    match &r.body {
+        crate::http::Body::Full(bytes) => json!({"status": r.status, "body": serde_json::from_slice::<Value>(bytes).unwrap_or(Value::Null)}),
+        crate::http::Body::Sse(_) => json!({"status": 502, "body": null}),
+    }
 }
 
 /// Relays the rest of a parked call to the client that retried it.

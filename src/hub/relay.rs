@@ -52,14 +52,40 @@ struct Pending {
     expires: Option<Instant>,
 }
 
-/// Server→client requests in flight, by hub id (`mcphub-r{n}`).
+/// Server→client requests in flight, by hub id (`mcphub-r{n}`; with the
+/// cluster bus `mcphub-r<instance>.<n>`, so an answer POSTed to another
+/// instance finds its way back, DESIGN20 §2).
 #[derive(Default)]
 pub struct PendingRequests {
     map: Mutex<HashMap<String, Pending>>,
     next: AtomicU64,
+    /// `mcphub-r` or `mcphub-r<instance>.`.
+    prefix: String,
+}
+
+/// The prefix of hub ids of kind `kind` (`r`, `i`): `mcphub-<kind>`, or
+/// `mcphub-<kind><instance>.` on the cluster bus.
+pub fn id_prefix(kind: char, instance: Option<&str>) -> String {
+    match instance {
+        Some(i) => format!("mcphub-{kind}{i}."),
+        None => format!("mcphub-{kind}"),
+    }
+}
+
+/// The instance named by a hub id of the cluster form
+/// (`mcphub-r<instance>.<n>`, `mcphub-i<instance>.<n>`); `None` otherwise.
+pub fn instance_of_hub_id(id: &str) -> Option<&str> {
+    let rest = id.strip_prefix("mcphub-r").or_else(|| id.strip_prefix("mcphub-i"))?;
+    let (instance, n) = rest.rsplit_once('.')?;
+    (crate::cluster::valid_instance_id(instance) && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).then_some(instance)
 }
 
 impl PendingRequests {
+    /// An empty table whose ids name `instance` (the cluster bus), if any.
+    pub fn for_instance(instance: Option<&str>) -> PendingRequests {
+        PendingRequests { prefix: id_prefix('r', instance), ..PendingRequests::default() }
+    }
+
     fn insert(&self, pending: Pending) -> Option<String> {
         let mut map = self.map.lock();
         if map.len() >= MAX_PENDING {
@@ -69,7 +95,8 @@ impl PendingRequests {
         if map.len() >= MAX_PENDING {
             return None;
         }
-        let id = format!("mcphub-r{}", self.next.fetch_add(1, Ordering::Relaxed));
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let id = if self.prefix.is_empty() { format!("mcphub-r{n}") } else { format!("{}{n}", self.prefix) };
         map.insert(id.clone(), pending);
         Some(id)
     }
@@ -215,12 +242,15 @@ impl Listeners {
         (token, rx)
     }
 
-    /// Closes `session`'s stream if it is still the one `token` opened.
-    pub fn close(&self, session: &str, token: u64) {
+    /// Closes `session`'s stream if it is still the one `token` opened;
+    /// true when it was.
+    pub fn close(&self, session: &str, token: u64) -> bool {
         let mut map = self.map.lock();
         if map.get(session).is_some_and(|(t, _)| *t == token) {
             map.remove(session);
+            return true;
         }
+        false
     }
 
     /// Drops `session`'s stream (the session ended); its reader then ends.
@@ -255,23 +285,167 @@ impl Listeners {
 /// A notification an upstream sent outside any call: `list_changed` drops
 /// the cached lists and goes to every listening client, `resources/updated`
 /// to the clients subscribed to that URI on that server; others are dropped.
+/// With the cluster bus it is then broadcast
+/// ([`crate::cluster::Delivery::UpstreamNotification`]; one PUBLISH), and
+/// every other instance applies it without broadcasting again ([`delivered`]).
 pub fn upstream_notification(hub: &Hub, server: &str, message: &Value) {
     let Some(method) = message.get("method").and_then(Value::as_str) else { return };
+    let shared = apply_notification(hub, server, method, message);
+    if let (true, Some(c)) = (shared, hub.cluster()) {
+        c.broadcast(&crate::cluster::Delivery::UpstreamNotification { server: server.to_string(), message: message.clone() });
+    }
+}
+
+/// Applies an upstream's notification here ([`upstream_notification`]);
+/// true for the kinds other instances need too.
+fn apply_notification(hub: &Hub, server: &str, method: &str, message: &Value) -> bool {
     hub.catalog().on_notification(server, method);
     match method {
         "notifications/tools/list_changed" | "notifications/prompts/list_changed" | "notifications/resources/list_changed" => {
-            hub.listeners().send_all(&json!({"jsonrpc": "2.0", "method": method}));
-            hub.listen_streams().send_list_changed(method);
+            if hub.coalesce().first(method, "") {
+                hub.listeners().send_all(&json!({"jsonrpc": "2.0", "method": method}));
+                hub.listen_streams().send_list_changed(method);
+            }
+            true
         }
         "notifications/resources/updated" => {
-            let Some(uri) = crate::protocol::jsonrpc::at(message, &["params", "uri"]).and_then(Value::as_str) else { return };
-            let subscribers = hub.subscriptions().subscribers(server, uri);
-            hub.listeners().send_to(&subscribers, message);
-            hub.listen_streams().send_to(&subscribers, message);
+            let Some(uri) = crate::protocol::jsonrpc::at(message, &["params", "uri"]).and_then(Value::as_str) else { return false };
+            if hub.coalesce().first(method, uri) {
+                let subscribers = hub.subscriptions().subscribers(server, uri);
+                if hub.cluster().is_none() {
+                    hub.listeners().send_to(&subscribers, message);
+                } else {
+                    for s in &subscribers {
+                        hub.send_to_session(s, message);
+                    }
+                }
+                hub.listen_streams().send_to(&subscribers, message);
+            }
+            true
         }
-        "notifications/tasks/status" => super::tasks::route_status(hub.tasks(), hub.listeners(), server, message),
-        _ => {}
+        "notifications/tasks/status" => {
+            super::tasks::route_status(hub, server, message);
+            true
+        }
+        _ => false,
     }
+}
+
+/// Deliveries to client streams within [`COALESCE_WINDOW`] of the same one
+/// (same `list_changed` method; `resources/updated` per URI) are sent once:
+/// with several instances each may hear an upstream's notification itself
+/// and from the bus (DESIGN20 §2). Off (every delivery passes) without the
+/// cluster bus, so one instance behaves as before.
+pub struct Coalesce {
+    on: bool,
+    seen: Mutex<HashMap<(String, String), Instant>>,
+}
+
+/// How long a delivery to client streams suppresses the same one.
+pub const COALESCE_WINDOW: Duration = Duration::from_millis(250);
+
+impl Coalesce {
+    /// Coalescing on (`on`: the cluster bus is on) or off.
+    pub fn new(on: bool) -> Coalesce {
+        Coalesce { on, seen: Mutex::new(HashMap::new()) }
+    }
+
+    /// Whether a delivery of `method` (for `uri`, or `""`) goes out now:
+    /// true unless the same went out less than [`COALESCE_WINDOW`] ago.
+    pub fn first(&self, method: &str, uri: &str) -> bool {
+        if !self.on {
+            return true;
+        }
+        let now = Instant::now();
+        let mut seen = self.seen.lock();
+        if seen.len() > 1024 {
+            seen.retain(|_, at| now.duration_since(*at) < COALESCE_WINDOW);
+        }
+        let key = (method.to_string(), uri.to_string());
+        match seen.get(&key) {
+            Some(at) if now.duration_since(*at) < COALESCE_WINDOW => false,
+            _ => {
+                seen.insert(key, now);
+                true
+            }
+        }
+    }
+}
+
+/// A delivery from another instance (the cluster bus's handler; runs on the
+/// subscriber thread, so anything that may block — an upstream POST, a
+/// parked call's resume — moves to a short `cluster-work` thread).
+pub fn delivered(hub: &Hub, from: &str, d: crate::cluster::Delivery) {
+    use crate::cluster::Delivery;
+    match d {
+        Delivery::UpstreamNotification { server, message } => {
+            if let Some(method) = message.get("method").and_then(Value::as_str) {
+                apply_notification(hub, &server, method, &message);
+            }
+        }
+        Delivery::ToSession { session, message } => {
+            let method = message.get("method").and_then(Value::as_str).unwrap_or("");
+            let uri = crate::protocol::jsonrpc::at(&message, &["params", "uri"]).and_then(Value::as_str).unwrap_or("");
+            let fresh = (!method.ends_with("list_changed") && method != "notifications/resources/updated") || hub.coalesce().first(&format!("{session}\0{method}"), uri);
+            if fresh && !hub.listeners().send_one(&session, &message) {
+                log::debug!("cluster: a message for a GET stream that is no longer here; dropped");
+            }
+        }
+        Delivery::SessionEnded { session } => {
+            // The session ended elsewhere: drop the local copy, its stream and tasks.
+            hub.forget_session_local(&session);
+        }
+        Delivery::ClientAnswer { session, user, message } => {
+            let hub2 = hub.clone();
+            let spawned = hub.threads().spawn("cluster-work", crate::threads::Kind::Call, move || {
+                if !claim_remote(&hub2, &session, user.as_deref(), &message) {
+                    log::debug!("cluster: a client answer forwarded here matched no waiting request; ignored");
+                }
+            });
+            if let Err(e) = spawned {
+                log::warn!("cluster: cannot start a thread for a client answer: {e}");
+            }
+        }
+        Delivery::Forward { from: asker, corr, kind, body } => {
+            let hub2 = hub.clone();
+            let spawned = hub.threads().spawn("cluster-work", crate::threads::Kind::Call, move || {
+                let answer = match kind.as_str() {
+                    "mrtr" => super::mrtr::resume_forwarded(&hub2, &body),
+                    _ => serde_json::json!({"status": 400, "body": null}),
+                };
+                if let Some(c) = hub2.cluster() {
+                    c.reply(&asker, corr, answer);
+                }
+            });
+            if let Err(e) = spawned {
+                log::warn!("cluster: cannot start a thread for a forward from '{from}': {e}");
+            }
+        }
+        Delivery::Subscription { .. } | Delivery::Reply { .. } => {}
+    }
+}
+
+/// A client's answer forwarded by another instance: claimed here like a
+/// local one, when `session` is a live session here of `user`.
+pub fn claim_remote(hub: &Hub, session: &str, user: Option<&str>, message: &Value) -> bool {
+    let Some(s) = hub.sessions().get(session) else { return false };
+    if s.user.as_deref() != user {
+        return false;
+    }
+    hub.pending().answer(session, message) || hub.mrtr().answer(session, message)
+}
+
+/// Sends a client's answer to the instance its id names
+/// ([`instance_of_hub_id`]) when that is another one; true when an instance
+/// received it.
+pub fn answer_elsewhere(hub: &Hub, session: &str, user: Option<String>, message: &Value) -> bool {
+    let Some(c) = hub.cluster() else { return false };
+    let Some(owner) = message.get("id").and_then(Value::as_str).and_then(instance_of_hub_id) else { return false };
+    if owner == c.id() {
+        return false;
+    }
+    let d = crate::cluster::Delivery::ClientAnswer { session: session.to_string(), user, message: message.clone() };
+    c.send(owner, &d)
 }
 
 /// A server→client request on the standalone GET stream of the upstream
@@ -297,7 +471,7 @@ pub fn upstream_request(hub: &Hub, upstream: &Arc<Upstream>, client_session: &st
     };
     let hub_id = hub.pending().insert(pending).ok_or("too many server→client requests are waiting")?;
     r["id"] = json!(hub_id);
-    if hub.listeners().send_one(client_session, &r) {
+    if hub.send_to_session(client_session, &r) {
         log::debug!("upstream '{}' sent '{method}' on its standalone stream; relayed to the client's GET stream as {hub_id}", upstream.name());
         Ok(())
     } else {

@@ -701,11 +701,14 @@ pub fn status_for(tasks: &Tasks, server: &str, mut n: Value, session: &str) -> O
 
 /// A `notifications/tasks/status` an upstream sent outside any call (its GET
 /// stream): to the owning legacy session's GET stream only.
-pub fn route_status(tasks: &Tasks, listeners: &super::relay::Listeners, server: &str, n: &Value) {
+/// With the cluster bus, a GET stream open on another instance gets it there
+/// ([`super::Hub::send_to_session`]).
+pub fn route_status(hub: &super::Hub, server: &str, n: &Value) {
+    let tasks = hub.tasks();
     let Some(upstream_id) = crate::protocol::jsonrpc::at(n, &["params", "taskId"]).and_then(Value::as_str) else { return };
     let Some((_, Owner { session: Some(session), .. })) = tasks.hub_id(server, upstream_id) else { return };
     if let Some(m) = status_for(tasks, server, n.clone(), &session) {
-        listeners.send_to(&[session], &m);
+        hub.send_to_session(&session, &m);
     }
 }
 
