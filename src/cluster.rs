@@ -31,7 +31,6 @@
 //! pool's timeouts (the breaker answers at once while open). No session id
 //! appears in a key unhashed, a log line or a metric label.
 
-use crate::config::RedisConfig;
 use crate::metrics::ClusterFigures;
 use crate::store::redis::RedisStore;
 use crate::threads::{Kind, Stop, Threads};
@@ -258,10 +257,11 @@ pub fn stream_key(session: &str) -> String {
 impl Cluster {
     /// Joins the bus: picks the instance id (`instance`, else random), starts
     /// the heartbeat and subscriber threads under `threads` (the hub's owner:
-    /// they end at its shutdown). `redis` publishes; `cfg` opens the
-    /// subscriber's own connection. Never fails: a Redis that is down makes
+    /// they end at its shutdown). `redis` publishes and opens the
+    /// subscriber's own connection (`RedisStore::open_dedicated`: the current
+    /// primary, through Sentinel when configured). Never fails: a Redis that is down makes
     /// the subscriber retry and every publish fail (counted).
-    pub fn start(redis: RedisStore, cfg: &RedisConfig, instance: Option<String>, threads: &Threads) -> Cluster {
+    pub fn start(redis: RedisStore, instance: Option<String>, threads: &Threads) -> Cluster {
         let id = instance.filter(|i| valid_instance_id(i)).unwrap_or_else(crate::random::hex::<6>);
         let inner = Arc::new(Inner {
             id,
@@ -284,8 +284,8 @@ impl Cluster {
         if let Err(e) = threads.spawn_owned("cluster-heartbeat", Kind::Poller, move |stop| heartbeat_loop(weak, stop)) {
             log::warn!("cluster: cannot start the heartbeat thread: {e}");
         }
-        let (weak, cfg) = (Arc::downgrade(&inner), cfg.clone());
-        if let Err(e) = threads.spawn_owned("cluster-sub", Kind::Listen, move |stop| subscriber_loop(weak, &cfg, stop)) {
+        let (weak, store) = (Arc::downgrade(&inner), inner.redis.clone());
+        if let Err(e) = threads.spawn_owned("cluster-sub", Kind::Listen, move |stop| subscriber_loop(weak, &store, stop)) {
             log::warn!("cluster: cannot start the subscriber thread: {e}");
         }
         Cluster { inner }
@@ -532,16 +532,6 @@ fn heartbeat_loop(cluster: Weak<Inner>, stop: &Stop) {
     }
 }
 
-/// Opens the subscriber's own connection with the pool's connect and IO
-/// timeouts. To be replaced by `RedisStore::open_dedicated()` (DESIGN20 §3:
-/// follows Sentinel) when that lands.
-fn open_dedicated(cfg: &RedisConfig) -> redis::RedisResult<redis::Connection> {
-    let client = redis::Client::open(cfg.url.as_str())?;
-    let conn = client.get_connection_with_timeout(cfg.connect_timeout)?;
-    conn.set_write_timeout(Some(cfg.io_timeout))?;
-    Ok(conn)
-}
-
 /// A pause of `base` ± 20 %.
 fn jittered(base: Duration) -> Duration {
     let jitter = (u64::from_le_bytes(crate::random::bytes::<8>()) % 401) as f64 / 1000.0 - 0.2;
@@ -550,7 +540,7 @@ fn jittered(base: Duration) -> Duration {
 
 /// Subscribes and hands each message over until stopped, reconnecting with
 /// a jittered back-off.
-fn subscriber_loop(cluster: Weak<Inner>, cfg: &RedisConfig, stop: &Stop) {
+fn subscriber_loop(cluster: Weak<Inner>, store: &RedisStore, stop: &Stop) {
     let mut backoff = BACKOFF_MIN;
     let mut first = true;
     loop {
@@ -564,7 +554,7 @@ fn subscriber_loop(cluster: Weak<Inner>, cfg: &RedisConfig, stop: &Stop) {
             }
         }
         first = false;
-        match open_dedicated(cfg) {
+        match store.open_dedicated() {
             Ok(mut conn) => {
                 let mut ps = conn.as_pubsub();
                 let subscribed = ps.set_read_timeout(Some(SUB_READ_TIMEOUT)).and_then(|_| ps.subscribe(&[ALL_CHANNEL, own.as_str()]));
@@ -594,7 +584,7 @@ fn subscriber_loop(cluster: Weak<Inner>, cfg: &RedisConfig, stop: &Stop) {
                     Err(e) => log::debug!("cluster: cannot subscribe: {:?}", e.kind()),
                 }
             }
-            Err(e) => log::debug!("cluster: cannot connect the subscriber: {:?}", e.kind()),
+            Err(e) => log::debug!("cluster: cannot connect the subscriber: {e}"),
         }
         if let Some(i) = cluster.upgrade() {
             i.subscribed.store(false, Ordering::Relaxed);

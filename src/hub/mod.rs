@@ -38,12 +38,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-thread_local! {
-    /// Set while [`Hub::forget_session_local`] drops a session that ended
-    /// elsewhere, so the end hook does not act on it a second time.
-    static FORGETTING_LOCAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
 /// The session header (2025-11-25 transports).
 pub const SESSION_HEADER: &str = "Mcp-Session-Id";
 
@@ -197,10 +191,7 @@ impl Hub {
         let catalog = Catalog::new(upstreams, config.tool_naming, config.list_cache_ttl, config.list_timeout, config.list_cache_contexts);
         let sessions = ClientSessions::with_redis(config.client_session_idle, config.max_client_sessions, redis.clone());
         let limits = crate::limits::RateLimits::new(&config.rate_limits, redis.clone());
-        let cluster = match (&redis, &config.redis) {
-            (Some(r), Some(cfg)) => Some(crate::cluster::Cluster::start(r.clone(), cfg, None, &threads)),
-            _ => None,
-        };
+        let cluster = redis.as_ref().map(|r| crate::cluster::Cluster::start(r.clone(), None, &threads));
         let instance = cluster.as_ref().map(|c| c.id().to_string());
         let activity = match &redis {
             Some(r) => crate::users::activity::Activity::redis(r.clone(), &threads),
@@ -252,10 +243,6 @@ impl Hub {
         // sessions (DELETE upstream, off the request path).
         let weak = Arc::downgrade(&hub.inner);
         hub.sessions().set_on_end(Box::new(move |ids: &[String]| {
-            // A session that ended on another instance: that one ends its upstream sessions.
-            if FORGETTING_LOCAL.with(std::cell::Cell::get) {
-                return;
-            }
             let Some(inner) = weak.upgrade() else { return };
             if !inner.config.read().servers.iter().any(|s| s.session_sharing == crate::config::SessionSharing::Client) {
                 return;
@@ -449,9 +436,7 @@ impl Hub {
     /// without ending its upstream sessions again (the instance where it
     /// ended does). To become `ClientSessions::forget_local` (DESIGN20 §1).
     pub fn forget_session_local(&self, id: &str) {
-        FORGETTING_LOCAL.with(|f| f.set(true));
-        self.sessions().remove(id);
-        FORGETTING_LOCAL.with(|f| f.set(false));
+        self.sessions().forget_local(id);
         self.listeners().remove(id);
         self.tasks().forget_session(id);
     }
