@@ -118,17 +118,6 @@ pub enum Delivery {
         /// The client session id.
         session: String,
     },
-    /// A resource subscription changed (broadcast).
-    Subscription {
-        /// The server's name.
-        server: String,
-        /// The resource URI.
-        uri: String,
-        /// The client session id.
-        session: String,
-        /// Subscribed (true) or unsubscribed.
-        on: bool,
-    },
     /// A request to the owner of some state (`kind` `"mrtr"`: a retry of a
     /// parked call), answered with a [`Delivery::Reply`] to `from`.
     Forward {
@@ -152,8 +141,7 @@ pub enum Delivery {
 
 /// The `kind` label values of `mcphub_cluster_deliveries_total`, in
 /// [`Delivery::index`] order.
-pub const KINDS: [&str; 7] =
-    ["upstream_notification", "to_session", "client_answer", "session_ended", "subscription", "forward", "reply"];
+pub const KINDS: [&str; 6] = ["upstream_notification", "to_session", "client_answer", "session_ended", "forward", "reply"];
 
 /// The `cause` label values of `mcphub_cluster_forward_failures_total`.
 pub const FORWARD_CAUSES: [&str; 3] = ["no_receiver", "timeout", "unavailable"];
@@ -165,9 +153,8 @@ impl Delivery {
             Delivery::ToSession { .. } => 1,
             Delivery::ClientAnswer { .. } => 2,
             Delivery::SessionEnded { .. } => 3,
-            Delivery::Subscription { .. } => 4,
-            Delivery::Forward { .. } => 5,
-            Delivery::Reply { .. } => 6,
+            Delivery::Forward { .. } => 4,
+            Delivery::Reply { .. } => 5,
         }
     }
 }

@@ -421,7 +421,7 @@ pub fn delivered(hub: &Hub, from: &str, d: crate::cluster::Delivery) {
                 log::warn!("cluster: cannot start a thread for a forward from '{from}': {e}");
             }
         }
-        Delivery::Subscription { .. } | Delivery::Reply { .. } => {}
+        Delivery::Reply { .. } => {}
     }
 }
 
