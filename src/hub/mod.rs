@@ -188,6 +188,7 @@ impl Hub {
         let sessions = ClientSessions::new(config.client_session_idle, config.max_client_sessions);
         let limits = crate::limits::RateLimits::new(&config.rate_limits, redis.clone());
         let streams = resume::Streams::new(redis.clone().zip(config.redis.clone()));
+        let task_table = tasks::Tasks::new(redis.clone());
         let activity = match &redis {
             Some(r) => crate::users::activity::Activity::redis(r.clone(), &threads),
             None => crate::users::activity::Activity::memory(),
@@ -210,7 +211,7 @@ impl Hub {
                 streams,
                 listeners: relay::Listeners::default(),
                 listen_streams: listen::ListenStreams::default(),
-                tasks: tasks::Tasks::default(),
+                tasks: task_table,
                 next_progress: AtomicU64::new(1),
                 limits: parking_lot::RwLock::new(Arc::new(limits)),
                 metrics: crate::metrics::Metrics::new(),
