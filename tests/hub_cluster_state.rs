@@ -160,3 +160,217 @@ fn figures_the_redis_cost_per_event() {
     let len = redis.cli(&["XLEN", &mcphub::hub::resume::redis_key("x", "y")]);
     assert_eq!(len, "0");
 }
+
+// ---- tasks across instances ----
+
+use mcphub::hub::tasks::{shared, Owner};
+use mcphub::users::{key_digest, new_key};
+
+const EXT: &str = "io.modelcontextprotocol/tasks";
+/// A well-formed hub task id that no hub ever minted.
+const NEVER: &str = "mcphub-t00000000000000000000000000000000";
+
+/// Users alice and bob, upstreams `lm` (legacy, tasks), `mm` (modern,
+/// tasks) and `jobs` (legacy, `sleep` a heavy tool: hub-run tasks), Redis.
+fn task_config(lm: &str, mm: &str, jobs: &str, alice: &str, bob: &str, redis: &RedisServer) -> Value {
+    let user = |key: &str| json!({"keys": [format!("sha256:{}", key_digest(key))]});
+    json!({
+        "toolNaming": "prefix",
+        "timeouts": {"hubMs": 28000, "clientMs": 30000},
+        "users": {"alice": user(alice), "bob": user(bob)},
+        "mcpServers": {
+            "lm": {"url": lm, "protocol": "legacy", "timeoutMs": 7000},
+            "mm": {"url": mm, "protocol": "modern", "timeoutMs": 7000},
+            "jobs": {"url": jobs, "protocol": "legacy", "timeoutMs": 27000, "heavyTools": ["sleep"]},
+        },
+        "redis": {"url": redis.url()},
+    })
+}
+
+fn task_mock(era: Era, name: &str, tasks: bool) -> Mock {
+    let m = mock_with(mcphub_mock::MockConfig { era, name: name.into(), ..mcphub_mock::MockConfig::default() });
+    if tasks {
+        m.server.enable_tasks();
+    }
+    m
+}
+
+/// A 2026-07-28 request with `key`, declaring the tasks extension.
+fn modern_with(url: &str, key: &str, method: &str, mut params: Value) -> Reply {
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "test", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {"extensions": {EXT: {}}},
+    });
+    let field = mcphub::protocol::headers::name_field(method);
+    let name = field.and_then(|f| params.get(f)).and_then(Value::as_str).map(mcphub::protocol::headers::encode_value);
+    let body = json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params}).to_string();
+    let auth = format!("Bearer {key}");
+    let mut h = vec![ACCEPT, JSON, ("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", method), ("Authorization", auth.as_str())];
+    let name_owned;
+    if let Some(n) = name {
+        name_owned = n;
+        h.push(("Mcp-Name", name_owned.as_str()));
+    }
+    send("POST", url, &h, &body)
+}
+
+/// A 2025-11-25 client session of the user with `key` (or anonymous) on `url`.
+struct LegacyClient {
+    url: String,
+    auth: Option<String>,
+    sid: String,
+}
+
+impl LegacyClient {
+    fn open(url: &str, key: Option<&str>) -> LegacyClient {
+        let auth = key.map(|k| format!("Bearer {k}"));
+        let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"test","version":"1"}}}"#;
+        let mut h = vec![ACCEPT, JSON];
+        if let Some(a) = &auth {
+            h.push(("Authorization", a.as_str()));
+        }
+        let r = send("POST", url, &h, init);
+        assert_eq!(r.status, 200, "{}", r.text);
+        let sid = r.header("mcp-session-id").expect("a session id").to_string();
+        let c = LegacyClient { url: url.to_string(), auth, sid };
+        assert_eq!(c.post(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).status, 202);
+        c
+    }
+
+    /// The same session, asked through another instance.
+    fn via(&self, url: &str) -> LegacyClient {
+        LegacyClient { url: url.to_string(), auth: self.auth.clone(), sid: self.sid.clone() }
+    }
+
+    fn post(&self, body: &str) -> Reply {
+        let mut h = vec![ACCEPT, JSON, ("Mcp-Session-Id", self.sid.as_str()), ("MCP-Protocol-Version", "2025-11-25")];
+        if let Some(a) = &self.auth {
+            h.push(("Authorization", a.as_str()));
+        }
+        send("POST", &self.url, &h, body)
+    }
+
+    fn call(&self, method: &str, params: Value) -> Reply {
+        self.post(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string())
+    }
+
+    /// Whether this instance knows the session (legacy sessions shared: branch `sessions`).
+    fn known(&self) -> bool {
+        let r = self.call("ping", json!({}));
+        assert!(r.status == 200 || r.status == 404, "{} {}", r.status, r.text);
+        r.status == 200
+    }
+}
+
+fn task_id_of(created: &Value) -> String {
+    let id = created.pointer("/result/task/taskId").or(created.pointer("/result/taskId"));
+    id.and_then(Value::as_str).unwrap_or_else(|| panic!("no CreateTaskResult: {created}")).to_string()
+}
+
+fn same_as_unknown(what: &str, theirs: &Reply, never: &Reply) {
+    assert_eq!(theirs.status, never.status, "{what}: {}", theirs.text);
+    assert_eq!(theirs.text, never.text, "{what}: another user's task must look exactly like an unknown one");
+    assert_eq!(theirs.json()["error"]["code"], -32602, "{what}: {}", theirs.text);
+}
+
+#[test]
+fn an_upstream_run_task_created_through_one_instance_is_its_owners_on_the_other() {
+    let redis = RedisServer::start();
+    let (lm, mm, jobs) = (task_mock(Era::Legacy, "lm", true), task_mock(Era::Modern, "mm", true), task_mock(Era::Legacy, "jobs", false));
+    let (alice, bob) = (new_key(), new_key());
+    let cfg = task_config(&lm.url, &mm.url, &jobs.url, &alice, &bob, &redis);
+    let (h1, h2) = (hub(&[], cfg.clone()), hub(&[], cfg));
+
+    // Modern, upstream-run: created on hub 1, answered and cancelled on hub 2.
+    let id = task_id_of(&modern_with(&h1.url, &bob, "tools/call", json!({"name": "mm__slow_task", "arguments": {"ms": 20000}})).json());
+    let got = modern_with(&h2.url, &bob, "tasks/get", json!({"taskId": id})).json();
+    assert_eq!((got["result"]["taskId"].as_str(), got["result"]["status"].as_str()), (Some(id.as_str()), Some("working")), "{got}");
+    for method in ["tasks/get", "tasks/update", "tasks/cancel"] {
+        let theirs = modern_with(&h2.url, &alice, method, json!({"taskId": id}));
+        let never = modern_with(&h2.url, &alice, method, json!({"taskId": NEVER}));
+        same_as_unknown(&format!("alice's {method} on hub 2"), &theirs, &never);
+    }
+    let still = modern_with(&h1.url, &bob, "tasks/get", json!({"taskId": id})).json();
+    assert_eq!(still["result"]["status"], "working", "alice's cancel did not reach it: {still}");
+    let cancelled = modern_with(&h2.url, &bob, "tasks/cancel", json!({"taskId": id})).json();
+    assert!(cancelled["result"].is_object(), "{cancelled}");
+    let after = modern_with(&h1.url, &bob, "tasks/get", json!({"taskId": id})).json();
+    assert_eq!(after["result"]["status"], "cancelled", "bob's cancel through hub 2 reached the upstream: {after}");
+
+    // Legacy, upstream-run: the entry names the session only by its digest.
+    let client = LegacyClient::open(&h1.url, Some(&bob));
+    let created = client.call("tools/call", json!({"name": "lm__slow_task", "arguments": {"ms": 20000}, "task": {"ttl": 60000}})).json();
+    let id = task_id_of(&created);
+    let entry = redis.cli(&["GET", &format!("{}{id}", shared::ENTRY_PREFIX)]);
+    assert!(entry.contains(&shared::digest(&client.sid)) && !entry.contains(&client.sid), "session digest only: {entry}");
+    let owner = Owner { user: Some("bob".into()), session: Some(client.sid.clone()) };
+    let (server, upstream_id) = h2.hub.tasks().find(&id, &owner).expect("hub 2 finds hub 1's task for its owner");
+    assert_eq!(server, "lm");
+    assert!(h2.hub.tasks().find(&id, &Owner { user: Some("alice".into()), ..owner.clone() }).is_none(), "another user");
+    assert!(h2.hub.tasks().find(&id, &Owner { session: Some("another".into()), ..owner.clone() }).is_none(), "another session");
+    assert!(h2.hub.tasks().find(&id, &Owner { session: None, ..owner.clone() }).is_none(), "a modern client of the same user");
+    assert_eq!(h2.hub.tasks().hub_ids_for("lm", &[upstream_id.clone(), "task-999".into()], &owner), vec![Some(id.clone()), None], "tasks/list's lookup");
+    assert_eq!(h2.hub.tasks().hub_ids_for("lm", std::slice::from_ref(&upstream_id), &Owner { user: Some("alice".into()), ..owner.clone() }), vec![None]);
+    assert_eq!(h2.hub.tasks().hub_id_of_session("lm", &upstream_id, &client.sid), Some(id.clone()), "status routing's lookup");
+    assert_eq!(h2.hub.tasks().hub_id_of_session("lm", &upstream_id, "another"), None);
+    // Over HTTP on hub 2: needs legacy sessions shared (branch `sessions`).
+    let there = client.via(&h2.url);
+    if there.known() {
+        let got = there.call("tasks/get", json!({"taskId": id})).json();
+        assert_eq!(got["result"]["taskId"], json!(id), "{got}");
+        let listed = there.call("tasks/list", json!({})).json();
+        assert!(listed.to_string().contains(&id), "{listed}");
+        assert!(there.call("tasks/cancel", json!({"taskId": id})).json()["result"].is_object());
+    } else {
+        eprintln!("hub 2 does not know hub 1's legacy session yet (branch `sessions` not merged): legacy HTTP checks on hub 2 skipped");
+    }
+}
+
+#[test]
+fn a_legacy_hub_run_task_is_answered_elsewhere_and_turns_failed_when_its_instance_dies() {
+    let redis = RedisServer::start();
+    let (lm, mm, jobs) = (task_mock(Era::Legacy, "lm", true), task_mock(Era::Modern, "mm", true), task_mock(Era::Legacy, "jobs", false));
+    let (alice, bob) = (new_key(), new_key());
+    let cfg = task_config(&lm.url, &mm.url, &jobs.url, &alice, &bob, &redis);
+    let mut h1 = HubProcess::start("cluster-state-h1", &cfg);
+    let h2 = hub(&[], cfg);
+
+    // A finished legacy hub-run task: its outcome is in the record.
+    let client = LegacyClient::open(&h1.url(), Some(&bob));
+    let quick = task_id_of(&client.call("tools/call", json!({"name": "jobs__sleep", "arguments": {"ms": 10}, "task": {"ttl": 60000}})).json());
+    let done = wait_until("the quick task to end in its record", Duration::from_secs(10), || {
+        shared::stored(h2.hub.redis().unwrap(), &quick).filter(|s| s.task["status"] != "working")
+    });
+    assert_eq!(done.task["status"], "completed", "{done:?}");
+    assert_eq!(done.outcome.as_ref().and_then(|o| o.pointer("/result/content/0/text")), Some(&json!("jobs: slept 10 ms")), "{done:?}");
+    assert_eq!(done.session, Some(shared::digest(&client.sid)));
+
+    // A long one: working while hub 1 lives (its heartbeat outlasts BEAT_TTL) …
+    let id = task_id_of(&client.call("tools/call", json!({"name": "jobs__sleep", "arguments": {"ms": 60000}, "task": {"ttl": 120000}})).json());
+    let redis2 = h2.hub.redis().unwrap();
+    let started = Instant::now();
+    wait_until("the running task's record", Duration::from_secs(5), || shared::stored(redis2, &id));
+    std::thread::sleep(shared::BEAT_TTL + Duration::from_secs(1)); // a span to observe, not a synchronisation
+    let alive = shared::stored(redis2, &id).expect("the record");
+    assert_eq!(alive.task["status"], "working", "the heartbeat keeps a live run working past BEAT_TTL: {alive:?}");
+    let there = client.via(&h2.url);
+    if there.known() {
+        assert_eq!(there.call("tasks/get", json!({"taskId": id})).json()["result"]["status"], "working");
+    } else {
+        eprintln!("hub 2 does not know hub 1's legacy session yet (branch `sessions` not merged): legacy HTTP checks on hub 2 skipped");
+    }
+    // … then hub 1 is killed: within BEAT_TTL the record reads failed everywhere.
+    h1.kill();
+    let killed = Instant::now();
+    let failed = wait_until("the dead instance's task to read failed", shared::BEAT_TTL + Duration::from_secs(5), || {
+        shared::stored(redis2, &id).filter(|s| s.task["status"] == "failed")
+    });
+    eprintln!("task read failed {:.1} s after its instance was killed (bound {:?}); it had run {:.1} s", killed.elapsed().as_secs_f64(), shared::BEAT_TTL, started.elapsed().as_secs_f64());
+    assert_eq!(failed.task["statusMessage"], shared::ORPHANED);
+    assert!(failed.outcome.unwrap()["error"]["message"].as_str().unwrap().contains("stopped"));
+    if there.known() {
+        let r = there.call("tasks/result", json!({"taskId": id})).json();
+        assert!(r["error"]["message"].as_str().is_some_and(|m| m.contains("stopped")), "{r}");
+    }
+}
