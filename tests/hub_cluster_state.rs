@@ -351,6 +351,15 @@ fn a_legacy_hub_run_task_is_answered_elsewhere_and_turns_failed_when_its_instanc
     let redis2 = h2.hub.redis().unwrap();
     let started = Instant::now();
     wait_until("the running task's record", Duration::from_secs(5), || shared::stored(redis2, &id));
+    // tasks/list's view from any instance: the owner's hub-run tasks, nobody else's.
+    let owner = Owner { user: Some("bob".into()), session: Some(client.sid.clone()) };
+    let mut listed: Vec<String> = shared::legacy_tasks(redis2, &owner).into_iter().map(|(i, _)| i).collect();
+    listed.sort();
+    let mut expected = vec![quick.clone(), id.clone()];
+    expected.sort();
+    assert_eq!(listed, expected);
+    assert!(shared::legacy_tasks(redis2, &Owner { user: Some("alice".into()), ..owner.clone() }).is_empty(), "another user");
+    assert!(shared::legacy_tasks(redis2, &Owner { session: Some("another".into()), ..owner.clone() }).is_empty(), "another session");
     std::thread::sleep(shared::BEAT_TTL + Duration::from_secs(1)); // a span to observe, not a synchronisation
     let alive = shared::stored(redis2, &id).expect("the record");
     assert_eq!(alive.task["status"], "working", "the heartbeat keeps a live run working past BEAT_TTL: {alive:?}");

@@ -303,14 +303,19 @@ impl Tasks {
     /// this instance's table, else (Redis) the entry another instance
     /// mirrored (one round trip, only for an id unknown here).
     pub fn find(&self, hub_id: &str, owner: &Owner) -> Option<(String, String)> {
-        {
-            let t = self.table.lock();
-            if let Some(e) = t.by_hub.get(hub_id).filter(|e| e.expires > Instant::now()) {
-                return (e.owner == *owner).then(|| (e.server.clone(), e.upstream_id.clone()));
-            }
+        if let Some(found) = self.find_local(hub_id, owner) {
+            return found;
         }
         let e = shared::get_entry(self.redis.as_ref()?, hub_id)?;
         e.owned_by(owner).then_some((e.server, e.upstream_id))
+    }
+
+    /// Hub task `hub_id` in this instance's table: `Some(None)` when it is
+    /// there and not `owner`'s; `None` when it is not there.
+    pub fn find_local(&self, hub_id: &str, owner: &Owner) -> Option<Option<(String, String)>> {
+        let t = self.table.lock();
+        let e = t.by_hub.get(hub_id).filter(|e| e.expires > Instant::now())?;
+        Some((e.owner == *owner).then(|| (e.server.clone(), e.upstream_id.clone())))
     }
 
     /// The hub id and owner of upstream task `upstream_id` on `server`
@@ -639,8 +644,16 @@ pub fn handle(hub: &Hub, down: &Downstream, id: Value, method: &str, mut params:
         let first_page = params.get("cursor").is_none_or(Value::is_null);
         let mut outcome = list(&hub.config(), hub.catalog(), hub.tasks(), down, &params);
         if let (true, Ok(page)) = (first_page && down.era == Era::Legacy, &mut outcome) {
-            // The hub-run tasks head the first page.
-            let mut all = hub.tasks().runs().list(&Owner::of(down));
+            // The hub-run tasks head the first page: this instance's, then
+            // (Redis) those other instances run or ran for the same owner.
+            let owner = Owner::of(down);
+            let mut all = hub.tasks().runs().list(&owner);
+            if let Some(redis) = hub.redis() {
+                let here: std::collections::HashSet<String> = all.iter().filter_map(|t| t["taskId"].as_str().map(str::to_string)).collect();
+                let mut elsewhere: Vec<Value> = shared::legacy_tasks(redis, &owner).into_iter().filter(|(id, _)| !here.contains(id)).map(|(_, t)| t).collect();
+                all.append(&mut elsewhere);
+                all.sort_by(|a, b| a["createdAt"].as_str().cmp(&b["createdAt"].as_str()));
+            }
             if let Some(Value::Array(theirs)) = page.get_mut("tasks") {
                 all.append(theirs);
                 *theirs = all;
@@ -654,7 +667,18 @@ pub fn handle(hub: &Hub, down: &Downstream, id: Value, method: &str, mut params:
     if let Some(answer) = heavy::handle(hub, down, &id, method, &hub_id) {
         return answer;
     }
-    let found = hub.tasks().find(&hub_id, &Owner::of(down));
+    // This instance's table first (memory); then Redis: a hub-run task of
+    // another instance (its record), an upstream-run one (its entry).
+    let owner = Owner::of(down);
+    let found = match hub.tasks().find_local(&hub_id, &owner) {
+        Some(found) => found,
+        None => {
+            if let Some(answer) = shared::handle(hub, down, &id, method, &hub_id) {
+                return answer;
+            }
+            hub.tasks().find(&hub_id, &owner)
+        }
+    };
     let Some((server, upstream_id)) = found else { return reply(down, &id, Err(not_found())) };
     let Some(upstream) = hub.catalog().upstream(&server) else { return reply(down, &id, Err(not_found())) };
     params.insert("taskId".into(), json!(upstream_id));

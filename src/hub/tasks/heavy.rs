@@ -269,6 +269,9 @@ pub fn start(
     if let Some(m) = mirror {
         m.publish(hub.redis()); // before the run starts: nothing can have cancelled it elsewhere
     }
+    if let (Era::Legacy, Some(redis)) = (down.era, hub.redis()) {
+        super::shared::index_legacy(redis, &hub_id, &owner, ttl);
+    }
     let mut ctx = down.call_context();
     ctx.deadline = now + ttl.min(MAX_RUN);
     ctx.call = Some(handle);
@@ -421,13 +424,12 @@ fn reply(id: &Value, outcome: Result<Value, ErrorObject>) -> Response {
 
 /// Answers `tasks/get|result|cancel` (legacy) or `tasks/get|update|cancel`
 /// (modern) for a hub-run task; `None` when `task_id` is not one (it may be
-/// an upstream's task). A task the caller may not use is -32602 like an
-/// unknown one. A modern task another instance runs is answered from the
-/// shared store ([`super::shared`]).
+/// an upstream's task, or another instance's: see [`super::shared`]). A
+/// task the caller may not use is -32602 like an unknown one.
 pub fn handle(hub: &Hub, down: &Downstream, id: &Value, method: &str, task_id: &str) -> Option<Response> {
     let hub_timeout = || hub.config().hub_timeout;
     match hub.tasks().runs().answer(down, id, method, task_id, hub.listeners(), hub_timeout) {
-        Answer::NotHere => super::shared::handle(hub, down, id, method, task_id),
+        Answer::NotHere => None,
         Answer::Cancelled(response, mirror) => {
             if let Some(m) = mirror {
                 m.publish(hub.redis()); // a cancellation is always written

@@ -255,6 +255,66 @@ pub fn put_record(redis: &RedisStore, id: &str, record: &Value, cancelling: bool
     }
 }
 
+/// Key prefix of a legacy owner's index of hub-run tasks (sorted set: hub
+/// task id, score = its expiry in unix ms): `mcp:task:owner:<sha256 hex of
+/// [user, session digest]>`.
+pub const OWNER_PREFIX: &str = "mcp:task:owner:";
+
+fn owner_key(owner: &super::Owner) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let session = digest(owner.session.as_deref()?);
+    Some(format!("{OWNER_PREFIX}{}", hex::encode(Sha256::digest(json!([owner.user, session]).to_string().as_bytes()))))
+}
+
+/// Adds legacy hub-run task `id` to its owner's index until `keep` from now
+/// (one pipelined round trip: ZADD, trim of the expired, PEXPIRE), so
+/// `tasks/list` on any instance finds it ([`legacy_tasks`]).
+pub fn index_legacy(redis: &RedisStore, id: &str, owner: &super::Owner, keep: Duration) {
+    let Some(k) = owner_key(owner) else { return };
+    let now = crate::store::now_ms();
+    let until = now + keep.as_millis() as u64;
+    let written = redis.run(|c| {
+        redis::pipe()
+            .cmd("ZADD").arg(&k).arg(until).arg(id).ignore()
+            .cmd("ZREMRANGEBYSCORE").arg(&k).arg("-inf").arg(now).ignore()
+            .cmd("PEXPIRE").arg(&k).arg(super::MAX_TTL.as_millis() as u64).ignore()
+            .query::<()>(c)
+    });
+    if let Err(e) = written {
+        log::debug!("hub task {id} not indexed in the store: {e}");
+    }
+}
+
+/// The legacy hub-run tasks of `owner` that any instance recorded, as
+/// [`stored`] reads them (`(task id, Task)`); two round trips (the index,
+/// then the records with their heartbeats); empty on a Redis error.
+pub fn legacy_tasks(redis: &RedisStore, owner: &super::Owner) -> Vec<(String, Value)> {
+    let Some(k) = owner_key(owner) else { return Vec::new() };
+    let ids: Vec<String> = redis.run(|c| redis::cmd("ZRANGEBYSCORE").arg(&k).arg(crate::store::now_ms()).arg("+inf").query(c)).unwrap_or_default();
+    let ids: Vec<String> = ids.into_iter().filter(|id| is_hub_task_id(id)).take(super::MAX_TASKS_PER_SESSION).collect();
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    let read: Vec<(Option<String>, i64)> = redis
+        .run(|c| {
+            let mut p = redis::pipe();
+            for id in &ids {
+                p.cmd("GET").arg(key(id)).cmd("EXISTS").arg(beat_key(id));
+            }
+            p.query::<Vec<(Option<String>, i64)>>(c)
+        })
+        .unwrap_or_default();
+    let session = owner.session.as_deref().map(digest);
+    ids.into_iter()
+        .zip(read)
+        .filter_map(|(id, (raw, beat))| {
+            let s = parse_stored(&raw?)?;
+            let s = if terminal(s.status()) || beat == 1 { s } else { s.orphaned() };
+            (s.user == owner.user && s.session == session).then_some((id, s.task))
+        })
+        .collect()
+}
+
 fn beat_key(id: &str) -> String {
     format!("{BEAT_PREFIX}{id}")
 }
