@@ -67,7 +67,7 @@ fn a_call_stream_cut_on_one_instance_is_resumed_from_redis_on_another() {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         assert!(Instant::now() < deadline, "the resumed stream did not end: {messages:?}");
-        let read = remote.next();
+        let read = remote.read();
         for (s, data) in read.events {
             ids.push(remote.event_id(s));
             messages.push(serde_json::from_str::<Value>(&data).unwrap());
@@ -86,7 +86,7 @@ fn a_call_stream_cut_on_one_instance_is_resumed_from_redis_on_another() {
     // A resume from the priming event gets everything after it.
     let (_, zero) = mcphub::hub::resume::parse_event_id(&priming).unwrap();
     let mut from_start = h2.hub.streams().remote(&sid, stream, zero).expect("from the priming event");
-    let all = from_start.next();
+    let all = from_start.read();
     assert_eq!(all.events.len(), 7, "6 progress events and the result: {all:?}");
     assert!(all.ended);
 

@@ -842,7 +842,7 @@ impl Hub {
 /// stream's key expiring.
 fn remote_resume(mut remote: resume::Remote) -> Response {
     Response::sse(move |sink: &mut crate::http::SseSink| loop {
-        let read = remote.next();
+        let read = remote.read();
         for (seq, data) in &read.events {
             let id = remote.event_id(*seq);
             if sink.send(&crate::http::SseEvent { id: Some(&id), data, ..Default::default() }).is_err() {

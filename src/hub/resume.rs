@@ -284,7 +284,7 @@ impl Remote {
     /// The next events: what is already there at once, else waits up to
     /// [`BLOCK`] (`XREAD BLOCK`, a connection of its own) or [`POLL_EVERY`]
     /// (polling). A Redis error reads as nothing new this round.
-    pub fn next(&mut self) -> RemoteRead {
+    pub fn read(&mut self) -> RemoteRead {
         if self.ended {
             return RemoteRead { ended: true, ..RemoteRead::default() };
         }
