@@ -193,6 +193,8 @@ impl Hub {
         let limits = crate::limits::RateLimits::new(&config.rate_limits, redis.clone());
         let cluster = redis.as_ref().map(|r| crate::cluster::Cluster::start(r.clone(), None, &threads));
         let instance = cluster.as_ref().map(|c| c.id().to_string());
+        let streams = resume::Streams::new(redis.clone().zip(config.redis.clone()));
+        let task_table = tasks::Tasks::new(redis.clone());
         let activity = match &redis {
             Some(r) => crate::users::activity::Activity::redis(r.clone(), &threads),
             None => crate::users::activity::Activity::memory(),
@@ -212,10 +214,10 @@ impl Hub {
                 mrtr: mrtr::Mrtr::for_instance(instance.as_deref()),
                 in_flight: relay::InFlight::default(),
                 subscriptions: relay::Subscriptions::default(),
-                streams: resume::Streams::default(),
+                streams,
                 listeners: relay::Listeners::default(),
                 listen_streams: listen::ListenStreams::default(),
-                tasks: tasks::Tasks::default(),
+                tasks: task_table,
                 next_progress: AtomicU64::new(1),
                 limits: parking_lot::RwLock::new(Arc::new(limits)),
                 metrics: crate::metrics::Metrics::new(),
@@ -692,9 +694,16 @@ impl Hub {
         let Some(last) = req.header("Last-Event-ID") else {
             return self.standalone_stream(&session.id);
         };
-        let found = resume::parse_event_id(last).and_then(|(stream, seq)| Some((self.streams().find(&session.id, stream)?, seq)));
-        let Some((log, mut seq)) = found else {
+        let Some((stream, mut seq)) = resume::parse_event_id(last) else {
             return Refusal::UnknownEventId.response(None);
+        };
+        let Some(log) = self.streams().find(&session.id, stream) else {
+            // Not in this instance's memory: another instance's stream, from
+            // Redis when configured (DESIGN20 §4).
+            return match self.streams().remote(&session.id, stream, seq) {
+                Some(remote) => remote_resume(remote),
+                None => Refusal::UnknownEventId.response(None),
+            };
         };
         Response::sse(move |sink: &mut crate::http::SseSink| loop {
             let (events, ended) = log.after(seq, std::time::Duration::from_secs(1));
@@ -921,6 +930,25 @@ impl Hub {
         down.log_level = meta.and_then(|m| m.get(protocol::META_LOG_LEVEL)).and_then(Value::as_str).map(str::to_string);
         Ok(())
     }
+}
+
+/// The SSE answer of a resume read from Redis ([`resume::Remote`]): the
+/// events after the client's last one, then each new one, until the call's
+/// end entry, the client leaving (checked at least every second) or the
+/// stream's key expiring.
+fn remote_resume(mut remote: resume::Remote) -> Response {
+    Response::sse(move |sink: &mut crate::http::SseSink| loop {
+        let read = remote.read();
+        for (seq, data) in &read.events {
+            let id = remote.event_id(*seq);
+            if sink.send(&crate::http::SseEvent { id: Some(&id), data, ..Default::default() }).is_err() {
+                return;
+            }
+        }
+        if read.ended || read.gone || sink.is_gone() {
+            return;
+        }
+    })
 }
 
 /// Writes the info line of an answered `/mcp` request

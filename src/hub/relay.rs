@@ -280,6 +280,11 @@ impl Listeners {
             }
         }
     }
+
+    /// The sessions with a GET stream open here.
+    pub fn sessions(&self) -> Vec<String> {
+        self.map.lock().keys().cloned().collect()
+    }
 }
 
 /// A notification an upstream sent outside any call: `list_changed` drops

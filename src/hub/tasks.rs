@@ -253,6 +253,9 @@ impl Table {
 #[derive(Default)]
 pub struct Tasks {
     table: Mutex<Table>,
+    /// The shared store: every entry is mirrored there ([`shared`]), so any
+    /// instance finds a task created through another one.
+    redis: Option<crate::store::redis::RedisStore>,
     support: Mutex<HashMap<String, (Support, Option<Instant>)>>,
     runs: heavy::Runs,
     /// Slots reserved and not yet entered ([`Slot`]); the lock every
@@ -266,6 +269,12 @@ fn new_hub_id() -> String {
 }
 
 impl Tasks {
+    /// The tasks of a hub; with `redis` every entry is mirrored there
+    /// ([`shared::put_entry`]) and an id unknown here is looked up there.
+    pub fn new(redis: Option<crate::store::redis::RedisStore>) -> Tasks {
+        Tasks { redis, ..Tasks::default() }
+    }
+
     /// Enters an upstream task for `owner` under the `slot` reserved for it
     /// ([`Tasks::reserve`], which checked the caps; the entry counts instead
     /// once the slot is dropped here); returns its hub id. `ttl_ms`: the
@@ -280,25 +289,81 @@ impl Tasks {
             t.remove(&old); // the upstream reused an id: the old task is gone there
         }
         t.by_upstream.insert(key, hub_id.clone());
+        let record = self.redis.as_ref().map(|_| shared::Entry::new(&hub_id, server, upstream_id, &owner));
         t.by_hub.insert(hub_id.clone(), Entry { server: server.into(), upstream_id: upstream_id.into(), owner, expires: now + keep });
         drop(t);
         drop(slot);
+        if let (Some(redis), Some(record)) = (&self.redis, record) {
+            shared::put_entry(redis, &record, keep);
+        }
         hub_id
     }
 
-    /// `(server, upstream id)` of hub task `hub_id` if `owner` may use it.
+    /// `(server, upstream id)` of hub task `hub_id` if `owner` may use it:
+    /// this instance's table, else (Redis) the entry another instance
+    /// mirrored (one round trip, only for an id unknown here).
     pub fn find(&self, hub_id: &str, owner: &Owner) -> Option<(String, String)> {
-        let t = self.table.lock();
-        let e = t.by_hub.get(hub_id).filter(|e| e.expires > Instant::now() && e.owner == *owner)?;
-        Some((e.server.clone(), e.upstream_id.clone()))
+        if let Some(found) = self.find_local(hub_id, owner) {
+            return found;
+        }
+        let e = shared::get_entry(self.redis.as_ref()?, hub_id)?;
+        e.owned_by(owner).then_some((e.server, e.upstream_id))
     }
 
-    /// The hub id and owner of upstream task `upstream_id` on `server`.
+    /// Hub task `hub_id` in this instance's table: `Some(None)` when it is
+    /// there and not `owner`'s; `None` when it is not there.
+    pub fn find_local(&self, hub_id: &str, owner: &Owner) -> Option<Option<(String, String)>> {
+        let t = self.table.lock();
+        let e = t.by_hub.get(hub_id).filter(|e| e.expires > Instant::now())?;
+        Some((e.owner == *owner).then(|| (e.server.clone(), e.upstream_id.clone())))
+    }
+
+    /// The hub id and owner of upstream task `upstream_id` on `server`
+    /// (this instance's table only).
     pub fn hub_id(&self, server: &str, upstream_id: &str) -> Option<(String, Owner)> {
         let t = self.table.lock();
         let hub_id = t.by_upstream.get(&(server.to_string(), upstream_id.to_string()))?;
         let e = t.by_hub.get(hub_id).filter(|e| e.expires > Instant::now())?;
         Some((hub_id.clone(), e.owner.clone()))
+    }
+
+    /// The hub ids of `server`'s upstream tasks `upstream_ids` that `owner`
+    /// may see (`None` for the others): this instance's table, then (Redis)
+    /// one `MGET` of the entries other instances mirrored for the rest.
+    pub fn hub_ids_for(&self, server: &str, upstream_ids: &[String], owner: &Owner) -> Vec<Option<String>> {
+        let mut found: Vec<Option<Option<String>>> = upstream_ids
+            .iter()
+            .map(|u| self.hub_id(server, u).map(|(h, o)| (o == *owner).then_some(h)))
+            .collect();
+        if let Some(redis) = &self.redis {
+            let missing: Vec<usize> = (0..found.len()).filter(|&i| found[i].is_none()).collect();
+            if !missing.is_empty() {
+                let ids: Vec<&str> = missing.iter().map(|&i| upstream_ids[i].as_str()).collect();
+                for (i, e) in missing.into_iter().zip(shared::get_entries_by_upstream(redis, server, &ids)) {
+                    found[i] = Some(e.filter(|e| e.owned_by(owner)).map(|e| e.hub_id));
+                }
+            }
+        }
+        found.into_iter().map(Option::flatten).collect()
+    }
+
+    /// The hub id of `server`'s upstream task `upstream_id` when it belongs
+    /// to legacy client session `session`: this instance's table, else (Redis)
+    /// the mirrored entry (its session digest compared).
+    pub fn hub_id_of_session(&self, server: &str, upstream_id: &str, session: &str) -> Option<String> {
+        if let Some((hub_id, o)) = self.hub_id(server, upstream_id) {
+            return (o.session.as_deref() == Some(session)).then_some(hub_id);
+        }
+        let e = shared::get_entries_by_upstream(self.redis.as_ref()?, server, &[upstream_id]).pop().flatten()?;
+        (e.session.as_deref() == Some(shared::digest(session).as_str())).then_some(e.hub_id)
+    }
+
+    /// The mirrored entry of `server`'s upstream task `upstream_id` (another
+    /// instance's; `None` without Redis): its hub id and the owning legacy
+    /// session's digest.
+    pub fn remote_session_of(&self, server: &str, upstream_id: &str) -> Option<(String, String)> {
+        let e = shared::get_entries_by_upstream(self.redis.as_ref()?, server, &[upstream_id]).pop().flatten()?;
+        Some((e.hub_id, e.session?))
     }
 
     /// Reserves one task slot for `owner` before a task-creating request
@@ -579,8 +644,16 @@ pub fn handle(hub: &Hub, down: &Downstream, id: Value, method: &str, mut params:
         let first_page = params.get("cursor").is_none_or(Value::is_null);
         let mut outcome = list(&hub.config(), hub.catalog(), hub.tasks(), down, &params);
         if let (true, Ok(page)) = (first_page && down.era == Era::Legacy, &mut outcome) {
-            // The hub-run tasks head the first page.
-            let mut all = hub.tasks().runs().list(&Owner::of(down));
+            // The hub-run tasks head the first page: this instance's, then
+            // (Redis) those other instances run or ran for the same owner.
+            let owner = Owner::of(down);
+            let mut all = hub.tasks().runs().list(&owner);
+            if let Some(redis) = hub.redis() {
+                let here: std::collections::HashSet<String> = all.iter().filter_map(|t| t["taskId"].as_str().map(str::to_string)).collect();
+                let mut elsewhere: Vec<Value> = shared::legacy_tasks(redis, &owner).into_iter().filter(|(id, _)| !here.contains(id)).map(|(_, t)| t).collect();
+                all.append(&mut elsewhere);
+                all.sort_by(|a, b| a["createdAt"].as_str().cmp(&b["createdAt"].as_str()));
+            }
             if let Some(Value::Array(theirs)) = page.get_mut("tasks") {
                 all.append(theirs);
                 *theirs = all;
@@ -594,7 +667,18 @@ pub fn handle(hub: &Hub, down: &Downstream, id: Value, method: &str, mut params:
     if let Some(answer) = heavy::handle(hub, down, &id, method, &hub_id) {
         return answer;
     }
-    let found = hub.tasks().find(&hub_id, &Owner::of(down));
+    // This instance's table first (memory); then Redis: a hub-run task of
+    // another instance (its record), an upstream-run one (its entry).
+    let owner = Owner::of(down);
+    let found = match hub.tasks().find_local(&hub_id, &owner) {
+        Some(found) => found,
+        None => {
+            if let Some(answer) = shared::handle(hub, down, &id, method, &hub_id) {
+                return answer;
+            }
+            hub.tasks().find(&hub_id, &owner)
+        }
+    };
     let Some((server, upstream_id)) = found else { return reply(down, &id, Err(not_found())) };
     let Some(upstream) = hub.catalog().upstream(&server) else { return reply(down, &id, Err(not_found())) };
     params.insert("taskId".into(), json!(upstream_id));
@@ -668,13 +752,12 @@ fn list(
                 continue;
             }
         };
-        for mut task in result.get("tasks").and_then(Value::as_array).cloned().unwrap_or_default() {
-            let Some(upstream_id) = task.get("taskId").and_then(Value::as_str).map(str::to_string) else { continue };
-            if let Some((hub_id, o)) = registry.hub_id(upstream.name(), &upstream_id) {
-                if o == owner {
-                    task["taskId"] = json!(hub_id);
-                    tasks.push(task);
-                }
+        let page: Vec<Value> = result.get("tasks").and_then(Value::as_array).cloned().unwrap_or_default();
+        let ids: Vec<String> = page.iter().map(|t| t.get("taskId").and_then(Value::as_str).unwrap_or("").to_string()).collect();
+        for (mut task, hub_id) in page.into_iter().zip(registry.hub_ids_for(upstream.name(), &ids, &owner)) {
+            if let Some(hub_id) = hub_id {
+                task["taskId"] = json!(hub_id);
+                tasks.push(task);
             }
         }
         match result.get("nextCursor").filter(|c| c.is_string()) {
@@ -691,10 +774,7 @@ fn list(
 /// session's or user's task, an unknown one).
 pub fn status_for(tasks: &Tasks, server: &str, mut n: Value, session: &str) -> Option<Value> {
     let upstream_id = crate::protocol::jsonrpc::at(&n, &["params", "taskId"])?.as_str()?.to_string();
-    let (hub_id, o) = tasks.hub_id(server, &upstream_id)?;
-    if o.session.as_deref() != Some(session) {
-        return None;
-    }
+    let hub_id = tasks.hub_id_of_session(server, &upstream_id, session)?;
     rewrite_ids(&mut n, &upstream_id, &hub_id);
     Some(n)
 }
@@ -706,7 +786,17 @@ pub fn status_for(tasks: &Tasks, server: &str, mut n: Value, session: &str) -> O
 pub fn route_status(hub: &super::Hub, server: &str, n: &Value) {
     let tasks = hub.tasks();
     let Some(upstream_id) = crate::protocol::jsonrpc::at(n, &["params", "taskId"]).and_then(Value::as_str) else { return };
-    let Some((_, Owner { session: Some(session), .. })) = tasks.hub_id(server, upstream_id) else { return };
+    let session = match tasks.hub_id(server, upstream_id) {
+        Some((_, Owner { session: Some(session), .. })) => session,
+        Some(_) => return,
+        // Another instance's task (Redis): the owning session if its GET
+        // stream is open here (found by digest; the entry holds no raw id).
+        None => {
+            let Some((_, digest)) = tasks.remote_session_of(server, upstream_id) else { return };
+            let Some(session) = hub.listeners().sessions().into_iter().find(|s| shared::digest(s) == digest) else { return };
+            session
+        }
+    };
     if let Some(m) = status_for(tasks, server, n.clone(), &session) {
         hub.send_to_session(&session, &m);
     }

@@ -51,10 +51,11 @@
 //! nothing is queued or sent. A run holds its slot while it is kept (its
 //! ttl), ended or not.
 //!
-//! Legacy task state is in this hub's memory only: its owner is a legacy
-//! client session, and those live in the memory of the instance that
-//! created them (another instance answers 404 "Session not found").
-//! Entries live for the task's `ttl` (capped at [`super::MAX_TTL`],
+//! With Redis, runs of both eras are mirrored there ([`super::shared`]):
+//! another instance answers their `tasks/get`, `tasks/cancel` and (legacy)
+//! `tasks/result` for the same owner (user, and the legacy session by its
+//! digest), and a run whose instance stopped reads as `failed` within
+//! [`super::shared::BEAT_TTL`]. Entries live for the task's `ttl` (capped at [`super::MAX_TTL`],
 //! [`super::DEFAULT_TTL`] when the client gave none), and legacy ones go
 //! with their session (DELETE cancels the run).
 
@@ -268,6 +269,9 @@ pub fn start(
     if let Some(m) = mirror {
         m.publish(hub.redis()); // before the run starts: nothing can have cancelled it elsewhere
     }
+    if let (Era::Legacy, Some(redis)) = (down.era, hub.redis()) {
+        super::shared::index_legacy(redis, &hub_id, &owner, ttl);
+    }
     let mut ctx = down.call_context();
     ctx.deadline = now + ttl.min(MAX_RUN);
     ctx.call = Some(handle);
@@ -284,9 +288,7 @@ pub fn start(
         return Refusal::TaskNotStarted.response(Some(&id));
     }
     log::info!("hub task {hub_id} created for a heavy tool of '{server}' ({} client)", era.as_str());
-    if era == Era::Modern {
-        super::shared::watch(hub);
-    }
+    super::shared::watch(hub);
     let result = match era {
         Era::Legacy => json!({"task": created}),
         Era::Modern => {
@@ -298,27 +300,43 @@ pub fn start(
     Response::json(200, &jsonrpc::result_response(&id, result))
 }
 
-/// A modern run's state to mirror in the shared store (Redis), so another
-/// instance can answer `tasks/get` and `tasks/cancel` ([`super::shared`]);
-/// taken under the runs' lock, written after it is released (a slow Redis
-/// never holds every task request). Legacy runs stay local: their owning
-/// client session is per instance.
-struct Mirror {
+/// A run's state to mirror in the shared store (Redis), so another
+/// instance can answer `tasks/get`, `tasks/cancel` and (legacy)
+/// `tasks/result` ([`super::shared`]); taken under the runs' lock, written
+/// after it is released (a slow Redis never holds every task request).
+/// Record: `{"task": …, "user": name|null}` — modern: the `DetailedTask`;
+/// legacy: the 2025-11-25 `Task`, plus `"session"` (the owning session's
+/// SHA-256 hex, never the raw id) and `"outcome"` (`{"result": …}` or
+/// `{"error": …}`) once it ended.
+pub(super) struct Mirror {
     id: String,
-    task: Value,
-    user: Option<String>,
+    record: Value,
+    cancelling: bool,
+    live: bool,
     expires: Instant,
 }
 
 impl Mirror {
     fn of(id: &str, run: &Run) -> Option<Mirror> {
-        (run.era == Era::Modern).then(|| Mirror { id: id.to_string(), task: run.detailed(id), user: run.owner.user.clone(), expires: run.expires })
+        let record = match run.era {
+            Era::Modern => json!({"task": run.detailed(id), "user": run.owner.user}),
+            Era::Legacy => {
+                let mut r = json!({"task": run.task(id), "user": run.owner.user, "session": run.owner.session.as_deref().map(super::shared::digest), "server": run.server});
+                match &run.outcome {
+                    Some(Ok(result)) => r["outcome"] = json!({"result": result}),
+                    Some(Err(error)) => r["outcome"] = json!({"error": error}),
+                    None => {}
+                }
+                r
+            }
+        };
+        Some(Mirror { id: id.to_string(), record, cancelling: run.status == "cancelled", live: !run.terminal(), expires: run.expires })
     }
 
     /// Writes it (without Redis: nothing to do); `false` when the stored
     /// record says another instance cancelled the task meanwhile.
     fn publish(&self, redis: Option<&crate::store::redis::RedisStore>) -> bool {
-        redis.is_none_or(|redis| super::shared::put(redis, &self.id, &self.task, self.user.as_deref(), self.expires))
+        redis.is_none_or(|redis| super::shared::put_record(redis, &self.id, &self.record, self.cancelling, self.live, self.expires))
     }
 }
 
@@ -406,13 +424,12 @@ fn reply(id: &Value, outcome: Result<Value, ErrorObject>) -> Response {
 
 /// Answers `tasks/get|result|cancel` (legacy) or `tasks/get|update|cancel`
 /// (modern) for a hub-run task; `None` when `task_id` is not one (it may be
-/// an upstream's task). A task the caller may not use is -32602 like an
-/// unknown one. A modern task another instance runs is answered from the
-/// shared store ([`super::shared`]).
+/// an upstream's task, or another instance's: see [`super::shared`]). A
+/// task the caller may not use is -32602 like an unknown one.
 pub fn handle(hub: &Hub, down: &Downstream, id: &Value, method: &str, task_id: &str) -> Option<Response> {
     let hub_timeout = || hub.config().hub_timeout;
     match hub.tasks().runs().answer(down, id, method, task_id, hub.listeners(), hub_timeout) {
-        Answer::NotHere => (down.era == Era::Modern).then(|| super::shared::handle(hub, down, id, method, task_id)).flatten(),
+        Answer::NotHere => None,
         Answer::Cancelled(response, mirror) => {
             if let Some(m) = mirror {
                 m.publish(hub.redis()); // a cancellation is always written
@@ -655,10 +672,10 @@ impl Runs {
         }
     }
 
-    /// Ids of the live (not ended) runs of modern clients.
-    pub(super) fn live_modern(&self) -> Vec<String> {
+    /// Ids of the live (not ended) runs, both eras.
+    pub(super) fn live(&self) -> Vec<String> {
         let st = self.state.lock();
-        st.runs.iter().filter(|(_, r)| r.era == Era::Modern && !r.terminal()).map(|(id, _)| id.clone()).collect()
+        st.runs.iter().filter(|(_, r)| !r.terminal()).map(|(id, _)| id.clone()).collect()
     }
 
     /// Cancels run `id` here (its upstream call cut, waiters woken); `false`
@@ -676,11 +693,11 @@ impl Runs {
         self.watching.compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst).is_ok()
     }
 
-    /// Gives the watcher role up unless a modern run is live (checked under
+    /// Gives the watcher role up unless a run is live (checked under
     /// the lock `start` inserts under, so no new run goes unwatched).
     pub(super) fn stop_watching(&self) -> bool {
         let st = self.state.lock();
-        if st.runs.values().any(|r| r.era == Era::Modern && !r.terminal()) {
+        if st.runs.values().any(|r| !r.terminal()) {
             return false;
         }
         self.watching.store(false, Ordering::SeqCst);
