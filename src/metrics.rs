@@ -33,7 +33,7 @@
 //!   `client_session_sweep_seconds` (histogram): each sweep of the client
 //!   sessions for idle ones (`hub::sessions`, under the sessions' lock);
 //!   `client_sessions_loaded_total`, `client_sessions_written_total`,
-//!   `client_session_write_failures_total` (counters: their Redis records, DESIGN20 §1).
+//!   `client_session_write_failures_total`, `client_sessions_restored_total` (counters: their Redis records, DESIGN20 §1).
 //! - `oauth_tokens_issued_total{grant="authorization_code"|"refresh_token"}`,
 //!   `oauth_errors_total{error}` (counters, issue 18; `error` is one of the
 //!   fixed RFC error codes of `hub::oauth::ERRORS`).
@@ -323,6 +323,8 @@ pub struct ClientSessionStore {
     pub written: u64,
     /// Writes (or deletes) that failed.
     pub write_failures: u64,
+    /// Records Redis had lost, written again from this instance's copy.
+    pub restored: u64,
 }
 
 /// The processes of one stdio server (issue 19), for `/readyz` and
@@ -587,6 +589,7 @@ fn live_families(live: &Snapshot, http: Option<&ServerStats>) -> Vec<MetricFamil
     out.extend(counters("mcphub_client_sessions_loaded_total", "Client sessions loaded from their Redis record (minted by another instance or dropped here)", &[], vec![(vec![], cs.loaded)]));
     out.extend(counters("mcphub_client_sessions_written_total", "Client session records written to Redis", &[], vec![(vec![], cs.written)]));
     out.extend(counters("mcphub_client_session_write_failures_total", "Client session record writes or deletes that failed (the session stays in memory)", &[], vec![(vec![], cs.write_failures)]));
+    out.extend(counters("mcphub_client_sessions_restored_total", "Client session records Redis had lost (a failover, a restart without data), written again from this instance's copy", &[], vec![(vec![], cs.restored)]));
     out.extend(gauges(
         "mcphub_threads",
         "Background threads of this hub running now, by kind",

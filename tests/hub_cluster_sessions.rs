@@ -4,13 +4,15 @@
 //! A session minted by one instance is served by the other (same user check),
 //! a DELETE on one ends it on the other within the re-validation bound, the
 //! log level set on one is honoured on the other; with Redis down, sessions
-//! are created and served from memory and written once Redis is back.
+//! are created and served from memory and written once Redis is back; a
+//! record Redis lost (not a DELETE) is written again by the instance holding
+//! the session, so the client carries on through any instance.
 
 mod core_util;
 mod redis_util;
 
 use core_util::*;
-use mcphub::hub::sessions::{record_key, REVALIDATE};
+use mcphub::hub::sessions::{record_key, ENDED, REVALIDATE};
 use redis_util::RedisServer;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -112,11 +114,11 @@ fn a_session_minted_by_one_instance_is_served_by_another_and_ends_on_both() {
     wait_until("instance one to honour the level set on two", REVALIDATE + Duration::from_secs(5), || said(&one, &sid, "one") == ["one:error"]);
     assert!(started.elapsed() <= REVALIDATE + Duration::from_secs(2), "{:?}", started.elapsed());
 
-    // DELETE on two: the record is gone, one answers 404 within the bound.
+    // DELETE on two: the record becomes a tombstone, one answers 404 within the bound.
     let mut h = legacy_headers(&sid);
     h.push(("Authorization", &auth));
     assert_eq!(delete(&two, &h).status, 200);
-    assert_eq!(redis.cli(&["EXISTS", &key]), "0");
+    assert_eq!(redis.cli(&["GET", &key]), ENDED, "a tombstone, not a record");
     let started = Instant::now();
     wait_until("instance one to refuse the deleted session", REVALIDATE + Duration::from_secs(5), || {
         call_as(&one, ALICE, &sid, "tools/list", json!({})).status == 404
@@ -147,4 +149,27 @@ fn with_redis_down_sessions_live_in_memory_and_are_written_when_it_is_back() {
     let two = instance(&redis);
     assert_eq!(call_as(&two, ALICE, &sid, "tools/list", json!({})).status, 200);
     assert_eq!(call_as(&one, ALICE, &sid, "tools/list", json!({})).status, 200);
+}
+
+#[test]
+fn a_record_redis_lost_is_written_again_by_the_instance_holding_the_session() {
+    let redis = RedisServer::start();
+    let (one, two) = (instance(&redis), instance(&redis));
+    let auth = bearer(ALICE);
+    let sid = legacy_session_with(&one, &[("Authorization", &auth)]);
+    let key = record_key(&sid);
+    // Redis loses everything (a failover that dropped the last writes, a restart without data).
+    assert_eq!(redis.cli(&["FLUSHALL"]), "OK");
+    // The holder notices at its next re-validation and writes its copy again.
+    let started = Instant::now();
+    let raw = wait_until("instance one to write the lost record again", REVALIDATE + Duration::from_secs(5), || {
+        assert_eq!(call_as(&one, ALICE, &sid, "tools/list", json!({})).status, 200, "the holder keeps serving the session");
+        Some(redis.cli(&["GET", &key])).filter(|r| !r.is_empty())
+    });
+    assert!(started.elapsed() <= REVALIDATE + Duration::from_secs(2), "{:?}", started.elapsed());
+    let record: Value = serde_json::from_str(&raw).expect("a record, not a tombstone");
+    assert_eq!(record["user"], "alice");
+    assert!(metric(&one, "mcphub_client_sessions_restored_total").ends_with(" 1"), "{}", metric(&one, "mcphub_client_sessions_restored_total"));
+    // So the other instance serves it: no 404, no re-initialization.
+    assert_eq!(call_as(&two, ALICE, &sid, "tools/list", json!({})).status, 200);
 }

@@ -352,7 +352,7 @@ impl Hub {
             client_session_store: {
                 let c = self.sessions().store_counts();
                 let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-                crate::metrics::ClientSessionStore { loaded: n(&c.loaded), written: n(&c.written), write_failures: n(&c.write_failures) }
+                crate::metrics::ClientSessionStore { loaded: n(&c.loaded), written: n(&c.written), write_failures: n(&c.write_failures), restored: n(&c.restored) }
             },
             threads: self.threads().live().into_iter().map(|(kind, n)| (kind.as_str(), n)).collect(),
             activity_dropped: self.activity().dropped(),

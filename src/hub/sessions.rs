@@ -40,6 +40,11 @@ pub const REVALIDATE: Duration = Duration::from_secs(5);
 const MAX_REFRESH: Duration = Duration::from_secs(60);
 /// The record version this hub writes and reads.
 const RECORD_VERSION: u32 = 1;
+/// What a deleted session's key holds (for the idle timeout) instead of its
+/// record: a tombstone, so that another instance tells "deleted" (404) from
+/// "Redis lost the record" (a failover that dropped the last writes, a Redis
+/// restarted empty), where the instance holding the session writes it again.
+pub const ENDED: &str = "ended";
 
 /// `mcp:client:session:{<sha256 hex of id>}`: the id's digest in a Redis
 /// Cluster hash tag; the id itself never appears.
@@ -168,6 +173,9 @@ pub struct StoreCounts {
     pub written: AtomicU64,
     /// Writes that failed (the session stays in memory, dirty).
     pub write_failures: AtomicU64,
+    /// Records Redis had lost (no record, no tombstone) written again from
+    /// this instance's copy.
+    pub restored: AtomicU64,
 }
 
 /// All live client sessions.
@@ -421,6 +429,7 @@ impl ClientSessions {
             pipe.query(c)
         });
         match read {
+            Ok((Some(raw),)) if raw == ENDED => Checked::Gone,
             Ok((Some(raw),)) => {
                 if let Some(r) = SessionRecord::decode(&raw) {
                     *s.log_level.lock() = r.log_level;
@@ -428,7 +437,12 @@ impl ClientSessions {
                 }
                 Checked::Live
             }
-            Ok((None,)) => Checked::Gone,
+            Ok((None,)) => {
+                // Neither a record nor a tombstone: Redis lost it (not a
+                // DELETE, which leaves [`ENDED`]); this copy is written again.
+                self.restore(redis, &[s.clone()]);
+                Checked::Live
+            }
             Err(e) => {
                 log::debug!("client session check: {e}");
                 Checked::Live
@@ -445,7 +459,7 @@ impl ClientSessions {
         let read: Result<(Option<String>,), _> =
             redis.run(|c| redis::pipe().cmd("GET").arg(&key).cmd("PEXPIRE").arg(&key).arg(idle_ms).ignore().query(c));
         let raw = match read {
-            Ok((raw,)) => raw?,
+            Ok((raw,)) => raw.filter(|r| r != ENDED)?,
             Err(e) => {
                 log::debug!("client session load: {e}");
                 return None;
@@ -542,7 +556,8 @@ impl ClientSessions {
     pub fn remove(&self, id: &str) -> bool {
         let removed = self.map.lock().remove(id).is_some();
         if let Some(redis) = &self.redis {
-            if let Err(e) = redis.run(|c| redis::cmd("DEL").arg(record_key(id)).query::<()>(c)) {
+            let ms = ttl_ms(self.idle);
+            if let Err(e) = redis.run(|c| redis::cmd("SET").arg(record_key(id)).arg(ENDED).arg("PX").arg(ms).query::<()>(c)) {
                 self.counts.write_failures.fetch_add(1, Ordering::Relaxed);
                 log::warn!("a deleted client session's record could not be deleted from Redis (it expires with its TTL): {e}");
             }
@@ -563,13 +578,14 @@ impl ClientSessions {
         self.map.lock().remove(id).is_some()
     }
 
-    /// Writes the records of the sessions whose write failed (the store's
-    /// recovery hook). Returns how many were written.
+    /// The store's recovery hook: writes the records of the sessions whose
+    /// write failed, and writes again every other held session's record that
+    /// Redis lost while it was away (`SET … NX`: a record or a tombstone
+    /// there is kept). Returns how many dirty records were written.
     pub fn write_through(&self) -> usize {
-        if self.redis.is_none() {
-            return 0;
-        }
-        let dirty: Vec<Arc<ClientSession>> = self.map.lock().values().filter(|s| s.sync.lock().dirty).cloned().collect();
+        let Some(redis) = &self.redis else { return 0 };
+        let held: Vec<Arc<ClientSession>> = self.map.lock().values().cloned().collect();
+        let (dirty, clean): (Vec<_>, Vec<_>) = held.into_iter().partition(|s| s.sync.lock().dirty);
         let mut written = 0;
         for s in dirty {
             self.write(&s);
@@ -577,7 +593,36 @@ impl ClientSessions {
                 written += 1;
             }
         }
+        for chunk in clean.chunks(500) {
+            self.restore(redis, chunk);
+        }
         written
+    }
+
+    /// `SET key record PX idle NX` for each of `sessions` (one pipeline):
+    /// their records again where Redis has neither a record nor a tombstone.
+    fn restore(&self, redis: &RedisStore, sessions: &[Arc<ClientSession>]) {
+        if sessions.is_empty() {
+            return;
+        }
+        let ms = ttl_ms(self.idle);
+        let wrote: Result<Vec<Option<String>>, _> = redis.run(|c| {
+            let mut pipe = redis::pipe();
+            for s in sessions {
+                pipe.cmd("SET").arg(record_key(&s.id)).arg(SessionRecord::of(s).encode()).arg("PX").arg(ms).arg("NX");
+            }
+            pipe.query(c)
+        });
+        match wrote {
+            Ok(replies) => {
+                let n = replies.iter().filter(|r| r.is_some()).count() as u64;
+                if n > 0 {
+                    self.counts.restored.fetch_add(n, Ordering::Relaxed);
+                    log::info!("{n} client session record(s) Redis had lost were written again from this instance");
+                }
+            }
+            Err(e) => log::debug!("client session records not restored: {e}"),
+        }
     }
 
     /// Number of sessions held here.
