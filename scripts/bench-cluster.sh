@@ -16,11 +16,14 @@
 #    hubs' heartbeats and polls) measured over BENCH_CLUSTER_IDLE_SECS (10) s with no requests,
 #    divided by the requests:
 #      initialize     BENCH_CLUSTER_INITS (200) legacy sessions: initialize + notifications/initialized
-#      tools/call     BENCH_CLUSTER_CALLS (1000) calls of `echo` on one session, one by one (so
-#                     round-robin spreads the session over the 3 hubs); one session's initialize taken off
-#      notification   BENCH_CLUSTER_NOTES (200) calls of the upstream's `announce` (the upstream sends
+#      tools/call     BENCH_CLUSTER_CALLS (1000) calls of the mock's `echo` (a JSON answer) on one
+#                     session, one by one (so round-robin spreads the session over the 3 hubs); one
+#                     session's initialize taken off
+#      tools/call SSE BENCH_CLUSTER_NOTES (200) calls of the Python upstream's `noop`, whose answer is an
+#                     SSE stream (a resumable call stream: its events are kept in Redis too)
+#      notification   BENCH_CLUSTER_NOTES (200) calls of its `announce` (the upstream sends
 #                     tools/list_changed on its standalone stream; the hub that holds it passes it on
-#                     to the others), less a tools/call each
+#                     to the others), less a `noop` each
 #    Each row shows the operations by command. Figures only, nothing asserted; exit 0 iff it ran.
 #    BENCH_CLUSTER_JSON (target/bench-cluster.json) keeps them.
 set -uo pipefail
@@ -114,6 +117,7 @@ OPS_URL=$LB OPS_VIA="3 hubs"
 phase idle idle
 phase inits raw inits "$OPS_URL" "$KEY" "$INITS"
 phase calls raw calls "$OPS_URL" "$KEY" "$CALLS" echo '{"text":"x"}'
+phase sse raw calls "$OPS_URL" "$KEY" "$NOTES" noop '{}'
 phase notes raw calls "$OPS_URL" "$KEY" "$NOTES" announce '{}'
 
 python3 - "$RUN" "$OUT_JSON" "$INITS" "$CALLS" "$NOTES" "$B1" "$M1" "$M3" "$OPS_VIA" <<'PY'
@@ -144,9 +148,11 @@ init_d, _ = net("inits")
 init_per = per(init_d, inits)
 calls_d, _ = net("calls")
 calls_per = per({k: v - init_per.get(k, 0) for k, v in calls_d.items()}, calls)
+sse_d, _ = net("sse")
+sse_per = per({k: v - init_per.get(k, 0) for k, v in sse_d.items()}, notes)
 notes_d, _ = net("notes")
 notes_per = per({k: v - init_per.get(k, 0) for k, v in notes_d.items()}, notes)
-note_only = {k: notes_per.get(k, 0) - calls_per.get(k, 0) for k in set(notes_per) | set(calls_per)}
+note_only = {k: notes_per.get(k, 0) - sse_per.get(k, 0) for k in set(notes_per) | set(sse_per)}
 
 def fmt(d):
     items = sorted(((k, v) for k, v in d.items() if abs(v) >= 0.005), key=lambda kv: -abs(kv[1]))
@@ -171,7 +177,8 @@ print(f"Redis operations per request through HAProxy → {via} (primary's INFO c
 print(f"{'request':<44} {'n':>6} {'ops':>7}  by command")
 rows = [
     ("initialize (+ notifications/initialized)", inits, init_per),
-    ("tools/call (one session, round-robin)", calls, calls_per),
+    ("tools/call, JSON answer (one session)", calls, calls_per),
+    ("tools/call, SSE answer (one session)", notes, sse_per),
     ("notification (upstream list_changed)", notes, note_only),
 ]
 for label, n, d in rows:

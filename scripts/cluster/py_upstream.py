@@ -8,6 +8,8 @@ Tools:
   announce()       ctx.session.send_tool_list_changed(): notifications/tools/list_changed on the
                    session's standalone GET stream (related to no request), which whichever hub
                    instance holds that stream hears -> "announced"
+  noop()           -> "ok", answered like announce (an SSE answer) without the notification: the
+                   baseline scripts/bench-cluster.sh subtracts from announce
 
 Usage: py_upstream.py PORT
 """
@@ -38,6 +40,11 @@ async def sample(prompt: str, ctx: Context) -> str:
 async def announce(ctx: Context) -> str:
     await ctx.session.send_tool_list_changed()
     return "announced"
+
+
+@server.tool()
+async def noop() -> str:
+    return "ok"
 
 
 if __name__ == "__main__":
