@@ -14,7 +14,9 @@
 #
 # Parts, all on free 127.0.0.1 ports and stopped on exit (trap; the hubs first):
 #   redis primary (AOF everysec) + replica (--replicaof); one Sentinel watching them as
-#     `mcphub` (quorum 1, down-after 1000 ms, failover-timeout 3000 ms);
+#     `mcphub` (quorum 1, down-after CLUSTER_DOWN_AFTER_MS (1000) ms, failover-timeout
+#     3000 ms; the old primary comes back as a replica, and the run waits until one primary has its
+#     replica in sync, whichever way Sentinel settled);
 #   mcphub-mock (legacy) `mock` and a Python SDK server `py` (scripts/cluster/py_upstream.py:
 #     `sample` asks the client for a completion on the call's stream, `announce` sends
 #     tools/list_changed on the session's standalone stream);
@@ -36,9 +38,10 @@
 #      a hub is killed (kill -9) and started again, a hub is reloaded (SIGHUP), the Redis primary
 #      is killed (kill -9) and Sentinel promotes the replica (the old primary comes back as the
 #      new one's replica). Targets (issue 20): failed calls only among those in flight on a killed
-#      hub at the kill (sent before it, answered after it) and at most ceil(N/3)+2 per kill;
-#      0 client re-initializations; 0 sessions lost (404); 0 new upstream `initialize` at the
-#      mock; every hub served calls.
+#      hub at the kill (sent before it, failed after it), per kill no more than the requests
+#      HAProxy saw die on that hub (its `eresp` counter across the kill); 0 client
+#      re-initializations; 0 sessions lost (404); 0 new upstream `initialize` at the mock; every
+#      hub served calls.
 # The counts are printed (failed calls by cause, events with their timing, calls per hub, mock
 # /stats) and kept as JSON in CLUSTER_JSON (target/cluster.json). Logs of a failed run are kept
 # (CLUSTER_KEEP=1: always). Waits are bounded (CLUSTER_READY_TIMEOUT, 30 s), never bare sleeps.
@@ -130,7 +133,7 @@ c_spread() {
   done
   echo "# tools/call lines per hub during a:$spread" >>"$WIRE_LOG"
   [ "$zero" = 0 ] || { echo "a hub served no tools/call:$spread"; return 1; }
-  echo "#   tools/call per hub:$spread"
+  echo "#   tools/call per hub:$spread; client sessions loaded from Redis (another instance's): $(metric_sum mcphub_client_sessions_loaded_total)"
 }
 run_check "a. the SDK clients' calls were spread over all $HUBS hubs (request log lines)" c_spread
 cat "$RUN/reason" 2>/dev/null | grep '^#' || true
