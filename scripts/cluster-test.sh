@@ -39,9 +39,9 @@
 #      is killed (kill -9) and Sentinel promotes the replica (the old primary comes back as the
 #      new one's replica). Targets (issue 20): failed calls only among those in flight on a killed
 #      hub at the kill (sent before it, failed after it), per kill no more than the requests
-#      HAProxy saw die on that hub (its `eresp` counter across the kill); 0 client
+#      HAProxy saw die on that hub (its `eresp` + `srv_abrt` across the kill); 0 client
 #      re-initializations; 0 sessions lost (404); 0 new upstream `initialize` at the mock; every
-#      hub served calls.
+#      hub served calls; after a failover the hubs are connected to the new primary.
 # The counts are printed (failed calls by cause, events with their timing, calls per hub, mock
 # /stats) and kept as JSON in CLUSTER_JSON (target/cluster.json). Logs of a failed run are kept
 # (CLUSTER_KEEP=1: always). Waits are bounded (CLUSTER_READY_TIMEOUT, 30 s), never bare sleeps.

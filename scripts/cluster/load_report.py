@@ -8,8 +8,9 @@ the mock's `initialize` count before and after.
 
 A failed call is *in flight at a kill* when it was sent before the kill and failed after it
 (20 ms of slack for the clocks of two processes). Targets: every failed call is in flight at a hub
-kill, and per kill at most as many as were in flight on the killed hub: HAProxy's `eresp` of that
-hub (responses that never came) grew by that many between just before the kill and its return
+kill, and per kill at most as many as were in flight on the killed hub: HAProxy's `eresp` (no
+answer came) + `srv_abrt` (the answer was cut) of that hub grew by that many between just before
+the kill and its return
 (round-robin gives each hub about N / hubs of the N clients' calls, which is printed beside it);
 0 re-initializations; 0 sessions lost (404); 0 new upstream `initialize` at the mock; every hub
 served calls.
@@ -40,11 +41,12 @@ def haproxy_rows(path: str) -> dict:
     return {r[1]: dict(zip(head, r)) for r in rows[1:] if len(r) > 2 and r[0] == "hubs" and r[1].startswith("hub")}
 
 
-def eresp_delta(stats: str, hub: str) -> int | None:
-    """Growth of `hub`'s eresp across a kill (the -before/-after CSVs), None when unknown."""
+def died_delta(stats: str, hub: str) -> int | None:
+    """Requests that died on `hub` across a kill (the -before/-after CSVs): the growth of its `eresp`
+    (no answer came) plus `srv_abrt` (the answer was cut after it began); None when unknown."""
     before, after = haproxy_rows(stats + "-before.csv"), haproxy_rows(stats + "-after.csv")
     try:
-        return int(after[hub]["eresp"] or 0) - int(before[hub]["eresp"] or 0)
+        return sum(int(after[hub][c] or 0) - int(before[hub][c] or 0) for c in ("eresp", "srv_abrt"))
     except (KeyError, ValueError):
         return None
 
@@ -98,10 +100,10 @@ def main() -> None:
     in_flight = {}
     for i, k in enumerate(kills):
         kinds = per_kill[i]
-        in_flight[i] = eresp_delta(k.get("stats", ""), k["hub"])
+        in_flight[i] = died_delta(k.get("stats", ""), k["hub"])
         summary = ", ".join(f"{x}={kinds.count(x)}" for x in sorted(set(kinds))) or "none"
         out.append(f"  in flight at the kill of {k['hub']} (t={(k['unix_ms'] - t0) / 1000:.1f}s): {len(kinds)}: {summary}; "
-                   f"haproxy: {in_flight[i] if in_flight[i] is not None else '?'} requests in flight on {k['hub']} died (eresp); "
+                   f"haproxy: {in_flight[i] if in_flight[i] is not None else '?'} requests in flight on {k['hub']} died (eresp + srv_abrt); "
                    f"round-robin share ≈ {a.concurrency / a.hubs:.0f}")
     if redis_kills:
         summary = ", ".join(f"{x}={[f[2] for f in at_failover].count(x)}" for x in sorted({f[2] for f in at_failover})) or "none"
@@ -116,7 +118,7 @@ def main() -> None:
     if rows and rows[0] and rows[0][0].startswith("# "):
         head = [h.strip("# ") for h in rows[0]]
         col = {h: i for i, h in enumerate(head)}
-        want = ["stot", "hrsp_2xx", "hrsp_4xx", "hrsp_5xx", "econ", "eresp", "wretr", "wredis", "chkdown", "downtime"]
+        want = ["stot", "hrsp_2xx", "hrsp_4xx", "hrsp_5xx", "econ", "eresp", "srv_abrt", "wretr", "wredis", "chkdown", "downtime"]
         out.append("haproxy per hub: " + " ".join(want))
         for r in rows[1:]:
             if len(r) > 2 and r[0] == "hubs" and r[1].startswith("hub"):
@@ -147,7 +149,7 @@ def main() -> None:
     json.dump({"load": {k: v for k, v in load.items() if k != "failed_calls"}, "events": events,
                "failed_in_flight_at_kill": {kills[i]["hub"] + "@" + str(kills[i]["unix_ms"]): k for i, k in per_kill.items()},
                "failed_during_failover": at_failover, "failed_elsewhere": other,
-               "died_on_killed_hub_haproxy_eresp": [in_flight[i] for i in range(len(kills))],
+               "died_on_killed_hub_haproxy": [in_flight[i] for i in range(len(kills))],
                "reinitializations": reinit, "sessions_lost": lost, "mock_initialize_new": mock_new,
                "tools_call_per_hub": per_hub, "report": out}, open(a.json, "w"), indent=2)
 

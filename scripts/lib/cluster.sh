@@ -98,12 +98,13 @@ sentinel_knows_replica() {
   [ "$(redis-cli -p "$P_SENTINEL" sentinel master "$SENTINEL_MASTER" 2>/dev/null | grep -A1 -x num-slaves | sed -n 2p)" -ge 1 ] 2>/dev/null
 }
 
-# start_redis NAME PORT [ARGS...] : redis-server on PORT with AOF (everysec) in $RUN/NAME.
+# start_redis NAME PORT [ARGS...] : redis-server on PORT with AOF (everysec) in $RUN/redis-PORT
+# (a node started again on its port finds its own data, as after a real restart).
 start_redis() {
   local name=$1 port=$2
   shift 2
-  mkdir -p "$RUN/$name"
-  start "$name" redis-server --port "$port" --bind 127.0.0.1 --dir "$RUN/$name" --save '' \
+  mkdir -p "$RUN/redis-$port"
+  start "$name" redis-server --port "$port" --bind 127.0.0.1 --dir "$RUN/redis-$port" --save '' \
     --appendonly yes --appendfsync everysec --daemonize no "$@"
 }
 
@@ -284,6 +285,13 @@ metric_sum() {
     awk -v f="$1" '$1 == f || index($1, f "{") == 1 {s += $NF; n = 1} END {if (n) printf "%d\n", s; else print "none"}'
 }
 
+# primary_hub_clients : connections to the current primary that are not Sentinel's, a replica's or
+# this query's own (so: the hubs' pools and cluster subscribers).
+primary_hub_clients() {
+  redis-cli -p "$P_PRIMARY" client list 2>/dev/null | tr -d '\r' |
+    grep -v -e 'name=sentinel-' -e 'cmd=client|list' | grep -vc -E 'flags=[A-Za-z]*S'
+}
+
 mock_initialize() { curl -fs -m 5 "http://127.0.0.1:$P_MOCK/stats" | jq -r '.initialize // empty'; }
 
 # ---------------------------------------------------------------------------------------------
@@ -300,7 +308,7 @@ event() {
 
 ev_hub_kill() { # I
   local i=$1 pid=${HUB_PID[$1]} t name stats=$RUN/haproxy-kill$((RESTARTS + 1))
-  # HAProxy's counters around the kill: the victim's `eresp` grows by the requests that were in
+  # HAProxy's counters around the kill: the victim's `eresp` + `srv_abrt` grow by the requests that were in
   # flight on it when it died (the answer never came)
   haproxy_csv >"$stats-before.csv" 2>/dev/null
   t=$(now_ms)
@@ -433,6 +441,16 @@ cluster_load_checks() {
   while IFS='|' read -r verdict name why; do
     if [ "$verdict" = ok ]; then ok "$name"; else notok "$name" "$why"; fi
   done <"$RUN/verdicts.txt"
+  if grep -q '"kind":"redis_kill"' "$EVENTS_JSONL"; then
+    local n
+    n=$(primary_hub_clients)
+    if [ "${n:-0}" -ge "$HUBS" ]; then
+      ok "e. after the failover the hubs talk to the new primary :$P_PRIMARY ($n client connections besides Sentinel's and the replica's)"
+    else
+      notok "e. after the failover the hubs talk to the new primary :$P_PRIMARY" \
+        "${n:-0} client connections besides Sentinel's and the replica's, want at least one per hub ($HUBS)$([ "$SENTINEL_CONFIG" = 1 ] || echo '; the hubs have redis.url, not redis.sentinel')"
+    fi
+  fi
   if grep -q '"kind":"fail"' "$EVENTS_JSONL"; then
     notok "e. every event went through (kill/restart, reload, failover)" "$(grep '"kind":"fail"' "$EVENTS_JSONL" | head -n 1 | jq -r .text)" "$RUN/events.txt"
   else
