@@ -43,7 +43,9 @@ def haproxy_rows(path: str) -> dict:
 
 def died_delta(stats: str, hub: str) -> int | None:
     """Requests that died on `hub` across a kill (the -before/-after CSVs): the growth of its `eresp`
-    (no answer came) plus `srv_abrt` (the answer was cut after it began); None when unknown."""
+    (response errors) plus `srv_abrt` (transfers the server aborted); None when unknown. HAProxy
+    counts an answer cut midway in both, a request that got nothing in `eresp` only, so this is an
+    upper bound of the requests in flight on the hub (at most twice their number)."""
     before, after = haproxy_rows(stats + "-before.csv"), haproxy_rows(stats + "-after.csv")
     try:
         return sum(int(after[hub][c] or 0) - int(before[hub][c] or 0) for c in ("eresp", "srv_abrt"))
