@@ -1,7 +1,7 @@
 # MCPHub — the two set-up commands are `make run` and `make test` (README.md).
 CARGO ?= cargo
 
-.PHONY: build run install test check-order unit e2e stdio ui oauth conformance fuzz bench bench-scale bench-instructions profile bench-shaping bench-stdio soak attack clippy clean
+.PHONY: build run install test check-order unit e2e stdio cluster ui oauth conformance fuzz bench bench-scale bench-instructions profile bench-shaping bench-stdio bench-cluster soak soak-cluster attack clippy clean
 
 build:
 	$(CARGO) build --release --locked
@@ -40,6 +40,19 @@ e2e: build
 ## processes stopped with the hub; with the SSE transport, SSE servers too. Parts: e2e's npm/PyPI set.
 stdio: build
 	scripts/stdio-test.sh
+
+## Issue 20's real-parts test (~2-3 min; scripts/cluster-test.sh): 3 hubs behind HAProxy (round-robin, no
+## stickiness) on a Redis primary + replica with Sentinel, all on loopback ports; Python SDK clients (legacy and
+## 2026-07-28) list, call, get list_changed, answer sampling and resume a stream through the balancer; then
+## mcphub-load, 70 clients for CLUSTER_SECS (60) s, while a hub is killed and restarted, a hub reloaded and the
+## Redis primary killed (Sentinel promotes the replica): failed calls by cause, re-initializations, sessions
+## lost, upstream initialize, all checked against issue 20's targets. Installs haproxy (apt) when missing.
+cluster: build
+	CLUSTER_SECS=$${CLUSTER_SECS:-60} scripts/cluster-test.sh
+
+## The same with a 600 s load (CLUSTER_SECS; an event every CLUSTER_EVENT_EVERY s, default CLUSTER_SECS/4).
+soak-cluster: build
+	CLUSTER_SECS=$${CLUSTER_SECS:-600} CLUSTER_EVENT_EVERY=$${CLUSTER_EVENT_EVERY:-40} scripts/cluster-test.sh
 
 ## Issue 17's real-parts test: sign-in through a real OpenID provider (oidc-provider) and a
 ## GitHub OAuth fake, the /ui pages in headless Debian chromium (Playwright), a tool call
@@ -103,6 +116,13 @@ bench-shaping: build
 ## `mcphub-mock --stdio` (one shared process) vs the mock over HTTP. Figures only (e2e's parts, npx).
 bench-stdio: build
 	scripts/bench-stdio.sh
+
+## Several instances (issue 20; ~2 min; scripts/bench-cluster.sh): tools/call req/s through HAProxy in front of
+## 1 hub vs 3 hubs (same load: BENCH_CLUSTER_CONNS=70 clients, BENCH_CLUSTER_SECS=20 s each), and the Redis
+## operations per tools/call, per initialize and per notification delivery (INFO commandstats deltas on the
+## primary, less the background rate, divided by the requests). Figures only (the parts of `make cluster`).
+bench-cluster: build
+	scripts/bench-cluster.sh
 
 ## Soak: 70 legacy clients for SOAK_SECS (default 600) s through the hub (Redis store, a mock
 ## expiring sessions every 50 uses), with an upstream restart at 25 %, a hub restart at 50 % and a

@@ -28,14 +28,18 @@
 //! Answers may be JSON or SSE (the event whose JSON-RPC response has the
 //! call's id). A call is *ok* when it got a JSON-RPC result without
 //! `isError: true`; every other call counts one error of one kind
-//! ([`ErrorKind`] names). The pure parts (percentiles, SSE answers, the
+//! ([`ErrorKind`] names). Each failed call is also kept with the time it
+//! was sent ([`Summary::failed_calls`]), so a test can tell which calls were
+//! in flight when something was killed; `initialize` requests of a client
+//! that already had a session are counted as
+//! [`Summary::reinitializations`]. The pure parts (percentiles, SSE answers, the
 //! outcome of a response, the summary) are unit-tested here; the socket
 //! side by `crates/mcphub-tools/tests/load_cli.rs` against `mcphub_mock`.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender};
 use indicatif::ProgressBar;
@@ -89,6 +93,22 @@ pub type ErrorKind = String;
 /// call after `connect_refused` / `connection_reset`), `retry_after` (a
 /// wait for the `Retry-After` of a 429 / 503).
 pub const RECOVERY_KINDS: [&str; 3] = ["session_404_reinit", "backoff", "retry_after"];
+
+/// At most this many failed calls are kept in [`Summary::failed_calls`]
+/// (the counts in [`Summary::errors`] are complete).
+pub const FAILED_CALLS_KEPT: usize = 100_000;
+
+/// One failed call, for placing failures in time (`scripts/cluster-test.sh`
+/// asks whether each was in flight when an instance was killed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedCall {
+    /// Wall-clock time the call's request was sent, Unix milliseconds.
+    pub sent_unix_ms: u64,
+    /// Send to failure, milliseconds.
+    pub latency_ms: u64,
+    /// Its [`ErrorKind`].
+    pub kind: ErrorKind,
+}
 
 /// One load scenario (one URL).
 #[derive(Debug, Clone)]
@@ -185,6 +205,13 @@ pub struct Summary {
     /// What the clients did to go on, by kind ([`RECOVERY_KINDS`]); these
     /// are not calls (the failed call is in [`Summary::errors`]).
     pub recoveries: BTreeMap<String, u64>,
+    /// Legacy: `initialize` requests sent by clients that already had a
+    /// session once (a new session for the same client, whatever the
+    /// reason: a 404, or a failed earlier attempt); 0 for modern clients.
+    pub reinitializations: u64,
+    /// The first [`FAILED_CALLS_KEPT`] failed calls, in the order their
+    /// rounds ended.
+    pub failed_calls: Vec<FailedCall>,
 }
 
 impl Summary {
@@ -210,8 +237,10 @@ impl Summary {
 
     /// The `--json` object: `{url, era, concurrency, rounds, ok, total,
     /// p50_ms, p90_ms, p99_ms, max_ms, rps, errors: {kind: n}, recoveries:
-    /// {kind: n}}` (ms and rps rounded to 0.001 and 0.1).
+    /// {kind: n}, reinitializations, failed_calls: [[sent_unix_ms,
+    /// latency_ms, kind], …]}` (ms and rps rounded to 0.001 and 0.1).
     pub fn to_json(&self) -> Value {
+        let failed: Vec<Value> = self.failed_calls.iter().map(|f| json!([f.sent_unix_ms, f.latency_ms, f.kind])).collect();
         json!({
             "url": self.url,
             "era": self.era.as_str(),
@@ -226,6 +255,8 @@ impl Summary {
             "rps": (self.rps() * 10.0).round() / 10.0,
             "errors": self.errors,
             "recoveries": self.recoveries,
+            "reinitializations": self.reinitializations,
+            "failed_calls": failed,
         })
     }
 
@@ -254,6 +285,9 @@ impl Summary {
         s.push_str(&format!("errors: {}\n", if self.errors.is_empty() { "none".to_string() } else { kinds(&self.errors) }));
         if !self.recoveries.is_empty() {
             s.push_str(&format!("recoveries: {}\n", kinds(&self.recoveries)));
+        }
+        if self.reinitializations > 0 {
+            s.push_str(&format!("reinitializations: {}\n", self.reinitializations));
         }
         s
     }
@@ -397,6 +431,8 @@ pub fn run(cfg: &LoadConfig, bar: &ProgressBar, out: &mut dyn Write) -> Result<S
         elapsed: Duration::ZERO,
         errors: BTreeMap::new(),
         recoveries: BTreeMap::new(),
+        reinitializations: 0,
+        failed_calls: Vec::new(),
     };
     let t0 = Instant::now();
     loop {
@@ -417,9 +453,16 @@ pub fn run(cfg: &LoadConfig, bar: &ProgressBar, out: &mut dyn Write) -> Result<S
         for call in result_rx.iter().take(sent) {
             summary.total += 1;
             summary.latencies_us.push(call.latency_us);
+            summary.reinitializations += call.reinitializations;
             match call.outcome {
                 Ok(()) => round_ok += 1,
-                Err(kind) => *summary.errors.entry(kind).or_insert(0) += 1,
+                Err(kind) => {
+                    if summary.failed_calls.len() < FAILED_CALLS_KEPT {
+                        let latency_ms = u64::from(call.latency_us) / 1000;
+                        summary.failed_calls.push(FailedCall { sent_unix_ms: call.sent_unix_ms, latency_ms, kind: kind.clone() });
+                    }
+                    *summary.errors.entry(kind).or_insert(0) += 1;
+                }
             }
             for r in call.recoveries {
                 *summary.recoveries.entry(r.to_string()).or_insert(0) += 1;
@@ -463,6 +506,10 @@ fn join(threads: Vec<std::thread::JoinHandle<()>>) {
 
 /// One call's record.
 struct Call {
+    /// When its request (or, legacy, the initialize before it) was sent, Unix ms.
+    sent_unix_ms: u64,
+    /// `initialize` requests this call sent for a client that had had a session.
+    reinitializations: u64,
     latency_us: u32,
     outcome: Result<(), ErrorKind>,
     /// [`RECOVERY_KINDS`] the client went through around this call.
@@ -530,6 +577,10 @@ struct Client {
     backoff: Option<Duration>,
     /// A one-time wait before the next call (a 429 / 503's `Retry-After`).
     retry_after: Option<Duration>,
+    /// Legacy: an `initialize` has succeeded once (later ones are re-initializations).
+    had_session: bool,
+    /// `initialize` requests sent while `had_session` (see [`Summary::reinitializations`]).
+    reinits: u64,
 }
 
 impl Client {
@@ -551,7 +602,7 @@ impl Client {
                 META_CLIENT_CAPABILITIES: {},
             });
         }
-        Client { cfg, agent, initialized: false, session: None, next_id: 1, params, backoff: None, retry_after: None }
+        Client { cfg, agent, initialized: false, session: None, next_id: 1, params, backoff: None, retry_after: None, had_session: false, reinits: 0 }
     }
 
     fn id(&mut self) -> u64 {
@@ -566,6 +617,9 @@ impl Client {
         self.initialized = false;
         for _ in 0..ESTABLISH_ATTEMPTS {
             self.session = None;
+            if self.had_session {
+                self.reinits += 1;
+            }
             let init = json!({"jsonrpc": "2.0", "id": self.id(), "method": "initialize", "params": {
                 "protocolVersion": LEGACY_PROTOCOL_VERSION,
                 "capabilities": {},
@@ -586,6 +640,7 @@ impl Client {
                 return Err(format!("http_{}", n.status));
             }
             self.initialized = true;
+            self.had_session = true;
             return Ok(());
         }
         Err("session_404".into())
@@ -613,10 +668,13 @@ impl Client {
             recoveries.push("backoff");
         }
         let t = Instant::now();
+        let mut sent_unix_ms = unix_ms();
+        let reinits_before = self.reinits;
         if self.cfg.era == Era::Legacy && !self.initialized {
             if let Err(kind) = self.establish() {
                 self.note_failure(&kind);
-                return Call { latency_us: micros(t.elapsed()), outcome: Err(kind), recoveries };
+                let reinitializations = self.reinits - reinits_before;
+                return Call { sent_unix_ms, reinitializations, latency_us: micros(t.elapsed()), outcome: Err(kind), recoveries };
             }
         }
         let id = self.id();
@@ -631,6 +689,7 @@ impl Client {
             ],
         };
         let t = Instant::now();
+        sent_unix_ms = unix_ms();
         let answer = self.post(&msg, &h);
         let latency_us = micros(t.elapsed());
         let outcome = match answer {
@@ -661,7 +720,8 @@ impl Client {
             Err(_) => {}
             Ok(()) => self.backoff = None,
         }
-        Call { latency_us, outcome, recoveries }
+        let reinitializations = self.reinits - reinits_before;
+        Call { sent_unix_ms, reinitializations, latency_us, outcome, recoveries }
     }
 
     /// Sets the pause before the next call: after `connect_refused` or
@@ -711,6 +771,11 @@ impl Client {
         };
         Ok(Answer { status, retry_after, session_id, response })
     }
+}
+
+/// Now, in Unix milliseconds (0 before 1970).
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn micros(d: Duration) -> u32 {
@@ -822,6 +887,8 @@ mod tests {
             elapsed: Duration::from_millis(500),
             errors: errors.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
             recoveries: BTreeMap::new(),
+            reinitializations: 0,
+            failed_calls: Vec::new(),
         }
     }
 
@@ -829,19 +896,23 @@ mod tests {
     fn the_summary_json_has_the_documented_shape() {
         let mut s = summary(vec![1000, 2000, 3000, 4000], &[("session_404", 1)]);
         s.recoveries.insert("session_404_reinit".into(), 1);
+        s.reinitializations = 1;
+        s.failed_calls.push(FailedCall { sent_unix_ms: 1_700_000_000_123, latency_ms: 4, kind: "session_404".into() });
         assert_eq!(
             s.to_json(),
             json!({"url": "http://127.0.0.1:1/mcp", "era": "legacy", "concurrency": 2, "rounds": 2,
                    "ok": 3, "total": 4, "p50_ms": 2.0, "p90_ms": 4.0, "p99_ms": 4.0, "max_ms": 4.0,
-                   "rps": 8.0, "errors": {"session_404": 1}, "recoveries": {"session_404_reinit": 1}})
+                   "rps": 8.0, "errors": {"session_404": 1}, "recoveries": {"session_404_reinit": 1},
+                   "reinitializations": 1, "failed_calls": [[1_700_000_000_123u64, 4, "session_404"]]})
         );
         let text = s.report();
         assert!(text.starts_with("agg_ok=3/4 url=http://127.0.0.1:1/mcp era=legacy"), "{text}");
         assert!(text.contains("latency_ms p50=2.000 p90=4.000 p99=4.000 max=4.000"), "{text}");
-        assert!(text.contains("errors: session_404=1\nrecoveries: session_404_reinit=1\n"), "{text}");
+        assert!(text.contains("errors: session_404=1\nrecoveries: session_404_reinit=1\nreinitializations: 1\n"), "{text}");
         let empty = summary(vec![], &[]);
         assert_eq!(empty.to_json()["p99_ms"], 0.0);
         assert_eq!(empty.to_json()["recoveries"], json!({}));
+        assert_eq!(empty.to_json()["failed_calls"], json!([]));
         assert!(empty.report().contains("errors: none") && !empty.report().contains("recoveries"));
     }
 

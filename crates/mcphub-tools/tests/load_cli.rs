@@ -296,6 +296,13 @@ fn a_restarted_server_costs_counted_failures_then_the_clients_back_off_reinitial
     assert_eq!(j["recoveries"]["session_404_reinit"].as_u64(), Some(session_404), "{j}");
     let stats = second.stats();
     assert_eq!(stats["initialize"].as_u64(), Some(session_404), "one new session per 404: {stats} {j}");
+    // Every initialize sent to the new server came from a client that had a session: all re-initializations.
+    assert_eq!(j["reinitializations"].as_u64(), Some(session_404), "{j}");
+    // Each failed call is listed with when it was sent, within the run.
+    let failed = j["failed_calls"].as_array().unwrap();
+    assert_eq!(failed.len() as u64, errors_sum(&j), "{j}");
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    assert!(failed.iter().all(|f| f[0].as_u64().is_some_and(|t| t <= now_ms && t + 60_000 > now_ms) && f[2].is_string()), "{j}");
     assert!(stats["tools"]["echo"].as_u64().unwrap() >= 1, "the clients went on calling: {stats}");
     assert!(stdout.contains("recoveries: ") && stdout.contains("session_404_reinit="), "{stdout}");
 }
