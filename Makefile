@@ -19,9 +19,9 @@ install: build
 ## The whole suite: unit + integration (real sockets) + fuzz smoke, e2e with
 ## real MCP clients and servers from npm and PyPI, and the official MCP
 ## conformance suite directly against mcphub-mock and through the hub, real
-## stdio (and SSE) servers behind the hub, the browser test of the sign-in and
+## stdio (and SSE) servers behind the hub, three hubs behind HAProxy on a Redis with Sentinel, the browser test of the sign-in and
 ## users' pages, and the OAuth sign-in of the official TypeScript and Python SDK clients.
-test: check-order build unit e2e stdio ui oauth conformance
+test: check-order build unit e2e stdio cluster ui oauth conformance
 
 ## The module order of the library (docs/module-order.md): fails on an import that runs upward.
 check-order:
