@@ -1,4 +1,4 @@
-//! The cluster bus (issue 20, DESIGN20 §2): several hub instances behind a
+//! The cluster bus (issue 20, docs/cluster.md §2): several hub instances behind a
 //! load balancer, sharing one Redis, hand each other live deliveries.
 //!
 //! - **Instance id**: 12 lowercase hex characters, random at start
@@ -75,15 +75,8 @@ if (not v) or v == ARGV[1] then
 end
 return 0
 ";
-/// Deletes the stream-holder key only if ARGV[1] holds it.
-const RELEASE_LUA: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-";
 
-/// One message on the bus (JSON, tag `t`; DESIGN20 §2).
+/// One message on the bus (JSON, tag `t`; docs/cluster.md §2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "t")]
 pub enum Delivery {
@@ -264,7 +257,8 @@ impl Cluster {
             publish_failures: AtomicU64::new(0),
             forward_failures: Default::default(),
             reconnects: AtomicU64::new(0),
-            release: redis::Script::new(RELEASE_LUA),
+            // Deletes the stream-holder key only if ARGV[1] (this instance) holds it.
+            release: redis::Script::new(crate::store::redis::UNLOCK_LUA),
         });
         log::info!("cluster: this instance is '{}'", inner.id);
         let weak = Arc::downgrade(&inner);

@@ -284,7 +284,7 @@ pub struct RedisConfig {
     /// `redis://[user:password@]host:port[/db]`; never printed unredacted.
     /// Empty when [`RedisConfig::sentinel`] is set.
     pub url: String,
-    /// The primary is found through Redis Sentinel (DESIGN20 §3); `url` is then unused.
+    /// The primary is found through Redis Sentinel (docs/cluster.md §3); `url` is then unused.
     pub sentinel: Option<SentinelConfig>,
     /// Budget to open one connection (`connectTimeoutMs`, default 300 ms).
     pub connect_timeout: Duration,
@@ -296,7 +296,7 @@ pub struct RedisConfig {
     pub pool_size: u32,
 }
 
-/// `redis.sentinel` (DESIGN20 §3): the sentinels to ask for the current
+/// `redis.sentinel` (docs/cluster.md §3): the sentinels to ask for the current
 /// primary of `masterName`, each time a connection is opened.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SentinelConfig {

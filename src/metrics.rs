@@ -33,7 +33,7 @@
 //!   `client_session_sweep_seconds` (histogram): each sweep of the client
 //!   sessions for idle ones (`hub::sessions`, under the sessions' lock);
 //!   `client_sessions_loaded_total`, `client_sessions_written_total`,
-//!   `client_session_write_failures_total`, `client_sessions_restored_total` (counters: their Redis records, DESIGN20 §1).
+//!   `client_session_write_failures_total`, `client_sessions_restored_total` (counters: their Redis records, docs/cluster.md §1).
 //! - `oauth_tokens_issued_total{grant="authorization_code"|"refresh_token"}`,
 //!   `oauth_errors_total{error}` (counters, issue 18; `error` is one of the
 //!   fixed RFC error codes of `hub::oauth::ERRORS`).
@@ -274,7 +274,7 @@ pub struct Snapshot {
     pub client_sessions: usize,
     /// Their sweeps for idle ones ([`client_session_sweep_histogram`]).
     pub client_session_sweeps: Option<Histogram>,
-    /// Client session records in Redis (DESIGN20 §1): loaded (another
+    /// Client session records in Redis (docs/cluster.md §1): loaded (another
     /// instance's session, or one dropped here), written, failed writes.
     pub client_session_store: ClientSessionStore,
     /// Background threads running now, by kind (`crate::threads::Kind`
@@ -287,7 +287,7 @@ pub struct Snapshot {
     pub oauth_tokens_issued: Vec<(&'static str, u64)>,
     /// OAuth error answers, by RFC `error` code (a fixed set).
     pub oauth_errors: Vec<(&'static str, u64)>,
-    /// The cluster bus (issue 20, DESIGN20 §2); `None` without Redis.
+    /// The cluster bus (issue 20, docs/cluster.md §2); `None` without Redis.
     pub cluster: Option<ClusterFigures>,
 }
 

@@ -1,10 +1,10 @@
-//! The cluster bus (issue 20, DESIGN20 §2): several hubs sharing one real
+//! The cluster bus (issue 20, docs/cluster.md §2): several hubs sharing one real
 //! `redis-server` (its own free port, stopped by the test) hand each other
 //! upstream notifications, client answers and MRTR retries. In-process hubs
 //! on loopback sockets, `mcphub-mock` upstreams.
 //!
 //! Every test here uses a client session only on the hub that created it,
-//! so none needs client sessions shared through Redis (DESIGN20 §1).
+//! so none needs client sessions shared through Redis (docs/cluster.md §1).
 
 mod hub_util;
 #[path = "redis_util/mod.rs"]

@@ -1,5 +1,5 @@
 //! Client sessions shared by hub instances through one Redis (issue 20,
-//! DESIGN20 §1): two `Hub`s on a real `redis-server` this test starts on a
+//! docs/cluster.md §1): two `Hub`s on a real `redis-server` this test starts on a
 //! free port (and stops); the upstream is scripted (no socket).
 //! A session minted by one instance is served by the other (same user check),
 //! a DELETE on one ends it on the other within the re-validation bound, the
@@ -15,32 +15,11 @@ use core_util::*;
 use mcphub::hub::sessions::{record_key, ENDED, REVALIDATE};
 use redis_util::RedisServer;
 use serde_json::{json, Value};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const ALICE: &str = "mcphub_alice_key_for_cluster_tests_0001";
 const BOB: &str = "mcphub_bob_key_for_cluster_tests_00002";
-const LEVELS: [&str; 4] = ["debug", "info", "warning", "error"];
 
-/// A legacy server with one tool, `say`, whose call answers one
-/// `notifications/message` per level in [`LEVELS`] (data `{marker}:{level}`), then the marker.
-fn logging_server() -> Script {
-    let base = legacy_server("log", json!([tool("say")]));
-    Arc::new(move |body: &Value, h: &[(String, String)]| match body["method"].as_str().unwrap_or("") {
-        "initialize" => Reply::result(body, json!({"protocolVersion": "2025-06-18", "capabilities": {"tools": {}, "logging": {}}, "serverInfo": {"name": "log", "version": "1"}})).session("shared-log"),
-        "logging/setLevel" => Reply::status(202),
-        "tools/call" => {
-            let marker = body["params"]["arguments"]["marker"].as_str().unwrap_or("?").to_string();
-            let mut events: Vec<Value> = LEVELS
-                .iter()
-                .map(|level| json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": level, "logger": "say", "data": format!("{marker}:{level}")}}))
-                .collect();
-            events.push(json!({"jsonrpc": "2.0", "id": body["id"], "result": {"content": [{"type": "text", "text": marker}]}}));
-            Reply::events(events)
-        }
-        _ => base(body, h),
-    })
-}
 
 /// A hub on `redis` with users alice and bob.
 fn instance(redis: &RedisServer) -> Hub {

@@ -1,5 +1,5 @@
 //! Per-instance state that works on every instance sharing one Redis
-//! (issue 20, DESIGN20 §4 and the tasks part): two hubs in process on
+//! (issue 20, docs/cluster.md §4 and the tasks part): two hubs in process on
 //! loopback, a redis-server of the test's own, `mcphub-mock` upstreams.
 //!
 //! - resumable call streams: a legacy call's stream cut on hub 1 is resumed

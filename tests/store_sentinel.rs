@@ -1,4 +1,4 @@
-//! The Redis store through Redis Sentinel (issue 20, DESIGN20 §3), against
+//! The Redis store through Redis Sentinel (issue 20, docs/cluster.md §3), against
 //! real processes this test starts on free loopback ports and stops: a
 //! primary, a replica (`--replicaof`) and one sentinel (`redis-server <conf>
 //! --sentinel`, quorum 1, down after 1 s). The store writes; the primary is

@@ -264,7 +264,7 @@ fn set_level(sessions: &super::sessions::ClientSessions, down: &Downstream, para
     let Some(level) = level else {
         return Err(invalid_params(format!("params.level must be one of {}", LOG_LEVELS.join(", "))));
     };
-    // Recorded per client (and in its Redis record, DESIGN20 §1); a shared
+    // Recorded per client (and in its Redis record, docs/cluster.md §1); a shared
     // upstream session is never changed (docs/decisions.md D5).
     if let Some(s) = &down.session {
         sessions.set_log_level(s, level);
@@ -383,7 +383,7 @@ fn subscription(
     };
     let subscribe = method == "resources/subscribe";
     let goes_upstream = subscriptions.update(&server, &uri, &session, subscribe);
-    // The session's record keeps its subscriptions (DESIGN20 §1).
+    // The session's record keeps its subscriptions (docs/cluster.md §1).
     let record = |on: bool| {
         if let Some(s) = &down.session {
             sessions.set_subscription(s, &server, &uri, on);

@@ -80,7 +80,7 @@ struct Inner {
     ui: ui::Ui,
     /// OAuth for MCP clients: clients, grants, tokens (issue 18).
     oauth: oauth::Oauth,
-    /// The cluster bus (issue 20, DESIGN20 §2); `None` without Redis.
+    /// The cluster bus (issue 20, docs/cluster.md §2); `None` without Redis.
     cluster: Option<crate::cluster::Cluster>,
     /// Deliveries to client streams coalesced across instances ([`relay::Coalesce`]).
     coalesce: relay::Coalesce,
@@ -261,7 +261,7 @@ impl Hub {
             });
         }));
         // A store that was unreachable and is back gets this process's sessions again
-        // (upstream sessions, and client sessions whose write failed: DESIGN20 §1).
+        // (upstream sessions, and client sessions whose write failed: docs/cluster.md §1).
         let weak = Arc::downgrade(&hub.inner);
         store.on_recovered(Box::new(move || {
             if let Some(inner) = weak.upgrade() {
@@ -434,9 +434,9 @@ impl Hub {
     }
 
     /// Drops legacy client session `id`, its GET stream and its tasks here
-    /// after it ended on another instance (`SessionEnded`, DESIGN20 §2),
+    /// after it ended on another instance (`SessionEnded`, docs/cluster.md §2),
     /// without ending its upstream sessions again (the instance where it
-    /// ended does). To become `ClientSessions::forget_local` (DESIGN20 §1).
+    /// ended does). To become `ClientSessions::forget_local` (docs/cluster.md §1).
     pub fn forget_session_local(&self, id: &str) {
         self.sessions().forget_local(id);
         self.listeners().remove(id);
@@ -699,7 +699,7 @@ impl Hub {
         };
         let Some(log) = self.streams().find(&session.id, stream) else {
             // Not in this instance's memory: another instance's stream, from
-            // Redis when configured (DESIGN20 §4).
+            // Redis when configured (docs/cluster.md §4).
             return match self.streams().remote(&session.id, stream, seq) {
                 Some(remote) => remote_resume(remote),
                 None => Refusal::UnknownEventId.response(None),
@@ -724,7 +724,7 @@ impl Hub {
     /// `resources/updated` of the URIs it subscribed to, until it leaves.
     fn standalone_stream(&self, session: &str) -> Response {
         let (token, rx) = self.listeners().open(session);
-        // Other instances find this stream through its holder record (DESIGN20 §2).
+        // Other instances find this stream through its holder record (docs/cluster.md §2).
         if let Some(c) = self.cluster() {
             c.hold_stream(session);
         }
@@ -759,7 +759,7 @@ impl Hub {
             Some(id) if self.sessions().get(id).is_some_and(|s| s.user.as_deref() == user.map(|u| u.name.as_str())) && self.sessions().remove(id) => {
                 self.listeners().remove(id);
                 self.tasks().forget_session(id);
-                // Other instances drop their copy, its GET stream and tasks (DESIGN20 §2).
+                // Other instances drop their copy, its GET stream and tasks (docs/cluster.md §2).
                 if let Some(c) = self.cluster() {
                     c.broadcast(&crate::cluster::Delivery::SessionEnded { session: id.to_string() });
                 }

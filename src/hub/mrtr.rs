@@ -48,7 +48,7 @@ pub const MAX_PARKED: usize = 1024;
 pub const MAX_WAITING: usize = 10_000;
 /// Prefix of the hub's `requestState` tokens: `mcphub-state-<hex>`, or with
 /// the cluster bus `mcphub-state-<instance>.<hex>` (the instance holding the
-/// parked call, to which a retry landing elsewhere is forwarded; DESIGN20 §2).
+/// parked call, to which a retry landing elsewhere is forwarded; docs/cluster.md §2).
 pub const TOKEN_PREFIX: &str = "mcphub-state-";
 
 /// Whether a response message carries an `InputRequiredResult`.

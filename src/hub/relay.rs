@@ -54,7 +54,7 @@ struct Pending {
 
 /// Server→client requests in flight, by hub id (`mcphub-r{n}`; with the
 /// cluster bus `mcphub-r<instance>.<n>`, so an answer POSTed to another
-/// instance finds its way back, DESIGN20 §2).
+/// instance finds its way back, docs/cluster.md §2).
 #[derive(Default)]
 pub struct PendingRequests {
     map: Mutex<HashMap<String, Pending>>,
@@ -339,7 +339,7 @@ fn apply_notification(hub: &Hub, server: &str, method: &str, message: &Value) ->
 /// Deliveries to client streams within [`COALESCE_WINDOW`] of the same one
 /// (same `list_changed` method; `resources/updated` per URI) are sent once:
 /// with several instances each may hear an upstream's notification itself
-/// and from the bus (DESIGN20 §2). Off (every delivery passes) without the
+/// and from the bus (docs/cluster.md §2). Off (every delivery passes) without the
 /// cluster bus, so one instance behaves as before.
 pub struct Coalesce {
     on: bool,

@@ -13,7 +13,7 @@
 //! **Stream ids** are `s` + 128 random bits (hex): unguessable, and unique
 //! across hub instances.
 //!
-//! **Across instances** (Redis configured; DESIGN20 §4): each stream is also
+//! **Across instances** (Redis configured; docs/cluster.md §4): each stream is also
 //! a Redis stream `mcp:resume:{<stream id>}:<sha256 hex of the owning
 //! session id>` — the session is recorded only as a digest, and in the key,
 //! so a resume names the key from its own session and another session's
@@ -80,7 +80,7 @@ pub struct StreamLog {
     pub session: String,
     state: Mutex<LogState>,
     changed: Condvar,
-    /// The Redis copy (DESIGN20 §4): the store and this stream's key.
+    /// The Redis copy (docs/cluster.md §4): the store and this stream's key.
     mirror: Option<(RedisStore, String)>,
 }
 

@@ -2,7 +2,7 @@
 //! transports §Session Management). Ids are 128 random bits from the OS.
 //! Idle sessions expire (most clients never DELETE).
 //!
-//! In memory, and — when the hub has Redis (issue 20, DESIGN20 §1) — also in
+//! In memory, and — when the hub has Redis (issue 20, docs/cluster.md §1) — also in
 //! Redis, so any instance behind a load balancer serves any client:
 //! - the record is JSON ([`SessionRecord`]) under
 //!   `mcp:client:session:{<sha256 hex of the id>}` ([`record_key`]; the raw
@@ -31,9 +31,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Prefix of the Redis key of a client session record (DESIGN20 §0).
+/// Prefix of the Redis key of a client session record (docs/cluster.md §0).
 pub const KEY_PREFIX: &str = "mcp:client:session:";
-/// A held session is checked against Redis at most this often (DESIGN20 §1):
+/// A held session is checked against Redis at most this often (docs/cluster.md §1):
 /// a session ended on another instance is gone here within it.
 pub const REVALIDATE: Duration = Duration::from_secs(5);
 /// Longest interval between two TTL refreshes of one session.
@@ -53,7 +53,7 @@ pub fn record_key(id: &str) -> String {
     format!("{KEY_PREFIX}{{{}}}", hex::encode(Sha256::digest(id.as_bytes())))
 }
 
-/// A client session as stored in Redis (DESIGN20 §1), JSON:
+/// A client session as stored in Redis (docs/cluster.md §1), JSON:
 /// `{"v":1,"protocolVersion","clientInfo","capabilities","user","logLevel","subscriptions":[[server,uri],…],"created":unix_ms}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -223,7 +223,7 @@ impl ClientSessions {
     }
 
     /// As [`ClientSessions::new`], with the records also in `redis` when
-    /// given (module docs, DESIGN20 §1). `max` bounds this instance's table.
+    /// given (module docs, docs/cluster.md §1). `max` bounds this instance's table.
     pub fn with_redis(idle: Duration, max: usize, redis: Option<RedisStore>) -> ClientSessions {
         ClientSessions {
             map: Mutex::new(HashMap::new()),
@@ -263,7 +263,7 @@ impl ClientSessions {
 
     /// Sets who is told the id of a session ended by [`ClientSessions::remove`]
     /// (a DELETE here), after its record is deleted and after the end hook —
-    /// for broadcasting `SessionEnded` to other instances (DESIGN20 §2).
+    /// for broadcasting `SessionEnded` to other instances (docs/cluster.md §2).
     /// Once; later calls are ignored.
     pub fn set_on_removed(&self, hook: EndHook) {
         let _ = self.on_removed.set(hook);
@@ -440,7 +440,7 @@ impl ClientSessions {
             Ok((None,)) => {
                 // Neither a record nor a tombstone: Redis lost it (not a
                 // DELETE, which leaves [`ENDED`]); this copy is written again.
-                self.restore(redis, &[s.clone()]);
+                self.restore(redis, std::slice::from_ref(s));
                 Checked::Live
             }
             Err(e) => {
@@ -572,7 +572,7 @@ impl ClientSessions {
         removed
     }
 
-    /// Drops the local entry only: no Redis, no end hook (DESIGN20 §1: a
+    /// Drops the local entry only: no Redis, no end hook (docs/cluster.md §1: a
     /// session another instance ended). False when it was not held here.
     pub fn forget_local(&self, id: &str) -> bool {
         self.map.lock().remove(id).is_some()

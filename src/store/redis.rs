@@ -51,8 +51,9 @@ end
 return 0
 ";
 
-/// Deletes the lock key only if it still holds the caller's token.
-const UNLOCK_LUA: &str = r"
+/// Compare-and-delete: deletes KEYS[1] only if it holds ARGV[1] (a lock
+/// token here; the cluster bus's stream-holder records use it too).
+pub(crate) const UNLOCK_LUA: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
@@ -181,7 +182,7 @@ impl RedisStore {
     /// A fresh connection, not pooled, to the current primary (through the
     /// sentinels when configured), with the configured connect and IO
     /// timeouts; for a long-lived reader such as the cluster subscriber
-    /// (DESIGN20 §2/§3), which may change its read timeout. Not through the
+    /// (docs/cluster.md §2/§3), which may change its read timeout. Not through the
     /// breaker: the caller retries with its own back-off.
     ///
     /// Errors: [`StoreError::Unavailable`] when no primary can be reached
@@ -317,7 +318,7 @@ fn is_connectivity(e: &RedisError) -> bool {
 /// flight, so the connection is dropped.
 /// A READONLY reply means the connection's server is a replica now (a
 /// failover demoted it): the connection is dropped too, so the next one is
-/// opened through the sentinels (DESIGN20 §3).
+/// opened through the sentinels (docs/cluster.md §3).
 fn leaves_connection_in_sync(e: &RedisError) -> bool {
     matches!(e.kind(), ErrorKind::Server(_) | ErrorKind::UnexpectedReturnType)
         && !matches!(e.kind(), ErrorKind::Server(ServerErrorKind::ReadOnly))
@@ -608,7 +609,7 @@ impl r2d2::ManageConnection for Manager {
 impl Manager {
     /// A connection with the configured timeouts: to the URL, or (Sentinel)
     /// to the primary the first answering sentinel names, checked with
-    /// `ROLE` to be a master (DESIGN20 §3). Every step is bounded by the
+    /// `ROLE` to be a master (docs/cluster.md §3). Every step is bounded by the
     /// connect and IO timeouts (the redis crate's own sentinel client has
     /// none, which is why it is not used).
     fn open(&self) -> RedisResult<redis::Connection> {

@@ -903,3 +903,28 @@ pub fn key_sign_in(h: &Hub, key: &str, host: (&str, &str), prefix: &str, extra_c
     let csrf = csrf_of(&page.text);
     (r, Browser { cookie: session, csrf })
 }
+
+/// The levels of `notifications/message`, lowest first, that [`logging_server`] sends.
+pub const LEVELS: [&str; 4] = ["debug", "info", "warning", "error"];
+
+/// A legacy server (one session) with logging and one tool, `say`: each call
+/// answers on an event stream with one `notifications/message` per level in
+/// [`LEVELS`], each carrying `{marker}:{level}` (the call's argument), then
+/// the result.
+pub fn logging_server() -> Script {
+    let base = legacy_server("log", json!([tool("say")]));
+    Arc::new(move |body: &Value, h: &[(String, String)]| match body["method"].as_str().unwrap_or("") {
+        "initialize" => Reply::result(body, json!({"protocolVersion": "2025-06-18", "capabilities": {"tools": {}, "logging": {}}, "serverInfo": {"name": "log", "version": "1"}})).session("shared-log"),
+        "logging/setLevel" => Reply::status(202),
+        "tools/call" => {
+            let marker = body["params"]["arguments"]["marker"].as_str().unwrap_or("?").to_string();
+            let mut events: Vec<Value> = LEVELS
+                .iter()
+                .map(|level| json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": level, "logger": "say", "data": format!("{marker}:{level}")}}))
+                .collect();
+            events.push(json!({"jsonrpc": "2.0", "id": body["id"], "result": {"content": [{"type": "text", "text": marker}]}}));
+            Reply::events(events)
+        }
+        _ => base(body, h),
+    })
+}
