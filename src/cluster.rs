@@ -513,12 +513,6 @@ fn heartbeat_loop(cluster: Weak<Inner>, stop: &Stop) {
     }
 }
 
-/// A pause of `base` ± 20 %.
-fn jittered(base: Duration) -> Duration {
-    let jitter = (u64::from_le_bytes(crate::random::bytes::<8>()) % 401) as f64 / 1000.0 - 0.2;
-    base.mul_f64(1.0 + jitter)
-}
-
 /// Subscribes and hands each message over until stopped, reconnecting with
 /// a jittered back-off.
 fn subscriber_loop(cluster: Weak<Inner>, store: &RedisStore, stop: &Stop) {
@@ -570,7 +564,7 @@ fn subscriber_loop(cluster: Weak<Inner>, store: &RedisStore, stop: &Stop) {
         if let Some(i) = cluster.upgrade() {
             i.subscribed.store(false, Ordering::Relaxed);
         }
-        if stop.sleep(jittered(backoff)) {
+        if stop.sleep(crate::random::jittered(backoff)) {
             return;
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -602,7 +596,7 @@ mod tests {
         let k = stream_key("secret-session");
         assert!(k.starts_with("mcp:client:stream:{") && k.ends_with('}') && !k.contains("secret"), "{k}");
         assert_eq!(channel_of("abc"), "mcp:cluster:to:abc");
-        let j = jittered(Duration::from_millis(1000));
+        let j = crate::random::jittered(Duration::from_millis(1000));
         assert!(j >= Duration::from_millis(800) && j <= Duration::from_millis(1200));
     }
 }

@@ -31,6 +31,13 @@ pub fn hex<const N: usize>() -> String {
     hex::encode(b)
 }
 
+/// `base` ±20 %, uniformly: the jitter of every back-off (seeds/004:
+/// jittered exponential back-off, so that many waiters do not retry in step).
+pub fn jittered(base: std::time::Duration) -> std::time::Duration {
+    let jitter = (u64::from_le_bytes(bytes::<8>()) % 401) as f64 / 1000.0 - 0.2;
+    base.mul_f64(1.0 + jitter)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -65,13 +65,6 @@ pub fn reconnect_backoff(failures: u32) -> Duration {
     Duration::from_millis(250u64.saturating_mul(1 << failures.min(10))).min(MAX_BACKOFF)
 }
 
-/// `base` ±20 %, uniformly (seeds/004: jittered exponential back-off, so
-/// that many waiters do not retry in step).
-pub fn jittered(base: Duration) -> Duration {
-    let jitter = (u64::from_le_bytes(crate::random::bytes::<8>()) % 401) as f64 / 1000.0 - 0.2;
-    base.mul_f64(1.0 + jitter)
-}
-
 /// What one attempt came back with, as far as the decision needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Seen {

@@ -94,7 +94,7 @@ pub fn reconnect_wait(failures: u32) -> Duration {
     if failures == 0 {
         return Duration::ZERO;
     }
-    super::retry::jittered(super::retry::reconnect_backoff(failures))
+    crate::random::jittered(super::retry::reconnect_backoff(failures))
 }
 
 /// One open event stream: one session.

@@ -252,7 +252,7 @@ pub fn restart_backoff(crashes: u32) -> Duration {
     if crashes == 0 {
         return Duration::ZERO;
     }
-    super::retry::jittered(super::retry::reconnect_backoff(crashes - 1))
+    crate::random::jittered(super::retry::reconnect_backoff(crashes - 1))
 }
 
 impl Pool {
